@@ -1,0 +1,199 @@
+//! The child-process protocol, both ends.
+//!
+//! Parent: [`launch`] re-executes this binary as `fibra-lab child <experiment> <contender> <n>
+//! --workers <w>`, kills it after a timeout, and turns a crash, a non-zero exit or a timeout into
+//! a one-line reason. Child: [`main`] runs one measurement and prints ONE JSON line
+//! `{"figures":{...}}` on stdout, or a reason on stderr and exits 1.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::experiments::{Experiment, Params};
+use crate::machine;
+use crate::peers::{self, Contender};
+
+/// Named figures of one measurement (e.g. `"ns_per_round_trip" -> 98.4`).
+pub type Figures = BTreeMap<String, f64>;
+
+#[derive(Serialize, Deserialize)]
+struct ChildOutput {
+    figures: Figures,
+}
+
+/// Child side: run one measurement in this process and report it on stdout.
+pub fn main(experiment: Experiment, contender: Contender, n: u64, workers: usize) -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        // One line, so the parent can quote it as the failure reason.
+        eprintln!("panicked: {}", info.to_string().replace('\n', " "));
+    }));
+    match peers::measure(experiment, contender, n, workers) {
+        Ok(figures) => match serde_json::to_string(&ChildOutput { figures }) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("could not encode figures: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(reason) => {
+            eprintln!("{}", reason.replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parent side: run one measurement in a fresh child process.
+pub fn launch(
+    experiment: Experiment,
+    contender: Contender,
+    params: &Params,
+    timeout: Duration,
+) -> Result<Figures, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    let mut cmd = if params.pin_one_cpu {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg(machine::first_allowed_cpu().to_string()).arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    cmd.arg("child")
+        .arg(experiment.name())
+        .arg(contender.name())
+        .arg(params.n.to_string())
+        .arg("--workers")
+        .arg(params.workers.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("could not start child process: {e}"))?;
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() >= deadline => {
+                timed_out = true;
+                let _ = child.kill();
+                break child.wait().ok();
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(format!("could not wait for child process: {e}")),
+        }
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    let last_err = last_line(&stderr);
+    let with_detail = |head: String| match &last_err {
+        Some(line) => format!("{head}: {line}"),
+        None => head,
+    };
+
+    if timed_out {
+        return Err(with_detail(format!(
+            "timed out after {} s (killed)",
+            timeout.as_secs()
+        )));
+    }
+    match status {
+        Some(status) if status.success() => parse(&stdout)
+            .ok_or_else(|| with_detail("child printed no figures".to_string())),
+        Some(status) => Err(failure_reason(status, last_err)),
+        None => Err(with_detail("child vanished".to_string())),
+    }
+}
+
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut buf);
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+fn parse(stdout: &str) -> Option<Figures> {
+    stdout
+        .lines()
+        .rev()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .find_map(|l| serde_json::from_str::<ChildOutput>(l).ok())
+        .map(|out| out.figures)
+}
+
+/// The last line of stderr worth quoting (not the "note: run with RUST_BACKTRACE" hint).
+fn last_line(stderr: &str) -> Option<String> {
+    stderr
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .map(|l| truncate(l, 300))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn failure_reason(status: ExitStatus, last_err: Option<String>) -> String {
+    let head = match (status.signal(), status.code()) {
+        (Some(sig), _) => format!("killed by signal {sig}{}", signal_name(sig)),
+        (None, Some(code)) => format!("exited with code {code}"),
+        (None, None) => format!("ended abnormally ({status})"),
+    };
+    match last_err {
+        Some(line) => format!("{head}: {line}"),
+        None => head,
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        4 => " (SIGILL)",
+        6 => " (SIGABRT)",
+        7 => " (SIGBUS)",
+        8 => " (SIGFPE)",
+        9 => " (SIGKILL)",
+        11 => " (SIGSEGV)",
+        15 => " (SIGTERM)",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_last_json_line() {
+        let out = "noise\n{\"figures\":{\"a\":1.5}}\n";
+        assert_eq!(parse(out).unwrap()["a"], 1.5);
+        assert!(parse("no json here").is_none());
+    }
+
+    #[test]
+    fn skips_the_backtrace_hint() {
+        let err = "panicked: boom\nnote: run with `RUST_BACKTRACE=1` environment variable\n";
+        assert_eq!(last_line(err).as_deref(), Some("panicked: boom"));
+    }
+}

@@ -1,0 +1,185 @@
+//! The experiments: what each measures, its sizes per profile, and the rows of its table.
+//! The mechanics for each contender live in `crate::peers`.
+
+pub mod churn;
+pub mod spawn;
+pub mod switch;
+
+use std::time::Duration;
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+use crate::peers::Contender;
+
+/// One of the lab's experiments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Experiment {
+    /// N units that each sleep 100 ms: spawn time, total wall, resident memory per unit.
+    Spawn,
+    /// Two units ping-pong: ns per round trip, on one worker and across two.
+    Switch,
+    /// Spawn-and-join empty units in batches: ns per unit.
+    Churn,
+}
+
+/// Problem sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Size {
+    /// Smallest sizes: the whole lab runs in seconds (tests).
+    Tiny,
+    /// The default profile: about 2 minutes on 2 cores.
+    Quick,
+    /// The whole sweep (`--full`).
+    Full,
+}
+
+impl Size {
+    pub fn default_reps(self) -> u32 {
+        match self {
+            Size::Tiny => 1,
+            Size::Quick => 3,
+            Size::Full => 5,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Size::Tiny => "tiny",
+            Size::Quick => "quick",
+            Size::Full => "full",
+        }
+    }
+}
+
+/// What one child process is asked to do.
+#[derive(Clone, Debug, Serialize)]
+pub struct Params {
+    /// Units (spawn, churn) or round trips (switch).
+    pub n: u64,
+    /// Worker threads of the runtime contenders (ignored by OS threads).
+    pub workers: usize,
+    /// Run the child pinned to one CPU (`taskset`): OS threads' "same worker" case.
+    pub pin_one_cpu: bool,
+}
+
+/// One row of an experiment's table: a label and what each contender runs for it.
+pub struct Row {
+    pub label: String,
+    pub cells: Vec<(Contender, Params)>,
+}
+
+/// A figure an experiment reports (all are "lower is better").
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Figure {
+    /// Key in the child's JSON output.
+    pub key: &'static str,
+    /// Human heading, with the unit.
+    pub title: &'static str,
+}
+
+impl Experiment {
+    pub const ALL: [Experiment; 3] = [Experiment::Spawn, Experiment::Switch, Experiment::Churn];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Experiment::Spawn => "spawn",
+            Experiment::Switch => "switch",
+            Experiment::Churn => "churn",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Experiment::Spawn => spawn::DESCRIPTION,
+            Experiment::Switch => switch::DESCRIPTION,
+            Experiment::Churn => churn::DESCRIPTION,
+        }
+    }
+
+    /// What the reader needs to know to read the table right.
+    pub fn note(self) -> &'static str {
+        match self {
+            Experiment::Spawn => spawn::NOTE,
+            Experiment::Switch => switch::NOTE,
+            Experiment::Churn => churn::NOTE,
+        }
+    }
+
+    /// The figures shown in the tables (the JSON may carry more).
+    pub fn figures(self) -> &'static [Figure] {
+        match self {
+            Experiment::Spawn => spawn::FIGURES,
+            Experiment::Switch => switch::FIGURES,
+            Experiment::Churn => churn::FIGURES,
+        }
+    }
+
+    /// The rows to measure, for the chosen contenders.
+    pub fn plan(self, size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
+        match self {
+            Experiment::Spawn => spawn::plan(size, cores, contenders),
+            Experiment::Switch => switch::plan(size, contenders),
+            Experiment::Churn => churn::plan(size, cores, contenders),
+        }
+    }
+
+    /// Rows grow in N: once a contender fails, its larger rows are skipped.
+    pub fn escalates(self) -> bool {
+        matches!(self, Experiment::Spawn)
+    }
+
+    /// A child still running after this long is killed and recorded as failed.
+    pub fn timeout(self, size: Size) -> Duration {
+        Duration::from_secs(match (self, size) {
+            (_, Size::Tiny) => 30,
+            (_, Size::Quick) => 60,
+            (_, Size::Full) => 180,
+        })
+    }
+}
+
+/// "1k", "10k", "1M", or the plain number.
+pub fn short_count(n: u64) -> String {
+    if n >= 1_000_000 && n % 1_000_000 == 0 {
+        format!("{}M", n / 1_000_000)
+    } else if n >= 1_000 && n % 1_000 == 0 {
+        format!("{}k", n / 1_000)
+    } else {
+        n.to_string()
+    }
+}
+
+/// The same params for every contender.
+fn same_for_all(contenders: &[Contender], params: &Params) -> Vec<(Contender, Params)> {
+    contenders.iter().map(|&c| (c, params.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_counts() {
+        assert_eq!(short_count(1_000), "1k");
+        assert_eq!(short_count(100_000), "100k");
+        assert_eq!(short_count(1_000_000), "1M");
+        assert_eq!(short_count(1_500), "1500");
+    }
+
+    #[test]
+    fn every_experiment_plans_a_cell_per_contender() {
+        let all = Contender::DEFAULT;
+        for size in [Size::Tiny, Size::Quick, Size::Full] {
+            for exp in Experiment::ALL {
+                let rows = exp.plan(size, 2, &all);
+                assert!(!rows.is_empty());
+                for row in rows {
+                    assert_eq!(row.cells.len(), all.len(), "{} {}", exp.name(), row.label);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! fibra-lab: OS threads, tokio tasks and fibra fibers measured side by side on this machine.
+//!
+//! Every (experiment, contender, N) measurement runs in its own child process (this binary
+//! re-executed with the hidden `child` subcommand), so a crash or a hang is recorded as that
+//! contender's failure and the lab goes on.
+
+mod child;
+mod experiments;
+mod lab;
+mod machine;
+mod peers;
+mod report;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use experiments::{Experiment, Size};
+use peers::Contender;
+
+/// Threads vs fibra vs tokio: spawn cost, memory per unit, context switches, churn.
+#[derive(Parser, Debug)]
+#[command(name = "fibra-lab", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Run the full sweep (larger N, 5 repetitions) instead of the quick profile.
+    #[arg(long, global = true)]
+    full: bool,
+
+    /// Contenders to measure, comma-separated.
+    #[arg(long, global = true, value_delimiter = ',', value_name = "PEERS")]
+    peers: Vec<Contender>,
+
+    /// Also write all results, machine-readable, to this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    json: Option<PathBuf>,
+
+    /// Repetitions of each measurement, each in a fresh process [default: 3 quick, 5 full].
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    reps: Option<u32>,
+
+    /// List the experiments and contenders, then exit.
+    #[arg(long, global = true)]
+    list: bool,
+
+    /// Problem sizes (test use: `tiny` makes the whole run take seconds).
+    #[arg(long, global = true, hide = true, value_name = "SIZE")]
+    size: Option<Size>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the named experiments (default without a subcommand: all of them).
+    Run {
+        /// Experiments to run, in this order.
+        #[arg(required = true, value_name = "EXPERIMENT")]
+        experiments: Vec<Experiment>,
+    },
+    /// One measurement in this process; prints one JSON line (used by the lab itself).
+    #[command(hide = true)]
+    Child {
+        experiment: Experiment,
+        contender: Contender,
+        n: u64,
+        /// Worker threads for the runtime contenders.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Child {
+            experiment,
+            contender,
+            n,
+            workers,
+        }) => child::main(experiment, contender, n, workers),
+        Some(Command::Run { ref experiments }) => lab_main(&cli, experiments),
+        None if cli.list => {
+            print!("{}", lab::listing());
+            ExitCode::SUCCESS
+        }
+        None => lab_main(&cli, &Experiment::ALL),
+    }
+}
+
+fn lab_main(cli: &Cli, experiments: &[Experiment]) -> ExitCode {
+    if cli.list {
+        print!("{}", lab::listing());
+        return ExitCode::SUCCESS;
+    }
+    let size = cli
+        .size
+        .unwrap_or(if cli.full { Size::Full } else { Size::Quick });
+    let config = lab::Config {
+        size,
+        reps: cli.reps.unwrap_or(size.default_reps()),
+        contenders: dedup(if cli.peers.is_empty() {
+            Contender::DEFAULT.to_vec()
+        } else {
+            cli.peers.clone()
+        }),
+        cores: machine::cores(),
+    };
+    let report = lab::run(&config, &dedup(experiments.to_vec()));
+    if let Some(path) = &cli.json {
+        if let Err(e) = report::json::write(path, &report) {
+            eprintln!("fibra-lab: could not write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("results written to {}", path.display());
+    }
+    ExitCode::SUCCESS
+}
+
+fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(items.len());
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}

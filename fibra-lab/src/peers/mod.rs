@@ -1,0 +1,71 @@
+//! The contenders, and the dispatch from (experiment, contender) to the code that measures it.
+//! Runs in the child process.
+
+// pub mod fibra;
+pub mod threads;
+pub mod tokio;
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+use crate::child::Figures;
+use crate::experiments::Experiment;
+
+/// Who is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Contender {
+    /// fibra fibers.
+    Fibra,
+    /// OS threads (std::thread).
+    Threads,
+    /// tokio tasks on a multi-thread runtime.
+    Tokio,
+    /// Test-only: aborts in the child, to show that a crashing contender is reported.
+    #[value(hide = true)]
+    Crash,
+}
+
+impl Contender {
+    /// The contenders measured when `--peers` is not given.
+    pub const DEFAULT: [Contender; 3] = [Contender::Fibra, Contender::Threads, Contender::Tokio];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Contender::Fibra => "fibra",
+            Contender::Threads => "threads",
+            Contender::Tokio => "tokio",
+            Contender::Crash => "crash",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Contender::Fibra => "fibra fibers (stackful, M:N, work stealing)",
+            Contender::Threads => "OS threads (std::thread, 64 KiB stacks where it matters)",
+            Contender::Tokio => "tokio tasks (stackless, multi-thread runtime)",
+            Contender::Crash => "test-only contender that aborts",
+        }
+    }
+}
+
+/// Measure one (experiment, contender) in this process.
+pub fn measure(
+    experiment: Experiment,
+    contender: Contender,
+    n: u64,
+    workers: usize,
+) -> Result<Figures, String> {
+    match (contender, experiment) {
+        (Contender::Crash, _) => std::process::abort(),
+        (Contender::Threads, Experiment::Spawn) => threads::spawn(n),
+        (Contender::Threads, Experiment::Switch) => threads::switch(n),
+        (Contender::Threads, Experiment::Churn) => threads::churn(n),
+        (Contender::Tokio, Experiment::Spawn) => tokio::spawn(n, workers),
+        (Contender::Tokio, Experiment::Switch) => tokio::switch(n, workers),
+        (Contender::Tokio, Experiment::Churn) => tokio::churn(n, workers),
+        (Contender::Fibra, _) => Err("fibra commented out".into()),
+        (Contender::Fibra, _) => Err("fibra commented out".into()),
+        (Contender::Fibra, _) => Err("fibra commented out".into()),
+    }
+}

@@ -1,0 +1,98 @@
+//! OS threads: `std::thread` with 64 KiB stacks, park/unpark (a futex on Linux).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, OnceLock};
+use std::thread::{self, JoinHandle, Thread};
+use std::time::Instant;
+
+use crate::child::Figures;
+use crate::experiments::{churn, spawn as spawn_exp, switch as switch_exp};
+use crate::machine::vm_rss_bytes;
+
+fn start<F: FnOnce() + Send + 'static>(f: F, created: u64) -> Result<JoinHandle<()>, String> {
+    thread::Builder::new()
+        .stack_size(spawn_exp::THREAD_STACK)
+        .spawn(f)
+        .map_err(|e| format!("OS thread creation failed after {created} threads: {e}"))
+}
+
+pub fn spawn(n: u64) -> Result<Figures, String> {
+    let rss_before = vm_rss_bytes()?;
+    let t0 = Instant::now();
+    let mut handles = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        spawn_exp::unit_spawned();
+        // On failure the process exits; the sleeping threads die with it.
+        handles.push(start(
+            || {
+                thread::sleep(spawn_exp::UNIT_SLEEP);
+                spawn_exp::unit_woke();
+            },
+            i,
+        )?);
+    }
+    let spawn = t0.elapsed();
+    thread::sleep(spawn_exp::SAMPLE_AFTER);
+    let rss_during = vm_rss_bytes()?;
+    let alive_at_sample = spawn_exp::live_units();
+    for h in handles {
+        h.join().map_err(|_| "a thread panicked".to_string())?;
+    }
+    Ok(spawn_exp::Sample {
+        n,
+        spawn,
+        wall: t0.elapsed(),
+        rss_before,
+        rss_during,
+        alive_at_sample,
+    }
+    .figures())
+}
+
+pub fn switch(rounds: u64) -> Result<Figures, String> {
+    let turn = Arc::new(AtomicU64::new(0));
+    let slots: Arc<[OnceLock<Thread>; 2]> = Arc::new([OnceLock::new(), OnceLock::new()]);
+    let ready = Arc::new(Barrier::new(3));
+    let players = (0..2u64)
+        .map(|me| {
+            let (turn, slots, ready) = (turn.clone(), slots.clone(), ready.clone());
+            start(
+                move || {
+                    let _ = slots[me as usize].set(thread::current());
+                    ready.wait();
+                    let other = slots[1 - me as usize].get().cloned();
+                    let Some(other) = other else { return };
+                    for _ in 0..rounds {
+                        while turn.load(Ordering::Acquire) % 2 != me {
+                            thread::park();
+                        }
+                        turn.fetch_add(1, Ordering::Release);
+                        other.unpark();
+                    }
+                },
+                me,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    ready.wait();
+    let t0 = Instant::now();
+    for p in players {
+        p.join().map_err(|_| "a thread panicked".to_string())?;
+    }
+    Ok(switch_exp::figures(rounds, t0.elapsed()))
+}
+
+pub fn churn(n: u64) -> Result<Figures, String> {
+    let t0 = Instant::now();
+    let mut created = 0;
+    for batch in churn::batches(n) {
+        let handles = (0..batch)
+            .map(|i| start(|| {}, created + i))
+            .collect::<Result<Vec<_>, _>>()?;
+        for h in handles {
+            h.join().map_err(|_| "a thread panicked".to_string())?;
+        }
+        created += batch;
+    }
+    Ok(churn::figures(n, t0.elapsed()))
+}

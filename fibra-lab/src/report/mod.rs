@@ -1,0 +1,71 @@
+//! The results of a lab run, as the reports (terminal tables, JSON) see them.
+
+pub mod json;
+pub mod table;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::experiments::{Experiment, Figure, Params, Size};
+use crate::machine::Machine;
+use crate::peers::Contender;
+use crate::stats::Summary;
+
+/// Everything one lab run measured.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub tool: &'static str,
+    pub version: &'static str,
+    pub profile: Size,
+    pub reps: u32,
+    pub contenders: Vec<Contender>,
+    pub machine: Machine,
+    pub experiments: Vec<ExperimentResult>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExperimentResult {
+    pub experiment: Experiment,
+    pub description: &'static str,
+    pub note: &'static str,
+    /// The figures shown in the tables; `cells[].figures` may hold more.
+    pub figures: &'static [Figure],
+    pub timeout_s: u64,
+    pub rows: Vec<RowResult>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RowResult {
+    pub label: String,
+    pub cells: Vec<CellResult>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CellResult {
+    pub contender: Contender,
+    pub params: Params,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// How one contender fared on one row.
+#[derive(Debug, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Outcome {
+    /// Every repetition produced figures.
+    Ok { figures: BTreeMap<String, Summary> },
+    /// A repetition crashed, exited non-zero or timed out (the remaining ones were not run).
+    Failed { reason: String, reps_done: u32 },
+    /// Not run, because the contender already failed at a smaller size.
+    Skipped { reason: String },
+}
+
+impl Outcome {
+    pub fn median(&self, key: &str) -> Option<f64> {
+        match self {
+            Outcome::Ok { figures } => figures.get(key).map(|s| s.median),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Aligned terminal tables: one per figure of an experiment, rows = N or variant, columns =
+//! contenders, plus "fibra / best peer"; failures as footnotes under the experiment.
+
+use std::fmt::Write;
+
+use super::{ExperimentResult, Outcome};
+use crate::peers::Contender;
+use crate::stats::Summary;
+
+pub fn render(result: &ExperimentResult) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n== {} — {}",
+        result.experiment_name(),
+        result.description
+    );
+    let contenders: Vec<Contender> = result
+        .rows
+        .first()
+        .map(|r| r.cells.iter().map(|c| c.contender).collect())
+        .unwrap_or_default();
+    let with_ratio = contenders.contains(&Contender::Fibra) && contenders.len() > 1;
+    let notes = footnotes(result);
+
+    for figure in result.figures {
+        let _ = writeln!(
+            out,
+            "\n  {} — median (min–max), lower is better",
+            figure.title
+        );
+        let mut grid: Vec<Vec<String>> = Vec::new();
+        let mut header = vec![String::new()];
+        header.extend(contenders.iter().map(|c| c.name().to_string()));
+        if with_ratio {
+            header.push("fibra / best peer".to_string());
+        }
+        grid.push(header);
+        for row in &result.rows {
+            let mut line = vec![row.label.clone()];
+            for cell in &row.cells {
+                line.push(match &cell.outcome {
+                    Outcome::Ok { figures } => figures
+                        .get(figure.key)
+                        .map_or_else(|| "—".to_string(), cell_text),
+                    Outcome::Failed { reason, .. } => format!("FAILED [{}]", note_no(&notes, reason)),
+                    Outcome::Skipped { reason } => format!("skipped [{}]", note_no(&notes, reason)),
+                });
+            }
+            if with_ratio {
+                line.push(ratio(row, figure.key));
+            }
+            grid.push(line);
+        }
+        out += &align(&grid);
+    }
+    if !notes.is_empty() {
+        out += "\n";
+        for (i, (who, reason)) in notes.iter().enumerate() {
+            let _ = writeln!(out, "  [{}] {who}: {reason}", i + 1);
+        }
+    }
+    let _ = writeln!(out, "\n  note: {}", result.note);
+    out
+}
+
+impl ExperimentResult {
+    fn experiment_name(&self) -> &'static str {
+        self.experiment.name()
+    }
+}
+
+/// "123 (120–130)", or just "123" for a single sample.
+fn cell_text(s: &Summary) -> String {
+    if s.samples.len() <= 1 || s.min == s.max {
+        number(s.median)
+    } else {
+        format!("{} ({}–{})", number(s.median), number(s.min), number(s.max))
+    }
+}
+
+/// fibra's median over the best other contender's, naming that peer.
+fn ratio(row: &super::RowResult, key: &str) -> String {
+    let fibra = row
+        .cells
+        .iter()
+        .find(|c| c.contender == Contender::Fibra)
+        .and_then(|c| c.outcome.median(key));
+    let best = row
+        .cells
+        .iter()
+        .filter(|c| c.contender != Contender::Fibra)
+        .filter_map(|c| c.outcome.median(key).map(|m| (m, c.contender)))
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    match (fibra, best) {
+        (Some(f), Some((b, peer))) if b > 0.0 => format!("{:.2}× {}", f / b, peer.name()),
+        _ => "—".to_string(),
+    }
+}
+
+/// Failure and skip reasons of the experiment, each once, as (who, reason).
+fn footnotes(result: &ExperimentResult) -> Vec<(String, String)> {
+    let mut notes: Vec<(String, String)> = Vec::new();
+    for row in &result.rows {
+        for cell in &row.cells {
+            let reason = match &cell.outcome {
+                Outcome::Failed { reason, .. } | Outcome::Skipped { reason } => reason,
+                Outcome::Ok { .. } => continue,
+            };
+            if !notes.iter().any(|(_, r)| r == reason) {
+                notes.push((
+                    format!("{} @ {}", cell.contender.name(), row.label),
+                    reason.clone(),
+                ));
+            }
+        }
+    }
+    notes
+}
+
+fn note_no(notes: &[(String, String)], reason: &str) -> usize {
+    notes.iter().position(|(_, r)| r == reason).map_or(0, |i| i + 1)
+}
+
+/// 12,345 · 123 · 12.3 · 1.23
+pub fn number(v: f64) -> String {
+    if !v.is_finite() {
+        return v.to_string();
+    }
+    if v.round().abs() >= 1000.0 {
+        let digits = format!("{:.0}", v.abs());
+        let mut out = String::new();
+        for (i, ch) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(ch);
+        }
+        if v < 0.0 {
+            out.insert(0, '-');
+        }
+        out
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// First column left-aligned, the others right-aligned, two spaces apart.
+fn align(grid: &[Vec<String>]) -> String {
+    let cols = grid.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            grid.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in grid {
+        out += "  ";
+        for (c, text) in row.iter().enumerate() {
+            let pad = " ".repeat(widths[c] - text.chars().count());
+            if c == 0 {
+                out += text;
+                out += &pad;
+            } else {
+                out += "  ";
+                out += &pad;
+                out += text;
+            }
+        }
+        out = out.trim_end().to_string();
+        out += "\n";
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(number(1_234_567.0), "1,234,567");
+        assert_eq!(number(999.6), "1,000");
+        assert_eq!(number(123.4), "123");
+        assert_eq!(number(12.34), "12.3");
+        assert_eq!(number(1.234), "1.23");
+    }
+
+    #[test]
+    fn aligns_columns() {
+        let grid = vec![
+            vec!["".to_string(), "a".to_string()],
+            vec!["row".to_string(), "1234".to_string()],
+        ];
+        assert_eq!(align(&grid), "        a\n  row  1234\n");
+    }
+}

@@ -1,0 +1,20 @@
+//! 100k fibers each sleeping 100 ms, on one worker per core.
+use std::time::{Duration, Instant};
+
+fn main() {
+    let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let t = Instant::now();
+    let total: u64 = fibra::run(|| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                fibra::spawn(move || {
+                    fibra::sleep(Duration::from_millis(100));
+                    i
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(total, n * (n - 1) / 2);
+    println!("{n} sleepers: {:?}", t.elapsed());
+}

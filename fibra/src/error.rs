@@ -1,0 +1,146 @@
+//! Errors of the public API. Each one says what went wrong and what to do.
+
+use std::any::Any;
+use std::fmt;
+use std::io;
+
+/// Why a fiber could not be spawned.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// The calling thread is not inside a fibra runtime.
+    NoRuntime,
+    /// The runtime is shutting down and accepts no new fibers.
+    ShuttingDown,
+    /// The requested stack is smaller than [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE).
+    StackTooSmall {
+        /// The size asked for, in bytes.
+        requested: usize,
+        /// The smallest size fibra accepts, in bytes.
+        minimum: usize,
+    },
+    /// Guard pages need one memory map each on this kernel (no `MADV_GUARD_INSTALL`), and the
+    /// process is close to `vm.max_map_count`. Raise it with `sysctl vm.max_map_count=<n>`.
+    MapCountBudget {
+        /// The kernel's `vm.max_map_count`.
+        max_map_count: usize,
+        /// Guarded stacks alive now.
+        guarded_stacks: usize,
+    },
+    /// Reserving stack memory failed (`mmap` or `madvise`).
+    Stack(io::Error),
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::NoRuntime => write!(
+                f,
+                "no fibra runtime on this thread: call fibra::spawn inside fibra::run(|| ...) or Runtime::block_on"
+            ),
+            SpawnError::ShuttingDown => write!(f, "the fibra runtime is shutting down"),
+            SpawnError::StackTooSmall { requested, minimum } => write!(
+                f,
+                "fiber stack of {requested} bytes is below fibra's minimum of {minimum} bytes"
+            ),
+            SpawnError::MapCountBudget { max_map_count, guarded_stacks } => write!(
+                f,
+                "{guarded_stacks} guarded fiber stacks use up the memory-map budget \
+                 (vm.max_map_count = {max_map_count}, and this kernel lacks MADV_GUARD_INSTALL): \
+                 raise it with `sysctl vm.max_map_count=<n>`"
+            ),
+            SpawnError::Stack(e) => write!(f, "could not reserve a fiber stack: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SpawnError::Stack(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why a [`Runtime`](crate::Runtime) could not be built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// `workers(0)`: a runtime needs at least one worker.
+    ZeroWorkers,
+    /// The default stack size is below [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE).
+    StackTooSmall {
+        /// The size asked for, in bytes.
+        requested: usize,
+        /// The smallest size fibra accepts, in bytes.
+        minimum: usize,
+    },
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::ZeroWorkers => write!(f, "a fibra runtime needs at least one worker (workers(0) given)"),
+            BuildError::StackTooSmall { requested, minimum } => write!(
+                f,
+                "default fiber stack of {requested} bytes is below fibra's minimum of {minimum} bytes"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Why [`JoinHandle::join`](crate::JoinHandle::join) returned no value.
+#[non_exhaustive]
+pub enum JoinError {
+    /// The fiber panicked; the payload is the value passed to `panic!`.
+    Panicked(Box<dyn Any + Send + 'static>),
+    /// The fiber was unwound before it finished, because its runtime shut down.
+    Cancelled,
+}
+
+impl JoinError {
+    /// The panic payload, if the fiber panicked (use it with `std::panic::resume_unwind`).
+    pub fn into_panic(self) -> Option<Box<dyn Any + Send + 'static>> {
+        match self {
+            JoinError::Panicked(p) => Some(p),
+            JoinError::Cancelled => None,
+        }
+    }
+
+    fn panic_message(&self) -> Option<&str> {
+        match self {
+            JoinError::Panicked(p) => p
+                .downcast_ref::<&'static str>()
+                .copied()
+                .or_else(|| p.downcast_ref::<String>().map(String::as_str)),
+            JoinError::Cancelled => None,
+        }
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Panicked(_) => f
+                .debug_tuple("Panicked")
+                .field(&self.panic_message().unwrap_or("<non-string payload>"))
+                .finish(),
+            JoinError::Cancelled => f.write_str("Cancelled"),
+        }
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.panic_message() {
+            Some(msg) => write!(f, "fiber panicked: {msg}"),
+            None if matches!(self, JoinError::Panicked(_)) => write!(f, "fiber panicked"),
+            None => write!(f, "fiber was cancelled by runtime shutdown"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}

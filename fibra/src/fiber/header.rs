@@ -1,0 +1,119 @@
+//! The fiber control block.
+//!
+//! # Field access
+//! | field | written by | read by |
+//! |---|---|---|
+//! | `identity` | spawn, before publication | anyone; the overflow handler through the stack slot |
+//! | `state` | atomics, see `state.rs` | anyone |
+//! | `coroutine` | the thread that owns the run: the worker that popped it (QUEUED→RUNNING), or shutdown's claimer (→CANCELLING) | same |
+//! | `yielder`, `locals`, `reason` | the fiber itself, on its own stack | the fiber itself; `reason` by debugging |
+//! | `home` | the worker of the first run | unpark (Acquire) |
+//! | `join_waiter` | joiners and completion, under its mutex | same |
+
+use std::cell::{Cell, UnsafeCell};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex};
+use std::task::Waker;
+
+use super::identity::FiberIdentity;
+use super::local::LocalMap;
+use super::state::State;
+use super::switch::FiberCoroutine;
+use crate::park::ParkReason;
+use crate::sched::Shared;
+
+/// `home` before the first run: the fiber may be stolen by any worker.
+pub(crate) const NO_HOME: usize = usize::MAX;
+
+pub(crate) type FiberRef = Arc<Header>;
+
+pub(crate) struct Header {
+    pub(crate) identity: FiberIdentity,
+    pub(crate) state: State,
+    /// The runtime session this fiber belongs to (keeps its queues alive for late wakers).
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) home: AtomicUsize,
+    pub(crate) coroutine: UnsafeCell<Option<FiberCoroutine>>,
+    /// Set on the fiber's own stack when it first runs (see `switch.rs`).
+    pub(crate) yielder: Cell<*const ()>,
+    pub(crate) locals: UnsafeCell<LocalMap>,
+    pub(crate) reason: AtomicU8,
+    /// Scoped fibers spawned by this one and not yet finished; shutdown unwinds a fiber only
+    /// once this is zero, so borrowed data outlives every fiber borrowing it.
+    pub(crate) scoped_children: AtomicUsize,
+    /// Slot in the home worker's registry (for shutdown and dumps).
+    pub(crate) registry_key: AtomicUsize,
+    pub(crate) join_waiter: Mutex<Option<Waker>>,
+}
+
+// SAFETY: the `UnsafeCell`/`Cell` fields are only touched by the single thread that owns the
+// fiber's run at that moment (table above; ownership passes through the state word's
+// Acquire/Release transitions), so sharing `&Header` between threads is sound.
+unsafe impl Sync for Header {}
+// SAFETY: as above; the coroutine is `!Send` in corosensei because its stack may hold `!Send`
+// values, and fibra only resumes it on its home thread (or, with the unsafe migration opt-in,
+// on the thread the user promised is fine).
+unsafe impl Send for Header {}
+
+impl Header {
+    /// Every header lives in an `Arc` (`to_ref` relies on it).
+    pub(crate) fn new_ref(identity: FiberIdentity, shared: Arc<Shared>) -> FiberRef {
+        Arc::new(Header {
+            identity,
+            state: State::new(),
+            shared,
+            home: AtomicUsize::new(NO_HOME),
+            coroutine: UnsafeCell::new(None),
+            yielder: Cell::new(std::ptr::null()),
+            locals: UnsafeCell::new(LocalMap::default()),
+            reason: AtomicU8::new(ParkReason::None as u8),
+            scoped_children: AtomicUsize::new(0),
+            registry_key: AtomicUsize::new(usize::MAX),
+            join_waiter: Mutex::new(None),
+        })
+    }
+
+    /// A new counted reference to this header.
+    pub(crate) fn to_ref(&self) -> FiberRef {
+        let ptr: *const Header = self;
+        // SAFETY: headers are only ever created inside an `Arc` (`new_ref`), and `&self` proves
+        // that Arc still holds a count, so adding one and adopting it is sound.
+        unsafe {
+            Arc::increment_strong_count(ptr);
+            Arc::from_raw(ptr)
+        }
+    }
+
+    /// The worker index this fiber is pinned to, or `None` before its first run.
+    pub(crate) fn home(&self) -> Option<usize> {
+        // Acquire pairs with the Release store in `Worker::run` (first run).
+        match self.home.load(Acquire) {
+            NO_HOME => None,
+            h => Some(h),
+        }
+    }
+
+    pub(crate) fn park_reason(&self) -> ParkReason {
+        ParkReason::from_u8(self.reason.load(Relaxed))
+    }
+
+    /// Completion: wakes a joiner. Any thread, once, after `transition_to_complete`.
+    pub(crate) fn wake_joiner(&self) {
+        let waker = self.join_waiter.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl Drop for Header {
+    fn drop(&mut self) {
+        // A started, unfinished coroutine must be unwound on its home thread (shutdown does
+        // that); dropping it here could run its destructors on any thread.
+        if let Some(co) = self.coroutine.get_mut() {
+            if co.started() && !co.done() {
+                fatal!("fiber::header: fiber {} dropped while suspended", self.identity.id);
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! `JoinHandle`: waiting for a fiber and taking its result.
+
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::sync::Arc;
+
+use super::handle::Fiber;
+use super::header::Header;
+use crate::error::JoinError;
+use crate::park::{self, ParkReason};
+use crate::scope::ScopeData;
+
+/// Where a fiber leaves its result for the joiner.
+pub(crate) struct Packet<T> {
+    result: UnsafeCell<Option<Result<T, JoinError>>>,
+    /// Set for scoped fibers: the scope waits until every packet is gone (std's protocol).
+    pub(crate) scope: Option<Arc<ScopeData>>,
+}
+
+// SAFETY: `result` is written once by the fiber before its state becomes COMPLETE (Release) and
+// read by the single joiner after observing COMPLETE (Acquire); `T: Send` lets it cross.
+unsafe impl<T: Send> Sync for Packet<T> {}
+
+impl<T> Packet<T> {
+    pub(crate) fn new(scope: Option<Arc<ScopeData>>) -> Packet<T> {
+        Packet { result: UnsafeCell::new(None), scope }
+    }
+
+    /// The fiber itself, once, before it completes.
+    pub(crate) fn set(&self, value: Result<T, JoinError>) {
+        // SAFETY: only the fiber writes, before COMPLETE is published; nobody reads until then.
+        unsafe { *self.result.get() = Some(value) };
+    }
+
+    /// The joiner owning the last reference, after completion.
+    pub(crate) fn into_result(mut self) -> Option<Result<T, JoinError>> {
+        self.result.get_mut().take()
+    }
+
+    /// The joiner, after `wait_complete` returned true.
+    fn take(&self) -> Option<Result<T, JoinError>> {
+        // SAFETY: COMPLETE was observed with Acquire (the writer is done) and `JoinHandle::join`
+        // consumes the only handle, so this is the only access.
+        unsafe { (*self.result.get()).take() }
+    }
+}
+
+impl<T> Drop for Packet<T> {
+    fn drop(&mut self) {
+        if let Some(scope) = &self.scope {
+            let unhandled_panic = matches!(self.result.get_mut(), Some(Err(JoinError::Panicked(_))));
+            scope.decrement_running(unhandled_panic);
+        }
+    }
+}
+
+/// Waits until `fiber` completes. Returns false if the caller is itself being unwound by
+/// shutdown and gave up waiting.
+pub(crate) fn wait_complete(fiber: &Header) -> bool {
+    if fiber.state.is_complete() {
+        return true;
+    }
+    let joining_self = crate::sched::context::with_current_fiber(|me| me.is_some_and(|me| std::ptr::eq(me, fiber)));
+    assert!(!joining_self, "a fiber cannot join itself (it would wait forever)");
+    *fiber.join_waiter.lock().unwrap_or_else(|e| e.into_inner()) = Some(park::current_waker());
+    while !fiber.state.is_complete() {
+        if park::cancelling() {
+            return false;
+        }
+        park::park(ParkReason::Join);
+    }
+    true
+}
+
+/// An owned permission to join a fiber: returned by [`spawn`](crate::spawn).
+/// Dropping it detaches the fiber (it keeps running; its result is dropped).
+pub struct JoinHandle<T> {
+    fiber: Fiber,
+    packet: Arc<Packet<T>>,
+}
+
+impl<T> JoinHandle<T> {
+    pub(crate) fn new(fiber: Fiber, packet: Arc<Packet<T>>) -> JoinHandle<T> {
+        JoinHandle { fiber, packet }
+    }
+
+    /// Waits for the fiber to finish and returns its value. From a fiber this parks the fiber;
+    /// from a plain thread it blocks the thread.
+    ///
+    /// # Errors
+    /// [`JoinError::Panicked`] with the payload if the fiber panicked;
+    /// [`JoinError::Cancelled`] if the runtime shut down before it finished.
+    ///
+    /// # Panics
+    /// If a fiber tries to join itself.
+    ///
+    /// # Memory ordering
+    /// Everything the fiber did happens-before `join` returns.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let h = fibra::spawn(|| 6 * 7);
+    /// assert_eq!(h.join().unwrap(), 42);
+    /// let bad = fibra::spawn(|| panic!("boom"));
+    /// assert!(matches!(bad.join(), Err(fibra::JoinError::Panicked(_))));
+    /// # });
+    /// ```
+    pub fn join(self) -> Result<T, JoinError> {
+        if !wait_complete(&self.fiber.0) {
+            return Err(JoinError::Cancelled);
+        }
+        self.packet.take().unwrap_or(Err(JoinError::Cancelled))
+    }
+
+    /// True once the fiber has finished; `join` then returns without waiting.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let h = fibra::spawn(|| ());
+    /// while !h.is_finished() { fibra::yield_now(); }
+    /// # });
+    /// ```
+    pub fn is_finished(&self) -> bool {
+        self.fiber.is_finished()
+    }
+
+    /// The fiber this handle joins.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let h = fibra::Builder::new().name("conn-7").spawn(|| ()).unwrap();
+    /// assert_eq!(h.fiber().name(), Some("conn-7"));
+    /// # });
+    /// ```
+    pub fn fiber(&self) -> &Fiber {
+        &self.fiber
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle").field("fiber", &self.fiber).finish()
+    }
+}

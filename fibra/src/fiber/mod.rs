@@ -1,0 +1,20 @@
+//! Fibers: the control block, its state word, the stack switch, and the public handles.
+
+mod handle;
+pub(crate) mod header;
+pub(crate) mod identity;
+mod join;
+pub(crate) mod local;
+mod spawn;
+pub(crate) mod state;
+pub(crate) mod switch;
+
+pub use handle::{current, park, try_current, yield_now, Fiber, FiberId};
+pub(crate) use header::{FiberRef, Header};
+pub use join::JoinHandle;
+pub(crate) use join::{wait_complete, Packet};
+pub use local::LocalKey;
+pub use spawn::{spawn, Builder};
+pub(crate) use spawn::{spawn_raw, SpawnSpec};
+pub(crate) use state::{AfterPark, AfterUnpark};
+pub(crate) use switch::{Suspend, Switched};

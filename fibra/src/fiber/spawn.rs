@@ -1,0 +1,218 @@
+//! Creating fibers: `spawn`, `Builder`, and the one internal constructor they share.
+
+use std::panic::{self, AssertUnwindSafe, Location};
+use std::sync::atomic::{AtomicU64, Ordering::*};
+use std::sync::Arc;
+
+use super::handle::Fiber;
+use super::header::{FiberRef, Header};
+use super::identity::FiberIdentity;
+use super::join::{JoinHandle, Packet};
+use super::local;
+use super::switch;
+use crate::error::{JoinError, SpawnError};
+use crate::sched::{context, worker::Worker, Shared};
+use crate::stack::MIN_STACK_SIZE;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What a spawn asks for, besides the closure.
+pub(crate) struct SpawnSpec {
+    pub(crate) name: Option<String>,
+    pub(crate) stack_size: Option<usize>,
+    pub(crate) location: &'static Location<'static>,
+}
+
+/// Creates a fiber running `f` and queues it: on `worker`'s ring if given (stealable until it
+/// first runs), else on the global queue.
+///
+/// # Safety
+/// Everything `f` borrows, and `T`, must stay valid until the fiber has finished or been
+/// dropped (for `'static` closures this is trivially true; `fibra::scope` waits for its fibers).
+pub(crate) unsafe fn spawn_raw<F, T>(
+    shared: &Arc<Shared>,
+    worker: Option<&Worker>,
+    spec: SpawnSpec,
+    scope: Option<Arc<crate::scope::ScopeData>>,
+    f: F,
+) -> Result<(FiberRef, Arc<Packet<T>>), SpawnError>
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    let size = spec.stack_size.unwrap_or(shared.config.stack_size);
+    if size < MIN_STACK_SIZE {
+        return Err(SpawnError::StackTooSmall { requested: size, minimum: MIN_STACK_SIZE });
+    }
+    if shared.shutdown.load(Acquire) {
+        return Err(SpawnError::ShuttingDown);
+    }
+    let stack = match worker {
+        Some(w) => w.stacks.borrow_mut().take(size)?,
+        None => shared.stacks.take(size)?,
+    };
+    let identity = FiberIdentity {
+        id: NEXT_ID.fetch_add(1, Relaxed),
+        name: spec.name.map(String::into_boxed_str),
+        location: spec.location,
+        stack_size: stack.size(),
+    };
+    let header = Header::new_ref(identity, shared.clone());
+    stack.set_identity(&header.identity);
+    let packet = Arc::new(Packet::new(scope));
+    let body = {
+        let packet = packet.clone();
+        let header = Arc::as_ptr(&header);
+        move || fiber_main(header, f, &packet)
+    };
+    // SAFETY: the header owns the coroutine and so outlives it; our caller guarantees what `f`
+    // borrows lives long enough; `fiber_main` catches every panic except a forced unwind,
+    // which it re-raises.
+    let co = unsafe { switch::new_coroutine(stack, Arc::as_ptr(&header), body) };
+    // SAFETY: the header is not shared with any other thread yet.
+    unsafe { *header.coroutine.get() = Some(co) };
+    shared.live.fetch_add(1, Relaxed);
+    match worker {
+        Some(w) => w.schedule_new(header.clone()),
+        None => shared.inject(header.clone()),
+    }
+    Ok((header, packet))
+}
+
+/// The root of every fiber's stack: runs `f`, records how it ended, never lets a panic cross
+/// the stack switch (ARCHITECTURE.md §7).
+fn fiber_main<F, T>(header: *const Header, f: F, packet: &Packet<T>)
+where
+    F: FnOnce() -> T,
+{
+    let _locals = local::DropLocalsOnExit(header);
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    let result = match result {
+        Ok(v) => Ok(v),
+        // SAFETY: the header outlives the coroutine (`spawn_raw`).
+        Err(payload) if unsafe { (*header).state.is_cancelling() } => {
+            packet.set(Err(JoinError::Cancelled));
+            // Shutdown's forced unwind (corosensei's payload): let it finish the unwinding.
+            panic::resume_unwind(payload)
+        }
+        Err(payload) => Err(JoinError::Panicked(payload)),
+    };
+    packet.set(result);
+}
+
+/// Spawns a fiber with a name or a stack size of its own.
+///
+/// ```
+/// # fibra::run(|| {
+/// let h = fibra::Builder::new()
+///     .name("conn-7")
+///     .stack_size(128 * 1024)
+///     .spawn(|| fibra::current().name().map(str::to_owned))
+///     .expect("spawn");
+/// assert_eq!(h.join().unwrap().as_deref(), Some("conn-7"));
+/// # });
+/// ```
+#[derive(Debug, Default)]
+#[must_use = "a Builder does nothing until .spawn() is called"]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    /// A builder with the runtime's defaults.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the fiber; the name shows in [`Fiber::name`], debugging output and the stack
+    /// overflow report.
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The fiber's stack size in bytes (rounded up to whole pages). Only touched pages cost
+    /// memory. Minimum [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE); default: the runtime's
+    /// (64 KiB unless [`RuntimeBuilder::stack_size`](crate::RuntimeBuilder::stack_size) says).
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Spawns the fiber on the current runtime.
+    ///
+    /// # Errors
+    /// [`SpawnError::NoRuntime`] outside a runtime, [`SpawnError::StackTooSmall`],
+    /// [`SpawnError::ShuttingDown`], or a stack reservation failure.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let err = fibra::Builder::new().stack_size(1024).spawn(|| ()).unwrap_err();
+    /// assert!(matches!(err, fibra::SpawnError::StackTooSmall { .. }));
+    /// # });
+    /// assert!(matches!(fibra::Builder::new().spawn(|| ()), Err(fibra::SpawnError::NoRuntime)));
+    /// ```
+    #[track_caller]
+    pub fn spawn<F, T>(self, f: F) -> Result<JoinHandle<T>, SpawnError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let spec = SpawnSpec { name: self.name, stack_size: self.stack_size, location: Location::caller() };
+        context::with_worker(|w| {
+            let w = w.ok_or(SpawnError::NoRuntime)?;
+            // SAFETY: `F` and `T` are 'static.
+            let (header, packet) = unsafe { spawn_raw(&w.shared, Some(w), spec, None, f)? };
+            Ok(JoinHandle::new(Fiber(header), packet))
+        })
+    }
+}
+
+/// Spawns a fiber running `f` and returns a handle to join it.
+///
+/// The fiber may start on any worker (idle workers steal new fibers); once it has run it
+/// stays on that worker's OS thread.
+///
+/// # Panics
+/// Outside a fibra runtime (the message says to use [`fibra::run`](crate::run)), or if no
+/// stack can be reserved. Use [`Builder::spawn`] to get these as errors. During shutdown it
+/// returns a handle whose `join` reports [`JoinError::Cancelled`].
+///
+/// ```
+/// let sum: u64 = fibra::run(|| {
+///     let hs: Vec<_> = (0..10u64).map(|i| fibra::spawn(move || i * i)).collect();
+///     hs.into_iter().map(|h| h.join().unwrap()).sum()
+/// });
+/// assert_eq!(sum, 285);
+/// ```
+#[track_caller]
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match Builder::new().spawn(f) {
+        Ok(h) => h,
+        Err(SpawnError::NoRuntime) => panic!(
+            "fibra::spawn called outside a fibra runtime: run this code inside fibra::run(|| ...) \
+             or Runtime::block_on"
+        ),
+        Err(SpawnError::ShuttingDown) => cancelled_handle(),
+        Err(e) => panic!("fibra::spawn: {e}"),
+    }
+}
+
+/// A handle for a spawn refused at shutdown: it is already finished, as cancelled.
+fn cancelled_handle<T>() -> JoinHandle<T> {
+    let shared = context::with_worker(|w| w.map(|w| w.shared.clone())).expect("checked by Builder::spawn");
+    let identity = FiberIdentity {
+        id: NEXT_ID.fetch_add(1, Relaxed),
+        name: None,
+        location: Location::caller(),
+        stack_size: 0,
+    };
+    let header = Header::new_ref(identity, shared);
+    header.state.transition_to_complete();
+    JoinHandle::new(Fiber(header), Arc::new(Packet::new(None)))
+}

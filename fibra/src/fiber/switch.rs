@@ -1,0 +1,69 @@
+//! The only caller of corosensei: creating a fiber's coroutine, resuming it, suspending it.
+//!
+//! Both switch functions are `#[inline(never)]`: a switch is an opaque call, so LLVM cannot
+//! keep a thread-local address computed before it in a register after it (ARCHITECTURE.md §4).
+
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+
+use super::header::Header;
+use crate::stack::FiberStack;
+
+/// Why a fiber switched back to its worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Suspend {
+    /// It waits for an unpark.
+    Park,
+    /// It wants to go to the back of the run queue.
+    Yield,
+}
+
+pub(crate) type FiberCoroutine = Coroutine<(), Suspend, (), FiberStack>;
+type FiberYielder = Yielder<(), Suspend>;
+
+/// What a resumed fiber did.
+pub(crate) enum Switched {
+    Suspended(Suspend),
+    Finished,
+}
+
+/// Builds the coroutine that runs `body` on `stack`.
+///
+/// # Safety
+/// - `header` points to the control block that will own this coroutine and outlives it.
+/// - Everything `body` borrows stays valid until the coroutine finishes or is dropped
+///   (`fibra::scope` guarantees that by waiting for its fibers).
+/// - `body` must not unwind, except to continue a forced unwind started by corosensei.
+pub(crate) unsafe fn new_coroutine<F: FnOnce()>(
+    stack: FiberStack,
+    header: *const Header,
+    body: F,
+) -> FiberCoroutine {
+    let entry = move |yielder: &FiberYielder, ()| {
+        // SAFETY: the caller promises `header` outlives the coroutine; only this fiber writes
+        // `yielder` (header.rs field table).
+        unsafe { (*header).yielder.set(yielder as *const FiberYielder as *const ()) };
+        body()
+    };
+    // SAFETY: the caller's promise on borrowed data is exactly `with_stack_unchecked`'s.
+    unsafe { Coroutine::with_stack_unchecked(stack, entry) }
+}
+
+/// Runs the fiber until it suspends or finishes. The thread that owns the run only.
+#[inline(never)]
+pub(crate) fn resume(co: &mut FiberCoroutine) -> Switched {
+    match co.resume(()) {
+        CoroutineResult::Yield(s) => Switched::Suspended(s),
+        CoroutineResult::Return(()) => Switched::Finished,
+    }
+}
+
+/// Switches from the running fiber back to its worker. On the fiber's own stack only.
+#[inline(never)]
+pub(crate) fn suspend(header: &Header, why: Suspend) {
+    let yielder = header.yielder.get() as *const FiberYielder;
+    debug_assert!(!yielder.is_null(), "suspend before the fiber started");
+    // SAFETY: `yielder` was set by `new_coroutine`'s entry on this fiber's stack and lives as
+    // long as the coroutine; we are running on that stack (callers check that `header` is the
+    // current fiber), so the yielder is the live parent link of this very coroutine.
+    unsafe { (*yielder).suspend(why) }
+}

@@ -1,0 +1,58 @@
+//! # fibra: stackful fibers on an M:N work-stealing scheduler, sound by default
+//!
+//! Write plain blocking-style code and run a hundred thousand of it on a handful of OS
+//! threads:
+//!
+//! ```
+//! use std::time::Duration;
+//! let total: u64 = fibra::run(|| {
+//!     let handles: Vec<_> = (0..10_000u64)
+//!         .map(|i| fibra::spawn(move || { fibra::sleep(Duration::from_millis(10)); i }))
+//!         .collect();
+//!     handles.into_iter().map(|h| h.join().unwrap()).sum()
+//! });
+//! assert_eq!(total, 49_995_000);
+//! ```
+//!
+//! - **Fibers** ([`spawn`], [`Builder`], [`scope`]) are stackful: each has its own small,
+//!   lazily committed stack (64 KiB virtual by default, guard-paged, pooled), so code inside
+//!   one can block on [`sleep`], [`JoinHandle::join`], [`park`] or any future
+//!   ([`block_on`]) and only the fiber waits.
+//! - **The scheduler** multiplexes fibers over one worker thread per core, with per-worker
+//!   run queues, a global queue, work stealing and idle workers that sleep.
+//! - **Sound by default**: a fiber may be stolen by another worker only before it first
+//!   runs; afterwards it stays on its OS thread, because its stack may hold `!Send` values and
+//!   compiled code may keep thread-local addresses across a switch. Go-style migration is the
+//!   `unsafe` opt-in [`RuntimeBuilder::migrate_started_fibers`].
+//! - **Failures are loud**: a panic becomes [`JoinError::Panicked`]; a stack overflow prints
+//!   the fiber's id, name, spawn location and stack size, then aborts.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
+
+#[macro_use]
+mod macros;
+mod block_on;
+mod error;
+pub(crate) mod fiber;
+pub(crate) mod loom;
+mod park;
+mod runtime;
+pub(crate) mod sched;
+mod scope;
+pub(crate) mod stack;
+pub(crate) mod sys;
+mod time;
+
+pub use block_on::block_on;
+pub use error::{BuildError, JoinError, SpawnError};
+pub use fiber::{current, park, spawn, try_current, yield_now, Builder, Fiber, FiberId, JoinHandle, LocalKey};
+pub use park::ParkReason;
+pub use runtime::{run, Runtime, RuntimeBuilder};
+pub use scope::{scope, Scope, ScopedJoinHandle};
+pub use time::{sleep, sleep_until};
+
+/// The smallest fiber stack fibra accepts, in bytes. A panic with `RUST_BACKTRACE=1` needs
+/// ~22 KiB of stack, so stacks this small suit only leaf fibers that never panic.
+pub const MIN_STACK_SIZE: usize = stack::MIN_STACK_SIZE;
+/// The default fiber stack size, in bytes (virtual; only touched pages are resident).
+pub const DEFAULT_STACK_SIZE: usize = stack::DEFAULT_STACK_SIZE;

@@ -1,0 +1,135 @@
+//! `park(reason)` and `unpark`: the one way anything in fibra waits.
+//!
+//! Inside a fiber, `park` switches the fiber out and its worker runs others; an unpark (or a
+//! [`Waker`] made for the fiber) puts it back on its home worker. On a plain OS thread the same
+//! calls fall back to `std::thread::park`, so every fibra primitive also works from threads.
+//!
+//! Like `std::thread::park`, a park may return spuriously: callers re-check their condition in
+//! a loop. A pending unpark (the `NOTIFIED` token) makes the next park return at once.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::task::{RawWaker, RawWakerVTable, Wake, Waker};
+use std::thread::Thread;
+
+use crate::fiber::{switch, FiberRef, Header, Suspend};
+use crate::sched::{self, context};
+
+/// Why a fiber is parked; debugging output shows it next to the fiber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum ParkReason {
+    /// Not parked.
+    None = 0,
+    /// `fibra::park()` called by user code.
+    User,
+    /// `fibra::sleep` / `sleep_until`.
+    Sleep,
+    /// `JoinHandle::join`.
+    Join,
+    /// `fibra::block_on(future)`, waiting for the future's waker.
+    BlockOn,
+    /// The end of a `fibra::scope`, waiting for its fibers.
+    Scope,
+}
+
+impl ParkReason {
+    pub(crate) fn from_u8(v: u8) -> ParkReason {
+        match v {
+            1 => ParkReason::User,
+            2 => ParkReason::Sleep,
+            3 => ParkReason::Join,
+            4 => ParkReason::BlockOn,
+            5 => ParkReason::Scope,
+            _ => ParkReason::None,
+        }
+    }
+}
+
+/// Parks the calling fiber (or thread) until an unpark; may return spuriously.
+pub(crate) fn park(reason: ParkReason) {
+    context::with_current_fiber(|fiber| match fiber {
+        Some(h) => park_fiber(h, reason),
+        None => std::thread::park(),
+    })
+}
+
+fn park_fiber(h: &Header, reason: ParkReason) {
+    // During shutdown's unwinding nothing will ever unpark us: return and let the caller's
+    // loop see that (joins and sleeps check `is_cancelling`).
+    if h.state.take_notified() || h.state.is_cancelling() {
+        return;
+    }
+    h.reason.store(reason as u8, Relaxed);
+    switch::suspend(h, Suspend::Park);
+    h.reason.store(ParkReason::None as u8, Relaxed);
+}
+
+/// True when the calling fiber is being unwound by shutdown (waits must not block then).
+pub(crate) fn cancelling() -> bool {
+    context::with_current_fiber(|f| f.is_some_and(|h| h.state.is_cancelling()))
+}
+
+/// Any thread: makes a parked fiber runnable, or leaves it a token.
+pub(crate) fn unpark(fiber: &FiberRef) {
+    if fiber.state.unpark() == crate::fiber::AfterUnpark::Schedule {
+        sched::schedule_woken(fiber.clone());
+    }
+}
+
+/// A waker for whoever is calling: the current fiber, or else the current thread.
+pub(crate) fn current_waker() -> Waker {
+    context::with_current_fiber(|fiber| match fiber {
+        Some(h) => fiber_waker(h.to_ref()),
+        None => Waker::from(Arc::new(ThreadWaker(std::thread::current()))),
+    })
+}
+
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// A `Waker` whose `wake` unparks the fiber. Cloning it is one ref-count increment.
+pub(crate) fn fiber_waker(fiber: FiberRef) -> Waker {
+    let raw = RawWaker::new(Arc::into_raw(fiber).cast(), &FIBER_WAKER_VTABLE);
+    // SAFETY: the vtable functions below treat the data pointer as an `Arc<Header>` that owns
+    // one ref-count, which is what `Arc::into_raw` just produced.
+    unsafe { Waker::from_raw(raw) }
+}
+
+static FIBER_WAKER_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(waker_clone, waker_wake, waker_wake_by_ref, waker_drop);
+
+// Each function below receives the data pointer of a waker built by `fiber_waker`: a pointer
+// from `Arc::<Header>::into_raw` owning one ref-count ("the waker's count").
+
+unsafe fn waker_clone(data: *const ()) -> RawWaker {
+    // SAFETY: `data` owns a count (see above), so the Arc is alive; we add one for the clone.
+    unsafe { Arc::increment_strong_count(data.cast::<Header>()) };
+    RawWaker::new(data, &FIBER_WAKER_VTABLE)
+}
+
+unsafe fn waker_wake(data: *const ()) {
+    // SAFETY: `wake` consumes the waker, so we take over its count.
+    let fiber = unsafe { Arc::from_raw(data.cast::<Header>()) };
+    unpark(&fiber);
+}
+
+unsafe fn waker_wake_by_ref(data: *const ()) {
+    // SAFETY: the waker keeps its count; `ManuallyDrop` leaves it untouched.
+    let fiber = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(data.cast::<Header>()) });
+    unpark(&fiber);
+}
+
+unsafe fn waker_drop(data: *const ()) {
+    // SAFETY: dropping the waker releases its count.
+    drop(unsafe { Arc::from_raw(data.cast::<Header>()) });
+}

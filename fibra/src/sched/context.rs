@@ -1,0 +1,59 @@
+//! The runtime's thread-local: which worker this OS thread drives, and which fiber it runs.
+//!
+//! Read only through `#[inline(never)]` accessors with a compiler fence: a fiber may resume
+//! on another thread (migration opt-in, `fibra::blocking` excursions), and an inlined
+//! `thread_local!` access could reuse an address computed on the previous thread
+//! (ARCHITECTURE.md §4: reproduced in release builds).
+
+use std::cell::Cell;
+use std::ptr;
+use std::sync::atomic::{compiler_fence, Ordering::SeqCst};
+
+use super::worker::Worker;
+use crate::fiber::Header;
+
+thread_local! {
+    static WORKER: Cell<*const Worker> = const { Cell::new(ptr::null()) };
+}
+
+#[inline(never)]
+fn worker_ptr() -> *const Worker {
+    compiler_fence(SeqCst);
+    let w = WORKER.with(Cell::get);
+    compiler_fence(SeqCst);
+    w
+}
+
+/// Worker thread only: marks this thread as driving `worker` (null when it stops).
+#[inline(never)]
+pub(crate) fn set_worker(worker: *const Worker) {
+    compiler_fence(SeqCst);
+    WORKER.with(|c| c.set(worker));
+    compiler_fence(SeqCst);
+}
+
+/// Runs `f` with this thread's worker, if it is a worker thread.
+///
+/// Do not hold the reference across a park or yield: the fiber may resume elsewhere.
+pub(crate) fn with_worker<R>(f: impl FnOnce(Option<&Worker>) -> R) -> R {
+    let w = worker_ptr();
+    // SAFETY: `set_worker` stores a pointer to the `Worker` that lives on this thread's stack
+    // for as long as the pointer is set (`Worker::run_thread` clears it before returning), and
+    // the worker is only used through shared references.
+    f(unsafe { w.as_ref() })
+}
+
+/// Runs `f` with the fiber running on this thread, if any.
+pub(crate) fn with_current_fiber<R>(f: impl FnOnce(Option<&Header>) -> R) -> R {
+    with_worker(|w| {
+        let fiber = w.and_then(|w| {
+            let h = w.current.get();
+            // SAFETY: `current` is non-null only while the worker resumes (or unwinds) that
+            // fiber and holds a `FiberRef` to it; the only code running then is the fiber's own,
+            // which is who calls us. The header stays alive while the fiber is unfinished
+            // (the registry holds a count), which covers a park inside `f`.
+            unsafe { h.as_ref() }
+        });
+        f(fiber)
+    })
+}

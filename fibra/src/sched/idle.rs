@@ -1,0 +1,144 @@
+//! Idle workers: spinning ("searching") briefly, then sleeping without lost wake-ups.
+//!
+//! # No lost wake-ups
+//! ```text
+//! Submit:  1. push fiber         2. SeqCst fence   3. if searching == 0 and sleepers > 0: wake one
+//! Go idle: 1. searching -= 1     2. sleepers += 1  3. SeqCst fence   4. re-check every queue, then sleep
+//! ```
+//! The fences pair: either the submitter sees the sleeper (and wakes it) or the sleeper's
+//! re-check sees the fiber. A wake that lands before the sleeper blocks leaves a token in its
+//! `Sleeper`, so the block returns at once. Work for one specific worker (a pinned fiber woken
+//! from another thread) skips the counters: it goes to that worker's inbox, then its sleeper
+//! is unparked directly.
+//!
+//! Rejected: handing the fiber straight to the woken worker (thread thrash, lost locality).
+
+use std::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering::*};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// A token parker for one worker slot (std's generic parker protocol).
+pub(crate) struct Sleeper {
+    state: AtomicU32,
+    lock: Mutex<()>,
+    cvar: Condvar,
+}
+
+const EMPTY: u32 = 0;
+const SLEEPING: u32 = 1;
+const NOTIFIED: u32 = 2;
+
+impl Sleeper {
+    pub(crate) fn new() -> Sleeper {
+        Sleeper { state: AtomicU32::new(EMPTY), lock: Mutex::new(()), cvar: Condvar::new() }
+    }
+
+    /// The slot's own thread: blocks until `wake` or `timeout` (None = forever).
+    pub(crate) fn sleep(&self, timeout: Option<Duration>) {
+        // Acquire pairs with `wake`'s Release swap: the waker's pushes are visible.
+        if self.state.compare_exchange(NOTIFIED, EMPTY, Acquire, Relaxed).is_ok() {
+            return;
+        }
+        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(actual) = self.state.compare_exchange(EMPTY, SLEEPING, Relaxed, Relaxed) {
+            debug_assert_eq!(actual, NOTIFIED);
+            self.state.swap(EMPTY, Acquire); // consume the token; pairs with `wake`
+            return;
+        }
+        loop {
+            guard = match timeout {
+                None => self.cvar.wait(guard).unwrap_or_else(|e| e.into_inner()),
+                Some(t) => {
+                    let (g, res) =
+                        self.cvar.wait_timeout(guard, t).unwrap_or_else(|e| e.into_inner());
+                    if res.timed_out() {
+                        self.state.swap(EMPTY, Acquire); // a racing wake becomes a no-op token
+                        return;
+                    }
+                    g
+                }
+            };
+            if self.state.compare_exchange(NOTIFIED, EMPTY, Acquire, Relaxed).is_ok() {
+                return;
+            }
+            // Spurious condvar wake-up: keep sleeping.
+        }
+    }
+
+    /// Any thread: wakes the slot's thread, or leaves a token if it is not sleeping.
+    pub(crate) fn wake(&self) {
+        // Release publishes the caller's push (pairs with the Acquire in `sleep`).
+        if self.state.swap(NOTIFIED, Release) == SLEEPING {
+            // Taking the lock orders us after the sleeper's check-then-wait.
+            drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()));
+            self.cvar.notify_one();
+        }
+    }
+}
+
+/// Counters and the list of sleeping workers, shared by all workers of a runtime.
+pub(crate) struct Idle {
+    searching: AtomicUsize,
+    num_sleeping: AtomicUsize,
+    sleeping: Mutex<Vec<usize>>,
+    workers: usize,
+}
+
+impl Idle {
+    pub(crate) fn new(workers: usize) -> Idle {
+        Idle {
+            searching: AtomicUsize::new(0),
+            num_sleeping: AtomicUsize::new(0),
+            sleeping: Mutex::new(Vec::with_capacity(workers)),
+            workers,
+        }
+    }
+
+    /// After pushing stealable work: returns the worker to wake, if any (submit steps 2–3).
+    pub(crate) fn worker_to_notify(&self) -> Option<usize> {
+        fence(SeqCst); // pairs with the fence in `register_sleeping`
+        if self.searching.load(SeqCst) != 0 || self.num_sleeping.load(SeqCst) == 0 {
+            return None;
+        }
+        let mut sleeping = self.sleeping.lock().unwrap_or_else(|e| e.into_inner());
+        let idx = sleeping.pop()?;
+        self.num_sleeping.fetch_sub(1, SeqCst);
+        Some(idx)
+    }
+
+    /// Go's rule: at most half the busy workers search, so an idle runtime does not burn every
+    /// core spinning.
+    pub(crate) fn try_start_searching(&self) -> bool {
+        let busy = self.workers - self.num_sleeping.load(SeqCst);
+        let searching = self.searching.load(SeqCst);
+        if 2 * searching >= busy.max(1) {
+            return false;
+        }
+        self.searching.fetch_add(1, SeqCst);
+        true
+    }
+
+    /// Stops searching. Returns true if this was the last searcher (then, having found work,
+    /// the caller wakes another worker so parallelism ramps up).
+    pub(crate) fn stop_searching(&self) -> bool {
+        self.searching.fetch_sub(1, SeqCst) == 1
+    }
+
+    /// Go idle steps 2–3; the caller re-checks every queue afterwards.
+    pub(crate) fn register_sleeping(&self, idx: usize) {
+        let mut sleeping = self.sleeping.lock().unwrap_or_else(|e| e.into_inner());
+        sleeping.push(idx);
+        self.num_sleeping.fetch_add(1, SeqCst);
+        drop(sleeping);
+        fence(SeqCst); // pairs with the fence in `worker_to_notify`
+    }
+
+    /// After waking (or finding work on the re-check): removes `idx` if a notifier did not.
+    pub(crate) fn unregister_sleeping(&self, idx: usize) {
+        let mut sleeping = self.sleeping.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pos) = sleeping.iter().position(|&i| i == idx) {
+            sleeping.swap_remove(pos);
+            self.num_sleeping.fetch_sub(1, SeqCst);
+        }
+    }
+}

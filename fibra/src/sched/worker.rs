@@ -1,0 +1,290 @@
+//! A worker: the loop that picks the next fiber, runs it until it switches out, and sleeps
+//! when there is nothing to do. All of `Worker` is owner-thread only; `WorkerSlot` (mod.rs)
+//! is what other threads see.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::hint::spin_loop;
+use std::ptr;
+use std::sync::atomic::Ordering::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::context;
+use super::queue::Local;
+use super::Shared;
+use crate::fiber::{switch, AfterPark, AfterUnpark, FiberRef, Header, Suspend, Switched};
+use crate::stack::LocalStackCache;
+use crate::time::Timers;
+
+/// A fiber woken by the running one may run next this many times in a row before the others
+/// get a turn (tokio's cap: a ping-ponging pair must not starve the queue).
+const MAX_RUN_NEXT_STREAK: u8 = 3;
+/// Every this many ticks the global queue is served first (Go's 61: prime, so it does not
+/// resonate with user loops).
+const GLOBAL_QUEUE_INTERVAL: u32 = 61;
+/// How long an idle worker searches before sleeping. A cross-worker wake costs a futex wake
+/// (~5 µs on these VMs) when the target sleeps and ~100 ns when it is searching; 50 µs of
+/// spinning covers a ping-pong partner's turn many times over at ≤ 1/2 of the cores.
+const SEARCH_FOR: Duration = Duration::from_micros(50);
+
+pub(crate) struct Worker {
+    pub(crate) index: usize,
+    pub(crate) shared: Arc<Shared>,
+    /// The fiber being resumed (or unwound) now; null between runs.
+    pub(crate) current: Cell<*const Header>,
+    pub(crate) local: RefCell<Local<FiberRef>>,
+    run_next: Cell<Option<FiberRef>>,
+    run_next_streak: Cell<u8>,
+    pub(crate) pinned: RefCell<VecDeque<FiberRef>>,
+    pub(crate) timers: RefCell<Timers>,
+    pub(crate) stacks: RefCell<LocalStackCache>,
+    tick: Cell<u32>,
+    rng: Cell<u32>,
+}
+
+impl Worker {
+    /// Body of a worker OS thread: runs until shutdown, then unwinds what is left.
+    pub(crate) fn run_thread(index: usize, shared: Arc<Shared>, local: Local<FiberRef>) {
+        crate::stack::ensure_alt_stack();
+        let stacks = LocalStackCache::new(shared.stacks.clone());
+        let worker = Worker {
+            index,
+            shared,
+            current: Cell::new(ptr::null()),
+            local: RefCell::new(local),
+            run_next: Cell::new(None),
+            run_next_streak: Cell::new(0),
+            pinned: RefCell::new(VecDeque::new()),
+            timers: RefCell::new(Timers::default()),
+            stacks: RefCell::new(stacks),
+            tick: Cell::new(0),
+            rng: Cell::new(0x9e37_79b9 ^ (index as u32 + 1).wrapping_mul(0x85eb_ca6b)),
+        };
+        context::set_worker(&worker);
+        worker.run_loop();
+        worker.shutdown_phase();
+        context::set_worker(ptr::null());
+    }
+
+    fn run_loop(&self) {
+        while !self.shared.shutdown.load(Acquire) {
+            self.fire_timers();
+            if let Some(f) = self.next_local().or_else(|| self.search()) {
+                self.run(f);
+            } else {
+                self.sleep();
+            }
+        }
+    }
+
+    /// Local scheduling decision (see the fairness section in `sched/mod.rs`).
+    fn next_local(&self) -> Option<FiberRef> {
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+        if tick % GLOBAL_QUEUE_INTERVAL == 0 {
+            if let Some(f) = self.shared.inject.pop() {
+                return Some(f);
+            }
+        }
+        self.shared.take_inbox(self.index, &mut *self.pinned.borrow_mut());
+        if let Some(f) = self.run_next.take() {
+            if self.run_next_streak.get() < MAX_RUN_NEXT_STREAK {
+                self.run_next_streak.set(self.run_next_streak.get() + 1);
+                return Some(f);
+            }
+            self.push_back_started(f);
+        }
+        self.run_next_streak.set(0);
+        let from_pinned = || self.pinned.borrow_mut().pop_front();
+        let from_ring = || self.local.borrow_mut().pop();
+        let found = if tick & 1 == 0 {
+            from_pinned().or_else(from_ring)
+        } else {
+            from_ring().or_else(from_pinned)
+        };
+        found.or_else(|| self.shared.inject.pop())
+    }
+
+    /// Idle: look elsewhere for a while (if not too many others already are), then give up.
+    fn search(&self) -> Option<FiberRef> {
+        if !self.shared.idle.try_start_searching() {
+            return None;
+        }
+        let started = Instant::now();
+        let found = loop {
+            if let Some(f) = self.steal().or_else(|| self.shared.inject.pop()) {
+                break Some(f);
+            }
+            if self.shared.inbox_pending(self.index) {
+                self.shared.take_inbox(self.index, &mut *self.pinned.borrow_mut());
+                if let Some(f) = self.pinned.borrow_mut().pop_front() {
+                    break Some(f);
+                }
+            }
+            if self.shared.shutdown.load(Relaxed) || self.timers_due() || started.elapsed() > SEARCH_FOR {
+                break None;
+            }
+            for _ in 0..64 {
+                spin_loop();
+            }
+        };
+        if self.shared.idle.stop_searching() && found.is_some() {
+            // The last searcher found work: wake another so the next spawn has a taker.
+            self.shared.notify_one();
+        }
+        found
+    }
+
+    /// Steal half of some other worker's ring, starting at a random victim.
+    fn steal(&self) -> Option<FiberRef> {
+        let n = self.shared.slots.len();
+        if n == 1 {
+            return None;
+        }
+        let start = self.next_random() as usize % n;
+        (0..n)
+            .map(|i| (start + i) % n)
+            .filter(|&v| v != self.index)
+            .find_map(|v| self.shared.slots[v].stealer.steal_into(&mut self.local.borrow_mut()))
+    }
+
+    fn sleep(&self) {
+        let idle = &self.shared.idle;
+        idle.register_sleeping(self.index);
+        if !self.shared.has_work_for(self.index) && !self.timers_due() {
+            let timeout = self.timers.borrow().next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+            self.shared.slots[self.index].sleeper.sleep(timeout);
+        }
+        idle.unregister_sleeping(self.index);
+    }
+
+    /// Runs `fiber` until it switches out, then files it where it belongs.
+    fn run(&self, fiber: FiberRef) {
+        fiber.state.transition_to_running();
+        if fiber.home().is_none() {
+            self.adopt(&fiber);
+        }
+        self.current.set(Arc::as_ptr(&fiber));
+        // SAFETY: `transition_to_running` made this worker the owner of the run (header.rs
+        // field table), so nobody else touches the coroutine until it switches out.
+        let co = unsafe { (*fiber.coroutine.get()).as_mut() };
+        let Some(co) = co else { fatal!("sched::worker::run: fiber without a coroutine") };
+        let switched = switch::resume(co);
+        self.current.set(ptr::null());
+        match switched {
+            Switched::Suspended(Suspend::Park) => {
+                if fiber.state.transition_to_parked() == AfterPark::Requeue {
+                    self.push_back_started(fiber);
+                }
+            }
+            Switched::Suspended(Suspend::Yield) => {
+                fiber.state.transition_to_queued();
+                self.push_back_started(fiber);
+            }
+            Switched::Finished => self.complete(fiber),
+        }
+    }
+
+    /// First run: this worker becomes the fiber's home and registers it.
+    fn adopt(&self, fiber: &FiberRef) {
+        let key = self.shared.slots[self.index].registry.insert(fiber.clone());
+        fiber.registry_key.store(key, Relaxed);
+        // Release pairs with `Header::home`'s Acquire in `schedule_woken`.
+        fiber.home.store(self.index, Release);
+    }
+
+    fn complete(&self, fiber: FiberRef) {
+        // SAFETY: the fiber finished on this thread; we still own its run.
+        let co = unsafe { (*fiber.coroutine.get()).take() };
+        if let Some(co) = co {
+            self.recycle_stack(co.into_stack());
+        }
+        self.finish(&fiber);
+    }
+
+    pub(crate) fn recycle_stack(&self, stack: crate::stack::FiberStack) {
+        stack.set_identity(ptr::null());
+        self.stacks.borrow_mut().give(stack);
+    }
+
+    /// The fiber's stack is gone: deregister, publish completion, wake the joiner.
+    pub(crate) fn finish(&self, fiber: &FiberRef) {
+        if let Some(home) = fiber.home() {
+            self.shared.slots[home].registry.remove(fiber.registry_key.load(Relaxed));
+        }
+        fiber.state.transition_to_complete();
+        fiber.wake_joiner();
+        // Release pairs with shutdown's Acquire load of `live`.
+        self.shared.live.fetch_sub(1, Release);
+    }
+
+    /// A started fiber that became runnable here. `lifo`: it was woken by the running fiber and
+    /// inherits the time slice.
+    pub(crate) fn schedule_started(&self, fiber: FiberRef, lifo: bool) {
+        if lifo {
+            if let Some(old) = self.run_next.replace(Some(fiber)) {
+                self.push_back_started(old);
+            }
+        } else {
+            self.push_back_started(fiber);
+        }
+    }
+
+    fn push_back_started(&self, fiber: FiberRef) {
+        if self.shared.config.migrate {
+            self.local.borrow_mut().push_back(fiber, &self.shared.inject);
+            self.shared.notify_one();
+        } else {
+            self.pinned.borrow_mut().push_back(fiber);
+        }
+    }
+
+    /// A new fiber: stealable until it first runs.
+    pub(crate) fn schedule_new(&self, fiber: FiberRef) {
+        self.local.borrow_mut().push_back(fiber, &self.shared.inject);
+        self.shared.notify_one();
+    }
+
+    fn fire_timers(&self) {
+        if self.timers.borrow().is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        loop {
+            let due = self.timers.borrow_mut().pop_due(now);
+            let Some(fiber) = due else { break };
+            if fiber.state.unpark() == AfterUnpark::Schedule {
+                match fiber.home() {
+                    Some(h) if h != self.index && !self.shared.config.migrate => super::schedule_woken(fiber),
+                    _ => self.schedule_started(fiber, false),
+                }
+            }
+        }
+    }
+
+    fn timers_due(&self) -> bool {
+        self.timers.borrow().next_deadline().is_some_and(|d| d <= Instant::now())
+    }
+
+    fn next_random(&self) -> u32 {
+        // xorshift32: only spreads steal victims, no quality needed.
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.rng.set(x);
+        x
+    }
+
+    /// Pops anything runnable this worker can reach (shutdown drains with it).
+    pub(crate) fn pop_any(&self) -> Option<FiberRef> {
+        self.shared.take_inbox(self.index, &mut *self.pinned.borrow_mut());
+        self.run_next
+            .take()
+            .or_else(|| self.pinned.borrow_mut().pop_front())
+            .or_else(|| self.local.borrow_mut().pop())
+            .or_else(|| self.shared.inject.pop())
+            .or_else(|| self.steal())
+    }
+}

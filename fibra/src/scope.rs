@@ -1,0 +1,181 @@
+//! `fibra::scope`: fibers that borrow from the caller's stack, like `std::thread::scope`.
+
+use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe, Location};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use std::sync::Arc;
+use std::task::Waker;
+
+use crate::error::{JoinError, SpawnError};
+use crate::fiber::{spawn_raw, Fiber, FiberRef, JoinHandle, SpawnSpec};
+use crate::park::{self, ParkReason};
+use crate::sched::context;
+
+/// Shared by a scope and its fibers.
+pub(crate) struct ScopeData {
+    /// Packets alive (std's protocol: a fiber counts until its result is consumed or dropped).
+    running: AtomicUsize,
+    a_fiber_panicked: AtomicBool,
+    owner_waker: Waker,
+}
+
+impl ScopeData {
+    pub(crate) fn decrement_running(&self, panicked: bool) {
+        if panicked {
+            self.a_fiber_panicked.store(true, Relaxed);
+        }
+        // Release pairs with the scope's Acquire load: the fiber's work happens-before
+        // `scope` returns.
+        if self.running.fetch_sub(1, Release) == 1 {
+            self.owner_waker.wake_by_ref();
+        }
+    }
+}
+
+/// Counts a scoped fiber on its owner fiber while the child's closure is alive (shutdown
+/// unwinds the owner only after its children, so borrowed data outlives them).
+struct ChildGuard(Option<FiberRef>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(owner) = &self.0 {
+            owner.scoped_children.fetch_sub(1, Release);
+        }
+    }
+}
+
+/// A scope to spawn fibers in; see [`scope`].
+pub struct Scope<'scope, 'env: 'scope> {
+    data: Arc<ScopeData>,
+    owner: Option<FiberRef>,
+    scope: PhantomData<&'scope mut &'scope ()>,
+    env: PhantomData<&'env mut &'env ()>,
+}
+
+/// Joins a scoped fiber; see [`Scope::spawn`].
+pub struct ScopedJoinHandle<'scope, T> {
+    inner: JoinHandle<T>,
+    _scope: PhantomData<&'scope ()>,
+}
+
+/// Creates a scope whose fibers may borrow non-`'static` data; every fiber spawned in it is
+/// finished before `scope` returns.
+///
+/// # Panics
+/// If `f` panics (its panic resumes here), or if a fiber panicked and was not joined.
+///
+/// ```
+/// # fibra::run(|| {
+/// let mut data = vec![1, 2, 3];
+/// let total = std::sync::atomic::AtomicU32::new(0);
+/// fibra::scope(|s| {
+///     s.spawn(|| total.fetch_add(data.iter().sum(), std::sync::atomic::Ordering::Relaxed));
+///     s.spawn(|| println!("{} items", data.len()));
+/// });
+/// data.push(4); // the borrows ended with the scope
+/// assert_eq!(total.into_inner(), 6);
+/// # });
+/// ```
+pub fn scope<'env, F, T>(f: F) -> T
+where
+    F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T,
+{
+    let owner = context::with_current_fiber(|h| h.map(|h| h.to_ref()));
+    let data = Arc::new(ScopeData {
+        running: AtomicUsize::new(0),
+        a_fiber_panicked: AtomicBool::new(false),
+        owner_waker: park::current_waker(),
+    });
+    let scope = Scope { data: data.clone(), owner, scope: PhantomData, env: PhantomData };
+    let result = panic::catch_unwind(AssertUnwindSafe(|| f(&scope)));
+    // Acquire pairs with `decrement_running`'s Release.
+    while data.running.load(Acquire) != 0 {
+        if park::cancelling() {
+            break; // shutdown unwinds us only after our fibers are gone (`ChildGuard`)
+        }
+        park::park(ParkReason::Scope);
+    }
+    match result {
+        Err(payload) => panic::resume_unwind(payload),
+        Ok(_) if data.a_fiber_panicked.load(Relaxed) => panic!("a scoped fiber panicked"),
+        Ok(value) => value,
+    }
+}
+
+impl<'scope> Scope<'scope, '_> {
+    /// Spawns a fiber that may borrow from outside the scope.
+    ///
+    /// # Panics
+    /// Outside a fibra runtime, or if no stack can be reserved.
+    #[track_caller]
+    pub fn spawn<F, T>(&'scope self, f: F) -> ScopedJoinHandle<'scope, T>
+    where
+        F: FnOnce() -> T + Send + 'scope,
+        T: Send + 'scope,
+    {
+        let spec = SpawnSpec { name: None, stack_size: None, location: Location::caller() };
+        match self.spawn_spec(spec, f) {
+            Ok(h) => h,
+            Err(e) => panic!("fibra::Scope::spawn: {e}"),
+        }
+    }
+
+    fn spawn_spec<F, T>(&'scope self, spec: SpawnSpec, f: F) -> Result<ScopedJoinHandle<'scope, T>, SpawnError>
+    where
+        F: FnOnce() -> T + Send + 'scope,
+        T: Send + 'scope,
+    {
+        if let Some(owner) = &self.owner {
+            owner.scoped_children.fetch_add(1, Relaxed);
+        }
+        let guard = ChildGuard(self.owner.clone());
+        let body = move || {
+            let _guard = guard;
+            f()
+        };
+        self.data.running.fetch_add(1, Relaxed);
+        let spawned = context::with_worker(|w| {
+            let w = w.ok_or(SpawnError::NoRuntime)?;
+            // SAFETY: `scope` does not return (nor is its owner unwound at shutdown) before
+            // every packet of this scope is gone and every child's closure dropped, so what
+            // `f` borrows for 'scope outlives the fiber.
+            unsafe { spawn_raw(&w.shared, Some(w), spec, Some(self.data.clone()), body) }
+        });
+        match spawned {
+            Ok((header, packet)) => Ok(ScopedJoinHandle { inner: JoinHandle::new(Fiber(header), packet), _scope: PhantomData }),
+            Err(e) => {
+                // The closure (and its guard) was dropped by spawn_raw; undo the count.
+                self.data.decrement_running(false);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<T> ScopedJoinHandle<'_, T> {
+    /// Waits for the fiber and returns its value; see [`JoinHandle::join`].
+    ///
+    /// # Errors
+    /// [`JoinError::Panicked`] if the fiber panicked.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let v = vec![1, 2];
+    /// let n = fibra::scope(|s| s.spawn(|| v.len()).join().unwrap());
+    /// assert_eq!(n, 2);
+    /// # });
+    /// ```
+    pub fn join(self) -> Result<T, JoinError> {
+        self.inner.join()
+    }
+
+    /// True once the fiber has finished.
+    pub fn is_finished(&self) -> bool {
+        self.inner.is_finished()
+    }
+
+    /// The fiber this handle joins.
+    pub fn fiber(&self) -> &Fiber {
+        self.inner.fiber()
+    }
+}

@@ -1,0 +1,133 @@
+//! # Fiber stacks
+//!
+//! One slot per fiber, carved out of large `MAP_NORESERVE` regions (never one `mmap` per stack:
+//! that costs ~14 µs and two memory maps each, and stops at ~32k stacks, ARCHITECTURE.md §2):
+//! ```text
+//!   high  +--------------------+ <- slot end
+//!         | header (64 B)      |    AtomicPtr<FiberIdentity>, read by the overflow handler
+//!         +--------------------+ <- base()          (16-aligned)
+//!         | usable stack       |    grows down; each page costs memory on first touch only
+//!         +--------------------+
+//!         | guard page         |    MADV_GUARD_INSTALL marker, or PROT_NONE on old kernels
+//!   low   +--------------------+ <- limit() = slot start
+//! ```
+//! The guard is installed once, when a slot is first carved; a pooled slot keeps its guard
+//! and its touched pages. `region.rs` maps and carves, `registry.rs` tells the signal handler
+//! where the slots are, `pool.rs` pools free slots per size class, `cache.rs` puts a per-worker
+//! LIFO in front, and `overflow.rs` turns a guard-page fault into a report naming the fiber.
+
+// TEMPORARY: `sched` (written in parallel) is the caller of `LocalStackCache`, `live` and
+// `mapped_regions`; until it lands they look unused outside tests. Remove once it does.
+#![cfg_attr(not(test), allow(dead_code, unused_imports))]
+
+mod cache;
+mod overflow;
+mod pool;
+mod region;
+mod registry;
+#[doc(hidden)]
+pub mod test_support;
+
+use std::sync::atomic::{AtomicPtr, Ordering::Release};
+
+use corosensei::stack::valgrind::ValgrindStackRegistration;
+use corosensei::stack::{Stack, StackPointer};
+
+use crate::fiber::identity::FiberIdentity;
+use crate::sys;
+
+pub(crate) use cache::LocalStackCache;
+pub(crate) use overflow::{ensure_alt_stack, install_overflow_handler};
+pub(crate) use pool::StackPool;
+
+/// The smallest stack fibra accepts: a panic with `RUST_BACKTRACE=1` already needs ~22 KiB,
+/// so below this even error reporting overflows (ARCHITECTURE.md §2).
+pub(crate) const MIN_STACK_SIZE: usize = 16 * 1024;
+/// 64 KiB of address space; only touched pages cost memory (one page for a parked fiber).
+pub(crate) const DEFAULT_STACK_SIZE: usize = 64 * 1024;
+/// Bytes at the top of each slot reserved for the [`Header`]; a cache line keeps the stack
+/// base 16-aligned and the header off the first frame's line.
+const HEADER_SIZE: usize = 64;
+
+/// The slot size (guard + stack + header) for a stack of at least `size` usable bytes: every
+/// size gets its own class, so the caller must round the same way for `take` and lookups.
+fn slot_size_for(size: usize) -> usize {
+    let page = sys::page_size();
+    page + (size + HEADER_SIZE).next_multiple_of(page)
+}
+
+/// Lives in the top [`HEADER_SIZE`] bytes of every slot.
+#[repr(C, align(64))]
+struct Header {
+    /// Who runs on this stack, for the overflow report; null while pooled.
+    identity: AtomicPtr<FiberIdentity>,
+}
+
+/// One stack slot, owned. Obtained from [`StackPool::take`] or [`LocalStackCache::take`] and
+/// handed back with `give`; dropping it instead leaks the slot (and its region) but is sound.
+pub(crate) struct FiberStack {
+    /// Address of the guard page (the slot's lowest byte). Inside a region that stays mapped
+    /// while this `FiberStack` exists: the pool unmaps only when no stack is live.
+    start: usize,
+    slot_size: usize,
+    /// Registered once when the slot is carved, dropped when its region is unmapped.
+    _valgrind: ValgrindStackRegistration,
+}
+
+impl FiberStack {
+    /// Wraps a freshly carved, guarded slot.
+    fn carved(start: usize, slot_size: usize) -> FiberStack {
+        FiberStack {
+            start,
+            slot_size,
+            _valgrind: ValgrindStackRegistration::new(start as *mut u8, slot_size),
+        }
+    }
+
+    /// Usable bytes between the guard page and the header (at least the size asked for).
+    pub(crate) fn size(&self) -> usize {
+        self.slot_size - sys::page_size() - HEADER_SIZE
+    }
+
+    /// Records who runs on this stack so the overflow handler can name it; null clears it.
+    /// `who` must stay valid until it is cleared or the stack is given back. Any thread.
+    pub(crate) fn set_identity(&self, who: *const FiberIdentity) {
+        // Release pairs with the Acquire load in `overflow::report`: the handler that reads
+        // the pointer also sees the identity's fields as they were written before this store.
+        self.header().identity.store(who.cast_mut(), Release);
+    }
+
+    fn header(&self) -> &Header {
+        let addr = self.start + self.slot_size - HEADER_SIZE;
+        // SAFETY: the slot's top bytes are mapped read-write for as long as `self` exists
+        // (field `start`), 64-aligned (slots are page multiples from a page-aligned region),
+        // and hold a valid `Header`: zero (a null pointer) from mmap or `MADV_DONTNEED`, or a
+        // pointer stored through this method. Only atomics touch it.
+        unsafe { &*(addr as *const Header) }
+    }
+
+    /// Forgets the valgrind registration (for leaked slots, whose memory stays mapped).
+    fn leak(self) {
+        std::mem::forget(self);
+    }
+}
+
+// SAFETY: `limit()` is the guard page's first byte, so the guard is included and any overflow
+// faults (the guard is installed before a slot is ever handed out, `region::Region::carve`);
+// `base()` is 16-aligned because slots are page multiples from page-aligned regions and
+// `HEADER_SIZE` is 64; `size()` >= `MIN_STACK_SIZE` >= corosensei's 4096 because `take`
+// callers pass at least `MIN_STACK_SIZE`. The memory stays mapped while `self` lives.
+unsafe impl Stack for FiberStack {
+    #[inline]
+    fn base(&self) -> StackPointer {
+        StackPointer::new(self.start + self.slot_size - HEADER_SIZE).expect("slot is not at 0")
+    }
+
+    #[inline]
+    fn limit(&self) -> StackPointer {
+        StackPointer::new(self.start).expect("slot is not at 0")
+    }
+}
+
+#[cfg(all(test, not(miri)))]
+mod tests;

@@ -1,0 +1,243 @@
+//! The per-runtime pool of stack slots: one LIFO free list per size class.
+//!
+//! LIFO because the most recently freed slot has the most pages still committed and cached.
+//! A pooled slot keeps its guard and its touched pages (reuse costs ~50 ns; a fresh page costs
+//! a ~2.4 µs fault, ARCHITECTURE.md §2). Memory goes back to the kernel only for the coldest
+//! free slots beyond a high-water mark: `MADV_DONTNEED` costs ~4.7 µs, too much per release.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::region::{self, Guards, Region};
+use super::{slot_size_for, FiberStack, DEFAULT_STACK_SIZE};
+use crate::error::SpawnError;
+
+/// Free slots a class keeps committed: 1024 default stacks hold at most 68 MiB, and a burst
+/// of that many spawns then needs no page faults.
+const HIGH_WATER: usize = 1024;
+
+/// Free slots of one slot size, and the regions they come from.
+struct Class {
+    slot_size: usize,
+    /// LIFO: the top is the warmest slot.
+    free: Vec<FiberStack>,
+    /// `free[..clean]` have been discarded already; they stay at the cold bottom.
+    clean: usize,
+    regions: Vec<Region>,
+}
+
+impl Class {
+    fn new(slot_size: usize) -> Class {
+        Class {
+            slot_size,
+            free: Vec::new(),
+            clean: 0,
+            regions: Vec::new(),
+        }
+    }
+
+    fn pop(&mut self) -> Option<FiberStack> {
+        let stack = self.free.pop()?;
+        self.clean = self.clean.min(self.free.len());
+        Some(stack)
+    }
+
+    /// A free slot, else a freshly carved one (mapping a new region if needed).
+    fn take(&mut self, guards: &Guards, regions: &AtomicUsize) -> Result<FiberStack, SpawnError> {
+        if let Some(stack) = self.pop() {
+            return Ok(stack);
+        }
+        if self.regions.last().map_or(true, Region::is_full) {
+            self.regions.push(Region::map(self.slot_size)?);
+            regions.fetch_add(1, Relaxed); // a statistic
+        }
+        self.regions.last_mut().expect("pushed above").carve(guards)
+    }
+
+    fn give(&mut self, stack: FiberStack, high_water: usize) {
+        self.free.push(stack);
+        let keep_from = self.free.len().saturating_sub(high_water);
+        for stack in self.free.get(self.clean..keep_from).unwrap_or_default() {
+            // SAFETY: `stack` is in the free list: handed back, nothing runs on it.
+            unsafe { region::discard(stack) };
+        }
+        self.clean = self.clean.max(keep_from);
+    }
+
+    /// Unmaps everything. Only with no stack of this class live.
+    fn unmap(&mut self, guards: &Guards) {
+        self.free.clear(); // de-registers each slot from valgrind
+        for region in self.regions.drain(..) {
+            // SAFETY: the pool checked `live == 0`, and the free stacks were just dropped, so
+            // no `FiberStack` of this region exists.
+            unsafe { region.unmap(guards) };
+        }
+    }
+
+    /// Leaks everything: stacks may still run on this memory.
+    fn leak(&mut self) {
+        self.free.drain(..).for_each(FiberStack::leak);
+        std::mem::forget(std::mem::take(&mut self.regions));
+    }
+}
+
+/// All stacks of one runtime session. Any thread; shared through `Arc`.
+pub(crate) struct StackPool {
+    /// The hot class (`DEFAULT_STACK_SIZE`), with its own lock.
+    default: Mutex<Class>,
+    /// Every other size; spawns with custom sizes are rare.
+    others: Mutex<Vec<Class>>,
+    guards: Guards,
+    high_water: usize,
+    /// Statistics only (no data is published through them), hence Relaxed.
+    live: AtomicUsize,
+    regions: AtomicUsize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while a class is locked except allocation failure, which aborts; a
+    // poisoned class is still consistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl StackPool {
+    pub(crate) fn new() -> StackPool {
+        Self::with_config(false, usize::MAX, HIGH_WATER)
+    }
+
+    fn with_config(force_mprotect: bool, pool_budget: usize, high_water: usize) -> StackPool {
+        StackPool {
+            default: Mutex::new(Class::new(slot_size_for(DEFAULT_STACK_SIZE))),
+            others: Mutex::new(Vec::new()),
+            guards: Guards::new(force_mprotect, pool_budget),
+            high_water,
+            live: AtomicUsize::new(0),
+            regions: AtomicUsize::new(0),
+        }
+    }
+
+    /// Test-only: a pool that discards free slots beyond `high_water` (0: every release).
+    pub(crate) fn with_high_water(high_water: usize) -> StackPool {
+        Self::with_config(false, usize::MAX, high_water)
+    }
+
+    /// Test-only: a pool that guards with `mprotect` and allows at most `guards` of them.
+    #[cfg(test)]
+    pub(crate) fn with_map_budget(guards: usize) -> StackPool {
+        Self::with_config(true, guards, HIGH_WATER)
+    }
+
+    /// A stack with at least `size` usable bytes. `size >= MIN_STACK_SIZE` (caller validated).
+    /// Any thread.
+    ///
+    /// # Errors
+    /// [`SpawnError::Stack`] if `mmap`/`madvise` fail; [`SpawnError::MapCountBudget`] on a
+    /// kernel without `MADV_GUARD_INSTALL` once `mprotect` guards would use half the budget.
+    pub(crate) fn take(&self, size: usize) -> Result<FiberStack, SpawnError> {
+        let slot_size = slot_size_for(size);
+        let stack = self.with_class(slot_size, |class| class.take(&self.guards, &self.regions))?;
+        self.live.fetch_add(1, Relaxed);
+        Ok(stack)
+    }
+
+    /// Moves up to `n` free default-size stacks into `out` (no carving). Returns how many.
+    pub(super) fn take_default_batch(&self, out: &mut Vec<FiberStack>, n: usize) -> usize {
+        let mut class = lock(&self.default);
+        let before = out.len();
+        out.extend(std::iter::from_fn(|| class.pop()).take(n));
+        let moved = out.len() - before;
+        self.live.fetch_add(moved, Relaxed);
+        moved
+    }
+
+    /// Takes back a stack from `take`. Any thread.
+    pub(crate) fn give(&self, stack: FiberStack) {
+        stack.set_identity(std::ptr::null());
+        let slot_size = stack.slot_size;
+        self.with_class(slot_size, |class| class.give(stack, self.high_water));
+        self.live.fetch_sub(1, Relaxed);
+    }
+
+    /// Takes back several stacks under one lock.
+    pub(super) fn give_batch(&self, stacks: impl Iterator<Item = FiberStack>) {
+        let mut class = lock(&self.default);
+        for stack in stacks {
+            stack.set_identity(std::ptr::null());
+            self.live.fetch_sub(1, Relaxed);
+            if stack.slot_size == class.slot_size {
+                class.give(stack, self.high_water);
+            } else {
+                drop(class);
+                self.with_class(stack.slot_size, |c| c.give(stack, self.high_water));
+                class = lock(&self.default);
+            }
+        }
+    }
+
+    fn with_class<R>(&self, slot_size: usize, f: impl FnOnce(&mut Class) -> R) -> R {
+        let mut default = lock(&self.default);
+        if default.slot_size == slot_size {
+            return f(&mut default);
+        }
+        drop(default);
+        let mut others = lock(&self.others);
+        let i = match others.iter().position(|c| c.slot_size == slot_size) {
+            Some(i) => i,
+            None => {
+                others.push(Class::new(slot_size));
+                others.len() - 1
+            }
+        };
+        f(&mut others[i])
+    }
+
+    /// Stacks handed out and not yet given back (including those in worker caches).
+    pub(crate) fn live(&self) -> usize {
+        self.live.load(Relaxed)
+    }
+
+    /// Regions currently mapped (each one memory map, or more with `mprotect` guards).
+    pub(crate) fn mapped_regions(&self) -> usize {
+        self.regions.load(Relaxed)
+    }
+
+    /// `mprotect` guards in this pool's regions (0 where `MADV_GUARD_INSTALL` works).
+    pub(crate) fn mprotect_guards(&self) -> usize {
+        self.guards.mprotect_guards()
+    }
+}
+
+impl Default for StackPool {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for StackPool {
+    /// Unmaps every region, unless a stack is still live: then a fiber may still be running
+    /// on it, so everything is leaked instead (soundness first) and a warning printed.
+    fn drop(&mut self) {
+        let default = self
+            .default
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        let others = self
+            .others
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        let live = *self.live.get_mut();
+        if live != 0 {
+            eprintln!(
+                "fibra: {live} fiber stacks were not given back when their runtime ended; \
+                 leaking their memory ({} regions) instead of unmapping it under them",
+                *self.regions.get_mut()
+            );
+            default.leak();
+            others.iter_mut().for_each(Class::leak);
+            return;
+        }
+        default.unmap(&self.guards);
+        others.iter_mut().for_each(|c| c.unmap(&self.guards));
+        *self.regions.get_mut() = 0;
+    }
+}

@@ -1,0 +1,184 @@
+//! A region: one large `MAP_NORESERVE` mapping carved lazily into equal slots, each guarded
+//! when first carved. Also the guard policy: `MADV_GUARD_INSTALL`, else `mprotect` within a
+//! memory-map budget, never no guard at all (a canary word misses large frames).
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
+
+use super::registry::{self, Registration};
+use super::FiberStack;
+use crate::error::SpawnError;
+use crate::sys;
+
+/// Bytes per region: 963 default slots, a few µs to map, one memory map. Big enough that
+/// regions are rare, small enough that a runtime with a few fibers reserves little.
+const REGION_BYTES: usize = 64 * 1024 * 1024;
+/// Regions of classes with large slots still hold this many, so they stay rare.
+const MIN_SLOTS_PER_REGION: usize = 8;
+
+/// Whether `MADV_GUARD_INSTALL` works on this kernel; learned on first use, process-wide.
+static MADV_GUARD: AtomicU8 = AtomicU8::new(MADV_UNKNOWN);
+const MADV_UNKNOWN: u8 = 0;
+const MADV_WORKS: u8 = 1;
+const MADV_UNSUPPORTED: u8 = 2;
+
+/// `mprotect` guards alive in the process, over all pools: they share one `vm.max_map_count`.
+static MPROTECT_GUARDS: AtomicUsize = AtomicUsize::new(0);
+
+/// How a pool guards its slots.
+pub(super) struct Guards {
+    force_mprotect: bool,
+    /// Extra per-pool cap on `mprotect` guards (tests); `usize::MAX` otherwise.
+    pool_budget: usize,
+    /// `mprotect` guards alive in this pool's regions.
+    pool_mprotect: AtomicUsize,
+}
+
+impl Guards {
+    pub(super) fn new(force_mprotect: bool, pool_budget: usize) -> Guards {
+        Guards {
+            force_mprotect: force_mprotect || sys::force_mprotect_guards(),
+            pool_budget,
+            pool_mprotect: AtomicUsize::new(0),
+        }
+    }
+
+    /// `mprotect` guards allowed process-wide. Each splits its region's mapping, costing two
+    /// maps; we take at most half of `vm.max_map_count` so threads, libraries and the
+    /// allocator keep the rest (at the limit even `pthread_create` fails, ARCHITECTURE.md §2).
+    fn process_budget() -> usize {
+        sys::max_map_count() / 4
+    }
+
+    /// Guards the page at `addr`; returns whether it cost a memory map (`mprotect`).
+    ///
+    /// # Safety
+    /// `addr` is a page inside a reserved region that holds nothing live.
+    unsafe fn install(&self, addr: NonNull<u8>) -> Result<bool, SpawnError> {
+        let page = sys::page_size();
+        if !self.force_mprotect && MADV_GUARD.load(Relaxed) != MADV_UNSUPPORTED {
+            // SAFETY: the caller's contract (a page of ours, nothing live).
+            match unsafe { sys::guard_madvise(addr, page) } {
+                Ok(()) => {
+                    MADV_GUARD.store(MADV_WORKS, Relaxed); // a hint; no data depends on it
+                    return Ok(false);
+                }
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EINVAL)
+                        && MADV_GUARD.load(Relaxed) != MADV_WORKS =>
+                {
+                    MADV_GUARD.store(MADV_UNSUPPORTED, Relaxed); // kernel < 6.13
+                }
+                Err(e) => return Err(SpawnError::Stack(e)),
+            }
+        }
+        // Counters only (no data is published through them), so Relaxed.
+        let global = MPROTECT_GUARDS.fetch_add(1, Relaxed);
+        let local = self.pool_mprotect.fetch_add(1, Relaxed);
+        if global >= Self::process_budget() || local >= self.pool_budget {
+            self.forget_mprotect(1);
+            let guarded_stacks = if local >= self.pool_budget {
+                local
+            } else {
+                global
+            };
+            return Err(SpawnError::MapCountBudget {
+                max_map_count: sys::max_map_count(),
+                guarded_stacks,
+            });
+        }
+        // SAFETY: the caller's contract.
+        if let Err(e) = unsafe { sys::guard_mprotect(addr, page) } {
+            self.forget_mprotect(1);
+            return Err(SpawnError::Stack(e));
+        }
+        Ok(true)
+    }
+
+    fn forget_mprotect(&self, n: usize) {
+        MPROTECT_GUARDS.fetch_sub(n, Relaxed);
+        self.pool_mprotect.fetch_sub(n, Relaxed);
+    }
+
+    /// `mprotect` guards alive in this pool.
+    pub(super) fn mprotect_guards(&self) -> usize {
+        self.pool_mprotect.load(Relaxed)
+    }
+}
+
+/// One mapping, carved bottom-up into `slot_size` slots.
+pub(super) struct Region {
+    start: NonNull<u8>,
+    len: usize,
+    slot_size: usize,
+    /// Slots carved so far (each one guarded).
+    carved: usize,
+    /// How many carved slots cost an `mprotect` guard.
+    mprotect_guards: usize,
+    registration: Option<Registration>,
+}
+
+// SAFETY: `Region` owns its mapping exclusively (like a `Box<[u8]>`); the raw pointer is only
+// an address and is never dereferenced through `&Region`.
+unsafe impl Send for Region {}
+
+impl Region {
+    /// Maps a region for slots of `slot_size` bytes (a page multiple) and registers it with
+    /// the overflow handler.
+    pub(super) fn map(slot_size: usize) -> Result<Region, SpawnError> {
+        let slots = (REGION_BYTES / slot_size).max(MIN_SLOTS_PER_REGION);
+        let len = slots * slot_size;
+        let start = sys::reserve(len).map_err(SpawnError::Stack)?;
+        let registration = registry::register(start.as_ptr() as usize, len, slot_size);
+        Ok(Region {
+            start,
+            len,
+            slot_size,
+            carved: 0,
+            mprotect_guards: 0,
+            registration,
+        })
+    }
+
+    pub(super) fn is_full(&self) -> bool {
+        (self.carved + 1) * self.slot_size > self.len
+    }
+
+    /// Carves the next slot and installs its guard. The caller checked `!is_full()`.
+    pub(super) fn carve(&mut self, guards: &Guards) -> Result<FiberStack, SpawnError> {
+        assert!(!self.is_full(), "stack::region::carve: region full");
+        // SAFETY: `carved * slot_size + slot_size <= len` (asserted), so in bounds.
+        let slot = unsafe { self.start.add(self.carved * self.slot_size) };
+        // SAFETY: the slot has never been handed out, so its guard page holds nothing live.
+        let costs_map = unsafe { guards.install(slot) }?;
+        self.carved += 1;
+        self.mprotect_guards += usize::from(costs_map);
+        Ok(FiberStack::carved(slot.as_ptr() as usize, self.slot_size))
+    }
+
+    /// Unmaps the region and returns its `mprotect` guards to the budget.
+    ///
+    /// # Safety
+    /// No `FiberStack` of this region is alive (all were given back and dropped).
+    pub(super) unsafe fn unmap(mut self, guards: &Guards) {
+        if let Some(reg) = self.registration.take() {
+            registry::unregister(reg);
+        }
+        // SAFETY: the caller guarantees nothing refers into the region any more.
+        if unsafe { sys::release(self.start, self.len) }.is_ok() {
+            guards.forget_mprotect(self.mprotect_guards);
+        }
+    }
+}
+
+/// Returns the memory of a pooled slot to the kernel. The guard survives (guard markers are
+/// kept by `MADV_DONTNEED`; `PROT_NONE` is untouched), the header reads as null again.
+///
+/// # Safety
+/// `stack` is pooled: nothing runs on it and nothing points into it.
+pub(super) unsafe fn discard(stack: &FiberStack) {
+    let start = NonNull::new(stack.start as *mut u8).expect("slot is not at 0");
+    // SAFETY: the slot lies inside a mapped region and, per the caller, holds nothing live.
+    // Failure only means the memory stays committed, so it is ignored.
+    let _ = unsafe { sys::discard(start, stack.slot_size) };
+}

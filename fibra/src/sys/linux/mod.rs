@@ -1,0 +1,4 @@
+//! Linux backend of [`crate::sys`].
+
+pub(crate) mod mem;
+pub(crate) mod signal;

@@ -1,0 +1,21 @@
+//! # sys: the only module that calls the OS
+//!
+//! The contract, for every platform backend:
+//! - Memory: [`page_size`], [`reserve`] (address space, committed lazily on first touch),
+//!   [`release`], [`discard`] (give touched pages back), [`guard_madvise`] (a guard page that costs
+//!   no memory map) and [`guard_mprotect`] (the fallback that costs one), [`max_map_count`].
+//! - Signals: [`install_fault_handler`] (which chains to the previous handler for faults the
+//!   policy declines), [`ensure_alt_stack`], [`write_stderr`].
+//!
+//! Every call returns `io::Result` (`EINTR`/`EAGAIN` retried inside) or is infallible. Nothing here
+//! knows what a fiber is; policy (which guard to use, budgets, what to print) lives in `stack`.
+//!
+//! fibra only supports Linux, so there is one backend; a second one gets chosen here, once.
+
+mod linux;
+
+pub(crate) use linux::mem::{
+    discard, force_mprotect_guards, guard_madvise, guard_mprotect, max_map_count, page_size,
+    release, reserve,
+};
+pub(crate) use linux::signal::{ensure_alt_stack, install_fault_handler, write_stderr};
