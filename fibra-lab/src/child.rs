@@ -14,9 +14,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::experiments::{Experiment, Params};
+use crate::experiments::{spawn, Experiment, Params};
 use crate::machine;
 use crate::peers::{self, Contender};
+
+/// How the child's panic hook starts its one line.
+const PANIC_MARK: &str = "panicked: ";
 
 /// Named figures of one measurement (e.g. `"ns_per_round_trip" -> 98.4`).
 pub type Figures = BTreeMap<String, f64>;
@@ -30,7 +33,23 @@ struct ChildOutput {
 pub fn main(experiment: Experiment, contender: Contender, n: u64, workers: usize) -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         // One line, so the parent can quote it as the failure reason.
-        eprintln!("panicked: {}", info.to_string().replace('\n', " "));
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(non-string payload)".to_string());
+        let at = info.location().map_or(String::new(), |l| {
+            let file = l.file().rsplit('/').next().unwrap_or(l.file());
+            format!(" [at {file}:{}]", l.line())
+        });
+        let live = spawn::live_units();
+        let context = if live > 0 {
+            format!(" ({live} units spawned and not yet woken)")
+        } else {
+            String::new()
+        };
+        eprintln!("{PANIC_MARK}{}{at}{context}", msg.replace('\n', " "));
     }));
     match peers::measure(experiment, contender, n, workers) {
         Ok(figures) => match serde_json::to_string(&ChildOutput { figures }) {
@@ -60,7 +79,9 @@ pub fn launch(
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let mut cmd = if params.pin_one_cpu {
         let mut c = Command::new("taskset");
-        c.arg("-c").arg(machine::first_allowed_cpu().to_string()).arg(&exe);
+        c.arg("-c")
+            .arg(machine::first_allowed_cpu().to_string())
+            .arg(&exe);
         c
     } else {
         Command::new(&exe)
@@ -109,8 +130,9 @@ pub fn launch(
         )));
     }
     match status {
-        Some(status) if status.success() => parse(&stdout)
-            .ok_or_else(|| with_detail("child printed no figures".to_string())),
+        Some(status) if status.success() => {
+            parse(&stdout).ok_or_else(|| with_detail("child printed no figures".to_string()))
+        }
         Some(status) => Err(failure_reason(status, last_err)),
         None => Err(with_detail("child vanished".to_string())),
     }
@@ -135,13 +157,16 @@ fn parse(stdout: &str) -> Option<Figures> {
         .map(|out| out.figures)
 }
 
-/// The last line of stderr worth quoting (not the "note: run with RUST_BACKTRACE" hint).
+/// The line of stderr worth quoting: the last panic line of the child's hook if there is one
+/// (an abort after a panic ends with a less telling "fatal runtime error"), else the last line
+/// that is not the "note: run with RUST_BACKTRACE" hint.
 fn last_line(stderr: &str) -> Option<String> {
-    stderr
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+    let lines = || stderr.lines().rev().map(str::trim);
+    lines()
+        .find(|l| l.starts_with(PANIC_MARK))
+        .or_else(|| {
+            lines().find(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        })
         .map(|l| truncate(l, 300))
 }
 
@@ -195,5 +220,15 @@ mod tests {
     fn skips_the_backtrace_hint() {
         let err = "panicked: boom\nnote: run with `RUST_BACKTRACE=1` environment variable\n";
         assert_eq!(last_line(err).as_deref(), Some("panicked: boom"));
+    }
+
+    #[test]
+    fn prefers_the_panic_line_over_the_abort_line() {
+        let err =
+            "panicked: no memory [at x.rs:1]\nfatal runtime error: failed to initiate panic\n";
+        assert_eq!(
+            last_line(err).as_deref(),
+            Some("panicked: no memory [at x.rs:1]")
+        );
     }
 }

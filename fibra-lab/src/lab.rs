@@ -97,7 +97,9 @@ fn run_experiment(config: &Config, experiment: Experiment) -> ExperimentResult {
                         reason: format!("not run: already failed at {label}"),
                     }
                 }
-                _ => measure(config, experiment, contender, &params, &row.label, timeout, &bar),
+                _ => measure(
+                    config, experiment, contender, &params, &row.label, timeout, &bar,
+                ),
             };
             if matches!(outcome, Outcome::Failed { .. }) {
                 failed_at

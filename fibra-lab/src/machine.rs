@@ -78,10 +78,13 @@ fn kernel() -> String {
 }
 
 fn cpu_model() -> Option<String> {
-    fs::read_to_string("/proc/cpuinfo").ok()?.lines().find_map(|l| {
-        let (key, value) = l.split_once(':')?;
-        (key.trim() == "model name").then(|| value.trim().to_string())
-    })
+    fs::read_to_string("/proc/cpuinfo")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            (key.trim() == "model name").then(|| value.trim().to_string())
+        })
 }
 
 fn proc_number(path: &str) -> Option<u64> {

@@ -5,6 +5,7 @@ fn main() {
     let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let t = Instant::now();
     let total: u64 = fibra::run(|| {
+        let started = Instant::now();
         let handles: Vec<_> = (0..n)
             .map(|i| {
                 fibra::spawn(move || {
@@ -13,8 +14,11 @@ fn main() {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).sum()
+        let spawned = started.elapsed();
+        let sum = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        println!("spawned in {spawned:?}, joined after {:?}", started.elapsed());
+        sum
     });
     assert_eq!(total, n * (n - 1) / 2);
-    println!("{n} sleepers: {:?}", t.elapsed());
+    println!("{n} sleepers: {:?} in all", t.elapsed());
 }

@@ -99,6 +99,9 @@ pub enum JoinError {
     Panicked(Box<dyn Any + Send + 'static>),
     /// The fiber was unwound before it finished, because its runtime shut down.
     Cancelled,
+    /// The fiber never ran: no stack could be reserved when a worker picked it up (stacks are
+    /// taken at a fiber's first run, on the worker that runs it).
+    NoStack(SpawnError),
 }
 
 impl JoinError {
@@ -106,7 +109,7 @@ impl JoinError {
     pub fn into_panic(self) -> Option<Box<dyn Any + Send + 'static>> {
         match self {
             JoinError::Panicked(p) => Some(p),
-            JoinError::Cancelled => None,
+            _ => None,
         }
     }
 
@@ -116,7 +119,7 @@ impl JoinError {
                 .downcast_ref::<&'static str>()
                 .copied()
                 .or_else(|| p.downcast_ref::<String>().map(String::as_str)),
-            JoinError::Cancelled => None,
+            _ => None,
         }
     }
 }
@@ -129,6 +132,7 @@ impl fmt::Debug for JoinError {
                 .field(&self.panic_message().unwrap_or("<non-string payload>"))
                 .finish(),
             JoinError::Cancelled => f.write_str("Cancelled"),
+            JoinError::NoStack(e) => f.debug_tuple("NoStack").field(e).finish(),
         }
     }
 }
@@ -138,7 +142,10 @@ impl fmt::Display for JoinError {
         match self.panic_message() {
             Some(msg) => write!(f, "fiber panicked: {msg}"),
             None if matches!(self, JoinError::Panicked(_)) => write!(f, "fiber panicked"),
-            None => write!(f, "fiber was cancelled by runtime shutdown"),
+            None => match self {
+                JoinError::NoStack(e) => write!(f, "fiber never ran: {e}"),
+                _ => write!(f, "fiber was cancelled by runtime shutdown"),
+            },
         }
     }
 }

@@ -50,6 +50,8 @@ pub use park::ParkReason;
 pub use runtime::{run, Runtime, RuntimeBuilder};
 pub use scope::{scope, Scope, ScopedJoinHandle};
 pub use time::{sleep, sleep_until};
+#[doc(hidden)]
+pub use stack::test_support as __stack_test_support;
 
 /// The smallest fiber stack fibra accepts, in bytes. A panic with `RUST_BACKTRACE=1` needs
 /// ~22 KiB of stack, so stacks this small suit only leaf fibers that never panic.

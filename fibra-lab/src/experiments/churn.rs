@@ -15,6 +15,7 @@ tokio and fibra: one worker per core.";
 pub const FIGURES: &[Figure] = &[Figure {
     key: "ns_per_unit",
     title: "ns per unit (spawn + join)",
+    cost: true,
 }];
 
 /// Units spawned before joining them all.
@@ -57,7 +58,9 @@ pub fn plan(size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
 pub fn batches(n: u64) -> impl Iterator<Item = u64> {
     let full = n / BATCH;
     let rest = n % BATCH;
-    std::iter::repeat(BATCH).take(full as usize).chain((rest > 0).then_some(rest))
+    std::iter::repeat(BATCH)
+        .take(full as usize)
+        .chain((rest > 0).then_some(rest))
 }
 
 pub fn figures(n: u64, elapsed: Duration) -> Figures {

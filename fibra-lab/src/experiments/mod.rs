@@ -71,13 +71,15 @@ pub struct Row {
     pub cells: Vec<(Contender, Params)>,
 }
 
-/// A figure an experiment reports (all are "lower is better").
+/// A figure an experiment reports.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Figure {
     /// Key in the child's JSON output.
     pub key: &'static str,
     /// Human heading, with the unit.
     pub title: &'static str,
+    /// A cost (lower is better, gets the "fibra / best peer" ratio), not an observation.
+    pub cost: bool,
 }
 
 impl Experiment {

@@ -12,22 +12,34 @@ pub const DESCRIPTION: &str =
 
 pub const NOTE: &str = "RSS per unit = (VmRSS 50 ms after the last spawn − VmRSS before the first) / N. \
 OS threads: 64 KiB stacks; tokio and fibra: one worker per core, default fibra stack size. \
+Where spawning outlasted the 100 ms sleep, the first units had finished at the sample (cells marked *): \
+unjoined OS threads and tokio tasks keep their stack or task cell until joined, a runtime may free a \
+finished fiber's stack earlier, so such cells understate the cost of a live unit. \
 A contender that fails at some N is skipped at larger N.";
 
 pub const FIGURES: &[Figure] = &[
     Figure {
         key: "spawn_ms",
         title: "spawn time, ms (all N created)",
+        cost: true,
     },
     Figure {
         key: "wall_ms",
         title: "total wall, ms (until all joined)",
+        cost: true,
     },
     Figure {
-        key: "rss_per_unit_bytes",
+        key: RSS_KEY,
         title: "resident memory per unit, bytes",
+        cost: true,
     },
 ];
+
+/// Figure: resident bytes per unit.
+pub const RSS_KEY: &str = "rss_per_unit_bytes";
+
+/// Figure: units still asleep at the RSS sample (JSON only; marks table cells with `*`).
+pub const ALIVE_KEY: &str = "alive_at_sample";
 
 /// How long each unit sleeps.
 pub const UNIT_SLEEP: Duration = Duration::from_millis(100);
@@ -95,9 +107,9 @@ impl Sample {
         Figures::from([
             ("spawn_ms".to_string(), self.spawn.as_secs_f64() * 1e3),
             ("wall_ms".to_string(), self.wall.as_secs_f64() * 1e3),
-            ("rss_per_unit_bytes".to_string(), delta / self.n.max(1) as f64),
+            (RSS_KEY.to_string(), delta / self.n.max(1) as f64),
             ("rss_delta_bytes".to_string(), delta),
-            ("alive_at_sample".to_string(), self.alive_at_sample as f64),
+            (ALIVE_KEY.to_string(), self.alive_at_sample as f64),
         ])
     }
 }

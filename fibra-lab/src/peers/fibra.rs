@@ -5,7 +5,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::child::Figures;
-use crate::experiments::{churn, spawn as spawn_exp, switch as switch_exp};
+use crate::experiments::switch::{self as switch_exp, Placement};
+use crate::experiments::{churn, spawn as spawn_exp};
 use crate::machine::vm_rss_bytes;
 
 fn runtime(workers: usize) -> Result<fibra::Runtime, String> {
@@ -51,7 +52,12 @@ pub fn spawn(n: u64, workers: usize) -> Result<Figures, String> {
     })
 }
 
-fn player(me: u64, rounds: u64, turn: Arc<AtomicU64>, slots: Arc<[OnceLock<fibra::Fiber>; 2]>) {
+fn player(
+    me: u64,
+    rounds: u64,
+    turn: Arc<AtomicU64>,
+    slots: Arc<[OnceLock<fibra::Fiber>; 2]>,
+) -> Placement {
     let _ = slots[me as usize].set(fibra::current());
     let other = loop {
         if let Some(f) = slots[1 - me as usize].get() {
@@ -59,13 +65,16 @@ fn player(me: u64, rounds: u64, turn: Arc<AtomicU64>, slots: Arc<[OnceLock<fibra
         }
         fibra::yield_now();
     };
-    for _ in 0..rounds {
+    let mut placement = Placement::new(rounds);
+    for i in 0..rounds {
+        placement.sample(i);
         while turn.load(Ordering::Acquire) % 2 != me {
             fibra::park();
         }
         turn.fetch_add(1, Ordering::Release);
         other.unpark();
     }
+    placement
 }
 
 pub fn switch(rounds: u64, workers: usize) -> Result<Figures, String> {
@@ -78,9 +87,9 @@ pub fn switch(rounds: u64, workers: usize) -> Result<Figures, String> {
             fibra::spawn(move || player(0, rounds, turn, slots))
         };
         let b = fibra::spawn(move || player(1, rounds, turn, slots));
-        joined(a.join())?;
-        joined(b.join())?;
-        Ok(switch_exp::figures(rounds, t0.elapsed()))
+        let a = joined(a.join())?;
+        let b = joined(b.join())?;
+        Ok(switch_exp::figures(rounds, t0.elapsed(), Some((&a, &b))))
     })
 }
 

@@ -1,7 +1,7 @@
 //! The contenders, and the dispatch from (experiment, contender) to the code that measures it.
 //! Runs in the child process.
 
-// pub mod fibra;
+pub mod fibra;
 pub mod threads;
 pub mod tokio;
 
@@ -64,8 +64,8 @@ pub fn measure(
         (Contender::Tokio, Experiment::Spawn) => tokio::spawn(n, workers),
         (Contender::Tokio, Experiment::Switch) => tokio::switch(n, workers),
         (Contender::Tokio, Experiment::Churn) => tokio::churn(n, workers),
-        (Contender::Fibra, _) => Err("fibra commented out".into()),
-        (Contender::Fibra, _) => Err("fibra commented out".into()),
-        (Contender::Fibra, _) => Err("fibra commented out".into()),
+        (Contender::Fibra, Experiment::Spawn) => fibra::spawn(n, workers),
+        (Contender::Fibra, Experiment::Switch) => fibra::switch(n, workers),
+        (Contender::Fibra, Experiment::Churn) => fibra::churn(n, workers),
     }
 }

@@ -79,7 +79,7 @@ pub fn switch(rounds: u64) -> Result<Figures, String> {
     for p in players {
         p.join().map_err(|_| "a thread panicked".to_string())?;
     }
-    Ok(switch_exp::figures(rounds, t0.elapsed()))
+    Ok(switch_exp::figures(rounds, t0.elapsed(), None))
 }
 
 pub fn churn(n: u64) -> Result<Figures, String> {

@@ -8,7 +8,8 @@ use tokio::runtime::{Builder, Runtime};
 use tokio::sync::Notify;
 
 use crate::child::Figures;
-use crate::experiments::{churn, spawn as spawn_exp, switch as switch_exp};
+use crate::experiments::switch::{self as switch_exp, Placement};
+use crate::experiments::{churn, spawn as spawn_exp};
 use crate::machine::vm_rss_bytes;
 
 fn runtime(workers: usize) -> Result<Runtime, String> {
@@ -55,14 +56,17 @@ pub fn spawn(n: u64, workers: usize) -> Result<Figures, String> {
     })
 }
 
-async fn player(me: u64, rounds: u64, turn: Arc<AtomicU64>, bells: Arc<[Notify; 2]>) {
-    for _ in 0..rounds {
+async fn player(me: u64, rounds: u64, turn: Arc<AtomicU64>, bells: Arc<[Notify; 2]>) -> Placement {
+    let mut placement = Placement::new(rounds);
+    for i in 0..rounds {
+        placement.sample(i);
         while turn.load(Ordering::Acquire) % 2 != me {
             bells[me as usize].notified().await;
         }
         turn.fetch_add(1, Ordering::Release);
         bells[1 - me as usize].notify_one();
     }
+    placement
 }
 
 pub fn switch(rounds: u64, workers: usize) -> Result<Figures, String> {
@@ -72,9 +76,9 @@ pub fn switch(rounds: u64, workers: usize) -> Result<Figures, String> {
         let t0 = Instant::now();
         let a = tokio::spawn(player(0, rounds, turn.clone(), bells.clone()));
         let b = tokio::spawn(player(1, rounds, turn, bells));
-        joined(a.await)?;
-        joined(b.await)?;
-        Ok(switch_exp::figures(rounds, t0.elapsed()))
+        let a = joined(a.await)?;
+        let b = joined(b.await)?;
+        Ok(switch_exp::figures(rounds, t0.elapsed(), Some((&a, &b))))
     })
 }
 

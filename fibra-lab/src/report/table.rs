@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::{ExperimentResult, Outcome};
+use crate::experiments::spawn;
 use crate::peers::Contender;
 use crate::stats::Summary;
 
@@ -22,12 +23,15 @@ pub fn render(result: &ExperimentResult) -> String {
         .unwrap_or_default();
     let with_ratio = contenders.contains(&Contender::Fibra) && contenders.len() > 1;
     let notes = footnotes(result);
+    let mut marked = false;
 
     for figure in result.figures {
+        let with_ratio = with_ratio && figure.cost;
         let _ = writeln!(
             out,
-            "\n  {} — median (min–max), lower is better",
-            figure.title
+            "\n  {} — median (min–max){}",
+            figure.title,
+            if figure.cost { ", lower is better" } else { "" }
         );
         let mut grid: Vec<Vec<String>> = Vec::new();
         let mut header = vec![String::new()];
@@ -40,10 +44,20 @@ pub fn render(result: &ExperimentResult) -> String {
             let mut line = vec![row.label.clone()];
             for cell in &row.cells {
                 line.push(match &cell.outcome {
-                    Outcome::Ok { figures } => figures
-                        .get(figure.key)
-                        .map_or_else(|| "—".to_string(), cell_text),
-                    Outcome::Failed { reason, .. } => format!("FAILED [{}]", note_no(&notes, reason)),
+                    Outcome::Ok { figures } => {
+                        let text = figures
+                            .get(figure.key)
+                            .map_or_else(|| "—".to_string(), cell_text);
+                        if figure.key == spawn::RSS_KEY && not_all_alive(figures, cell.params.n) {
+                            marked = true;
+                            text + "*"
+                        } else {
+                            text
+                        }
+                    }
+                    Outcome::Failed { reason, .. } => {
+                        format!("FAILED [{}]", note_no(&notes, reason))
+                    }
                     Outcome::Skipped { reason } => format!("skipped [{}]", note_no(&notes, reason)),
                 });
             }
@@ -53,6 +67,9 @@ pub fn render(result: &ExperimentResult) -> String {
             grid.push(line);
         }
         out += &align(&grid);
+    }
+    if marked {
+        out += "\n  * not all N units were still asleep at the RSS sample (spawning outlasted the sleep)\n";
     }
     if !notes.is_empty() {
         out += "\n";
@@ -77,6 +94,13 @@ fn cell_text(s: &Summary) -> String {
     } else {
         format!("{} ({}–{})", number(s.median), number(s.min), number(s.max))
     }
+}
+
+/// The run reports how many units were alive at its sample, and in some run not all were.
+fn not_all_alive(figures: &std::collections::BTreeMap<String, Summary>, n: u64) -> bool {
+    figures
+        .get(spawn::ALIVE_KEY)
+        .is_some_and(|alive| alive.min < n as f64)
 }
 
 /// fibra's median over the best other contender's, naming that peer.
@@ -119,7 +143,10 @@ fn footnotes(result: &ExperimentResult) -> Vec<(String, String)> {
 }
 
 fn note_no(notes: &[(String, String)], reason: &str) -> usize {
-    notes.iter().position(|(_, r)| r == reason).map_or(0, |i| i + 1)
+    notes
+        .iter()
+        .position(|(_, r)| r == reason)
+        .map_or(0, |i| i + 1)
 }
 
 /// 12,345 · 123 · 12.3 · 1.23
@@ -200,6 +227,6 @@ mod tests {
             vec!["".to_string(), "a".to_string()],
             vec!["row".to_string(), "1234".to_string()],
         ];
-        assert_eq!(align(&grid), "        a\n  row  1234\n");
+        assert_eq!(align(&grid), "          a\n  row  1234\n");
     }
 }

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `identity` | spawn, before publication | anyone; the overflow handler through the stack slot |
 //! | `state` | atomics, see `state.rs` | anyone |
-//! | `coroutine` | the thread that owns the run: the worker that popped it (QUEUED→RUNNING), or shutdown's claimer (→CANCELLING) | same |
+//! | `start`, `coroutine`, `start_error` | the thread that owns the run: the worker that popped it (QUEUED→RUNNING), or shutdown's claimer (→CANCELLING) | same |
 //! | `yielder`, `locals`, `reason` | the fiber itself, on its own stack | the fiber itself; `reason` by debugging |
 //! | `home` | the worker of the first run | unpark (Acquire) |
 //! | `join_waiter` | joiners and completion, under its mutex | same |
@@ -27,13 +27,23 @@ pub(crate) const NO_HOME: usize = usize::MAX;
 
 pub(crate) type FiberRef = Arc<Header>;
 
+/// A fiber's code, with any borrow lifetime erased (`spawn_raw`'s contract keeps it valid).
+pub(crate) type StartFn = Box<dyn FnOnce() + Send + 'static>;
+
 pub(crate) struct Header {
     pub(crate) identity: FiberIdentity,
     pub(crate) state: State,
     /// The runtime session this fiber belongs to (keeps its queues alive for late wakers).
     pub(crate) shared: Arc<Shared>,
     pub(crate) home: AtomicUsize,
+    /// The fiber's code until its first run; then it lives on the coroutine's stack.
+    pub(crate) start: UnsafeCell<Option<StartFn>>,
+    /// Created at the first run, on the worker that runs it, so stack pages are first touched
+    /// (and page-faulted) in parallel by the workers and a stack is taken from the runner's
+    /// warm cache, not the spawner's.
     pub(crate) coroutine: UnsafeCell<Option<FiberCoroutine>>,
+    /// Why the fiber never ran, when its first run found no stack.
+    pub(crate) start_error: UnsafeCell<Option<crate::SpawnError>>,
     /// Set on the fiber's own stack when it first runs (see `switch.rs`).
     pub(crate) yielder: Cell<*const ()>,
     pub(crate) locals: UnsafeCell<LocalMap>,
@@ -63,7 +73,9 @@ impl Header {
             state: State::new(),
             shared,
             home: AtomicUsize::new(NO_HOME),
+            start: UnsafeCell::new(None),
             coroutine: UnsafeCell::new(None),
+            start_error: UnsafeCell::new(None),
             yielder: Cell::new(std::ptr::null()),
             locals: UnsafeCell::new(LocalMap::default()),
             reason: AtomicU8::new(ParkReason::None as u8),

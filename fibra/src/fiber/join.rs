@@ -109,7 +109,15 @@ impl<T> JoinHandle<T> {
         if !wait_complete(&self.fiber.0) {
             return Err(JoinError::Cancelled);
         }
-        self.packet.take().unwrap_or(Err(JoinError::Cancelled))
+        match self.packet.take() {
+            Some(result) => result,
+            // SAFETY: written before COMPLETE, which `wait_complete` observed with Acquire;
+            // only this (sole) handle reads it.
+            None => match unsafe { (*self.fiber.0.start_error.get()).take() } {
+                Some(e) => Err(JoinError::NoStack(e)),
+                None => Err(JoinError::Cancelled),
+            },
+        }
     }
 
     /// True once the fiber has finished; `join` then returns without waiting.

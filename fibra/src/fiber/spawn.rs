@@ -5,11 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::sync::Arc;
 
 use super::handle::Fiber;
-use super::header::{FiberRef, Header};
+use super::header::{FiberRef, Header, StartFn};
 use super::identity::FiberIdentity;
 use super::join::{JoinHandle, Packet};
 use super::local;
-use super::switch;
 use crate::error::{JoinError, SpawnError};
 use crate::sched::{context, worker::Worker, Shared};
 use crate::stack::MIN_STACK_SIZE;
@@ -23,7 +22,7 @@ pub(crate) struct SpawnSpec {
     pub(crate) location: &'static Location<'static>,
 }
 
-/// Creates a fiber running `f` and queues it: on `worker`'s ring if given (stealable until it
+/// Creates a fiber running `f` and queues it (its stack is taken at its first run): on `worker`'s ring if given (stealable until it
 /// first runs), else on the global queue.
 ///
 /// # Safety
@@ -47,30 +46,27 @@ where
     if shared.shutdown.load(Acquire) {
         return Err(SpawnError::ShuttingDown);
     }
-    let stack = match worker {
-        Some(w) => w.stacks.borrow_mut().take(size)?,
-        None => shared.stacks.take(size)?,
-    };
+    // Stacks are taken at the first run; on kernels without guard markers, refuse here,
+    // where the caller can still get the error, once mprotect guards near the map budget.
+    shared.stacks.check_guard_budget()?;
     let identity = FiberIdentity {
         id: NEXT_ID.fetch_add(1, Relaxed),
         name: spec.name.map(String::into_boxed_str),
         location: spec.location,
-        stack_size: stack.size(),
+        stack_size: size.next_multiple_of(crate::sys::page_size()),
     };
     let header = Header::new_ref(identity, shared.clone());
-    stack.set_identity(&header.identity);
     let packet = Arc::new(Packet::new(scope));
-    let body = {
+    let body: Box<dyn FnOnce() + Send + '_> = {
         let packet = packet.clone();
-        let header = Arc::as_ptr(&header);
-        move || fiber_main(header, f, &packet)
+        let header = Arc::as_ptr(&header) as usize;
+        Box::new(move || fiber_main(header as *const Header, f, &packet))
     };
-    // SAFETY: the header owns the coroutine and so outlives it; our caller guarantees what `f`
-    // borrows lives long enough; `fiber_main` catches every panic except a forced unwind,
-    // which it re-raises.
-    let co = unsafe { switch::new_coroutine(stack, Arc::as_ptr(&header), body) };
+    // SAFETY: erasing the borrow lifetime is our caller's promise: what `f` borrows outlives
+    // the fiber. The worker runs `body` on the fiber's stack through `switch::new_coroutine`.
+    let body: StartFn = unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + '_>, StartFn>(body) };
     // SAFETY: the header is not shared with any other thread yet.
-    unsafe { *header.coroutine.get() = Some(co) };
+    unsafe { *header.start.get() = Some(body) };
     shared.live.fetch_add(1, Relaxed);
     match worker {
         Some(w) => w.schedule_new(header.clone()),
@@ -89,7 +85,7 @@ where
     let result = panic::catch_unwind(AssertUnwindSafe(f));
     let result = match result {
         Ok(v) => Ok(v),
-        // SAFETY: the header outlives the coroutine (`spawn_raw`).
+        // SAFETY: the header owns the coroutine running us and so outlives it.
         Err(payload) if unsafe { (*header).state.is_cancelling() } => {
             packet.set(Err(JoinError::Cancelled));
             // Shutdown's forced unwind (corosensei's payload): let it finish the unwinding.

@@ -172,3 +172,11 @@ pub(crate) fn schedule_woken(fiber: FiberRef) {
         }
     })
 }
+
+/// A session with one worker and no threads, for unit tests of the parts around it.
+#[cfg(test)]
+pub(crate) fn test_shared() -> Arc<Shared> {
+    let (_local, stealer) = queue::local();
+    let config = Config { workers: 1, stack_size: crate::stack::DEFAULT_STACK_SIZE, migrate: false, thread_name: "test".into() };
+    Arc::new(Shared::new(config, vec![stealer]))
+}

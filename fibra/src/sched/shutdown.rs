@@ -45,8 +45,9 @@ impl Worker {
         if fiber.scoped_children.load(Acquire) != 0 || !fiber.state.claim_for_cancel() {
             return;
         }
-        // SAFETY: `claim_for_cancel` made this thread the owner of the fiber's stack.
-        let co = unsafe { (*fiber.coroutine.get()).take() };
+        // SAFETY: `claim_for_cancel` made this thread the owner of the fiber's stack and code.
+        let (start, co) = unsafe { ((*fiber.start.get()).take(), (*fiber.coroutine.get()).take()) };
+        drop(start); // never ran: its closure is `Send`, dropping it here is fine
         if let Some(co) = co {
             self.current.set(Arc::as_ptr(fiber));
             // Forces an unwind through the fiber's frames on this (its home) thread; the

@@ -16,10 +16,6 @@
 //! where the slots are, `pool.rs` pools free slots per size class, `cache.rs` puts a per-worker
 //! LIFO in front, and `overflow.rs` turns a guard-page fault into a report naming the fiber.
 
-// TEMPORARY: `sched` (written in parallel) is the caller of `LocalStackCache`, `live` and
-// `mapped_regions`; until it lands they look unused outside tests. Remove once it does.
-#![cfg_attr(not(test), allow(dead_code, unused_imports))]
-
 mod cache;
 mod overflow;
 mod pool;

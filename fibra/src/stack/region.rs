@@ -95,6 +95,26 @@ impl Guards {
         Ok(true)
     }
 
+    #[cfg_attr(not(test), allow(dead_code))] // TEMPORARY: see `StackPool::check_guard_budget`
+    /// `Err` if carving one more slot would need an `mprotect` guard beyond the budget.
+    pub(super) fn check_budget(&self) -> Result<(), SpawnError> {
+        let mprotect = self.force_mprotect || MADV_GUARD.load(Relaxed) == MADV_UNSUPPORTED;
+        let global = MPROTECT_GUARDS.load(Relaxed);
+        let local = self.pool_mprotect.load(Relaxed);
+        if !mprotect || (global < Self::process_budget() && local < self.pool_budget) {
+            return Ok(());
+        }
+        let guarded_stacks = if local >= self.pool_budget {
+            local
+        } else {
+            global
+        };
+        Err(SpawnError::MapCountBudget {
+            max_map_count: sys::max_map_count(),
+            guarded_stacks,
+        })
+    }
+
     fn forget_mprotect(&self, n: usize) {
         MPROTECT_GUARDS.fetch_sub(n, Relaxed);
         self.pool_mprotect.fetch_sub(n, Relaxed);

@@ -40,9 +40,11 @@ impl Pool {
         self.0.take(size).map(Stack)
     }
 
-    /// `StackPool::give`.
+    /// `StackPool::give`, then `trim` (which discards every free slot of a
+    /// `discarding_every_release` pool).
     pub fn give(&self, stack: Stack) {
-        self.0.give(stack.0)
+        self.0.give(stack.0);
+        self.0.trim(usize::MAX);
     }
 
     /// A worker cache in front of this pool.

@@ -190,12 +190,13 @@ fn whole_usable_range_is_writable() {
 
 #[test]
 fn guard_survives_dontneed_and_memory_is_returned() {
-    let pool = StackPool::with_high_water(0); // every release discards
+    let pool = StackPool::with_high_water(0); // trim discards every free slot
     let s = pool.take(DEFAULT_STACK_SIZE).unwrap();
     let (start, top) = (s.start, s.base().get() - 8);
     // SAFETY: `top` is in the usable range of our stack.
     unsafe { (top as *mut u64).write(0xDEAD_BEEF) };
     pool.give(s);
+    assert_eq!(pool.trim(usize::MAX), 1);
     let s = pool.take(DEFAULT_STACK_SIZE).unwrap();
     assert_eq!(s.start, start);
     // SAFETY: as above.
@@ -232,6 +233,7 @@ fn madvise_guards_cost_no_maps() {
 #[test]
 fn mprotect_fallback_respects_the_map_budget() {
     let pool = StackPool::with_map_budget(3);
+    assert!(pool.check_guard_budget().is_ok());
     let stacks: Vec<_> = (0..3)
         .map(|_| pool.take(DEFAULT_STACK_SIZE).unwrap())
         .collect();
@@ -241,6 +243,10 @@ fn mprotect_fallback_respects_the_map_budget() {
         "PROT_NONE guard"
     );
     assert!(guard_faults(&stacks[1]));
+    assert!(matches!(
+        pool.check_guard_budget(),
+        Err(SpawnError::MapCountBudget { .. })
+    ));
     match pool.take(DEFAULT_STACK_SIZE) {
         Err(SpawnError::MapCountBudget {
             guarded_stacks: 3,
@@ -252,6 +258,10 @@ fn mprotect_fallback_respects_the_map_budget() {
     }
     // A pooled slot keeps its guard: reuse costs no new map.
     pool.give(stacks.into_iter().next().unwrap());
+    assert!(
+        pool.check_guard_budget().is_ok(),
+        "a pooled slot is available"
+    );
     let again = pool.take(DEFAULT_STACK_SIZE).unwrap();
     assert_eq!(pool.mprotect_guards(), 3);
     assert!(guard_faults(&again));

@@ -1,18 +1,22 @@
-//! A worker's timers: a min-heap of (deadline, sequence) → fiber to unpark.
+//! A worker's timers: deadline → fiber to unpark.
 //!
-//! A heap rather than a hierarchical wheel: `sleep` never cancels (a spurious wake re-parks
-//! and the entry still fires at its deadline), insert is O(log n) and 100k sleepers cost
-//! ~17 comparisons each. A wheel pays off once timeouts that are mostly cancelled arrive
-//! (channels and I/O, later issues).
+//! Two parts: a FIFO `run` for deadlines that arrive in non-decreasing order (the common case:
+//! many fibers sleeping or timing out for the same duration), with O(1) insert and pop, and a
+//! min-heap for the rest. A 100k-entry heap costs ~17 cache-missing levels per pop (~1.7 µs
+//! here); the run turns the "100k fibers sleep 100 ms" case into a queue. `sleep` never
+//! cancels (a spurious wake re-parks and the entry still fires at its deadline); a wheel with
+//! O(1) cancel pays off once timeouts that are mostly cancelled arrive (channels, I/O).
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::Instant;
 
 use crate::fiber::FiberRef;
 
 #[derive(Default)]
 pub(crate) struct Timers {
+    /// Non-decreasing deadlines, oldest first.
+    run: VecDeque<Entry>,
     heap: BinaryHeap<Reverse<Entry>>,
     seq: u64,
 }
@@ -43,26 +47,94 @@ impl Ord for Entry {
 impl Timers {
     pub(crate) fn insert(&mut self, deadline: Instant, fiber: FiberRef) {
         self.seq += 1;
-        self.heap.push(Reverse(Entry { deadline, seq: self.seq, fiber }));
+        let entry = Entry { deadline, seq: self.seq, fiber };
+        match self.run.back() {
+            Some(last) if last.deadline > deadline => self.heap.push(Reverse(entry)),
+            _ => self.run.push_back(entry),
+        }
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|e| e.0.deadline)
+        let run = self.run.front().map(|e| e.deadline);
+        let heap = self.heap.peek().map(|e| e.0.deadline);
+        match (run, heap) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The earliest entry whose deadline is at or before `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<FiberRef> {
-        if self.next_deadline()? > now {
-            return None;
+        let from_run = match (self.run.front(), self.heap.peek()) {
+            (Some(r), Some(h)) => r <= &h.0,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return None,
+        };
+        if from_run {
+            if self.run.front()?.deadline > now {
+                return None;
+            }
+            self.run.pop_front().map(|e| e.fiber)
+        } else {
+            if self.heap.peek()?.0.deadline > now {
+                return None;
+            }
+            self.heap.pop().map(|e| e.0.fiber)
         }
-        self.heap.pop().map(|e| e.0.fiber)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.run.is_empty() && self.heap.is_empty()
     }
 
     pub(crate) fn clear(&mut self) {
+        self.run.clear();
         self.heap.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Entries come out in deadline order whichever part holds them.
+    #[test]
+    fn pops_in_deadline_order_across_run_and_heap() {
+        let shared = crate::sched::test_shared();
+        let base = Instant::now();
+        let mut timers = Timers::default();
+        let offsets = [5u64, 7, 7, 3, 9, 1, 12, 8, 8, 2];
+        let mut fibers = Vec::new();
+        for (i, ms) in offsets.iter().enumerate() {
+            let f = crate::fiber::test_fiber(&shared, i as u64 + 1);
+            timers.insert(base + Duration::from_millis(*ms), f.clone());
+            fibers.push((*ms, f));
+        }
+        assert!(timers.pop_due(base).is_none(), "nothing is due at the base instant");
+        let mut popped = Vec::new();
+        while let Some(f) = timers.pop_due(base + Duration::from_secs(1)) {
+            popped.push(f.identity.id);
+        }
+        assert!(timers.is_empty());
+        let deadlines: Vec<u64> = popped.iter().map(|id| offsets[*id as usize - 1]).collect();
+        let mut sorted = deadlines.clone();
+        sorted.sort();
+        assert_eq!(deadlines, sorted);
+        assert_eq!(popped.len(), offsets.len());
+    }
+
+    #[test]
+    fn pop_due_respects_now() {
+        let shared = crate::sched::test_shared();
+        let base = Instant::now();
+        let mut timers = Timers::default();
+        timers.insert(base + Duration::from_millis(10), crate::fiber::test_fiber(&shared, 1));
+        timers.insert(base + Duration::from_millis(5), crate::fiber::test_fiber(&shared, 2));
+        assert_eq!(timers.next_deadline(), Some(base + Duration::from_millis(5)));
+        assert_eq!(timers.pop_due(base + Duration::from_millis(6)).map(|f| f.identity.id), Some(2));
+        assert!(timers.pop_due(base + Duration::from_millis(6)).is_none());
+        assert_eq!(timers.pop_due(base + Duration::from_millis(10)).map(|f| f.identity.id), Some(1));
     }
 }
