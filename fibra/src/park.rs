@@ -72,9 +72,10 @@ pub(crate) fn cancelling() -> bool {
 }
 
 /// Any thread: makes a parked fiber runnable, or leaves it a token.
-pub(crate) fn unpark(fiber: &FiberRef) {
+pub(crate) fn unpark(fiber: &Header) {
     if fiber.state.unpark() == crate::fiber::AfterUnpark::Schedule {
-        sched::schedule_woken(fiber.clone());
+        // SAFETY: our PARKED → QUEUED transition just succeeded.
+        sched::schedule_woken(unsafe { fiber.adopt_parked_ref() });
     }
 }
 

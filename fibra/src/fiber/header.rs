@@ -10,6 +10,14 @@
 //! | `home` | the worker of the first run | unpark (Acquire) |
 //! | `join_waiter` | joiners and completion, under its mutex | same |
 
+//!
+//! # Reference counts
+//! A `FiberRef` is an `Arc<Header>`. Whoever will run the fiber next holds one: a run queue, the
+//! worker running it, the timer heap. A PARKED fiber's count is owned by the state itself: the
+//! worker that parks it forgets its reference instead of dropping it (`park_ref`), and the
+//! `unpark` that moves it PARKED → QUEUED adopts that count for the queue (`adopt_parked_ref`),
+//! so a hand-off costs no count traffic. Shutdown's `Claim::Parked` adopts it likewise.
+
 use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
@@ -94,6 +102,22 @@ impl Header {
             Arc::increment_strong_count(ptr);
             Arc::from_raw(ptr)
         }
+    }
+
+    /// The worker gives its reference to the PARKED state (after `AfterPark::Parked`).
+    pub(crate) fn park_ref(fiber: FiberRef) {
+        std::mem::forget(fiber);
+    }
+
+    /// Takes the PARKED state's count, after `AfterUnpark::Schedule` or `Claim::Parked`.
+    ///
+    /// # Safety
+    /// The caller's transition out of PARKED succeeded just now, so the count parked with
+    /// `park_ref` is still there and nobody else adopts it.
+    pub(crate) unsafe fn adopt_parked_ref(&self) -> FiberRef {
+        // SAFETY: `park_ref` forgot exactly one `Arc` to this header, which the caller's
+        // successful transition entitles it to adopt.
+        unsafe { Arc::from_raw(self as *const Header) }
     }
 
     /// The worker index this fiber is pinned to, or `None` before its first run.

@@ -16,7 +16,7 @@ pub(crate) use join::{wait_complete, Packet};
 pub use local::LocalKey;
 pub use spawn::{spawn, Builder};
 pub(crate) use spawn::{spawn_raw, SpawnSpec};
-pub(crate) use state::{AfterPark, AfterUnpark};
+pub(crate) use state::{AfterPark, AfterUnpark, Claim};
 pub(crate) use switch::{Suspend, Switched};
 
 /// A never-run fiber header with id `id`, for unit tests.

@@ -37,11 +37,24 @@ pub(crate) enum AfterPark {
     Requeue,
 }
 
+/// What `claim_for_cancel` found.
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// Running, cancelling or complete: not ours to unwind.
+    No,
+    /// It was queued (a queue holds its reference).
+    Queued,
+    /// It was parked: the caller adopts the parked state's reference count (header.rs).
+    Parked,
+}
+
 /// What `unpark` must do.
 #[must_use]
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum AfterUnpark {
-    /// The fiber was parked and is now QUEUED: the caller schedules it.
+    /// The fiber was parked and is now QUEUED: the caller schedules it, adopting the parked
+    /// state's reference count (header.rs, "Reference counts").
     Schedule,
     /// Nothing to do (token set, already queued, or finished).
     Done,
@@ -116,18 +129,20 @@ impl State {
         }
     }
 
-    /// Shutdown only: QUEUED or PARKED → CANCELLING. True if the caller now owns the
-    /// fiber's unwinding. A RUNNING fiber cannot be claimed (its worker finishes the run first).
-    pub(crate) fn claim_for_cancel(&self) -> bool {
+    /// Shutdown only: QUEUED or PARKED → CANCELLING; the caller then owns the fiber's
+    /// unwinding. A RUNNING fiber cannot be claimed (its worker finishes the run first).
+    pub(crate) fn claim_for_cancel(&self) -> Claim {
         let mut cur = self.0.load(Relaxed);
         loop {
-            if !matches!(cur & LIFECYCLE, QUEUED | PARKED) {
-                return false;
-            }
+            let claim = match cur & LIFECYCLE {
+                QUEUED => Claim::Queued,
+                PARKED => Claim::Parked,
+                _ => return Claim::No,
+            };
             // Acquire pairs with the Release of the switch-out transitions: the unwinder sees
             // the fiber's last writes.
             match self.0.compare_exchange_weak(cur, CANCELLING, Acquire, Relaxed) {
-                Ok(_) => return true,
+                Ok(_) => return claim,
                 Err(actual) => cur = actual,
             }
         }
@@ -215,7 +230,7 @@ mod loom_tests {
             assert_eq!(s.transition_to_parked(), AfterPark::Parked);
             let s2 = s.clone();
             let t = thread::spawn(move || s2.unpark() == AfterUnpark::Schedule);
-            let claimed = s.claim_for_cancel();
+            let claimed = s.claim_for_cancel() != Claim::No;
             let scheduled = t.join().unwrap();
             // Claimed after a schedule is allowed (QUEUED is claimable); what must hold is that
             // a claimed fiber never goes back to runnable.

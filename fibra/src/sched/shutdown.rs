@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::worker::Worker;
-use crate::fiber::FiberRef;
+use crate::fiber::{Claim, FiberRef};
 
 /// Pause between passes while other workers are still unwinding fibers this one waits for.
 const PASS_PAUSE: Duration = Duration::from_micros(50);
@@ -42,9 +42,15 @@ impl Worker {
         if foreign && !self.shared.config.migrate {
             return; // pinned elsewhere: its home worker unwinds it from its registry
         }
-        if fiber.scoped_children.load(Acquire) != 0 || !fiber.state.claim_for_cancel() {
+        if fiber.scoped_children.load(Acquire) != 0 {
             return;
         }
+        let parked_ref = match fiber.state.claim_for_cancel() {
+            Claim::No => return,
+            Claim::Queued => None,
+            // SAFETY: our PARKED → CANCELLING transition just succeeded.
+            Claim::Parked => Some(unsafe { fiber.adopt_parked_ref() }),
+        };
         // SAFETY: `claim_for_cancel` made this thread the owner of the fiber's stack and code.
         let (start, co) = unsafe { ((*fiber.start.get()).take(), (*fiber.coroutine.get()).take()) };
         drop(start); // never ran: its closure is `Send`, dropping it here is fine
@@ -57,5 +63,6 @@ impl Worker {
             self.recycle_stack(stack);
         }
         self.finish(fiber);
+        drop(parked_ref);
     }
 }

@@ -198,11 +198,10 @@ impl Worker {
         let switched = switch::resume(co);
         self.current.set(ptr::null());
         match switched {
-            Switched::Suspended(Suspend::Park) => {
-                if fiber.state.transition_to_parked() == AfterPark::Requeue {
-                    self.push_back_started(fiber);
-                }
-            }
+            Switched::Suspended(Suspend::Park) => match fiber.state.transition_to_parked() {
+                AfterPark::Requeue => self.push_back_started(fiber),
+                AfterPark::Parked => Header::park_ref(fiber),
+            },
             Switched::Suspended(Suspend::Yield) => {
                 fiber.state.transition_to_queued();
                 self.push_back_started(fiber);
@@ -294,6 +293,9 @@ impl Worker {
             let due = self.timers.borrow_mut().pop_due(now);
             let Some(fiber) = due else { break woke };
             if fiber.state.unpark() == AfterUnpark::Schedule {
+                // The heap's reference goes to the queue; the parked count is released.
+                // SAFETY: our PARKED → QUEUED transition just succeeded.
+                drop(unsafe { fiber.adopt_parked_ref() });
                 match fiber.home() {
                     Some(h) if h != self.index && !self.shared.config.migrate => super::schedule_woken(fiber),
                     _ => {
