@@ -45,13 +45,15 @@ mod time;
 
 pub use block_on::block_on;
 pub use error::{BuildError, JoinError, SpawnError};
-pub use fiber::{current, park, spawn, try_current, yield_now, Builder, Fiber, FiberId, JoinHandle, LocalKey};
+pub use fiber::{
+    current, park, spawn, try_current, yield_now, Builder, Fiber, FiberId, JoinHandle, LocalKey,
+};
 pub use park::ParkReason;
 pub use runtime::{run, Runtime, RuntimeBuilder};
 pub use scope::{scope, Scope, ScopedJoinHandle};
-pub use time::{sleep, sleep_until};
 #[doc(hidden)]
 pub use stack::test_support as __stack_test_support;
+pub use time::{sleep, sleep_until};
 
 /// The smallest fiber stack fibra accepts, in bytes. A panic with `RUST_BACKTRACE=1` needs
 /// ~22 KiB of stack, so stacks this small suit only leaf fibers that never panic.

@@ -86,7 +86,12 @@ where
         a_fiber_panicked: AtomicBool::new(false),
         owner_waker: park::current_waker(),
     });
-    let scope = Scope { data: data.clone(), owner, scope: PhantomData, env: PhantomData };
+    let scope = Scope {
+        data: data.clone(),
+        owner,
+        scope: PhantomData,
+        env: PhantomData,
+    };
     let result = panic::catch_unwind(AssertUnwindSafe(|| f(&scope)));
     // Acquire pairs with `decrement_running`'s Release.
     while data.running.load(Acquire) != 0 {
@@ -113,14 +118,22 @@ impl<'scope> Scope<'scope, '_> {
         F: FnOnce() -> T + Send + 'scope,
         T: Send + 'scope,
     {
-        let spec = SpawnSpec { name: None, stack_size: None, location: Location::caller() };
+        let spec = SpawnSpec {
+            name: None,
+            stack_size: None,
+            location: Location::caller(),
+        };
         match self.spawn_spec(spec, f) {
             Ok(h) => h,
             Err(e) => panic!("fibra::Scope::spawn: {e}"),
         }
     }
 
-    fn spawn_spec<F, T>(&'scope self, spec: SpawnSpec, f: F) -> Result<ScopedJoinHandle<'scope, T>, SpawnError>
+    fn spawn_spec<F, T>(
+        &'scope self,
+        spec: SpawnSpec,
+        f: F,
+    ) -> Result<ScopedJoinHandle<'scope, T>, SpawnError>
     where
         F: FnOnce() -> T + Send + 'scope,
         T: Send + 'scope,
@@ -142,7 +155,10 @@ impl<'scope> Scope<'scope, '_> {
             unsafe { spawn_raw(&w.shared, Some(w), spec, Some(self.data.clone()), body) }
         });
         match spawned {
-            Ok((header, packet)) => Ok(ScopedJoinHandle { inner: JoinHandle::new(Fiber(header), packet), _scope: PhantomData }),
+            Ok((header, packet)) => Ok(ScopedJoinHandle {
+                inner: JoinHandle::new(Fiber(header), packet),
+                _scope: PhantomData,
+            }),
             Err(e) => {
                 // The closure (and its guard) was dropped by spawn_raw; undo the count.
                 self.data.decrement_running(false);

@@ -135,7 +135,11 @@ impl Header {
 
     /// Completion: wakes a joiner. Any thread, once, after `transition_to_complete`.
     pub(crate) fn wake_joiner(&self) {
-        let waker = self.join_waiter.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let waker = self
+            .join_waiter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(w) = waker {
             w.wake();
         }
@@ -148,7 +152,10 @@ impl Drop for Header {
         // that); dropping it here could run its destructors on any thread.
         if let Some(co) = self.coroutine.get_mut() {
             if co.started() && !co.done() {
-                fatal!("fiber::header: fiber {} dropped while suspended", self.identity.id);
+                fatal!(
+                    "fiber::header: fiber {} dropped while suspended",
+                    self.identity.id
+                );
             }
         }
     }

@@ -23,7 +23,10 @@ unsafe impl<T: Send> Sync for Packet<T> {}
 
 impl<T> Packet<T> {
     pub(crate) fn new(scope: Option<Arc<ScopeData>>) -> Packet<T> {
-        Packet { result: UnsafeCell::new(None), scope }
+        Packet {
+            result: UnsafeCell::new(None),
+            scope,
+        }
     }
 
     /// The fiber itself, once, before it completes.
@@ -48,7 +51,8 @@ impl<T> Packet<T> {
 impl<T> Drop for Packet<T> {
     fn drop(&mut self) {
         if let Some(scope) = &self.scope {
-            let unhandled_panic = matches!(self.result.get_mut(), Some(Err(JoinError::Panicked(_))));
+            let unhandled_panic =
+                matches!(self.result.get_mut(), Some(Err(JoinError::Panicked(_))));
             scope.decrement_running(unhandled_panic);
         }
     }
@@ -60,8 +64,13 @@ pub(crate) fn wait_complete(fiber: &Header) -> bool {
     if fiber.state.is_complete() {
         return true;
     }
-    let joining_self = crate::sched::context::with_current_fiber(|me| me.is_some_and(|me| std::ptr::eq(me, fiber)));
-    assert!(!joining_self, "a fiber cannot join itself (it would wait forever)");
+    let joining_self = crate::sched::context::with_current_fiber(|me| {
+        me.is_some_and(|me| std::ptr::eq(me, fiber))
+    });
+    assert!(
+        !joining_self,
+        "a fiber cannot join itself (it would wait forever)"
+    );
     *fiber.join_waiter.lock().unwrap_or_else(|e| e.into_inner()) = Some(park::current_waker());
     while !fiber.state.is_complete() {
         if park::cancelling() {
@@ -147,6 +156,8 @@ impl<T> JoinHandle<T> {
 
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinHandle").field("fiber", &self.fiber).finish()
+        f.debug_struct("JoinHandle")
+            .field("fiber", &self.fiber)
+            .finish()
     }
 }

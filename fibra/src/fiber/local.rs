@@ -69,7 +69,10 @@ impl<T: 'static> LocalKey<T> {
 }
 
 fn find(map: &LocalMap, key: usize) -> Option<*const dyn Any> {
-    map.entries.iter().find(|(k, _)| *k == key).map(|(_, v)| &**v as *const dyn Any)
+    map.entries
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| &**v as *const dyn Any)
 }
 
 /// Runs `f` on the current fiber's map (or the thread's). `f` must not call back into fibra.

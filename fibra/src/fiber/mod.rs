@@ -16,12 +16,17 @@ pub(crate) use join::{wait_complete, Packet};
 pub use local::LocalKey;
 pub use spawn::{spawn, Builder};
 pub(crate) use spawn::{spawn_raw, SpawnSpec};
-pub(crate) use state::{AfterPark, AfterUnpark, Claim};
+pub(crate) use state::{AfterPark, AfterUnpark};
 pub(crate) use switch::{Suspend, Switched};
 
 /// A never-run fiber header with id `id`, for unit tests.
 #[cfg(test)]
 pub(crate) fn test_fiber(shared: &std::sync::Arc<crate::sched::Shared>, id: u64) -> FiberRef {
-    let identity = identity::FiberIdentity { id, name: None, location: std::panic::Location::caller(), stack_size: 0 };
+    let identity = identity::FiberIdentity {
+        id,
+        name: None,
+        location: std::panic::Location::caller(),
+        stack_size: 0,
+    };
     Header::new_ref(identity, shared.clone())
 }

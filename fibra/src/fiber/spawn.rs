@@ -41,7 +41,10 @@ where
 {
     let size = spec.stack_size.unwrap_or(shared.config.stack_size);
     if size < MIN_STACK_SIZE {
-        return Err(SpawnError::StackTooSmall { requested: size, minimum: MIN_STACK_SIZE });
+        return Err(SpawnError::StackTooSmall {
+            requested: size,
+            minimum: MIN_STACK_SIZE,
+        });
     }
     if shared.shutdown.load(Acquire) {
         return Err(SpawnError::ShuttingDown);
@@ -64,7 +67,8 @@ where
     };
     // SAFETY: erasing the borrow lifetime is our caller's promise: what `f` borrows outlives
     // the fiber. The worker runs `body` on the fiber's stack through `switch::new_coroutine`.
-    let body: StartFn = unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + '_>, StartFn>(body) };
+    let body: StartFn =
+        unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + '_>, StartFn>(body) };
     // SAFETY: the header is not shared with any other thread yet.
     unsafe { *header.start.get() = Some(body) };
     shared.live.fetch_add(1, Relaxed);
@@ -155,7 +159,11 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let spec = SpawnSpec { name: self.name, stack_size: self.stack_size, location: Location::caller() };
+        let spec = SpawnSpec {
+            name: self.name,
+            stack_size: self.stack_size,
+            location: Location::caller(),
+        };
         context::with_worker(|w| {
             let w = w.ok_or(SpawnError::NoRuntime)?;
             // SAFETY: `F` and `T` are 'static.
@@ -201,7 +209,8 @@ where
 
 /// A handle for a spawn refused at shutdown: it is already finished, as cancelled.
 fn cancelled_handle<T>() -> JoinHandle<T> {
-    let shared = context::with_worker(|w| w.map(|w| w.shared.clone())).expect("checked by Builder::spawn");
+    let shared =
+        context::with_worker(|w| w.map(|w| w.shared.clone())).expect("checked by Builder::spawn");
     let identity = FiberIdentity {
         id: NEXT_ID.fetch_add(1, Relaxed),
         name: None,

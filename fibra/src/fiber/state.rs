@@ -2,28 +2,34 @@
 //! caller must do next.
 //!
 //! ```text
-//!            run             suspend(Park), no NOTIFIED
-//!   QUEUED ───────▶ RUNNING ──────────────────────────▶ PARKED
-//!     ▲  ◀──────────┘ │ suspend(Yield) / Park+NOTIFIED    │
-//!     └───────────────┼───────────── unpark ◀─────────────┘
-//!                     ▼ returns
-//!                 COMPLETE ◀── CANCELLING ◀── (shutdown claims a QUEUED or PARKED fiber)
+//!                 suspend(Park), no NOTIFIED
+//!   SCHEDULED ──────────────────────────────▶ PARKED
+//!   (queued or   ◀────────── unpark ─────────┘  │
+//!    running)                                   │ shutdown's registry walk
+//!      │ returns       popped at shutdown       ▼
+//!      ▼           ─────────────────────▶  CANCELLING ──▶ COMPLETE
+//!   COMPLETE
 //! ```
 //! `NOTIFIED` is the wake-up token of `park`/`unpark` (std's thread parking semantics): an
-//! `unpark` that finds the fiber QUEUED or RUNNING sets it, and the next `park` consumes it
-//! instead of switching out. QUEUED/RUNNING/PARKED are 0/1/2 so `run` and `yield` are a single
-//! `fetch_add`/`fetch_sub` that keeps a concurrently set `NOTIFIED` bit.
+//! `unpark` that finds the fiber SCHEDULED sets it, and the next `park` consumes it instead of
+//! switching out.
+//!
+//! Queued and running share one state: who holds the fiber's queue entry owns its next run,
+//! so nothing needs to tell them apart, and a hand-off costs one atomic read-modify-write (the
+//! park) instead of two. The run queues' Release/Acquire order a fiber's writes before its next
+//! run on another worker. Shutdown claims a fiber either by popping it from a queue (it is then
+//! SCHEDULED and the popper owns it) or, for a parked one, with the PARKED → CANCELLING CAS;
+//! a running fiber is neither, so it is never claimed.
 
 use crate::loom::{AtomicU32, Ordering::*};
 
-const QUEUED: u32 = 0;
-const RUNNING: u32 = 1;
-const PARKED: u32 = 2;
-const CANCELLING: u32 = 3;
-const COMPLETE: u32 = 4;
-const LIFECYCLE: u32 = 0b111;
-/// Set by `unpark` while the fiber is queued or running; consumed by the next `park`.
-const NOTIFIED: u32 = 1 << 3;
+const SCHEDULED: u32 = 0;
+const PARKED: u32 = 1;
+const CANCELLING: u32 = 2;
+const COMPLETE: u32 = 3;
+const LIFECYCLE: u32 = 0b11;
+/// Set by `unpark` while the fiber is scheduled; consumed by the next `park`.
+const NOTIFIED: u32 = 1 << 2;
 
 pub(crate) struct State(AtomicU32);
 
@@ -37,48 +43,21 @@ pub(crate) enum AfterPark {
     Requeue,
 }
 
-/// What `claim_for_cancel` found.
-#[must_use]
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Claim {
-    /// Running, cancelling or complete: not ours to unwind.
-    No,
-    /// It was queued (a queue holds its reference).
-    Queued,
-    /// It was parked: the caller adopts the parked state's reference count (header.rs).
-    Parked,
-}
-
 /// What `unpark` must do.
 #[must_use]
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum AfterUnpark {
-    /// The fiber was parked and is now QUEUED: the caller schedules it, adopting the parked
+    /// The fiber was parked and is now SCHEDULED: the caller queues it, adopting the parked
     /// state's reference count (header.rs, "Reference counts").
     Schedule,
-    /// Nothing to do (token set, already queued, or finished).
+    /// Nothing to do (token set, already scheduled, or finished).
     Done,
 }
 
 impl State {
-    /// A new fiber is QUEUED: spawn pushes it onto a run queue.
+    /// A new fiber is SCHEDULED: spawn pushes it onto a run queue.
     pub(crate) fn new() -> State {
-        State(AtomicU32::new(QUEUED))
-    }
-
-    /// QUEUED → RUNNING. The worker that popped the fiber only.
-    pub(crate) fn transition_to_running(&self) {
-        // Acquire pairs with the Release in `transition_to_parked`/`transition_to_queued` of
-        // the previous run, so this run sees everything the fiber wrote before it switched out.
-        let prev = self.0.fetch_add(RUNNING - QUEUED, Acquire);
-        debug_assert_eq!(prev & LIFECYCLE, QUEUED, "run of a fiber that was not queued");
-    }
-
-    /// RUNNING → QUEUED after a yield. The running worker only.
-    pub(crate) fn transition_to_queued(&self) {
-        // Release: the fiber's writes happen-before the next run (pairs with `transition_to_running`).
-        let prev = self.0.fetch_sub(RUNNING - QUEUED, Release);
-        debug_assert_eq!(prev & LIFECYCLE, RUNNING);
+        State(AtomicU32::new(SCHEDULED))
     }
 
     /// Inside the fiber, before switching out to park: consumes a pending token.
@@ -91,18 +70,18 @@ impl State {
         self.0.fetch_and(!NOTIFIED, Acquire) & NOTIFIED != 0
     }
 
-    /// RUNNING → PARKED after the fiber switched out to park. The running worker only.
+    /// SCHEDULED → PARKED after the fiber switched out to park. The running worker only.
     pub(crate) fn transition_to_parked(&self) -> AfterPark {
         let mut cur = self.0.load(Relaxed);
         loop {
-            debug_assert_eq!(cur & LIFECYCLE, RUNNING);
+            debug_assert_eq!(cur & LIFECYCLE, SCHEDULED);
             let (next, after) = if cur & NOTIFIED != 0 {
-                (QUEUED, AfterPark::Requeue) // token consumed: park returns when it runs again
+                (SCHEDULED, AfterPark::Requeue) // token consumed: park returns when it runs
             } else {
                 (PARKED, AfterPark::Parked)
             };
             // Release publishes the fiber's writes to whoever unparks it (pairs with the
-            // Acquire side of `unpark`'s AcqRel).
+            // Acquire side of `unpark`'s AcqRel); Acquire pairs with the token's Release.
             match self.0.compare_exchange_weak(cur, next, AcqRel, Relaxed) {
                 Ok(_) => return after,
                 Err(actual) => cur = actual,
@@ -110,17 +89,17 @@ impl State {
         }
     }
 
-    /// Any thread. PARKED → QUEUED (caller schedules), or sets the token.
+    /// Any thread. PARKED → SCHEDULED (the caller queues it), or sets the token.
     pub(crate) fn unpark(&self) -> AfterUnpark {
         let mut cur = self.0.load(Relaxed);
         loop {
             let next = match cur & LIFECYCLE {
-                PARKED => QUEUED,
-                QUEUED | RUNNING if cur & NOTIFIED == 0 => cur | NOTIFIED,
+                PARKED => SCHEDULED,
+                SCHEDULED if cur & NOTIFIED == 0 => cur | NOTIFIED,
                 _ => return AfterUnpark::Done,
             };
             // AcqRel: Release publishes the waker's writes to the fiber (pairs with
-            // `transition_to_running`/`take_notified`); Acquire pairs with `transition_to_parked`.
+            // `take_notified` / `transition_to_parked`); Acquire pairs with `transition_to_parked`.
             match self.0.compare_exchange_weak(cur, next, AcqRel, Relaxed) {
                 Ok(_) if cur & LIFECYCLE == PARKED => return AfterUnpark::Schedule,
                 Ok(_) => return AfterUnpark::Done,
@@ -129,26 +108,41 @@ impl State {
         }
     }
 
-    /// Shutdown only: QUEUED or PARKED → CANCELLING; the caller then owns the fiber's
-    /// unwinding. A RUNNING fiber cannot be claimed (its worker finishes the run first).
-    pub(crate) fn claim_for_cancel(&self) -> Claim {
+    /// Shutdown, registry walk: PARKED → CANCELLING. True if the caller now owns the fiber's
+    /// unwinding and adopts the parked state's reference count.
+    pub(crate) fn claim_parked(&self) -> bool {
         let mut cur = self.0.load(Relaxed);
-        loop {
-            let claim = match cur & LIFECYCLE {
-                QUEUED => Claim::Queued,
-                PARKED => Claim::Parked,
-                _ => return Claim::No,
-            };
-            // Acquire pairs with the Release of the switch-out transitions: the unwinder sees
-            // the fiber's last writes.
-            match self.0.compare_exchange_weak(cur, CANCELLING, Acquire, Relaxed) {
-                Ok(_) => return claim,
+        while cur & LIFECYCLE == PARKED {
+            // Acquire pairs with `transition_to_parked`'s Release: the unwinder sees the
+            // fiber's last writes.
+            match self
+                .0
+                .compare_exchange_weak(cur, CANCELLING, Acquire, Relaxed)
+            {
+                Ok(_) => return true,
                 Err(actual) => cur = actual,
             }
         }
+        false
     }
 
-    /// RUNNING or CANCELLING → COMPLETE, after the fiber's stack is done with.
+    /// Shutdown, after popping a fiber from a run queue (which made the caller the owner of
+    /// its next run): SCHEDULED → CANCELLING. False if it is not scheduled (a stale entry).
+    pub(crate) fn claim_dequeued(&self) -> bool {
+        let mut cur = self.0.load(Relaxed);
+        while cur & LIFECYCLE == SCHEDULED {
+            match self
+                .0
+                .compare_exchange_weak(cur, CANCELLING, Acquire, Relaxed)
+            {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+        false
+    }
+
+    /// → COMPLETE, after the fiber's stack is done with.
     pub(crate) fn transition_to_complete(&self) {
         // Release publishes the join packet (written by the fiber) to `is_complete`'s Acquire.
         self.0.store(COMPLETE, Release);
@@ -160,7 +154,7 @@ impl State {
         self.0.load(Acquire) & LIFECYCLE == COMPLETE
     }
 
-    /// Running or being unwound: true while code on the fiber's stack can execute.
+    /// True while shutdown unwinds the fiber.
     pub(crate) fn is_cancelling(&self) -> bool {
         self.0.load(Relaxed) & LIFECYCLE == CANCELLING
     }
@@ -168,8 +162,7 @@ impl State {
     /// For debugging output.
     pub(crate) fn describe(&self) -> &'static str {
         match self.0.load(Relaxed) & LIFECYCLE {
-            QUEUED => "runnable",
-            RUNNING => "running",
+            SCHEDULED => "scheduled",
             PARKED => "parked",
             CANCELLING => "cancelling",
             _ => "complete",
@@ -189,7 +182,6 @@ mod loom_tests {
     fn park_unpark_no_lost_wakeup() {
         loom::model(|| {
             let s = Arc::new(State::new());
-            s.transition_to_running();
             let s2 = s.clone();
             let waker = thread::spawn(move || s2.unpark() == AfterUnpark::Schedule);
             // The fiber: park unless a token is already there.
@@ -199,7 +191,10 @@ mod loom_tests {
                 s.transition_to_parked() == AfterPark::Requeue
             };
             let scheduled = waker.join().unwrap();
-            assert!(requeued ^ scheduled, "requeued={requeued} scheduled={scheduled}");
+            assert!(
+                requeued ^ scheduled,
+                "requeued={requeued} scheduled={scheduled}"
+            );
         });
     }
 
@@ -208,7 +203,6 @@ mod loom_tests {
     fn double_unpark_schedules_once() {
         loom::model(|| {
             let s = Arc::new(State::new());
-            s.transition_to_running();
             let ts: Vec<_> = (0..2)
                 .map(|_| {
                     let s = s.clone();
@@ -216,28 +210,34 @@ mod loom_tests {
                 })
                 .collect();
             let requeued = s.transition_to_parked() == AfterPark::Requeue;
-            let scheduled = ts.into_iter().map(|t| t.join().unwrap() as u32).sum::<u32>();
+            let scheduled = ts
+                .into_iter()
+                .map(|t| t.join().unwrap() as u32)
+                .sum::<u32>();
             assert_eq!(requeued as u32 + scheduled, 1);
         });
     }
 
-    /// Shutdown's claim races an unpark: never both a claim and a schedule.
+    /// Shutdown's registry claim races an unpark of a parked fiber: exactly one of them
+    /// takes the parked reference (claim, or schedule), never both.
     #[test]
-    fn cancel_claim_vs_unpark() {
+    fn claim_parked_vs_unpark() {
         loom::model(|| {
             let s = Arc::new(State::new());
-            s.transition_to_running();
             assert_eq!(s.transition_to_parked(), AfterPark::Parked);
             let s2 = s.clone();
             let t = thread::spawn(move || s2.unpark() == AfterUnpark::Schedule);
-            let claimed = s.claim_for_cancel() != Claim::No;
+            let claimed = s.claim_parked();
             let scheduled = t.join().unwrap();
-            // Claimed after a schedule is allowed (QUEUED is claimable); what must hold is that
-            // a claimed fiber never goes back to runnable.
-            assert!(claimed || scheduled);
-            if claimed {
-                assert!(s.is_cancelling());
+            assert!(
+                claimed ^ scheduled,
+                "claimed={claimed} scheduled={scheduled}"
+            );
+            if scheduled {
+                // Now queued: only the queue's popper may claim it.
+                assert!(s.claim_dequeued());
             }
+            assert!(s.is_cancelling());
         });
     }
 }

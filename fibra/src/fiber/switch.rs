@@ -41,7 +41,11 @@ pub(crate) unsafe fn new_coroutine<F: FnOnce()>(
     let entry = move |yielder: &FiberYielder, ()| {
         // SAFETY: the caller promises `header` outlives the coroutine; only this fiber writes
         // `yielder` (header.rs field table).
-        unsafe { (*header).yielder.set(yielder as *const FiberYielder as *const ()) };
+        unsafe {
+            (*header)
+                .yielder
+                .set(yielder as *const FiberYielder as *const ())
+        };
         body()
     };
     // SAFETY: the caller's promise on borrowed data is exactly `with_stack_unchecked`'s.

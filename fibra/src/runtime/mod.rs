@@ -92,10 +92,17 @@ impl RuntimeBuilder {
             None => thread::available_parallelism().map_or(1, |n| n.get()),
         };
         if self.stack_size < MIN_STACK_SIZE {
-            return Err(BuildError::StackTooSmall { requested: self.stack_size, minimum: MIN_STACK_SIZE });
+            return Err(BuildError::StackTooSmall {
+                requested: self.stack_size,
+                minimum: MIN_STACK_SIZE,
+            });
         }
-        let config =
-            Config { workers, stack_size: self.stack_size, migrate: self.migrate, thread_name: self.thread_name };
+        let config = Config {
+            workers,
+            stack_size: self.stack_size,
+            migrate: self.migrate,
+            thread_name: self.thread_name,
+        };
         Ok(Runtime { config })
     }
 }
@@ -103,7 +110,12 @@ impl RuntimeBuilder {
 impl Runtime {
     /// A builder with the defaults: one worker per core, 64 KiB stacks, no migration.
     pub fn builder() -> RuntimeBuilder {
-        RuntimeBuilder { workers: None, stack_size: DEFAULT_STACK_SIZE, migrate: false, thread_name: "fibra-worker".into() }
+        RuntimeBuilder {
+            workers: None,
+            stack_size: DEFAULT_STACK_SIZE,
+            migrate: false,
+            thread_name: "fibra-worker".into(),
+        }
     }
 
     /// A runtime with the defaults.
@@ -146,14 +158,20 @@ impl Runtime {
              spawn a fiber and join it instead"
         );
         crate::stack::install_overflow_handler();
-        let (locals, stealers): (Vec<_>, Vec<_>) = (0..self.config.workers).map(|_| queue::local()).unzip();
+        let (locals, stealers): (Vec<_>, Vec<_>) =
+            (0..self.config.workers).map(|_| queue::local()).unzip();
         let shared = Arc::new(Shared::new(self.config.clone(), stealers));
-        let spec = SpawnSpec { name: Some("main".into()), stack_size: None, location: std::panic::Location::caller() };
+        let spec = SpawnSpec {
+            name: Some("main".into()),
+            stack_size: None,
+            location: std::panic::Location::caller(),
+        };
         // SAFETY: this function does not return before the root fiber has finished or been
         // unwound (`wait_complete` below, then the session's shutdown), so what `f` borrows
         // outlives it.
         let root = unsafe { spawn_raw(&shared, None, spec, None, f) };
-        let (root, packet) = root.unwrap_or_else(|e| panic!("fibra: cannot start the root fiber: {e}"));
+        let (root, packet) =
+            root.unwrap_or_else(|e| panic!("fibra: cannot start the root fiber: {e}"));
         let threads = start_workers(&shared, locals);
         wait_complete(&root);
         finish_session(&shared, threads);
@@ -167,7 +185,10 @@ impl Runtime {
     }
 }
 
-fn start_workers(shared: &Arc<Shared>, locals: Vec<queue::Local<crate::fiber::FiberRef>>) -> Vec<thread::JoinHandle<()>> {
+fn start_workers(
+    shared: &Arc<Shared>,
+    locals: Vec<queue::Local<crate::fiber::FiberRef>>,
+) -> Vec<thread::JoinHandle<()>> {
     let mut threads = Vec::with_capacity(locals.len());
     for (i, local) in locals.into_iter().enumerate() {
         let s = shared.clone();
@@ -220,5 +241,7 @@ where
     F: FnOnce() -> T + Send,
     T: Send,
 {
-    Runtime::new().expect("the default runtime configuration is valid").block_on(f)
+    Runtime::new()
+        .expect("the default runtime configuration is valid")
+        .block_on(f)
 }

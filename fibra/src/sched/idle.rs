@@ -13,8 +13,16 @@
 //!
 //! Rejected: handing the fiber straight to the woken worker (thread thrash, lost locality).
 
-use std::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering::*};
-use std::sync::{Condvar, Mutex};
+#[cfg(loom)]
+use loom::sync::{
+    atomic::{fence, AtomicU32, AtomicUsize, Ordering::*},
+    Condvar, Mutex,
+};
+#[cfg(not(loom))]
+use std::sync::{
+    atomic::{fence, AtomicU32, AtomicUsize, Ordering::*},
+    Condvar, Mutex,
+};
 use std::time::Duration;
 
 /// A token parker for one worker slot (std's generic parker protocol).
@@ -30,17 +38,28 @@ const NOTIFIED: u32 = 2;
 
 impl Sleeper {
     pub(crate) fn new() -> Sleeper {
-        Sleeper { state: AtomicU32::new(EMPTY), lock: Mutex::new(()), cvar: Condvar::new() }
+        Sleeper {
+            state: AtomicU32::new(EMPTY),
+            lock: Mutex::new(()),
+            cvar: Condvar::new(),
+        }
     }
 
     /// The slot's own thread: blocks until `wake` or `timeout` (None = forever).
     pub(crate) fn sleep(&self, timeout: Option<Duration>) {
         // Acquire pairs with `wake`'s Release swap: the waker's pushes are visible.
-        if self.state.compare_exchange(NOTIFIED, EMPTY, Acquire, Relaxed).is_ok() {
+        if self
+            .state
+            .compare_exchange(NOTIFIED, EMPTY, Acquire, Relaxed)
+            .is_ok()
+        {
             return;
         }
         let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(actual) = self.state.compare_exchange(EMPTY, SLEEPING, Relaxed, Relaxed) {
+        if let Err(actual) = self
+            .state
+            .compare_exchange(EMPTY, SLEEPING, Relaxed, Relaxed)
+        {
             debug_assert_eq!(actual, NOTIFIED);
             self.state.swap(EMPTY, Acquire); // consume the token; pairs with `wake`
             return;
@@ -49,8 +68,10 @@ impl Sleeper {
             guard = match timeout {
                 None => self.cvar.wait(guard).unwrap_or_else(|e| e.into_inner()),
                 Some(t) => {
-                    let (g, res) =
-                        self.cvar.wait_timeout(guard, t).unwrap_or_else(|e| e.into_inner());
+                    let (g, res) = self
+                        .cvar
+                        .wait_timeout(guard, t)
+                        .unwrap_or_else(|e| e.into_inner());
                     if res.timed_out() {
                         self.state.swap(EMPTY, Acquire); // a racing wake becomes a no-op token
                         return;
@@ -58,7 +79,11 @@ impl Sleeper {
                     g
                 }
             };
-            if self.state.compare_exchange(NOTIFIED, EMPTY, Acquire, Relaxed).is_ok() {
+            if self
+                .state
+                .compare_exchange(NOTIFIED, EMPTY, Acquire, Relaxed)
+                .is_ok()
+            {
                 return;
             }
             // Spurious condvar wake-up: keep sleeping.
@@ -140,5 +165,76 @@ impl Idle {
             sleeping.swap_remove(pos);
             self.num_sleeping.fetch_sub(1, SeqCst);
         }
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::atomic::AtomicBool;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// One worker going idle (optionally after searching) and one submitter: the worker never
+    /// sleeps through the submitted work. A lost wake-up shows up as a loom deadlock.
+    fn idle_vs_submit(search_first: bool) {
+        loom::model(move || {
+            let idle = Arc::new(Idle::new(1));
+            let sleeper = Arc::new(Sleeper::new());
+            let work = Arc::new(AtomicBool::new(false));
+            let submitter = {
+                let (idle, sleeper, work) = (idle.clone(), sleeper.clone(), work.clone());
+                thread::spawn(move || {
+                    work.store(true, Release); // "push fiber"
+                    if idle.worker_to_notify() == Some(0) {
+                        sleeper.wake();
+                    }
+                })
+            };
+            // The worker's idle path (Worker::search + Worker::sleep, one round).
+            if search_first && idle.try_start_searching() {
+                let _found = work.load(Acquire);
+                idle.stop_searching();
+            }
+            if !work.load(Acquire) {
+                idle.register_sleeping(0);
+                if !work.load(Acquire) {
+                    sleeper.sleep(None);
+                }
+                idle.unregister_sleeping(0);
+            }
+            assert!(work.load(Acquire), "woke without seeing the work");
+            submitter.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn idle_worker_sees_submitted_work() {
+        idle_vs_submit(false);
+    }
+
+    #[test]
+    fn searching_worker_sees_submitted_work() {
+        idle_vs_submit(true);
+    }
+
+    /// A targeted wake (a pinned fiber sent to its home's inbox) is never lost.
+    #[test]
+    fn inbox_wake_is_not_lost() {
+        loom::model(|| {
+            let sleeper = Arc::new(Sleeper::new());
+            let pending = Arc::new(AtomicBool::new(false));
+            let waker = {
+                let (sleeper, pending) = (sleeper.clone(), pending.clone());
+                thread::spawn(move || {
+                    pending.store(true, Release);
+                    sleeper.wake();
+                })
+            };
+            while !pending.load(Acquire) {
+                sleeper.sleep(None);
+            }
+            waker.join().unwrap();
+        });
     }
 }

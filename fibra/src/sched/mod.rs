@@ -113,7 +113,10 @@ impl Shared {
     /// Any thread: a pinned fiber for worker `idx`.
     fn send_to_inbox(&self, idx: usize, fiber: FiberRef) {
         let slot = &self.slots[idx];
-        slot.inbox.lock().unwrap_or_else(|e| e.into_inner()).push(fiber);
+        slot.inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(fiber);
         // Release pairs with `take_inbox`'s Acquire swap (the push is under the lock anyway;
         // the flag only saves the owner a lock when there is nothing).
         slot.inbox_pending.store(true, Release);
@@ -166,7 +169,9 @@ pub(crate) fn schedule_woken(fiber: FiberRef) {
     context::with_worker(|w| {
         let here = w.filter(|w| Arc::ptr_eq(&w.shared, &shared));
         match (here, home) {
-            (Some(w), Some(h)) if w.index == h || shared.config.migrate => w.schedule_started(fiber, true),
+            (Some(w), Some(h)) if w.index == h || shared.config.migrate => {
+                w.schedule_started(fiber, true)
+            }
             (_, Some(h)) if !shared.config.migrate => shared.send_to_inbox(h, fiber),
             _ => shared.inject(fiber),
         }
@@ -177,6 +182,11 @@ pub(crate) fn schedule_woken(fiber: FiberRef) {
 #[cfg(test)]
 pub(crate) fn test_shared() -> Arc<Shared> {
     let (_local, stealer) = queue::local();
-    let config = Config { workers: 1, stack_size: crate::stack::DEFAULT_STACK_SIZE, migrate: false, thread_name: "test".into() };
+    let config = Config {
+        workers: 1,
+        stack_size: crate::stack::DEFAULT_STACK_SIZE,
+        migrate: false,
+        thread_name: "test".into(),
+    };
     Arc::new(Shared::new(config, vec![stealer]))
 }

@@ -10,7 +10,9 @@ pub(crate) struct Stealer<T> {
 }
 impl<T> Clone for Stealer<T> {
     fn clone(&self) -> Self {
-        Stealer { inner: self.inner.clone() }
+        Stealer {
+            inner: self.inner.clone(),
+        }
     }
 }
 pub(crate) struct Inject<T> {
@@ -58,7 +60,9 @@ impl<T> Stealer<T> {
 
 impl<T> Inject<T> {
     pub(crate) fn new() -> Self {
-        Inject { inner: Injector::new() }
+        Inject {
+            inner: Injector::new(),
+        }
     }
     pub(crate) fn push(&self, value: T) {
         self.inner.push(value)

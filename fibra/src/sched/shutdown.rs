@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::worker::Worker;
-use crate::fiber::{Claim, FiberRef};
+use crate::fiber::FiberRef;
 
 /// Pause between passes while other workers are still unwinding fibers this one waits for.
 const PASS_PAUSE: Duration = Duration::from_micros(50);
@@ -19,13 +19,13 @@ const PASS_PAUSE: Duration = Duration::from_micros(50);
 impl Worker {
     pub(crate) fn shutdown_phase(&self) {
         loop {
+            let mut waiting = Vec::new();
             while let Some(fiber) = self.pop_any() {
-                self.cancel(&fiber);
+                self.cancel_dequeued(fiber, &mut waiting);
             }
+            waiting.into_iter().for_each(|f| self.push_back_started(f));
             for fiber in self.shared.slots[self.index].registry.snapshot() {
-                if fiber.scoped_children.load(Acquire) == 0 {
-                    self.cancel(&fiber);
-                }
+                self.cancel_parked(&fiber);
             }
             // Acquire pairs with `finish`'s Release: every other fiber's unwinding is done.
             if self.shared.live.load(Acquire) == 0 {
@@ -36,21 +36,34 @@ impl Worker {
         self.timers.borrow_mut().clear();
     }
 
-    /// Unwinds (or, if it never ran, drops) a fiber this worker may destroy.
-    fn cancel(&self, fiber: &FiberRef) {
+    /// A fiber popped from a run queue: this worker owns its next run.
+    fn cancel_dequeued(&self, fiber: FiberRef, waiting: &mut Vec<FiberRef>) {
         let foreign = fiber.home().is_some_and(|h| h != self.index);
         if foreign && !self.shared.config.migrate {
-            return; // pinned elsewhere: its home worker unwinds it from its registry
+            // Pinned elsewhere (a late wake sent it here?): put it back home to be unwound.
+            return super::schedule_woken(fiber);
         }
         if fiber.scoped_children.load(Acquire) != 0 {
-            return;
+            // Its scoped children are still alive: it waits for a later pass.
+            return waiting.push(fiber);
         }
-        let parked_ref = match fiber.state.claim_for_cancel() {
-            Claim::No => return,
-            Claim::Queued => None,
+        if fiber.state.claim_dequeued() {
+            self.unwind(&fiber);
+        }
+    }
+
+    /// A fiber of this worker's registry: unwound here if it is parked.
+    fn cancel_parked(&self, fiber: &FiberRef) {
+        if fiber.scoped_children.load(Acquire) == 0 && fiber.state.claim_parked() {
             // SAFETY: our PARKED → CANCELLING transition just succeeded.
-            Claim::Parked => Some(unsafe { fiber.adopt_parked_ref() }),
-        };
+            let parked_ref = unsafe { fiber.adopt_parked_ref() };
+            self.unwind(fiber);
+            drop(parked_ref);
+        }
+    }
+
+    /// Unwinds (or, if it never ran, drops) a fiber whose claim this worker won.
+    fn unwind(&self, fiber: &FiberRef) {
         // SAFETY: `claim_for_cancel` made this thread the owner of the fiber's stack and code.
         let (start, co) = unsafe { ((*fiber.start.get()).take(), (*fiber.coroutine.get()).take()) };
         drop(start); // never ran: its closure is `Send`, dropping it here is fine
@@ -63,6 +76,5 @@ impl Worker {
             self.recycle_stack(stack);
         }
         self.finish(fiber);
-        drop(parked_ref);
     }
 }

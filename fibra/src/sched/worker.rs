@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use super::context;
 use super::queue::Local;
 use super::Shared;
-use crate::fiber::{switch, AfterPark, AfterUnpark, FiberRef, Header, Suspend, Switched};
 use crate::fiber::switch::FiberCoroutine;
+use crate::fiber::{switch, AfterPark, AfterUnpark, FiberRef, Header, Suspend, Switched};
 use crate::stack::LocalStackCache;
 use crate::time::Timers;
 
@@ -98,7 +98,8 @@ impl Worker {
                 return Some(f);
             }
         }
-        self.shared.take_inbox(self.index, &mut *self.pinned.borrow_mut());
+        self.shared
+            .take_inbox(self.index, &mut *self.pinned.borrow_mut());
         if let Some(f) = self.run_next.take() {
             if self.run_next_streak.get() < MAX_RUN_NEXT_STREAK {
                 self.run_next_streak.set(self.run_next_streak.get() + 1);
@@ -128,12 +129,16 @@ impl Worker {
                 break Some(f);
             }
             if self.shared.inbox_pending(self.index) {
-                self.shared.take_inbox(self.index, &mut *self.pinned.borrow_mut());
+                self.shared
+                    .take_inbox(self.index, &mut *self.pinned.borrow_mut());
                 if let Some(f) = self.pinned.borrow_mut().pop_front() {
                     break Some(f);
                 }
             }
-            if self.shared.shutdown.load(Relaxed) || self.timers_due() || started.elapsed() > SEARCH_FOR {
+            if self.shared.shutdown.load(Relaxed)
+                || self.timers_due()
+                || started.elapsed() > SEARCH_FOR
+            {
                 break None;
             }
             for _ in 0..64 {
@@ -157,7 +162,11 @@ impl Worker {
         (0..n)
             .map(|i| (start + i) % n)
             .filter(|&v| v != self.index)
-            .find_map(|v| self.shared.slots[v].stealer.steal_into(&mut self.local.borrow_mut()))
+            .find_map(|v| {
+                self.shared.slots[v]
+                    .stealer
+                    .steal_into(&mut self.local.borrow_mut())
+            })
     }
 
     fn sleep(&self) {
@@ -168,7 +177,11 @@ impl Worker {
         let idle = &self.shared.idle;
         idle.register_sleeping(self.index);
         if !self.shared.has_work_for(self.index) && !self.timers_due() {
-            let timeout = self.timers.borrow().next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+            let timeout = self
+                .timers
+                .borrow()
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
             self.shared.slots[self.index].sleeper.sleep(timeout);
         }
         idle.unregister_sleeping(self.index);
@@ -176,11 +189,10 @@ impl Worker {
 
     /// Runs `fiber` until it switches out, then files it where it belongs.
     fn run(&self, fiber: FiberRef) {
-        fiber.state.transition_to_running();
         if fiber.home().is_none() {
             self.adopt(&fiber);
         }
-        // SAFETY: `transition_to_running` made this worker the owner of the run (header.rs
+        // SAFETY: popping the fiber from a run queue made this worker the owner of the run (header.rs
         // field table), so nobody else touches the coroutine until it switches out.
         let slot = unsafe { &mut *fiber.coroutine.get() };
         if slot.is_none() {
@@ -202,10 +214,7 @@ impl Worker {
                 AfterPark::Requeue => self.push_back_started(fiber),
                 AfterPark::Parked => Header::park_ref(fiber),
             },
-            Switched::Suspended(Suspend::Yield) => {
-                fiber.state.transition_to_queued();
-                self.push_back_started(fiber);
-            }
+            Switched::Suspended(Suspend::Yield) => self.push_back_started(fiber),
             Switched::Finished => self.complete(fiber),
         }
     }
@@ -214,7 +223,9 @@ impl Worker {
     fn create_coroutine(&self, fiber: &FiberRef) -> Result<FiberCoroutine, crate::SpawnError> {
         // SAFETY: we own the run (see `run`).
         let body = unsafe { (*fiber.start.get()).take() };
-        let Some(body) = body else { fatal!("sched::worker::run: fiber without code") };
+        let Some(body) = body else {
+            fatal!("sched::worker::run: fiber without code")
+        };
         let stack = self.stacks.borrow_mut().take(fiber.identity.stack_size)?;
         stack.set_identity(&fiber.identity);
         // SAFETY: the header owns the coroutine and outlives it; `spawn_raw`'s caller promised
@@ -247,7 +258,9 @@ impl Worker {
     /// The fiber's stack is gone: deregister, publish completion, wake the joiner.
     pub(crate) fn finish(&self, fiber: &FiberRef) {
         if let Some(home) = fiber.home() {
-            self.shared.slots[home].registry.remove(fiber.registry_key.load(Relaxed));
+            self.shared.slots[home]
+                .registry
+                .remove(fiber.registry_key.load(Relaxed));
         }
         fiber.state.transition_to_complete();
         fiber.wake_joiner();
@@ -267,9 +280,11 @@ impl Worker {
         }
     }
 
-    fn push_back_started(&self, fiber: FiberRef) {
+    pub(super) fn push_back_started(&self, fiber: FiberRef) {
         if self.shared.config.migrate {
-            self.local.borrow_mut().push_back(fiber, &self.shared.inject);
+            self.local
+                .borrow_mut()
+                .push_back(fiber, &self.shared.inject);
             self.shared.notify_one();
         } else {
             self.pinned.borrow_mut().push_back(fiber);
@@ -278,7 +293,9 @@ impl Worker {
 
     /// A new fiber: stealable until it first runs.
     pub(crate) fn schedule_new(&self, fiber: FiberRef) {
-        self.local.borrow_mut().push_back(fiber, &self.shared.inject);
+        self.local
+            .borrow_mut()
+            .push_back(fiber, &self.shared.inject);
         self.shared.notify_one();
     }
 
@@ -297,7 +314,9 @@ impl Worker {
                 // SAFETY: our PARKED → QUEUED transition just succeeded.
                 drop(unsafe { fiber.adopt_parked_ref() });
                 match fiber.home() {
-                    Some(h) if h != self.index && !self.shared.config.migrate => super::schedule_woken(fiber),
+                    Some(h) if h != self.index && !self.shared.config.migrate => {
+                        super::schedule_woken(fiber)
+                    }
                     _ => {
                         self.schedule_started(fiber, false);
                         woke = true;
@@ -308,7 +327,10 @@ impl Worker {
     }
 
     fn timers_due(&self) -> bool {
-        self.timers.borrow().next_deadline().is_some_and(|d| d <= Instant::now())
+        self.timers
+            .borrow()
+            .next_deadline()
+            .is_some_and(|d| d <= Instant::now())
     }
 
     fn next_random(&self) -> u32 {
@@ -323,7 +345,8 @@ impl Worker {
 
     /// Pops anything runnable this worker can reach (shutdown drains with it).
     pub(crate) fn pop_any(&self) -> Option<FiberRef> {
-        self.shared.take_inbox(self.index, &mut *self.pinned.borrow_mut());
+        self.shared
+            .take_inbox(self.index, &mut *self.pinned.borrow_mut());
         self.run_next
             .take()
             .or_else(|| self.pinned.borrow_mut().pop_front())

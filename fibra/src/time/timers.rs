@@ -47,7 +47,11 @@ impl Ord for Entry {
 impl Timers {
     pub(crate) fn insert(&mut self, deadline: Instant, fiber: FiberRef) {
         self.seq += 1;
-        let entry = Entry { deadline, seq: self.seq, fiber };
+        let entry = Entry {
+            deadline,
+            seq: self.seq,
+            fiber,
+        };
         match self.run.back() {
             Some(last) if last.deadline > deadline => self.heap.push(Reverse(entry)),
             _ => self.run.push_back(entry),
@@ -112,7 +116,10 @@ mod tests {
             timers.insert(base + Duration::from_millis(*ms), f.clone());
             fibers.push((*ms, f));
         }
-        assert!(timers.pop_due(base).is_none(), "nothing is due at the base instant");
+        assert!(
+            timers.pop_due(base).is_none(),
+            "nothing is due at the base instant"
+        );
         let mut popped = Vec::new();
         while let Some(f) = timers.pop_due(base + Duration::from_secs(1)) {
             popped.push(f.identity.id);
@@ -130,11 +137,30 @@ mod tests {
         let shared = crate::sched::test_shared();
         let base = Instant::now();
         let mut timers = Timers::default();
-        timers.insert(base + Duration::from_millis(10), crate::fiber::test_fiber(&shared, 1));
-        timers.insert(base + Duration::from_millis(5), crate::fiber::test_fiber(&shared, 2));
-        assert_eq!(timers.next_deadline(), Some(base + Duration::from_millis(5)));
-        assert_eq!(timers.pop_due(base + Duration::from_millis(6)).map(|f| f.identity.id), Some(2));
+        timers.insert(
+            base + Duration::from_millis(10),
+            crate::fiber::test_fiber(&shared, 1),
+        );
+        timers.insert(
+            base + Duration::from_millis(5),
+            crate::fiber::test_fiber(&shared, 2),
+        );
+        assert_eq!(
+            timers.next_deadline(),
+            Some(base + Duration::from_millis(5))
+        );
+        assert_eq!(
+            timers
+                .pop_due(base + Duration::from_millis(6))
+                .map(|f| f.identity.id),
+            Some(2)
+        );
         assert!(timers.pop_due(base + Duration::from_millis(6)).is_none());
-        assert_eq!(timers.pop_due(base + Duration::from_millis(10)).map(|f| f.identity.id), Some(1));
+        assert_eq!(
+            timers
+                .pop_due(base + Duration::from_millis(10))
+                .map(|f| f.identity.id),
+            Some(1)
+        );
     }
 }
