@@ -43,9 +43,9 @@ pub fn main(experiment: Experiment, contender: Contender, n: u64, workers: usize
             let file = l.file().rsplit('/').next().unwrap_or(l.file());
             format!(" [at {file}:{}]", l.line())
         });
-        let live = spawn::live_units();
-        let context = if live > 0 {
-            format!(" ({live} units spawned and not yet woken)")
+        let spawned = spawn::units_spawned();
+        let context = if spawned > 0 {
+            format!(" (after {spawned} units were spawned)")
         } else {
             String::new()
         };

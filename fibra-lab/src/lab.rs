@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::child::{self, Figures};
-use crate::experiments::{short_count, Experiment, Params, Size};
+use crate::experiments::{Experiment, Params, Size};
 use crate::machine::Machine;
 use crate::peers::Contender;
 use crate::report::{table, CellResult, ExperimentResult, Outcome, Report, RowResult};
@@ -141,9 +141,8 @@ fn measure(
     let mut runs: Vec<Figures> = Vec::new();
     for rep in 1..=config.reps {
         bar.set_message(format!(
-            "{} · {label} · n={} · rep {rep}/{}",
+            "{} · {label} · rep {rep}/{}",
             contender.name(),
-            short_count(params.n),
             config.reps
         ));
         match child::launch(experiment, contender, params, timeout) {

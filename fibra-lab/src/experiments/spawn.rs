@@ -51,9 +51,18 @@ pub const THREAD_STACK: usize = 64 * 1024;
 /// Units spawned and not yet woken: how many were alive when RSS was sampled.
 static LIVE: AtomicU64 = AtomicU64::new(0);
 
+/// Units spawned so far (quoted when a child dies mid-spawn).
+static SPAWNED: AtomicU64 = AtomicU64::new(0);
+
 /// Call right before spawning a unit.
 pub fn unit_spawned() {
     LIVE.fetch_add(1, Ordering::Relaxed);
+    SPAWNED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Units spawned so far.
+pub fn units_spawned() -> u64 {
+    SPAWNED.load(Ordering::Relaxed)
 }
 
 /// Call in the unit, right after its sleep.

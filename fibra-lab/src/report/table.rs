@@ -77,7 +77,8 @@ pub fn render(result: &ExperimentResult) -> String {
             let _ = writeln!(out, "  [{}] {who}: {reason}", i + 1);
         }
     }
-    let _ = writeln!(out, "\n  note: {}", result.note);
+    out += "\n";
+    out += &wrap(result.note, "  note: ", 100);
     out
 }
 
@@ -176,6 +177,31 @@ pub fn number(v: f64) -> String {
     }
 }
 
+/// `text` in lines of at most `width` characters (longer words stay whole), the first
+/// starting with `lead`, the others indented as far.
+fn wrap(text: &str, lead: &str, width: usize) -> String {
+    let indent = " ".repeat(lead.chars().count());
+    let mut out = String::new();
+    let mut line = lead.to_string();
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        if !empty && line.chars().count() + 1 + word.chars().count() > width {
+            out += &line;
+            out += "\n";
+            line.clone_from(&indent);
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line += word;
+        empty = false;
+    }
+    out += &line;
+    out += "\n";
+    out
+}
+
 /// First column left-aligned, the others right-aligned, two spaces apart.
 fn align(grid: &[Vec<String>]) -> String {
     let cols = grid.iter().map(Vec::len).max().unwrap_or(0);
@@ -219,6 +245,12 @@ mod tests {
         assert_eq!(number(123.4), "123");
         assert_eq!(number(12.34), "12.3");
         assert_eq!(number(1.234), "1.23");
+    }
+
+    #[test]
+    fn wraps_notes() {
+        assert_eq!(wrap("aa bb cc", "> ", 7), "> aa bb\n  cc\n");
+        assert_eq!(wrap("", "> ", 7), "> \n");
     }
 
     #[test]

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The project's test command (README): every gate prints what it ran; any failure stops here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+gate() { printf '\n==> %s\n' "$*"; }
+
+gate "unit, integration and doc tests (debug)"
+cargo test --workspace
+
+gate "stress tests at full size (release)"
+cargo test --release -p fibra --tests
+
+gate "loom models: state word, run queue, idle/wake protocol"
+RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
+  cargo test --release -p fibra --lib loom -- --nocapture 2>&1 | tee target/loom-run.log
+grep -Eq 'test result: ok\. [1-9][0-9]* passed' target/loom-run.log || { echo "loom gate ran no test"; exit 1; }
+
+gate "all gates passed"
