@@ -19,7 +19,7 @@
 //! so a hand-off costs no count traffic. Shutdown's `Claim::Parked` adopts it likewise.
 
 use std::cell::{Cell, UnsafeCell};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering::*};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
@@ -31,7 +31,7 @@ use crate::park::ParkReason;
 use crate::sched::Shared;
 
 /// `home` before the first run: the fiber may be stolen by any worker.
-pub(crate) const NO_HOME: usize = usize::MAX;
+pub(crate) const NO_HOME: u32 = u32::MAX;
 
 pub(crate) type FiberRef = Arc<Header>;
 
@@ -43,7 +43,7 @@ pub(crate) struct Header {
     pub(crate) state: State,
     /// The runtime session this fiber belongs to (keeps its queues alive for late wakers).
     pub(crate) shared: Arc<Shared>,
-    pub(crate) home: AtomicUsize,
+    pub(crate) home: AtomicU32,
     /// The fiber's code until its first run; then it lives on the coroutine's stack.
     pub(crate) start: UnsafeCell<Option<StartFn>>,
     /// Created at the first run, on the worker that runs it, so stack pages are first touched
@@ -51,16 +51,16 @@ pub(crate) struct Header {
     /// warm cache, not the spawner's.
     pub(crate) coroutine: UnsafeCell<Option<FiberCoroutine>>,
     /// Why the fiber never ran, when its first run found no stack.
-    pub(crate) start_error: UnsafeCell<Option<crate::SpawnError>>,
+    pub(crate) start_error: UnsafeCell<Option<Box<crate::SpawnError>>>,
     /// Set on the fiber's own stack when it first runs (see `switch.rs`).
     pub(crate) yielder: Cell<*const ()>,
     pub(crate) locals: UnsafeCell<LocalMap>,
     pub(crate) reason: AtomicU8,
     /// Scoped fibers spawned by this one and not yet finished; shutdown unwinds a fiber only
     /// once this is zero, so borrowed data outlives every fiber borrowing it.
-    pub(crate) scoped_children: AtomicUsize,
+    pub(crate) scoped_children: AtomicU32,
     /// Slot in the home worker's registry (for shutdown and dumps).
-    pub(crate) registry_key: AtomicUsize,
+    pub(crate) registry_key: AtomicU32,
     pub(crate) join_waiter: Mutex<Option<Waker>>,
 }
 
@@ -80,15 +80,15 @@ impl Header {
             identity,
             state: State::new(),
             shared,
-            home: AtomicUsize::new(NO_HOME),
+            home: AtomicU32::new(NO_HOME),
             start: UnsafeCell::new(None),
             coroutine: UnsafeCell::new(None),
             start_error: UnsafeCell::new(None),
             yielder: Cell::new(std::ptr::null()),
             locals: UnsafeCell::new(LocalMap::default()),
             reason: AtomicU8::new(ParkReason::None as u8),
-            scoped_children: AtomicUsize::new(0),
-            registry_key: AtomicUsize::new(usize::MAX),
+            scoped_children: AtomicU32::new(0),
+            registry_key: AtomicU32::new(u32::MAX),
             join_waiter: Mutex::new(None),
         })
     }
@@ -125,7 +125,7 @@ impl Header {
         // Acquire pairs with the Release store in `Worker::run` (first run).
         match self.home.load(Acquire) {
             NO_HOME => None,
-            h => Some(h),
+            h => Some(h as usize),
         }
     }
 

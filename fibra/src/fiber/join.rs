@@ -123,7 +123,7 @@ impl<T> JoinHandle<T> {
             // SAFETY: written before COMPLETE, which `wait_complete` observed with Acquire;
             // only this (sole) handle reads it.
             None => match unsafe { (*self.fiber.0.start_error.get()).take() } {
-                Some(e) => Err(JoinError::NoStack(e)),
+                Some(e) => Err(JoinError::NoStack(*e)),
                 None => Err(JoinError::Cancelled),
             },
         }

@@ -11,9 +11,10 @@ use super::header::Header;
 use crate::sched::context;
 
 /// A fiber's values: (key address, value). Few keys per program, so a linear scan wins.
+/// Boxed so a fiber that never uses fiber-locals pays one pointer.
 #[derive(Default)]
 pub(crate) struct LocalMap {
-    entries: Vec<(usize, Box<dyn Any>)>,
+    entries: Option<Box<Vec<(usize, Box<dyn Any>)>>>,
 }
 
 thread_local! {
@@ -56,7 +57,7 @@ impl<T: 'static> LocalKey<T> {
                 Some(existing) => existing, // the initializer re-entered and set it
                 None => {
                     let ptr = &*boxed as *const dyn Any;
-                    map.entries.push((key, boxed));
+                    map.entries.get_or_insert_with(Default::default).push((key, boxed));
                     ptr
                 }
             })
@@ -69,10 +70,8 @@ impl<T: 'static> LocalKey<T> {
 }
 
 fn find(map: &LocalMap, key: usize) -> Option<*const dyn Any> {
-    map.entries
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| &**v as *const dyn Any)
+    let entries = map.entries.as_deref()?;
+    entries.iter().find(|(k, _)| *k == key).map(|(_, v)| &**v as *const dyn Any)
 }
 
 /// Runs `f` on the current fiber's map (or the thread's). `f` must not call back into fibra.
@@ -101,7 +100,7 @@ impl Drop for DropLocalsOnExit {
             // SAFETY: we run on the fiber's own stack, the only place `locals` is touched; the
             // header outlives the coroutine.
             let taken = std::mem::take(unsafe { &mut *(*self.0).locals.get() });
-            if taken.entries.is_empty() {
+            if taken.entries.is_none() {
                 return;
             }
             drop(taken);

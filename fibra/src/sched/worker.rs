@@ -200,7 +200,7 @@ impl Worker {
                 Ok(co) => *slot = Some(co),
                 Err(e) => {
                     // SAFETY: as above; the joiner reads it only after COMPLETE.
-                    unsafe { *fiber.start_error.get() = Some(e) };
+                    unsafe { *fiber.start_error.get() = Some(Box::new(e)) };
                     return self.finish(&fiber);
                 }
             }
@@ -236,9 +236,9 @@ impl Worker {
     /// First run: this worker becomes the fiber's home and registers it.
     fn adopt(&self, fiber: &FiberRef) {
         let key = self.shared.slots[self.index].registry.insert(fiber.clone());
-        fiber.registry_key.store(key, Relaxed);
+        fiber.registry_key.store(key as u32, Relaxed);
         // Release pairs with `Header::home`'s Acquire in `schedule_woken`.
-        fiber.home.store(self.index, Release);
+        fiber.home.store(self.index as u32, Release);
     }
 
     fn complete(&self, fiber: FiberRef) {
@@ -260,7 +260,7 @@ impl Worker {
         if let Some(home) = fiber.home() {
             self.shared.slots[home]
                 .registry
-                .remove(fiber.registry_key.load(Relaxed));
+                .remove(fiber.registry_key.load(Relaxed) as usize);
         }
         fiber.state.transition_to_complete();
         fiber.wake_joiner();
