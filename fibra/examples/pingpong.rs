@@ -5,7 +5,10 @@ use std::time::Instant;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let n: u64 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let w: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
     let rt = fibra::Runtime::builder().workers(w).build().unwrap();
     rt.block_on(|| {
@@ -17,10 +20,14 @@ fn main() {
                 let (turn, slots) = (turn.clone(), slots.clone());
                 fibra::spawn(move || {
                     slots[me as usize].set(fibra::current()).unwrap();
-                    while slots[1 - me as usize].get().is_none() { fibra::yield_now(); }
+                    while slots[1 - me as usize].get().is_none() {
+                        fibra::yield_now();
+                    }
                     let other = slots[1 - me as usize].get().unwrap().clone();
                     for _ in 0..n {
-                        while turn.load(Acquire) % 2 != me { fibra::park(); }
+                        while turn.load(Acquire) % 2 != me {
+                            fibra::park();
+                        }
                         turn.fetch_add(1, Release);
                         other.unpark();
                     }
@@ -30,6 +37,10 @@ fn main() {
             .collect();
         let ids: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();
         let el = t.elapsed();
-        println!("{w} worker(s): {:.1} ns per round trip (same thread: {})", el.as_nanos() as f64 / n as f64, ids[0] == ids[1]);
+        println!(
+            "{w} worker(s): {:.1} ns per round trip (same thread: {})",
+            el.as_nanos() as f64 / n as f64,
+            ids[0] == ids[1]
+        );
     });
 }

@@ -2,7 +2,10 @@
 use std::time::{Duration, Instant};
 
 fn main() {
-    let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let n: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100_000);
     let t = Instant::now();
     let total: u64 = fibra::run(|| {
         let started = Instant::now();
@@ -16,7 +19,10 @@ fn main() {
             .collect();
         let spawned = started.elapsed();
         let sum = handles.into_iter().map(|h| h.join().unwrap()).sum();
-        println!("spawned in {spawned:?}, joined after {:?}", started.elapsed());
+        println!(
+            "spawned in {spawned:?}, joined after {:?}",
+            started.elapsed()
+        );
         sum
     });
     assert_eq!(total, n * (n - 1) / 2);

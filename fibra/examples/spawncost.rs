@@ -9,10 +9,20 @@ fn main() {
     let t = Instant::now();
     rt.block_on(|| {
         let started = Instant::now();
-        let handles: Vec<_> = (0..n).map(|i| fibra::spawn(move || { fibra::sleep(Duration::from_millis(100)); i })).collect();
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                fibra::spawn(move || {
+                    fibra::sleep(Duration::from_millis(100));
+                    i
+                })
+            })
+            .collect();
         let spawned = started.elapsed();
         let s: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
-        println!("spawned in {spawned:?}, joined after {:?}, sum {s}", started.elapsed());
+        println!(
+            "spawned in {spawned:?}, joined after {:?}, sum {s}",
+            started.elapsed()
+        );
     });
     println!("total {:?}", t.elapsed());
 }

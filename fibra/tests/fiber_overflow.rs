@@ -24,12 +24,8 @@ fn child_overflows(stack: usize) {
         for _ in 0..3 {
             fibra::spawn(|| fibra::yield_now()).join().unwrap();
         }
-        let line = line!() + 1;
-        let h = fibra::Builder::new()
-            .name("conn-17")
-            .stack_size(stack)
-            .spawn(|| recurse(0))
-            .unwrap();
+        let b = fibra::Builder::new().name("conn-17").stack_size(stack);
+        let (h, line) = (b.spawn(|| recurse(0)).unwrap(), line!());
         eprintln!("spawn line {line}");
         let _ = h.join();
     });

@@ -57,7 +57,9 @@ impl<T: 'static> LocalKey<T> {
                 Some(existing) => existing, // the initializer re-entered and set it
                 None => {
                     let ptr = &*boxed as *const dyn Any;
-                    map.entries.get_or_insert_with(Default::default).push((key, boxed));
+                    map.entries
+                        .get_or_insert_with(Default::default)
+                        .push((key, boxed));
                     ptr
                 }
             })
@@ -71,7 +73,10 @@ impl<T: 'static> LocalKey<T> {
 
 fn find(map: &LocalMap, key: usize) -> Option<*const dyn Any> {
     let entries = map.entries.as_deref()?;
-    entries.iter().find(|(k, _)| *k == key).map(|(_, v)| &**v as *const dyn Any)
+    entries
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| &**v as *const dyn Any)
 }
 
 /// Runs `f` on the current fiber's map (or the thread's). `f` must not call back into fibra.

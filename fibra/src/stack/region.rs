@@ -3,7 +3,7 @@
 //! memory-map budget, never no guard at all (a canary word misses large frames).
 
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::Relaxed};
 
 use super::registry::{self, Registration};
 use super::FiberStack;
@@ -120,11 +120,27 @@ impl Guards {
         self.pool_mprotect.fetch_sub(n, Relaxed);
     }
 
+    /// Batched guard markers: only with `MADV_GUARD_INSTALL` known to work, no forced mprotect.
+    fn batch_capable(&self) -> bool {
+        !self.force_mprotect
+            && MADV_GUARD.load(Relaxed) == MADV_WORKS
+            && GUARD_BATCHES.load(Relaxed)
+    }
+
+    fn disable_batches(&self) {
+        GUARD_BATCHES.store(false, Relaxed); // a hint; each slot is still guarded one by one
+    }
+
     /// `mprotect` guards alive in this pool.
     pub(super) fn mprotect_guards(&self) -> usize {
         self.pool_mprotect.load(Relaxed)
     }
 }
+
+/// Slots guarded per `process_madvise` call (a fraction of `IOV_MAX` = 1024; ~0.4 ms of work).
+const GUARD_BATCH: usize = 512;
+/// Whether `process_madvise(MADV_GUARD_INSTALL)` works here; cleared at its first failure.
+static GUARD_BATCHES: AtomicBool = AtomicBool::new(true);
 
 /// One mapping, carved bottom-up into `slot_size` slots.
 pub(super) struct Region {
@@ -133,6 +149,8 @@ pub(super) struct Region {
     slot_size: usize,
     /// Slots carved so far (each one guarded).
     carved: usize,
+    /// Slots whose guard is installed (>= `carved`): guards are installed ahead in batches.
+    guarded: usize,
     /// How many carved slots cost an `mprotect` guard.
     mprotect_guards: usize,
     registration: Option<Registration>,
@@ -155,6 +173,7 @@ impl Region {
             len,
             slot_size,
             carved: 0,
+            guarded: 0,
             mprotect_guards: 0,
             registration,
         })
@@ -169,11 +188,38 @@ impl Region {
         assert!(!self.is_full(), "stack::region::carve: region full");
         // SAFETY: `carved * slot_size + slot_size <= len` (asserted), so in bounds.
         let slot = unsafe { self.start.add(self.carved * self.slot_size) };
-        // SAFETY: the slot has never been handed out, so its guard page holds nothing live.
-        let costs_map = unsafe { guards.install(slot) }?;
+        if self.guarded == self.carved {
+            self.guard_ahead(guards);
+        }
+        let costs_map = if self.guarded > self.carved {
+            false // guarded by `guard_ahead`
+        } else {
+            // SAFETY: the slot has never been handed out, so its guard page holds nothing live.
+            let costs_map = unsafe { guards.install(slot) }?;
+            self.guarded += 1;
+            costs_map
+        };
         self.carved += 1;
         self.mprotect_guards += usize::from(costs_map);
         Ok(FiberStack::carved(slot.as_ptr() as usize, self.slot_size))
+    }
+
+    /// Guards the next `GUARD_BATCH` slots' pages with one system call, where the kernel offers
+    /// that for guard markers (never for `mprotect` guards, which are budgeted one by one).
+    fn guard_ahead(&mut self, guards: &Guards) {
+        if !guards.batch_capable() {
+            return;
+        }
+        let total = self.len / self.slot_size;
+        let pages: Vec<NonNull<u8>> = (self.guarded..total.min(self.guarded + GUARD_BATCH))
+            // SAFETY: `i < total`, so the slot start lies inside the mapping.
+            .map(|i| unsafe { self.start.add(i * self.slot_size) })
+            .collect();
+        // SAFETY: these slots were never handed out; their guard pages hold nothing live.
+        match unsafe { sys::guard_madvise_many(&pages) } {
+            Ok(n) => self.guarded += n,
+            Err(_) => guards.disable_batches(),
+        }
     }
 
     /// Unmaps the region and returns its `mprotect` guards to the budget.

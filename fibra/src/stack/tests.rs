@@ -10,7 +10,11 @@ use crate::error::SpawnError;
 
 /// The `/proc/self/maps` line covering `addr`, if any.
 fn mapping_of(addr: usize) -> Option<String> {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    mapping_in(&std::fs::read_to_string("/proc/self/maps").unwrap(), addr)
+}
+
+/// The line of `maps` (a `/proc/self/maps` snapshot) whose range contains `addr`.
+fn mapping_in(maps: &str, addr: usize) -> Option<String> {
     maps.lines()
         .find(|line| {
             let range = line.split(' ').next().unwrap();
@@ -220,9 +224,12 @@ fn madvise_guards_cost_no_maps() {
         .map(|_| pool.take(DEFAULT_STACK_SIZE).unwrap())
         .collect();
     assert_eq!(pool.mprotect_guards(), 0);
-    let whole = mapping_of(stacks[0].start).unwrap();
+    // One snapshot for both look-ups: other tests map and unmap concurrently, and an adjacent
+    // mapping with the same flags merges with ours between two reads.
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let whole = mapping_in(&maps, stacks[0].start).unwrap();
     assert_eq!(
-        mapping_of(stacks[99].start).unwrap(),
+        mapping_in(&maps, stacks[99].start).unwrap(),
         whole,
         "one mapping holds all slots"
     );

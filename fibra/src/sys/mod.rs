@@ -15,7 +15,7 @@
 mod linux;
 
 pub(crate) use linux::mem::{
-    discard, force_mprotect_guards, guard_madvise, guard_mprotect, max_map_count, page_size,
-    release, reserve,
+    discard, force_mprotect_guards, guard_madvise, guard_madvise_many, guard_mprotect,
+    max_map_count, page_size, release, reserve,
 };
 pub(crate) use linux::signal::{ensure_alt_stack, install_fault_handler, write_stderr};
