@@ -9,6 +9,7 @@
 //! | `yielder`, `locals`, `reason` | the fiber itself, on its own stack | the fiber itself; `reason` by debugging |
 //! | `home` | the worker of the first run | unpark (Acquire) |
 //! | `join_waiter` | joiners and completion, under its mutex | same |
+//! | `join_waiting` | the joiner, after storing its waker | completion (fence pairing, `wake_joiner`) |
 
 //!
 //! # Reference counts
@@ -19,7 +20,7 @@
 //! so a hand-off costs no count traffic. Shutdown's `Claim::Parked` adopts it likewise.
 
 use std::cell::{Cell, UnsafeCell};
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering::*};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU8, Ordering::*};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
@@ -32,6 +33,8 @@ use crate::sched::Shared;
 
 /// `home` before the first run: the fiber may be stolen by any worker.
 pub(crate) const NO_HOME: u32 = u32::MAX;
+/// `registry_key` before the first park.
+pub(crate) const NOT_REGISTERED: u32 = u32::MAX;
 
 pub(crate) type FiberRef = Arc<Header>;
 
@@ -62,6 +65,8 @@ pub(crate) struct Header {
     /// Slot in the home worker's registry (for shutdown and dumps).
     pub(crate) registry_key: AtomicU32,
     pub(crate) join_waiter: Mutex<Option<Waker>>,
+    /// Set once a joiner stored its waker, so completion skips the lock when nobody waits.
+    pub(crate) join_waiting: AtomicBool,
 }
 
 // SAFETY: the `UnsafeCell`/`Cell` fields are only touched by the single thread that owns the
@@ -88,8 +93,9 @@ impl Header {
             locals: UnsafeCell::new(LocalMap::default()),
             reason: AtomicU8::new(ParkReason::None as u8),
             scoped_children: AtomicU32::new(0),
-            registry_key: AtomicU32::new(u32::MAX),
+            registry_key: AtomicU32::new(NOT_REGISTERED),
             join_waiter: Mutex::new(None),
+            join_waiting: AtomicBool::new(false),
         })
     }
 
@@ -135,6 +141,12 @@ impl Header {
 
     /// Completion: wakes a joiner. Any thread, once, after `transition_to_complete`.
     pub(crate) fn wake_joiner(&self) {
+        // The SeqCst fences pair (Dekker): either the joiner's re-check after storing its
+        // waker sees COMPLETE, or this load sees `join_waiting`.
+        fence(SeqCst);
+        if !self.join_waiting.load(Relaxed) {
+            return;
+        }
         let waker = self
             .join_waiter
             .lock()

@@ -2,6 +2,7 @@
 
 use std::cell::UnsafeCell;
 use std::fmt;
+use std::sync::atomic::{fence, Ordering::*};
 use std::sync::Arc;
 
 use super::handle::Fiber;
@@ -72,6 +73,8 @@ pub(crate) fn wait_complete(fiber: &Header) -> bool {
         "a fiber cannot join itself (it would wait forever)"
     );
     *fiber.join_waiter.lock().unwrap_or_else(|e| e.into_inner()) = Some(park::current_waker());
+    fiber.join_waiting.store(true, Relaxed);
+    fence(SeqCst); // pairs with the fence in `Header::wake_joiner`
     while !fiber.state.is_complete() {
         if park::cancelling() {
             return false;

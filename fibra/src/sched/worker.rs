@@ -14,6 +14,7 @@ use super::context;
 use super::queue::Local;
 use super::Shared;
 use crate::fiber::switch::FiberCoroutine;
+use crate::fiber::header::NOT_REGISTERED;
 use crate::fiber::{switch, AfterPark, AfterUnpark, FiberRef, Header, Suspend, Switched};
 use crate::stack::LocalStackCache;
 use crate::time::Timers;
@@ -210,7 +211,10 @@ impl Worker {
         let switched = switch::resume(co);
         self.current.set(ptr::null());
         match switched {
-            Switched::Suspended(Suspend::Park) => match fiber.state.transition_to_parked() {
+            Switched::Suspended(Suspend::Park) => match {
+                self.register(&fiber);
+                fiber.state.transition_to_parked()
+            } {
                 AfterPark::Requeue => self.push_back_started(fiber),
                 AfterPark::Parked => Header::park_ref(fiber),
             },
@@ -233,12 +237,21 @@ impl Worker {
         Ok(unsafe { switch::new_coroutine(stack, Arc::as_ptr(fiber), body) })
     }
 
-    /// First run: this worker becomes the fiber's home and registers it.
+    /// First run: this worker becomes the fiber's home.
     fn adopt(&self, fiber: &FiberRef) {
-        let key = self.shared.slots[self.index].registry.insert(fiber.clone());
-        fiber.registry_key.store(key as u32, Relaxed);
         // Release pairs with `Header::home`'s Acquire in `schedule_woken`.
         fiber.home.store(self.index as u32, Release);
+    }
+
+    /// First park: the fiber enters its home's registry, where shutdown finds parked fibers.
+    /// Done here rather than at the first run so fibers that never park (most short ones)
+    /// cost no registry traffic; done before the PARKED transition, while we own the run.
+    fn register(&self, fiber: &FiberRef) {
+        if fiber.registry_key.load(Relaxed) == NOT_REGISTERED {
+            let home = fiber.home().unwrap_or(self.index);
+            let key = self.shared.slots[home].registry.insert(fiber.clone());
+            fiber.registry_key.store(key as u32, Relaxed);
+        }
     }
 
     fn complete(&self, fiber: FiberRef) {
@@ -257,10 +270,10 @@ impl Worker {
 
     /// The fiber's stack is gone: deregister, publish completion, wake the joiner.
     pub(crate) fn finish(&self, fiber: &FiberRef) {
-        if let Some(home) = fiber.home() {
-            self.shared.slots[home]
-                .registry
-                .remove(fiber.registry_key.load(Relaxed) as usize);
+        let key = fiber.registry_key.load(Relaxed);
+        if key != NOT_REGISTERED {
+            let home = fiber.home().unwrap_or(self.index);
+            self.shared.slots[home].registry.remove(key as usize);
         }
         fiber.state.transition_to_complete();
         fiber.wake_joiner();
