@@ -53,7 +53,7 @@ pub use runtime::{run, Runtime, RuntimeBuilder};
 pub use scope::{scope, Scope, ScopedJoinHandle};
 #[doc(hidden)]
 pub use stack::test_support as __stack_test_support;
-pub use time::{sleep, sleep_until};
+pub use time::{park_timeout, sleep, sleep_until};
 
 /// The smallest fiber stack fibra accepts, in bytes. A panic with `RUST_BACKTRACE=1` needs
 /// ~22 KiB of stack, so stacks this small suit only leaf fibers that never panic.

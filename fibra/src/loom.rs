@@ -1,5 +1,79 @@
 //! std or loom, chosen in one place.
-#[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+//!
+//! Lock-free code imports its synchronization primitives from here, never from `std` directly, so
+//! that `RUSTFLAGS="--cfg loom"` swaps every one of them for loom's model-checked twin. The module
+//! mirrors loom's own layout (`sync`, `sync::atomic`, `cell`, `thread`, `hint`), so a call site
+//! reads the same under both cfgs:
+//! ```text
+//! use crate::loom::{cell::UnsafeCell, sync::atomic::{AtomicU32, Ordering::Release}};
+//! ```
+//! Capacities that loom must explore exhaustively shrink under it, e.g.
+//! `const CAPACITY: usize = if cfg!(loom) { 4 } else { 256 };`.
+
+/// The atomics most files need, also at the top level (`crate::loom::{AtomicU32, Ordering::*}`).
+#[allow(unused_imports)] // as below
+pub(crate) use self::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+pub(crate) mod sync {
+    #[allow(unused_imports)] // the shim offers the whole family; each build uses a subset
+    pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+    pub(crate) mod atomic {
+        #[allow(unused_imports)] // as above
+        pub(crate) use std::sync::atomic::*;
+    }
+}
+
+#[cfg(loom)]
+pub(crate) mod sync {
+    #[allow(unused_imports)] // the shim offers the whole family; each build uses a subset
+    pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+    pub(crate) mod atomic {
+        #[allow(unused_imports)] // as above
+        pub(crate) use loom::sync::atomic::*;
+    }
+}
+
+#[cfg(not(loom))]
+#[allow(unused_imports)] // used by tests and by some builds only
+pub(crate) use std::{hint, thread};
+
+#[cfg(loom)]
+#[allow(unused_imports)] // used by tests and by some builds only
+pub(crate) use loom::{hint, thread};
+
+#[cfg(loom)]
+pub(crate) mod cell {
+    pub(crate) use loom::cell::UnsafeCell;
+}
+
+#[cfg(not(loom))]
+pub(crate) mod cell {
+    /// `std::cell::UnsafeCell` with loom's closure API (`with` / `with_mut`), so that code
+    /// written against it compiles under both cfgs. Each call compiles to the bare pointer access.
+    #[derive(Debug)]
+    #[repr(transparent)]
+    pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+    #[allow(dead_code)] // the shim offers loom's whole API; each build uses a subset
+    impl<T> UnsafeCell<T> {
+        #[inline(always)]
+        pub(crate) const fn new(value: T) -> Self {
+            UnsafeCell(std::cell::UnsafeCell::new(value))
+        }
+
+        /// Runs `f` with a shared raw pointer to the value. Loom checks that no `with_mut` overlaps.
+        #[inline(always)]
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+
+        /// Runs `f` with a unique raw pointer to the value. Loom checks that no other access overlaps.
+        #[inline(always)]
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+}

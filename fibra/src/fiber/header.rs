@@ -59,6 +59,9 @@ pub(crate) struct Header {
     pub(crate) yielder: Cell<*const ()>,
     pub(crate) locals: UnsafeCell<LocalMap>,
     pub(crate) reason: AtomicU8,
+    /// Bumped when a timed wait is armed and when it ends; a timer entry armed with an older
+    /// value is stale and fires nothing (see `time/timers.rs`).
+    pub(crate) timer_gen: AtomicU32,
     /// Scoped fibers spawned by this one and not yet finished; shutdown unwinds a fiber only
     /// once this is zero, so borrowed data outlives every fiber borrowing it.
     pub(crate) scoped_children: AtomicU32,
@@ -92,6 +95,7 @@ impl Header {
             yielder: Cell::new(std::ptr::null()),
             locals: UnsafeCell::new(LocalMap::default()),
             reason: AtomicU8::new(ParkReason::None as u8),
+            timer_gen: AtomicU32::new(0),
             scoped_children: AtomicU32::new(0),
             registry_key: AtomicU32::new(NOT_REGISTERED),
             join_waiter: Mutex::new(None),

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use super::context;
 use super::queue::Local;
 use super::Shared;
-use crate::fiber::switch::FiberCoroutine;
 use crate::fiber::header::NOT_REGISTERED;
+use crate::fiber::switch::FiberCoroutine;
 use crate::fiber::{switch, AfterPark, AfterUnpark, FiberRef, Header, Suspend, Switched};
 use crate::stack::LocalStackCache;
 use crate::time::Timers;
@@ -321,7 +321,12 @@ impl Worker {
         let mut woke = false;
         loop {
             let due = self.timers.borrow_mut().pop_due(now);
-            let Some(fiber) = due else { break woke };
+            let Some((fiber, generation)) = due else {
+                break woke;
+            };
+            if fiber.timer_gen.load(Acquire) != generation {
+                continue; // the timed wait ended before its deadline
+            }
             if fiber.state.unpark() == AfterUnpark::Schedule {
                 // The heap's reference goes to the queue; the parked count is released.
                 // SAFETY: our PARKED → QUEUED transition just succeeded.

@@ -5,6 +5,8 @@ mod timers;
 use std::time::{Duration, Instant};
 
 use crate::park::{self, ParkReason};
+use std::sync::atomic::Ordering::*;
+
 use crate::sched::context;
 pub(crate) use timers::Timers;
 
@@ -38,26 +40,53 @@ pub fn sleep(dur: Duration) {
 /// # });
 /// ```
 pub fn sleep_until(deadline: Instant) {
-    let registered = context::with_worker(|w| {
-        let w = w?;
-        let h = w.current.get();
-        // SAFETY: see `context::with_current_fiber`: non-null `current` is the running fiber.
-        let fiber = unsafe { h.as_ref() }?;
-        if Instant::now() < deadline {
-            w.timers.borrow_mut().insert(deadline, fiber.to_ref());
-        }
-        Some(())
-    });
-    if registered.is_none() {
-        let now = Instant::now();
-        if deadline > now {
-            std::thread::sleep(deadline - now);
-        }
-        return;
-    }
-    // The timer unparks us at the deadline; other unparks are spurious wake-ups for this loop.
     while Instant::now() < deadline && !park::cancelling() {
-        park::park(ParkReason::Sleep);
+        park_until(ParkReason::Sleep, deadline);
+    }
+}
+
+/// Parks the calling fiber (or thread) until an unpark or `deadline`, whichever comes first;
+/// may return spuriously, like [`park`](crate::park).
+///
+/// ```
+/// # fibra::run(|| {
+/// let t = std::time::Instant::now();
+/// fibra::park_timeout(std::time::Duration::from_millis(2)); // nobody unparks us
+/// assert!(t.elapsed() >= std::time::Duration::from_millis(2));
+/// # });
+/// ```
+pub fn park_timeout(dur: Duration) {
+    match Instant::now().checked_add(dur) {
+        Some(deadline) => park_until(ParkReason::User, deadline),
+        None => park::park(ParkReason::User),
+    }
+}
+
+/// The timed wait under every fibra timeout: arms a timer on the current worker, parks, and
+/// disarms it (by generation, without touching the heap) however the park ended.
+pub(crate) fn park_until(reason: ParkReason, deadline: Instant) {
+    let armed = context::with_worker(|w| {
+        let w = w?;
+        // SAFETY: see `context::with_current_fiber`: non-null `current` is the running fiber.
+        let fiber = unsafe { w.current.get().as_ref() }?;
+        let generation = fiber.timer_gen.fetch_add(1, Relaxed).wrapping_add(1);
+        w.timers
+            .borrow_mut()
+            .insert(deadline, generation, fiber.to_ref());
+        Some(fiber.to_ref())
+    });
+    match armed {
+        Some(fiber) => {
+            park::park(reason);
+            // Release pairs with the Acquire check in `Worker::fire_timers`.
+            fiber.timer_gen.fetch_add(1, Release);
+        }
+        None => {
+            let now = Instant::now();
+            if deadline > now {
+                std::thread::park_timeout(deadline - now);
+            }
+        }
     }
 }
 

@@ -24,6 +24,9 @@ pub(crate) struct Timers {
 struct Entry {
     deadline: Instant,
     seq: u64,
+    /// The fiber's `timer_gen` when armed; a later value means the wait ended already and
+    /// this entry is stale (cancellation without removal from the heap).
+    generation: u32,
     fiber: FiberRef,
 }
 
@@ -45,11 +48,12 @@ impl Ord for Entry {
 }
 
 impl Timers {
-    pub(crate) fn insert(&mut self, deadline: Instant, fiber: FiberRef) {
+    pub(crate) fn insert(&mut self, deadline: Instant, generation: u32, fiber: FiberRef) {
         self.seq += 1;
         let entry = Entry {
             deadline,
             seq: self.seq,
+            generation,
             fiber,
         };
         match self.run.back() {
@@ -67,8 +71,9 @@ impl Timers {
         }
     }
 
-    /// The earliest entry whose deadline is at or before `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<FiberRef> {
+    /// The earliest entry whose deadline is at or before `now`, with the generation it was
+    /// armed with.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(FiberRef, u32)> {
         let from_run = match (self.run.front(), self.heap.peek()) {
             (Some(r), Some(h)) => r <= &h.0,
             (Some(_), None) => true,
@@ -79,12 +84,12 @@ impl Timers {
             if self.run.front()?.deadline > now {
                 return None;
             }
-            self.run.pop_front().map(|e| e.fiber)
+            self.run.pop_front().map(|e| (e.fiber, e.generation))
         } else {
             if self.heap.peek()?.0.deadline > now {
                 return None;
             }
-            self.heap.pop().map(|e| e.0.fiber)
+            self.heap.pop().map(|e| (e.0.fiber, e.0.generation))
         }
     }
 
@@ -113,7 +118,7 @@ mod tests {
         let mut fibers = Vec::new();
         for (i, ms) in offsets.iter().enumerate() {
             let f = crate::fiber::test_fiber(&shared, i as u64 + 1);
-            timers.insert(base + Duration::from_millis(*ms), f.clone());
+            timers.insert(base + Duration::from_millis(*ms), 0, f.clone());
             fibers.push((*ms, f));
         }
         assert!(
@@ -121,7 +126,7 @@ mod tests {
             "nothing is due at the base instant"
         );
         let mut popped = Vec::new();
-        while let Some(f) = timers.pop_due(base + Duration::from_secs(1)) {
+        while let Some((f, _)) = timers.pop_due(base + Duration::from_secs(1)) {
             popped.push(f.identity.id);
         }
         assert!(timers.is_empty());
@@ -139,10 +144,12 @@ mod tests {
         let mut timers = Timers::default();
         timers.insert(
             base + Duration::from_millis(10),
+            0,
             crate::fiber::test_fiber(&shared, 1),
         );
         timers.insert(
             base + Duration::from_millis(5),
+            0,
             crate::fiber::test_fiber(&shared, 2),
         );
         assert_eq!(
@@ -152,14 +159,14 @@ mod tests {
         assert_eq!(
             timers
                 .pop_due(base + Duration::from_millis(6))
-                .map(|f| f.identity.id),
+                .map(|f| f.0.identity.id),
             Some(2)
         );
         assert!(timers.pop_due(base + Duration::from_millis(6)).is_none());
         assert_eq!(
             timers
                 .pop_due(base + Duration::from_millis(10))
-                .map(|f| f.identity.id),
+                .map(|f| f.0.identity.id),
             Some(1)
         );
     }
