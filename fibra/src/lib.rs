@@ -40,6 +40,7 @@ mod runtime;
 pub(crate) mod sched;
 mod scope;
 pub(crate) mod stack;
+pub(crate) mod sync;
 pub(crate) mod sys;
 mod time;
 

@@ -285,6 +285,7 @@ impl<T> Local<T> {
     }
 
     /// Items queued (not counting ones a thief is copying out). Owner worker only.
+    #[allow(dead_code)] // part of the queue API; the scheduler does not call it yet
     pub(crate) fn len(&self) -> usize {
         // Relaxed: only we store `tail`, and every `real` we can read is ≤ it; a snapshot anyway.
         let tail = self.inner.tail.load(Relaxed);
@@ -293,6 +294,7 @@ impl<T> Local<T> {
     }
 
     /// `len() == 0`. Owner worker only.
+    #[allow(dead_code)] // part of the queue API; the scheduler does not call it yet
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -1,0 +1,3 @@
+//! Synchronisation that parks fibers, not threads.
+
+pub(crate) mod waiter;
