@@ -11,10 +11,13 @@ use super::header::Header;
 use crate::sched::context;
 
 /// A fiber's values: (key address, value). Few keys per program, so a linear scan wins.
+/// (key address, value).
+type Entry = (usize, Box<dyn Any>);
+
 /// Boxed so a fiber that never uses fiber-locals pays one pointer.
 #[derive(Default)]
 pub(crate) struct LocalMap {
-    entries: Option<Box<Vec<(usize, Box<dyn Any>)>>>,
+    entries: Option<Box<Vec<Entry>>>,
 }
 
 thread_local! {

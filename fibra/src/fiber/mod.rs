@@ -11,8 +11,8 @@ pub(crate) mod switch;
 
 pub use handle::{current, park, try_current, yield_now, Fiber, FiberId};
 pub(crate) use header::{FiberRef, Header};
+pub(crate) use join::wait_complete;
 pub use join::JoinHandle;
-pub(crate) use join::{wait_complete, Packet};
 pub use local::LocalKey;
 pub use spawn::{spawn, Builder};
 pub(crate) use spawn::{spawn_raw, SpawnSpec};

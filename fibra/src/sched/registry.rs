@@ -44,9 +44,4 @@ impl Registry {
         let slab = self.slab.lock().unwrap_or_else(|e| e.into_inner());
         slab.entries.iter().flatten().cloned().collect()
     }
-
-    pub(crate) fn len(&self) -> usize {
-        let slab = self.slab.lock().unwrap_or_else(|e| e.into_inner());
-        slab.entries.len() - slab.free.len()
-    }
 }

@@ -211,10 +211,7 @@ impl Worker {
         let switched = switch::resume(co);
         self.current.set(ptr::null());
         match switched {
-            Switched::Suspended(Suspend::Park) => match {
-                self.register(&fiber);
-                fiber.state.transition_to_parked()
-            } {
+            Switched::Suspended(Suspend::Park) => match self.register_and_park(&fiber) {
                 AfterPark::Requeue => self.push_back_started(fiber),
                 AfterPark::Parked => Header::park_ref(fiber),
             },
@@ -241,6 +238,11 @@ impl Worker {
     fn adopt(&self, fiber: &FiberRef) {
         // Release pairs with `Header::home`'s Acquire in `schedule_woken`.
         fiber.home.store(self.index as u32, Release);
+    }
+
+    fn register_and_park(&self, fiber: &FiberRef) -> AfterPark {
+        self.register(fiber);
+        fiber.state.transition_to_parked()
     }
 
     /// First park: the fiber enters its home's registry, where shutdown finds parked fibers.
