@@ -21,9 +21,14 @@ fn main() {
                 fibra::spawn(move || {
                     slots[me as usize].set(fibra::current()).unwrap();
                     while slots[1 - me as usize].get().is_none() {
-                        fibra::yield_now();
+                        if w > 1 {
+                            std::hint::spin_loop(); // keep this worker busy: the partner starts elsewhere
+                        } else {
+                            fibra::yield_now();
+                        }
                     }
                     let other = slots[1 - me as usize].get().unwrap().clone();
+                    let start_thread = std::thread::current().id();
                     for _ in 0..n {
                         while turn.load(Acquire) % 2 != me {
                             fibra::park();
@@ -31,6 +36,7 @@ fn main() {
                         turn.fetch_add(1, Release);
                         other.unpark();
                     }
+                    assert_eq!(start_thread, std::thread::current().id());
                     std::thread::current().id()
                 })
             })

@@ -57,13 +57,20 @@ fn player(
     rounds: u64,
     turn: Arc<AtomicU64>,
     slots: Arc<[OnceLock<fibra::Fiber>; 2]>,
+    across_workers: bool,
 ) -> Placement {
     let _ = slots[me as usize].set(fibra::current());
     let other = loop {
         if let Some(f) = slots[1 - me as usize].get() {
             break f.clone();
         }
-        fibra::yield_now();
+        if across_workers {
+            // Keep this worker busy so the partner can only start on the other one; a started
+            // fiber stays on its worker, so the pair then ping-pongs across threads throughout.
+            std::hint::spin_loop();
+        } else {
+            fibra::yield_now();
+        }
     };
     let mut placement = Placement::new(rounds);
     for i in 0..rounds {
@@ -84,9 +91,9 @@ pub fn switch(rounds: u64, workers: usize) -> Result<Figures, String> {
         let t0 = Instant::now();
         let a = {
             let (turn, slots) = (turn.clone(), slots.clone());
-            fibra::spawn(move || player(0, rounds, turn, slots))
+            fibra::spawn(move || player(0, rounds, turn, slots, workers > 1))
         };
-        let b = fibra::spawn(move || player(1, rounds, turn, slots));
+        let b = fibra::spawn(move || player(1, rounds, turn, slots, workers > 1));
         let a = joined(a.join())?;
         let b = joined(b.join())?;
         Ok(switch_exp::figures(rounds, t0.elapsed(), Some((&a, &b))))

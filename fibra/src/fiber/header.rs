@@ -21,6 +21,8 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU8, Ordering::*};
+
+use crate::loom::sync::atomic::AtomicPtr;
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
@@ -70,6 +72,8 @@ pub(crate) struct Header {
     pub(crate) join_waiter: Mutex<Option<Waker>>,
     /// Set once a joiner stored its waker, so completion skips the lock when nobody waits.
     pub(crate) join_waiting: AtomicBool,
+    /// Link in its home worker's inbox (sched/inbox.rs) while queued there.
+    pub(crate) inbox_next: AtomicPtr<Header>,
 }
 
 // SAFETY: the `UnsafeCell`/`Cell` fields are only touched by the single thread that owns the
@@ -100,6 +104,7 @@ impl Header {
             registry_key: AtomicU32::new(NOT_REGISTERED),
             join_waiter: Mutex::new(None),
             join_waiting: AtomicBool::new(false),
+            inbox_next: AtomicPtr::new(std::ptr::null_mut()),
         })
     }
 
@@ -174,5 +179,11 @@ impl Drop for Header {
                 );
             }
         }
+    }
+}
+
+impl crate::sched::Linked for Header {
+    fn inbox_next(&self) -> &AtomicPtr<Header> {
+        &self.inbox_next
     }
 }

@@ -9,7 +9,8 @@
 //! re-check sees the fiber. A wake that lands before the sleeper blocks leaves a token in its
 //! `Sleeper`, so the block returns at once. Work for one specific worker (a pinned fiber woken
 //! from another thread) skips the counters: it goes to that worker's inbox, then its sleeper
-//! is unparked directly.
+//! is unparked only if it sleeps: push, SeqCst fence, read its state; against the sleeper's
+//! announce, SeqCst fence, re-check of its inbox.
 //!
 //! Rejected: handing the fiber straight to the woken worker (thread thrash, lost locality).
 
@@ -45,8 +46,10 @@ impl Sleeper {
         }
     }
 
-    /// The slot's own thread: blocks until `wake` or `timeout` (None = forever).
-    pub(crate) fn sleep(&self, timeout: Option<Duration>) {
+    /// The slot's own thread: blocks until `wake` or `timeout` (None = forever). `recheck`
+    /// runs after the sleeper announced itself (SeqCst) and cancels the sleep if it finds
+    /// work: the other half of `wake_if_sleeping`'s check (see the header).
+    pub(crate) fn sleep(&self, timeout: Option<Duration>, recheck: impl Fn() -> bool) {
         // Acquire pairs with `wake`'s Release swap: the waker's pushes are visible.
         if self
             .state
@@ -58,10 +61,15 @@ impl Sleeper {
         let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(actual) = self
             .state
-            .compare_exchange(EMPTY, SLEEPING, Relaxed, Relaxed)
+            .compare_exchange(EMPTY, SLEEPING, SeqCst, Relaxed)
         {
             debug_assert_eq!(actual, NOTIFIED);
             self.state.swap(EMPTY, Acquire); // consume the token; pairs with `wake`
+            return;
+        }
+        fence(SeqCst); // pairs with the fence in `wake_if_sleeping`
+        if recheck() {
+            self.state.swap(EMPTY, Acquire); // a racing `wake` leaves a harmless token
             return;
         }
         loop {
@@ -87,6 +95,18 @@ impl Sleeper {
                 return;
             }
             // Spurious condvar wake-up: keep sleeping.
+        }
+    }
+
+    /// Any thread, after publishing work with a SeqCst write that the sleeper's `recheck`
+    /// reads: wakes the slot's thread only if it sleeps. Saves the read-modify-write of `wake`
+    /// on every cross-worker hand-off while the target is awake.
+    pub(crate) fn wake_if_sleeping(&self) {
+        // The fences pair (Dekker): either the sleeper's re-check sees the caller's work, or
+        // this load sees SLEEPING. (loom models SeqCst fences, not SeqCst loads and stores.)
+        fence(SeqCst);
+        if self.state.load(Relaxed) == SLEEPING {
+            self.wake();
         }
     }
 
@@ -199,7 +219,7 @@ mod loom_tests {
             if !work.load(Acquire) {
                 idle.register_sleeping(0);
                 if !work.load(Acquire) {
-                    sleeper.sleep(None);
+                    sleeper.sleep(None, || false);
                 }
                 idle.unregister_sleeping(0);
             }
@@ -227,12 +247,12 @@ mod loom_tests {
             let waker = {
                 let (sleeper, pending) = (sleeper.clone(), pending.clone());
                 thread::spawn(move || {
-                    pending.store(true, Release);
-                    sleeper.wake();
+                    pending.store(true, SeqCst);
+                    sleeper.wake_if_sleeping();
                 })
             };
-            while !pending.load(Acquire) {
-                sleeper.sleep(None);
+            while !pending.load(SeqCst) {
+                sleeper.sleep(None, || pending.load(SeqCst));
             }
             waker.join().unwrap();
         });

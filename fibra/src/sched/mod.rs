@@ -29,17 +29,21 @@
 
 pub(crate) mod context;
 mod idle;
+mod inbox;
 pub(crate) mod queue;
 mod registry;
 mod shutdown;
 pub(crate) mod worker;
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use crate::fiber::FiberRef;
+use crate::fiber::{FiberRef, Header};
 use crate::stack::StackPool;
 pub(crate) use idle::{Idle, Sleeper};
+use inbox::Inbox;
+pub(crate) use inbox::Linked;
 use queue::{Inject, Stealer};
 pub(crate) use registry::Registry;
 
@@ -56,8 +60,7 @@ pub(crate) struct Config {
 /// The parts of a worker other threads reach.
 pub(crate) struct WorkerSlot {
     pub(crate) stealer: Stealer<FiberRef>,
-    inbox: Mutex<Vec<FiberRef>>,
-    inbox_pending: AtomicBool,
+    inbox: Inbox<Header>,
     pub(crate) sleeper: Sleeper,
     pub(crate) registry: Registry,
 }
@@ -80,8 +83,7 @@ impl Shared {
             .into_iter()
             .map(|stealer| WorkerSlot {
                 stealer,
-                inbox: Mutex::new(Vec::new()),
-                inbox_pending: AtomicBool::new(false),
+                inbox: Inbox::new(),
                 sleeper: Sleeper::new(),
                 registry: Registry::default(),
             })
@@ -113,27 +115,17 @@ impl Shared {
     /// Any thread: a pinned fiber for worker `idx`.
     fn send_to_inbox(&self, idx: usize, fiber: FiberRef) {
         let slot = &self.slots[idx];
-        slot.inbox
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(fiber);
-        // Release pairs with `take_inbox`'s Acquire swap (the push is under the lock anyway;
-        // the flag only saves the owner a lock when there is nothing).
-        slot.inbox_pending.store(true, Release);
-        slot.sleeper.wake();
+        slot.inbox.push(fiber);
+        slot.sleeper.wake_if_sleeping();
     }
 
     /// Owner worker: everything woken for it from other threads.
-    pub(crate) fn take_inbox(&self, idx: usize, into: &mut impl Extend<FiberRef>) {
-        let slot = &self.slots[idx];
-        if slot.inbox_pending.load(Relaxed) && slot.inbox_pending.swap(false, Acquire) {
-            let mut inbox = slot.inbox.lock().unwrap_or_else(|e| e.into_inner());
-            into.extend(inbox.drain(..));
-        }
+    pub(crate) fn take_inbox(&self, idx: usize, into: &mut VecDeque<FiberRef>) {
+        self.slots[idx].inbox.take_all(into);
     }
 
     pub(crate) fn inbox_pending(&self, idx: usize) -> bool {
-        self.slots[idx].inbox_pending.load(Acquire)
+        !self.slots[idx].inbox.is_empty()
     }
 
     /// Is there anything a worker `idx` could run (the sleep re-check)?
@@ -149,7 +141,7 @@ impl Shared {
     pub(crate) fn release_queues(&self) {
         while self.inject.pop().is_some() {}
         for slot in self.slots.iter() {
-            slot.inbox.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            slot.inbox.take_all(&mut VecDeque::new());
         }
     }
 
