@@ -40,8 +40,9 @@ pub(crate) const NOT_REGISTERED: u32 = u32::MAX;
 
 pub(crate) type FiberRef = Arc<Header>;
 
-/// A fiber's code, with any borrow lifetime erased (`spawn_raw`'s contract keeps it valid).
-pub(crate) type StartFn = Box<dyn FnOnce() + Send + 'static>;
+/// A fiber's code (its packet), with any borrow lifetime erased (`spawn_raw`'s contract
+/// keeps it valid).
+pub(crate) type StartFn = Arc<dyn super::join::Start>;
 
 pub(crate) struct Header {
     pub(crate) identity: FiberIdentity,

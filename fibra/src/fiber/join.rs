@@ -2,46 +2,71 @@
 
 use std::cell::UnsafeCell;
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{fence, Ordering::*};
 use std::sync::Arc;
 
 use super::handle::Fiber;
 use super::header::Header;
+use super::local;
 use crate::error::JoinError;
 use crate::park::{self, ParkReason};
 use crate::scope::ScopeData;
 
-/// Where a fiber leaves its result for the joiner.
-pub(crate) struct Packet<T> {
+/// One allocation per fiber besides its header: the fiber's code until it starts, then its
+/// result until it is joined. (Code and result used to live in separate allocations; merging
+/// them saved a malloc/free pair per spawn, which glibc makes costly when the fiber finishes
+/// on another worker than the one that spawned it.)
+pub(crate) struct Packet<T, F> {
     result: UnsafeCell<Option<Result<T, JoinError>>>,
+    start: UnsafeCell<Option<F>>,
     /// Set for scoped fibers: the scope waits until every packet is gone (std's protocol).
-    pub(crate) scope: Option<Arc<ScopeData>>,
+    scope: Option<Arc<ScopeData>>,
 }
 
-// SAFETY: `result` is written once by the fiber before its state becomes COMPLETE (Release) and
-// read by the single joiner after observing COMPLETE (Acquire); `T: Send` lets it cross.
-unsafe impl<T: Send> Sync for Packet<T> {}
+// SAFETY: `start` is taken once, by the worker that owns the fiber's first run (or shutdown's
+// claimer), before any other access; `result` is written once by the fiber before its state
+// becomes COMPLETE (Release) and read by the single joiner after observing COMPLETE (Acquire).
+// `T: Send`, `F: Send` let both cross threads.
+unsafe impl<T: Send, F: Send> Sync for Packet<T, F> {}
 
-impl<T> Packet<T> {
-    pub(crate) fn new(scope: Option<Arc<ScopeData>>) -> Packet<T> {
+/// The result side of a packet, as `JoinHandle<T>` sees it (without the closure's type).
+pub(crate) trait Outcome<T>: Send + Sync {
+    /// The joiner, after completion: the result, if the fiber left one.
+    fn take(&self) -> Option<Result<T, JoinError>>;
+}
+
+/// The code side of a packet, as the worker that starts the fiber sees it.
+pub(crate) trait Start: Send + Sync {
+    /// Runs the fiber's code on its own stack. Called once, on the fiber's stack.
+    fn run(&self, header: *const Header);
+    /// Drops the code of a fiber that will never run (shutdown); a no-op after `run`.
+    fn discard(&self);
+}
+
+impl<T, F> Packet<T, F> {
+    pub(crate) fn new(start: Option<F>, scope: Option<Arc<ScopeData>>) -> Packet<T, F> {
         Packet {
             result: UnsafeCell::new(None),
+            start: UnsafeCell::new(start),
             scope,
         }
     }
 
     /// The fiber itself, once, before it completes.
-    pub(crate) fn set(&self, value: Result<T, JoinError>) {
+    fn set(&self, value: Result<T, JoinError>) {
         // SAFETY: only the fiber writes, before COMPLETE is published; nobody reads until then.
         unsafe { *self.result.get() = Some(value) };
     }
 
-    /// The joiner owning the last reference, after completion.
-    pub(crate) fn into_result(mut self) -> Option<Result<T, JoinError>> {
-        self.result.get_mut().take()
+    fn take_start(&self) -> Option<F> {
+        // SAFETY: only the owner of the fiber's first run (or its shutdown claimer) calls
+        // this, once, and nothing else touches `start` (see the Sync impl).
+        unsafe { (*self.start.get()).take() }
     }
+}
 
-    /// The joiner, after `wait_complete` returned true.
+impl<T: Send, F: Send> Outcome<T> for Packet<T, F> {
     fn take(&self) -> Option<Result<T, JoinError>> {
         // SAFETY: COMPLETE was observed with Acquire (the writer is done) and `JoinHandle::join`
         // consumes the only handle, so this is the only access.
@@ -49,7 +74,29 @@ impl<T> Packet<T> {
     }
 }
 
-impl<T> Drop for Packet<T> {
+impl<T: Send, F: FnOnce() -> T + Send> Start for Packet<T, F> {
+    fn run(&self, header: *const Header) {
+        let Some(f) = self.take_start() else { return };
+        let _locals = local::DropLocalsOnExit(header);
+        let result = match panic::catch_unwind(AssertUnwindSafe(f)) {
+            Ok(v) => Ok(v),
+            // SAFETY: the header owns the coroutine running us and so outlives it.
+            Err(payload) if unsafe { (*header).state.is_cancelling() } => {
+                self.set(Err(JoinError::Cancelled));
+                // Shutdown's forced unwind (corosensei's payload): let it finish unwinding.
+                panic::resume_unwind(payload)
+            }
+            Err(payload) => Err(JoinError::Panicked(payload)),
+        };
+        self.set(result);
+    }
+
+    fn discard(&self) {
+        drop(self.take_start());
+    }
+}
+
+impl<T, F> Drop for Packet<T, F> {
     fn drop(&mut self) {
         if let Some(scope) = &self.scope {
             let unhandled_panic =
@@ -88,11 +135,11 @@ pub(crate) fn wait_complete(fiber: &Header) -> bool {
 /// Dropping it detaches the fiber (it keeps running; its result is dropped).
 pub struct JoinHandle<T> {
     fiber: Fiber,
-    packet: Arc<Packet<T>>,
+    packet: Arc<dyn Outcome<T>>,
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(fiber: Fiber, packet: Arc<Packet<T>>) -> JoinHandle<T> {
+    pub(crate) fn new(fiber: Fiber, packet: Arc<dyn Outcome<T>>) -> JoinHandle<T> {
         JoinHandle { fiber, packet }
     }
 

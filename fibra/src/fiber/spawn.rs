@@ -1,15 +1,14 @@
 //! Creating fibers: `spawn`, `Builder`, and the one internal constructor they share.
 
-use std::panic::{self, AssertUnwindSafe, Location};
+use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::sync::Arc;
 
 use super::handle::Fiber;
 use super::header::{FiberRef, Header, StartFn};
 use super::identity::FiberIdentity;
-use super::join::{JoinHandle, Packet};
-use super::local;
-use crate::error::{JoinError, SpawnError};
+use super::join::{JoinHandle, Outcome, Packet, Start};
+use crate::error::SpawnError;
 use crate::sched::{context, worker::Worker, Shared};
 use crate::stack::MIN_STACK_SIZE;
 
@@ -34,7 +33,7 @@ pub(crate) unsafe fn spawn_raw<F, T>(
     spec: SpawnSpec,
     scope: Option<Arc<crate::scope::ScopeData>>,
     f: F,
-) -> Result<(FiberRef, Arc<Packet<T>>), SpawnError>
+) -> Result<(FiberRef, Arc<dyn Outcome<T>>), SpawnError>
 where
     F: FnOnce() -> T + Send,
     T: Send,
@@ -59,45 +58,25 @@ where
         stack_size: size.next_multiple_of(crate::sys::page_size()),
     };
     let header = Header::new_ref(identity, shared.clone());
-    let packet = Arc::new(Packet::new(scope));
-    let body: Box<dyn FnOnce() + Send + '_> = {
-        let packet = packet.clone();
-        let header = Arc::as_ptr(&header) as usize;
-        Box::new(move || fiber_main(header as *const Header, f, &packet))
+    let packet = Arc::new(Packet::new(Some(f), scope));
+    let (start, outcome): (Arc<dyn Start + '_>, Arc<dyn Outcome<T> + '_>) =
+        (packet.clone(), packet);
+    // SAFETY: erasing the borrow lifetime is our caller's promise: what `f` (and `T`) borrow
+    // outlives the fiber and its packet. The types are the same fat pointers but for the bound.
+    let (start, outcome) = unsafe {
+        (
+            std::mem::transmute::<Arc<dyn Start + '_>, StartFn>(start),
+            std::mem::transmute::<Arc<dyn Outcome<T> + '_>, Arc<dyn Outcome<T>>>(outcome),
+        )
     };
-    // SAFETY: erasing the borrow lifetime is our caller's promise: what `f` borrows outlives
-    // the fiber. The worker runs `body` on the fiber's stack through `switch::new_coroutine`.
-    let body: StartFn =
-        unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + '_>, StartFn>(body) };
     // SAFETY: the header is not shared with any other thread yet.
-    unsafe { *header.start.get() = Some(body) };
+    unsafe { *header.start.get() = Some(start) };
     shared.live.fetch_add(1, Relaxed);
     match worker {
         Some(w) => w.schedule_new(header.clone()),
         None => shared.inject(header.clone()),
     }
-    Ok((header, packet))
-}
-
-/// The root of every fiber's stack: runs `f`, records how it ended, never lets a panic cross
-/// the stack switch (ARCHITECTURE.md §7).
-fn fiber_main<F, T>(header: *const Header, f: F, packet: &Packet<T>)
-where
-    F: FnOnce() -> T,
-{
-    let _locals = local::DropLocalsOnExit(header);
-    let result = panic::catch_unwind(AssertUnwindSafe(f));
-    let result = match result {
-        Ok(v) => Ok(v),
-        // SAFETY: the header owns the coroutine running us and so outlives it.
-        Err(payload) if unsafe { (*header).state.is_cancelling() } => {
-            packet.set(Err(JoinError::Cancelled));
-            // Shutdown's forced unwind (corosensei's payload): let it finish the unwinding.
-            panic::resume_unwind(payload)
-        }
-        Err(payload) => Err(JoinError::Panicked(payload)),
-    };
-    packet.set(result);
+    Ok((header, outcome))
 }
 
 /// Spawns a fiber with a name or a stack size of its own.
@@ -208,7 +187,7 @@ where
 }
 
 /// A handle for a spawn refused at shutdown: it is already finished, as cancelled.
-fn cancelled_handle<T>() -> JoinHandle<T> {
+fn cancelled_handle<T: Send + 'static>() -> JoinHandle<T> {
     let shared =
         context::with_worker(|w| w.map(|w| w.shared.clone())).expect("checked by Builder::spawn");
     let identity = FiberIdentity {
@@ -219,5 +198,8 @@ fn cancelled_handle<T>() -> JoinHandle<T> {
     };
     let header = Header::new_ref(identity, shared);
     header.state.transition_to_complete();
-    JoinHandle::new(Fiber(header), Arc::new(Packet::new(None)))
+    JoinHandle::new(
+        Fiber(header),
+        Arc::new(Packet::<T, fn() -> T>::new(None, None)),
+    )
 }

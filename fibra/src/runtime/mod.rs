@@ -176,8 +176,7 @@ impl Runtime {
         wait_complete(&root);
         finish_session(&shared, threads);
         drop(root);
-        let packet = Arc::into_inner(packet).expect("the root fiber is gone");
-        match packet.into_result() {
+        match packet.take() {
             Some(Ok(v)) => v,
             Some(Err(crate::JoinError::Panicked(p))) => std::panic::resume_unwind(p),
             _ => unreachable!("the root fiber finishes before shutdown starts"),

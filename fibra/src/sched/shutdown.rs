@@ -66,7 +66,9 @@ impl Worker {
     fn unwind(&self, fiber: &FiberRef) {
         // SAFETY: `claim_for_cancel` made this thread the owner of the fiber's stack and code.
         let (start, co) = unsafe { ((*fiber.start.get()).take(), (*fiber.coroutine.get()).take()) };
-        drop(start); // never ran: its closure is `Send`, dropping it here is fine
+        if let Some(start) = start {
+            start.discard(); // never ran: its closure is `Send`, dropping it here is fine
+        }
         if let Some(co) = co {
             self.current.set(Arc::as_ptr(fiber));
             // Forces an unwind through the fiber's frames on this (its home) thread; the

@@ -235,15 +235,21 @@ impl Worker {
     /// First run: the fiber's stack comes from this worker's cache, and its code moves onto it.
     fn create_coroutine(&self, fiber: &FiberRef) -> Result<FiberCoroutine, crate::SpawnError> {
         // SAFETY: we own the run (see `run`).
-        let body = unsafe { (*fiber.start.get()).take() };
-        let Some(body) = body else {
+        let start = unsafe { (*fiber.start.get()).take() };
+        let Some(start) = start else {
             fatal!("sched::worker::run: fiber without code")
         };
         let stack = self.stacks.borrow_mut().take(fiber.identity.stack_size)?;
         stack.set_identity(&fiber.identity);
+        let header = Arc::as_ptr(fiber) as usize;
         // SAFETY: the header owns the coroutine and outlives it; `spawn_raw`'s caller promised
-        // that `body`'s borrows outlive the fiber; `fiber_main` lets only forced unwinds escape.
-        Ok(unsafe { switch::new_coroutine(stack, Arc::as_ptr(fiber), body) })
+        // that the code's borrows outlive the fiber; `Start::run` lets only forced unwinds
+        // escape.
+        Ok(unsafe {
+            switch::new_coroutine(stack, Arc::as_ptr(fiber), move || {
+                start.run(header as *const Header)
+            })
+        })
     }
 
     /// First run: this worker becomes the fiber's home.
