@@ -22,11 +22,12 @@ fn child_overflows(stack: usize) {
     rt.block_on(|| {
         // A few healthy fibers first, so the offender is not fiber 1.
         for _ in 0..3 {
-            fibra::spawn(|| fibra::yield_now()).join().unwrap();
+            fibra::spawn(fibra::yield_now).join().unwrap();
         }
         let b = fibra::Builder::new().name("conn-17").stack_size(stack);
-        let (h, line) = (b.spawn(|| recurse(0)).unwrap(), line!());
-        eprintln!("spawn line {line}");
+        // Printed before the spawn: the overflow may abort the process before anything after it.
+        eprintln!("spawn line {}", line!() + 1);
+        let h = b.spawn(|| recurse(0)).unwrap();
         let _ = h.join();
     });
     unreachable!("the overflow aborts the process");

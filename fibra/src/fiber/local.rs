@@ -17,6 +17,7 @@ type Entry = (usize, Box<dyn Any>);
 /// Boxed so a fiber that never uses fiber-locals pays one pointer.
 #[derive(Default)]
 pub(crate) struct LocalMap {
+    #[allow(clippy::box_collection)] // boxed on purpose: 8 bytes in every fiber header, not 24
     entries: Option<Box<Vec<Entry>>>,
 }
 
