@@ -64,15 +64,18 @@ impl Worker {
 
     /// Unwinds (or, if it never ran, drops) a fiber whose claim this worker won.
     fn unwind(&self, fiber: &FiberRef) {
-        // SAFETY: `claim_for_cancel` made this thread the owner of the fiber's stack and code.
+        // SAFETY: the claim (`claim_parked` / `claim_dequeued`) made this thread the owner of
+        // the fiber's stack and code.
         let (start, co) = unsafe { ((*fiber.start.get()).take(), (*fiber.coroutine.get()).take()) };
         if let Some(start) = start {
             start.discard(); // never ran: its closure is `Send`, dropping it here is fine
         }
-        if let Some(co) = co {
+        if let Some(mut co) = co {
             self.current.set(Arc::as_ptr(fiber));
-            // Forces an unwind through the fiber's frames on this (its home) thread; the
-            // fiber's root sees `is_cancelling` and records `JoinError::Cancelled`.
+            // Unwinds the fiber's frames on this (its home) thread, running their destructors;
+            // the fiber's root sees `is_cancelling` and records `JoinError::Cancelled`. Parks
+            // and yields inside destructors return at once, so the unwinding runs to the end.
+            co.force_unwind();
             let stack = co.into_stack();
             self.current.set(ptr::null());
             self.recycle_stack(stack);
