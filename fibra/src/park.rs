@@ -32,6 +32,34 @@ pub enum ParkReason {
     BlockOn,
     /// The end of a `fibra::scope`, waiting for its fibers.
     Scope,
+    /// `fibra::sync::Mutex::lock` (or `Condvar` re-acquiring its mutex).
+    MutexLock,
+    /// `fibra::sync::RwLock::read`.
+    RwLockRead,
+    /// `fibra::sync::RwLock::write`.
+    RwLockWrite,
+    /// `fibra::sync::Condvar::wait`, waiting for a notification.
+    Condvar,
+    /// `fibra::sync::Semaphore::acquire`.
+    Semaphore,
+    /// `fibra::sync::Barrier::wait`.
+    Barrier,
+    /// `fibra::sync::WaitGroup::wait`.
+    WaitGroup,
+    /// `fibra::sync::OnceCell`, waiting for another fiber's initialiser.
+    OnceInit,
+    /// `fibra::sync::Notify::notified`.
+    Notify,
+    /// `fibra::chan` `send` on a full channel (or a rendezvous with no receiver).
+    ChanSend,
+    /// `fibra::chan` `recv` on an empty channel.
+    ChanRecv,
+    /// `fibra::select!`, waiting for any of its arms.
+    Select,
+    /// `fibra::blocking`, waiting for its closure to finish on a blocking-pool thread.
+    Blocking,
+    /// `JoinHandle::join` of a `fibra::spawn_blocking` task.
+    BlockingJoin,
 }
 
 impl ParkReason {
@@ -42,6 +70,20 @@ impl ParkReason {
             3 => ParkReason::Join,
             4 => ParkReason::BlockOn,
             5 => ParkReason::Scope,
+            6 => ParkReason::MutexLock,
+            7 => ParkReason::RwLockRead,
+            8 => ParkReason::RwLockWrite,
+            9 => ParkReason::Condvar,
+            10 => ParkReason::Semaphore,
+            11 => ParkReason::Barrier,
+            12 => ParkReason::WaitGroup,
+            13 => ParkReason::OnceInit,
+            14 => ParkReason::Notify,
+            15 => ParkReason::ChanSend,
+            16 => ParkReason::ChanRecv,
+            17 => ParkReason::Select,
+            18 => ParkReason::Blocking,
+            19 => ParkReason::BlockingJoin,
             _ => ParkReason::None,
         }
     }

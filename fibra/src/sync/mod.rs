@@ -1,3 +1,58 @@
 //! Synchronisation that parks fibers, not threads.
+//!
+//! A `std::sync::Mutex` blocks the whole worker OS thread, and every fiber queued on it. The
+//! primitives here park only the waiting *fiber*; on a plain OS thread they block the thread,
+//! so one primitive can be shared by fibers, threads and several runtimes.
+//!
+//! | primitive | waits for | fast path |
+//! |---|---|---|
+//! | [`Mutex`] | exclusive access | one CAS to lock, one to unlock |
+//! | [`RwLock`] | shared or exclusive access; writers are not starved | one CAS |
+//! | [`Condvar`] | a notification, releasing a [`MutexGuard`] meanwhile | — |
+//! | [`Semaphore`] | one of N permits | one CAS |
+//! | [`Barrier`] | N parties to arrive | — |
+//! | [`WaitGroup`] | a counter to reach zero (Go's `sync.WaitGroup`) | one atomic op per `done` |
+//! | [`OnceCell`], [`Lazy`] | a one-time initialiser run by another fiber | one load |
+//! | [`Notify`] | a `notify_one`/`notify_waiters` call (tokio's `Notify`) | — |
+//!
+//! # Shared rules
+//! - **Every blocking call has a timeout variant** (`lock_timeout`, `acquire_timeout`,
+//!   `wait_timeout`, ...), and every wait shows a distinct [`ParkReason`](crate::ParkReason)
+//!   (`MutexLock`, `RwLockRead`, `Condvar`, ...) in debugging output.
+//! - **Fair under contention.** Locks and semaphores queue waiters FIFO and hand ownership (or a
+//!   permit) straight to the oldest waiter; a newcomer may take a free lock only when nobody
+//!   waits. `RwLock` queues readers behind a waiting writer.
+//! - **No poisoning.** At shutdown fibra unwinds every parked fiber; a lock held by one of them
+//!   is released by its guard's destructor and stays usable.
+//! - **Shutdown.** A fiber being unwound cannot park. A blocking call it makes (from a
+//!   destructor) is retried without parking for up to a second, then panics with an
+//!   explanation; `try_*` and `*_timeout` calls return failure instead. A fiber unwound while
+//!   parked gives back anything handed to it meanwhile (a lock, a permit, a notification).
+//!
+//! # How waiting works
+//! Every wait is a `Waiter` (a selection word claimed once, by a notifier's token, by its own
+//! timeout, or by cancellation) in the primitive's FIFO `WaitList`, guarded by the primitive's
+//! own short internal lock together with the state it waits for; see `waiter.rs` and
+//! `wait.rs`. Uncontended paths never touch the list.
 
+mod barrier;
+mod condvar;
+mod lazy;
+mod mutex;
+mod notify;
+mod once;
+mod rwlock;
+mod semaphore;
+mod wait;
+mod wait_group;
 pub(crate) mod waiter;
+
+pub use barrier::{Barrier, BarrierWaitResult};
+pub use condvar::{Condvar, WaitTimeoutResult};
+pub use lazy::Lazy;
+pub use mutex::{Mutex, MutexGuard};
+pub use notify::Notify;
+pub use once::OnceCell;
+pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub use semaphore::{Semaphore, SemaphorePermit};
+pub use wait_group::WaitGroup;

@@ -245,3 +245,56 @@ mod loom_tests {
         });
     }
 }
+
+/// Added for `fibra::chan`'s futures and `select!` (appended here to keep the API above stable).
+impl Waiter {
+    /// A waiter woken through an arbitrary `Waker` (an `async` task's); it is never `wait`ed on,
+    /// the task polls instead.
+    pub(crate) fn from_waker(waker: Waker) -> Arc<Waiter> {
+        Arc::new(Waiter {
+            selected: AtomicUsize::new(WAITING),
+            waker,
+        })
+    }
+
+    /// True if waking this waiter would wake the same task as `waker` (a re-poll with an
+    /// unchanged waker keeps its registration).
+    pub(crate) fn will_wake(&self, waker: &Waker) -> bool {
+        self.waker.will_wake(waker)
+    }
+}
+
+/// Added for `fibra::sync`'s `RwLock` (appended here to keep the API above stable).
+impl WaitList {
+    /// The token of the oldest entry whose waiter is still waiting; stale entries in front of
+    /// it are dropped. Caller holds the primitive's lock.
+    pub(crate) fn front(&mut self) -> Option<usize> {
+        while let Some((waiter, token)) = self.entries.front() {
+            if waiter.selected() == WAITING {
+                return Some(*token);
+            }
+            self.entries.pop_front();
+        }
+        None
+    }
+
+    /// Claims and wakes the oldest still-waiting entry, but only if `pred` accepts its token;
+    /// otherwise leaves it queued and returns `None`. Never skips an entry (unlike
+    /// `notify_first`), so FIFO order holds: a writer at the front stops a run of readers.
+    pub(crate) fn notify_front_if(
+        &mut self,
+        mut pred: impl FnMut(usize) -> bool,
+    ) -> Option<(Arc<Waiter>, usize)> {
+        while let Some(token) = self.front() {
+            if !pred(token) {
+                return None;
+            }
+            let (waiter, token) = self.entries.pop_front().expect("front checked");
+            if waiter.try_select(token) {
+                waiter.wake();
+                return Some((waiter, token));
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,94 @@
+//! `Lazy<T>`: a value computed on first use (std's `LazyLock`), on top of `OnceCell`.
+
+use std::cell::UnsafeCell;
+use std::ops::Deref;
+
+use super::once::OnceCell;
+
+/// A value initialised by `F` on first access; concurrent first accesses park until the one
+/// initialiser finishes (see [`OnceCell::get_or_init`]).
+///
+/// If the initialiser panics, the value stays uninitialised and every later access panics
+/// (like std's `LazyLock`). Not `const`-constructible yet: put it in an `Arc` or a
+/// `std::sync::LazyLock` rather than directly in a `static`.
+///
+/// ```
+/// # fibra::run(|| {
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+/// static RUNS: AtomicUsize = AtomicUsize::new(0);
+/// let lazy = Arc::new(fibra::sync::Lazy::new(|| { RUNS.fetch_add(1, SeqCst); 42 }));
+/// let fibers: Vec<_> = (0..4).map(|_| { let l = lazy.clone(); fibra::spawn(move || **l) }).collect();
+/// assert!(fibers.into_iter().all(|f| f.join().unwrap() == 42));
+/// assert_eq!(RUNS.load(SeqCst), 1);
+/// # });
+/// ```
+pub struct Lazy<T, F = fn() -> T> {
+    cell: OnceCell<T>,
+    init: UnsafeCell<Option<F>>,
+}
+
+// SAFETY: `init` is taken only by the one initialiser (the holder of the cell's RUNNING state),
+// possibly on another thread (`F: Send`); the value is shared like `OnceCell`'s (`T: Send +
+// Sync`).
+unsafe impl<T: Send + Sync, F: Send> Sync for Lazy<T, F> {}
+
+impl<T, F: FnOnce() -> T> Lazy<T, F> {
+    /// A lazy value that `f` computes on first access.
+    ///
+    /// ```
+    /// let lazy = fibra::sync::Lazy::new(|| 1 + 1);
+    /// assert_eq!(*lazy, 2);
+    /// ```
+    pub fn new(f: F) -> Lazy<T, F> {
+        Lazy {
+            cell: OnceCell::new(),
+            init: UnsafeCell::new(Some(f)),
+        }
+    }
+
+    /// Forces the initialisation and returns the value (the same as dereferencing).
+    ///
+    /// # Panics
+    /// If the initialiser panics now or panicked before.
+    ///
+    /// ```
+    /// let lazy = fibra::sync::Lazy::new(|| String::from("hi"));
+    /// assert_eq!(fibra::sync::Lazy::force(&lazy), "hi");
+    /// ```
+    pub fn force(this: &Lazy<T, F>) -> &T {
+        this.cell.get_or_init(|| {
+            // SAFETY: this closure runs only in the one initialiser holding the cell's RUNNING
+            // state, so no other access to `init` overlaps.
+            match unsafe { (*this.init.get()).take() } {
+                Some(f) => f(),
+                None => panic!("fibra::sync::Lazy: the initialiser panicked earlier"),
+            }
+        })
+    }
+
+    /// The value if it has been initialised, without forcing it.
+    ///
+    /// ```
+    /// let lazy = fibra::sync::Lazy::new(|| 5);
+    /// assert_eq!(fibra::sync::Lazy::get(&lazy), None);
+    /// let _ = *lazy;
+    /// assert_eq!(fibra::sync::Lazy::get(&lazy), Some(&5));
+    /// ```
+    pub fn get(this: &Lazy<T, F>) -> Option<&T> {
+        this.cell.get()
+    }
+}
+
+impl<T, F: FnOnce() -> T> Deref for Lazy<T, F> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        Lazy::force(self)
+    }
+}
+
+impl<T: std::fmt::Debug, F> std::fmt::Debug for Lazy<T, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Lazy").field(&self.cell.get()).finish()
+    }
+}

@@ -1,0 +1,522 @@
+//! `RwLock<T>`: many readers or one writer, with one FIFO queue so writers never starve.
+//!
+//! # State word
+//! `WRITER` (bit 0): a writer holds it. `QUEUED` (bit 1): the wait list may hold waiters (set
+//! and cleared only under the queue lock). Bits 2..: the number of readers holding it.
+//! ```text
+//! read:          no WRITER, no QUEUED -> CAS s -> s + READER      (a waiting writer stops readers)
+//! write:         CAS 0 -> WRITER
+//! slow path:     under the queue lock re-check; else CAS s -> s|QUEUED, push (waiter, READ/WRITE)
+//! read unlock:   fetch_sub READER; the last reader out with QUEUED set runs `grant`
+//! write unlock:  CAS WRITER -> 0; if QUEUED, clear WRITER and run `grant` under the queue lock
+//! grant:         front is a writer and nobody holds -> add WRITER, claim it;
+//!                front is a reader and no writer holds -> add READER, claim it; repeat
+//! ```
+//! `grant` adds to the state *before* claiming the waiter (and undoes it if the claim finds the
+//! waiter gone): a claimed waiter may run at once, even before it is woken (a spurious park
+//! return), and must find its hold already counted. While `QUEUED` is set every fast path
+//! fails, so under the queue lock only readers' `fetch_sub`s race with `grant`.
+//!
+//! Fairness: task-fair (FIFO). A writer waits for the readers ahead of it; readers behind a
+//! waiting writer wait for it. Consecutive readers at the front are admitted together.
+
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::wait::{self, lock};
+use super::waiter::{WaitList, Waiter};
+use crate::loom::sync::Mutex as QueueLock;
+use crate::loom::{AtomicUsize, Ordering::*};
+use crate::park::ParkReason;
+
+const WRITER: usize = 1;
+const QUEUED: usize = 2;
+const READER: usize = 4;
+/// Wait-list tokens.
+const READ: usize = 1;
+const WRITE: usize = 2;
+
+struct RawRwLock {
+    state: AtomicUsize,
+    queue: QueueLock<WaitList>,
+}
+
+impl RawRwLock {
+    fn try_read(&self) -> bool {
+        let mut s = self.state.load(Relaxed);
+        while s & (WRITER | QUEUED) == 0 {
+            // Acquire pairs with the last writer's Release unlock.
+            match self
+                .state
+                .compare_exchange_weak(s, s + READER, Acquire, Relaxed)
+            {
+                Ok(_) => return true,
+                Err(actual) => s = actual,
+            }
+        }
+        false
+    }
+
+    fn try_write(&self) -> bool {
+        // Acquire pairs with the Release of every earlier unlock (readers' `fetch_sub`s form a
+        // release sequence ending in the 0 we read).
+        self.state
+            .compare_exchange(0, WRITER, Acquire, Relaxed)
+            .is_ok()
+    }
+
+    /// Locks for `token` (READ/WRITE); false on timeout or cancellation.
+    fn lock(&self, token: usize, deadline: Option<Instant>) -> bool {
+        let fast = if token == READ {
+            self.try_read()
+        } else {
+            self.try_write()
+        };
+        fast || self.lock_slow(token, deadline)
+    }
+
+    #[cold]
+    fn lock_slow(&self, token: usize, deadline: Option<Instant>) -> bool {
+        let waiter = Waiter::current();
+        if self.enqueue(&waiter, token) {
+            return true;
+        }
+        let reason = if token == READ {
+            ParkReason::RwLockRead
+        } else {
+            ParkReason::RwLockWrite
+        };
+        let abandon = || {
+            wait::abandon(&waiter, || self.withdraw(&waiter), |t| self.unlock(t));
+        };
+        if wait::wait(&waiter, reason, deadline, abandon) == token {
+            return true; // granted: `grant` counted us before its claim (Release)
+        }
+        self.withdraw(&waiter);
+        false
+    }
+
+    fn enqueue(&self, waiter: &Arc<Waiter>, token: usize) -> bool {
+        let mut queue = lock(&self.queue);
+        let mut s = self.state.load(Relaxed);
+        loop {
+            let free = if token == READ {
+                s & (WRITER | QUEUED) == 0
+            } else {
+                s == 0
+            };
+            let (new, order) = match (free, token) {
+                (true, READ) => (s + READER, Acquire), // pairs as in `try_read`/`try_write`
+                (true, _) => (s | WRITER, Acquire),
+                (false, _) => (s | QUEUED, Relaxed), // a flag; the queue lock orders the push
+            };
+            match self.state.compare_exchange_weak(s, new, order, Relaxed) {
+                Ok(_) if free => return true,
+                Ok(_) => break,
+                Err(actual) => s = actual,
+            }
+        }
+        queue.push(waiter.clone(), token);
+        false
+    }
+
+    fn unlock(&self, token: usize) {
+        if token == READ {
+            self.read_unlock()
+        } else {
+            self.write_unlock()
+        }
+    }
+
+    fn read_unlock(&self) {
+        // AcqRel: Release publishes our reads-done to the next writer; Acquire lets the last
+        // reader, who may run `grant`, carry the other readers' Releases to that writer.
+        let prev = self.state.fetch_sub(READER, AcqRel);
+        if prev == READER | QUEUED {
+            self.grant(&mut lock(&self.queue));
+        }
+    }
+
+    fn write_unlock(&self) {
+        // Release pairs with the Acquire of the next `try_read`/`try_write`.
+        if self
+            .state
+            .compare_exchange(WRITER, 0, Release, Relaxed)
+            .is_err()
+        {
+            let mut queue = lock(&self.queue);
+            self.state.fetch_and(!WRITER, Release); // QUEUED is set: no fast path races us
+            self.grant(&mut queue);
+        }
+    }
+
+    /// Under the queue lock: admits waiters from the front while they fit, then clears QUEUED
+    /// if the list emptied.
+    fn grant(&self, queue: &mut WaitList) {
+        loop {
+            // Acquire: our view includes every holder's Release before we hand the lock on.
+            let s = self.state.load(Acquire);
+            if s & QUEUED == 0 || s & WRITER != 0 {
+                break;
+            }
+            let (add, want) = match queue.front() {
+                None => break,
+                Some(WRITE) if s >= READER => break, // the last reader out grants it
+                Some(WRITE) => (WRITER, WRITE),
+                Some(_) => (READER, READ),
+            };
+            self.state.fetch_add(add, Relaxed);
+            // The claim's Release publishes the data to the waiter (its `selected` Acquires).
+            if queue.notify_front_if(|t| t == want).is_none() {
+                self.state.fetch_sub(add, Relaxed); // it timed out just now; look again
+            }
+        }
+        if queue.is_empty() {
+            self.state.fetch_and(!QUEUED, Relaxed);
+        }
+    }
+
+    /// After the waiter claimed itself: removes its entry; the waiters behind may now fit.
+    fn withdraw(&self, waiter: &Arc<Waiter>) {
+        let mut queue = lock(&self.queue);
+        queue.remove(waiter);
+        self.grant(&mut queue);
+    }
+}
+
+/// A reader-writer lock that parks waiting fibers (or blocks waiting threads).
+///
+/// Waiters queue in FIFO order; a waiting writer stops new readers, so writers do not starve,
+/// and consecutive readers at the front are admitted together. Not poisoned by panics (see
+/// [`Mutex`](super::Mutex)).
+///
+/// # Memory ordering
+/// A write unlock happens-before every later lock; a read unlock happens-before the next write
+/// lock.
+///
+/// ```
+/// # fibra::run(|| {
+/// let lock = fibra::sync::RwLock::new(5);
+/// {
+///     let (a, b) = (lock.read(), lock.read()); // many readers at once
+///     assert_eq!(*a + *b, 10);
+/// }
+/// *lock.write() += 1;
+/// assert_eq!(*lock.read(), 6);
+/// # });
+/// ```
+pub struct RwLock<T: ?Sized> {
+    raw: RawRwLock,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: the state word admits either one writer (`&mut T`, needs `T: Send` to move access
+// between threads) or readers (`&T` shared across threads, needs `T: Sync`), never both.
+unsafe impl<T: ?Sized + Send + Sync> Sync for RwLock<T> {}
+
+impl<T> RwLock<T> {
+    /// A new, unlocked lock holding `value`.
+    ///
+    /// ```
+    /// let lock = fibra::sync::RwLock::new(1);
+    /// assert_eq!(lock.into_inner(), 1);
+    /// ```
+    pub fn new(value: T) -> RwLock<T> {
+        RwLock {
+            raw: RawRwLock {
+                state: AtomicUsize::new(0),
+                queue: QueueLock::new(WaitList::new()),
+            },
+            data: UnsafeCell::new(value),
+        }
+    }
+
+    /// Consumes the lock and returns its value.
+    ///
+    /// ```
+    /// let lock = fibra::sync::RwLock::new(vec![1]);
+    /// assert_eq!(lock.into_inner(), [1]);
+    /// ```
+    pub fn into_inner(self) -> T {
+        self.data.into_inner()
+    }
+}
+
+impl<T: ?Sized> RwLock<T> {
+    /// Locks for shared reading, parking while a writer holds the lock or waits for it.
+    ///
+    /// # Panics
+    /// Only from a fiber being unwound by shutdown, if the lock stays unavailable for over a
+    /// second (see the [module docs](super)).
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let lock = fibra::sync::RwLock::new(3);
+    /// assert_eq!(*lock.read(), 3);
+    /// # });
+    /// ```
+    pub fn read(&self) -> RwLockReadGuard<'_, T> {
+        if !self.raw.lock(READ, None) {
+            wait::while_cancelled("RwLock::read", || self.raw.try_read().then_some(()));
+        }
+        RwLockReadGuard {
+            lock: self,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Locks for exclusive writing, parking until every earlier holder and waiter is done.
+    ///
+    /// # Panics
+    /// As [`read`](RwLock::read).
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let lock = fibra::sync::RwLock::new(3);
+    /// *lock.write() = 4;
+    /// assert_eq!(*lock.read(), 4);
+    /// # });
+    /// ```
+    pub fn write(&self) -> RwLockWriteGuard<'_, T> {
+        if !self.raw.lock(WRITE, None) {
+            wait::while_cancelled("RwLock::write", || self.raw.try_write().then_some(()));
+        }
+        RwLockWriteGuard {
+            lock: self,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Locks for reading if that needs no waiting.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let lock = fibra::sync::RwLock::new(0);
+    /// let w = lock.write();
+    /// assert!(lock.try_read().is_none());
+    /// drop(w);
+    /// assert!(lock.try_read().is_some());
+    /// # });
+    /// ```
+    pub fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {
+        self.raw.try_read().then(|| RwLockReadGuard {
+            lock: self,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// Locks for writing if that needs no waiting.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let lock = fibra::sync::RwLock::new(0);
+    /// let r = lock.read();
+    /// assert!(lock.try_write().is_none());
+    /// drop(r);
+    /// assert!(lock.try_write().is_some());
+    /// # });
+    /// ```
+    pub fn try_write(&self) -> Option<RwLockWriteGuard<'_, T>> {
+        self.raw.try_write().then(|| RwLockWriteGuard {
+            lock: self,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// Like [`read`](RwLock::read), but gives up after `timeout` (or when the calling fiber is
+    /// being unwound by shutdown).
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// use std::time::Duration;
+    /// let lock = fibra::sync::RwLock::new(0);
+    /// let w = lock.write();
+    /// assert!(lock.read_timeout(Duration::from_millis(5)).is_none());
+    /// drop(w);
+    /// assert!(lock.read_timeout(Duration::from_millis(5)).is_some());
+    /// # });
+    /// ```
+    pub fn read_timeout(&self, timeout: Duration) -> Option<RwLockReadGuard<'_, T>> {
+        self.raw
+            .lock(READ, wait::deadline(timeout))
+            .then(|| RwLockReadGuard {
+                lock: self,
+                _not_send: PhantomData,
+            })
+    }
+
+    /// Like [`write`](RwLock::write), but gives up after `timeout` (or when the calling fiber
+    /// is being unwound by shutdown).
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// use std::time::Duration;
+    /// let lock = fibra::sync::RwLock::new(0);
+    /// let r = lock.read();
+    /// assert!(lock.write_timeout(Duration::from_millis(5)).is_none());
+    /// drop(r);
+    /// assert!(lock.write_timeout(Duration::from_millis(5)).is_some());
+    /// # });
+    /// ```
+    pub fn write_timeout(&self, timeout: Duration) -> Option<RwLockWriteGuard<'_, T>> {
+        self.raw
+            .lock(WRITE, wait::deadline(timeout))
+            .then(|| RwLockWriteGuard {
+                lock: self,
+                _not_send: PhantomData,
+            })
+    }
+
+    /// A mutable reference to the value; no locking needed since `&mut self` is exclusive.
+    ///
+    /// ```
+    /// let mut lock = fibra::sync::RwLock::new(1);
+    /// *lock.get_mut() = 2;
+    /// assert_eq!(lock.into_inner(), 2);
+    /// ```
+    pub fn get_mut(&mut self) -> &mut T {
+        self.data.get_mut()
+    }
+}
+
+impl<T: Default> Default for RwLock<T> {
+    fn default() -> RwLock<T> {
+        RwLock::new(T::default())
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLock<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("RwLock");
+        match self.try_read() {
+            Some(guard) => d.field("data", &&*guard),
+            None => d.field("data", &format_args!("<locked>")),
+        };
+        d.finish_non_exhaustive()
+    }
+}
+
+/// Shared access to an [`RwLock`]'s data; unlocks when dropped. `!Send`, like std's.
+///
+/// ```
+/// # fibra::run(|| {
+/// let lock = fibra::sync::RwLock::new(String::from("x"));
+/// let guard: fibra::sync::RwLockReadGuard<'_, String> = lock.read();
+/// assert_eq!(guard.len(), 1);
+/// # });
+/// ```
+#[must_use = "dropping the guard unlocks the lock at once"]
+pub struct RwLockReadGuard<'a, T: ?Sized> {
+    lock: &'a RwLock<T>,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Exclusive access to an [`RwLock`]'s data; unlocks when dropped. `!Send`, like std's.
+///
+/// ```
+/// # fibra::run(|| {
+/// let lock = fibra::sync::RwLock::new(String::from("x"));
+/// let mut guard: fibra::sync::RwLockWriteGuard<'_, String> = lock.write();
+/// guard.push('y');
+/// drop(guard);
+/// assert_eq!(*lock.read(), "xy");
+/// # });
+/// ```
+#[must_use = "dropping the guard unlocks the lock at once"]
+pub struct RwLockWriteGuard<'a, T: ?Sized> {
+    lock: &'a RwLock<T>,
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: `&RwLockReadGuard` gives out only `&T`, shareable across threads when `T: Sync`.
+unsafe impl<T: ?Sized + Sync> Sync for RwLockReadGuard<'_, T> {}
+// SAFETY: `&RwLockWriteGuard` gives out only `&T`, shareable across threads when `T: Sync`.
+unsafe impl<T: ?Sized + Sync> Sync for RwLockWriteGuard<'_, T> {}
+
+impl<T: ?Sized> Deref for RwLockReadGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: this guard counts as a reader in the state word, so no writer (no `&mut T`)
+        // exists until it drops.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl<T: ?Sized> Drop for RwLockReadGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.raw.read_unlock();
+    }
+}
+
+impl<T: ?Sized> Deref for RwLockWriteGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: this guard holds WRITER: no other reader or writer exists.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl<T: ?Sized> DerefMut for RwLockWriteGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: this guard holds WRITER and `&mut self` is the only path to it.
+        unsafe { &mut *self.lock.data.get() }
+    }
+}
+
+impl<T: ?Sized> Drop for RwLockWriteGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.raw.write_unlock();
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    /// Waits (plain thread) until `n` waiters are queued on `lock`.
+    fn queued(lock: &RwLock<()>, n: usize) {
+        while lock.raw.queue.lock().unwrap().len() < n {
+            std::thread::yield_now();
+        }
+    }
+
+    /// A queued writer stops new readers (writer preference), and the readers queued behind
+    /// it are admitted together once it is done.
+    #[test]
+    fn queued_writer_blocks_new_readers() {
+        let lock = Arc::new(RwLock::new(()));
+        let order = Arc::new(AtomicUsize::new(0));
+        let r = lock.read();
+        let (l, o) = (lock.clone(), order.clone());
+        let writer = std::thread::spawn(move || {
+            let _w = l.write();
+            o.fetch_add(1, SeqCst)
+        });
+        queued(&lock, 1);
+        assert!(
+            lock.try_read().is_none(),
+            "a reader barged past a queued writer"
+        );
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (l, o) = (lock.clone(), order.clone());
+                std::thread::spawn(move || {
+                    let _r = l.read();
+                    o.fetch_add(1, SeqCst)
+                })
+            })
+            .collect();
+        queued(&lock, 3);
+        drop(r);
+        assert_eq!(writer.join().unwrap(), 0, "the writer goes first");
+        let mut later: Vec<usize> = readers.into_iter().map(|t| t.join().unwrap()).collect();
+        later.sort();
+        assert_eq!(later, [1, 2]);
+        assert!(lock.try_write().is_some());
+    }
+}

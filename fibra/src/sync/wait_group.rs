@@ -1,0 +1,186 @@
+//! `WaitGroup`: Go's `sync.WaitGroup` (`add`, `done`, `wait`).
+//!
+//! Chosen over crossbeam's clone/drop style because it reads like the Go code it ports and the
+//! counter can be raised for work discovered later (`add` inside a worker), while the handle
+//! is shared by reference (`&`, `Arc`, or a `fibra::scope` borrow).
+//!
+//! # No lost wake-up
+//! ```text
+//! done:  count.fetch_sub(1) reaches 0  ->  lock list; notify_all; unlock
+//! wait:  lock list; count == 0 ? return : push; unlock; park
+//! ```
+//! The waiter reads the count under the list lock and the last `done` takes that lock after
+//! its decrement: either the waiter's section comes first (then it is queued when the `done`
+//! notifies) or second (then it reads 0).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::wait::{self, lock};
+use super::waiter::{WaitList, Waiter};
+use crate::loom::sync::Mutex as ListLock;
+use crate::loom::{AtomicUsize, Ordering::*};
+use crate::park::ParkReason;
+
+const ZERO: usize = 1;
+
+/// Waits for a counter of outstanding tasks to reach zero, like Go's `sync.WaitGroup`.
+///
+/// [`add`](WaitGroup::add) before starting work, [`done`](WaitGroup::done) when each piece
+/// finishes, [`wait`](WaitGroup::wait) for all of them. Waiters park (threads block).
+///
+/// # Memory ordering
+/// Every `done` happens-before the `wait` it releases returns.
+///
+/// ```
+/// # fibra::run(|| {
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+/// let wg = Arc::new(fibra::sync::WaitGroup::new());
+/// let hits = Arc::new(AtomicUsize::new(0));
+/// for _ in 0..10 {
+///     wg.add(1);
+///     let (wg, hits) = (wg.clone(), hits.clone());
+///     fibra::spawn(move || { hits.fetch_add(1, Relaxed); wg.done(); });
+/// }
+/// wg.wait();
+/// assert_eq!(hits.load(Relaxed), 10);
+/// # });
+/// ```
+pub struct WaitGroup {
+    count: AtomicUsize,
+    waiters: ListLock<WaitList>,
+}
+
+impl WaitGroup {
+    /// A wait group with a count of zero.
+    ///
+    /// ```
+    /// let wg = fibra::sync::WaitGroup::new();
+    /// wg.wait(); // zero: returns at once
+    /// ```
+    pub fn new() -> WaitGroup {
+        WaitGroup {
+            count: AtomicUsize::new(0),
+            waiters: ListLock::new(WaitList::new()),
+        }
+    }
+
+    /// Adds `n` to the count of outstanding tasks.
+    ///
+    /// ```
+    /// let wg = fibra::sync::WaitGroup::new();
+    /// wg.add(2);
+    /// assert_eq!(wg.count(), 2);
+    /// ```
+    pub fn add(&self, n: usize) {
+        self.count.fetch_add(n, Relaxed); // no data to publish; `done`'s Release does that
+    }
+
+    /// Marks one task finished; the last one wakes every waiter.
+    ///
+    /// # Panics
+    /// If the count is already zero (more `done`s than `add`s).
+    ///
+    /// ```
+    /// let wg = fibra::sync::WaitGroup::new();
+    /// wg.add(1);
+    /// wg.done();
+    /// assert_eq!(wg.count(), 0);
+    /// ```
+    pub fn done(&self) {
+        // AcqRel: Release publishes this task's work; Acquire makes the last `done` (which
+        // wakes the waiters) carry every earlier `done`'s work to them. Pairs with `wait`'s
+        // Acquire load and with the waiter's Acquire of the claim.
+        let prev = self.count.fetch_sub(1, AcqRel);
+        if prev == 0 {
+            self.count.fetch_add(1, Relaxed);
+            panic!("fibra::sync::WaitGroup::done called more times than add");
+        }
+        if prev == 1 {
+            lock(&self.waiters).notify_all();
+        }
+    }
+
+    /// The current count (a hint: it may change at once).
+    ///
+    /// ```
+    /// let wg = fibra::sync::WaitGroup::new();
+    /// assert_eq!(wg.count(), 0);
+    /// ```
+    pub fn count(&self) -> usize {
+        self.count.load(Relaxed)
+    }
+
+    /// Parks until the count is zero.
+    ///
+    /// # Shutdown
+    /// In a fiber being unwound by shutdown it returns at once.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let wg = std::sync::Arc::new(fibra::sync::WaitGroup::new());
+    /// wg.add(1);
+    /// let wg2 = wg.clone();
+    /// fibra::spawn(move || wg2.done());
+    /// wg.wait();
+    /// # });
+    /// ```
+    pub fn wait(&self) {
+        self.wait_until(None);
+    }
+
+    /// Like [`wait`](WaitGroup::wait), but gives up after `timeout`; true if the count reached
+    /// zero.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let wg = fibra::sync::WaitGroup::new();
+    /// wg.add(1);
+    /// assert!(!wg.wait_timeout(std::time::Duration::from_millis(2)));
+    /// wg.done();
+    /// assert!(wg.wait_timeout(std::time::Duration::from_millis(2)));
+    /// # });
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_until(wait::deadline(timeout))
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        if self.count.load(Acquire) == 0 {
+            return true; // pairs with `done`'s Release
+        }
+        let waiter = Waiter::current();
+        {
+            let mut list = lock(&self.waiters);
+            if self.count.load(Acquire) == 0 {
+                return true;
+            }
+            list.push(waiter.clone(), ZERO);
+        }
+        let abandon = || wait::abandon(&waiter, || self.withdraw(&waiter), |_| {});
+        if wait::wait(&waiter, ParkReason::WaitGroup, deadline, abandon) == ZERO {
+            return true;
+        }
+        self.withdraw(&waiter);
+        self.count.load(Acquire) == 0
+    }
+
+    fn withdraw(&self, waiter: &Arc<Waiter>) {
+        lock(&self.waiters).remove(waiter);
+    }
+}
+
+impl Default for WaitGroup {
+    fn default() -> WaitGroup {
+        WaitGroup::new()
+    }
+}
+
+impl std::fmt::Debug for WaitGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitGroup")
+            .field("count", &self.count())
+            .finish_non_exhaustive()
+    }
+}
