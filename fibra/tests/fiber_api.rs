@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::hint::black_box;
 use std::io::Write;
-use std::panic::{self, AssertUnwindSafe};
+use std::panic::{self, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -49,31 +49,31 @@ impl Drop for Watchdog {
     }
 }
 
-/// Counts its drops.
-struct DropCount(Arc<AtomicUsize>);
+type Identity = (fibra::FiberId, Option<String>);
 
-impl Drop for DropCount {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, SeqCst);
-    }
+/// Spawns a named fiber; returns its handle and the spawn site `Builder::spawn` should
+/// record (this function's caller: `#[track_caller]` passes the location through).
+#[track_caller]
+fn spawn_alpha() -> (fibra::JoinHandle<Identity>, &'static Location<'static>) {
+    let body = || {
+        let me = fibra::current();
+        (me.id(), me.name().map(str::to_owned))
+    };
+    let h = fibra::Builder::new()
+        .name("alpha")
+        .stack_size(128 * 1024)
+        .spawn(body)
+        .unwrap();
+    (h, Location::caller())
 }
 
 #[test]
 fn builder_name_and_location_are_visible() {
     fibra::run(|| {
-        let body = || {
-            let me = fibra::current();
-            (me.id(), me.name().map(str::to_owned))
-        };
-        let line = line!() + 1;
-        let h = fibra::Builder::new()
-            .name("alpha")
-            .stack_size(128 * 1024)
-            .spawn(body)
-            .unwrap();
+        let (h, site) = spawn_alpha();
         assert_eq!(h.fiber().name(), Some("alpha"));
-        assert_eq!(h.fiber().spawn_location().line(), line);
-        assert_eq!(h.fiber().spawn_location().file(), file!());
+        assert_eq!(h.fiber().spawn_location(), site);
+        assert_eq!(site.file(), file!());
         let id = h.fiber().id();
         let (inner_id, inner_name) = h.join().unwrap();
         assert_eq!(inner_id, id);
@@ -305,7 +305,7 @@ fn scoped_fibers_borrow_the_callers_stack() {
 #[test]
 fn scoped_join_handle_returns_borrowed_values() {
     fibra::run(|| {
-        let v = vec![1, 2, 3, 4];
+        let v = [1, 2, 3, 4];
         let (tail, finished) = fibra::scope(|s| {
             let h = s.spawn(|| &v[2..]);
             let other = s.spawn(|| v.len());

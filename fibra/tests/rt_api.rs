@@ -142,8 +142,22 @@ fn workers_carry_the_configured_thread_name() {
     }
 }
 
+/// Runs `f` on a thread of its own; fails the test (instead of hanging the whole binary) if
+/// it has not returned within 30 s. A hung thread is left behind; the test fails anyway.
+fn within_30s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(f)));
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(payload)) => panic::resume_unwind(payload),
+        Err(_) => panic!("did not return within 30 s: the session's shutdown hangs"),
+    }
+}
+
 /// A panic in the root closure resumes on the caller, after the session shut down cleanly
-/// (the other fibers were unwound: their captured values dropped).
+/// (the other fibers, parked in `sleep`, were unwound: their captured values dropped).
 #[test]
 fn root_panic_resumes_on_the_caller() {
     struct Counted(Arc<AtomicUsize>);
@@ -154,16 +168,25 @@ fn root_panic_resumes_on_the_caller() {
     }
     let drops = Arc::new(AtomicUsize::new(0));
     let d = drops.clone();
-    let result = panic::catch_unwind(move || {
-        fibra::run(move || -> u32 {
-            for _ in 0..10 {
-                let c = Counted(d.clone());
-                drop(fibra::spawn(move || {
-                    let _c = c;
-                    fibra::sleep(Duration::from_secs(3600));
-                }));
-            }
-            panic!("root exploded {}", 7)
+    let result = within_30s(move || {
+        panic::catch_unwind(move || {
+            fibra::run(move || -> u32 {
+                let hs: Vec<_> = (0..10)
+                    .map(|_| {
+                        let c = Counted(d.clone());
+                        fibra::spawn(move || {
+                            let _c = c;
+                            fibra::sleep(Duration::from_secs(3600));
+                        })
+                    })
+                    .collect();
+                for h in &hs {
+                    while h.fiber().park_reason() != fibra::ParkReason::Sleep {
+                        fibra::yield_now();
+                    }
+                }
+                panic!("root exploded {}", 7)
+            })
         })
     });
     let payload = result.unwrap_err();

@@ -5,6 +5,7 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -36,6 +37,32 @@ impl Drop for Watchdog {
     fn drop(&mut self) {
         let _ = self.0.send(());
     }
+}
+
+/// How long a session may take to shut down before the test fails as hung.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs `f` as a session of `rt` on a thread of its own and returns its value; fails the
+/// test (instead of hanging the whole binary) if `block_on` has not returned within
+/// `SHUTDOWN_LIMIT`. A hung session's threads are left behind; the test fails anyway.
+fn session<T, F>(rt: Runtime, f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(f))));
+    });
+    match rx.recv_timeout(SHUTDOWN_LIMIT) {
+        Ok(Ok(v)) => v,
+        Ok(Err(payload)) => panic::resume_unwind(payload),
+        Err(_) => panic!("block_on did not return within {SHUTDOWN_LIMIT:?}: shutdown hangs"),
+    }
+}
+
+fn default_rt() -> Runtime {
+    Runtime::new().unwrap()
 }
 
 /// Counts its drops.
@@ -70,15 +97,20 @@ fn wait_parked(fiber: &fibra::Fiber, reason: ParkReason) {
 
 /// 100k fibers parked forever (half in `park` loops on a flag never set, half sleeping an
 /// hour) plus a few never started: `block_on` returns, every captured value is dropped once,
-/// and every handle reports `Cancelled`.
+/// and every handle reports `Cancelled`. Debug builds use 20k (forced unwinding is slow
+/// there); `rt_shutdown_leaks.rs` runs the full 100k in every build.
 #[test]
 fn shutdown_unwinds_100k_parked_fibers() {
-    const PARKED: usize = 100_000;
+    const PARKED: usize = if cfg!(debug_assertions) {
+        20_000
+    } else {
+        100_000
+    };
     const NEVER_STARTED: usize = 1000;
     let _w = watchdog("shutdown_unwinds_100k_parked_fibers");
     let drops = Arc::new(AtomicUsize::new(0));
     let d = drops.clone();
-    let handles = fibra::run(move || {
+    let handles = session(default_rt(), move || {
         let never = Arc::new(AtomicBool::new(false));
         let mut hs: Vec<JoinHandle<()>> = (0..PARKED)
             .map(|i| {
@@ -164,7 +196,7 @@ fn shutdown_unwinds_fibers_in_every_kind_of_wait() {
     let (d, obs) = (drops.clone(), observed.clone());
     let rt = Runtime::builder().workers(2).build().unwrap();
     let start = Instant::now();
-    let handles = rt.block_on(move || {
+    let handles = session(rt, move || {
         let mut hs: Vec<JoinHandle<()>> = Vec::new();
         let mut waits = Vec::new();
         for _ in 0..N {
@@ -258,6 +290,53 @@ fn shutdown_unwinds_fibers_in_every_kind_of_wait() {
     assert!(start.elapsed() < Duration::from_secs(60));
 }
 
+/// A fiber parked when the root returns is unwound, never resumed, even when shutdown itself
+/// wakes it: here each joiner is woken by the unwinding of the fiber it joins, which may run
+/// on the other worker. Had the joiner been resumed, its `join` would return and its code go
+/// on (it counts that) and its own handle would report `Ok`. The race window is short:
+/// hundreds of sessions of 100 pairs each; it shows reliably in release builds.
+#[test]
+fn fibers_woken_during_shutdown_are_unwound_not_resumed() {
+    const SESSIONS: usize = 300;
+    const PAIRS: usize = 100;
+    let _w = watchdog("fibers_woken_during_shutdown_are_unwound_not_resumed");
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let resumed = Arc::new(AtomicUsize::new(0));
+    let mut not_cancelled = 0;
+    for _ in 0..SESSIONS {
+        let r = resumed.clone();
+        let joiners = session(rt.clone(), move || {
+            let joiners: Vec<_> = (0..PAIRS)
+                .map(|_| {
+                    let target = fibra::spawn(|| loop {
+                        fibra::park();
+                    });
+                    let r = r.clone();
+                    fibra::spawn(move || {
+                        let _ = target.join();
+                        r.fetch_add(1, SeqCst); // only if resumed after shutdown began
+                    })
+                })
+                .collect();
+            for j in &joiners {
+                wait_parked(j.fiber(), ParkReason::Join);
+            }
+            joiners
+        });
+        not_cancelled += joiners
+            .into_iter()
+            .map(JoinHandle::join)
+            .filter(|r| !matches!(r, Err(JoinError::Cancelled)))
+            .count();
+    }
+    assert_eq!(
+        (resumed.load(SeqCst), not_cancelled),
+        (0, 0),
+        "(joiners resumed during shutdown, joiners not Cancelled) out of {}",
+        SESSIONS * PAIRS
+    );
+}
+
 fibra::fiber_local! {
     static LOCAL_GUARD: Cell<Option<DropCount>> = Cell::new(None);
 }
@@ -269,7 +348,7 @@ fn shutdown_drops_fiber_locals() {
     let _w = watchdog("shutdown_drops_fiber_locals");
     let drops = Arc::new(AtomicUsize::new(0));
     let d = drops.clone();
-    let handles = fibra::run(move || {
+    let handles = session(default_rt(), move || {
         let hs: Vec<_> = (0..N)
             .map(|_| {
                 let d = d.clone();
@@ -327,7 +406,7 @@ fn destructors_may_call_fibra_during_shutdown() {
     let _w = watchdog("destructors_may_call_fibra_during_shutdown");
     let outcomes = Arc::new(Outcomes::default());
     let o = outcomes.clone();
-    fibra::run(move || {
+    session(default_rt(), move || {
         let hs: Vec<_> = (0..N)
             .map(|_| {
                 let guard = CallsFibraOnDrop(o.clone());
@@ -353,17 +432,23 @@ fn a_runtime_is_reusable_after_shutdown() {
     let _w = watchdog("a_runtime_is_reusable_after_shutdown");
     let rt = Runtime::builder().workers(2).build().unwrap();
     for round in 0..3usize {
-        let handles = rt.block_on(|| {
-            (0..100)
+        let handles = session(rt.clone(), || {
+            let hs: Vec<_> = (0..100)
                 .map(|_| {
                     fibra::spawn(|| loop {
                         fibra::park();
                     })
                 })
-                .collect::<Vec<_>>()
+                .collect();
+            for h in &hs {
+                wait_parked(h.fiber(), ParkReason::User);
+            }
+            hs
         });
         assert_all_cancelled(handles);
-        let v = rt.block_on(move || fibra::spawn(move || round * 2).join().unwrap());
+        let v = session(rt.clone(), move || {
+            fibra::spawn(move || round * 2).join().unwrap()
+        });
         assert_eq!(v, round * 2);
     }
 }

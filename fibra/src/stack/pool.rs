@@ -253,6 +253,24 @@ impl Default for StackPool {
     }
 }
 
+impl StackPool {
+    /// Unmaps every region now, if no stack is live. Called when a runtime session ends, so
+    /// a `JoinHandle` or `Waker` kept past the session does not keep its stacks mapped
+    /// (found by `rt_shutdown_leaks`). Any thread; the pool stays usable (it maps anew).
+    pub(crate) fn release(&self) {
+        let mut default = lock(&self.default);
+        let mut others = lock(&self.others);
+        // Relaxed: the caller joined every thread that used the pool, which orders their
+        // `give`s before this read.
+        if self.live.load(Relaxed) != 0 {
+            return; // `Drop` decides (and leaks, loudly) if they never come back
+        }
+        default.unmap(&self.guards);
+        others.iter_mut().for_each(|c| c.unmap(&self.guards));
+        self.regions.store(0, Relaxed);
+    }
+}
+
 impl Drop for StackPool {
     /// Unmaps every region, unless a stack is still live: then a fiber may still be running
     /// on it, so everything is leaked instead (soundness first) and a warning printed.

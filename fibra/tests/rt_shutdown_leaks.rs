@@ -1,0 +1,252 @@
+//! A session leaves nothing behind: after `block_on` returns, the process has the threads and
+//! memory maps it had before, however many fibers were still parked when the root returned.
+//!
+//! One `#[test]` in a binary of its own: tests of one binary run in parallel threads, and
+//! their threads and allocations would disturb the counts.
+
+use std::future::Future;
+use std::io::Write;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use fibra::{JoinHandle, ParkReason, Runtime};
+
+/// Aborts the process if the test hangs (a shutdown that never ends).
+struct Watchdog(mpsc::Sender<()>);
+
+fn watchdog(test: &'static str) -> Watchdog {
+    let (tx, rx) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(120)) {
+            // Straight to stderr: `eprintln!` from a test's threads is captured, and lost on abort.
+            let _ = writeln!(
+                std::io::stderr(),
+                "watchdog: `{test}` still running after 120 s; aborting"
+            );
+            std::process::abort();
+        }
+    });
+    Watchdog(tx)
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+fn maps() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+/// Virtual memory size in KiB: catches mappings that merge with a neighbour (adjacent stack
+/// regions form one map, so the map count alone would miss them).
+fn vm_size_kib() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A joined thread may linger in `/proc/self/task` for a moment after `pthread_join`
+/// returns (the kernel clears the join futex before it reaps the task): wait up to 2 s for
+/// the count to come back down before comparing.
+fn settled_threads(expected: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let n = threads();
+        if n <= expected || Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Counts its drops.
+struct DropCount(Arc<AtomicUsize>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// A future that never completes.
+struct Never(#[allow(dead_code)] DropCount);
+
+impl Future for Never {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Wait {
+    /// `park` loops on a flag never set, and hour-long sleeps, half each.
+    ParkOrSleep,
+    Sleep,
+    Join,
+    Scope,
+    BlockOn,
+}
+
+/// One session: `n` fibers parked in `wait` when the root returns; returns their handles
+/// and how many guards they hold.
+fn session(wait: Wait, n: usize, drops: &Arc<AtomicUsize>) -> (Vec<JoinHandle<()>>, usize) {
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let d = drops.clone();
+    rt.block_on(move || {
+        let never = Arc::new(AtomicBool::new(false));
+        let mut guards = 0;
+        let mut hs = Vec::with_capacity(n);
+        for i in 0..n {
+            let g = DropCount(d.clone());
+            guards += 1;
+            let (h, reason) = match wait {
+                Wait::ParkOrSleep if i % 2 == 0 => {
+                    let never = never.clone();
+                    let h = fibra::spawn(move || {
+                        let _g = g;
+                        while !never.load(Relaxed) {
+                            fibra::park();
+                        }
+                    });
+                    (h, ParkReason::User)
+                }
+                Wait::ParkOrSleep | Wait::Sleep => {
+                    let h = fibra::spawn(move || {
+                        let _g = g;
+                        fibra::sleep(Duration::from_secs(3600));
+                    });
+                    (h, ParkReason::Sleep)
+                }
+                Wait::Join => {
+                    let t = DropCount(d.clone());
+                    guards += 1;
+                    let target = fibra::spawn(move || {
+                        let _t = t;
+                        loop {
+                            fibra::park();
+                        }
+                    });
+                    let h = fibra::spawn(move || {
+                        let _g = g;
+                        let _ = target.join();
+                    });
+                    (h, ParkReason::Join)
+                }
+                Wait::Scope => {
+                    let c = DropCount(d.clone());
+                    guards += 1;
+                    let h = fibra::spawn(move || {
+                        let _g = g;
+                        let borrowed = AtomicUsize::new(0);
+                        fibra::scope(|s| {
+                            s.spawn(|| {
+                                let _c = c;
+                                borrowed.fetch_add(1, Relaxed);
+                                loop {
+                                    fibra::park();
+                                }
+                            });
+                        });
+                    });
+                    (h, ParkReason::Scope)
+                }
+                Wait::BlockOn => {
+                    let h = fibra::spawn(move || fibra::block_on(Never(g)));
+                    (h, ParkReason::BlockOn)
+                }
+            };
+            hs.push((h, reason));
+        }
+        for (h, reason) in &hs {
+            while h.fiber().park_reason() != *reason {
+                fibra::yield_now();
+            }
+        }
+        (hs.into_iter().map(|(h, _)| h).collect(), guards)
+    })
+}
+
+/// Slack for the allocator: a few maps, and address space for an arena heap or two.
+const MAP_SLACK: usize = 2;
+const VM_SLACK_KIB: usize = 256 * 1024;
+
+#[test]
+fn sessions_leave_no_threads_or_maps_behind() {
+    let _w = watchdog("sessions_leave_no_threads_or_maps_behind");
+    let scenarios = [
+        (Wait::ParkOrSleep, 100_000),
+        (Wait::Sleep, 1000),
+        (Wait::Join, 1000),
+        (Wait::Scope, 1000),
+        (Wait::BlockOn, 1000),
+    ];
+    let drops = Arc::new(AtomicUsize::new(0));
+    // Warm-up: the allocator's per-thread arenas and the process-wide one-time set-up
+    // (signal handlers, guard-page probing) stay; they are not the session's.
+    for &(wait, n) in &scenarios {
+        drop(session(wait, n.min(1000), &drops));
+    }
+    let base_threads = settled_threads(0);
+    let base_maps = maps();
+    let base_vm = vm_size_kib();
+    // Every scenario is checked; failures are listed together at the end.
+    let mut failures = Vec::new();
+    for &(wait, n) in &scenarios {
+        drops.store(0, SeqCst);
+        let (handles, guards) = session(wait, n, &drops);
+        assert_eq!(
+            drops.load(SeqCst),
+            guards,
+            "{wait:?}: destructors of unwound fibers"
+        );
+        let threads_now = settled_threads(base_threads);
+        let vm_with_handles = vm_size_kib();
+        // How each handle ended is `rt_shutdown.rs`'s business; here they only have to go.
+        for h in handles {
+            assert!(h.is_finished(), "{wait:?}: a fiber outlived its session");
+            drop(h.join());
+        }
+        let (maps_now, vm_now) = (maps(), vm_size_kib());
+        if threads_now != base_threads {
+            failures.push(format!(
+                "{wait:?} x {n}: threads {base_threads} -> {threads_now}"
+            ));
+        }
+        if maps_now > base_maps + MAP_SLACK {
+            failures.push(format!(
+                "{wait:?} x {n}: memory maps {base_maps} -> {maps_now}"
+            ));
+        }
+        if vm_now > base_vm + VM_SLACK_KIB {
+            failures.push(format!(
+                "{wait:?} x {n}: VmSize {base_vm} KiB -> {vm_now} KiB"
+            ));
+        }
+        // The handles outlived the session; they must not keep its stacks mapped.
+        if vm_with_handles > base_vm + VM_SLACK_KIB {
+            failures.push(format!(
+                "{wait:?} x {n}: VmSize {base_vm} KiB -> {vm_with_handles} KiB while the session's \
+                 JoinHandles are held (back to {vm_now} KiB once they are dropped)"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "the sessions left resources behind:\n{}",
+        failures.join("\n")
+    );
+}
