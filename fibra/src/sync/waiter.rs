@@ -298,3 +298,28 @@ impl WaitList {
         None
     }
 }
+
+/// Added for `fibra::sync::Mutex`'s barging protocol (appended here to keep the API above stable).
+impl WaitList {
+    /// Queues `waiter` at the front: a woken waiter that lost the race for the lock keeps its
+    /// place ahead of everyone who queued after it.
+    pub(crate) fn push_front(&mut self, waiter: Arc<Waiter>, token: usize) {
+        self.entries.push_front((waiter, token));
+    }
+
+    /// Claims the oldest still-waiting entry with `claim(registered token)` instead of the
+    /// registered token, removes it and returns it with its registered token, *without* waking
+    /// it: the caller first publishes what the waiter will read, then calls `wake`. Entries
+    /// claimed elsewhere are dropped; `claim` runs again for the next one.
+    pub(crate) fn claim_front(
+        &mut self,
+        mut claim: impl FnMut(usize) -> usize,
+    ) -> Option<(Arc<Waiter>, usize)> {
+        while let Some((waiter, token)) = self.entries.pop_front() {
+            if waiter.try_select(claim(token)) {
+                return Some((waiter, token));
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,243 @@
+//! `Chan<T>`: the state every flavour shares, and its non-blocking steps.
+//!
+//! One algorithm serves `bounded(n)`, `bounded(0)` and `unbounded()` (Go's `hchan`): a short
+//! critical section under one lock over a ring buffer (`VecDeque`, preallocated when bounded)
+//! and two entry queues (`waiters.rs`). Only the capacity differs: `usize::MAX` is unbounded,
+//! 0 is a rendezvous, whose buffer stays empty and whose values go straight from a waiting
+//! sender's packet to a receiver (or from a sender into a waiting receiver's packet).
+//!
+//! # Invariants (under the lock)
+//! - A claimable *receiver* entry exists only while the buffer is empty: a sender that finds
+//!   one hands its value over instead of buffering it.
+//! - A claimable *sender* entry exists only while the buffer is full: a receiver that takes an
+//!   item moves the oldest claimable sender's value into the freed slot (FIFO is kept).
+//! - A claim and the packet change that goes with it happen in one critical section, so the
+//!   packet tells the entry's owner the outcome (`waiters.rs`, "Who removes an entry").
+//!
+//! # Memory ordering
+//! Every value crosses under the lock, so a `send` happens-before the `recv` that returns its
+//! value (the lock's release/acquire). A waiter claimed by a notifier re-takes the lock to
+//! remove its entry before it reads its packet.
+//!
+//! # No lost wake-up
+//! Wait:   lock; try the operation; push (waiter, token, packet); unlock; `Waiter::wait`.
+//! Notify: lock; change the buffer/flags; claim an entry (CAS on its selection word); unlock;
+//! wake. The check and the push share one critical section with every notifier, and a claim
+//! that lands before the waiter parks leaves the park's token set (`sync::waiter`).
+//! Rejected: wake while holding the lock (the woken fiber would run into the held lock).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::error::{TryRecvError, TrySendError};
+use super::waiters::{Entry, Waiters};
+use crate::loom::sync::{Mutex, MutexGuard};
+use crate::loom::{AtomicUsize, Ordering::*};
+use crate::sync::waiter::Waiter;
+
+/// Capacity of an unbounded channel.
+pub(crate) const UNBOUNDED: usize = usize::MAX;
+
+pub(crate) struct Chan<T> {
+    state: Mutex<State<T>>,
+    /// `UNBOUNDED`, or the bound (0: rendezvous). Immutable.
+    pub(crate) cap: usize,
+    /// Live `Sender`s / `Receiver`s; the drop that takes one to 0 disconnects that side.
+    pub(crate) senders: AtomicUsize,
+    pub(crate) receivers: AtomicUsize,
+}
+
+pub(crate) struct State<T> {
+    pub(crate) buf: VecDeque<T>,
+    /// Every `Sender` is gone: receivers drain `buf`, then get `Disconnected`.
+    pub(crate) senders_gone: bool,
+    /// Every `Receiver` is gone: `buf` was dropped, sends fail and hand their value back.
+    pub(crate) receivers_gone: bool,
+    /// Blocked senders; each packet holds the value offered.
+    pub(crate) senders: Waiters<T>,
+    /// Blocked receivers; each packet receives the value handed over.
+    pub(crate) receivers: Waiters<T>,
+}
+
+/// A waiter to wake once the lock is released.
+pub(crate) type Wake = Option<Arc<Waiter>>;
+
+pub(crate) fn wake(w: Wake) {
+    if let Some(w) = w {
+        w.wake();
+    }
+}
+
+impl<T> Chan<T> {
+    pub(crate) fn new(cap: usize) -> Chan<T> {
+        // A bounded buffer is allocated once (ring); an unbounded one grows.
+        let buf = if cap == UNBOUNDED {
+            VecDeque::new()
+        } else {
+            VecDeque::with_capacity(cap)
+        };
+        Chan {
+            state: Mutex::new(State {
+                buf,
+                senders_gone: false,
+                receivers_gone: false,
+                senders: Waiters::new(),
+                receivers: Waiters::new(),
+            }),
+            cap,
+            senders: AtomicUsize::new(1),
+            receivers: AtomicUsize::new(1),
+        }
+    }
+
+    /// Any thread. Critical sections never block, park or run user code (values are dropped
+    /// after unlocking), so the lock is held for a few dozen instructions.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // Nothing that can panic runs under the lock, so poisoning only follows an abort.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Under the lock: sends `v` now if it can (to a waiting receiver, else into the buffer).
+    /// `own`: the caller's `select!` waiter, whose own entries are not partners.
+    pub(crate) fn try_send_locked(
+        &self,
+        st: &mut State<T>,
+        v: T,
+        own: Option<&Waiter>,
+    ) -> Result<Wake, TrySendError<T>> {
+        if st.receivers_gone {
+            return Err(TrySendError::Disconnected(v));
+        }
+        if let Some(e) = st.receivers.claim(own) {
+            e.packet = Some(v); // the claim is ours: the owner finds the value on removal
+            return Ok(Some(e.waiter.clone()));
+        }
+        if st.buf.len() < self.cap {
+            st.buf.push_back(v);
+            return Ok(None);
+        }
+        Err(TrySendError::Full(v))
+    }
+
+    /// Under the lock: receives now if it can (from the buffer, else from a waiting sender).
+    pub(crate) fn try_recv_locked(
+        &self,
+        st: &mut State<T>,
+        own: Option<&Waiter>,
+    ) -> Result<(T, Wake), TryRecvError> {
+        if let Some(v) = st.buf.pop_front() {
+            // A slot is free: the oldest waiting sender's value takes it.
+            let mut woken = None;
+            if st.buf.len() < self.cap {
+                if let Some(e) = st.senders.claim(own) {
+                    st.buf.push_back(take_offer(e));
+                    woken = Some(e.waiter.clone());
+                }
+            }
+            return Ok((v, woken));
+        }
+        if let Some(e) = st.senders.claim(own) {
+            // Rendezvous (or a just-drained buffer): take the value from the sender itself.
+            return Ok((take_offer(e), Some(e.waiter.clone())));
+        }
+        if st.senders_gone {
+            return Err(TryRecvError::Disconnected);
+        }
+        Err(TryRecvError::Empty)
+    }
+
+    /// Under the lock: would `try_send_locked` succeed or fail for good (not `Full`)?
+    pub(crate) fn send_ready(&self, st: &State<T>, own: Option<&Waiter>) -> bool {
+        st.receivers_gone || st.buf.len() < self.cap || st.receivers.has_claimable(own)
+    }
+
+    /// Under the lock: would `try_recv_locked` return something other than `Empty`?
+    pub(crate) fn recv_ready(&self, st: &State<T>, own: Option<&Waiter>) -> bool {
+        !st.buf.is_empty() || st.senders_gone || st.senders.has_claimable(own)
+    }
+
+    /// Under the lock: a value that was handed to a receiver which then gave up on it (a
+    /// dropped future) goes to another waiting receiver, else back to the front of the buffer
+    /// (briefly exceeding the bound), so it is never lost.
+    pub(crate) fn reinject_locked(&self, st: &mut State<T>, v: T) -> Result<Wake, T> {
+        if st.receivers_gone {
+            return Err(v); // nobody can ever receive it: the caller drops it
+        }
+        if let Some(e) = st.receivers.claim(None) {
+            e.packet = Some(v);
+            return Ok(Some(e.waiter.clone()));
+        }
+        st.buf.push_front(v);
+        Ok(None)
+    }
+
+    /// The last `Sender` is gone: wake every receiver (they drain the buffer, then see
+    /// `Disconnected`).
+    pub(crate) fn disconnect_senders(&self) {
+        let woken = {
+            let mut st = self.lock();
+            st.senders_gone = true;
+            st.receivers.claim_all()
+        };
+        woken.iter().for_each(|w| w.wake());
+    }
+
+    /// The last `Receiver` is gone: drop what is buffered (exactly once, here, after
+    /// unlocking) and wake every sender (their packets still hold their values).
+    pub(crate) fn disconnect_receivers(&self) {
+        let (woken, items) = {
+            let mut st = self.lock();
+            st.receivers_gone = true;
+            (st.senders.claim_all(), std::mem::take(&mut st.buf))
+        };
+        woken.iter().for_each(|w| w.wake());
+        drop(items);
+    }
+
+    /// Owner: takes back its entry after waking; `None` is a broken invariant (only the
+    /// owner removes an entry).
+    pub(crate) fn unregister(
+        st: &mut Waiters<T>,
+        waiter: &Waiter,
+        token: usize,
+        what: &str,
+    ) -> Entry<T> {
+        match st.remove(waiter, token) {
+            Some(e) => e,
+            None => fatal!("chan::{what}: a waiter's entry vanished"),
+        }
+    }
+}
+
+/// A claimable sender entry always holds its value until the claim that takes it.
+fn take_offer<T>(e: &mut Entry<T>) -> T {
+    match e.packet.take() {
+        Some(v) => v,
+        None => fatal!("chan: a claimable sender entry had no value"),
+    }
+}
+
+/// `Sender::clone`: one more live sender. Relaxed, as for `Arc`: the clone proves one is alive.
+pub(crate) fn add_sender<T>(chan: &Chan<T>) {
+    chan.senders.fetch_add(1, Relaxed);
+}
+
+/// `Receiver::clone`.
+pub(crate) fn add_receiver<T>(chan: &Chan<T>) {
+    chan.receivers.fetch_add(1, Relaxed);
+}
+
+/// `Sender::drop`. AcqRel: exactly one dropper sees 1; the disconnect itself synchronises
+/// through the lock, so the ordering only pairs the counts with each other (as `Arc`'s drop).
+pub(crate) fn drop_sender<T>(chan: &Chan<T>) {
+    if chan.senders.fetch_sub(1, AcqRel) == 1 {
+        chan.disconnect_senders();
+    }
+}
+
+/// `Receiver::drop`. AcqRel as in `drop_sender`.
+pub(crate) fn drop_receiver<T>(chan: &Chan<T>) {
+    if chan.receivers.fetch_sub(1, AcqRel) == 1 {
+        chan.disconnect_receivers();
+    }
+}

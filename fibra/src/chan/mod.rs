@@ -1,0 +1,103 @@
+//! Channels that park fibers, not threads: MPMC [`bounded`] (including `bounded(0)`, a
+//! rendezvous), [`unbounded`], [`oneshot`], and [`select!`](crate::select).
+//!
+//! ```
+//! use fibra::chan;
+//! # fibra::run(|| {
+//! let (tx, rx) = chan::bounded::<u64>(128);
+//! let producers: Vec<_> = (0..4u64)
+//!     .map(|p| { let tx = tx.clone(); fibra::spawn(move || for i in 0..100 { tx.send(p * 100 + i).unwrap() }) })
+//!     .collect();
+//! drop(tx);
+//! let sum: u64 = rx.iter().sum(); // ends when every sender is gone
+//! for p in producers { p.join().unwrap(); }
+//! assert_eq!(sum, (0..400).sum());
+//! # });
+//! ```
+//!
+//! One channel serves every kind of caller at once: a fiber parks (its worker runs other
+//! fibers), a plain OS thread blocks, and `async` code awaits [`Sender::send_async`] /
+//! [`Receiver::recv_async`].
+//!
+//! # Disconnection
+//! When every [`Sender`] is gone, receivers still get what is buffered, then [`RecvError`].
+//! When every [`Receiver`] is gone, buffered items are dropped (once) and sends fail with the
+//! value handed back. Every failed or timed-out send hands its value back.
+//!
+//! # Shutdown
+//! A fiber unwound by runtime shutdown while parked in `send`, `recv` or `select!` takes its
+//! registration back on the way out: an item it was sending is either delivered (if a
+//! receiver took it first) or dropped, exactly once; an item handed to it is dropped once.
+//! Waits started *during* that unwinding (in a destructor) return a disconnection error.
+//!
+//! # Memory ordering
+//! A `send` happens-before the `recv` (or `select!` arm) that returns its value.
+//!
+//! # Design
+//! `bounded(n)`, `bounded(0)` and `unbounded()` are one algorithm with different capacities
+//! (`channel.rs`); blocked parties wait through [`crate::sync`]'s `Waiter` with their value in
+//! their queue entry (`waiters.rs`), as in Go's `hchan` and crossbeam-channel's `Context`.
+
+mod channel;
+mod error;
+mod future;
+mod oneshot;
+mod receiver;
+mod select;
+mod sender;
+mod wait;
+mod waiters;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
+
+use std::sync::Arc;
+
+pub use error::{
+    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+pub use future::{RecvFuture, SendFuture};
+pub use oneshot::{oneshot, OneshotReceiver, OneshotSender};
+pub use receiver::{IntoIter, Iter, Receiver, TryIter};
+pub use sender::Sender;
+
+/// What `select!` expands to; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use super::select::{
+        run, Arm, Ctx, Mode, RecvArm, Reg, SelectReceiver, SelectSender, SendArm,
+    };
+}
+
+/// Creates a channel holding at most `cap` items; `send` waits while it is full.
+///
+/// `bounded(0)` is a rendezvous: a `send` completes only when a receiver takes the value.
+///
+/// ```
+/// # fibra::run(|| {
+/// let (tx, rx) = fibra::chan::bounded(2);
+/// tx.send(1).unwrap();
+/// tx.send(2).unwrap();
+/// assert!(tx.try_send(3).is_err()); // full
+/// assert_eq!(rx.recv(), Ok(1));
+/// # });
+/// ```
+pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
+    // `usize::MAX` means unbounded inside; no real bound gets near it.
+    let chan = Arc::new(channel::Chan::new(cap.min(channel::UNBOUNDED - 1)));
+    (Sender { chan: chan.clone() }, Receiver { chan })
+}
+
+/// Creates a channel without a bound; `send` never waits.
+///
+/// ```
+/// # fibra::run(|| {
+/// let (tx, rx) = fibra::chan::unbounded();
+/// for i in 0..1000 { tx.send(i).unwrap(); }
+/// assert_eq!(rx.len(), 1000);
+/// # });
+/// ```
+pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
+    let chan = Arc::new(channel::Chan::new(channel::UNBOUNDED));
+    (Sender { chan: chan.clone() }, Receiver { chan })
+}
