@@ -90,7 +90,14 @@ fn run_experiment(config: &Config, experiment: Experiment) -> ExperimentResult {
     for row in rows {
         let mut cell_results = Vec::with_capacity(row.cells.len());
         for (contender, params) in row.cells {
+            let not_applicable = experiment.not_applicable(contender, &params);
             let outcome = match failed_at.get(&contender) {
+                _ if not_applicable.is_some() => {
+                    bar.inc(u64::from(config.reps));
+                    Outcome::Skipped {
+                        reason: not_applicable.unwrap_or_default(),
+                    }
+                }
                 Some(label) if experiment.escalates() => {
                     bar.inc(u64::from(config.reps));
                     Outcome::Skipped {

@@ -5,11 +5,21 @@ use std::time::Instant;
 
 fn rss_kib() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    s.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap()
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let t = Instant::now();
     fibra::run(move || {
         let go = Arc::new(AtomicBool::new(false));
@@ -30,7 +40,10 @@ fn main() {
             fibra::yield_now();
         }
         let during = rss_kib();
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
+        let maps = std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .count();
         println!(
             "{n} parked fibers after {:?}: {:.0} bytes resident each, {maps} memory maps in the process",
             t.elapsed(),

@@ -32,6 +32,9 @@
 #[macro_use]
 mod macros;
 mod block_on;
+mod blocking;
+pub mod chan;
+pub mod coop;
 mod error;
 pub(crate) mod fiber;
 pub(crate) mod loom;
@@ -40,17 +43,19 @@ mod runtime;
 pub(crate) mod sched;
 mod scope;
 pub(crate) mod stack;
-pub(crate) mod sync;
+pub mod sync;
 pub(crate) mod sys;
 mod time;
 
 pub use block_on::block_on;
+pub use blocking::{blocking, spawn_blocking};
 pub use error::{BuildError, JoinError, SpawnError};
 pub use fiber::{
     current, park, spawn, try_current, yield_now, Builder, Fiber, FiberId, JoinHandle, LocalKey,
 };
 pub use park::ParkReason;
 pub use runtime::{run, Runtime, RuntimeBuilder};
+pub use sched::monitor::{StallKind, StallReport};
 pub use scope::{scope, Scope, ScopedJoinHandle};
 #[doc(hidden)]
 pub use stack::test_support as __stack_test_support;

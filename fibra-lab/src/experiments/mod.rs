@@ -1,6 +1,8 @@
 //! The experiments: what each measures, its sizes per profile, and the rows of its table.
 //! The mechanics for each contender live in `crate::peers`.
 
+pub mod blocking;
+pub mod chan;
 pub mod churn;
 pub mod spawn;
 pub mod switch;
@@ -22,6 +24,10 @@ pub enum Experiment {
     Switch,
     /// Spawn-and-join empty units in batches: ns per unit.
     Churn,
+    /// Channels: ping-pong round trips and bounded(128) throughput.
+    Chan,
+    /// One unit blocks 1 s while 1,000 others sleep 1 ms in a loop: the others' lateness.
+    Blocking,
 }
 
 /// Problem sizes.
@@ -83,13 +89,21 @@ pub struct Figure {
 }
 
 impl Experiment {
-    pub const ALL: [Experiment; 3] = [Experiment::Spawn, Experiment::Switch, Experiment::Churn];
+    pub const ALL: [Experiment; 5] = [
+        Experiment::Spawn,
+        Experiment::Switch,
+        Experiment::Churn,
+        Experiment::Chan,
+        Experiment::Blocking,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Experiment::Spawn => "spawn",
             Experiment::Switch => "switch",
             Experiment::Churn => "churn",
+            Experiment::Chan => "chan",
+            Experiment::Blocking => "blocking",
         }
     }
 
@@ -98,6 +112,8 @@ impl Experiment {
             Experiment::Spawn => spawn::DESCRIPTION,
             Experiment::Switch => switch::DESCRIPTION,
             Experiment::Churn => churn::DESCRIPTION,
+            Experiment::Chan => chan::DESCRIPTION,
+            Experiment::Blocking => blocking::DESCRIPTION,
         }
     }
 
@@ -107,6 +123,8 @@ impl Experiment {
             Experiment::Spawn => spawn::NOTE,
             Experiment::Switch => switch::NOTE,
             Experiment::Churn => churn::NOTE,
+            Experiment::Chan => chan::NOTE,
+            Experiment::Blocking => blocking::NOTE,
         }
     }
 
@@ -116,6 +134,8 @@ impl Experiment {
             Experiment::Spawn => spawn::FIGURES,
             Experiment::Switch => switch::FIGURES,
             Experiment::Churn => churn::FIGURES,
+            Experiment::Chan => chan::FIGURES,
+            Experiment::Blocking => blocking::FIGURES,
         }
     }
 
@@ -125,6 +145,16 @@ impl Experiment {
             Experiment::Spawn => spawn::plan(size, cores, contenders),
             Experiment::Switch => switch::plan(size, contenders),
             Experiment::Churn => churn::plan(size, cores, contenders),
+            Experiment::Chan => chan::plan(size, contenders),
+            Experiment::Blocking => blocking::plan(size, cores, contenders),
+        }
+    }
+
+    /// Why `contender` has nothing to measure in a row, if so (shown as "skipped").
+    pub fn not_applicable(self, contender: Contender, params: &Params) -> Option<String> {
+        match self {
+            Experiment::Blocking => blocking::not_applicable(contender, params),
+            _ => None,
         }
     }
 

@@ -112,3 +112,94 @@ pub fn churn(n: u64, workers: usize) -> Result<Figures, String> {
         Ok(churn::figures(n, t0.elapsed()))
     })
 }
+
+/// `chan`: fibra::chan between two fibers.
+pub fn chan(rounds: u64, workers: usize) -> Result<Figures, String> {
+    use crate::experiments::chan as chan_exp;
+    runtime(workers)?.block_on(move || {
+        let (ping_tx, ping_rx) = fibra::chan::bounded::<u64>(1);
+        let (pong_tx, pong_rx) = fibra::chan::bounded::<u64>(1);
+        let t0 = Instant::now();
+        let echo = fibra::spawn(move || {
+            for v in ping_rx.iter() {
+                if pong_tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        for i in 0..rounds {
+            ping_tx.send(i).map_err(|_| "echo fiber gone")?;
+            pong_rx.recv().map_err(|_| "echo fiber gone")?;
+        }
+        drop(ping_tx);
+        joined(echo.join())?;
+        let ping_pong = t0.elapsed();
+
+        let items = rounds * chan_exp::ITEMS_PER_TRIP;
+        let (tx, rx) = fibra::chan::bounded::<u64>(chan_exp::CAPACITY);
+        let t0 = Instant::now();
+        let producer = fibra::spawn(move || {
+            for i in 0..items {
+                if tx.send(i).is_err() {
+                    break;
+                }
+            }
+        });
+        let sum: u64 = rx.iter().sum();
+        joined(producer.join())?;
+        let throughput = t0.elapsed();
+        if sum != items * (items - 1) / 2 {
+            return Err(format!("items lost: sum {sum}"));
+        }
+        Ok(chan_exp::figures(rounds, ping_pong, items, throughput))
+    })
+}
+
+/// `blocking`: 1,000 fibers sleep 1 ms in a loop while one blocks (see the experiment).
+pub fn blocking(n: u64, workers: usize) -> Result<Figures, String> {
+    use crate::experiments::blocking::{self as exp, Mode};
+    let (kind, mode) = exp::decode(n);
+    let board = exp::board();
+    let b2 = board.clone();
+    let mut builder = fibra::Runtime::builder()
+        .workers(workers.max(1))
+        .monitor(mode != Mode::MonitorOff)
+        .on_stall(move |r: &fibra::StallReport| {
+            if r.fiber_name.as_deref() == Some("blocker") {
+                b2.reported_at.lock().unwrap().get_or_insert(Instant::now());
+            }
+        });
+    if mode == Mode::Migrate {
+        // SAFETY: the units hold no `!Send` value and no thread-local reference across a park.
+        builder = unsafe { builder.migrate_started_fibers() };
+    }
+    let rt = builder
+        .build()
+        .map_err(|e| format!("could not build the fibra runtime: {e}"))?;
+    rt.block_on(move || {
+        let units: Vec<_> = (0..exp::UNITS)
+            .map(|_| {
+                let board = board.clone();
+                fibra::spawn(move || exp::unit_loop(&board, || fibra::sleep(exp::TICK)))
+            })
+            .collect();
+        fibra::sleep(exp::WARM_UP);
+        let b = board.clone();
+        let blocker = fibra::Builder::new().name("blocker").spawn(move || {
+            b.block_starts();
+            match mode {
+                Mode::Offloaded => fibra::blocking(|| exp::block(kind)),
+                _ => exp::block(kind),
+            }
+            b.block_ends();
+        });
+        joined(blocker.map_err(|e| format!("spawn: {e}"))?.join())?;
+        fibra::sleep(exp::WARM_UP);
+        board.stop.store(true, Ordering::Relaxed);
+        let logs = units
+            .into_iter()
+            .map(|h| joined(h.join()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(board.figures(logs))
+    })
+}

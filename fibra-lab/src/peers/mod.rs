@@ -61,11 +61,17 @@ pub fn measure(
         (Contender::Threads, Experiment::Spawn) => threads::spawn(n),
         (Contender::Threads, Experiment::Switch) => threads::switch(n),
         (Contender::Threads, Experiment::Churn) => threads::churn(n),
+        (Contender::Threads, Experiment::Blocking) => threads::blocking(n),
+        (Contender::Tokio, Experiment::Blocking) => tokio::blocking(n, workers),
+        (Contender::Fibra, Experiment::Blocking) => fibra::blocking(n, workers),
+        (Contender::Threads, Experiment::Chan) => threads::chan(n),
         (Contender::Tokio, Experiment::Spawn) => tokio::spawn(n, workers),
         (Contender::Tokio, Experiment::Switch) => tokio::switch(n, workers),
         (Contender::Tokio, Experiment::Churn) => tokio::churn(n, workers),
+        (Contender::Tokio, Experiment::Chan) => tokio::chan(n, workers),
         (Contender::Fibra, Experiment::Spawn) => fibra::spawn(n, workers),
         (Contender::Fibra, Experiment::Switch) => fibra::switch(n, workers),
         (Contender::Fibra, Experiment::Churn) => fibra::churn(n, workers),
+        (Contender::Fibra, Experiment::Chan) => fibra::chan(n, workers),
     }
 }

@@ -96,3 +96,84 @@ pub fn churn(n: u64) -> Result<Figures, String> {
     }
     Ok(churn::figures(n, t0.elapsed()))
 }
+
+/// `chan`: crossbeam-channel between two OS threads.
+pub fn chan(rounds: u64) -> Result<Figures, String> {
+    use crate::experiments::chan as chan_exp;
+    let (ping_tx, ping_rx) = crossbeam_channel::bounded::<u64>(1);
+    let (pong_tx, pong_rx) = crossbeam_channel::bounded::<u64>(1);
+    let t0 = Instant::now();
+    let echo = start(
+        move || {
+            for v in ping_rx.iter() {
+                if pong_tx.send(v).is_err() {
+                    break;
+                }
+            }
+        },
+        0,
+    )?;
+    for i in 0..rounds {
+        ping_tx.send(i).map_err(|_| "echo thread gone")?;
+        pong_rx.recv().map_err(|_| "echo thread gone")?;
+    }
+    drop(ping_tx);
+    echo.join().map_err(|_| "a thread panicked".to_string())?;
+    let ping_pong = t0.elapsed();
+
+    let items = rounds * chan_exp::ITEMS_PER_TRIP;
+    let (tx, rx) = crossbeam_channel::bounded::<u64>(chan_exp::CAPACITY);
+    let t0 = Instant::now();
+    let producer = start(
+        move || {
+            for i in 0..items {
+                if tx.send(i).is_err() {
+                    break;
+                }
+            }
+        },
+        1,
+    )?;
+    let sum: u64 = rx.iter().sum();
+    producer
+        .join()
+        .map_err(|_| "a thread panicked".to_string())?;
+    let throughput = t0.elapsed();
+    if sum != items * (items - 1) / 2 {
+        return Err(format!("items lost: sum {sum}"));
+    }
+    Ok(chan_exp::figures(rounds, ping_pong, items, throughput))
+}
+
+/// `blocking`: 1,000 threads sleep 1 ms in a loop while one more blocks.
+pub fn blocking(n: u64) -> Result<Figures, String> {
+    use crate::experiments::blocking as exp;
+    let (kind, _) = exp::decode(n);
+    let board = exp::board();
+    let units = (0..exp::UNITS as u64)
+        .map(|i| {
+            let board = board.clone();
+            thread::Builder::new()
+                .stack_size(spawn_exp::THREAD_STACK)
+                .spawn(move || exp::unit_loop(&board, || thread::sleep(exp::TICK)))
+                .map_err(|e| format!("OS thread creation failed after {i} threads: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    thread::sleep(exp::WARM_UP);
+    let b = board.clone();
+    let blocker = thread::spawn(move || {
+        b.block_starts();
+        exp::block(kind);
+        b.block_ends();
+    });
+    blocker
+        .join()
+        .map_err(|_| "the blocker panicked".to_string())?;
+    thread::sleep(exp::WARM_UP);
+    board.stop.store(true, Ordering::Relaxed);
+    let logs = units
+        .into_iter()
+        .map(|h| h.join().map_err(|_| "a thread panicked".to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(board.figures(logs))
+}

@@ -94,3 +94,102 @@ pub fn churn(n: u64, workers: usize) -> Result<Figures, String> {
         Ok(churn::figures(n, t0.elapsed()))
     })
 }
+
+/// `chan`: tokio::sync::mpsc between two tasks (both spawned: `block_on`'s own future runs
+/// outside the workers, which would add a thread hop per message).
+pub fn chan(rounds: u64, workers: usize) -> Result<Figures, String> {
+    use crate::experiments::chan as chan_exp;
+    use tokio::sync::mpsc;
+    runtime(workers)?.block_on(async move {
+        let (ping_tx, mut ping_rx) = mpsc::channel::<u64>(1);
+        let (pong_tx, mut pong_rx) = mpsc::channel::<u64>(1);
+        let t0 = Instant::now();
+        let echo = tokio::spawn(async move {
+            while let Some(v) = ping_rx.recv().await {
+                if pong_tx.send(v).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let pinger = tokio::spawn(async move {
+            for i in 0..rounds {
+                ping_tx.send(i).await.map_err(|_| "echo task gone")?;
+                pong_rx.recv().await.ok_or("echo task gone")?;
+            }
+            Ok::<(), &str>(())
+        });
+        joined(pinger.await)??;
+        joined(echo.await)?;
+        let ping_pong = t0.elapsed();
+
+        let items = rounds * chan_exp::ITEMS_PER_TRIP;
+        let (tx, mut rx) = mpsc::channel::<u64>(chan_exp::CAPACITY);
+        let t0 = Instant::now();
+        let producer = tokio::spawn(async move {
+            for i in 0..items {
+                if tx.send(i).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let consumer = tokio::spawn(async move {
+            let mut sum = 0u64;
+            while let Some(v) = rx.recv().await {
+                sum += v;
+            }
+            sum
+        });
+        joined(producer.await)?;
+        let sum = joined(consumer.await)?;
+        let throughput = t0.elapsed();
+        if sum != items * (items - 1) / 2 {
+            return Err(format!("items lost: sum {sum}"));
+        }
+        Ok(chan_exp::figures(rounds, ping_pong, items, throughput))
+    })
+}
+
+/// `blocking`: 1,000 tasks sleep 1 ms in a loop while one blocks (see the experiment).
+pub fn blocking(n: u64, workers: usize) -> Result<Figures, String> {
+    use crate::experiments::blocking::{self as exp, Mode};
+    let (kind, mode) = exp::decode(n);
+    let board = exp::board();
+    runtime(workers)?.block_on(async move {
+        let units: Vec<_> = (0..exp::UNITS)
+            .map(|_| {
+                let board = board.clone();
+                tokio::spawn(async move {
+                    let mut state = exp::UnitLog::default();
+                    while !board.stop.load(Ordering::Relaxed) {
+                        let phase0 = board.phase.load(Ordering::Relaxed);
+                        let t0 = Instant::now();
+                        tokio::time::sleep(exp::TICK).await;
+                        board.record(&mut state, t0, phase0);
+                    }
+                    state
+                })
+            })
+            .collect();
+        tokio::time::sleep(exp::WARM_UP).await;
+        let b = board.clone();
+        let blocker = tokio::spawn(async move {
+            b.block_starts();
+            match mode {
+                Mode::Offloaded => tokio::task::spawn_blocking(move || exp::block(kind))
+                    .await
+                    .map_err(|e| format!("spawn_blocking failed: {e}"))?,
+                _ => exp::block(kind),
+            }
+            b.block_ends();
+            Ok::<(), String>(())
+        });
+        joined(blocker.await)??;
+        tokio::time::sleep(exp::WARM_UP).await;
+        board.stop.store(true, Ordering::Relaxed);
+        let mut logs = Vec::with_capacity(units.len());
+        for h in units {
+            logs.push(joined(h.await)?);
+        }
+        Ok(board.figures(logs))
+    })
+}

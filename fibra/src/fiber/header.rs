@@ -145,6 +145,11 @@ impl Header {
         }
     }
 
+    /// A `spawn_blocking` task's header (no stack; blocking/mod.rs).
+    pub(crate) fn is_blocking_task(&self) -> bool {
+        self.identity.stack_size == crate::blocking::TASK_MARK
+    }
+
     pub(crate) fn park_reason(&self) -> ParkReason {
         ParkReason::from_u8(self.reason.load(Relaxed))
     }

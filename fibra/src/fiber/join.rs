@@ -110,6 +110,7 @@ impl<T, F> Drop for Packet<T, F> {
 /// shutdown and gave up waiting.
 pub(crate) fn wait_complete(fiber: &Header) -> bool {
     if fiber.state.is_complete() {
+        crate::coop::consume(); // finished without parking: counts against the budget
         return true;
     }
     let joining_self = crate::sched::context::with_current_fiber(|me| {
@@ -126,7 +127,11 @@ pub(crate) fn wait_complete(fiber: &Header) -> bool {
         if park::cancelling() {
             return false;
         }
-        park::park(ParkReason::Join);
+        park::park(if fiber.is_blocking_task() {
+            ParkReason::BlockingJoin
+        } else {
+            ParkReason::Join
+        });
     }
     true
 }

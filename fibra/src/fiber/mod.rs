@@ -11,11 +11,11 @@ pub(crate) mod switch;
 
 pub use handle::{current, park, try_current, yield_now, Fiber, FiberId};
 pub(crate) use header::{FiberRef, Header};
-pub(crate) use join::wait_complete;
 pub use join::JoinHandle;
+pub(crate) use join::{wait_complete, Packet, Start};
 pub use local::LocalKey;
+pub(crate) use spawn::{next_fiber_id, spawn_raw, SpawnSpec};
 pub use spawn::{spawn, Builder};
-pub(crate) use spawn::{spawn_raw, SpawnSpec};
 pub(crate) use state::{AfterPark, AfterUnpark};
 pub(crate) use switch::{Suspend, Switched};
 

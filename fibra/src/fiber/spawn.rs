@@ -14,6 +14,11 @@ use crate::stack::MIN_STACK_SIZE;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A new fiber id, unique in the process (blocking-pool tasks draw from the same counter).
+pub(crate) fn next_fiber_id() -> u64 {
+    NEXT_ID.fetch_add(1, Relaxed)
+}
+
 /// What a spawn asks for, besides the closure.
 pub(crate) struct SpawnSpec {
     pub(crate) name: Option<String>,

@@ -7,10 +7,12 @@
 
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use crate::error::BuildError;
 use crate::fiber::{spawn_raw, wait_complete, SpawnSpec};
-use crate::sched::{context, queue, worker::Worker, Config, Shared};
+use crate::sched::monitor::{self, StallReport};
+use crate::sched::{context, worker::Worker, Config, Shared, StallHook};
 use crate::stack::{DEFAULT_STACK_SIZE, MIN_STACK_SIZE};
 
 /// A configured fibra runtime; see [`Runtime::block_on`].
@@ -34,6 +36,13 @@ pub struct RuntimeBuilder {
     stack_size: usize,
     migrate: bool,
     thread_name: String,
+    max_blocking_threads: usize,
+    blocking_keep_alive: Duration,
+    monitor: bool,
+    stall_threshold: Duration,
+    max_spare_workers: Option<usize>,
+    on_stall: Option<StallHook>,
+    coop_budget: u32,
 }
 
 impl RuntimeBuilder {
@@ -76,6 +85,120 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Most threads of the blocking pool ([`spawn_blocking`](crate::spawn_blocking),
+    /// [`blocking`](crate::blocking)); tasks beyond it queue. Default 512 (tokio's).
+    ///
+    /// # Panics
+    /// If `n` is 0.
+    ///
+    /// ```
+    /// let rt = fibra::Runtime::builder().max_blocking_threads(2).build().unwrap();
+    /// assert_eq!(rt.block_on(|| fibra::spawn_blocking(|| 5).join().unwrap()), 5);
+    /// ```
+    pub fn max_blocking_threads(mut self, n: usize) -> RuntimeBuilder {
+        assert!(
+            n > 0,
+            "RuntimeBuilder::max_blocking_threads must be at least 1"
+        );
+        self.max_blocking_threads = n;
+        self
+    }
+
+    /// How long an idle blocking-pool thread waits for work before it exits. Default 10 s.
+    ///
+    /// ```
+    /// let rt = fibra::Runtime::builder()
+    ///     .blocking_keep_alive(std::time::Duration::from_millis(100))
+    ///     .build()
+    ///     .unwrap();
+    /// rt.block_on(|| fibra::blocking(|| ()));
+    /// ```
+    pub fn blocking_keep_alive(mut self, keep_alive: Duration) -> RuntimeBuilder {
+        self.blocking_keep_alive = keep_alive;
+        self
+    }
+
+    /// Whether the monitor thread watches for stuck workers (default on). Off, a worker whose
+    /// fiber blocks stalls every fiber queued behind it until the call returns.
+    ///
+    /// ```
+    /// let rt = fibra::Runtime::builder().monitor(false).build().unwrap();
+    /// rt.block_on(|| ());
+    /// ```
+    pub fn monitor(mut self, on: bool) -> RuntimeBuilder {
+        self.monitor = on;
+        self
+    }
+
+    /// How long a worker may stay inside one fiber run before the monitor treats it as stuck:
+    /// it moves the worker's movable work elsewhere, wakes an idle worker for it or, if none
+    /// is idle and the stuck thread is in a syscall, adds a spare worker thread, and reports
+    /// the fiber (see [`on_stall`](Self::on_stall)). Default 10 ms.
+    ///
+    /// # What the monitor can and cannot move
+    /// A fiber that has started runs only on its home thread (the sound default; see
+    /// [`migrate_started_fibers`](Self::migrate_started_fibers)), so while that thread is
+    /// stuck in a blocking call, **the fibers that already ran on it wait for it**. Fibers on
+    /// other workers, fibers that have not started yet, and new spawns keep running.
+    /// Wrapping the call in [`fibra::blocking`](crate::blocking) (or building the runtime with
+    /// the migration opt-in) removes the stall.
+    ///
+    /// ```
+    /// let rt = fibra::Runtime::builder()
+    ///     .stall_threshold(std::time::Duration::from_millis(50))
+    ///     .build()
+    ///     .unwrap();
+    /// rt.block_on(|| ());
+    /// ```
+    pub fn stall_threshold(mut self, threshold: Duration) -> RuntimeBuilder {
+        self.stall_threshold = threshold;
+        self
+    }
+
+    /// Most extra worker threads the monitor may run while workers are stuck. Default: as
+    /// many as [`workers`](Self::workers). Spares retire after ~100 ms idle once no worker is
+    /// stuck; when the cap is hit, the monitor says so once on stderr.
+    ///
+    /// ```
+    /// let rt = fibra::Runtime::builder().workers(2).max_spare_workers(1).build().unwrap();
+    /// rt.block_on(|| ());
+    /// ```
+    pub fn max_spare_workers(mut self, n: usize) -> RuntimeBuilder {
+        self.max_spare_workers = Some(n);
+        self
+    }
+
+    /// Replaces the stall report (default: one line on stderr, [`StallReport`]'s `Display`).
+    /// Called on the monitor thread, once per stuck episode; keep it short (log it, count it).
+    ///
+    /// ```
+    /// let rt = fibra::Runtime::builder()
+    ///     .on_stall(|r: &fibra::StallReport| eprintln!("stall: {r}"))
+    ///     .build()
+    ///     .unwrap();
+    /// rt.block_on(|| ());
+    /// ```
+    pub fn on_stall(
+        mut self,
+        hook: impl Fn(&StallReport) + Send + Sync + 'static,
+    ) -> RuntimeBuilder {
+        self.on_stall = Some(StallHook(Arc::new(hook)));
+        self
+    }
+
+    /// Operations a fiber may complete without parking (a `send` with room, a `join` of a
+    /// finished fiber) before it yields to the others of its worker. Default 128 (tokio's);
+    /// 0 turns the budget off. See [`coop`](crate::coop).
+    ///
+    /// ```
+    /// let rt = fibra::Runtime::builder().coop_budget(64).build().unwrap();
+    /// rt.block_on(|| ());
+    /// ```
+    pub fn coop_budget(mut self, ops: u32) -> RuntimeBuilder {
+        self.coop_budget = ops;
+        self
+    }
+
     /// Checks the configuration.
     ///
     /// # Errors
@@ -102,19 +225,34 @@ impl RuntimeBuilder {
             stack_size: self.stack_size,
             migrate: self.migrate,
             thread_name: self.thread_name,
+            max_blocking_threads: self.max_blocking_threads,
+            blocking_keep_alive: self.blocking_keep_alive,
+            monitor: self.monitor,
+            stall_threshold: self.stall_threshold,
+            max_spare_workers: self.max_spare_workers.unwrap_or(workers),
+            on_stall: self.on_stall,
+            coop_budget: self.coop_budget,
         };
         Ok(Runtime { config })
     }
 }
 
 impl Runtime {
-    /// A builder with the defaults: one worker per core, 64 KiB stacks, no migration.
+    /// A builder with the defaults: one worker per core, 64 KiB stacks, no migration, a
+    /// blocking pool of up to 512 threads, the monitor on with a 10 ms stall threshold.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {
             workers: None,
             stack_size: DEFAULT_STACK_SIZE,
             migrate: false,
             thread_name: "fibra-worker".into(),
+            max_blocking_threads: 512,
+            blocking_keep_alive: Duration::from_secs(10),
+            monitor: true,
+            stall_threshold: Duration::from_millis(10),
+            max_spare_workers: None,
+            on_stall: None,
+            coop_budget: crate::coop::DEFAULT_BUDGET,
         }
     }
 
@@ -158,9 +296,7 @@ impl Runtime {
              spawn a fiber and join it instead"
         );
         crate::stack::install_overflow_handler();
-        let (locals, stealers): (Vec<_>, Vec<_>) =
-            (0..self.config.workers).map(|_| queue::local()).unzip();
-        let shared = Arc::new(Shared::new(self.config.clone(), stealers));
+        let shared = Arc::new(Shared::new(self.config.clone()));
         let spec = SpawnSpec {
             name: Some("main".into()),
             stack_size: None,
@@ -172,7 +308,7 @@ impl Runtime {
         let root = unsafe { spawn_raw(&shared, None, spec, None, f) };
         let (root, packet) =
             root.unwrap_or_else(|e| panic!("fibra: cannot start the root fiber: {e}"));
-        let threads = start_workers(&shared, locals);
+        let threads = start_workers(&shared);
         wait_complete(&root);
         finish_session(&shared, threads);
         drop(root);
@@ -184,38 +320,59 @@ impl Runtime {
     }
 }
 
-fn start_workers(
-    shared: &Arc<Shared>,
-    locals: Vec<queue::Local<crate::fiber::FiberRef>>,
-) -> Vec<thread::JoinHandle<()>> {
-    let mut threads = Vec::with_capacity(locals.len());
-    for (i, local) in locals.into_iter().enumerate() {
+/// The session's threads: the configured workers, then the monitor (which owns the spares).
+struct Threads {
+    workers: Vec<thread::JoinHandle<()>>,
+    monitor: Option<thread::JoinHandle<()>>,
+}
+
+fn start_workers(shared: &Arc<Shared>) -> Threads {
+    let mut threads = Threads {
+        workers: Vec::with_capacity(shared.config.workers),
+        monitor: None,
+    };
+    for i in 0..shared.config.workers {
         let s = shared.clone();
         let spawned = thread::Builder::new()
             .name(format!("{}-{i}", shared.config.thread_name))
-            .spawn(move || Worker::run_thread(i, s, local));
+            .spawn(move || Worker::run_thread(i, s));
         match spawned {
-            Ok(t) => threads.push(t),
+            Ok(t) => threads.workers.push(t),
             Err(e) => {
                 finish_session(shared, threads);
                 panic!("fibra: cannot start worker thread {i}: {e}");
             }
         }
     }
+    match monitor::start(shared) {
+        Ok(m) => threads.monitor = m,
+        Err(e) => {
+            finish_session(shared, threads);
+            panic!("fibra: cannot start the monitor thread: {e}");
+        }
+    }
     threads
 }
 
-/// Shuts the session down: workers unwind what is left and exit; queues are emptied so no
-/// reference cycle (fiber → session → queue → fiber) outlives it.
-fn finish_session(shared: &Arc<Shared>, threads: Vec<thread::JoinHandle<()>>) {
+/// Shuts the session down: workers unwind what is left and exit, then the monitor (joining
+/// the spare workers it started), then the blocking pool (tasks already running finish,
+/// queued ones are cancelled; it goes last because a fiber unwound inside `fibra::blocking`
+/// waits for its pool task); queues are emptied so no reference cycle
+/// (fiber → session → queue → fiber) outlives it.
+fn finish_session(shared: &Arc<Shared>, threads: Threads) {
     shared.begin_shutdown();
+    if let Some(m) = &threads.monitor {
+        m.thread().unpark();
+    }
     let mut worker_panic = None;
-    for t in threads {
+    for t in threads.workers.into_iter().chain(threads.monitor) {
         if let Err(p) = t.join() {
             worker_panic.get_or_insert(p);
         }
     }
+    shared.blocking.shutdown();
     shared.release_queues();
+    shared.stacks.release();
     if let Some(p) = worker_panic {
         std::panic::resume_unwind(p);
     }

@@ -154,13 +154,19 @@ impl Idle {
     /// Go's rule: at most half the busy workers search, so an idle runtime does not burn every
     /// core spinning.
     pub(crate) fn try_start_searching(&self) -> bool {
-        let busy = self.workers - self.num_sleeping.load(SeqCst);
+        // Saturating: sleeping spare workers (sched/monitor.rs) are not in `workers`.
+        let busy = self.workers.saturating_sub(self.num_sleeping.load(SeqCst));
         let searching = self.searching.load(SeqCst);
         if 2 * searching >= busy.max(1) {
             return false;
         }
         self.searching.fetch_add(1, SeqCst);
         true
+    }
+
+    /// Workers sleeping now (a hint: the monitor wakes one rather than add a spare).
+    pub(crate) fn sleepers(&self) -> usize {
+        self.num_sleeping.load(Relaxed)
     }
 
     /// Stops searching. Returns true if this was the last searcher (then, having found work,

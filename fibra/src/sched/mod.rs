@@ -26,25 +26,39 @@
 //! into `pinned` whenever its flag is set. A yielding fiber goes to the back of `pinned`.
 //!
 //! The sleep/wake protocol is written in `idle.rs`; the state word in `fiber/state.rs`.
+//!
+//! # Stuck workers
+//! A worker whose thread stays inside one fiber run (a blocking syscall, FFI, a CPU loop) is
+//! *stuck*. The *monitor* thread (`monitor.rs`, Go's sysmon) notices it from a run counter the
+//! worker bumps at each run, moves its movable work to the global queue, starts a *spare*
+//! worker on a pre-allocated slot when nobody idle can take it, and reports the fiber. Slots
+//! `0..workers` are the configured workers; slots `workers..workers + max_spare` are spares,
+//! dormant until the monitor starts one, retired again when idle (`worker.rs`, `retire`).
 
 pub(crate) mod context;
 mod idle;
 mod inbox;
+pub(crate) mod monitor;
 pub(crate) mod queue;
 mod registry;
 mod shutdown;
+mod spare;
 pub(crate) mod worker;
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use crate::blocking::BlockingPool;
 use crate::fiber::{FiberRef, Header};
 use crate::stack::StackPool;
 pub(crate) use idle::{Idle, Sleeper};
 use inbox::Inbox;
 pub(crate) use inbox::Linked;
-use queue::{Inject, Stealer};
+use monitor::{RunSignal, StallReport};
+use queue::{Inject, Local, Stealer};
 pub(crate) use registry::Registry;
 
 /// What the runtime builder decided, fixed for a session.
@@ -55,6 +69,27 @@ pub(crate) struct Config {
     /// The unsafe opt-in: started fibers may move between workers.
     pub(crate) migrate: bool,
     pub(crate) thread_name: String,
+    /// Blocking pool: most threads, and how long an idle one lingers.
+    pub(crate) max_blocking_threads: usize,
+    pub(crate) blocking_keep_alive: Duration,
+    /// Whether the monitor thread runs; a run longer than this makes a worker stuck.
+    pub(crate) monitor: bool,
+    pub(crate) stall_threshold: Duration,
+    /// Spare worker slots (threads the monitor may add while workers are stuck).
+    pub(crate) max_spare_workers: usize,
+    pub(crate) on_stall: Option<StallHook>,
+    /// Operations a fiber may complete without parking before it yields (`coop.rs`).
+    pub(crate) coop_budget: u32,
+}
+
+/// The user's stall hook (`RuntimeBuilder::on_stall`).
+#[derive(Clone)]
+pub(crate) struct StallHook(pub(crate) Arc<dyn Fn(&StallReport) + Send + Sync>);
+
+impl fmt::Debug for StallHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StallHook(..)")
+    }
 }
 
 /// The parts of a worker other threads reach.
@@ -63,6 +98,11 @@ pub(crate) struct WorkerSlot {
     inbox: Inbox<Header>,
     pub(crate) sleeper: Sleeper,
     pub(crate) registry: Registry,
+    /// What the monitor reads: the run counter and who runs (monitor.rs).
+    pub(crate) signal: RunSignal,
+    /// The ring's owner handle while no thread drives this slot (before the session starts,
+    /// and a spare slot between uses).
+    ring: Mutex<Option<Local<FiberRef>>>,
 }
 
 /// One runtime session: everything its workers share.
@@ -73,30 +113,66 @@ pub(crate) struct Shared {
     pub(crate) idle: Idle,
     pub(crate) stacks: Arc<StackPool>,
     pub(crate) shutdown: AtomicBool,
-    /// Fibers spawned and not yet finished (completed or unwound).
+    /// Fibers spawned and not yet finished (completed or unwound). Blocking-pool tasks are
+    /// not fibers and do not count.
     pub(crate) live: AtomicUsize,
+    /// The session's blocking pool (`fibra::spawn_blocking`, `fibra::blocking`).
+    pub(crate) blocking: BlockingPool,
+    /// Workers the monitor considers stuck now; a spare retires only when it is 0.
+    pub(crate) stuck: AtomicUsize,
 }
 
 impl Shared {
-    pub(crate) fn new(config: Config, stealers: Vec<Stealer<FiberRef>>) -> Shared {
-        let slots = stealers
-            .into_iter()
-            .map(|stealer| WorkerSlot {
-                stealer,
-                inbox: Inbox::new(),
-                sleeper: Sleeper::new(),
-                registry: Registry::default(),
+    /// A session: `workers + max_spare_workers` slots, each with its ring.
+    pub(crate) fn new(config: Config) -> Shared {
+        let slots = (0..config.workers + config.max_spare_workers)
+            .map(|_| {
+                let (local, stealer) = queue::local();
+                WorkerSlot {
+                    stealer,
+                    inbox: Inbox::new(),
+                    sleeper: Sleeper::new(),
+                    registry: Registry::default(),
+                    signal: RunSignal::new(),
+                    ring: Mutex::new(Some(local)),
+                }
             })
             .collect();
         Shared {
             idle: Idle::new(config.workers),
+            blocking: BlockingPool::new(
+                config.max_blocking_threads,
+                config.blocking_keep_alive,
+                format!("{}-blocking", config.thread_name),
+            ),
             config,
             slots,
             inject: Inject::new(),
             stacks: Arc::new(StackPool::new()),
             shutdown: AtomicBool::new(false),
             live: AtomicUsize::new(0),
+            stuck: AtomicUsize::new(0),
         }
+    }
+
+    /// The thread about to drive slot `idx` takes its ring.
+    pub(crate) fn take_ring(&self, idx: usize) -> Local<FiberRef> {
+        let mut ring = self.slots[idx]
+            .ring
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match ring.take() {
+            Some(local) => local,
+            None => fatal!("sched: slot {idx} started twice"),
+        }
+    }
+
+    /// A retiring spare gives its (empty) ring back for the slot's next thread.
+    pub(crate) fn return_ring(&self, idx: usize, local: Local<FiberRef>) {
+        *self.slots[idx]
+            .ring
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(local);
     }
 
     /// After pushing stealable work: wakes a sleeping worker unless one is already searching.
@@ -173,12 +249,18 @@ pub(crate) fn schedule_woken(fiber: FiberRef) {
 /// A session with one worker and no threads, for unit tests of the parts around it.
 #[cfg(test)]
 pub(crate) fn test_shared() -> Arc<Shared> {
-    let (_local, stealer) = queue::local();
     let config = Config {
         workers: 1,
         stack_size: crate::stack::DEFAULT_STACK_SIZE,
         migrate: false,
         thread_name: "test".into(),
+        max_blocking_threads: 1,
+        blocking_keep_alive: Duration::from_secs(1),
+        monitor: false,
+        stall_threshold: Duration::from_millis(10),
+        max_spare_workers: 0,
+        on_stall: None,
+        coop_budget: crate::coop::DEFAULT_BUDGET,
     };
-    Arc::new(Shared::new(config, vec![stealer]))
+    Arc::new(Shared::new(config))
 }

@@ -40,6 +40,22 @@ impl Registry {
         fiber
     }
 
+    /// The registered fiber with id `id` (the monitor's report looks names up here).
+    pub(crate) fn find(&self, id: u64) -> Option<FiberRef> {
+        let slab = self.slab.lock().unwrap_or_else(|e| e.into_inner());
+        slab.entries
+            .iter()
+            .flatten()
+            .find(|f| f.identity.id == id)
+            .cloned()
+    }
+
+    /// No fiber registered (a spare worker retires only then).
+    pub(crate) fn is_empty(&self) -> bool {
+        let slab = self.slab.lock().unwrap_or_else(|e| e.into_inner());
+        slab.entries.len() == slab.free.len()
+    }
+
     pub(crate) fn snapshot(&self) -> Vec<FiberRef> {
         let slab = self.slab.lock().unwrap_or_else(|e| e.into_inner());
         slab.entries.iter().flatten().cloned().collect()

@@ -46,14 +46,28 @@ pub(crate) struct Worker {
     pub(crate) timers: RefCell<Timers>,
     pub(crate) stacks: RefCell<LocalStackCache>,
     tick: Cell<u32>,
+    /// Which of `pinned` and the ring the next pick tries first (flips every pick).
+    ring_first: Cell<bool>,
     rng: Cell<u32>,
+    /// This thread's copy of the slot's run counter (`RunSignal`: odd while a fiber runs).
+    run_seq: Cell<u64>,
+    /// Cooperative budget of the running fiber (`coop.rs`), reset at each run.
+    pub(crate) budget: Cell<u32>,
+    /// Spare workers: when the worker last ran out of work (`spare.rs`).
+    pub(super) idle_since: Cell<Option<Instant>>,
 }
 
 impl Worker {
-    /// Body of a worker OS thread: runs until shutdown, then unwinds what is left.
-    pub(crate) fn run_thread(index: usize, shared: Arc<Shared>, local: Local<FiberRef>) {
+    /// Body of a worker OS thread driving slot `index`: runs until shutdown, then unwinds what
+    /// is left. A spare worker (a slot past `config.workers`) may retire earlier (`spare.rs`).
+    pub(crate) fn run_thread(index: usize, shared: Arc<Shared>) {
         crate::stack::ensure_alt_stack();
         let stacks = LocalStackCache::new(shared.stacks.clone());
+        let local = shared.take_ring(index);
+        let signal = &shared.slots[index].signal;
+        let run_seq = signal.thread_start();
+        // Release pairs with the monitor's Acquire load (a spare's starter set it already).
+        signal.active.store(true, Release);
         let worker = Worker {
             index,
             shared,
@@ -65,15 +79,26 @@ impl Worker {
             timers: RefCell::new(Timers::default()),
             stacks: RefCell::new(stacks),
             tick: Cell::new(0),
+            ring_first: Cell::new(false),
             rng: Cell::new(0x9e37_79b9 ^ (index as u32 + 1).wrapping_mul(0x85eb_ca6b)),
+            run_seq: Cell::new(run_seq + run_seq % 2),
+            budget: Cell::new(0),
+            idle_since: Cell::new(None),
         };
         context::set_worker(&worker);
-        worker.run_loop();
-        worker.shutdown_phase();
+        let retired = worker.run_loop();
+        if !retired {
+            worker.shutdown_phase();
+        }
         context::set_worker(ptr::null());
+        if retired {
+            worker.retire();
+        }
     }
 
-    fn run_loop(&self) {
+    /// The scheduling loop. Returns true if this spare worker retires, false at shutdown.
+    fn run_loop(&self) -> bool {
+        let spare = self.is_spare();
         while !self.shared.shutdown.load(Acquire) {
             if let Some(f) = self.next_local() {
                 self.run(f);
@@ -81,10 +106,15 @@ impl Worker {
                 continue;
             } else if let Some(f) = self.search() {
                 self.run(f);
+            } else if spare {
+                if self.idle_spare() {
+                    return true;
+                }
             } else {
-                self.sleep();
+                self.sleep(None);
             }
         }
+        false
     }
 
     /// Local scheduling decision (see the fairness section in `sched/mod.rs`).
@@ -111,7 +141,12 @@ impl Worker {
         self.run_next_streak.set(0);
         let from_pinned = || self.pinned.borrow_mut().pop_front();
         let from_ring = || self.local.borrow_mut().pop();
-        let found = if tick & 1 == 0 {
+        // Alternate on picks, not ticks: a ping-pong pair takes exactly 4 ticks per cycle
+        // (3 run-next runs, then a pick), so a tick parity would always favour one queue and
+        // starve the other (found by sched_fairness::ping_pong_pair_does_not_starve_a_new_fiber).
+        let ring_first = !self.ring_first.get();
+        self.ring_first.set(ring_first);
+        let found = if !ring_first {
             from_pinned().or_else(from_ring)
         } else {
             from_ring().or_else(from_pinned)
@@ -179,7 +214,8 @@ impl Worker {
             })
     }
 
-    fn sleep(&self) {
+    /// Sleeps until notified, the next timer, or `cap` (spares), whichever comes first.
+    pub(super) fn sleep(&self, cap: Option<Duration>) {
         // Idle time is when cold stacks go back to the kernel (never on the release path).
         if self.shared.stacks.trim(TRIM_BATCH) > 0 {
             return; // look for work again before going to sleep
@@ -192,6 +228,10 @@ impl Worker {
                 .borrow()
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
+            let timeout = match (timeout, cap) {
+                (Some(t), Some(c)) => Some(t.min(c)),
+                (t, c) => t.or(c),
+            };
             let shared = &self.shared;
             shared.slots[self.index]
                 .sleeper
@@ -202,8 +242,19 @@ impl Worker {
 
     /// Runs `fiber` until it switches out, then files it where it belongs.
     fn run(&self, fiber: FiberRef) {
+        if self.shared.shutdown.load(Acquire) {
+            // Shutdown began after this fiber was picked: it is unwound, never resumed
+            // (found by rt_shutdown::fibers_woken_during_shutdown_are_unwound_not_resumed).
+            return self.leave_for_shutdown(fiber);
+        }
         if fiber.home().is_none() {
             self.adopt(&fiber);
+            if fiber.identity.name.is_some() {
+                // Named fibers are registered from their first run, so the monitor's stall
+                // report finds the name even when that run never parks. Unnamed ones wait for
+                // their first park (`register`): no registry traffic on the hot path.
+                self.register(&fiber);
+            }
         }
         // SAFETY: popping the fiber from a run queue made this worker the owner of the run (header.rs
         // field table), so nobody else touches the coroutine until it switches out.
@@ -220,7 +271,14 @@ impl Worker {
         }
         let co = slot.as_mut().expect("created above");
         self.current.set(Arc::as_ptr(&fiber));
+        self.idle_since.set(None);
+        self.budget.set(self.shared.config.coop_budget);
+        let signal = &self.shared.slots[self.index].signal;
+        let seq = self.run_seq.get();
+        signal.run_start(seq + 1, fiber.identity.id, fiber.identity.location);
         let switched = switch::resume(co);
+        signal.run_end(seq + 2);
+        self.run_seq.set(seq + 2);
         self.current.set(ptr::null());
         match switched {
             Switched::Suspended(Suspend::Park) => match self.register_and_park(&fiber) {
@@ -229,6 +287,17 @@ impl Worker {
             },
             Switched::Suspended(Suspend::Yield) => self.push_back_started(fiber),
             Switched::Finished => self.complete(fiber),
+        }
+    }
+
+    /// Puts a fiber picked after shutdown began back where `shutdown_phase` drains from.
+    fn leave_for_shutdown(&self, fiber: FiberRef) {
+        if fiber.home().is_some() {
+            self.push_back_started(fiber);
+        } else {
+            self.local
+                .borrow_mut()
+                .push_back(fiber, &self.shared.inject);
         }
     }
 
@@ -379,6 +448,13 @@ impl Worker {
         x ^= x << 5;
         self.rng.set(x);
         x
+    }
+
+    pub(super) fn run_next_is_empty(&self) -> bool {
+        let f = self.run_next.take();
+        let empty = f.is_none();
+        self.run_next.set(f);
+        empty
     }
 
     /// Pops anything runnable this worker can reach (shutdown drains with it).

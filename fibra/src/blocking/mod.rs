@@ -1,0 +1,121 @@
+//! Blocking work off the workers: [`spawn_blocking`], [`blocking`], and the pool under them.
+//!
+//! A fiber that calls a blocking function (`std::fs`, a C library, `std::thread::sleep`) or
+//! computes for long holds its worker's OS thread, and every fiber pinned to that thread
+//! waits. Two ways out:
+//! - [`blocking(|| ...)`](blocking): runs a closure on a pool thread while the calling fiber
+//!   parks, then returns its value. The closure may borrow the caller's locals.
+//! - [`spawn_blocking(f)`](spawn_blocking): runs a `'static` closure on a pool thread and
+//!   returns a [`JoinHandle`] (join it from a fiber, which parks, or from a thread, which
+//!   blocks).
+//!
+//! The pool belongs to the runtime session: up to
+//! [`max_blocking_threads`](crate::RuntimeBuilder::max_blocking_threads) threads (default
+//! 512), each exiting after [`blocking_keep_alive`](crate::RuntimeBuilder::blocking_keep_alive)
+//! idle (default 10 s). When the session ends, tasks already running finish first (the end
+//! waits for them), tasks still queued are dropped and their handles report
+//! [`JoinError::Cancelled`](crate::JoinError::Cancelled), and every pool thread is joined.
+//!
+//! Blocking calls that are *not* wrapped are noticed by the monitor (see
+//! [`RuntimeBuilder::stall_threshold`](crate::RuntimeBuilder::stall_threshold)): it keeps the
+//! rest of the runtime moving and reports the fiber, but the fibers pinned to the stuck
+//! thread wait for it.
+
+mod excursion;
+mod pool;
+
+use std::panic::Location;
+use std::sync::Arc;
+
+pub use excursion::blocking;
+pub(crate) use pool::BlockingPool;
+use pool::Job;
+
+use crate::fiber::identity::FiberIdentity;
+use crate::fiber::{next_fiber_id, Fiber, FiberRef, Header, JoinHandle, Packet, Start};
+use crate::sched::{context, Shared};
+
+/// `FiberIdentity::stack_size` of a blocking task's header: it has no stack, and no fiber
+/// has a stack this large (`Header::is_blocking_task`).
+pub(crate) const TASK_MARK: usize = usize::MAX;
+
+/// Runs `f` on a thread of the runtime's blocking pool and returns a handle to join it.
+///
+/// Use it for blocking calls and long computations; the handle's [`join`](JoinHandle::join)
+/// parks a fiber (its worker runs others meanwhile) or blocks a plain thread. Tasks beyond
+/// [`max_blocking_threads`](crate::RuntimeBuilder::max_blocking_threads) queue.
+///
+/// # Panics
+/// Outside a fibra runtime (a worker or pool thread of one); the message says to use
+/// [`fibra::run`](crate::run). A panic inside `f` is returned by `join` as
+/// [`JoinError::Panicked`](crate::JoinError::Panicked).
+///
+/// ```
+/// # fibra::run(|| {
+/// let h = fibra::spawn_blocking(|| std::fs::read_to_string("/proc/self/stat").map(|s| s.len()));
+/// assert!(h.join().unwrap().unwrap() > 0);
+/// # });
+/// ```
+#[track_caller]
+pub fn spawn_blocking<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let Some(shared) = current_session() else {
+        panic!(
+            "fibra::spawn_blocking called outside a fibra runtime: run this code inside \
+             fibra::run(|| ...) or Runtime::block_on"
+        )
+    };
+    let identity = FiberIdentity {
+        id: next_fiber_id(),
+        name: Some("blocking".into()),
+        location: Location::caller(),
+        stack_size: TASK_MARK,
+    };
+    let header = Header::new_ref(identity, shared.clone());
+    let packet = Arc::new(Packet::new(Some(f), None));
+    let task = Box::new(Task {
+        header: header.clone(),
+        start: packet.clone(),
+    });
+    if let Err(task) = shared.blocking.submit(task) {
+        task.cancel();
+    }
+    JoinHandle::new(Fiber(header), packet)
+}
+
+/// A `spawn_blocking` task: a fiber header without a stack, so `JoinHandle` works unchanged.
+struct Task {
+    header: FiberRef,
+    start: Arc<dyn Start>,
+}
+
+impl Job for Task {
+    fn run(self: Box<Self>) {
+        let _session = pool::enter_session(&self.header.shared);
+        // `Start::run` catches the closure's panic into the packet; the header is not
+        // CANCELLING (only shutdown's claims set that, and they never see this header).
+        self.start.run(Arc::as_ptr(&self.header));
+        self.complete();
+    }
+
+    fn cancel(self: Box<Self>) {
+        self.start.discard();
+        self.complete();
+    }
+}
+
+impl Task {
+    /// The result (or none: cancelled) is in the packet: publish it and wake the joiner.
+    fn complete(&self) {
+        self.header.state.transition_to_complete();
+        self.header.wake_joiner();
+    }
+}
+
+/// The session of the calling worker thread, or of the job this pool thread runs.
+pub(crate) fn current_session() -> Option<Arc<Shared>> {
+    context::with_worker(|w| w.map(|w| w.shared.clone())).or_else(pool::pool_session)
+}

@@ -1,0 +1,421 @@
+//! The monitor (Go's sysmon): notices stuck workers, hands their movable work away, starts
+//! spare workers, and reports the offending fiber.
+//!
+//! # What a worker publishes
+//! Each slot's [`RunSignal`] holds a run counter `seq`, odd while a fiber runs and even
+//! between runs, plus the running fiber's id and spawn location. The driving thread writes
+//! them with plain stores at each run's start and end (a seqlock, one writer): no
+//! read-modify-write on the hot path. The monitor samples `seq`; a slot whose `seq` is odd and
+//! unchanged for longer than `stall_threshold` is *stuck*.
+//!
+//! # What the monitor does about it (once per sample while the episode lasts)
+//! 1. Moves the stuck worker's ring (fibers not started yet; with the unsafe migration
+//!    opt-in, every fiber that was queued there) to the global queue, stealing it in halves.
+//! 2. If that queue holds work: wakes a sleeping worker, or, when none sleeps and a stuck
+//!    thread sleeps in the kernel (a syscall, not a CPU loop), starts a spare worker on a
+//!    dormant spare slot (at most one per such stuck worker; the cap on spare slots is reported
+//!    once when hit). A CPU loop gets no spare: every core is already busy, and a spare would
+//!    only add a thread (Go likewise hands a P to a new thread only for syscalls). A spare runs the normal worker loop and retires when it has
+//!    been idle for a while with nothing homed on it and no worker stuck (`worker.rs`).
+//! 3. Reports the fiber once per episode through the `on_stall` hook: id, name, spawn
+//!    location, how long, and the thread's state in `/proc/self/task/<tid>/stat` (`S`/`D`: a
+//!    blocking syscall, `R`: a CPU loop).
+//!
+//! # Honest limits
+//! A started fiber is pinned to its home thread (ARCHITECTURE.md §4): fibers that already ran
+//! on the stuck thread, and its run-next slot, timers and inbox, wait for that thread. Every
+//! other fiber, every fiber not yet started, and new spawns keep moving. `fibra::blocking`
+//! around the call, or the migration opt-in, removes the stall.
+//!
+//! # Sampling
+//! 20 µs between samples while it acts, doubling after 50 quiet samples up to 10 ms (Go's
+//! sysmon numbers: 1 ms of quiet before backing off, ≤ 10 ms so a stall is seen within a
+//! scheduling quantum). A run approaching the threshold shortens the next sleep, so a stall is
+//! seen within ~one sample of the threshold and a quiet runtime costs ~100 wake-ups a second.
+
+use std::fmt;
+use std::panic::Location;
+use std::ptr;
+use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering::*};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::queue::{self, Local};
+use super::worker::Worker;
+use super::Shared;
+use crate::fiber::{FiberId, FiberRef};
+
+const MIN_DELAY: Duration = Duration::from_micros(20);
+const MAX_DELAY: Duration = Duration::from_millis(10);
+/// Quiet samples before the delay starts doubling (Go: 50 × 20 µs = 1 ms).
+const QUIET_SAMPLES: u32 = 50;
+/// A stuck thread counts as "in a syscall" (and may get a spare) once every sample for this
+/// long saw it sleeping in the kernel: a CPU loop also sleeps now and then, for microseconds
+/// (a contended lock, a page fault), and a spare would only add a thread there.
+const SYSCALL_FOR: Duration = Duration::from_millis(1);
+
+/// What a slot's driving thread publishes for the monitor (see the module header).
+pub(crate) struct RunSignal {
+    /// Odd while a fiber runs, even between runs. Written by the driving thread only.
+    seq: AtomicU64,
+    fiber_id: AtomicU64,
+    /// Always null or a `&'static Location` (so any value read is valid).
+    spawned_at: AtomicPtr<Location<'static>>,
+    /// The Linux thread id of the driving thread.
+    tid: AtomicI32,
+    /// A thread drives this slot. Set by whoever starts the thread; cleared by a retiring spare.
+    pub(crate) active: AtomicBool,
+}
+
+impl RunSignal {
+    pub(crate) fn new() -> RunSignal {
+        RunSignal {
+            seq: AtomicU64::new(0),
+            fiber_id: AtomicU64::new(0),
+            spawned_at: AtomicPtr::new(ptr::null_mut()),
+            tid: AtomicI32::new(0),
+            active: AtomicBool::new(false),
+        }
+    }
+
+    /// The driving thread, at its start: where the counter stands (it continues from there).
+    pub(crate) fn thread_start(&self) -> u64 {
+        // SAFETY: `gettid` has no preconditions.
+        self.tid.store(unsafe { libc::gettid() }, Relaxed);
+        self.seq.load(Relaxed) // our own slot: only we (or this slot's earlier thread) wrote it
+    }
+
+    /// The driving thread, as a run starts; `seq` is odd.
+    #[inline]
+    pub(crate) fn run_start(&self, seq: u64, fiber_id: u64, at: &'static Location<'static>) {
+        self.fiber_id.store(fiber_id, Relaxed);
+        self.spawned_at.store(ptr::from_ref(at).cast_mut(), Relaxed);
+        // Release publishes the two stores above; pairs with `Monitor::report`'s Acquire load
+        // of `seq` (seqlock: a plain `mov` on x86).
+        self.seq.store(seq, Release);
+    }
+
+    /// The driving thread, as the run ends; `seq` is even.
+    #[inline]
+    pub(crate) fn run_end(&self, seq: u64) {
+        self.seq.store(seq, Relaxed);
+    }
+}
+
+/// Why the monitor thinks a worker is stuck, from the thread's scheduler state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StallKind {
+    /// The thread sleeps in the kernel (state `S` or `D`): a blocking syscall.
+    Syscall,
+    /// The thread is runnable (state `R`): a CPU loop.
+    CpuLoop,
+    /// The state could not be read, or is another one.
+    Unknown,
+}
+
+/// A worker that stayed inside one fiber run longer than the stall threshold; handed to the
+/// [`on_stall`](crate::RuntimeBuilder::on_stall) hook once per episode. Its `Display` is the
+/// default report line.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// let seen = Arc::new(Mutex::new(None));
+/// let s2 = seen.clone();
+/// let rt = fibra::Runtime::builder()
+///     .workers(2)
+///     .stall_threshold(std::time::Duration::from_millis(5))
+///     .on_stall(move |r: &fibra::StallReport| *s2.lock().unwrap() = Some(r.fiber_name.clone()))
+///     .build()
+///     .unwrap();
+/// rt.block_on(|| {
+///     let h = fibra::Builder::new().name("sleepy").spawn(|| {
+///         std::thread::sleep(std::time::Duration::from_millis(100)) // blocks its worker
+///     });
+///     h.unwrap().join().unwrap();
+/// });
+/// assert_eq!(*seen.lock().unwrap(), Some(Some("sleepy".to_string())));
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StallReport {
+    /// The stuck worker's index.
+    pub worker: usize,
+    /// The fiber it runs.
+    pub fiber_id: FiberId,
+    /// The fiber's name, if it has one.
+    pub fiber_name: Option<String>,
+    /// Where the fiber was spawned.
+    pub spawned_at: &'static Location<'static>,
+    /// How long the run has lasted so far (a lower bound).
+    pub stuck_for: Duration,
+    /// Syscall or CPU loop, from the thread's state.
+    pub kind: StallKind,
+    /// The state letter of `/proc/self/task/<tid>/stat`, if it could be read.
+    pub thread_state: Option<char>,
+}
+
+impl fmt::Display for StallReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "fibra: worker {} stuck {} ms in fiber {}",
+            self.worker,
+            self.stuck_for.as_millis(),
+            self.fiber_id
+        )?;
+        if let Some(name) = &self.fiber_name {
+            write!(f, " {name:?}")?;
+        }
+        write!(f, " (spawned at {})", self.spawned_at)?;
+        let state = self.thread_state.unwrap_or('?');
+        match self.kind {
+            StallKind::Syscall => write!(
+                f,
+                ", looks like a blocking syscall (thread state {state}): wrap it in fibra::blocking"
+            ),
+            StallKind::CpuLoop => write!(
+                f,
+                ", looks like a CPU loop (thread state {state}): call fibra::yield_now in it"
+            ),
+            StallKind::Unknown => write!(f, " (thread state {state})"),
+        }
+    }
+}
+
+/// Per slot: what the monitor saw last.
+#[derive(Default)]
+struct Watch {
+    seq: u64,
+    since: Option<Instant>,
+    stuck: bool,
+    reported: bool,
+    /// Since when every sample saw the stuck thread sleeping in the kernel.
+    in_kernel_since: Option<Instant>,
+}
+
+/// A thread state that means the thread sleeps in the kernel (a blocking syscall).
+fn in_syscall(state: Option<char>) -> bool {
+    matches!(state, Some('S' | 'D'))
+}
+
+pub(crate) struct Monitor {
+    shared: Arc<Shared>,
+    watch: Vec<Watch>,
+    /// Threads started on spare slots, by slot - workers.
+    spares: Vec<Option<JoinHandle<()>>>,
+    /// The monitor's own ring, only to receive steals before they go to the global queue.
+    scratch: Local<FiberRef>,
+    cap_reported: bool,
+}
+
+/// Starts the session's monitor thread, unless the builder turned it off.
+pub(crate) fn start(shared: &Arc<Shared>) -> std::io::Result<Option<JoinHandle<()>>> {
+    if !shared.config.monitor {
+        return Ok(None);
+    }
+    let monitor = Monitor {
+        shared: shared.clone(),
+        watch: (0..shared.slots.len()).map(|_| Watch::default()).collect(),
+        spares: (0..shared.config.max_spare_workers).map(|_| None).collect(),
+        scratch: queue::local().0,
+        cap_reported: false,
+    };
+    thread::Builder::new()
+        .name(format!("{}-monitor", shared.config.thread_name))
+        .spawn(move || monitor.run())
+        .map(Some)
+}
+
+impl Monitor {
+    /// Body of the monitor thread, until shutdown; then joins every spare it started.
+    fn run(mut self) {
+        let mut delay = MIN_DELAY;
+        let mut quiet = 0u32;
+        // Acquire pairs with `begin_shutdown`'s Release store.
+        while !self.shared.shutdown.load(Acquire) {
+            let now = Instant::now();
+            let (acted, next_due) = self.sample(now);
+            if acted {
+                (delay, quiet) = (MIN_DELAY, 0);
+            } else {
+                quiet += 1;
+                if quiet > QUIET_SAMPLES {
+                    delay = (delay * 2).min(MAX_DELAY);
+                }
+            }
+            let until_due = next_due.map_or(delay, |t| t.saturating_duration_since(now));
+            // `finish_session` unparks us at shutdown.
+            thread::park_timeout(delay.min(until_due).max(MIN_DELAY));
+        }
+        for t in self.spares.iter_mut().filter_map(Option::take) {
+            let _ = t.join(); // a worker that panicked already reported it on stderr
+        }
+    }
+
+    /// One look at every slot. Returns whether it acted, and when a running fiber reaches
+    /// the threshold.
+    fn sample(&mut self, now: Instant) -> (bool, Option<Instant>) {
+        let threshold = self.shared.config.stall_threshold;
+        let (mut acted, mut next_due) = (false, None::<Instant>);
+        let (mut stuck_now, mut in_syscalls) = (0, 0);
+        for idx in 0..self.shared.slots.len() {
+            let signal = &self.shared.slots[idx].signal;
+            // Acquire pairs with the Release store of a starting spare or retiring one.
+            let active = signal.active.load(Acquire);
+            let seq = signal.seq.load(Relaxed);
+            let w = &mut self.watch[idx];
+            if !active || seq != w.seq || seq % 2 == 0 {
+                *w = Watch {
+                    seq,
+                    since: Some(now),
+                    ..Watch::default()
+                };
+                continue;
+            }
+            let since = *w.since.get_or_insert(now);
+            if now < since + threshold {
+                next_due = Some(next_due.map_or(since + threshold, |t| t.min(since + threshold)));
+                continue;
+            }
+            w.stuck = true;
+            stuck_now += 1;
+            w.in_kernel_since = match in_syscall(thread_state(signal.tid.load(Relaxed))) {
+                true => Some(w.in_kernel_since.unwrap_or(now)),
+                false => None,
+            };
+            let in_kernel_for = w.in_kernel_since.map(|t| now - t);
+            in_syscalls += usize::from(in_kernel_for.is_some_and(|d| d >= SYSCALL_FOR));
+            let report = !std::mem::replace(&mut w.reported, true);
+            acted |= self.hand_off(idx);
+            if report {
+                self.report(idx, seq, now - since);
+            }
+        }
+        self.shared.stuck.store(stuck_now, Relaxed); // a hint for retiring spares
+        if stuck_now > 0 {
+            acted |= self.add_capacity(in_syscalls);
+        }
+        (acted, next_due)
+    }
+
+    /// Moves the stuck worker's ring to the global queue. True if it moved anything.
+    fn hand_off(&mut self, idx: usize) -> bool {
+        let shared = &self.shared;
+        let mut moved = false;
+        while let Some(first) = shared.slots[idx].stealer.steal_into(&mut self.scratch) {
+            let scratch = &mut self.scratch;
+            shared
+                .inject
+                .push_batch(std::iter::once(first).chain(std::iter::from_fn(|| scratch.pop())));
+            moved = true;
+        }
+        moved
+    }
+
+    /// While workers are stuck and the global queue holds work: wake a sleeper, or start a
+    /// spare (at most one per worker stuck in a syscall). True if it started or woke someone.
+    fn add_capacity(&mut self, in_syscalls: usize) -> bool {
+        let shared = self.shared.clone();
+        if shared.inject.is_empty() {
+            return false;
+        }
+        if shared.idle.sleepers() > 0 {
+            shared.notify_one();
+            return true;
+        }
+        let workers = shared.config.workers;
+        let active_spares = (workers..shared.slots.len())
+            .filter(|&i| shared.slots[i].signal.active.load(Acquire))
+            .count();
+        if active_spares >= in_syscalls {
+            return false;
+        }
+        let Some(idx) =
+            (workers..shared.slots.len()).find(|&i| !shared.slots[i].signal.active.load(Acquire))
+        else {
+            if shared.config.max_spare_workers > 0
+                && !std::mem::replace(&mut self.cap_reported, true)
+            {
+                eprintln!(
+                    "fibra: all {} spare workers are in use while workers are stuck; raise \
+                     RuntimeBuilder::max_spare_workers, or wrap blocking calls in fibra::blocking",
+                    shared.config.max_spare_workers
+                );
+            }
+            return false;
+        };
+        if let Some(old) = self.spares[idx - workers].take() {
+            let _ = old.join(); // it retired (cleared `active`) and is exiting
+        }
+        // Release pairs with this very load in the next sample.
+        shared.slots[idx].signal.active.store(true, Release);
+        let s = shared.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("{}-{idx}", shared.config.thread_name))
+            .spawn(move || Worker::run_thread(idx, s));
+        match spawned {
+            Ok(t) => self.spares[idx - workers] = Some(t),
+            Err(e) => {
+                shared.slots[idx].signal.active.store(false, Release);
+                if !std::mem::replace(&mut self.cap_reported, true) {
+                    eprintln!("fibra: cannot start a spare worker thread: {e}");
+                }
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Reports the fiber running on stuck slot `idx` (whose counter read `seq`).
+    fn report(&self, idx: usize, seq: u64, stuck_for: Duration) {
+        let signal = &self.shared.slots[idx].signal;
+        let id = signal.fiber_id.load(Relaxed);
+        let at = signal.spawned_at.load(Relaxed);
+        // Seqlock read: the Acquire fence pairs with `run_start`'s Release store, and an
+        // unchanged `seq` means the two loads above belong to the run we saw stuck.
+        fence(Acquire);
+        if signal.seq.load(Relaxed) != seq || id == 0 || at.is_null() {
+            return;
+        }
+        // SAFETY: `spawned_at` only ever holds null or a `&'static Location` (`run_start`).
+        let spawned_at: &'static Location<'static> = unsafe { &*at };
+        // Named fibers are registered from their first run, so even a first run finds its name.
+        let fiber_name = self.shared.slots.iter().find_map(|s| {
+            s.registry
+                .find(id)
+                .map(|f| f.identity.name.as_deref().map(str::to_owned))
+        });
+        let thread_state = thread_state(signal.tid.load(Relaxed));
+        let report = StallReport {
+            worker: idx,
+            fiber_id: FiberId::new(id),
+            fiber_name: fiber_name.flatten(),
+            spawned_at,
+            stuck_for,
+            kind: match thread_state {
+                Some('S' | 'D') => StallKind::Syscall,
+                Some('R') => StallKind::CpuLoop,
+                _ => StallKind::Unknown,
+            },
+            thread_state,
+        };
+        let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            match &self.shared.config.on_stall {
+                Some(hook) => (hook.0)(&report),
+                None => eprintln!("{report}"),
+            }
+        }));
+        if delivered.is_err() {
+            eprintln!("fibra: the on_stall hook panicked; the report was: {report}");
+        }
+    }
+}
+
+/// The state letter of a thread of this process (`man 5 proc`: the field after `(comm)`).
+fn thread_state(tid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    after_comm.split_whitespace().next()?.chars().next()
+}

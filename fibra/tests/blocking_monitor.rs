@@ -1,0 +1,240 @@
+//! A fiber blocks its worker (a blocking syscall, or a CPU loop) while 1,000 fibers loop on
+//! `fibra::sleep(1ms)`: the fibers not pinned to the blocked thread, and the fibers it had
+//! spawned but not started, keep running; with `fibra::blocking` every fiber does; the
+//! monitor reports the blocker by name.
+//!
+//! The bounds compare each group's wake-up rate during the block with its own rate before it
+//! (debug builds on a busy 2-core machine reach nowhere near 1,000 wake-ups/s per fiber), and
+//! are loose enough to fail only if the feature is broken: with the monitor off and the
+//! other worker busy, the same fibers get ~0% (the lab's `blocking` experiment shows it).
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
+
+use fibra::{Runtime, StallKind, StallReport};
+
+/// Aborts the process if the test it guards hangs.
+struct Watchdog(mpsc::Sender<()>);
+
+fn watchdog(test: &'static str) -> Watchdog {
+    let (tx, rx) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(60)) {
+            let _ = writeln!(
+                std::io::stderr(),
+                "watchdog: `{test}` still running after 60 s; aborting"
+            );
+            std::process::abort();
+        }
+    });
+    Watchdog(tx)
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
+/// The rate tests measure wake-up rates: one at a time, so they do not share the 2 cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const SLEEPERS: usize = 1_000;
+const BASELINE: Duration = Duration::from_millis(500);
+const BLOCK_FOR: Duration = Duration::from_secs(1);
+/// Fibers the blocker spawns right before it blocks (queued on its worker, not started).
+const LATE_SPAWNS: usize = 100;
+const LATE_SLEEPS: usize = 10;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Block {
+    Syscall,
+    Cpu,
+    /// `std::thread::sleep` inside `fibra::blocking`.
+    Wrapped,
+}
+
+#[derive(Default)]
+struct Sleeper {
+    home: Mutex<Option<ThreadId>>,
+    /// Wake-ups during the baseline, during the block.
+    wakes: [AtomicU64; 2],
+}
+
+#[derive(Debug)]
+struct Rates {
+    /// Wake-ups per second during the block / before it, for the fibers on the blocked thread.
+    same: Option<f64>,
+    /// The same for the fibers on other threads.
+    other: f64,
+    /// Late spawns that finished all their sleeps while the blocker was still blocked.
+    late_done_in_block: usize,
+    reports: Vec<StallReport>,
+}
+
+/// Phase: 0 baseline, 1 blocking, 2 after.
+fn run_scenario(block: Block) -> Rates {
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let r2 = reports.clone();
+    let rt = Runtime::builder()
+        .workers(2)
+        .on_stall(move |r: &StallReport| r2.lock().unwrap().push(r.clone()))
+        .build()
+        .unwrap();
+    let (sleepers, blocker_thread, late_done_in_block) = rt.block_on(|| {
+        let phase = Arc::new(AtomicU8::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let sleepers: Arc<Vec<Sleeper>> =
+            Arc::new((0..SLEEPERS).map(|_| Sleeper::default()).collect());
+        let handles: Vec<_> = (0..SLEEPERS)
+            .map(|i| {
+                let (phase, stop, sleepers) = (phase.clone(), stop.clone(), sleepers.clone());
+                fibra::spawn(move || {
+                    let me = &sleepers[i];
+                    *me.home.lock().unwrap() = Some(thread::current().id());
+                    while !stop.load(Relaxed) {
+                        fibra::sleep(Duration::from_millis(1));
+                        if let p @ 0..=1 = phase.load(Relaxed) {
+                            me.wakes[p as usize].fetch_add(1, Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        fibra::sleep(BASELINE);
+        let late_done = Arc::new(AtomicUsize::new(0));
+        let (p2, ld) = (phase.clone(), late_done.clone());
+        let blocker = fibra::Builder::new()
+            .name("the-blocker")
+            .spawn(move || {
+                let late: Vec<_> = (0..LATE_SPAWNS)
+                    .map(|_| {
+                        let ld = ld.clone();
+                        fibra::spawn(move || {
+                            for _ in 0..LATE_SLEEPS {
+                                fibra::sleep(Duration::from_millis(1));
+                            }
+                            ld.fetch_add(1, SeqCst);
+                        })
+                    })
+                    .collect();
+                p2.store(1, Relaxed);
+                match block {
+                    Block::Syscall => thread::sleep(BLOCK_FOR),
+                    Block::Cpu => {
+                        let t = Instant::now();
+                        while t.elapsed() < BLOCK_FOR {
+                            std::hint::spin_loop();
+                        }
+                    }
+                    Block::Wrapped => fibra::blocking(|| thread::sleep(BLOCK_FOR)),
+                }
+                let in_block = ld.load(SeqCst);
+                p2.store(2, Relaxed);
+                (thread::current().id(), in_block, late)
+            })
+            .unwrap();
+        let (blocker_thread, in_block, late) = blocker.join().unwrap();
+        late.into_iter().for_each(|h| h.join().unwrap());
+        stop.store(true, Relaxed);
+        handles.into_iter().for_each(|h| h.join().unwrap());
+        (sleepers, blocker_thread, in_block)
+    });
+    let mut same = (0u64, 0u64, 0usize);
+    let mut other = (0u64, 0u64, 0usize);
+    for s in sleepers.iter() {
+        let group = if *s.home.lock().unwrap() == Some(blocker_thread) {
+            &mut same
+        } else {
+            &mut other
+        };
+        group.0 += s.wakes[0].load(Relaxed);
+        group.1 += s.wakes[1].load(Relaxed);
+        group.2 += 1;
+    }
+    let ratio = |(before, during, n): (u64, u64, usize)| {
+        (n > 0 && before > 0).then(|| {
+            (during as f64 / BLOCK_FOR.as_secs_f64()) / (before as f64 / BASELINE.as_secs_f64())
+        })
+    };
+    let reports = reports.lock().unwrap().clone();
+    Rates {
+        same: ratio(same),
+        other: ratio(other).expect("some sleepers ran on the other worker"),
+        late_done_in_block,
+        reports,
+    }
+}
+
+fn check_others_keep_moving(rates: &Rates) {
+    assert!(
+        rates.other >= 0.3,
+        "fibers on the other worker slowed to {:.0}% of their rate: {rates:?}",
+        rates.other * 100.0
+    );
+    assert_eq!(
+        rates.late_done_in_block, LATE_SPAWNS,
+        "fibers spawned (not started) on the blocked worker did not run elsewhere: {rates:?}"
+    );
+}
+
+fn check_report(rates: &Rates, kind: StallKind) {
+    let r = rates
+        .reports
+        .iter()
+        .find(|r| r.fiber_name.as_deref() == Some("the-blocker"))
+        .unwrap_or_else(|| panic!("no stall report names the blocker: {:?}", rates.reports));
+    assert_eq!(r.kind, kind, "{r}");
+    assert!(r.spawned_at.file().ends_with("blocking_monitor.rs"), "{r}");
+    // Threshold 10 ms; the report comes one sample (≤ 10 ms) later. 500 ms is generous.
+    assert!(
+        r.stuck_for < Duration::from_millis(500),
+        "reported late: {r}"
+    );
+    assert!(r.to_string().contains("\"the-blocker\""), "{r}");
+}
+
+#[test]
+fn blocking_syscall_others_keep_moving_and_it_is_reported() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _w = watchdog("blocking_syscall_others_keep_moving_and_it_is_reported");
+    let rates = run_scenario(Block::Syscall);
+    check_others_keep_moving(&rates);
+    check_report(&rates, StallKind::Syscall);
+}
+
+#[test]
+fn cpu_loop_others_keep_moving_and_it_is_reported() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _w = watchdog("cpu_loop_others_keep_moving_and_it_is_reported");
+    let rates = run_scenario(Block::Cpu);
+    check_others_keep_moving(&rates);
+    check_report(&rates, StallKind::CpuLoop);
+}
+
+#[test]
+fn wrapped_in_blocking_every_fiber_keeps_its_rate() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _w = watchdog("wrapped_in_blocking_every_fiber_keeps_its_rate");
+    let rates = run_scenario(Block::Wrapped);
+    check_others_keep_moving(&rates);
+    if let Some(same) = rates.same {
+        assert!(
+            same >= 0.3,
+            "fibers on the blocker's worker slowed to {:.0}%: {rates:?}",
+            same * 100.0
+        );
+    }
+    assert!(
+        !rates
+            .reports
+            .iter()
+            .any(|r| r.fiber_name.as_deref() == Some("the-blocker")),
+        "a fiber parked in fibra::blocking was reported stuck: {:?}",
+        rates.reports
+    );
+}

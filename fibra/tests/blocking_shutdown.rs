@@ -1,0 +1,81 @@
+//! A session's end joins every thread it started: workers, the monitor, spare workers and
+//! blocking-pool threads (the pool's keep-alive is long, so its threads are still idle then).
+//!
+//! One `#[test]` in a binary of its own: it counts the process's threads.
+
+use std::io::Write;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::Duration;
+
+use fibra::Runtime;
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+#[test]
+fn session_end_joins_pool_monitor_and_spare_threads() {
+    let (tx, rx) = mpsc::channel::<()>();
+    thread::spawn(move || {
+        if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(60)) {
+            let _ = writeln!(
+                std::io::stderr(),
+                "watchdog: still running after 60 s; aborting"
+            );
+            std::process::abort();
+        }
+    });
+    let before = threads();
+    let rt = Runtime::builder()
+        .workers(2)
+        .on_stall(|_| {})
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let during = rt.block_on(|| {
+            // Several pool threads at once (each task waits for the others).
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let hs: Vec<_> = (0..4)
+                .map(|_| {
+                    let b = barrier.clone();
+                    fibra::spawn_blocking(move || {
+                        b.wait();
+                    })
+                })
+                .collect();
+            hs.into_iter().for_each(|h| h.join().unwrap());
+            fibra::blocking(|| thread::sleep(Duration::from_millis(5)));
+            // A stall with both workers busy, so a spare may start too.
+            let busy: Vec<_> = (0..2)
+                .map(|_| {
+                    fibra::spawn(|| {
+                        let t = std::time::Instant::now();
+                        while t.elapsed() < Duration::from_millis(100) {
+                            fibra::yield_now();
+                        }
+                    })
+                })
+                .collect();
+            let stuck = fibra::spawn(|| {
+                let late: Vec<_> = (0..20).map(|_| fibra::spawn(|| ())).collect();
+                thread::sleep(Duration::from_millis(100));
+                late
+            });
+            stuck
+                .join()
+                .unwrap()
+                .into_iter()
+                .for_each(|h| h.join().unwrap());
+            busy.into_iter().for_each(|h| h.join().unwrap());
+            threads()
+        });
+        // 2 workers + monitor + 4 pool threads at least.
+        assert!(
+            during >= before + 7,
+            "{during} threads during the session, {before} before"
+        );
+        assert_eq!(threads(), before, "threads left behind after the session");
+    }
+    let _ = tx.send(());
+}
