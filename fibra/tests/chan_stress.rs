@@ -100,7 +100,7 @@ fn micros(rng: &mut Rng) -> Duration {
 
 /// `stop_early`: producers may drop their sender before the end.
 fn produce(p: usize, tx: Sender<Item>, ledger: Arc<Ledger>, stop_early: bool) {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (p as u64 + 1) * 0x1234_5678_9ABC);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((p as u64 + 1) * 0x1234_5678_9ABC));
     let stop_at = if stop_early {
         rng.below(PER_PRODUCER as u64) as usize
     } else {
@@ -134,7 +134,7 @@ fn produce(p: usize, tx: Sender<Item>, ledger: Arc<Ledger>, stop_early: bool) {
 
 /// `stop_early`: consumers may drop their receiver before the channel is drained.
 fn consume(c: usize, rx: Receiver<Item>, stop_early: bool) {
-    let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ (c as u64 + 7) * 0x9876_5432_1);
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ ((c as u64 + 7) * 0x0009_8765_4321));
     let stop_after = if stop_early {
         rng.below(2 * PER_PRODUCER as u64)
     } else {
@@ -370,7 +370,7 @@ fn shutdown_while_parked_drops_every_item_once() {
         // On a thread of its own, so a shutdown that hangs fails the test instead.
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            done_tx.send(rt.block_on(move || {
+            rt.block_on(move || {
                 let next = AtomicUsize::new(0);
                 let item = || Item::new(next.fetch_add(1, SeqCst), &l);
                 let (full_tx, full_rx) = chan::bounded::<Item>(1);
@@ -421,7 +421,8 @@ fn shutdown_while_parked_drops_every_item_once() {
                     }
                 }
                 // Returning shuts the session down: every parked fiber is unwound.
-            }))
+            });
+            done_tx.send(())
         });
         done_rx
             .recv_timeout(Duration::from_secs(20))

@@ -125,32 +125,6 @@ impl WaitList {
         None
     }
 
-    /// Like `notify_one`, but `pred` may skip a waiter (it stays queued, in order); the first
-    /// accepted one is claimed. Used where waiters want different things (a writer vs readers).
-    pub(crate) fn notify_first(
-        &mut self,
-        mut pred: impl FnMut(usize) -> bool,
-    ) -> Option<(Arc<Waiter>, usize)> {
-        let mut i = 0;
-        while i < self.entries.len() {
-            let (waiter, token) = &self.entries[i];
-            if waiter.selected() != WAITING {
-                self.entries.remove(i); // claimed elsewhere: stale
-                continue;
-            }
-            if pred(*token) {
-                let (waiter, token) = self.entries.remove(i).expect("index checked");
-                if waiter.try_select(token) {
-                    waiter.wake();
-                    return Some((waiter, token));
-                }
-                continue;
-            }
-            i += 1;
-        }
-        None
-    }
-
     /// Claims and wakes every waiting waiter; returns how many.
     pub(crate) fn notify_all(&mut self) -> usize {
         let mut n = 0;
@@ -165,6 +139,8 @@ impl WaitList {
         self.entries.is_empty()
     }
 
+    /// Entries queued, stale ones included (tests watch queues fill up).
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
