@@ -10,8 +10,11 @@
 //! - `contended + yield, 8 fibers`: as above, but every 16th critical section yields while
 //!   holding the lock, so waiters really queue (and, with std, a worker blocks on a lock whose
 //!   holder cannot run until it does: that case is skipped for std, it can deadlock).
+//! - `semaphore(1), ...`: the same scenarios with a one-permit `fibra::sync::Semaphore` as the
+//!   lock (std has no semaphore).
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -58,6 +61,27 @@ impl Counter for std::sync::Mutex<u64> {
     }
     fn get(&self) -> u64 {
         *self.lock().unwrap()
+    }
+}
+
+/// A counter guarded by a one-permit semaphore (the permit gives exclusivity; the atomic only
+/// keeps the bench free of `unsafe`).
+struct Sem(fibra::sync::Semaphore, AtomicU64);
+
+impl Counter for Sem {
+    fn new() -> Self {
+        Sem(fibra::sync::Semaphore::new(1), AtomicU64::new(0))
+    }
+    fn incr(&self, yield_inside: bool) {
+        let _permit = self.0.acquire();
+        self.1.store(self.1.load(Relaxed) + 1, Relaxed);
+        if yield_inside {
+            fibra::yield_now();
+        }
+    }
+    fn get(&self) -> u64 {
+        let _permit = self.0.acquire();
+        self.1.load(Relaxed)
     }
 }
 
@@ -139,6 +163,26 @@ fn main() {
     row(
         "contended + yield, 8 fibers",
         median(|| contended_fibers::<Fibra>(16)),
+        None,
+    );
+    row(
+        "semaphore(1): uncontended, fiber",
+        median(|| fibra::run(uncontended::<Sem>)),
+        None,
+    );
+    row(
+        "semaphore(1): 8 fibers",
+        median(|| contended_fibers::<Sem>(0)),
+        None,
+    );
+    row(
+        "semaphore(1): 8 threads",
+        median(contended_threads::<Sem>),
+        None,
+    );
+    row(
+        "semaphore(1) + yield, 8 fibers",
+        median(|| contended_fibers::<Sem>(16)),
         None,
     );
 }
