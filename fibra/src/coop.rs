@@ -9,8 +9,8 @@
 //! its worker's queue) and gets a fresh budget at its next run.
 //!
 //! # The default: 128 operations per run
-//! tokio's number. Measured on the 2-core VM, release build (`cargo test --release -p fibra
-//! --lib coop::measure -- --ignored --nocapture`):
+//! tokio's number. Measured on the 2-core VM, release build (`cargo bench -p fibra --bench
+//! coop`):
 //! - cost: counting one operation takes ~4.4 ns (an out-of-line call into the runtime's
 //!   thread-local); with the yield every 128 operations it is ~7.3 ns per operation (a lone
 //!   fiber's yield, ~360 ns, spread over 128).
@@ -81,80 +81,50 @@ pub fn consume_budget() {
     consume();
 }
 
-/// Measurements behind the default (run with `--release -- --ignored --nocapture`).
 #[cfg(all(test, not(loom)))]
-mod measure {
-    use std::collections::VecDeque;
-    use std::sync::atomic::{AtomicBool, Ordering::*};
-    use std::sync::{Arc, Mutex};
-    use std::time::Instant;
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+    use std::sync::Arc;
 
-    fn runtime(budget: u32) -> crate::Runtime {
-        crate::Runtime::builder()
-            .workers(1)
-            .coop_budget(budget)
-            .monitor(false)
-            .build()
-            .unwrap()
-    }
-
-    /// ns per `consume`, with the budget off (the counting call only) and at 128 (with the
-    /// yield every 128 operations, nobody else to run).
+    /// On one worker, a fiber that only ever succeeds (never parks) still lets another fiber
+    /// run, once per budget: with the budget off the other fiber would not run until it ends.
     #[test]
-    #[ignore]
-    fn measure_cost_per_operation() {
-        const N: u32 = 10_000_000;
-        for budget in [0, 128] {
-            let ns = runtime(budget).block_on(|| {
-                let t = Instant::now();
-                for _ in 0..N {
-                    super::consume();
-                }
-                t.elapsed().as_nanos() as f64 / f64::from(N)
-            });
-            println!("coop budget {budget:>4}: {ns:.2} ns per operation");
-        }
-    }
-
-    /// A producer pushes 200k items into a queue it never blocks on, the consumer drains it;
-    /// both on one worker. Prints the longest queue the consumer saw, its turns, and the time.
-    #[test]
-    #[ignore]
-    fn measure_producer_consumer_fairness() {
-        const N: usize = 200_000;
-        println!("budget  max queue  consumer turns  ms");
-        for budget in [0, 16, 128, 1024] {
-            let (max_len, turns, ms) = runtime(budget).block_on(|| {
-                let q = Arc::new(Mutex::new(VecDeque::new()));
-                let done = Arc::new(AtomicBool::new(false));
-                let t = Instant::now();
-                let (q2, d2) = (q.clone(), done.clone());
-                let consumer = crate::spawn(move || {
-                    let (mut max_len, mut turns, mut got) = (0, 0u64, 0);
-                    while got < N {
-                        let mut q = q2.lock().unwrap();
-                        max_len = max_len.max(q.len());
-                        got += q.drain(..).count();
-                        drop(q);
-                        turns += 1;
-                        if got < N && !d2.load(Acquire) {
-                            crate::yield_now();
-                        }
+    fn a_busy_fiber_yields_once_its_budget_is_spent() {
+        for (budget, expect_turns) in [(16u32, true), (0, false)] {
+            let rt = crate::Runtime::builder()
+                .workers(1)
+                .coop_budget(budget)
+                .monitor(false)
+                .build()
+                .unwrap();
+            let turns_while_busy = rt.block_on(|| {
+                let busy_done = Arc::new(AtomicBool::new(false));
+                let turns = Arc::new(AtomicU64::new(0));
+                let (d, t) = (busy_done.clone(), turns.clone());
+                let other = crate::spawn(move || {
+                    while !d.load(Acquire) {
+                        t.fetch_add(1, Relaxed);
+                        crate::yield_now();
                     }
-                    (max_len, turns)
                 });
-                let producer = crate::spawn(move || {
-                    for i in 0..N {
-                        q.lock().unwrap().push_back(i);
+                let t = turns.clone();
+                let busy = crate::spawn(move || {
+                    let before = t.load(Relaxed);
+                    for _ in 0..10_000 {
                         super::consume();
                     }
-                    done.store(true, Release);
+                    t.load(Relaxed) - before
                 });
-                producer.join().unwrap();
-                let (max_len, turns) = consumer.join().unwrap();
-                (max_len, turns, t.elapsed().as_secs_f64() * 1e3)
+                let seen = busy.join().unwrap();
+                busy_done.store(true, Release);
+                other.join().unwrap();
+                seen
             });
-            println!("{budget:>6}  {max_len:>9}  {turns:>14}  {ms:.1}");
+            assert_eq!(
+                turns_while_busy > 0,
+                expect_turns,
+                "budget {budget}: {turns_while_busy} turns"
+            );
         }
     }
 }

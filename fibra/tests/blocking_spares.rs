@@ -54,20 +54,30 @@ fn spare_workers_converge_back_after_a_stall() {
             }
             fibra::sleep(Duration::from_millis(5));
         }
-        let p2 = peak.clone();
+        // The thread count is sampled from a plain thread, so the blocker can stay inside one
+        // uninterrupted syscall (the monitor starts spares only for threads seen asleep in
+        // the kernel on every sample).
+        let sampling = Arc::new(AtomicBool::new(true));
+        let sampler = {
+            let (peak, sampling) = (peak.clone(), sampling.clone());
+            thread::spawn(move || {
+                while sampling.load(Relaxed) {
+                    peak.fetch_max(threads() - 1, Relaxed); // minus the sampler itself
+                    thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
         let blocker = fibra::spawn(move || {
             // Movable work queued behind the blocker: the monitor hands it off.
             let late: Vec<_> = (0..50)
                 .map(|_| fibra::spawn(|| fibra::sleep(Duration::from_millis(1))))
                 .collect();
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_millis(500) {
-                thread::sleep(Duration::from_millis(10)); // blocks this worker
-                p2.fetch_max(threads(), Relaxed);
-            }
+            thread::sleep(Duration::from_millis(500)); // blocks this worker
             late
         });
         let late = blocker.join().unwrap();
+        sampling.store(false, Relaxed);
+        sampler.join().unwrap();
         late.into_iter().for_each(|h| h.join().unwrap());
         stop.store(true, Relaxed);
         busy.into_iter().for_each(|h| h.join().unwrap());
