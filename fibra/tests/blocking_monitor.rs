@@ -8,37 +8,15 @@
 //! are loose enough to fail only if the feature is broken: with the monitor off and the
 //! other worker busy, the same fibers get ~0% (the lab's `blocking` experiment shows it).
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use fibra::{Runtime, StallKind, StallReport};
 
-/// Aborts the process if the test it guards hangs.
-struct Watchdog(mpsc::Sender<()>);
-
-fn watchdog(test: &'static str) -> Watchdog {
-    let (tx, rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(60)) {
-            let _ = writeln!(
-                std::io::stderr(),
-                "watchdog: `{test}` still running after 60 s; aborting"
-            );
-            std::process::abort();
-        }
-    });
-    Watchdog(tx)
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let _ = self.0.send(());
-    }
-}
+mod common;
+use common::watchdog;
 
 /// The rate tests measure wake-up rates: one at a time, so they do not share the 2 cores.
 static SERIAL: Mutex<()> = Mutex::new(());

@@ -1,14 +1,16 @@
 //! The runtime API: `run`, `Runtime::builder`, sessions, and misuse outside a runtime.
 
 use std::any::Any;
-use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fibra::{BuildError, Runtime, SpawnError};
+
+mod common;
+use common::watchdog;
 
 /// The text of a panic payload (`panic!` gives `&str` or `String`).
 fn message(p: &(dyn Any + Send)) -> String {
@@ -16,30 +18,6 @@ fn message(p: &(dyn Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "<non-string payload>".to_owned())
-}
-
-/// Aborts the process if the test it guards hangs (a scheduler bug shows as a hang).
-struct Watchdog(mpsc::Sender<()>);
-
-fn watchdog(test: &'static str) -> Watchdog {
-    let (tx, rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(60)) {
-            // Straight to stderr: `eprintln!` from a test's threads is captured, and lost on abort.
-            let _ = writeln!(
-                std::io::stderr(),
-                "watchdog: `{test}` still running after 60 s; aborting"
-            );
-            std::process::abort();
-        }
-    });
-    Watchdog(tx)
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let _ = self.0.send(());
-    }
 }
 
 #[test]

@@ -4,40 +4,18 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use fibra::{JoinError, JoinHandle, ParkReason, Runtime, SpawnError};
 
-/// Aborts the process if the test it guards hangs (a shutdown that never ends).
-struct Watchdog(mpsc::Sender<()>);
-
-fn watchdog(test: &'static str) -> Watchdog {
-    let (tx, rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(60)) {
-            // Straight to stderr: `eprintln!` from a test's threads is captured, and lost on abort.
-            let _ = writeln!(
-                std::io::stderr(),
-                "watchdog: `{test}` still running after 60 s; aborting"
-            );
-            std::process::abort();
-        }
-    });
-    Watchdog(tx)
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let _ = self.0.send(());
-    }
-}
+mod common;
+use common::watchdog;
 
 /// How long a session may take to shut down before the test fails as hung.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);

@@ -5,39 +5,16 @@
 //! their threads and allocations would disturb the counts.
 
 use std::future::Future;
-use std::io::Write;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use fibra::{JoinHandle, ParkReason, Runtime};
 
-/// Aborts the process if the test hangs (a shutdown that never ends).
-struct Watchdog(mpsc::Sender<()>);
-
-fn watchdog(test: &'static str) -> Watchdog {
-    let (tx, rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(120)) {
-            // Straight to stderr: `eprintln!` from a test's threads is captured, and lost on abort.
-            let _ = writeln!(
-                std::io::stderr(),
-                "watchdog: `{test}` still running after 120 s; aborting"
-            );
-            std::process::abort();
-        }
-    });
-    Watchdog(tx)
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let _ = self.0.send(());
-    }
-}
+mod common;
+use common::watchdog_for;
 
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
@@ -189,7 +166,10 @@ const VM_SLACK_KIB: usize = 256 * 1024;
 
 #[test]
 fn sessions_leave_no_threads_or_maps_behind() {
-    let _w = watchdog("sessions_leave_no_threads_or_maps_behind");
+    let _w = watchdog_for(
+        "sessions_leave_no_threads_or_maps_behind",
+        Duration::from_secs(120),
+    );
     let scenarios = [
         (Wait::ParkOrSleep, 100_000),
         (Wait::Sleep, 1000),

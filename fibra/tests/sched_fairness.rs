@@ -2,37 +2,14 @@
 //! not starve the rest. Each test would hang if the scheduler were unfair; a watchdog turns
 //! that hang into an abort with a message.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use fibra::{Fiber, Runtime};
 
-/// Aborts the process if the test it guards hangs (an unfair scheduler shows as a hang).
-struct Watchdog(mpsc::Sender<()>);
-
-fn watchdog(test: &'static str) -> Watchdog {
-    let (tx, rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(60)) {
-            // Straight to stderr: `eprintln!` from a test's threads is captured, and lost on abort.
-            let _ = writeln!(
-                std::io::stderr(),
-                "watchdog: `{test}` still running after 60 s (a fiber starved?); aborting"
-            );
-            std::process::abort();
-        }
-    });
-    Watchdog(tx)
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let _ = self.0.send(());
-    }
-}
+mod common;
+use common::watchdog;
 
 fn one_worker() -> Runtime {
     Runtime::builder().workers(1).build().unwrap()

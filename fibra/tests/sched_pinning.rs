@@ -1,38 +1,15 @@
 //! A started fiber stays on the OS thread of its first run (the sound default), under
 //! stealing pressure; with the unsafe migration opt-in the same workload still completes.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
 use fibra::{Fiber, Runtime};
 
-/// Aborts the process if the test it guards hangs (a lost wake-up shows as a hang).
-struct Watchdog(mpsc::Sender<()>);
-
-fn watchdog(test: &'static str) -> Watchdog {
-    let (tx, rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(60)) {
-            // Straight to stderr: `eprintln!` from a test's threads is captured, and lost on abort.
-            let _ = writeln!(
-                std::io::stderr(),
-                "watchdog: `{test}` still running after 60 s; aborting"
-            );
-            std::process::abort();
-        }
-    });
-    Watchdog(tx)
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let _ = self.0.send(());
-    }
-}
+mod common;
+use common::watchdog;
 
 /// Long-running fibers, in partner pairs.
 const FIBERS: usize = 64;
