@@ -7,33 +7,35 @@
 //! sender's packet to a receiver (or from a sender into a waiting receiver's packet).
 //!
 //! # Invariants (under the lock)
-//! - A claimable *receiver* entry exists only while the buffer is empty: a sender that finds
+//! - A claimable *receiver* node exists only while the buffer is empty: a sender that finds
 //!   one hands its value over instead of buffering it.
-//! - A claimable *sender* entry exists only while the buffer is full: a receiver that takes an
+//! - A claimable *sender* node exists only while the buffer is full: a receiver that takes an
 //!   item moves the oldest claimable sender's value into the freed slot (FIFO is kept).
-//! - A claim and the packet change that goes with it happen in one critical section, so the
-//!   packet tells the entry's owner the outcome (`waiters.rs`, "Who removes an entry").
+//! - A claim and the packet change that goes with it happen in one critical section, and the
+//!   claim's token store publishes both (`waiters.rs`).
 //!
 //! # Memory ordering
-//! Every value crosses under the lock, so a `send` happens-before the `recv` that returns its
-//! value (the lock's release/acquire). A waiter claimed by a notifier re-takes the lock to
-//! remove its entry before it reads its packet.
+//! Every value crosses under the lock, or through a packet filled under it and published by
+//! the claim's Release token store, which the woken owner loads with Acquire. So a `send`
+//! happens-before the `recv` that returns its value.
 //!
 //! # No lost wake-up
-//! Wait:   lock; try the operation; push (waiter, token, packet); unlock; `Waiter::wait`.
-//! Notify: lock; change the buffer/flags; claim an entry (CAS on its selection word); unlock;
-//! wake. The check and the push share one critical section with every notifier, and a claim
-//! that lands before the waiter parks leaves the park's token set (`sync::waiter`).
-//! Rejected: wake while holding the lock (the woken fiber would run into the held lock).
+//! Wait:   lock; try the operation; push (node, signal); unlock; park until a token arrives.
+//! Notify: lock; change the buffer/flags; claim a node (CAS on its signal), unlink it, fill or
+//! empty its packet, store the token; unlock; wake. The check and the push share one critical
+//! section with every notifier, and a wake that lands before the owner parks leaves the
+//! park's token set (`park.rs`).
+//! Rejected: wake while holding the lock (the woken fiber would run into the held lock);
+//! leaving the node for its owner to remove (every woken waiter re-took the lock: ~1/3 of a
+//! ping-pong round trip, measured with callgrind).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::task::Waker;
 
 use super::error::{TryRecvError, TrySendError};
-use super::waiters::{Entry, Waiters};
+use super::waiters::{Signal, Waiters};
 use crate::loom::sync::{Mutex, MutexGuard};
 use crate::loom::{AtomicUsize, Ordering::*};
-use crate::sync::waiter::Waiter;
 
 /// Capacity of an unbounded channel.
 pub(crate) const UNBOUNDED: usize = usize::MAX;
@@ -60,8 +62,10 @@ pub(crate) struct State<T> {
 }
 
 /// A waiter to wake once the lock is released.
-pub(crate) type Wake = Option<Arc<Waiter>>;
+pub(crate) type Wake = Option<Waker>;
 
+/// After unlocking: wakes the claimed waiter, if any.
+#[inline]
 pub(crate) fn wake(w: Wake) {
     if let Some(w) = w {
         w.wake();
@@ -103,14 +107,14 @@ impl<T> Chan<T> {
         &self,
         st: &mut State<T>,
         v: T,
-        own: Option<&Waiter>,
+        own: Option<&Signal>,
     ) -> Result<Wake, TrySendError<T>> {
         if st.receivers_gone {
             return Err(TrySendError::Disconnected(v));
         }
-        if let Some(e) = st.receivers.claim(own) {
-            e.packet = Some(v); // the claim is ours: the owner finds the value on removal
-            return Ok(Some(e.waiter.clone()));
+        if let Some(mut c) = st.receivers.claim(own) {
+            c.give(v);
+            return Ok(c.finish());
         }
         if st.buf.len() < self.cap {
             st.buf.push_back(v);
@@ -123,22 +127,23 @@ impl<T> Chan<T> {
     pub(crate) fn try_recv_locked(
         &self,
         st: &mut State<T>,
-        own: Option<&Waiter>,
+        own: Option<&Signal>,
     ) -> Result<(T, Wake), TryRecvError> {
         if let Some(v) = st.buf.pop_front() {
             // A slot is free: the oldest waiting sender's value takes it.
             let mut woken = None;
-            if st.buf.len() < self.cap {
-                if let Some(e) = st.senders.claim(own) {
-                    st.buf.push_back(take_offer(e));
-                    woken = Some(e.waiter.clone());
+            if !st.senders.is_empty() && st.buf.len() < self.cap {
+                if let Some(mut c) = st.senders.claim(own) {
+                    st.buf.push_back(c.take_offer());
+                    woken = c.finish();
                 }
             }
             return Ok((v, woken));
         }
-        if let Some(e) = st.senders.claim(own) {
+        if let Some(mut c) = st.senders.claim(own) {
             // Rendezvous (or a just-drained buffer): take the value from the sender itself.
-            return Ok((take_offer(e), Some(e.waiter.clone())));
+            let v = c.take_offer();
+            return Ok((v, c.finish()));
         }
         if st.senders_gone {
             return Err(TryRecvError::Disconnected);
@@ -147,12 +152,12 @@ impl<T> Chan<T> {
     }
 
     /// Under the lock: would `try_send_locked` succeed or fail for good (not `Full`)?
-    pub(crate) fn send_ready(&self, st: &State<T>, own: Option<&Waiter>) -> bool {
+    pub(crate) fn send_ready(&self, st: &State<T>, own: Option<&Signal>) -> bool {
         st.receivers_gone || st.buf.len() < self.cap || st.receivers.has_claimable(own)
     }
 
     /// Under the lock: would `try_recv_locked` return something other than `Empty`?
-    pub(crate) fn recv_ready(&self, st: &State<T>, own: Option<&Waiter>) -> bool {
+    pub(crate) fn recv_ready(&self, st: &State<T>, own: Option<&Signal>) -> bool {
         !st.buf.is_empty() || st.senders_gone || st.senders.has_claimable(own)
     }
 
@@ -163,9 +168,9 @@ impl<T> Chan<T> {
         if st.receivers_gone {
             return Err(v); // nobody can ever receive it: the caller drops it
         }
-        if let Some(e) = st.receivers.claim(None) {
-            e.packet = Some(v);
-            return Ok(Some(e.waiter.clone()));
+        if let Some(mut c) = st.receivers.claim(None) {
+            c.give(v);
+            return Ok(c.finish());
         }
         st.buf.push_front(v);
         Ok(None)
@@ -179,7 +184,7 @@ impl<T> Chan<T> {
             st.senders_gone = true;
             st.receivers.claim_all()
         };
-        woken.iter().for_each(|w| w.wake());
+        woken.into_iter().for_each(Waker::wake);
     }
 
     /// The last `Receiver` is gone: drop what is buffered (exactly once, here, after
@@ -190,30 +195,8 @@ impl<T> Chan<T> {
             st.receivers_gone = true;
             (st.senders.claim_all(), std::mem::take(&mut st.buf))
         };
-        woken.iter().for_each(|w| w.wake());
+        woken.into_iter().for_each(Waker::wake);
         drop(items);
-    }
-
-    /// Owner: takes back its entry after waking; `None` is a broken invariant (only the
-    /// owner removes an entry).
-    pub(crate) fn unregister(
-        st: &mut Waiters<T>,
-        waiter: &Waiter,
-        token: usize,
-        what: &str,
-    ) -> Entry<T> {
-        match st.remove(waiter, token) {
-            Some(e) => e,
-            None => fatal!("chan::{what}: a waiter's entry vanished"),
-        }
-    }
-}
-
-/// A claimable sender entry always holds its value until the claim that takes it.
-fn take_offer<T>(e: &mut Entry<T>) -> T {
-    match e.packet.take() {
-        Some(v) => v,
-        None => fatal!("chan: a claimable sender entry had no value"),
     }
 }
 

@@ -1,20 +1,20 @@
 //! `send_async` / `recv_async`: the same channel from `async` code.
 //!
-//! A pending future holds one entry in the channel, registered with a [`Waiter`] built from
-//! the task's `Waker`. A poll takes the lock and reads its entry; a claimed entry is the
-//! outcome (exactly as for a blocked fiber, `waiters.rs`). A re-poll with the same waker and
-//! an unclaimed entry changes nothing; a new waker replaces the entry.
+//! A pending future holds one node in the channel (boxed, with a signal holding the task's
+//! `Waker`). A poll takes the lock and reads its signal; a claimed node's packet is the
+//! outcome (exactly as for a blocked fiber, `waiters.rs`). A re-poll of an unclaimed node
+//! keeps its place in the queue and, if the waker changed, swaps it in.
 //!
 //! # Cancel safety
-//! Dropping a future removes its entry under the lock. A `RecvFuture` whose entry was already
+//! Dropping a future removes its node under the lock. A `RecvFuture` whose node was already
 //! handed a value gives it back to the channel (to another waiting receiver, else to the front
 //! of the buffer), so no value is lost. A dropped `SendFuture` either delivered its value (its
-//! entry was emptied by a receiver) or drops it unsent.
+//! node was emptied by a receiver) or drops it unsent.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::ptr::NonNull;
 use std::task::{Context, Poll};
 
 use super::channel::wake;
@@ -22,8 +22,56 @@ use super::error::{RecvError, SendError, TryRecvError, TrySendError};
 use super::receiver::Receiver;
 use super::sender::Sender;
 use super::wait::TOKEN;
-use super::waiters::Entry;
-use crate::sync::waiter::{Waiter, WAITING};
+use super::waiters::{Node, Signal, Waiters, WAITING};
+
+/// A pending future's registration: its node and signal, on the heap (a future may move
+/// between polls, so they cannot live in it).
+struct Slot<T> {
+    signal: Signal,
+    node: Node<T>,
+}
+
+/// Owns a `Slot` from `Box::into_raw`; the owning future frees it (`take`) once the node is
+/// unlinked, under the channel lock.
+struct SlotPtr<T>(NonNull<Slot<T>>);
+
+// SAFETY: the slot is only touched by its future (through `&mut self`) under the channel's
+// lock, or by notifiers under that same lock; its packet holds a `T`, hence `T: Send`.
+unsafe impl<T: Send> Send for SlotPtr<T> {}
+// SAFETY: `&SlotPtr` gives no access to the slot (every use takes `&mut` of the future).
+unsafe impl<T: Send> Sync for SlotPtr<T> {}
+
+impl<T> SlotPtr<T> {
+    /// Under the lock: registers a new slot with `packet` in `list`.
+    fn register(list: &mut Waiters<T>, waker: &std::task::Waker, packet: Option<T>) -> Self {
+        let slot = NonNull::from(Box::leak(Box::new(Slot {
+            signal: Signal::new(waker.clone()),
+            node: Node::new(TOKEN, packet),
+        })));
+        // SAFETY: the slot is on the heap until `take` frees it, which first unlinks the node
+        // under the lock (a claim in progress holds that lock); `list` is the only list the
+        // node ever joins.
+        unsafe { list.push(&slot.as_ref().node, &slot.as_ref().signal) };
+        SlotPtr(slot)
+    }
+
+    fn get(&self) -> &Slot<T> {
+        // SAFETY: the slot lives until `take` consumes this pointer.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Under the lock: unlinks the node if a claim has not, frees the slot and returns the
+    /// packet (the claim's outcome, or the value still offered).
+    fn take(self, list: &mut Waiters<T>) -> Option<T> {
+        // SAFETY: the node was only ever pushed into `list`.
+        unsafe { list.remove(&self.get().node) };
+        // Unlinked, under the lock: the packet is ours.
+        let packet = self.get().node.take_packet();
+        // SAFETY: from `Box::leak` in `register`; unlinked, so no notifier can reach it.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+        packet
+    }
+}
 
 impl<T> Sender<T> {
     /// Sends `value` from `async` code: the future completes once the value is in the
@@ -47,7 +95,7 @@ impl<T> Sender<T> {
         SendFuture {
             tx: self,
             value: Some(value),
-            waiter: None,
+            slot: None,
         }
     }
 }
@@ -72,7 +120,7 @@ impl<T> Receiver<T> {
     pub fn recv_async(&self) -> RecvFuture<'_, T> {
         RecvFuture {
             rx: self,
-            waiter: None,
+            slot: None,
         }
     }
 }
@@ -91,7 +139,7 @@ impl<T> Receiver<T> {
 pub struct SendFuture<'a, T> {
     tx: &'a Sender<T>,
     value: Option<T>,
-    waiter: Option<Arc<Waiter>>,
+    slot: Option<SlotPtr<T>>,
 }
 
 /// The future of [`Receiver::recv_async`].
@@ -107,7 +155,7 @@ pub struct SendFuture<'a, T> {
 #[must_use = "futures do nothing unless polled"]
 pub struct RecvFuture<'a, T> {
     rx: &'a Receiver<T>,
-    waiter: Option<Arc<Waiter>>,
+    slot: Option<SlotPtr<T>>,
 }
 
 // Neither future pins anything: the value is moved in and out, never borrowed across polls.
@@ -121,15 +169,17 @@ impl<T> Future for SendFuture<'_, T> {
         let this = self.get_mut();
         let chan = &*this.tx.chan;
         let mut st = chan.lock();
-        if let Some(w) = this.waiter.take() {
-            if w.selected() == WAITING && w.will_wake(cx.waker()) {
-                this.waiter = Some(w);
-                return Poll::Pending; // spurious poll: still registered
+        if let Some(slot) = this.slot.take() {
+            if slot.get().signal.state() == WAITING {
+                slot.get().signal.set_waker(cx.waker());
+                this.slot = Some(slot);
+                return Poll::Pending; // still registered
             }
-            match take_entry(&mut st.senders, &w).packet {
-                None => return Poll::Ready(Ok(())), // a receiver took it
-                Some(v) => this.value = Some(v),    // disconnected, or a new waker: retry
-            }
+            // Claimed (under this lock, so the claim is complete): the packet is the outcome.
+            return Poll::Ready(match slot.take(&mut st.senders) {
+                None => Ok(()),               // a receiver took it
+                Some(v) => Err(SendError(v)), // every receiver is gone
+            });
         }
         let Some(value) = this.value.take() else {
             panic!("SendFuture polled after completion");
@@ -142,9 +192,7 @@ impl<T> Future for SendFuture<'_, T> {
             }
             Err(TrySendError::Disconnected(v)) => Poll::Ready(Err(SendError(v))),
             Err(TrySendError::Full(v)) => {
-                let w = Waiter::from_waker(cx.waker().clone());
-                st.senders.push(w.clone(), TOKEN, Some(v));
-                this.waiter = Some(w);
+                this.slot = Some(SlotPtr::register(&mut st.senders, cx.waker(), Some(v)));
                 Poll::Pending
             }
         }
@@ -153,9 +201,9 @@ impl<T> Future for SendFuture<'_, T> {
 
 impl<T> Drop for SendFuture<'_, T> {
     fn drop(&mut self) {
-        if let Some(w) = self.waiter.take() {
-            let entry = take_entry(&mut self.tx.chan.lock().senders, &w);
-            drop(entry); // after unlocking: an unsent value is dropped, a taken one was sent
+        if let Some(slot) = self.slot.take() {
+            let packet = slot.take(&mut self.tx.chan.lock().senders);
+            drop(packet); // after unlocking: an unsent value is dropped, a taken one was sent
         }
     }
 }
@@ -167,14 +215,16 @@ impl<T> Future for RecvFuture<'_, T> {
         let this = self.get_mut();
         let chan = &*this.rx.chan;
         let mut st = chan.lock();
-        if let Some(w) = this.waiter.take() {
-            if w.selected() == WAITING && w.will_wake(cx.waker()) {
-                this.waiter = Some(w);
+        if let Some(slot) = this.slot.take() {
+            if slot.get().signal.state() == WAITING {
+                slot.get().signal.set_waker(cx.waker());
+                this.slot = Some(slot);
                 return Poll::Pending;
             }
-            if let Some(v) = take_entry(&mut st.receivers, &w).packet {
+            if let Some(v) = slot.take(&mut st.receivers) {
                 return Poll::Ready(Ok(v)); // a sender handed it over
             }
+            // Claimed empty-handed: every sender is gone; drain what is left below.
         }
         match chan.try_recv_locked(&mut st, None) {
             Ok((v, woken)) => {
@@ -184,9 +234,7 @@ impl<T> Future for RecvFuture<'_, T> {
             }
             Err(TryRecvError::Disconnected) => Poll::Ready(Err(RecvError)),
             Err(TryRecvError::Empty) => {
-                let w = Waiter::from_waker(cx.waker().clone());
-                st.receivers.push(w.clone(), TOKEN, None);
-                this.waiter = Some(w);
+                this.slot = Some(SlotPtr::register(&mut st.receivers, cx.waker(), None));
                 Poll::Pending
             }
         }
@@ -195,10 +243,10 @@ impl<T> Future for RecvFuture<'_, T> {
 
 impl<T> Drop for RecvFuture<'_, T> {
     fn drop(&mut self) {
-        if let Some(w) = self.waiter.take() {
+        if let Some(slot) = self.slot.take() {
             let chan = &*self.rx.chan;
             let mut st = chan.lock();
-            if let Some(v) = take_entry(&mut st.receivers, &w).packet {
+            if let Some(v) = slot.take(&mut st.receivers) {
                 // Handed to us, never returned: give it back so it is not lost.
                 match chan.reinject_locked(&mut st, v) {
                     Ok(woken) => {
@@ -215,14 +263,10 @@ impl<T> Drop for RecvFuture<'_, T> {
     }
 }
 
-fn take_entry<T>(list: &mut super::waiters::Waiters<T>, w: &Waiter) -> Entry<T> {
-    super::channel::Chan::unregister(list, w, TOKEN, "future")
-}
-
 impl<T> fmt::Debug for SendFuture<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SendFuture")
-            .field("registered", &self.waiter.is_some())
+            .field("registered", &self.slot.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -230,7 +274,7 @@ impl<T> fmt::Debug for SendFuture<'_, T> {
 impl<T> fmt::Debug for RecvFuture<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RecvFuture")
-            .field("registered", &self.waiter.is_some())
+            .field("registered", &self.slot.is_some())
             .finish_non_exhaustive()
     }
 }

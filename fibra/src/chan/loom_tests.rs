@@ -1,8 +1,9 @@
 //! loom models of the channel core: the non-blocking steps (`try_*_locked`, disconnection)
-//! racing registrations, claims and timeouts. Waiting itself parks a thread (which loom cannot
-//! model), so a registered party is modelled by its entry plus a waker that records the wake.
+//! racing registrations, claims, timeouts, and owners that read their packet without the
+//! lock once they see a token. Parking is not modelled (loom cannot switch fibers): a
+//! registered party is its node and signal, plus a waker that records the wake.
 //!
-//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release -p fibra --lib loom`
+//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release -p fibra --lib chan::loom`
 
 use std::sync::Arc;
 use std::task::{Wake, Waker};
@@ -13,8 +14,8 @@ use loom::thread;
 use super::channel::{Chan, UNBOUNDED};
 use super::error::{TryRecvError, TrySendError};
 use super::wait::TOKEN;
+use super::waiters::{Node, Signal, CLAIMING, TIMED_OUT, WAITING};
 use crate::loom::Ordering::SeqCst;
-use crate::sync::waiter::{Waiter, TIMED_OUT, WAITING};
 
 /// A waker that records that it was woken.
 struct Flag(AtomicBool);
@@ -27,9 +28,9 @@ impl Wake for Flag {
     }
 }
 
-fn waiter() -> (Arc<Waiter>, Arc<Flag>) {
+fn signal() -> (Signal, Arc<Flag>) {
     let flag = Arc::new(Flag(AtomicBool::new(false)));
-    (Waiter::from_waker(Waker::from(flag.clone())), flag)
+    (Signal::new(Waker::from(flag.clone())), flag)
 }
 
 fn try_send(chan: &Chan<u32>, v: u32) -> Result<(), TrySendError<u32>> {
@@ -48,34 +49,50 @@ fn try_recv(chan: &Chan<u32>) -> Result<u32, TryRecvError> {
     Ok(v)
 }
 
+/// A notifier's token: the claim is complete and the owner may read its packet unlocked.
+fn is_token(s: usize) -> bool {
+    s != WAITING && s != CLAIMING && s != TIMED_OUT
+}
+
 /// A receiver registers (after finding the channel empty) while a sender sends: the value
-/// ends up with the receiver (fast path or packet, and then it was woken), or in the buffer
-/// with the receiver not registered. Never buffered while the receiver waits unclaimed.
+/// ends up with the receiver (fast path, or its packet, read without the lock as soon as the
+/// token is visible, and it was woken), or the sender found no room. Never buffered while the
+/// receiver waits unclaimed.
 #[test]
 fn loom_no_lost_wakeup_recv_vs_send() {
     for cap in [0, 1] {
         loom::model(move || {
             let chan = Arc::new(Chan::<u32>::new(cap));
-            let (w, flag) = waiter();
+            let (sig, flag) = signal();
+            let node = Node::new(TOKEN, None);
             let c = chan.clone();
             let sender = thread::spawn(move || try_send(&c, 7));
             // The receiver: try, else register.
             let mut st = chan.lock();
             let fast = chan.try_recv_locked(&mut st, None).ok().map(|(v, _)| v);
             if fast.is_none() {
-                st.receivers.push(w.clone(), TOKEN, None);
+                // SAFETY: `node` and `sig` outlive the model body; it is unlinked below.
+                unsafe { st.receivers.push(&node, &sig) };
             }
             drop(st);
+            // The owner's wake-up path: a token seen means the packet is ours, no lock.
+            let early = is_token(sig.state()).then(|| node.take_packet());
             let sent = sender.join().unwrap();
-            let mut st = chan.lock();
-            let packet = fast
-                .is_none()
-                .then(|| st.receivers.remove(&w, TOKEN).unwrap().packet);
-            let buffered = st.buf.pop_front();
-            match (fast, packet.flatten(), buffered) {
+            let packet = match early {
+                Some(p) => p,
+                None if fast.is_none() => {
+                    let mut st = chan.lock();
+                    // SAFETY: only ever pushed into this list.
+                    unsafe { st.receivers.remove(&node) };
+                    node.take_packet()
+                }
+                None => None,
+            };
+            let buffered = chan.lock().buf.pop_front();
+            match (fast, packet, buffered) {
                 (Some(7), None, None) => assert!(sent.is_ok()),
                 (None, Some(7), None) => {
-                    assert_eq!(w.selected(), TOKEN);
+                    assert_eq!(sig.state(), TOKEN);
                     assert!(flag.0.load(SeqCst), "claimed but never woken");
                 }
                 (None, None, Some(7)) => panic!("buffered while a receiver waited"),
@@ -86,24 +103,37 @@ fn loom_no_lost_wakeup_recv_vs_send() {
     }
 }
 
-/// A sender waits on a rendezvous with its value in its entry; a receiver takes it while the
-/// sender's timeout fires. Exactly one wins: the receiver has the value and the sender's
-/// packet is empty, or the receiver found nothing and the sender gets its value back.
+/// A sender waits on a rendezvous with its value in its node; a receiver takes it while the
+/// sender's timeout fires. Exactly one wins: the receiver has the value and the sender (which
+/// waits for the token, then reads its packet unlocked) finds it empty, or the receiver found
+/// nothing and the sender takes its value back under the lock.
 #[test]
 fn loom_rendezvous_handoff_vs_timeout() {
     loom::model(|| {
         let chan = Arc::new(Chan::<u32>::new(0));
-        let (w, flag) = waiter();
-        chan.lock().senders.push(w.clone(), TOKEN, Some(5));
+        let (sig, flag) = signal();
+        let node = Node::new(TOKEN, Some(5));
+        // SAFETY: `node` and `sig` outlive the model body; unlinked below either way.
+        unsafe { chan.lock().senders.push(&node, &sig) };
         let c = chan.clone();
         let receiver = thread::spawn(move || try_recv(&c));
-        let timed_out = w.try_select(TIMED_OUT);
-        let entry = chan.lock().senders.remove(&w, TOKEN).unwrap();
+        let timed_out = sig.claim_self(TIMED_OUT);
+        let packet = if timed_out {
+            let mut st = chan.lock();
+            // SAFETY: only ever pushed into this list.
+            unsafe { st.senders.remove(&node) };
+            node.take_packet()
+        } else {
+            while !is_token(sig.state()) {
+                thread::yield_now(); // the claim is being published
+            }
+            node.take_packet()
+        };
         let got = receiver.join().unwrap();
         if timed_out {
-            assert_eq!((got, entry.packet), (Err(TryRecvError::Empty), Some(5)));
+            assert_eq!((got, packet), (Err(TryRecvError::Empty), Some(5)));
         } else {
-            assert_eq!((got, entry.packet), (Ok(5), None));
+            assert_eq!((got, packet), (Ok(5), None));
             assert!(flag.0.load(SeqCst));
         }
     });
@@ -117,41 +147,62 @@ fn loom_full_buffer_refill_vs_timeout() {
     loom::model(|| {
         let chan = Arc::new(Chan::<u32>::new(1));
         try_send(&chan, 1).unwrap();
-        let (w, _flag) = waiter();
-        chan.lock().senders.push(w.clone(), TOKEN, Some(2));
+        let (sig, _flag) = signal();
+        let node = Node::new(TOKEN, Some(2));
+        // SAFETY: as above.
+        unsafe { chan.lock().senders.push(&node, &sig) };
         let c = chan.clone();
         let receiver = thread::spawn(move || try_recv(&c));
-        let timed_out = w.try_select(TIMED_OUT);
-        let entry = chan.lock().senders.remove(&w, TOKEN).unwrap();
+        let timed_out = sig.claim_self(TIMED_OUT);
+        let packet = if timed_out {
+            let mut st = chan.lock();
+            // SAFETY: only ever pushed into this list.
+            unsafe { st.senders.remove(&node) };
+            node.take_packet()
+        } else {
+            while !is_token(sig.state()) {
+                thread::yield_now();
+            }
+            node.take_packet()
+        };
         assert_eq!(receiver.join().unwrap(), Ok(1));
         let rest = try_recv(&chan).ok();
-        match (timed_out, entry.packet, rest) {
+        match (timed_out, packet, rest) {
             (true, Some(2), None) | (false, None, Some(2)) => {}
             other => panic!("value 2 lost or duplicated: {other:?}"),
         }
     });
 }
 
-/// One `select!` waiter registered as a receiver on two channels; both get a send at once.
-/// Exactly one claim wins; the other value is buffered; nothing is lost.
+/// One `select!` signal with a receiver node on each of two channels; both get a send at
+/// once. Exactly one claim wins; the other value is buffered; nothing is lost.
 #[test]
 fn loom_select_one_claim_wins() {
     loom::model(|| {
         let a = Arc::new(Chan::<u32>::new(1));
         let b = Arc::new(Chan::<u32>::new(1));
-        let (w, flag) = waiter();
-        a.lock().receivers.push(w.clone(), 1, None);
-        b.lock().receivers.push(w.clone(), 2, None);
+        let (sig, flag) = signal();
+        let (na, nb) = (Node::new(1, None), Node::new(2, None));
+        // SAFETY: nodes and signal outlive the model body; both are unlinked below.
+        unsafe {
+            a.lock().receivers.push(&na, &sig);
+            b.lock().receivers.push(&nb, &sig);
+        }
         let (a2, b2) = (a.clone(), b.clone());
         let sa = thread::spawn(move || try_send(&a2, 10));
         let sb = thread::spawn(move || try_send(&b2, 20));
         sa.join().unwrap().unwrap();
         sb.join().unwrap().unwrap();
-        let token = w.selected();
+        let token = sig.state();
         assert!(token == 1 || token == 2);
         assert!(flag.0.load(SeqCst));
-        let pa = a.lock().receivers.remove(&w, 1).unwrap().packet;
-        let pb = b.lock().receivers.remove(&w, 2).unwrap().packet;
+        let take = |chan: &Chan<u32>, node: &Node<u32>| {
+            let mut st = chan.lock();
+            // SAFETY: each node was only pushed into its own channel's receivers.
+            unsafe { st.receivers.remove(node) };
+            node.take_packet()
+        };
+        let (pa, pb) = (take(&a, &na), take(&b, &nb));
         let (ra, rb) = (try_recv(&a).ok(), try_recv(&b).ok());
         if token == 1 {
             assert_eq!((pa, pb, ra, rb), (Some(10), None, None, Some(20)));
@@ -169,18 +220,21 @@ fn loom_disconnect_vs_send_wakes_the_receiver() {
     loom::model(|| {
         let chan = Arc::new(Chan::<u32>::new(UNBOUNDED));
         super::channel::add_sender(&chan); // two senders
-        let (w, flag) = waiter();
-        chan.lock().receivers.push(w.clone(), TOKEN, None);
+        let (sig, flag) = signal();
+        let node = Node::new(TOKEN, None);
+        // SAFETY: as above.
+        unsafe { chan.lock().receivers.push(&node, &sig) };
         let c = chan.clone();
         let s1 = thread::spawn(move || {
             try_send(&c, 3).unwrap();
             super::channel::drop_sender(&c);
         });
         super::channel::drop_sender(&chan);
+        let early = is_token(sig.state()).then(|| node.take_packet());
         s1.join().unwrap();
-        assert_ne!(w.selected(), WAITING);
+        assert!(is_token(sig.state()));
         assert!(flag.0.load(SeqCst));
-        let packet = chan.lock().receivers.remove(&w, TOKEN).unwrap().packet;
+        let packet = early.unwrap_or_else(|| node.take_packet());
         let got = packet.or_else(|| try_recv(&chan).ok());
         assert_eq!(got, Some(3));
         assert_eq!(try_recv(&chan), Err(TryRecvError::Disconnected));

@@ -35,8 +35,9 @@
 //!
 //! # Design
 //! `bounded(n)`, `bounded(0)` and `unbounded()` are one algorithm with different capacities
-//! (`channel.rs`); blocked parties wait through [`crate::sync`]'s `Waiter` with their value in
-//! their queue entry (`waiters.rs`), as in Go's `hchan` and crossbeam-channel's `Context`.
+//! (`channel.rs`); a blocked party waits on a node in the channel's queue that carries its
+//! value (`waiters.rs`), as in Go's `hchan`/`sudog`: on its own stack for `send`/`recv`, and
+//! the notifier that pairs with it unlinks it, so neither side allocates or re-locks.
 
 mod channel;
 mod error;

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use super::channel::{self, wake, Chan};
 use super::error::{RecvError, RecvTimeoutError, TryRecvError};
-use super::wait::{block, Side};
-use crate::sync::waiter::{Waiter, CANCELLED, TIMED_OUT};
+use super::wait::{block, Outcome, Side, TOKEN};
+use super::waiters::TIMED_OUT;
+use crate::coop;
 
 /// The receiving half of a channel; clone it for more consumers (each item goes to one).
 ///
@@ -108,47 +109,42 @@ impl<T> Receiver<T> {
 
     fn recv_until(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         let chan = &*self.chan;
-        let mut waiter: Option<Arc<Waiter>> = None;
-        loop {
-            let mut st = chan.lock();
-            match chan.try_recv_locked(&mut st, None) {
-                Ok((v, woken)) => {
-                    drop(st);
-                    wake(woken);
-                    return Ok(v);
-                }
-                Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
-                Err(TryRecvError::Empty) => {}
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(RecvTimeoutError::Timeout);
-            }
-            let Some(w) = waiter.take() else {
-                // Allocate outside the lock, then try again.
+        let mut st = chan.lock();
+        match chan.try_recv_locked(&mut st, None) {
+            Ok((v, woken)) => {
                 drop(st);
-                waiter = Some(Waiter::current());
-                continue;
-            };
-            let (token, entry, mut st) = block(chan, st, &w, Side::Recv, None, deadline);
-            if let Some(v) = entry.packet {
-                return Ok(v); // a sender's claim handed it over
+                wake(woken);
+                coop::consume(); // done without parking: counts against the fiber's budget
+                return Ok(v);
             }
-            // Claimed by disconnection, timed out or cancelled: take what is there, if anything.
-            match chan.try_recv_locked(&mut st, None) {
-                Ok((v, woken)) => {
-                    drop(st);
-                    wake(woken);
-                    return Ok(v);
-                }
-                Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
-                Err(TryRecvError::Empty) if token == TIMED_OUT => {
-                    return Err(RecvTimeoutError::Timeout)
-                }
-                Err(TryRecvError::Empty) if token == CANCELLED => {
-                    return Err(RecvTimeoutError::Disconnected)
-                }
-                Err(TryRecvError::Empty) => {} // not reachable (only disconnection claims empty-handed); wait again
+            Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
+            Err(TryRecvError::Empty) => {}
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(RecvTimeoutError::Timeout);
+        }
+        let (token, mut st) = match block(chan, st, Side::Recv, None, deadline) {
+            Outcome::Claimed(Some(v)) => return Ok(v), // a sender's claim handed it over
+            // Claimed empty-handed: every sender is gone; drain what is left first.
+            Outcome::Claimed(None) => (TOKEN, chan.lock()),
+            Outcome::GaveUp(token, packet, st) => {
+                debug_assert!(
+                    packet.is_none(),
+                    "our own claim won: nobody handed us a value"
+                );
+                (token, st)
             }
+        };
+        // Disconnected, timed out or cancelled: take what is there, if anything.
+        match chan.try_recv_locked(&mut st, None) {
+            Ok((v, woken)) => {
+                drop(st);
+                wake(woken);
+                Ok(v)
+            }
+            Err(TryRecvError::Empty) if token == TIMED_OUT => Err(RecvTimeoutError::Timeout),
+            // Disconnection (only it claims a receiver empty-handed) or cancellation.
+            Err(_) => Err(RecvTimeoutError::Disconnected),
         }
     }
 

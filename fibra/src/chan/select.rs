@@ -3,11 +3,12 @@
 //! # Protocol
 //! ```text
 //! 1. Try every arm without waiting, starting at a random arm (fairness); done if one succeeds.
-//! 2. One Waiter; register it in every arm's channel with token = arm number (a send arm's
-//!    entry carries its value). A registration that finds its arm ready stops and aborts.
+//! 2. One Signal; register a node per arm in its channel, with token = arm number (a send
+//!    arm's node carries its value). A registration that finds its arm ready stops and aborts.
 //! 3. Wait (unless aborted). The first channel whose claim wins picks the arm.
-//! 4. Take every entry back; the won arm's packet is its outcome (waiters.rs); the others'
-//!    send values come back to their arms. An abort goes back to 1.
+//! 4. Take every node back, each under its channel's lock (which also waits out a claim in
+//!    progress); the won arm's packet is its outcome (waiters.rs); the others' send values
+//!    come back to their arms. An abort goes back to 1.
 //! ```
 //! Registering and checking share each channel's critical section, and a claim on an
 //! earlier-registered channel just makes a later registration's readiness moot, so no
@@ -17,7 +18,7 @@
 //! out before our claim of it; the abort-and-retry of crossbeam-channel is simpler).
 
 use std::cell::Cell;
-use std::sync::Arc;
+use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use super::channel::wake;
@@ -25,13 +26,9 @@ use super::error::{RecvError, SendError, TryRecvError, TrySendError};
 use super::oneshot::OneshotReceiver;
 use super::receiver::Receiver;
 use super::sender::Sender;
-use super::wait::Side;
-use crate::park::ParkReason;
-use crate::sync::waiter::{Waiter, CANCELLED, TIMED_OUT, WAITING};
-
-/// The select claimed itself: an arm became ready while registering. Never a notifier's
-/// token (arm tokens are `1..=arms`), nor `TIMED_OUT`/`CANCELLED`.
-const ABORTED: usize = usize::MAX - 2;
+use super::wait::{wait, Side};
+use super::waiters::{Node, Signal, Waiters, ABORTED, CANCELLED, TIMED_OUT, WAITING};
+use crate::park::{self, ParkReason};
 
 /// How a `select!` without a ready arm behaves.
 #[doc(hidden)]
@@ -45,10 +42,38 @@ pub enum Mode {
     Timeout(Duration),
 }
 
-/// The waiter a `select!` registers in its arms' channels.
+/// The signal a `select!` registers in its arms' channels (arm tokens are `1..=arms`).
 #[doc(hidden)]
 pub struct Ctx {
-    waiter: Arc<Waiter>,
+    signal: Signal,
+}
+
+/// An arm's registered node, from `Box::leak`; freed by `take` once unlinked.
+struct ArmNode<T>(NonNull<Node<T>>);
+
+impl<T> ArmNode<T> {
+    /// Under the lock: registers a node with `token` and `packet` in `list`, for `ctx`.
+    fn register(list: &mut Waiters<T>, ctx: &Ctx, token: usize, packet: Option<T>) -> Self {
+        let node = NonNull::from(Box::leak(Box::new(Node::new(token, packet))));
+        // SAFETY: the node is on the heap until `take` frees it, after unlinking it under the
+        // lock; `ctx` outlives every registration (`run` takes them all back before it
+        // returns, or `Registrations::drop` does when unwinding); `list` is its only list.
+        unsafe { list.push(node.as_ref(), &ctx.signal) };
+        ArmNode(node)
+    }
+
+    /// Under the lock: unlinks the node if a claim has not, frees it, returns its packet.
+    fn take(self, list: &mut Waiters<T>) -> Option<T> {
+        // SAFETY: alive until freed below; only ever pushed into `list`.
+        let node = unsafe { self.0.as_ref() };
+        // SAFETY: as above.
+        unsafe { list.remove(node) };
+        // Unlinked, under the lock: the packet is ours.
+        let packet = node.take_packet();
+        // SAFETY: from `Box::leak` in `register`; unlinked, so no notifier can reach it.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+        packet
+    }
 }
 
 /// What a registration found.
@@ -67,8 +92,8 @@ pub trait Arm {
     fn try_now(&mut self) -> bool;
     /// Registers `ctx` with `token` unless the operation could complete now.
     fn register(&mut self, ctx: &Ctx, token: usize) -> Reg;
-    /// Takes the registration back; `won`: this arm's token claimed the waiter.
-    fn unregister(&mut self, ctx: &Ctx, token: usize, won: bool);
+    /// Takes the registration back; `won`: this arm's token claimed the signal.
+    fn unregister(&mut self, ctx: &Ctx, won: bool);
     /// The select ended by cancellation (shutdown): this arm reports a disconnection.
     fn cancel(&mut self);
 }
@@ -115,7 +140,7 @@ impl<T, S: SelectSender<T> + ?Sized> SelectSender<T> for &S {
 pub struct RecvArm<'a, T> {
     rx: &'a Receiver<T>,
     result: Option<Result<T, RecvError>>,
-    registered: bool,
+    node: Option<ArmNode<T>>,
 }
 
 impl<'a, T> RecvArm<'a, T> {
@@ -123,7 +148,7 @@ impl<'a, T> RecvArm<'a, T> {
         RecvArm {
             rx: rx.receiver(),
             result: None,
-            registered: false,
+            node: None,
         }
     }
 
@@ -146,35 +171,27 @@ impl<T> Arm for RecvArm<'_, T> {
     fn register(&mut self, ctx: &Ctx, token: usize) -> Reg {
         let chan = &*self.rx.chan;
         let mut st = chan.lock();
-        if chan.recv_ready(&st, Some(&ctx.waiter)) {
+        if chan.recv_ready(&st, Some(&ctx.signal)) {
             return Reg::Ready;
         }
-        st.receivers.push(ctx.waiter.clone(), token, None);
-        self.registered = true;
+        self.node = Some(ArmNode::register(&mut st.receivers, ctx, token, None));
         Reg::Registered
     }
 
-    fn unregister(&mut self, ctx: &Ctx, token: usize, won: bool) {
-        if !std::mem::take(&mut self.registered) {
-            return;
-        }
+    fn unregister(&mut self, ctx: &Ctx, won: bool) {
+        let Some(node) = self.node.take() else { return };
         let chan = &*self.rx.chan;
         let mut st = chan.lock();
-        let e = super::channel::Chan::unregister(
-            Side::Recv.list(&mut st),
-            &ctx.waiter,
-            token,
-            "select",
-        );
+        let packet = node.take(Side::Recv.list(&mut st));
         if !won {
             drop(st);
-            drop(e.packet); // `Some` only when unwinding after a win: dropped exactly once
+            drop(packet); // `Some` only when unwinding after a win: dropped exactly once
             return;
         }
-        self.result = Some(match e.packet {
+        self.result = Some(match packet {
             Some(v) => Ok(v),
             // Claimed empty-handed: every sender is gone; drain what is left first.
-            None => match chan.try_recv_locked(&mut st, Some(&ctx.waiter)) {
+            None => match chan.try_recv_locked(&mut st, Some(&ctx.signal)) {
                 Ok((v, woken)) => {
                     drop(st);
                     wake(woken);
@@ -197,7 +214,7 @@ pub struct SendArm<'a, T> {
     tx: &'a Sender<T>,
     value: Option<T>,
     result: Option<Result<(), SendError<T>>>,
-    registered: bool,
+    node: Option<ArmNode<T>>,
 }
 
 impl<'a, T> SendArm<'a, T> {
@@ -206,7 +223,7 @@ impl<'a, T> SendArm<'a, T> {
             tx: tx.sender(),
             value: Some(value),
             result: None,
-            registered: false,
+            node: None,
         }
     }
 
@@ -240,28 +257,18 @@ impl<T> Arm for SendArm<'_, T> {
     fn register(&mut self, ctx: &Ctx, token: usize) -> Reg {
         let chan = &*self.tx.chan;
         let mut st = chan.lock();
-        if chan.send_ready(&st, Some(&ctx.waiter)) {
+        if chan.send_ready(&st, Some(&ctx.signal)) {
             return Reg::Ready;
         }
         let v = self.value();
-        st.senders.push(ctx.waiter.clone(), token, Some(v));
-        self.registered = true;
+        self.node = Some(ArmNode::register(&mut st.senders, ctx, token, Some(v)));
         Reg::Registered
     }
 
-    fn unregister(&mut self, ctx: &Ctx, token: usize, won: bool) {
-        if !std::mem::take(&mut self.registered) {
-            return;
-        }
-        let mut st = self.tx.chan.lock();
-        let e = super::channel::Chan::unregister(
-            Side::Send.list(&mut st),
-            &ctx.waiter,
-            token,
-            "select",
-        );
-        drop(st);
-        match (won, e.packet) {
+    fn unregister(&mut self, _ctx: &Ctx, won: bool) {
+        let Some(node) = self.node.take() else { return };
+        let packet = node.take(Side::Send.list(&mut self.tx.chan.lock()));
+        match (won, packet) {
             (true, None) => self.result = Some(Ok(())), // a receiver took it
             (true, Some(v)) => self.result = Some(Err(SendError(v))), // receivers gone
             (false, packet) => self.value = packet,     // not chosen: the value is ours again
@@ -285,15 +292,15 @@ impl Registrations<'_, '_> {
         let mut this = std::mem::ManuallyDrop::new(self);
         let ctx = this.ctx;
         for (k, arm) in this.arms.iter_mut().enumerate() {
-            arm.unregister(ctx, k + 1, token == k + 1);
+            arm.unregister(ctx, token == k + 1);
         }
     }
 }
 
 impl Drop for Registrations<'_, '_> {
     fn drop(&mut self) {
-        for (k, arm) in self.arms.iter_mut().enumerate() {
-            arm.unregister(self.ctx, k + 1, false);
+        for arm in self.arms.iter_mut() {
+            arm.unregister(self.ctx, false);
         }
     }
 }
@@ -320,7 +327,7 @@ pub fn run(arms: &mut [&mut dyn Arm], mode: Mode) -> bool {
             _ => {}
         }
         let ctx = Ctx {
-            waiter: Waiter::current(),
+            signal: Signal::new(park::current_waker()),
         };
         let regs = Registrations {
             arms: &mut *arms,
@@ -329,7 +336,7 @@ pub fn run(arms: &mut [&mut dyn Arm], mode: Mode) -> bool {
         let mut ready = false;
         for i in 0..n {
             let k = (start + i) % n;
-            if ctx.waiter.selected() != WAITING {
+            if ctx.signal.state() != WAITING {
                 break; // claimed through an earlier arm: no need to register more
             }
             if regs.arms[k].register(&ctx, k + 1) == Reg::Ready {
@@ -338,11 +345,11 @@ pub fn run(arms: &mut [&mut dyn Arm], mode: Mode) -> bool {
             }
         }
         let token = if !ready {
-            ctx.waiter.wait(ParkReason::Select, deadline)
-        } else if ctx.waiter.try_select(ABORTED) {
+            wait(&ctx.signal, ParkReason::Select, deadline)
+        } else if ctx.signal.claim_self(ABORTED) {
             ABORTED
         } else {
-            ctx.waiter.selected() // an arm's claim beat our abort: it wins
+            wait(&ctx.signal, ParkReason::Select, None) // an arm's claim beat our abort: it wins
         };
         regs.finish(token);
         match token {

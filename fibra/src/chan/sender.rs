@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use super::channel::{self, wake, Chan};
 use super::error::{SendError, SendTimeoutError, TrySendError};
-use super::wait::{block, Side};
-use crate::sync::waiter::{Waiter, TIMED_OUT};
+use super::wait::{block, Outcome, Side};
+use super::waiters::TIMED_OUT;
+use crate::coop;
 
 /// The sending half of a channel; clone it for more producers.
 ///
@@ -111,43 +112,35 @@ impl<T> Sender<T> {
         self.send_until(value, Some(deadline))
     }
 
-    fn send_until(
-        &self,
-        mut value: T,
-        deadline: Option<Instant>,
-    ) -> Result<(), SendTimeoutError<T>> {
+    fn send_until(&self, value: T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<T>> {
         let chan = &*self.chan;
-        let mut waiter: Option<Arc<Waiter>> = None;
-        loop {
-            let mut st = chan.lock();
-            match chan.try_send_locked(&mut st, value, None) {
-                Ok(woken) => {
-                    drop(st);
-                    wake(woken);
-                    return Ok(());
-                }
-                Err(TrySendError::Disconnected(v)) => {
-                    return Err(SendTimeoutError::Disconnected(v))
-                }
-                Err(TrySendError::Full(v)) => value = v,
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(SendTimeoutError::Timeout(value));
-            }
-            let Some(w) = &waiter else {
-                // Allocate outside the lock, then try again.
+        let mut st = chan.lock();
+        let value = match chan.try_send_locked(&mut st, value, None) {
+            Ok(woken) => {
                 drop(st);
-                waiter = Some(Waiter::current());
-                continue;
-            };
-            let (token, entry, st) = block(chan, st, w, Side::Send, Some(value), deadline);
-            drop(st);
-            // The packet tells the outcome: emptied by a receiver's claim, else still ours.
-            return match entry.packet {
-                None => Ok(()),
-                Some(v) if token == TIMED_OUT => Err(SendTimeoutError::Timeout(v)),
-                Some(v) => Err(SendTimeoutError::Disconnected(v)), // receivers gone, or cancelled
-            };
+                wake(woken);
+                coop::consume(); // done without parking: counts against the fiber's budget
+                return Ok(());
+            }
+            Err(TrySendError::Disconnected(v)) => return Err(SendTimeoutError::Disconnected(v)),
+            Err(TrySendError::Full(v)) => v,
+        };
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(SendTimeoutError::Timeout(value));
+        }
+        // The packet tells the outcome: emptied by a receiver's claim, else still ours.
+        match block(chan, st, Side::Send, Some(value), deadline) {
+            Outcome::Claimed(None) => Ok(()),
+            Outcome::Claimed(Some(v)) => Err(SendTimeoutError::Disconnected(v)), // receivers gone
+            Outcome::GaveUp(token, packet, st) => {
+                drop(st);
+                match packet {
+                    // Our own claim won the signal, so no receiver took the value.
+                    None => fatal!("chan::send: a timed-out sender's node had no value"),
+                    Some(v) if token == TIMED_OUT => Err(SendTimeoutError::Timeout(v)),
+                    Some(v) => Err(SendTimeoutError::Disconnected(v)), // cancelled
+                }
+            }
         }
     }
 

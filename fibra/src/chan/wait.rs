@@ -1,19 +1,21 @@
-//! Blocking a fiber (or thread) on one channel operation, and getting its entry back however
+//! Blocking a fiber (or thread) on one channel operation, and getting its node back however
 //! the wait ends: claimed, timed out, cancelled, or unwound by shutdown.
+//!
+//! The node and the signal live in `block`'s frame: a blocking `send`/`recv` allocates
+//! nothing, and one woken by a claim returns without re-taking the channel lock (the claim's
+//! token store was the notifier's last access to them; `waiters.rs`).
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::channel::{Chan, State};
-use super::waiters::{Entry, Waiters};
+use super::waiters::{Node, Signal, Waiters, CANCELLED, CLAIMING, TIMED_OUT, WAITING};
 use crate::loom::sync::MutexGuard;
-use crate::park::ParkReason;
-use crate::sync::waiter::Waiter;
+use crate::park::{self, ParkReason};
 
-/// The token of a plain `send`/`recv` entry (a `select!` uses its arm numbers instead).
+/// The token of a plain `send`/`recv` node (a `select!` uses its arm numbers instead).
 pub(crate) const TOKEN: usize = 1;
 
-/// Which of the channel's queues an entry sits in.
+/// Which of the channel's queues a node sits in.
 #[derive(Clone, Copy)]
 pub(crate) enum Side {
     Send,
@@ -27,87 +29,120 @@ impl Side {
             Side::Recv => &mut st.receivers,
         }
     }
-
-    fn name(self) -> &'static str {
-        match self {
-            Side::Send => "send",
-            Side::Recv => "recv",
-        }
-    }
 }
 
-/// Takes `waiter`'s entry back if the wait is left by unwinding (shutdown unwinds a parked
-/// fiber from inside `park`): whatever its packet holds is dropped here, exactly once. A value
-/// a sender offered and nobody took is dropped; one a receiver was handed is dropped; a value
-/// already taken from a sender's packet was delivered. Removing the entry under the lock also
-/// ends every notifier's access to it, so no claim is needed.
-pub(crate) struct Registration<'a, T> {
-    chan: &'a Chan<T>,
-    waiter: &'a Waiter,
+/// How a `block` ended.
+pub(crate) enum Outcome<'a, T> {
+    /// A notifier claimed the node; the packet tells the rest (`waiters.rs`).
+    Claimed(Option<T>),
+    /// The wait claimed itself (`TIMED_OUT` or `CANCELLED`): the node is back with its
+    /// packet, and the lock is held.
+    GaveUp(usize, Option<T>, MutexGuard<'a, State<T>>),
+}
+
+/// Takes the node back under the lock if the wait is left by unwinding (shutdown unwinds a
+/// parked fiber from inside `park`): whatever its packet holds is dropped here, exactly once.
+/// A value a sender offered and nobody took is dropped; one a receiver was handed is dropped;
+/// a value already taken from a sender's packet was delivered. Declared after the node, so it
+/// runs before the node is freed.
+struct Registration<'c, 'n, T> {
+    chan: &'c Chan<T>,
+    node: &'n Node<T>,
     side: Side,
-    token: usize,
-    armed: bool,
 }
 
-impl<'a, T> Registration<'a, T> {
-    /// Owner, right after pushing `(waiter, token)` into `side`'s queue and unlocking.
-    pub(crate) fn new(chan: &'a Chan<T>, waiter: &'a Waiter, side: Side, token: usize) -> Self {
-        Registration {
-            chan,
-            waiter,
-            side,
-            token,
-            armed: true,
-        }
-    }
-
-    /// Takes the entry back (the normal way out); the caller keeps the lock.
-    pub(crate) fn finish(mut self) -> (Entry<T>, MutexGuard<'a, State<T>>) {
-        self.armed = false;
-        let mut st = self.chan.lock();
-        let e = Chan::unregister(
-            self.side.list(&mut st),
-            self.waiter,
-            self.token,
-            self.side.name(),
-        );
-        (e, st)
+impl<'c, T> Registration<'c, '_, T> {
+    /// Unlinks the node if a notifier has not, and takes its packet; the caller keeps the lock.
+    fn finish(self) -> (Option<T>, MutexGuard<'c, State<T>>) {
+        let this = std::mem::ManuallyDrop::new(self);
+        let mut st = this.chan.lock();
+        // SAFETY: the node was pushed into this side's list of this channel only.
+        unsafe { this.side.list(&mut st).remove(this.node) };
+        // Unlinked, under the lock: the packet is ours.
+        (this.node.take_packet(), st)
     }
 }
 
-impl<T> Drop for Registration<'_, T> {
+impl<T> Drop for Registration<'_, '_, T> {
     fn drop(&mut self) {
-        if self.armed {
-            let (entry, st) = Registration {
-                armed: false,
-                ..*self
-            }
-            .finish();
-            drop(st);
-            drop(entry); // outside the lock: `T::drop` is user code
-        }
+        let (packet, st) = Registration { ..*self }.finish();
+        drop(st);
+        drop(packet); // outside the lock: `T::drop` is user code
     }
 }
 
-/// Pushes `(waiter, TOKEN, packet)` into `side`'s queue (the caller checked, under this same
-/// lock, that the operation cannot complete now), unlocks, waits, and takes the entry back.
-/// Returns the claiming token and the entry, with the lock held.
+/// Pushes a node with `packet` into `side`'s queue (the caller checked, under this same lock,
+/// that the operation cannot complete now), unlocks, and waits.
 pub(crate) fn block<'a, T>(
     chan: &'a Chan<T>,
     mut st: MutexGuard<'a, State<T>>,
-    waiter: &'a Arc<Waiter>,
     side: Side,
     packet: Option<T>,
     deadline: Option<Instant>,
-) -> (usize, Entry<T>, MutexGuard<'a, State<T>>) {
-    side.list(&mut st).push(waiter.clone(), TOKEN, packet);
+) -> Outcome<'a, T> {
+    let signal = Signal::new(park::current_waker());
+    let node = Node::new(TOKEN, packet);
+    // SAFETY: `node` and `signal` live in this frame and are not moved. The node leaves the
+    // list before the frame does: a claim unlinks it before the token we wait for, and every
+    // other way out (own claim, unwinding) goes through `Registration::finish`, which unlinks
+    // it under the lock (waiting out any claim in progress, which holds that lock).
+    unsafe { side.list(&mut st).push(&node, &signal) };
     drop(st);
-    let reg = Registration::new(chan, waiter, side, TOKEN);
+    let reg = Registration {
+        chan,
+        node: &node,
+        side,
+    };
     let reason = match side {
         Side::Send => ParkReason::ChanSend,
         Side::Recv => ParkReason::ChanRecv,
     };
-    let token = waiter.wait(reason, deadline);
-    let (entry, st) = reg.finish();
-    (token, entry, st)
+    match wait(&signal, reason, deadline) {
+        token @ (TIMED_OUT | CANCELLED) => {
+            let (packet, st) = reg.finish();
+            Outcome::GaveUp(token, packet, st)
+        }
+        _ => {
+            // The notifier unlinked the node and its token store was its last access.
+            std::mem::forget(reg);
+            Outcome::Claimed(node.take_packet())
+        }
+    }
+}
+
+/// The owner: parks until a notifier's token is in `signal`, or claims the signal itself when
+/// `deadline` passes (`TIMED_OUT`) or the runtime unwinds this fiber (`CANCELLED`). Returns
+/// the final token (never `WAITING` or `CLAIMING`).
+pub(crate) fn wait(signal: &Signal, reason: ParkReason, deadline: Option<Instant>) -> usize {
+    loop {
+        match signal.state() {
+            WAITING => {}
+            // A claim is being published under a lock, which takes a few instructions; its
+            // waker is woken after that, so park (yield the thread if parking returns at once).
+            CLAIMING => {
+                if park::cancelling() {
+                    std::thread::yield_now();
+                } else {
+                    park::park(reason);
+                }
+                continue;
+            }
+            token => return token,
+        }
+        if park::cancelling() {
+            if signal.claim_self(CANCELLED) {
+                return CANCELLED;
+            }
+            continue;
+        }
+        match deadline {
+            Some(d) if Instant::now() >= d => {
+                if signal.claim_self(TIMED_OUT) {
+                    return TIMED_OUT;
+                }
+            }
+            Some(d) => crate::time::park_until(reason, d),
+            None => park::park(reason),
+        }
+    }
 }

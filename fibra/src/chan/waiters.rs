@@ -1,90 +1,356 @@
-//! `Waiters<T>`: a channel's queue of blocked senders (or receivers), each entry carrying the
-//! value being handed over.
+//! `Waiters<T>`: a channel's queue of blocked senders (or receivers), and the `Signal` each
+//! blocked party waits on.
 //!
-//! Like `sync::WaitList`, but an entry has a *packet*: a waiting sender's entry holds the value
-//! it offers; a waiting receiver's entry is where a sender puts the value it hands over. The
-//! list lives under the channel's lock.
+//! An entry is a [`Node`] owned by the waiting party: on its stack for `send`/`recv` (no
+//! allocation per wait), boxed for a future or a `select!` arm. The list links nodes
+//! intrusively and lives under the channel's lock. A node's *packet* is the value in transit:
+//! a waiting sender's node holds the value it offers; a waiting receiver's node is where a
+//! sender puts the value it hands over.
 //!
-//! # Who removes an entry
-//! Only its **owner** (the party that pushed it), under the lock, after it woke, timed out, was
-//! cancelled, or dropped its future. A notifier only *claims* an entry (`Waiter::try_select`
-//! with the entry's token) and, if the claim won, fills or empties the packet. So after
-//! `remove`, the packet tells the owner the whole truth: a receiver's packet holds a value iff
-//! a sender's claim won; a sender's packet is empty iff a receiver's claim won. Entries whose
-//! claim was lost (timed out, won by another `select!` arm, already filled) are skipped by
-//! notifiers until their owner removes them.
+//! A [`Signal`] is the waiting party's selection word and waker. A `send`/`recv` has one
+//! node per signal; a `select!` has one node per arm, all sharing its signal, so the first
+//! claim through any arm wins and the others see the signal taken.
+//!
+//! # The selection word
+//! ```text
+//! WAITING ──notifier's CAS (under the lock)──▶ CLAIMING ──store(token, Release)──▶ token
+//!    └────owner's CAS: TIMED_OUT | CANCELLED | ABORTED (no lock)──────────────────▶ that
+//! ```
+//! A notifier that wins `WAITING → CLAIMING` unlinks the node, fills or empties its packet,
+//! takes the signal's waker, and stores the token: **that store is its last access to the
+//! node and the signal**. It wakes the taken waker after unlocking.
+//!
+//! # Who removes a node, and when the owner may free it
+//! - A notifier unlinks the node it claims, and any *stale* node it meets (whose signal is no
+//!   longer `WAITING`: timed out, or claimed through another `select!` arm), under the lock.
+//! - The owner unlinks its node itself if it is still linked, under the lock, after it
+//!   claimed its own signal (timeout, cancellation, abort), when unwinding, and in `select!`
+//!   for every arm.
+//! - The owner may free a node once it is unlinked and no notifier can still be touching it:
+//!   after it loaded a notifier's token (Acquire; the notifier is done with node and signal),
+//!   or after it unlinked the node itself under the lock (a claim in progress holds that lock).
+//!   So a `send`/`recv` woken by a claim reads its packet **without re-taking the lock**.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::ptr;
+use std::task::Waker;
 
-use crate::sync::waiter::{Waiter, WAITING};
+use crate::loom::cell::UnsafeCell;
+use crate::loom::{AtomicUsize, Ordering::*};
 
-pub(crate) struct Entry<T> {
-    pub(crate) waiter: Arc<Waiter>,
-    pub(crate) token: usize,
-    pub(crate) packet: Option<T>,
+/// The selection word while its owner still waits.
+pub(crate) const WAITING: usize = 0;
+/// The owner's own claim: its deadline passed.
+pub(crate) const TIMED_OUT: usize = usize::MAX;
+/// The owner's own claim: the runtime is unwinding it (shutdown).
+pub(crate) const CANCELLED: usize = usize::MAX - 1;
+/// The owner's own claim: a `select!` found an arm ready while registering.
+pub(crate) const ABORTED: usize = usize::MAX - 2;
+/// A notifier won the claim and is filling the packet; its token follows. Transient: the
+/// notifier holds the channel lock throughout.
+pub(crate) const CLAIMING: usize = usize::MAX - 3;
+
+/// One waiting party's selection word and waker.
+pub(crate) struct Signal {
+    state: AtomicUsize,
+    /// Written by the owner before its first node is linked (or under the lock by a future
+    /// re-polled with a new waker, while `WAITING`); taken by the claim winner only.
+    waker: UnsafeCell<Option<Waker>>,
 }
 
+// SAFETY: `waker` is accessed by the owner before any node links the signal, and afterwards
+// only by whoever won the signal's CAS (a notifier, under its channel's lock) or by the owner
+// under the lock of its only channel (futures), never concurrently (see the field's docs).
+unsafe impl Sync for Signal {}
+
+impl Signal {
+    pub(crate) fn new(waker: Waker) -> Signal {
+        Signal {
+            state: AtomicUsize::new(WAITING),
+            waker: UnsafeCell::new(Some(waker)),
+        }
+    }
+
+    /// Any thread: the selection word. Acquire pairs with the notifier's Release store of its
+    /// token in `Claim::finish`: a token read here makes the notifier's packet change visible.
+    pub(crate) fn state(&self) -> usize {
+        self.state.load(Acquire)
+    }
+
+    /// Owner: claims its own signal with `token` (`TIMED_OUT`, `CANCELLED`, `ABORTED`). True if
+    /// it won; then it takes its nodes back under their locks, which orders everything after
+    /// (so success is Relaxed). False: a notifier claimed first; the failure's Acquire pairs
+    /// with `Claim::finish`'s Release when it already reads the final token.
+    pub(crate) fn claim_self(&self, token: usize) -> bool {
+        self.state
+            .compare_exchange(WAITING, token, Relaxed, Acquire)
+            .is_ok()
+    }
+
+    /// Owner of a future, under the lock of its channel, while `WAITING`: a re-poll with a
+    /// different waker replaces it (a claim needs that lock, so none is in progress).
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        // SAFETY: see the field's docs: we hold the only channel lock under which a claim
+        // could take the waker, and the state is still `WAITING`.
+        self.waker.with_mut(|w| unsafe {
+            if !(*w).as_ref().is_some_and(|old| old.will_wake(waker)) {
+                *w = Some(waker.clone());
+            }
+        });
+    }
+}
+
+/// An entry of a `Waiters` list.
+pub(crate) struct Node<T> {
+    /// The token a claim through this node stores (`select!`: the arm number).
+    token: usize,
+    links: UnsafeCell<Links<T>>,
+    /// The value in transit; see "Who removes a node" for who may touch it when.
+    packet: UnsafeCell<Option<T>>,
+}
+
+/// Under the lock of the list the node is (or was last) linked in.
+struct Links<T> {
+    prev: *const Node<T>,
+    next: *const Node<T>,
+    linked: bool,
+    signal: *const Signal,
+}
+
+// SAFETY: a node is shared between its owner and the notifiers of one channel; `links` is
+// only accessed under that channel's lock, and `packet` as described in the module docs
+// (under the lock, or by the owner after the notifier's last access). `T: Send` because the
+// packet's value moves between threads.
+unsafe impl<T: Send> Sync for Node<T> {}
+
+impl<T> Node<T> {
+    pub(crate) fn new(token: usize, packet: Option<T>) -> Node<T> {
+        Node {
+            token,
+            links: UnsafeCell::new(Links {
+                prev: ptr::null(),
+                next: ptr::null(),
+                linked: false,
+                signal: ptr::null(),
+            }),
+            packet: UnsafeCell::new(packet),
+        }
+    }
+
+    /// Owner: takes the packet. The caller holds the lock the node was linked under after
+    /// unlinking it, or has loaded a notifier's token from the signal (module docs).
+    pub(crate) fn take_packet(&self) -> Option<T> {
+        // SAFETY: per the caller's duty, no notifier can be touching the packet any more, and
+        // the lock or the token's Acquire orders their last write before this read.
+        self.packet.with_mut(|p| unsafe { (*p).take() })
+    }
+}
+
+impl<T> Drop for Node<T> {
+    fn drop(&mut self) {
+        if self.links.with_mut(|l| {
+            // SAFETY: `&mut self`: nobody else holds the node.
+            unsafe { (*l).linked }
+        }) {
+            // Freed while a notifier can still reach it: memory would be reused under it.
+            fatal!("chan: a waiter's node was freed while still queued");
+        }
+    }
+}
+
+/// A FIFO of nodes, linked intrusively. Not synchronised itself: it lives in the channel's
+/// state, under its lock, and every method runs under that lock.
 pub(crate) struct Waiters<T> {
-    entries: VecDeque<Entry<T>>,
+    head: *const Node<T>,
+    tail: *const Node<T>,
 }
+
+// SAFETY: the list only links nodes (`Node<T>: Sync` for `T: Send`), and is only touched under
+// the channel's lock.
+unsafe impl<T: Send> Send for Waiters<T> {}
 
 impl<T> Waiters<T> {
     pub(crate) const fn new() -> Waiters<T> {
         Waiters {
-            entries: VecDeque::new(),
+            head: ptr::null(),
+            tail: ptr::null(),
         }
     }
 
-    /// Owner, under the lock.
-    pub(crate) fn push(&mut self, waiter: Arc<Waiter>, token: usize, packet: Option<T>) {
-        self.entries.push_back(Entry {
-            waiter,
-            token,
-            packet,
+    /// True if nothing is queued (stale nodes included).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head.is_null()
+    }
+
+    /// Owner: queues `node`, claimable through `signal`.
+    ///
+    /// # Safety
+    /// `node` is not linked, and is only ever linked in this list. `node` and `signal` stay
+    /// valid, and are not moved, until the node is unlinked and no notifier can still touch
+    /// it (module docs, "Who removes a node"). The caller holds the lock.
+    pub(crate) unsafe fn push(&mut self, node: &Node<T>, signal: &Signal) {
+        let tail = self.tail;
+        node.links.with_mut(|l| {
+            // SAFETY: under the lock (the caller's duty), `links` is ours.
+            let l = unsafe { &mut *l };
+            debug_assert!(!l.linked);
+            *l = Links {
+                prev: tail,
+                next: ptr::null(),
+                linked: true,
+                signal,
+            };
         });
+        let node: *const Node<T> = node;
+        if tail.is_null() {
+            self.head = node;
+        } else {
+            // SAFETY: `tail` is linked here, so valid (push's contract).
+            unsafe { (*tail).links.with_mut(|l| (*l).next = node) };
+        }
+        self.tail = node;
     }
 
-    /// Owner, under the lock: takes back its entry registered with `token`.
-    pub(crate) fn remove(&mut self, waiter: &Waiter, token: usize) -> Option<Entry<T>> {
-        let i = self
-            .entries
-            .iter()
-            .position(|e| e.token == token && std::ptr::eq(&*e.waiter, waiter))?;
-        self.entries.remove(i)
+    /// Owner, under the lock: unlinks `node` if it is still linked; true if it was.
+    ///
+    /// # Safety
+    /// `node` was only ever pushed into this list.
+    pub(crate) unsafe fn remove(&mut self, node: &Node<T>) -> bool {
+        // SAFETY: under the lock; linked nodes of this list are valid (push's contract).
+        let linked = node.links.with(|l| unsafe { (*l).linked });
+        if linked {
+            // SAFETY: as above, and it is linked in this list (the caller's duty).
+            unsafe { self.unlink(node) };
+        }
+        linked
     }
 
-    /// True if some entry (not `own`'s) could still be claimed. A hint under the lock: a
-    /// waiter may time out concurrently, so the claim itself may still fail.
-    pub(crate) fn has_claimable(&self, own: Option<&Waiter>) -> bool {
-        self.entries
-            .iter()
-            .any(|e| !is_own(e, own) && e.waiter.selected() == WAITING)
+    /// # Safety
+    /// `node` is linked in this list; the caller holds the lock.
+    unsafe fn unlink(&mut self, node: *const Node<T>) {
+        // SAFETY: linked nodes are valid (push's contract), their links ours under the lock.
+        let (prev, next) = unsafe {
+            (*node).links.with_mut(|l| {
+                let l = &mut *l;
+                l.linked = false;
+                (
+                    std::mem::replace(&mut l.prev, ptr::null()),
+                    std::mem::replace(&mut l.next, ptr::null()),
+                )
+            })
+        };
+        if prev.is_null() {
+            self.head = next;
+        } else {
+            // SAFETY: a linked neighbour is valid.
+            unsafe { (*prev).links.with_mut(|l| (*l).next = next) };
+        }
+        if next.is_null() {
+            self.tail = prev;
+        } else {
+            // SAFETY: as above.
+            unsafe { (*next).links.with_mut(|l| (*l).prev = prev) };
+        }
     }
 
-    /// Notifier, under the lock: claims the oldest claimable entry (never one of `own`'s: a
-    /// `select!` must not pair its send arm with its own receive arm) and returns it for the
-    /// caller to fill or empty. The caller wakes `entry.waiter` after unlocking.
-    pub(crate) fn claim(&mut self, own: Option<&Waiter>) -> Option<&mut Entry<T>> {
-        let i = self.entries.iter().position(|e| {
-            !is_own(e, own)
-                && e.waiter.selected() == WAITING // cheap skip of stale entries before the CAS
-                && e.waiter.try_select(e.token)
-        })?;
-        self.entries.get_mut(i)
+    /// True if some node (not `own`'s) could still be claimed. A hint under the lock: its
+    /// owner may time out concurrently, so a claim may still fail.
+    pub(crate) fn has_claimable(&self, own: Option<&Signal>) -> bool {
+        let mut cur = self.head;
+        while !cur.is_null() {
+            // SAFETY: under the lock; linked nodes and their signals are valid (push's contract).
+            let (signal, next) = unsafe { (*cur).links.with(|l| ((*l).signal, (*l).next)) };
+            // SAFETY: as above.
+            if !is_own(signal, own) && unsafe { (*signal).state.load(Relaxed) } == WAITING {
+                return true;
+            }
+            cur = next;
+        }
+        false
     }
 
-    /// Disconnection, under the lock: claims every claimable entry, packets untouched; returns
-    /// the waiters to wake after unlocking.
-    pub(crate) fn claim_all(&mut self) -> Vec<Arc<Waiter>> {
-        self.entries
-            .iter()
-            .filter(|e| e.waiter.try_select(e.token))
-            .map(|e| e.waiter.clone())
-            .collect()
+    /// Notifier, under the lock: claims the oldest claimable node (never one of `own`'s: a
+    /// `select!` must not pair its send arm with its own receive arm), unlinks it and returns
+    /// it for the caller to fill or empty. Stale nodes met on the way are unlinked.
+    pub(crate) fn claim(&mut self, own: Option<&Signal>) -> Option<Claim<'_, T>> {
+        let mut cur = self.head;
+        while !cur.is_null() {
+            // SAFETY: under the lock; linked nodes and their signals are valid (push's contract).
+            let (signal, next) = unsafe { (*cur).links.with(|l| ((*l).signal, (*l).next)) };
+            if !is_own(signal, own) {
+                // Relaxed: the lock orders the packet and the waker; a loss means the owner
+                // (or another channel) took the signal, and we touch neither.
+                // SAFETY: as above.
+                let won = unsafe { &(*signal).state }
+                    .compare_exchange(WAITING, CLAIMING, Relaxed, Relaxed)
+                    .is_ok();
+                // SAFETY: `cur` is linked here; we hold the lock.
+                unsafe { self.unlink(cur) }; // claimed now, or stale
+                if won {
+                    return Some(Claim {
+                        node: cur,
+                        signal,
+                        _list: std::marker::PhantomData,
+                    });
+                }
+            }
+            cur = next;
+        }
+        None
+    }
+
+    /// Disconnection, under the lock: claims every claimable node, packets untouched (so
+    /// they tell their owners what happened); returns the wakers to wake after unlocking.
+    pub(crate) fn claim_all(&mut self) -> Vec<Waker> {
+        let mut woken = Vec::new();
+        while let Some(c) = self.claim(None) {
+            woken.extend(c.finish());
+        }
+        woken
     }
 }
 
-fn is_own<T>(e: &Entry<T>, own: Option<&Waiter>) -> bool {
-    own.is_some_and(|w| std::ptr::eq(&*e.waiter, w))
+fn is_own(signal: *const Signal, own: Option<&Signal>) -> bool {
+    own.is_some_and(|o| ptr::eq(signal, o))
+}
+
+/// A node this notifier claimed and unlinked. The lock is held while it exists (it borrows
+/// the list); `finish` publishes the outcome.
+#[must_use = "a claimed waiter must be finished, or it never wakes"]
+pub(crate) struct Claim<'a, T> {
+    node: *const Node<T>,
+    signal: *const Signal,
+    _list: std::marker::PhantomData<&'a mut Waiters<T>>,
+}
+
+impl<T> Claim<'_, T> {
+    /// The value a waiting sender offered (taken now; its owner will find the packet empty).
+    pub(crate) fn take_offer(&mut self) -> T {
+        // SAFETY: the claim is ours and the owner waits for `finish`, so the node is valid and
+        // its packet ours until then.
+        match unsafe { (*self.node).packet.with_mut(|p| (*p).take()) } {
+            Some(v) => v,
+            None => fatal!("chan: a claimable sender node had no value"),
+        }
+    }
+
+    /// Hands `v` to a waiting receiver.
+    pub(crate) fn give(&mut self, v: T) {
+        // SAFETY: as in `take_offer`.
+        unsafe { (*self.node).packet.with_mut(|p| *p = Some(v)) };
+    }
+
+    /// Publishes the claim: stores the node's token in the signal, the last access to node and
+    /// signal. Returns the waker to wake after unlocking.
+    pub(crate) fn finish(self) -> Option<Waker> {
+        // SAFETY: the node and signal stay valid until the token is stored (module docs); the
+        // waker is ours because our CAS won.
+        unsafe {
+            let token = (*self.node).token;
+            let waker = (*self.signal).waker.with_mut(|w| (*w).take());
+            // Release publishes the packet change (and the unlink) to the owner's Acquire load
+            // in `Signal::state` / `claim_self`, which may then free the node without the lock.
+            (*self.signal).state.store(token, Release);
+            waker
+        }
+    }
 }

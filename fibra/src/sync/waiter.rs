@@ -222,24 +222,6 @@ mod loom_tests {
     }
 }
 
-/// Added for `fibra::chan`'s futures and `select!` (appended here to keep the API above stable).
-impl Waiter {
-    /// A waiter woken through an arbitrary `Waker` (an `async` task's); it is never `wait`ed on,
-    /// the task polls instead.
-    pub(crate) fn from_waker(waker: Waker) -> Arc<Waiter> {
-        Arc::new(Waiter {
-            selected: AtomicUsize::new(WAITING),
-            waker,
-        })
-    }
-
-    /// True if waking this waiter would wake the same task as `waker` (a re-poll with an
-    /// unchanged waker keeps its registration).
-    pub(crate) fn will_wake(&self, waker: &Waker) -> bool {
-        self.waker.will_wake(waker)
-    }
-}
-
 /// Added for `fibra::sync`'s `RwLock` (appended here to keep the API above stable).
 impl WaitList {
     /// The token of the oldest entry whose waiter is still waiting; stale entries in front of
