@@ -281,3 +281,16 @@ impl WaitList {
         None
     }
 }
+
+/// Added back for the loom models of `sync` (mutex, semaphore, once), which stand a spinning
+/// loom thread in for a parked fiber; `fibra::chan` no longer needs it outside tests.
+#[cfg(all(test, loom))]
+impl Waiter {
+    /// A waiter woken through `waker`; the models spin on its selection word instead.
+    pub(crate) fn from_waker(waker: Waker) -> Arc<Waiter> {
+        Arc::new(Waiter {
+            selected: AtomicUsize::new(WAITING),
+            waker,
+        })
+    }
+}
