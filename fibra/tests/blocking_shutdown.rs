@@ -3,12 +3,13 @@
 //!
 //! One `#[test]` in a binary of its own: it counts the process's threads.
 
-use std::io::Write;
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::Duration;
 
 use fibra::Runtime;
+
+mod common;
+use common::watchdog;
 
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
@@ -16,16 +17,7 @@ fn threads() -> usize {
 
 #[test]
 fn session_end_joins_pool_monitor_and_spare_threads() {
-    let (tx, rx) = mpsc::channel::<()>();
-    thread::spawn(move || {
-        if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(60)) {
-            let _ = writeln!(
-                std::io::stderr(),
-                "watchdog: still running after 60 s; aborting"
-            );
-            std::process::abort();
-        }
-    });
+    let _watchdog = watchdog("session_end_joins_pool_monitor_and_spare_threads"); // its thread counts in the baseline
     let before = threads();
     let rt = Runtime::builder()
         .workers(2)
@@ -77,5 +69,4 @@ fn session_end_joins_pool_monitor_and_spare_threads() {
         );
         assert_eq!(threads(), before, "threads left behind after the session");
     }
-    let _ = tx.send(());
 }

@@ -3,14 +3,15 @@
 //!
 //! One `#[test]` in a binary of its own: it counts the process's threads.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use fibra::Runtime;
+
+mod common;
+use common::watchdog;
 
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
@@ -18,16 +19,7 @@ fn threads() -> usize {
 
 #[test]
 fn spare_workers_converge_back_after_a_stall() {
-    let (tx, rx) = mpsc::channel::<()>();
-    thread::spawn(move || {
-        if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(60)) {
-            let _ = writeln!(
-                std::io::stderr(),
-                "watchdog: still running after 60 s; aborting"
-            );
-            std::process::abort();
-        }
-    });
+    let _watchdog = watchdog("spare_workers_converge_back_after_a_stall"); // its thread counts in the baseline
     let rt = Runtime::builder()
         .workers(2)
         .on_stall(|_| {}) // quiet
@@ -106,7 +98,6 @@ fn spare_workers_converge_back_after_a_stall() {
         }
         (baseline, peak.load(Relaxed), threads())
     });
-    let _ = tx.send(());
     assert!(
         peak > baseline,
         "no spare worker was started ({peak} threads at most, {baseline} before)"
