@@ -792,13 +792,6 @@ mod loom_tests {
     use crate::sync::waiter::{TIMED_OUT, WAITING};
     use loom::sync::atomic::AtomicUsize;
     use loom::thread;
-    use std::task::{Wake, Waker};
-
-    /// A waker that does nothing: these models spin on the selection word instead.
-    struct NoWake;
-    impl Wake for NoWake {
-        fn wake(self: Arc<Self>) {}
-    }
 
     /// The real contended path with the park replaced by a spin on the selection word (loom
     /// cannot park a fiber); `give_up` makes each wait time out first, as its timer would.
@@ -806,7 +799,7 @@ mod loom_tests {
         if m.try_lock_fast() {
             return true;
         }
-        let new_waiter = || Waiter::from_waker(Waker::from(Arc::new(NoWake)));
+        let new_waiter = || Waiter::spinning();
         m.lock_contended(None, new_waiter, |w| {
             if give_up && w.try_select(TIMED_OUT) {
                 return TIMED_OUT;
@@ -890,7 +883,7 @@ mod loom_tests {
                 })
             };
             wait_for(&m.0, |_, len| len == 1);
-            let c = Waiter::from_waker(Waker::from(Arc::new(NoWake)));
+            let c = Waiter::spinning();
             assert!(m.0.enqueue(&c, true).is_some());
             m.0.unlock();
             if m.0.try_lock() {

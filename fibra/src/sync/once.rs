@@ -348,13 +348,6 @@ mod loom_tests {
     use crate::sync::waiter::WAITING;
     use loom::sync::atomic::AtomicUsize as Count;
     use loom::thread;
-    use std::task::{Wake, Waker};
-
-    /// A waker that does nothing: these models spin on the selection word instead.
-    struct NoWake;
-    impl Wake for NoWake {
-        fn wake(self: Arc<Self>) {}
-    }
 
     /// `get_or_init` on the raw state with the park replaced by a spin on the selection word
     /// (loom cannot park a fiber). `fail` makes this initialiser fail (reset) instead.
@@ -380,7 +373,7 @@ mod loom_tests {
                 once.complete();
                 return;
             }
-            let waiter = Waiter::from_waker(Waker::from(Arc::new(NoWake)));
+            let waiter = Waiter::spinning();
             if once.register(&waiter, false) {
                 while waiter.selected() == WAITING {
                     thread::yield_now();

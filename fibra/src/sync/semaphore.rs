@@ -323,13 +323,6 @@ mod loom_tests {
     use crate::sync::waiter::{TIMED_OUT, WAITING};
     use loom::sync::atomic::AtomicUsize as Count;
     use loom::thread;
-    use std::task::{Wake, Waker};
-
-    /// A waker that does nothing: these models spin on the selection word instead.
-    struct NoWake;
-    impl Wake for NoWake {
-        fn wake(self: Arc<Self>) {}
-    }
 
     /// `acquire` with the park replaced by a spin on the selection word (loom cannot park a
     /// fiber); `give_up` makes the waiter time out instead.
@@ -337,7 +330,7 @@ mod loom_tests {
         if s.try_acquire() {
             return true;
         }
-        let waiter = Waiter::from_waker(Waker::from(Arc::new(NoWake)));
+        let waiter = Waiter::spinning();
         if s.enqueue(&waiter) {
             return true;
         }

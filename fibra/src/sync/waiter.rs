@@ -286,11 +286,11 @@ impl WaitList {
 /// loom thread in for a parked fiber; `fibra::chan` no longer needs it outside tests.
 #[cfg(all(test, loom))]
 impl Waiter {
-    /// A waiter woken through `waker`; the models spin on its selection word instead.
-    pub(crate) fn from_waker(waker: Waker) -> Arc<Waiter> {
+    /// A waiter whose wake does nothing: the models spin on its selection word instead.
+    pub(crate) fn spinning() -> Arc<Waiter> {
         Arc::new(Waiter {
             selected: AtomicUsize::new(WAITING),
-            waker,
+            waker: Waker::noop().clone(),
         })
     }
 }
