@@ -49,7 +49,7 @@ impl Class {
         if let Some(stack) = self.pop() {
             return Ok(stack);
         }
-        if self.regions.last().map_or(true, Region::is_full) {
+        if self.regions.last().is_none_or(Region::is_full) {
             self.regions.push(Region::map(self.slot_size)?);
             regions.fetch_add(1, Relaxed); // a statistic
         }
