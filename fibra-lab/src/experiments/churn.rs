@@ -58,9 +58,7 @@ pub fn plan(size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
 pub fn batches(n: u64) -> impl Iterator<Item = u64> {
     let full = n / BATCH;
     let rest = n % BATCH;
-    std::iter::repeat(BATCH)
-        .take(full as usize)
-        .chain((rest > 0).then_some(rest))
+    std::iter::repeat_n(BATCH, full as usize).chain((rest > 0).then_some(rest))
 }
 
 pub fn figures(n: u64, elapsed: Duration) -> Figures {
