@@ -90,12 +90,17 @@ impl State {
     }
 
     /// Any thread. PARKED → SCHEDULED (the caller queues it), or sets the token.
+    ///
+    /// Always a read-modify-write, even when the token looks set already (std's parker swaps
+    /// for the same reason): a plain load may see a token the fiber is consuming right now,
+    /// and then nothing orders the caller's writes before the fiber's re-check, which loses
+    /// the wake-up (loom: `unpark_after_condition_is_never_lost`; it hung `sched_pinning`).
     pub(crate) fn unpark(&self) -> AfterUnpark {
         let mut cur = self.0.load(Relaxed);
         loop {
             let next = match cur & LIFECYCLE {
                 PARKED => SCHEDULED,
-                SCHEDULED if cur & NOTIFIED == 0 => cur | NOTIFIED,
+                SCHEDULED => cur | NOTIFIED,
                 _ => return AfterUnpark::Done,
             };
             // AcqRel: Release publishes the waker's writes to the fiber (pairs with
@@ -195,6 +200,36 @@ mod loom_tests {
                 requeued ^ scheduled,
                 "requeued={requeued} scheduled={scheduled}"
             );
+        });
+    }
+
+    /// The hand-shake that hung `sched_pinning` on 2 cores: a stale token is pending, the
+    /// waker publishes a condition then unparks, the fiber consumes the token, checks the
+    /// condition and parks. If the fiber parked without seeing the condition, the unpark must
+    /// have scheduled it. `unpark` used to return on a plain load that saw the (about to be
+    /// consumed) token: no read-modify-write, so nothing ordered the waker's condition before
+    /// the fiber's check (store-buffer pattern) and the wake-up was lost.
+    #[test]
+    fn unpark_after_condition_is_never_lost() {
+        use loom::sync::atomic::AtomicBool;
+        loom::model(|| {
+            let s = Arc::new(State::new());
+            assert_eq!(s.unpark(), AfterUnpark::Done); // a stale token
+            let cond = Arc::new(AtomicBool::new(false));
+            let waker = {
+                let (s, cond) = (s.clone(), cond.clone());
+                thread::spawn(move || {
+                    cond.store(true, Release);
+                    s.unpark() == AfterUnpark::Schedule
+                })
+            };
+            // The fiber: `while !cond { park() }`, one spurious return then a real park.
+            assert!(s.take_notified() || s.0.load(Relaxed) & NOTIFIED == 0);
+            let parked = !cond.load(Acquire)
+                && !s.take_notified()
+                && s.transition_to_parked() == AfterPark::Parked;
+            let scheduled = waker.join().unwrap();
+            assert!(!parked || scheduled, "parked without seeing the condition, and no wake");
         });
     }
 
