@@ -229,7 +229,10 @@ mod loom_tests {
                 && !s.take_notified()
                 && s.transition_to_parked() == AfterPark::Parked;
             let scheduled = waker.join().unwrap();
-            assert!(!parked || scheduled, "parked without seeing the condition, and no wake");
+            assert!(
+                !parked || scheduled,
+                "parked without seeing the condition, and no wake"
+            );
         });
     }
 
