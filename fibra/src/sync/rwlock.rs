@@ -81,19 +81,32 @@ impl RawRwLock {
 
     #[cold]
     fn lock_slow(&self, token: usize, deadline: Option<Instant>) -> bool {
-        let waiter = Waiter::current();
-        if self.enqueue(&waiter, token) {
-            return true;
-        }
         let reason = if token == READ {
             ParkReason::RwLockRead
         } else {
             ParkReason::RwLockWrite
         };
-        let abandon = || {
-            wait::abandon(&waiter, || self.withdraw(&waiter), |t| self.unlock(t));
+        let park = |waiter: &Arc<Waiter>| {
+            let abandon = || {
+                wait::abandon(waiter, || self.withdraw(waiter), |t| self.unlock(t));
+            };
+            wait::wait(waiter, reason, deadline, abandon)
         };
-        if wait::wait(&waiter, reason, deadline, abandon) == token {
+        self.lock_queued(token, Waiter::current(), park)
+    }
+
+    /// Queues `waiter` for `token` unless the lock is free now, then waits with `park` (which
+    /// returns the claiming token; the loom models spin instead of parking).
+    fn lock_queued(
+        &self,
+        token: usize,
+        waiter: Arc<Waiter>,
+        park: impl FnOnce(&Arc<Waiter>) -> usize,
+    ) -> bool {
+        if self.enqueue(&waiter, token) {
+            return true;
+        }
+        if park(&waiter) == token {
             return true; // granted: `grant` counted us before its claim (Release)
         }
         self.withdraw(&waiter);
@@ -518,5 +531,124 @@ mod tests {
         later.sort();
         assert_eq!(later, [1, 2]);
         assert!(lock.try_write().is_some());
+    }
+}
+
+#[cfg(all(test, loom))]
+#[allow(clippy::arc_with_non_send_sync)] // loom's cells are shared by loom threads on purpose
+mod loom_tests {
+    use super::*;
+    use crate::loom::cell::UnsafeCell;
+    use crate::sync::waiter::{TIMED_OUT, WAITING};
+    use loom::thread;
+
+    /// The real slow path with the park replaced by a spin on the selection word (loom cannot
+    /// park a fiber); `give_up` makes the wait time out first, as its timer would.
+    fn lock(l: &RawRwLock, token: usize, give_up: bool) -> bool {
+        let fast = if token == READ {
+            l.try_read()
+        } else {
+            l.try_write()
+        };
+        fast || l.lock_queued(token, Waiter::spinning(), |w| {
+            if give_up && w.try_select(TIMED_OUT) {
+                return TIMED_OUT;
+            }
+            while w.selected() == WAITING {
+                thread::yield_now();
+            }
+            w.selected()
+        })
+    }
+
+    fn raw() -> RawRwLock {
+        RawRwLock {
+            state: AtomicUsize::new(0),
+            queue: QueueLock::new(WaitList::new()),
+        }
+    }
+
+    /// A writer and a reader race the main thread's write unlock (queue, grant, wake): the
+    /// writer's section is exclusive and the reader sees a whole write (loom's cell checks
+    /// both), and the state word ends clean.
+    #[test]
+    fn writer_and_reader_exclusive() {
+        loom::model(|| {
+            let l = Arc::new((raw(), UnsafeCell::new(0u32)));
+            assert!(lock(&l.0, WRITE, false));
+            let writer = {
+                let l = l.clone();
+                thread::spawn(move || {
+                    assert!(lock(&l.0, WRITE, false));
+                    // SAFETY: we hold the write lock.
+                    l.1.with_mut(|p| unsafe { *p += 1 });
+                    l.0.unlock(WRITE);
+                })
+            };
+            let reader = {
+                let l = l.clone();
+                thread::spawn(move || {
+                    assert!(lock(&l.0, READ, false));
+                    // SAFETY: we hold a read lock: no writer holds it.
+                    let seen = l.1.with(|p| unsafe { *p });
+                    l.0.unlock(READ);
+                    seen
+                })
+            };
+            l.0.unlock(WRITE);
+            writer.join().unwrap();
+            assert!(reader.join().unwrap() <= 1);
+            assert_eq!(l.0.state.load(Relaxed), 0, "state left dirty");
+        });
+    }
+
+    /// Two readers hold together; a writer queued behind them gets the lock from the last
+    /// one out, and the state word ends clean.
+    #[test]
+    fn last_reader_out_grants_the_writer() {
+        loom::model(|| {
+            let l = Arc::new(raw());
+            assert!(lock(&l, READ, false));
+            let reader = {
+                let l = l.clone();
+                thread::spawn(move || {
+                    assert!(lock(&l, READ, false) || lock(&l, READ, false));
+                    l.unlock(READ);
+                })
+            };
+            let writer = {
+                let l = l.clone();
+                thread::spawn(move || {
+                    assert!(lock(&l, WRITE, false));
+                    l.unlock(WRITE);
+                })
+            };
+            l.unlock(READ);
+            reader.join().unwrap();
+            writer.join().unwrap();
+            assert_eq!(l.state.load(Relaxed), 0, "state left dirty");
+        });
+    }
+
+    /// A waiting writer times out while the unlock grants it: either it got the lock (and
+    /// releases it) or it left and the lock is free and clean, never held by nobody.
+    #[test]
+    fn timeout_races_grant() {
+        loom::model(|| {
+            let l = Arc::new(raw());
+            assert!(lock(&l, READ, false));
+            let t = {
+                let l = l.clone();
+                thread::spawn(move || {
+                    if lock(&l, WRITE, true) {
+                        l.unlock(WRITE);
+                    }
+                })
+            };
+            l.unlock(READ);
+            t.join().unwrap();
+            assert_eq!(l.state.load(Relaxed), 0, "lock lost or state left dirty");
+            assert!(l.try_write());
+        });
     }
 }
