@@ -54,15 +54,20 @@ struct Rates {
     reports: Vec<StallReport>,
 }
 
-/// Phase: 0 baseline, 1 blocking, 2 after.
-fn run_scenario(block: Block) -> Rates {
+/// Phase: 0 baseline, 1 blocking, 2 after. `migrate`: with the unsafe migration opt-in.
+fn run_scenario(block: Block, migrate: bool) -> Rates {
     let reports = Arc::new(Mutex::new(Vec::new()));
     let r2 = reports.clone();
-    let rt = Runtime::builder()
+    let mut builder = Runtime::builder()
         .workers(2)
-        .on_stall(move |r: &StallReport| r2.lock().unwrap().push(r.clone()))
-        .build()
-        .unwrap();
+        .on_stall(move |r: &StallReport| r2.lock().unwrap().push(r.clone()));
+    if migrate {
+        // SAFETY: the fibers of this scenario hold no `!Send` value and no reference to a
+        // `thread_local!` across a park: only `Arc`s of atomics and mutexes, `JoinHandle`s and
+        // `ThreadId`s (plain values); `thread::current()` is called afresh each time.
+        builder = unsafe { builder.migrate_started_fibers() };
+    }
+    let rt = builder.build().unwrap();
     let (sleepers, blocker_thread, late_done_in_block) = rt.block_on(|| {
         let phase = Arc::new(AtomicU8::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -180,7 +185,7 @@ fn check_report(rates: &Rates, kind: StallKind) {
 fn blocking_syscall_others_keep_moving_and_it_is_reported() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let _w = watchdog("blocking_syscall_others_keep_moving_and_it_is_reported");
-    let rates = run_scenario(Block::Syscall);
+    let rates = run_scenario(Block::Syscall, false);
     check_others_keep_moving(&rates);
     check_report(&rates, StallKind::Syscall);
 }
@@ -189,7 +194,7 @@ fn blocking_syscall_others_keep_moving_and_it_is_reported() {
 fn cpu_loop_others_keep_moving_and_it_is_reported() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let _w = watchdog("cpu_loop_others_keep_moving_and_it_is_reported");
-    let rates = run_scenario(Block::Cpu);
+    let rates = run_scenario(Block::Cpu, false);
     check_others_keep_moving(&rates);
     check_report(&rates, StallKind::CpuLoop);
 }
@@ -198,7 +203,7 @@ fn cpu_loop_others_keep_moving_and_it_is_reported() {
 fn wrapped_in_blocking_every_fiber_keeps_its_rate() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let _w = watchdog("wrapped_in_blocking_every_fiber_keeps_its_rate");
-    let rates = run_scenario(Block::Wrapped);
+    let rates = run_scenario(Block::Wrapped, false);
     check_others_keep_moving(&rates);
     if let Some(same) = rates.same {
         assert!(
@@ -215,4 +220,21 @@ fn wrapped_in_blocking_every_fiber_keeps_its_rate() {
         "a fiber parked in fibra::blocking was reported stuck: {:?}",
         rates.reports
     );
+}
+
+#[test]
+fn with_migration_every_fiber_keeps_its_rate() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _w = watchdog("with_migration_every_fiber_keeps_its_rate");
+    let rates = run_scenario(Block::Syscall, true);
+    check_others_keep_moving(&rates);
+    // The sleepers that first ran on the blocked thread: their timers sat in its heap and the
+    // monitor fires them, so they move to the other workers and keep their rate.
+    let same = rates.same.expect("some sleepers first ran on the blocked thread");
+    assert!(
+        same >= 0.3,
+        "fibers first run on the blocker's worker slowed to {:.0}%: {rates:?}",
+        same * 100.0
+    );
+    check_report(&rates, StallKind::Syscall);
 }

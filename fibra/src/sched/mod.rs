@@ -54,6 +54,7 @@ use std::time::Duration;
 use crate::blocking::BlockingPool;
 use crate::fiber::{FiberRef, Header};
 use crate::stack::StackPool;
+use crate::time::Timers;
 pub(crate) use idle::{Idle, Sleeper};
 use inbox::Inbox;
 pub(crate) use inbox::Linked;
@@ -103,6 +104,10 @@ pub(crate) struct WorkerSlot {
     /// The ring's owner handle while no thread drives this slot (before the session starts,
     /// and a spare slot between uses).
     ring: Mutex<Option<Local<FiberRef>>>,
+    /// Deadlines of the timed waits armed on this worker. Only its thread touches them, except
+    /// the monitor under the migration opt-in: it fires a stuck worker's due timers so those
+    /// fibers run elsewhere (`monitor.rs`). Uncontended otherwise (~20 ns a lock).
+    pub(crate) timers: Mutex<Timers>,
 }
 
 /// One runtime session: everything its workers share.
@@ -135,6 +140,7 @@ impl Shared {
                     registry: Registry::default(),
                     signal: RunSignal::new(),
                     ring: Mutex::new(Some(local)),
+                    timers: Mutex::new(Timers::default()),
                 }
             })
             .collect();

@@ -289,6 +289,20 @@ impl Monitor {
             in_syscalls += usize::from(in_kernel_for.is_some_and(|d| d >= SYSCALL_FOR));
             let report = !std::mem::replace(&mut w.reported, true);
             acted |= self.hand_off(idx);
+            if self.shared.config.migrate {
+                // Its sleepers may run elsewhere: fire their due timers from here, and look
+                // again when the next one is due.
+                acted |= self.fire_timers_of(idx, now);
+                let next = self.shared.slots[idx]
+                    .timers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .next_deadline();
+                next_due = match (next_due, next) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
             if report {
                 self.report(idx, seq, now - since);
             }
@@ -312,6 +326,17 @@ impl Monitor {
             moved = true;
         }
         moved
+    }
+
+    /// Migration opt-in: unparks the due sleepers of stuck slot `idx` into the global queue.
+    /// True if it woke any.
+    fn fire_timers_of(&self, idx: usize, now: Instant) -> bool {
+        let mut woke = false;
+        crate::time::fire_due(&self.shared.slots[idx].timers, now, |fiber| {
+            woke = true;
+            self.shared.inject(fiber);
+        });
+        woke
     }
 
     /// While workers are stuck and the global queue holds work: wake a sleeper, or start a

@@ -33,7 +33,7 @@ impl Worker {
             }
             std::thread::sleep(PASS_PAUSE);
         }
-        self.timers.borrow_mut().clear();
+        self.timers().clear();
     }
 
     /// A fiber popped from a run queue: this worker owns its next run.

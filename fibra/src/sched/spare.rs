@@ -52,7 +52,7 @@ impl Worker {
             && run_next
             && self.pinned.borrow().is_empty()
             && self.local.borrow().is_empty()
-            && self.timers.borrow().is_empty()
+            && self.timers().is_empty()
             && slot.registry.is_empty()
             && !self.shared.has_work_for(self.index)
     }

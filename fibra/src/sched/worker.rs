@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::hint::spin_loop;
 use std::ptr;
 use std::sync::atomic::Ordering::*;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::context;
@@ -15,7 +15,7 @@ use super::queue::Local;
 use super::Shared;
 use crate::fiber::header::NOT_REGISTERED;
 use crate::fiber::switch::FiberCoroutine;
-use crate::fiber::{switch, AfterPark, AfterUnpark, FiberRef, Header, Suspend, Switched};
+use crate::fiber::{switch, AfterPark, FiberRef, Header, Suspend, Switched};
 use crate::stack::LocalStackCache;
 use crate::time::Timers;
 
@@ -43,7 +43,6 @@ pub(crate) struct Worker {
     run_next: Cell<Option<FiberRef>>,
     run_next_streak: Cell<u8>,
     pub(crate) pinned: RefCell<VecDeque<FiberRef>>,
-    pub(crate) timers: RefCell<Timers>,
     pub(crate) stacks: RefCell<LocalStackCache>,
     tick: Cell<u32>,
     /// Which of `pinned` and the ring the next pick tries first (flips every pick).
@@ -76,7 +75,6 @@ impl Worker {
             run_next: Cell::new(None),
             run_next_streak: Cell::new(0),
             pinned: RefCell::new(VecDeque::new()),
-            timers: RefCell::new(Timers::default()),
             stacks: RefCell::new(stacks),
             tick: Cell::new(0),
             ring_first: Cell::new(false),
@@ -162,7 +160,7 @@ impl Worker {
     fn search(&self) -> Option<FiberRef> {
         let searching = self.shared.idle.try_start_searching();
         let give_up = Instant::now() + SEARCH_FOR;
-        let next_timer = self.timers.borrow().next_deadline();
+        let next_timer = self.timers().next_deadline();
         let mut round = 0u32;
         let found = loop {
             if searching {
@@ -233,8 +231,7 @@ impl Worker {
         idle.register_sleeping(self.index);
         if !self.shared.has_work_for(self.index) && !self.timers_due() {
             let timeout = self
-                .timers
-                .borrow()
+                .timers()
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
             let timeout = match (timeout, cap) {
@@ -410,41 +407,35 @@ impl Worker {
         self.shared.notify_one();
     }
 
+    /// This worker's timers (the slot's; see `WorkerSlot::timers`).
+    pub(crate) fn timers(&self) -> MutexGuard<'_, Timers> {
+        self.shared.slots[self.index]
+            .timers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Unparks every fiber whose deadline has passed; true if any became runnable here.
     fn fire_timers(&self) -> bool {
-        if self.timers.borrow().is_empty() {
+        if self.timers().is_empty() {
             return false;
         }
-        let now = Instant::now();
         let mut woke = false;
-        loop {
-            let due = self.timers.borrow_mut().pop_due(now);
-            let Some((fiber, generation)) = due else {
-                break woke;
-            };
-            if fiber.timer_gen.load(Acquire) != generation {
-                continue; // the timed wait ended before its deadline
+        let timers = &self.shared.slots[self.index].timers;
+        crate::time::fire_due(timers, Instant::now(), |fiber| match fiber.home() {
+            Some(h) if h != self.index && !self.shared.config.migrate => {
+                super::schedule_woken(fiber)
             }
-            if fiber.state.unpark() == AfterUnpark::Schedule {
-                // The heap's reference goes to the queue; the parked count is released.
-                // SAFETY: our PARKED → QUEUED transition just succeeded.
-                drop(unsafe { fiber.adopt_parked_ref() });
-                match fiber.home() {
-                    Some(h) if h != self.index && !self.shared.config.migrate => {
-                        super::schedule_woken(fiber)
-                    }
-                    _ => {
-                        self.schedule_started(fiber, false);
-                        woke = true;
-                    }
-                }
+            _ => {
+                self.schedule_started(fiber, false);
+                woke = true;
             }
-        }
+        });
+        woke
     }
 
     fn timers_due(&self) -> bool {
-        self.timers
-            .borrow()
+        self.timers()
             .next_deadline()
             .is_some_and(|d| d <= Instant::now())
     }

@@ -8,7 +8,7 @@ use crate::park::{self, ParkReason};
 use std::sync::atomic::Ordering::*;
 
 use crate::sched::context;
-pub(crate) use timers::Timers;
+pub(crate) use timers::{fire_due, Timers};
 
 /// Parks the calling fiber for at least `dur`; its worker runs other fibers meanwhile.
 ///
@@ -70,9 +70,7 @@ pub(crate) fn park_until(reason: ParkReason, deadline: Instant) {
         // SAFETY: see `context::with_current_fiber`: non-null `current` is the running fiber.
         let fiber = unsafe { w.current.get().as_ref() }?;
         let generation = fiber.timer_gen.fetch_add(1, Relaxed).wrapping_add(1);
-        w.timers
-            .borrow_mut()
-            .insert(deadline, generation, fiber.to_ref());
+        w.timers().insert(deadline, generation, fiber.to_ref());
         Some(fiber.to_ref())
     });
     match armed {

@@ -9,9 +9,11 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, VecDeque};
+use std::sync::atomic::Ordering::Acquire;
+use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::fiber::FiberRef;
+use crate::fiber::{AfterUnpark, FiberRef};
 
 #[derive(Default)]
 pub(crate) struct Timers {
@@ -100,6 +102,33 @@ impl Timers {
     pub(crate) fn clear(&mut self) {
         self.run.clear();
         self.heap.clear();
+    }
+}
+
+/// Pops the entries of `timers` due at `now` and unparks each fiber whose timed wait is still
+/// the one armed (its generation unchanged); `woken` receives every fiber that unpark made
+/// runnable, holding its parked reference, for the caller to queue. The lock is not held
+/// while `woken` runs. The owner worker calls it, and the monitor for a stuck worker under
+/// the migration opt-in.
+pub(crate) fn fire_due(timers: &Mutex<Timers>, now: Instant, mut woken: impl FnMut(FiberRef)) {
+    loop {
+        let due = timers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_due(now);
+        let Some((fiber, generation)) = due else {
+            return;
+        };
+        // Acquire pairs with the Release increment that ends the wait in `park_until`.
+        if fiber.timer_gen.load(Acquire) != generation {
+            continue; // the timed wait ended before its deadline
+        }
+        if fiber.state.unpark() == AfterUnpark::Schedule {
+            // The heap's reference goes to the queue; the parked count is released.
+            // SAFETY: our PARKED → SCHEDULED transition just succeeded.
+            drop(unsafe { fiber.adopt_parked_ref() });
+            woken(fiber);
+        }
     }
 }
 
