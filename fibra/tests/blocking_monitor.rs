@@ -1,7 +1,7 @@
 //! A fiber blocks its worker (a blocking syscall, or a CPU loop) while 1,000 fibers loop on
 //! `fibra::sleep(1ms)`: the fibers not pinned to the blocked thread, and the fibers it had
 //! spawned but not started, keep running; with `fibra::blocking` every fiber does; the
-//! monitor reports the blocker by name.
+//! monitor reports the blocker by name; with the unsafe migration opt-in no fiber freezes.
 //!
 //! The bounds compare each group's wake-up rate during the block with its own rate before it
 //! (debug builds on a busy 2-core machine reach nowhere near 1,000 wake-ups/s per fiber), and
@@ -27,6 +27,10 @@ const BLOCK_FOR: Duration = Duration::from_secs(1);
 /// Fibers the blocker spawns right before it blocks (queued on its worker, not started).
 const LATE_SPAWNS: usize = 100;
 const LATE_SLEEPS: usize = 10;
+/// The least share of its own baseline rate a group must keep while the blocker blocks.
+/// Broken (the group stalled), it gets ~0%; working, 50-100% on a quiet machine, and down to
+/// ~25% seen while other builds shared the 2 cores.
+const MIN_RATE: f64 = 0.15;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Block {
@@ -51,6 +55,8 @@ struct Rates {
     other: f64,
     /// Late spawns that finished all their sleeps while the blocker was still blocked.
     late_done_in_block: usize,
+    /// Sleepers that never woke up during the block.
+    frozen: usize,
     reports: Vec<StallReport>,
 }
 
@@ -129,6 +135,10 @@ fn run_scenario(block: Block, migrate: bool) -> Rates {
     });
     let mut same = (0u64, 0u64, 0usize);
     let mut other = (0u64, 0u64, 0usize);
+    let frozen = sleepers
+        .iter()
+        .filter(|s| s.wakes[1].load(Relaxed) == 0)
+        .count();
     for s in sleepers.iter() {
         let group = if *s.home.lock().unwrap() == Some(blocker_thread) {
             &mut same
@@ -149,13 +159,14 @@ fn run_scenario(block: Block, migrate: bool) -> Rates {
         same: ratio(same),
         other: ratio(other).expect("some sleepers ran on the other worker"),
         late_done_in_block,
+        frozen,
         reports,
     }
 }
 
 fn check_others_keep_moving(rates: &Rates) {
     assert!(
-        rates.other >= 0.3,
+        rates.other >= MIN_RATE,
         "fibers on the other worker slowed to {:.0}% of their rate: {rates:?}",
         rates.other * 100.0
     );
@@ -207,7 +218,7 @@ fn wrapped_in_blocking_every_fiber_keeps_its_rate() {
     check_others_keep_moving(&rates);
     if let Some(same) = rates.same {
         assert!(
-            same >= 0.3,
+            same >= MIN_RATE,
             "fibers on the blocker's worker slowed to {:.0}%: {rates:?}",
             same * 100.0
         );
@@ -222,19 +233,42 @@ fn wrapped_in_blocking_every_fiber_keeps_its_rate() {
     );
 }
 
-#[test]
-fn with_migration_every_fiber_keeps_its_rate() {
-    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let _w = watchdog("with_migration_every_fiber_keeps_its_rate");
-    let rates = run_scenario(Block::Syscall, true);
-    check_others_keep_moving(&rates);
-    // The sleepers that first ran on the blocked thread: their timers sat in its heap and the
-    // monitor fires them, so they move to the other workers and keep their rate.
-    let same = rates.same.expect("some sleepers first ran on the blocked thread");
-    assert!(
-        same >= 0.3,
-        "fibers first run on the blocker's worker slowed to {:.0}%: {rates:?}",
-        same * 100.0
+/// With the migration opt-in every sleeper moves: those whose timer sat in the blocked
+/// worker's heap when it blocked are woken by the monitor and run elsewhere (without that,
+/// ~15% of them froze for the whole block). Every fiber's rate is then bounded by the cores
+/// left: a CPU loop takes one of the two (and no spare is started for it), so all 1,000
+/// sleepers share one core, which halves a CPU-bound rate before any other load on the
+/// machine; `min_rate` says what to expect.
+fn check_with_migration(block: Block, kind: StallKind, min_rate: f64) {
+    let rates = run_scenario(block, true);
+    assert_eq!(
+        rates.frozen, 0,
+        "sleepers froze during the block: {rates:?}"
     );
-    check_report(&rates, StallKind::Syscall);
+    assert_eq!(rates.late_done_in_block, LATE_SPAWNS, "{rates:?}");
+    let same = rates
+        .same
+        .expect("some sleepers first ran on the blocked thread");
+    for (group, rate) in [("the blocker's", same), ("the other", rates.other)] {
+        assert!(
+            rate >= min_rate,
+            "fibers first run on {group} worker slowed to {:.0}%: {rates:?}",
+            rate * 100.0
+        );
+    }
+    check_report(&rates, kind);
+}
+
+#[test]
+fn with_migration_every_fiber_keeps_its_rate_past_a_syscall() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _w = watchdog("with_migration_every_fiber_keeps_its_rate_past_a_syscall");
+    check_with_migration(Block::Syscall, StallKind::Syscall, MIN_RATE);
+}
+
+#[test]
+fn with_migration_every_fiber_keeps_its_rate_past_a_cpu_loop() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _w = watchdog("with_migration_every_fiber_keeps_its_rate_past_a_cpu_loop");
+    check_with_migration(Block::Cpu, StallKind::CpuLoop, 0.05);
 }
