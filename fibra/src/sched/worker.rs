@@ -127,8 +127,7 @@ impl Worker {
                 return Some(f);
             }
         }
-        self.shared
-            .take_inbox(self.index, &mut self.pinned.borrow_mut());
+        self.shared.take_inbox(self.index, &self.pinned);
         if let Some(f) = self.run_next.take() {
             if self.run_next_streak.get() < MAX_RUN_NEXT_STREAK {
                 self.run_next_streak.set(self.run_next_streak.get() + 1);
@@ -169,8 +168,7 @@ impl Worker {
                 }
             }
             if self.shared.inbox_pending(self.index) {
-                self.shared
-                    .take_inbox(self.index, &mut self.pinned.borrow_mut());
+                self.shared.take_inbox(self.index, &self.pinned);
                 if let Some(f) = self.pinned.borrow_mut().pop_front() {
                     break Some(f);
                 }
@@ -459,8 +457,7 @@ impl Worker {
 
     /// Pops anything runnable this worker can reach (shutdown drains with it).
     pub(crate) fn pop_any(&self) -> Option<FiberRef> {
-        self.shared
-            .take_inbox(self.index, &mut self.pinned.borrow_mut());
+        self.shared.take_inbox(self.index, &self.pinned);
         self.run_next
             .take()
             .or_else(|| self.pinned.borrow_mut().pop_front())
