@@ -40,6 +40,7 @@ pub(crate) mod fiber;
 pub(crate) mod io;
 pub(crate) mod loom;
 pub mod net;
+pub mod os;
 mod park;
 mod runtime;
 pub(crate) mod sched;

@@ -1,5 +1,7 @@
-//! Networking in blocking style: [`TcpListener`] and [`TcpStream`] mirror `std::net`, but a
-//! call that would block parks only the calling fiber; its worker runs other fibers meanwhile.
+//! Networking in blocking style: [`TcpListener`], [`TcpStream`] and [`UdpSocket`] mirror
+//! `std::net` (and [`fibra::os::unix::net`](crate::os::unix::net) mirrors
+//! `std::os::unix::net`), but a call that would block parks only the calling fiber; its
+//! worker runs other fibers meanwhile.
 //!
 //! ```
 //! use std::io::{Read, Write};
@@ -48,15 +50,19 @@
 //!   (`EMFILE`/`ENFILE`): it backs off (5 ms, doubling up to 100 ms: Go's `net/http` schedule,
 //!   capped lower) and retries, so a server under fd pressure keeps serving.
 
-mod opts;
+pub(crate) mod evented;
+pub(crate) mod opts;
 mod tcp_listener;
 mod tcp_stream;
+mod udp;
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 
 pub use tcp_listener::{Incoming, TcpListener};
 pub use tcp_stream::TcpStream;
+pub use udp::UdpSocket;
 
 /// Resolves `addr` on the blocking pool (inline on a plain thread).
 pub(crate) fn resolve<A: ToSocketAddrs + Send>(addr: A) -> io::Result<Vec<SocketAddr>> {
@@ -84,4 +90,32 @@ where
             "could not resolve to any addresses",
         )
     }))
+}
+
+/// First back-off after `EMFILE`/`ENFILE`, doubled per failure up to [`ACCEPT_BACKOFF_MAX`]:
+/// Go's `net/http` schedule (5 ms doubling), capped at 100 ms instead of 1 s so a server
+/// resumes within a tenth of a second once descriptors are freed.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(100);
+
+/// Runs `accept` until it succeeds or fails with something other than running out of file
+/// descriptors; on `EMFILE`/`ENFILE` it sleeps (parking the fiber) and retries. The pending
+/// connection stays in the kernel's backlog meanwhile; no readiness edge will announce that
+/// descriptors were freed, hence retrying on a timer.
+pub(crate) fn accept_with_backoff<T>(mut accept: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    loop {
+        match accept() {
+            Err(e) if out_of_fds(&e) && !crate::park::cancelling() => {
+                crate::sleep(backoff);
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+            r => return r,
+        }
+    }
+}
+
+/// `EMFILE` (process limit) or `ENFILE` (system limit): transient, worth waiting out.
+fn out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }

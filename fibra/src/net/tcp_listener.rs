@@ -6,18 +6,11 @@ use std::net::{self, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::tcp_stream::TcpStream;
 use crate::io::reactor::Direction;
 use crate::io::source::Source;
-use crate::park::{self, ParkReason};
-
-/// First back-off after `EMFILE`/`ENFILE`, doubled per failure up to [`ACCEPT_BACKOFF_MAX`]:
-/// Go's `net/http` schedule (5 ms doubling), capped at 100 ms instead of 1 s so a server
-/// resumes within a tenth of a second once descriptors are freed.
-const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(100);
+use crate::park::ParkReason;
 
 /// A TCP socket listening for connections, like [`std::net::TcpListener`]; [`accept`] parks
 /// the calling fiber until a connection arrives.
@@ -112,26 +105,16 @@ impl TcpListener {
     /// # });
     /// ```
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let mut backoff = ACCEPT_BACKOFF_MIN;
-        loop {
-            let accepted = if self.nonblocking.load(Relaxed) {
-                self.mio().accept()
+        super::accept_with_backoff(|| {
+            let (s, peer) = if self.nonblocking.load(Relaxed) {
+                self.mio().accept()?
             } else {
                 self.source
-                    .do_io(Direction::Read, ParkReason::Accept, None, |l| l.accept())
+                    .do_io(Direction::Read, ParkReason::Accept, None, |l| l.accept())?
             };
-            match accepted {
-                Ok((s, peer)) => {
-                    let s = net::TcpStream::from(OwnedFd::from(s));
-                    return Ok((TcpStream::from_nonblocking(s, Arc::default()), peer));
-                }
-                Err(e) if out_of_fds(&e) && !park::cancelling() => {
-                    crate::sleep(backoff);
-                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
-                }
-                Err(e) => return Err(e),
-            }
-        }
+            let s = net::TcpStream::from(OwnedFd::from(s));
+            Ok((TcpStream::from_nonblocking(s, Arc::default()), peer))
+        })
     }
 
     /// An iterator over accepted connections (it never ends; each item is `accept`'s result
@@ -291,11 +274,6 @@ impl TcpListener {
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.mio().take_error()
     }
-}
-
-/// `EMFILE` (process limit) or `ENFILE` (system limit): transient, worth waiting out.
-fn out_of_fds(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 impl AsRawFd for TcpListener {

@@ -188,3 +188,49 @@ impl crate::sched::Unblock for mio::Waker {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    /// fd reuse: a token of a removed registration matches nothing, even when the same fd
+    /// number is registered again at the same index.
+    #[test]
+    fn a_stale_token_matches_no_registration() {
+        let (r, _waker) = Reactor::new().unwrap();
+        let (a, _b) = UnixStream::pair().unwrap();
+        let (old, _) = r.register(a.as_raw_fd()).unwrap();
+        r.deregister(a.as_raw_fd(), old);
+        let (new, io) = r.register(a.as_raw_fd()).unwrap();
+        assert_eq!(old.0 as u32, new.0 as u32, "the index is reused");
+        assert_ne!(old, new, "with a new generation");
+        let t = r.table.lock().unwrap();
+        assert!(t.get(old).is_none());
+        assert!(Arc::ptr_eq(t.get(new).unwrap(), &io));
+    }
+
+    /// An event sets the readiness bit and bumps the tick, so a `clear` based on an older
+    /// snapshot fails (the caller retries instead of sleeping through the edge).
+    #[test]
+    fn an_edge_after_the_snapshot_defeats_clear() {
+        let (r, _waker) = Reactor::new().unwrap();
+        let (a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let (_, io) = r.register(a.as_raw_fd()).unwrap();
+        let mut woken = Vec::new();
+        r.poll(Some(Duration::ZERO), &mut woken); // the registration's initial edge
+        let snap = io.snapshot();
+        b.write_all(b"x").unwrap();
+        r.poll(Some(Duration::ZERO), &mut woken);
+        assert!(
+            !io.clear(snap, Direction::Read),
+            "a newer edge must not be erased"
+        );
+        assert!(io.clear(io.snapshot(), Direction::Read));
+        assert_eq!(io.snapshot() & READABLE, 0);
+        assert!(woken.is_empty());
+    }
+}
