@@ -60,6 +60,14 @@ pub enum ParkReason {
     Blocking,
     /// `JoinHandle::join` of a `fibra::spawn_blocking` task.
     BlockingJoin,
+    /// A `fibra::net` read (or receive), waiting for its socket to become readable.
+    IoRead,
+    /// A `fibra::net` write (or send), waiting for its socket to become writable.
+    IoWrite,
+    /// A `fibra::net` listener's `accept`, waiting for a connection.
+    Accept,
+    /// A `fibra::net` `connect`, waiting for the handshake to finish.
+    Connect,
 }
 
 impl ParkReason {
@@ -84,6 +92,10 @@ impl ParkReason {
             17 => ParkReason::Select,
             18 => ParkReason::Blocking,
             19 => ParkReason::BlockingJoin,
+            20 => ParkReason::IoRead,
+            21 => ParkReason::IoWrite,
+            22 => ParkReason::Accept,
+            23 => ParkReason::Connect,
             _ => ParkReason::None,
         }
     }

@@ -27,10 +27,27 @@ use std::sync::{
 use std::time::Duration;
 
 /// A token parker for one worker slot (std's generic parker protocol).
+///
+/// # Blocking primitives
+/// The state word (EMPTY / SLEEPING / NOTIFIED) and its fences are the protocol; how the thread
+/// blocks is a detail behind it. A worker slot blocks in its reactor's `epoll_wait` (so I/O
+/// readiness also ends the sleep) and `wake` breaks that wait through an [`Unblock`] (a
+/// `mio::Waker`: an eventfd write, which is remembered by the kernel if it lands before the
+/// wait starts, so it needs no lock). The condvar variant is kept for the loom models.
 pub(crate) struct Sleeper {
     state: AtomicU32,
-    lock: Mutex<()>,
-    cvar: Condvar,
+    blocker: Blocker,
+}
+
+/// Breaks a thread's wait in a blocking primitive it owns (an `epoll_wait`). A call before the
+/// wait starts must make the wait return at once (eventfd semantics).
+pub(crate) trait Unblock: Send + Sync {
+    fn unblock(&self);
+}
+
+enum Blocker {
+    Condvar { lock: Mutex<()>, cvar: Condvar },
+    External(Box<dyn Unblock>),
 }
 
 const EMPTY: u32 = 0;
@@ -38,18 +55,53 @@ const SLEEPING: u32 = 1;
 const NOTIFIED: u32 = 2;
 
 impl Sleeper {
+    /// A sleeper that blocks on a condvar.
+    #[cfg_attr(not(loom), allow(dead_code))] // the loom models use it; slots use `external`
     pub(crate) fn new() -> Sleeper {
         Sleeper {
             state: AtomicU32::new(EMPTY),
-            lock: Mutex::new(()),
-            cvar: Condvar::new(),
+            blocker: Blocker::Condvar {
+                lock: Mutex::new(()),
+                cvar: Condvar::new(),
+            },
         }
+    }
+
+    /// A sleeper whose thread blocks in a primitive of its own (`sleep_in`), broken by `unblock`.
+    pub(crate) fn external(unblock: Box<dyn Unblock>) -> Sleeper {
+        Sleeper {
+            state: AtomicU32::new(EMPTY),
+            blocker: Blocker::External(unblock),
+        }
+    }
+
+    /// Consumes a pending token, or announces SLEEPING and runs `recheck`. Returns true if the
+    /// caller should block now.
+    fn announce(&self, recheck: impl Fn() -> bool) -> bool {
+        if let Err(actual) = self
+            .state
+            .compare_exchange(EMPTY, SLEEPING, SeqCst, Relaxed)
+        {
+            debug_assert_eq!(actual, NOTIFIED);
+            self.state.swap(EMPTY, Acquire); // consume the token; pairs with `wake`
+            return false;
+        }
+        fence(SeqCst); // pairs with the fence in `wake_if_sleeping`
+        if recheck() {
+            self.state.swap(EMPTY, Acquire); // a racing `wake` leaves a harmless token
+            return false;
+        }
+        true
     }
 
     /// The slot's own thread: blocks until `wake` or `timeout` (None = forever). `recheck`
     /// runs after the sleeper announced itself (SeqCst) and cancels the sleep if it finds
     /// work: the other half of `wake_if_sleeping`'s check (see the header).
+    #[cfg_attr(not(loom), allow(dead_code))] // the loom models use it; slots use `sleep_in`
     pub(crate) fn sleep(&self, timeout: Option<Duration>, recheck: impl Fn() -> bool) {
+        let Blocker::Condvar { lock, cvar } = &self.blocker else {
+            fatal!("sched::idle::Sleeper::sleep on an external sleeper")
+        };
         // Acquire pairs with `wake`'s Release swap: the waker's pushes are visible.
         if self
             .state
@@ -58,26 +110,15 @@ impl Sleeper {
         {
             return;
         }
-        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(actual) = self
-            .state
-            .compare_exchange(EMPTY, SLEEPING, SeqCst, Relaxed)
-        {
-            debug_assert_eq!(actual, NOTIFIED);
-            self.state.swap(EMPTY, Acquire); // consume the token; pairs with `wake`
-            return;
-        }
-        fence(SeqCst); // pairs with the fence in `wake_if_sleeping`
-        if recheck() {
-            self.state.swap(EMPTY, Acquire); // a racing `wake` leaves a harmless token
+        let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.announce(recheck) {
             return;
         }
         loop {
             guard = match timeout {
-                None => self.cvar.wait(guard).unwrap_or_else(|e| e.into_inner()),
+                None => cvar.wait(guard).unwrap_or_else(|e| e.into_inner()),
                 Some(t) => {
-                    let (g, res) = self
-                        .cvar
+                    let (g, res) = cvar
                         .wait_timeout(guard, t)
                         .unwrap_or_else(|e| e.into_inner());
                     if res.timed_out() {
@@ -98,6 +139,33 @@ impl Sleeper {
         }
     }
 
+    /// The slot's own thread, external sleeper: the same protocol as `sleep`, with `block`
+    /// (which waits up to its argument, or forever for None) as the blocking primitive. May
+    /// return early (an I/O event ended `block`): the caller's loop re-checks its queues.
+    pub(crate) fn sleep_in(
+        &self,
+        timeout: Option<Duration>,
+        recheck: impl Fn() -> bool,
+        block: impl FnOnce(Option<Duration>),
+    ) {
+        // Acquire pairs with `wake`'s Release swap: the waker's pushes are visible.
+        if self
+            .state
+            .compare_exchange(NOTIFIED, EMPTY, Acquire, Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+        if !self.announce(recheck) {
+            return;
+        }
+        block(timeout);
+        // Whatever ended the block (a wake, an event, the timeout), leave SLEEPING with a
+        // read-modify-write: Acquire pairs with a racing `wake`'s Release swap, whose
+        // `unblock` then only makes the next block return at once (a spurious loop turn).
+        self.state.swap(EMPTY, Acquire);
+    }
+
     /// Any thread, after publishing work with a SeqCst write that the sleeper's `recheck`
     /// reads: wakes the slot's thread only if it sleeps. Saves the read-modify-write of `wake`
     /// on every cross-worker hand-off while the target is awake.
@@ -114,9 +182,15 @@ impl Sleeper {
     pub(crate) fn wake(&self) {
         // Release publishes the caller's push (pairs with the Acquire in `sleep`).
         if self.state.swap(NOTIFIED, Release) == SLEEPING {
-            // Taking the lock orders us after the sleeper's check-then-wait.
-            drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()));
-            self.cvar.notify_one();
+            match &self.blocker {
+                Blocker::Condvar { lock, cvar } => {
+                    // Taking the lock orders us after the sleeper's check-then-wait.
+                    drop(lock.lock().unwrap_or_else(|e| e.into_inner()));
+                    cvar.notify_one();
+                }
+                // An eventfd write before the wait starts still ends it (see `Unblock`).
+                Blocker::External(u) => u.unblock(),
+            }
         }
     }
 }
@@ -242,6 +316,53 @@ mod loom_tests {
     #[test]
     fn searching_worker_sees_submitted_work() {
         idle_vs_submit(true);
+    }
+
+    /// A loom stand-in for an eventfd: `unblock` sets a flag that a later `block` consumes.
+    struct EventFd {
+        set: loom::sync::Mutex<bool>,
+        cvar: loom::sync::Condvar,
+    }
+
+    impl EventFd {
+        fn block(&self) {
+            let mut set = self.set.lock().unwrap();
+            while !*set {
+                set = self.cvar.wait(set).unwrap();
+            }
+            *set = false;
+        }
+    }
+
+    impl Unblock for Arc<EventFd> {
+        fn unblock(&self) {
+            *self.set.lock().unwrap() = true;
+            self.cvar.notify_one();
+        }
+    }
+
+    /// The reactor variant: a worker blocking in its poller is woken for inbox work.
+    #[test]
+    fn external_sleeper_wake_is_not_lost() {
+        loom::model(|| {
+            let fd = Arc::new(EventFd {
+                set: loom::sync::Mutex::new(false),
+                cvar: loom::sync::Condvar::new(),
+            });
+            let sleeper = Arc::new(Sleeper::external(Box::new(fd.clone())));
+            let pending = Arc::new(AtomicBool::new(false));
+            let waker = {
+                let (sleeper, pending) = (sleeper.clone(), pending.clone());
+                thread::spawn(move || {
+                    pending.store(true, SeqCst);
+                    sleeper.wake_if_sleeping();
+                })
+            };
+            while !pending.load(SeqCst) {
+                sleeper.sleep_in(None, || pending.load(SeqCst), |_| fd.block());
+            }
+            waker.join().unwrap();
+        });
     }
 
     /// A targeted wake (a pinned fiber sent to its home's inbox) is never lost.

@@ -54,9 +54,10 @@ use std::time::Duration;
 
 use crate::blocking::BlockingPool;
 use crate::fiber::{FiberRef, Header};
+use crate::io::reactor::Reactor;
 use crate::stack::StackPool;
 use crate::time::Timers;
-pub(crate) use idle::{Idle, Sleeper};
+pub(crate) use idle::{Idle, Sleeper, Unblock};
 use inbox::Inbox;
 pub(crate) use inbox::Linked;
 use monitor::{RunSignal, StallReport};
@@ -99,6 +100,8 @@ pub(crate) struct WorkerSlot {
     pub(crate) stealer: Stealer<FiberRef>,
     inbox: Inbox<Header>,
     pub(crate) sleeper: Sleeper,
+    /// The slot's poller: its owner thread polls it and sleeps in it (io/reactor).
+    pub(crate) reactor: Arc<Reactor>,
     pub(crate) registry: Registry,
     /// What the monitor reads: the run counter and who runs (monitor.rs).
     pub(crate) signal: RunSignal,
@@ -134,10 +137,15 @@ impl Shared {
         let slots = (0..config.workers + config.max_spare_workers)
             .map(|_| {
                 let (local, stealer) = queue::local();
+                let (reactor, waker) = Reactor::new().unwrap_or_else(|e| {
+                    panic!("fibra: cannot create a worker's I/O poller (epoll): {e}")
+                });
                 WorkerSlot {
                     stealer,
                     inbox: Inbox::new(),
-                    sleeper: Sleeper::new(),
+                    // The slot's thread sleeps in its poller; the poller's waker ends the sleep.
+                    sleeper: Sleeper::external(Box::new(waker)),
+                    reactor: Arc::new(reactor),
                     registry: Registry::default(),
                     signal: RunSignal::new(),
                     ring: Mutex::new(Some(local)),
@@ -229,6 +237,7 @@ impl Shared {
         while self.inject.pop().is_some() {}
         for slot in self.slots.iter() {
             slot.inbox.take_all(&mut VecDeque::new());
+            slot.reactor.clear();
         }
     }
 

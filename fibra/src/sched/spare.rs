@@ -54,6 +54,8 @@ impl Worker {
             && self.local.borrow().is_empty()
             && self.timers().is_empty()
             && slot.registry.is_empty()
+            // Sockets registered here are polled only by this slot's thread (io/reactor).
+            && !slot.reactor.has_registrations()
             && !self.shared.has_work_for(self.index)
     }
 

@@ -15,7 +15,7 @@ use super::queue::Local;
 use super::Shared;
 use crate::fiber::header::NOT_REGISTERED;
 use crate::fiber::switch::FiberCoroutine;
-use crate::fiber::{switch, AfterPark, FiberRef, Header, Suspend, Switched};
+use crate::fiber::{switch, AfterPark, AfterUnpark, FiberRef, Header, Suspend, Switched};
 use crate::stack::LocalStackCache;
 use crate::time::Timers;
 
@@ -100,7 +100,7 @@ impl Worker {
         while !self.shared.shutdown.load(Acquire) {
             if let Some(f) = self.next_local() {
                 self.run(f);
-            } else if self.fire_timers() {
+            } else if self.fire_timers() || self.poll_io() {
                 continue;
             } else if let Some(f) = self.search() {
                 self.run(f);
@@ -123,6 +123,7 @@ impl Worker {
             // Timers are checked here and whenever the local queues run dry: reading the clock
             // costs ~80 ns on these VMs, too much for every tick.
             self.fire_timers();
+            self.poll_io(); // a busy worker still serves its sockets (Go polls in findrunnable)
             if let Some(f) = self.shared.inject.pop() {
                 return Some(f);
             }
@@ -237,11 +238,59 @@ impl Worker {
                 (t, c) => t.or(c),
             };
             let shared = &self.shared;
-            shared.slots[self.index]
-                .sleeper
-                .sleep(timeout, || shared.inbox_pending(self.index));
+            let slot = &shared.slots[self.index];
+            let mut woken = Vec::new();
+            // The blocking primitive is the slot's poller: I/O readiness, the next timer and
+            // `Sleeper::wake` (through the poller's waker) all end the sleep.
+            slot.sleeper.sleep_in(
+                timeout,
+                || shared.inbox_pending(self.index),
+                |t| slot.reactor.poll(t, &mut woken),
+            );
+            self.wake_io(woken);
         }
         idle.unregister_sleeping(self.index);
+    }
+
+    /// Polls the slot's reactor without blocking and makes the fibers it releases runnable;
+    /// true if any became runnable here. Skipped while nothing is registered (a syscall saved).
+    fn poll_io(&self) -> bool {
+        let reactor = &self.shared.slots[self.index].reactor;
+        if !reactor.has_registrations() {
+            return false;
+        }
+        let mut woken = Vec::new();
+        reactor.poll(Some(Duration::ZERO), &mut woken);
+        self.wake_io(woken)
+    }
+
+    /// Unparks fibers released by I/O readiness (each `FiberRef` is a waiter list's count, as a
+    /// timer heap's is in `fire_timers`); true if any became runnable here.
+    fn wake_io(&self, woken: Vec<FiberRef>) -> bool {
+        let mut here = false;
+        for fiber in woken {
+            if fiber.state.unpark() == AfterUnpark::Schedule {
+                // SAFETY: our PARKED → QUEUED transition just succeeded.
+                drop(unsafe { fiber.adopt_parked_ref() });
+                here |= self.place_woken(fiber);
+            }
+        }
+        here
+    }
+
+    /// A fiber this worker's timers or reactor just made runnable: queued here, or sent to its
+    /// home if it is pinned elsewhere. True if it was queued here.
+    fn place_woken(&self, fiber: FiberRef) -> bool {
+        match fiber.home() {
+            Some(h) if h != self.index && !self.shared.config.migrate => {
+                super::schedule_woken(fiber);
+                false
+            }
+            _ => {
+                self.schedule_started(fiber, false);
+                true
+            }
+        }
     }
 
     /// Runs `fiber` until it switches out, then files it where it belongs.
@@ -420,14 +469,8 @@ impl Worker {
         }
         let mut woke = false;
         let timers = &self.shared.slots[self.index].timers;
-        crate::time::fire_due(timers, Instant::now(), |fiber| match fiber.home() {
-            Some(h) if h != self.index && !self.shared.config.migrate => {
-                super::schedule_woken(fiber)
-            }
-            _ => {
-                self.schedule_started(fiber, false);
-                woke = true;
-            }
+        crate::time::fire_due(timers, Instant::now(), |fiber| {
+            woke |= self.place_woken(fiber);
         });
         woke
     }

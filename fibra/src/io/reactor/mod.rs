@@ -1,0 +1,236 @@
+//! The reactor: one `mio::Poll` (edge-triggered epoll) per worker slot.
+//!
+//! # Why one poller per worker
+//! A fiber that has run is pinned to its home worker (sched/mod.rs). Its sockets register
+//! with the poller of the worker it runs on when it first has to wait, so the readiness event
+//! is found by the very thread that must resume the fiber: no cross-thread hand-off, no shared
+//! `epoll` fd bouncing between cores, no lock contention on one registration table (Photon and
+//! glommio work this way; Go needs a global poller only because goroutines migrate). A socket
+//! later used from another worker (moved through a channel, a `try_clone` read elsewhere) still
+//! works: its events arrive on the registering worker, which unparks the fiber through the
+//! usual cross-thread path (the fiber's home inbox). A slot that holds registrations is never
+//! retired (spare.rs), so they are always polled.
+//!
+//! # Who polls
+//! Only the slot's owner thread polls (`poll`): without blocking when it runs out of local
+//! work and every 61 ticks while busy (worker.rs), and blocking, with its next timer as the
+//! timeout, as its idle sleep (the `Sleeper`'s blocking primitive; `Sleeper::wake` breaks it
+//! through the slot's `mio::Waker`). Registration and deregistration happen on any thread
+//! (`mio::Registry` is thread-safe; the table is behind a mutex).
+//!
+//! # Tokens and fd reuse
+//! A token is `generation << 32 | index` into the table. Removing an entry bumps its
+//! generation, so an event still queued for a closed fd (whose number the kernel may already
+//! have handed to a new socket registered at the same index) matches no live registration and
+//! wakes nobody.
+
+mod scheduled;
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
+
+use crate::fiber::FiberRef;
+pub(crate) use scheduled::{Direction, ScheduledIo};
+use scheduled::{READABLE, WRITABLE};
+
+/// The token of the slot's `mio::Waker` (no table index reaches it).
+const WAKE_TOKEN: Token = Token(usize::MAX);
+
+/// Events taken per `epoll_wait`: more stay queued in the kernel for the next poll.
+const EVENTS_PER_POLL: usize = 1024;
+
+pub(crate) struct Reactor {
+    /// Owner thread only; the mutex is never contended, it only lets `&self` poll.
+    poll: Mutex<(Poll, Events)>,
+    registry: Registry,
+    table: Mutex<Table>,
+    /// Live registrations: a worker skips its non-blocking polls while this is 0.
+    live: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Table {
+    entries: Vec<Entry>,
+    free: Vec<u32>,
+}
+
+struct Entry {
+    generation: u32,
+    io: Option<Arc<ScheduledIo>>,
+}
+
+impl Table {
+    fn get(&self, token: Token) -> Option<&Arc<ScheduledIo>> {
+        let (index, generation) = (token.0 as u32 as usize, (token.0 >> 32) as u32);
+        let e = self.entries.get(index)?;
+        (e.generation == generation).then_some(e.io.as_ref()?)
+    }
+}
+
+impl Reactor {
+    /// A reactor and the waker that breaks its owner's blocking poll.
+    pub(crate) fn new() -> io::Result<(Reactor, mio::Waker)> {
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let waker = mio::Waker::new(&registry, WAKE_TOKEN)?;
+        let reactor = Reactor {
+            poll: Mutex::new((poll, Events::with_capacity(EVENTS_PER_POLL))),
+            registry,
+            table: Mutex::new(Table::default()),
+            live: AtomicUsize::new(0),
+        };
+        Ok((reactor, waker))
+    }
+
+    /// Any thread: registers `fd` edge-triggered for both directions.
+    pub(crate) fn register(&self, fd: RawFd) -> io::Result<(Token, Arc<ScheduledIo>)> {
+        let io = Arc::new(ScheduledIo::new());
+        let token = {
+            let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+            let index = match t.free.pop() {
+                Some(i) => i,
+                None => {
+                    let Ok(i) = u32::try_from(t.entries.len()) else {
+                        return Err(io::Error::other("fibra: too many registered sockets"));
+                    };
+                    t.entries.push(Entry {
+                        generation: 0,
+                        io: None,
+                    });
+                    i
+                }
+            };
+            let e = &mut t.entries[index as usize];
+            e.io = Some(io.clone());
+            Token(((e.generation as usize) << 32) | index as usize)
+        };
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self.registry.register(&mut SourceFd(&fd), token, interest) {
+            self.remove(token);
+            return Err(e);
+        }
+        self.live.fetch_add(1, Relaxed);
+        Ok((token, io))
+    }
+
+    /// Any thread, before `fd` is closed: removes the registration.
+    pub(crate) fn deregister(&self, fd: RawFd, token: Token) {
+        // An error here means the fd is no longer registered: nothing to undo.
+        let _ = self.registry.deregister(&mut SourceFd(&fd));
+        self.remove(token);
+        self.live.fetch_sub(1, Relaxed);
+    }
+
+    fn remove(&self, token: Token) {
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let index = token.0 as u32;
+        if let Some(e) = t.entries.get_mut(index as usize) {
+            e.io = None;
+            e.generation = e.generation.wrapping_add(1);
+            t.free.push(index);
+        }
+    }
+
+    /// Are there registrations (events worth a non-blocking poll)?
+    pub(crate) fn has_registrations(&self) -> bool {
+        self.live.load(Relaxed) != 0
+    }
+
+    /// Owner thread: waits up to `timeout` (None: until an event or the waker), records the
+    /// events and returns the fibers they release (the caller unparks them).
+    pub(crate) fn poll(&self, timeout: Option<Duration>, woken: &mut Vec<FiberRef>) {
+        let mut guard = self.poll.lock().unwrap_or_else(|e| e.into_inner());
+        let (poll, events) = &mut *guard;
+        if let Err(e) = poll.poll(events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                fatal!("io::reactor::poll: epoll_wait failed: {e}");
+            }
+            return;
+        }
+        let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        for ev in events.iter() {
+            if ev.token() == WAKE_TOKEN {
+                continue;
+            }
+            let Some(io) = table.get(ev.token()) else {
+                continue; // deregistered since (a stale token: see "Tokens and fd reuse")
+            };
+            let mut ready = 0;
+            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                ready |= READABLE;
+            }
+            if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+                ready |= WRITABLE;
+            }
+            io.set_ready(ready, woken);
+        }
+    }
+
+    /// After the session: drops what the table holds.
+    pub(crate) fn clear(&self) {
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        for e in t.entries.iter_mut() {
+            e.io = None;
+        }
+    }
+}
+
+impl crate::sched::Unblock for mio::Waker {
+    fn unblock(&self) {
+        if let Err(e) = self.wake() {
+            fatal!("io::reactor: cannot wake a worker's poller: {e}");
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    /// fd reuse: a token of a removed registration matches nothing, even when the same fd
+    /// number is registered again at the same index.
+    #[test]
+    fn a_stale_token_matches_no_registration() {
+        let (r, _waker) = Reactor::new().unwrap();
+        let (a, _b) = UnixStream::pair().unwrap();
+        let (old, _) = r.register(a.as_raw_fd()).unwrap();
+        r.deregister(a.as_raw_fd(), old);
+        let (new, io) = r.register(a.as_raw_fd()).unwrap();
+        assert_eq!(old.0 as u32, new.0 as u32, "the index is reused");
+        assert_ne!(old, new, "with a new generation");
+        let t = r.table.lock().unwrap();
+        assert!(t.get(old).is_none());
+        assert!(Arc::ptr_eq(t.get(new).unwrap(), &io));
+    }
+
+    /// An event sets the readiness bit and bumps the tick, so a `clear` based on an older
+    /// snapshot fails (the caller retries instead of sleeping through the edge).
+    #[test]
+    fn an_edge_after_the_snapshot_defeats_clear() {
+        let (r, _waker) = Reactor::new().unwrap();
+        let (a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let (_, io) = r.register(a.as_raw_fd()).unwrap();
+        let mut woken = Vec::new();
+        r.poll(Some(Duration::ZERO), &mut woken); // the registration's initial edge
+        let snap = io.snapshot();
+        b.write_all(b"x").unwrap();
+        r.poll(Some(Duration::ZERO), &mut woken);
+        assert!(
+            !io.clear(snap, Direction::Read),
+            "a newer edge must not be erased"
+        );
+        assert!(io.clear(io.snapshot(), Direction::Read));
+        assert_eq!(io.snapshot() & READABLE, 0);
+        assert!(woken.is_empty());
+    }
+}

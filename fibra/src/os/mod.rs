@@ -1,0 +1,3 @@
+//! Platform-specific networking, mirroring `std::os`.
+
+pub mod unix;

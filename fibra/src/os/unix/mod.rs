@@ -1,0 +1,3 @@
+//! Unix-specific parts of fibra, mirroring `std::os::unix`.
+
+pub mod net;

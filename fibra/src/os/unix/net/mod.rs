@@ -1,0 +1,32 @@
+//! Unix domain sockets whose blocking calls park only the calling fiber, mirroring
+//! `std::os::unix::net`: [`UnixListener`], [`UnixStream`] and [`UnixDatagram`].
+//!
+//! They wait exactly as [`fibra::net`](crate::net)'s TCP and UDP types do (the same reactor,
+//! timeouts, non-blocking mode and plain-thread fallback).
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use fibra::os::unix::net::UnixStream;
+//! # fibra::run(|| {
+//! let (mut a, mut b) = UnixStream::pair().unwrap();
+//! let echo = fibra::spawn(move || {
+//!     let mut buf = [0u8; 4];
+//!     b.read_exact(&mut buf).unwrap();
+//!     b.write_all(&buf).unwrap();
+//! });
+//! a.write_all(b"ping").unwrap();
+//! let mut back = [0u8; 4];
+//! a.read_exact(&mut back).unwrap();
+//! assert_eq!(&back, b"ping");
+//! echo.join().unwrap();
+//! # });
+//! ```
+
+mod datagram;
+mod listener;
+mod stream;
+
+pub use datagram::UnixDatagram;
+pub use listener::{Incoming, UnixListener};
+pub use std::os::unix::net::SocketAddr;
+pub use stream::UnixStream;
