@@ -133,6 +133,18 @@ pub(crate) fn unpark(fiber: &Header) {
     }
 }
 
+/// Any thread, holding a counted reference (a timer entry's, a waiter list's): unparks the
+/// fiber and returns that reference for the caller to queue if the unpark made it runnable;
+/// the parked state's own count is released.
+pub(crate) fn unpark_owned(fiber: FiberRef) -> Option<FiberRef> {
+    if fiber.state.unpark() != crate::fiber::AfterUnpark::Schedule {
+        return None;
+    }
+    // SAFETY: our PARKED → SCHEDULED transition just succeeded.
+    drop(unsafe { fiber.adopt_parked_ref() });
+    Some(fiber)
+}
+
 /// A waker for whoever is calling: the current fiber, or else the current thread.
 pub(crate) fn current_waker() -> Waker {
     context::with_current_fiber(|fiber| match fiber {

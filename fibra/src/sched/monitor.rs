@@ -289,6 +289,7 @@ impl Monitor {
             in_syscalls += usize::from(in_kernel_for.is_some_and(|d| d >= SYSCALL_FOR));
             let report = !std::mem::replace(&mut w.reported, true);
             acted |= self.hand_off(idx);
+            acted |= self.poll_io_of(idx);
             if self.shared.config.migrate {
                 // Its sleepers may run elsewhere: fire their due timers from here, and look
                 // again when the next one is due.
@@ -326,6 +327,24 @@ impl Monitor {
             moved = true;
         }
         moved
+    }
+
+    /// Polls stuck slot `idx`'s reactor (without blocking; its owner is not polling) and sends
+    /// each fiber it releases home, or anywhere under the migration opt-in: a socket registered
+    /// there may be used by a fiber of another worker (io/reactor). True if it woke any.
+    fn poll_io_of(&self, idx: usize) -> bool {
+        let reactor = &self.shared.slots[idx].reactor;
+        if !reactor.has_registrations() {
+            return false;
+        }
+        let mut released = Vec::new();
+        reactor.poll(Some(Duration::ZERO), &mut released);
+        let mut woke = false;
+        for fiber in released.into_iter().filter_map(crate::park::unpark_owned) {
+            woke = true;
+            super::schedule_woken(fiber); // no worker here: its inbox, or the global queue
+        }
+        woke
     }
 
     /// Migration opt-in: unparks the due sleepers of stuck slot `idx` into the global queue.

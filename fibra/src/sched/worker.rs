@@ -15,7 +15,7 @@ use super::queue::Local;
 use super::Shared;
 use crate::fiber::header::NOT_REGISTERED;
 use crate::fiber::switch::FiberCoroutine;
-use crate::fiber::{switch, AfterPark, AfterUnpark, FiberRef, Header, Suspend, Switched};
+use crate::fiber::{switch, AfterPark, FiberRef, Header, Suspend, Switched};
 use crate::stack::LocalStackCache;
 use crate::time::Timers;
 
@@ -268,12 +268,8 @@ impl Worker {
     /// timer heap's is in `fire_timers`); true if any became runnable here.
     fn wake_io(&self, woken: Vec<FiberRef>) -> bool {
         let mut here = false;
-        for fiber in woken {
-            if fiber.state.unpark() == AfterUnpark::Schedule {
-                // SAFETY: our PARKED → QUEUED transition just succeeded.
-                drop(unsafe { fiber.adopt_parked_ref() });
-                here |= self.place_woken(fiber);
-            }
+        for fiber in woken.into_iter().filter_map(crate::park::unpark_owned) {
+            here |= self.place_woken(fiber);
         }
         here
     }

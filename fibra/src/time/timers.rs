@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering::Acquire;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::fiber::{AfterUnpark, FiberRef};
+use crate::fiber::FiberRef;
 
 #[derive(Default)]
 pub(crate) struct Timers {
@@ -123,11 +123,8 @@ pub(crate) fn fire_due(timers: &Mutex<Timers>, now: Instant, mut woken: impl FnM
         if fiber.timer_gen.load(Acquire) != generation {
             continue; // the timed wait ended before its deadline
         }
-        if fiber.state.unpark() == AfterUnpark::Schedule {
-            // The heap's reference goes to the queue; the parked count is released.
-            // SAFETY: our PARKED → SCHEDULED transition just succeeded.
-            drop(unsafe { fiber.adopt_parked_ref() });
-            woken(fiber);
+        if let Some(fiber) = crate::park::unpark_owned(fiber) {
+            woken(fiber); // the heap's reference goes to the queue
         }
     }
 }
