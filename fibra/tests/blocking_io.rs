@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use fibra::net::{TcpListener, TcpStream};
+use fibra::net::TcpListener;
 
 mod common;
 use common::watchdog;
