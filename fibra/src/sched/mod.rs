@@ -30,8 +30,10 @@
 //! # Stuck workers
 //! A worker whose thread stays inside one fiber run (a blocking syscall, FFI, a CPU loop) is
 //! *stuck*. The *monitor* thread (`monitor.rs`, Go's sysmon) notices it from a run counter the
-//! worker bumps at each run, moves its movable work to the global queue, starts a *spare*
-//! worker on a pre-allocated slot when nobody idle can take it, and reports the fiber. Slots
+//! worker bumps at each run, moves its movable work to the global queue, polls its reactor
+//! (a socket registered there may belong to a fiber elsewhere), fires its due timers under the
+//! migration opt-in (their fibers may then run elsewhere), starts a *spare* worker on a
+//! pre-allocated slot when nobody idle can take it, and reports the fiber. Slots
 //! `0..workers` are the configured workers; slots `workers..workers + max_spare` are spares,
 //! dormant until the monitor starts one, retired again when idle (`worker.rs`, `retire`).
 
