@@ -3,6 +3,7 @@
 mod common;
 
 use std::io;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fibra::net::{TcpListener, TcpStream, UdpSocket};
@@ -81,15 +82,30 @@ fn host_names_are_resolved() {
     });
 }
 
+/// A resolver as slow as a remote DNS server, recording the thread it ran on.
+struct SlowName(Arc<Mutex<Vec<std::thread::ThreadId>>>);
+
+impl std::net::ToSocketAddrs for SlowName {
+    type Iter = std::vec::IntoIter<std::net::SocketAddr>;
+    fn to_socket_addrs(&self) -> io::Result<Self::Iter> {
+        self.0.lock().unwrap().push(std::thread::current().id());
+        std::thread::sleep(Duration::from_millis(20));
+        Ok(vec![std::net::SocketAddr::from(([127, 0, 0, 1], 0))].into_iter())
+    }
+}
+
 /// While one fiber resolves a name (on the blocking pool), its worker keeps running others.
 #[test]
 fn resolving_does_not_hold_the_worker() {
     let _w = common::watchdog("resolving_does_not_hold_the_worker");
     let one = fibra::Runtime::builder().workers(1).build().unwrap();
     one.block_on(|| {
-        let resolver = fibra::spawn(|| {
-            for _ in 0..20 {
-                let _ = UdpSocket::bind("localhost:0").unwrap();
+        let worker = std::thread::current().id();
+        let resolved_on = Arc::new(Mutex::new(Vec::new()));
+        let names = resolved_on.clone();
+        let resolver = fibra::spawn(move || {
+            for _ in 0..5 {
+                let _ = UdpSocket::bind(SlowName(names.clone())).unwrap();
             }
         });
         let mut turns = 0u32;
@@ -98,12 +114,14 @@ fn resolving_does_not_hold_the_worker() {
             fibra::yield_now();
         }
         resolver.join().unwrap();
-        // Each resolution parks the resolver (it runs on the blocking pool), and this fiber,
-        // queued already, runs at least once per park. Resolving inline would hold the only
-        // worker through all 20 and leave this fiber at most a turn or two.
+        let resolved_on = resolved_on.lock().unwrap();
+        assert_eq!(resolved_on.len(), 5);
         assert!(
-            turns >= 20,
-            "only {turns} turns while 20 names were resolved"
+            resolved_on.iter().all(|t| *t != worker),
+            "a name was resolved on the worker thread"
         );
+        // Resolving inline would hold the only worker through all five 20 ms resolutions
+        // and leave this fiber a turn or two; off the worker it turns throughout.
+        assert!(turns >= 5, "only {turns} turns while 5 names were resolved");
     });
 }
