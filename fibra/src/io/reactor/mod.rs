@@ -28,7 +28,7 @@ mod scheduled;
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +52,8 @@ pub(crate) struct Reactor {
     table: Mutex<Table>,
     /// Live registrations: a worker skips its non-blocking polls while this is 0.
     live: AtomicUsize,
+    /// False once the session ended: nobody polls this reactor any more.
+    open: AtomicBool,
 }
 
 #[derive(Default)]
@@ -84,6 +86,7 @@ impl Reactor {
             registry,
             table: Mutex::new(Table::default()),
             live: AtomicUsize::new(0),
+            open: AtomicBool::new(true),
         };
         Ok((reactor, waker))
     }
@@ -172,8 +175,15 @@ impl Reactor {
         }
     }
 
-    /// After the session: drops what the table holds.
+    /// Is a session still polling this reactor? A socket registered in an ended session
+    /// must not park on it (nobody would ever wake it).
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.load(Relaxed)
+    }
+
+    /// After the session: closes the reactor to waits and drops what the table holds.
     pub(crate) fn clear(&self) {
+        self.open.store(false, Relaxed);
         let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
         for e in t.entries.iter_mut() {
             e.io = None;
