@@ -18,6 +18,16 @@
 //! through the slot's `mio::Waker`). Registration and deregistration happen on any thread
 //! (`mio::Registry` is thread-safe; the table is behind a mutex).
 //!
+//! Cost: `epoll_wait` takes its timeout in whole milliseconds (mio rounds up), so a timer due
+//! while its worker is idle fires up to ~1 ms late, where the condvar sleep this replaced was
+//! exact to the futex's precision. Go's netpoller has the same granularity. A worker with no
+//! registrations skips the non-blocking polls entirely, so CPU-only workloads pay nothing else.
+//!
+//! Rejected: one poller shared by all workers (Go's design). Every readiness event would be
+//! found by whichever worker polled, then handed to the fiber's home through its inbox (a
+//! cross-thread wake, ~5 µs when the home sleeps), and all workers would contend on one
+//! `epoll` instance. Not measured here yet: the lab's `io` experiment should compare them.
+//!
 //! # Tokens and fd reuse
 //! A token is `generation << 32 | index` into the table. Removing an entry bumps its
 //! generation, so an event still queued for a closed fd (whose number the kernel may already
