@@ -332,3 +332,70 @@ fn nonblocking_mode_returns_would_block() {
         );
     });
 }
+
+/// A socket first used (registered) by a fiber on one worker, then handed to a fiber on the
+/// other worker: readiness arrives at the first worker's poller and still wakes the fiber.
+#[test]
+fn a_socket_moved_to_another_worker_still_wakes_its_fiber() {
+    let _w = common::watchdog("a_socket_moved_to_another_worker_still_wakes_its_fiber");
+    rt(2).block_on(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = TcpStream::connect(addr).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        // Register `server` with this worker's poller: a read that times out.
+        server
+            .set_read_timeout(Some(Duration::from_millis(5)))
+            .unwrap();
+        assert!((&server).read(&mut [0u8; 1]).is_err());
+        server.set_read_timeout(None).unwrap();
+        let here = std::thread::current().name().map(str::to_owned);
+        let (tx, rx) = fibra::chan::bounded::<TcpStream>(1);
+        let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let started = started.clone();
+            fibra::spawn(move || {
+                started.store(true, std::sync::atomic::Ordering::SeqCst);
+                let mut s = rx.recv().unwrap();
+                let mut buf = [0u8; 5];
+                s.read_exact(&mut buf).unwrap();
+                (buf, std::thread::current().name().map(str::to_owned))
+            })
+        };
+        // This fiber keeps its worker busy without yielding, so only the other worker can
+        // start the new one (by stealing it).
+        while !started.load(std::sync::atomic::Ordering::SeqCst) {
+            std::hint::spin_loop();
+        }
+        tx.send(server).unwrap();
+        fibra::sleep(Duration::from_millis(10)); // let it park on the socket
+        client.write_all(b"moved").unwrap();
+        let (buf, there) = reader.join().unwrap();
+        assert_eq!(&buf, b"moved");
+        assert_ne!(there, here);
+    });
+}
+
+/// A socket registered in one session and used in a later one fails clearly, never hangs.
+#[test]
+fn a_socket_outliving_its_session_errors_instead_of_hanging() {
+    let _w = common::watchdog("a_socket_outliving_its_session_errors_instead_of_hanging");
+    let (listener, _client) = rt(1).block_on(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+        assert!((&s).read(&mut [0u8; 1]).is_err()); // registered now
+        (s, client)
+    });
+    let e = rt(1).block_on(|| (&listener).read(&mut [0u8; 1]).unwrap_err());
+    assert_eq!(e.kind(), io::ErrorKind::Other, "{e}");
+    // On a plain thread it still works (poll(2) fallback).
+    listener
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    assert_eq!(
+        (&listener).read(&mut [0u8; 1]).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
+}

@@ -124,6 +124,12 @@ impl<S: AsRawFd> Source<S> {
             // epoll reports its current readiness as an edge, so nothing is missed.
             return self.register();
         };
+        if !reg.reactor.is_open() {
+            return Err(io::Error::other(
+                "fibra: this socket was registered by a runtime session that has ended; \
+                 use it in one session only (or convert it with into_std / from_std)",
+            ));
+        }
         if !reg.io.clear(snap, dir) {
             return Ok(()); // an edge arrived after the attempt began: retry at once
         }

@@ -25,7 +25,9 @@
 //! number: a prime, so it does not beat in step with user loops), and the inbox is drained
 //! into `pinned` whenever its flag is set. A yielding fiber goes to the back of `pinned`.
 //!
-//! The sleep/wake protocol is written in `idle.rs`; the state word in `fiber/state.rs`.
+//! The sleep/wake protocol is written in `idle.rs`; the state word in `fiber/state.rs`. A
+//! worker sleeps inside its slot's I/O poller (`io/reactor`), so readiness, its next timer and
+//! a notification all end the sleep.
 //!
 //! # Stuck workers
 //! A worker whose thread stays inside one fiber run (a blocking syscall, FFI, a CPU loop) is

@@ -18,6 +18,16 @@
 //! through the slot's `mio::Waker`). Registration and deregistration happen on any thread
 //! (`mio::Registry` is thread-safe; the table is behind a mutex).
 //!
+//! Cost: `epoll_wait` takes its timeout in whole milliseconds (mio rounds up), so a timer due
+//! while its worker is idle fires up to ~1 ms late, where the condvar sleep this replaced was
+//! exact to the futex's precision. Go's netpoller has the same granularity. A worker with no
+//! registrations skips the non-blocking polls entirely, so CPU-only workloads pay nothing else.
+//!
+//! Rejected: one poller shared by all workers (Go's design). Every readiness event would be
+//! found by whichever worker polled, then handed to the fiber's home through its inbox (a
+//! cross-thread wake, ~5 µs when the home sleeps), and all workers would contend on one
+//! `epoll` instance. Not measured here yet: the lab's `io` experiment should compare them.
+//!
 //! # Tokens and fd reuse
 //! A token is `generation << 32 | index` into the table. Removing an entry bumps its
 //! generation, so an event still queued for a closed fd (whose number the kernel may already
@@ -28,7 +38,7 @@ mod scheduled;
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +62,8 @@ pub(crate) struct Reactor {
     table: Mutex<Table>,
     /// Live registrations: a worker skips its non-blocking polls while this is 0.
     live: AtomicUsize,
+    /// False once the session ended: nobody polls this reactor any more.
+    open: AtomicBool,
 }
 
 #[derive(Default)]
@@ -84,6 +96,7 @@ impl Reactor {
             registry,
             table: Mutex::new(Table::default()),
             live: AtomicUsize::new(0),
+            open: AtomicBool::new(true),
         };
         Ok((reactor, waker))
     }
@@ -172,8 +185,15 @@ impl Reactor {
         }
     }
 
-    /// After the session: drops what the table holds.
+    /// Is a session still polling this reactor? A socket registered in an ended session
+    /// must not park on it (nobody would ever wake it).
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.load(Relaxed)
+    }
+
+    /// After the session: closes the reactor to waits and drops what the table holds.
     pub(crate) fn clear(&self) {
+        self.open.store(false, Relaxed);
         let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
         for e in t.entries.iter_mut() {
             e.io = None;
