@@ -39,6 +39,14 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     json: Option<PathBuf>,
 
+    /// Also write SVG plots of the results into this directory (created if missing).
+    #[arg(long, global = true, value_name = "DIR")]
+    plots: Option<PathBuf>,
+
+    /// Also write one self-contained HTML page: tables, plots, machine description.
+    #[arg(long, global = true, value_name = "FILE")]
+    report: Option<PathBuf>,
+
     /// Repetitions of each measurement, each in a fresh process [default: 3 quick, 5 full].
     #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     reps: Option<u32>,
@@ -109,14 +117,37 @@ fn lab_main(cli: &Cli, experiments: &[Experiment]) -> ExitCode {
         cores: machine::cores(),
     };
     let report = lab::run(&config, &dedup(experiments.to_vec()));
-    if let Some(path) = &cli.json {
-        if let Err(e) = report::json::write(path, &report) {
-            eprintln!("fibra-lab: could not write {}: {e}", path.display());
-            return ExitCode::FAILURE;
+    match write_outputs(cli, &report) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fibra-lab: {e}");
+            ExitCode::FAILURE
         }
+    }
+}
+
+/// `--json`, `--plots`, `--report`: each written if asked for.
+fn write_outputs(cli: &Cli, report: &report::Report) -> Result<(), String> {
+    let cannot = |path: &std::path::Path, e: std::io::Error| {
+        format!("could not write {}: {e}", path.display())
+    };
+    if let Some(path) = &cli.json {
+        report::json::write(path, report).map_err(|e| cannot(path, e))?;
         eprintln!("results written to {}", path.display());
     }
-    ExitCode::SUCCESS
+    if cli.plots.is_none() && cli.report.is_none() {
+        return Ok(());
+    }
+    let plots = report::plot::render_all(report)?;
+    if let Some(dir) = &cli.plots {
+        let written = report::plot::write_all(dir, &plots).map_err(|e| cannot(dir, e))?;
+        eprintln!("{} plots written to {}", written.len(), dir.display());
+    }
+    if let Some(path) = &cli.report {
+        report::html::write(path, report, &plots).map_err(|e| cannot(path, e))?;
+        eprintln!("report written to {}", path.display());
+    }
+    Ok(())
 }
 
 fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-use super::{Figure, Params, Row, Size};
+use super::{Figure, Params, PlotShape, PlotSpec, Row, Size};
 use crate::child::Figures;
 use crate::peers::Contender;
 
@@ -58,6 +58,23 @@ pub const FIGURES: &[Figure] = &[
         key: "report_ms",
         title: "stall report after, ms (fibra)",
         cost: false,
+    },
+];
+
+pub const PLOTS: &[PlotSpec] = &[
+    PlotSpec {
+        stem: "other-p99",
+        key: "other_p99_us",
+        title: "blocking: p99 wake-up lateness of units on the other workers",
+        axis: "µs (log)",
+        shape: PlotShape::Bars { log: true },
+    },
+    PlotSpec {
+        stem: "same-p99",
+        key: "same_p99_us",
+        title: "blocking: p99 wake-up lateness of units on the blocker's worker",
+        axis: "µs (log)",
+        shape: PlotShape::Bars { log: true },
     },
 ];
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{short_count, Figure, Params, Row, Size};
+use super::{short_count, Figure, Params, PlotShape, PlotSpec, Row, Size};
 use crate::child::Figures;
 use crate::peers::Contender;
 
@@ -24,6 +24,23 @@ pub const FIGURES: &[Figure] = &[
         key: "ns_per_item",
         title: "bounded(128) throughput: ns per item",
         cost: true,
+    },
+];
+
+pub const PLOTS: &[PlotSpec] = &[
+    PlotSpec {
+        stem: "round-trip",
+        key: "ns_per_round_trip",
+        title: "chan: ping-pong over bounded(1), ns per round trip",
+        axis: "ns per round trip (log)",
+        shape: PlotShape::Bars { log: true },
+    },
+    PlotSpec {
+        stem: "throughput",
+        key: "ns_per_item",
+        title: "chan: bounded(128) throughput, ns per item",
+        axis: "ns per item (log)",
+        shape: PlotShape::Bars { log: true },
     },
 ];
 

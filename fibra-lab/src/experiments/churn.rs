@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{short_count, Figure, Params, Row, Size};
+use super::{short_count, Figure, Params, PlotShape, PlotSpec, Row, Size};
 use crate::child::Figures;
 use crate::peers::Contender;
 
@@ -16,6 +16,14 @@ pub const FIGURES: &[Figure] = &[Figure {
     key: "ns_per_unit",
     title: "ns per unit (spawn + join)",
     cost: true,
+}];
+
+pub const PLOTS: &[PlotSpec] = &[PlotSpec {
+    stem: "per-unit",
+    key: "ns_per_unit",
+    title: "churn: spawn + join of an empty unit, ns",
+    axis: "ns per unit (log)",
+    shape: PlotShape::Bars { log: true },
 }];
 
 /// Units spawned before joining them all.

@@ -88,6 +88,30 @@ pub struct Figure {
     pub cost: bool,
 }
 
+/// A plot of one figure (`--plots`, `--report`).
+#[derive(Clone, Copy, Debug)]
+pub struct PlotSpec {
+    /// The SVG file is `<experiment>-<stem>.svg`.
+    pub stem: &'static str,
+    /// Key of the plotted figure.
+    pub key: &'static str,
+    pub title: &'static str,
+    /// Caption of the value axis, with the unit.
+    pub axis: &'static str,
+    pub shape: PlotShape,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlotShape {
+    /// x = the row's N, one line per contender, both axes logarithmic.
+    LinesOverN,
+    /// One group of horizontal bars per row, one bar per contender, a min–max whisker each.
+    Bars {
+        /// Logarithmic value axis, for figures that span orders of magnitude between contenders.
+        log: bool,
+    },
+}
+
 impl Experiment {
     pub const ALL: [Experiment; 5] = [
         Experiment::Spawn,
@@ -136,6 +160,17 @@ impl Experiment {
             Experiment::Churn => churn::FIGURES,
             Experiment::Chan => chan::FIGURES,
             Experiment::Blocking => blocking::FIGURES,
+        }
+    }
+
+    /// The plots drawn from the figures.
+    pub fn plots(self) -> &'static [PlotSpec] {
+        match self {
+            Experiment::Spawn => spawn::PLOTS,
+            Experiment::Switch => switch::PLOTS,
+            Experiment::Churn => churn::PLOTS,
+            Experiment::Chan => chan::PLOTS,
+            Experiment::Blocking => blocking::PLOTS,
         }
     }
 

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{same_for_all, short_count, Figure, Params, Row, Size};
+use super::{same_for_all, short_count, Figure, Params, PlotShape, PlotSpec, Row, Size};
 use crate::child::Figures;
 use crate::peers::Contender;
 
@@ -32,6 +32,30 @@ pub const FIGURES: &[Figure] = &[
         key: RSS_KEY,
         title: "resident memory per unit, bytes",
         cost: true,
+    },
+];
+
+pub const PLOTS: &[PlotSpec] = &[
+    PlotSpec {
+        stem: "memory",
+        key: RSS_KEY,
+        title: "spawn: resident memory per unit vs N",
+        axis: "bytes per unit (VmRSS delta / N)",
+        shape: PlotShape::LinesOverN,
+    },
+    PlotSpec {
+        stem: "spawn-time",
+        key: "spawn_ms",
+        title: "spawn: time to create N units",
+        axis: "ms",
+        shape: PlotShape::LinesOverN,
+    },
+    PlotSpec {
+        stem: "wall",
+        key: "wall_ms",
+        title: "spawn: total wall until N sleepers (100 ms) joined",
+        axis: "ms",
+        shape: PlotShape::LinesOverN,
     },
 ];
 

@@ -3,7 +3,7 @@
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
-use super::{short_count, Figure, Params, Row, Size};
+use super::{short_count, Figure, Params, PlotShape, PlotSpec, Row, Size};
 use crate::child::Figures;
 use crate::peers::Contender;
 
@@ -30,6 +30,14 @@ pub const FIGURES: &[Figure] = &[
         cost: false,
     },
 ];
+
+pub const PLOTS: &[PlotSpec] = &[PlotSpec {
+    stem: "round-trip",
+    key: "ns_per_round_trip",
+    title: "switch: ping-pong, ns per round trip",
+    axis: "ns per round trip (log)",
+    shape: PlotShape::Bars { log: true },
+}];
 
 /// Figure: where the scheduler put the two units.
 pub const SAME_THREAD_KEY: &str = "same_thread_pct";

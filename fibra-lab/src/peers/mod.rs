@@ -21,6 +21,8 @@ pub enum Contender {
     Threads,
     /// tokio tasks on a multi-thread runtime.
     Tokio,
+    /// Go goroutines: the bundled Go program, when a `go` toolchain is on PATH.
+    Go,
     /// Test-only: aborts in the child, to show that a crashing contender is reported.
     #[value(hide = true)]
     Crash,
@@ -35,6 +37,7 @@ impl Contender {
             Contender::Fibra => "fibra",
             Contender::Threads => "threads",
             Contender::Tokio => "tokio",
+            Contender::Go => "go",
             Contender::Crash => "crash",
         }
     }
@@ -44,6 +47,7 @@ impl Contender {
             Contender::Fibra => "fibra fibers (stackful, M:N, work stealing)",
             Contender::Threads => "OS threads (std::thread, 64 KiB stacks where it matters)",
             Contender::Tokio => "tokio tasks (stackless, multi-thread runtime)",
+            Contender::Go => "Go goroutines (bundled Go program; needs `go` on PATH)",
             Contender::Crash => "test-only contender that aborts",
         }
     }
@@ -58,6 +62,7 @@ pub fn measure(
 ) -> Result<Figures, String> {
     match (contender, experiment) {
         (Contender::Crash, _) => std::process::abort(),
+        (Contender::Go, _) => Err("the Go peer runs as its own program, not in this one".into()),
         (Contender::Threads, Experiment::Spawn) => threads::spawn(n),
         (Contender::Threads, Experiment::Switch) => threads::switch(n),
         (Contender::Threads, Experiment::Churn) => threads::churn(n),

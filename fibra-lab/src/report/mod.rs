@@ -1,6 +1,8 @@
-//! The results of a lab run, as the reports (terminal tables, JSON) see them.
+//! The results of a lab run, as the reports (terminal tables, JSON, SVG plots, HTML) see them.
 
+pub mod html;
 pub mod json;
+pub mod plot;
 pub mod table;
 
 use std::collections::BTreeMap;
