@@ -3,13 +3,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::child::{self, Figures};
-use crate::experiments::{Experiment, Params, Size};
-use crate::machine::Machine;
+use crate::experiments::{spawn, Experiment, Params, Size};
+use crate::machine::{self, Machine};
 use crate::peers::Contender;
 use crate::report::{table, CellResult, ExperimentResult, Outcome, Report, RowResult};
 use crate::stats::Summary;
@@ -19,6 +20,8 @@ pub struct Config {
     pub reps: u32,
     pub contenders: Vec<Contender>,
     pub cores: usize,
+    /// The Go peer's program, when `Contender::Go` is among the contenders.
+    pub go_program: Option<PathBuf>,
 }
 
 /// `--list`.
@@ -83,35 +86,53 @@ fn run_experiment(config: &Config, experiment: Experiment) -> ExperimentResult {
     let cells: usize = rows.iter().map(|r| r.cells.len()).sum();
     let bar = progress_bar(experiment, cells as u64 * u64::from(config.reps));
     let timeout = experiment.timeout(config.size);
-    // For experiments whose rows grow: where each contender first failed.
-    let mut failed_at: HashMap<Contender, String> = HashMap::new();
+    let mem_available = machine::mem_available_bytes();
+    // For experiments whose rows grow: why each contender's larger rows are not run, and its
+    // last success (N, figures, largest RSS per unit so far) to project the next size from.
+    let mut ended: HashMap<Contender, String> = HashMap::new();
+    let mut last_ok: HashMap<Contender, (u64, BTreeMap<String, Summary>, f64)> = HashMap::new();
 
     let mut row_results = Vec::with_capacity(rows.len());
     for row in rows {
         let mut cell_results = Vec::with_capacity(row.cells.len());
         for (contender, params) in row.cells {
-            let not_applicable = experiment.not_applicable(contender, &params);
-            let outcome = match failed_at.get(&contender) {
-                _ if not_applicable.is_some() => {
-                    bar.inc(u64::from(config.reps));
-                    Outcome::Skipped {
-                        reason: not_applicable.unwrap_or_default(),
-                    }
-                }
-                Some(label) if experiment.escalates() => {
-                    bar.inc(u64::from(config.reps));
-                    Outcome::Skipped {
-                        reason: format!("not run: already failed at {label}"),
-                    }
-                }
-                _ => measure(
-                    config, experiment, contender, &params, &row.label, timeout, &bar,
-                ),
+            let skip = |bar: &ProgressBar, reason: String| {
+                bar.inc(u64::from(config.reps));
+                Outcome::Skipped { reason }
             };
-            if matches!(outcome, Outcome::Failed { .. }) {
-                failed_at
-                    .entry(contender)
-                    .or_insert_with(|| row.label.clone());
+            let capped = match (experiment, last_ok.get(&contender)) {
+                (Experiment::Spawn, Some((last_n, last, max_rss))) => {
+                    spawn::beyond_caps(params.n, *last_n, last, *max_rss, timeout, mem_available)
+                }
+                _ => None,
+            };
+            let outcome = if let Some(reason) = experiment.not_applicable(contender, &params) {
+                skip(&bar, reason)
+            } else if let Some(reason) = ended.get(&contender).filter(|_| experiment.escalates()) {
+                skip(&bar, reason.clone())
+            } else if let Some(reason) = capped {
+                ended.insert(
+                    contender,
+                    format!("not run: stopped at {} by a cap", row.label),
+                );
+                skip(&bar, reason)
+            } else {
+                measure(
+                    config, experiment, contender, &params, &row.label, timeout, &bar,
+                )
+            };
+            match &outcome {
+                Outcome::Failed { .. } => {
+                    ended
+                        .entry(contender)
+                        .or_insert_with(|| format!("not run: already failed at {}", row.label));
+                }
+                Outcome::Ok { figures } => {
+                    let rss = figures.get(spawn::RSS_KEY).map_or(0.0, |s| s.max);
+                    let max_rss = last_ok.get(&contender).map_or(rss, |l| l.2.max(rss));
+                    last_ok.insert(contender, (params.n, figures.clone(), max_rss));
+                }
+                Outcome::Skipped { .. } => {}
             }
             cell_results.push(CellResult {
                 contender,
@@ -152,7 +173,11 @@ fn measure(
             contender.name(),
             config.reps
         ));
-        match child::launch(experiment, contender, params, timeout) {
+        let program = match contender {
+            Contender::Go => config.go_program.as_deref(),
+            _ => None,
+        };
+        match child::launch(program, experiment, contender, params, timeout) {
             Ok(figures) => runs.push(figures),
             Err(reason) => {
                 bar.inc(u64::from(config.reps - rep + 1));

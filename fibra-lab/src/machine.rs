@@ -105,6 +105,11 @@ fn kb_field(text: &str, name: &str) -> Option<u64> {
         .ok()
 }
 
+/// MemAvailable from /proc/meminfo, in bytes.
+pub fn mem_available_bytes() -> Option<u64> {
+    proc_kb_field("/proc/meminfo", "MemAvailable:").map(|kb| kb * 1024)
+}
+
 /// This process's resident set size, in bytes (VmRSS from /proc/self/status).
 pub fn vm_rss_bytes() -> Result<u64, String> {
     proc_kb_field("/proc/self/status", "VmRSS:")

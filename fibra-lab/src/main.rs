@@ -77,6 +77,9 @@ enum Command {
         /// Worker threads for the runtime contenders.
         #[arg(long, default_value_t = 1)]
         workers: usize,
+        /// The experiment's variant (e.g. chan's `8p-bounded0`).
+        #[arg(long)]
+        case: Option<String>,
     },
 }
 
@@ -88,7 +91,8 @@ fn main() -> ExitCode {
             contender,
             n,
             workers,
-        }) => child::main(experiment, contender, n, workers),
+            case,
+        }) => child::main(experiment, contender, n, workers, case.as_deref()),
         Some(Command::Run { ref experiments }) => lab_main(&cli, experiments),
         None if cli.list => {
             print!("{}", lab::listing());
@@ -106,15 +110,33 @@ fn lab_main(cli: &Cli, experiments: &[Experiment]) -> ExitCode {
     let size = cli
         .size
         .unwrap_or(if cli.full { Size::Full } else { Size::Quick });
+    let mut contenders = dedup(if cli.peers.is_empty() {
+        Contender::DEFAULT.to_vec()
+    } else {
+        cli.peers.clone()
+    });
+    let go_program = if contenders.contains(&Contender::Go) {
+        match peers::go::prepare() {
+            Ok(program) => Some(program),
+            Err(reason) => {
+                println!("go: skipped — {reason}");
+                contenders.retain(|&c| c != Contender::Go);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if contenders.is_empty() {
+        eprintln!("fibra-lab: no contender left to measure");
+        return ExitCode::FAILURE;
+    }
     let config = lab::Config {
         size,
         reps: cli.reps.unwrap_or(size.default_reps()),
-        contenders: dedup(if cli.peers.is_empty() {
-            Contender::DEFAULT.to_vec()
-        } else {
-            cli.peers.clone()
-        }),
+        contenders,
         cores: machine::cores(),
+        go_program,
     };
     let report = lab::run(&config, &dedup(experiments.to_vec()));
     match write_outputs(cli, &report) {

@@ -124,6 +124,7 @@ pub fn decode(n: u64) -> (Kind, Mode) {
 pub fn not_applicable(contender: Contender, params: &Params) -> Option<String> {
     let (_, mode) = decode(params.n);
     match (contender, mode) {
+        (Contender::Go, _) => Some("not in the Go peer yet".into()),
         (Contender::Threads, Mode::Unwrapped) | (_, Mode::Unwrapped) => None,
         (Contender::Threads, _) => Some("OS threads: one row per kind".into()),
         (Contender::Tokio, Mode::MonitorOff | Mode::Migrate) => {
@@ -151,6 +152,7 @@ pub fn plan(_size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
                 n: encode(kind, mode),
                 workers: cores.clamp(2, 2),
                 pin_one_cpu: false,
+                case: None,
             };
             rows.push(Row {
                 label: format!("{what}, {how}"),

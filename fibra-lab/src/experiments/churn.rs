@@ -10,7 +10,8 @@ pub const DESCRIPTION: &str = "spawn-and-join N empty units, in batches of 10k: 
 
 pub const NOTE: &str = "Spawn a batch of 10k (or N if smaller), then join them all; repeat. \
 OS threads do fewer units (they are slow); the figure is per unit either way. \
-tokio and fibra: one worker per core.";
+tokio, fibra and Go: one worker per core; Go joins a batch with a sync.WaitGroup (goroutines have \
+no join handle).";
 
 pub const FIGURES: &[Figure] = &[Figure {
     key: "ns_per_unit",
@@ -55,6 +56,7 @@ pub fn plan(size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
                     n: units(size, c),
                     workers: cores,
                     pin_one_cpu: false,
+                    case: None,
                 };
                 (c, params)
             })

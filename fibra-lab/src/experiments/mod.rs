@@ -24,7 +24,7 @@ pub enum Experiment {
     Switch,
     /// Spawn-and-join empty units in batches: ns per unit.
     Churn,
-    /// Channels: ping-pong round trips and bounded(128) throughput.
+    /// Channels: ping-pong, 1 and 8 producers through three flavours, a contended mutex.
     Chan,
     /// One unit blocks 1 s while 1,000 others sleep 1 ms in a loop: the others' lateness.
     Blocking,
@@ -69,6 +69,9 @@ pub struct Params {
     pub workers: usize,
     /// Run the child pinned to one CPU (`taskset`): OS threads' "same worker" case.
     pub pin_one_cpu: bool,
+    /// Which variant of the experiment (`--case`), for experiments whose rows differ in kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case: Option<String>,
 }
 
 /// One row of an experiment's table: a label and what each contender runs for it.
@@ -180,7 +183,7 @@ impl Experiment {
             Experiment::Spawn => spawn::plan(size, cores, contenders),
             Experiment::Switch => switch::plan(size, contenders),
             Experiment::Churn => churn::plan(size, cores, contenders),
-            Experiment::Chan => chan::plan(size, contenders),
+            Experiment::Chan => chan::plan(size, cores, contenders),
             Experiment::Blocking => blocking::plan(size, cores, contenders),
         }
     }
@@ -189,6 +192,7 @@ impl Experiment {
     pub fn not_applicable(self, contender: Contender, params: &Params) -> Option<String> {
         match self {
             Experiment::Blocking => blocking::not_applicable(contender, params),
+            Experiment::Chan => chan::not_applicable(contender, params),
             _ => None,
         }
     }

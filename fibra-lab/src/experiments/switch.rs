@@ -13,6 +13,7 @@ pub const NOTE: &str = "Each unit waits for its parity of a shared atomic turn c
 the other. OS threads: std park/unpark (futex); the 1-worker row runs them pinned to one CPU (taskset). \
 tokio: multi-thread runtime, a tokio::sync::Notify per task \
 (as fast as or faster than unbounded mpsc here; bounded mpsc is slower). fibra: park/unpark. \
+Go (no park/unpark): two unbuffered channels, GOMAXPROCS = workers. \
 With 2 workers, fibra's two fibers are placed on different workers (the first spins until the \
 second has started elsewhere; started fibers stay put), so its row is a cross-thread ping-pong; \
 tokio and threads place the units where they like: the placement table shows \
@@ -98,6 +99,7 @@ pub fn plan(size: Size, contenders: &[Contender]) -> Vec<Row> {
                         n,
                         workers,
                         pin_one_cpu: workers == 1 && c == Contender::Threads,
+                        case: None,
                     };
                     (c, params)
                 })

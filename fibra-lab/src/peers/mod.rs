@@ -2,6 +2,7 @@
 //! Runs in the child process.
 
 pub mod fibra;
+pub mod go;
 pub mod threads;
 pub mod tokio;
 
@@ -9,6 +10,7 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 use crate::child::Figures;
+use crate::experiments::chan::Case;
 use crate::experiments::Experiment;
 
 /// Who is measured.
@@ -30,7 +32,13 @@ pub enum Contender {
 
 impl Contender {
     /// The contenders measured when `--peers` is not given.
-    pub const DEFAULT: [Contender; 3] = [Contender::Fibra, Contender::Threads, Contender::Tokio];
+    /// Go is skipped, with a message, when no `go` toolchain is on PATH.
+    pub const DEFAULT: [Contender; 4] = [
+        Contender::Fibra,
+        Contender::Threads,
+        Contender::Tokio,
+        Contender::Go,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -59,7 +67,9 @@ pub fn measure(
     contender: Contender,
     n: u64,
     workers: usize,
+    case: Option<&str>,
 ) -> Result<Figures, String> {
+    let chan_case = || -> Result<Case, String> { case.ok_or("chan needs --case")?.parse() };
     match (contender, experiment) {
         (Contender::Crash, _) => std::process::abort(),
         (Contender::Go, _) => Err("the Go peer runs as its own program, not in this one".into()),
@@ -69,14 +79,14 @@ pub fn measure(
         (Contender::Threads, Experiment::Blocking) => threads::blocking(n),
         (Contender::Tokio, Experiment::Blocking) => tokio::blocking(n, workers),
         (Contender::Fibra, Experiment::Blocking) => fibra::blocking(n, workers),
-        (Contender::Threads, Experiment::Chan) => threads::chan(n),
+        (Contender::Threads, Experiment::Chan) => threads::chan(chan_case()?, n),
         (Contender::Tokio, Experiment::Spawn) => tokio::spawn(n, workers),
         (Contender::Tokio, Experiment::Switch) => tokio::switch(n, workers),
         (Contender::Tokio, Experiment::Churn) => tokio::churn(n, workers),
-        (Contender::Tokio, Experiment::Chan) => tokio::chan(n, workers),
+        (Contender::Tokio, Experiment::Chan) => tokio::chan(chan_case()?, n, workers),
         (Contender::Fibra, Experiment::Spawn) => fibra::spawn(n, workers),
         (Contender::Fibra, Experiment::Switch) => fibra::switch(n, workers),
         (Contender::Fibra, Experiment::Churn) => fibra::churn(n, workers),
-        (Contender::Fibra, Experiment::Chan) => fibra::chan(n, workers),
+        (Contender::Fibra, Experiment::Chan) => fibra::chan(chan_case()?, n, workers),
     }
 }

@@ -55,6 +55,13 @@ pub fn render(report: &Report, plots: &[Plot]) -> String {
         if tables.marked {
             let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(MARK_NOTE));
         }
+        if result.experiment.escalates() {
+            out += "<p>How far each contender got:</p><ul>\n";
+            for r in result.reach() {
+                let _ = writeln!(out, "<li>{}</li>", esc(&table::reach_text(&r)));
+            }
+            out += "</ul>\n";
+        }
         if !tables.notes.is_empty() {
             out += "<ol class=\"note failed\">\n";
             for (who, reason) in &tables.notes {

@@ -71,3 +71,47 @@ impl Outcome {
         }
     }
 }
+
+/// For an experiment whose rows grow in N: how far one contender got.
+pub struct Reach {
+    pub contender: Contender,
+    /// Label of the largest row it completed.
+    pub largest_ok: Option<String>,
+    /// What ended its sweep (a failure or a cap), or `None` if every planned row ran.
+    pub ended_by: Option<String>,
+}
+
+impl ExperimentResult {
+    /// How far each contender got through the growing rows (`spawn`).
+    pub fn reach(&self) -> Vec<Reach> {
+        let mut reach: Vec<Reach> = Vec::new();
+        for row in &self.rows {
+            for cell in &row.cells {
+                let i = match reach.iter().position(|r| r.contender == cell.contender) {
+                    Some(i) => i,
+                    None => {
+                        reach.push(Reach {
+                            contender: cell.contender,
+                            largest_ok: None,
+                            ended_by: None,
+                        });
+                        reach.len() - 1
+                    }
+                };
+                let r = &mut reach[i];
+                match &cell.outcome {
+                    Outcome::Ok { .. } if r.ended_by.is_none() => {
+                        r.largest_ok = Some(row.label.clone());
+                    }
+                    Outcome::Failed { reason, .. } | Outcome::Skipped { reason }
+                        if r.ended_by.is_none() =>
+                    {
+                        r.ended_by = Some(format!("{}: {reason}", row.label));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        reach
+    }
+}

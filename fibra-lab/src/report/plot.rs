@@ -335,3 +335,98 @@ where
     root.present()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::experiments::{Experiment, Params};
+    use crate::report::{CellResult, RowResult};
+    use crate::stats::Summary;
+
+    fn cell(contender: Contender, n: u64, key: &str, samples: &[f64]) -> CellResult {
+        CellResult {
+            contender,
+            params: Params {
+                n,
+                workers: 1,
+                pin_one_cpu: false,
+                case: None,
+            },
+            outcome: Outcome::Ok {
+                figures: BTreeMap::from([(key.to_string(), Summary::of(samples).unwrap())]),
+            },
+        }
+    }
+
+    fn result(experiment: Experiment, key: &str) -> ExperimentResult {
+        let failed = CellResult {
+            contender: Contender::Threads,
+            params: Params {
+                n: 10_000,
+                workers: 1,
+                pin_one_cpu: false,
+                case: None,
+            },
+            outcome: Outcome::Failed {
+                reason: "boom <&>".to_string(),
+                reps_done: 0,
+            },
+        };
+        ExperimentResult {
+            experiment,
+            description: experiment.description(),
+            note: experiment.note(),
+            figures: experiment.figures(),
+            timeout_s: 1,
+            rows: vec![
+                RowResult {
+                    label: "N = 1k".to_string(),
+                    cells: vec![
+                        cell(Contender::Fibra, 1_000, key, &[4_000.0, 4_100.0, 4_300.0]),
+                        cell(Contender::Threads, 1_000, key, &[9_000.0]),
+                    ],
+                },
+                RowResult {
+                    label: "N = 10k".to_string(),
+                    cells: vec![cell(Contender::Fibra, 10_000, key, &[4_200.0]), failed],
+                },
+            ],
+        }
+    }
+
+    fn parse_svg(svg: &str) -> roxmltree::Document<'_> {
+        assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
+        roxmltree::Document::parse(svg).expect("well-formed SVG")
+    }
+
+    #[test]
+    fn lines_and_bars_render_well_formed_svg() {
+        for (experiment, key) in [
+            (Experiment::Spawn, crate::experiments::spawn::RSS_KEY),
+            (Experiment::Churn, "ns_per_unit"),
+        ] {
+            let result = result(experiment, key);
+            let spec = experiment.plots().iter().find(|s| s.key == key).unwrap();
+            let plot = render(&result, spec).unwrap().expect("data to plot");
+            let doc = parse_svg(&plot.svg);
+            let text: String = doc
+                .descendants()
+                .filter_map(|n| n.text())
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert!(text.contains("fibra") && text.contains("threads"), "{text}");
+            if matches!(spec.shape, PlotShape::Bars { .. }) {
+                assert!(text.contains("threads failed"), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_to_plot_is_no_plot() {
+        let result = result(Experiment::Churn, "some_other_figure");
+        let spec = &Experiment::Churn.plots()[0];
+        assert!(render(&result, spec).unwrap().is_none());
+    }
+}

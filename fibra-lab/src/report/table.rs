@@ -116,6 +116,12 @@ pub fn render(result: &ExperimentResult) -> String {
     if marked {
         let _ = writeln!(out, "\n  {MARK_NOTE}");
     }
+    if result.experiment.escalates() {
+        out += "\n  how far each contender got:\n";
+        for r in result.reach() {
+            let _ = writeln!(out, "    {}", reach_text(&r));
+        }
+    }
     if !notes.is_empty() {
         out += "\n";
         for (i, (who, reason)) in notes.iter().enumerate() {
@@ -125,6 +131,20 @@ pub fn render(result: &ExperimentResult) -> String {
     out += "\n";
     out += &wrap(result.note, "  note: ", 100);
     out
+}
+
+/// "fibra: largest N = 100k; ended at N = 1M: <reason>".
+pub fn reach_text(r: &super::Reach) -> String {
+    format!(
+        "{}: largest {}; {}",
+        r.contender.name(),
+        r.largest_ok.as_deref().unwrap_or("none"),
+        r.ended_by
+            .as_deref()
+            .map_or("every planned size ran".to_string(), |e| format!(
+                "ended at {e}"
+            ))
+    )
 }
 
 impl ExperimentResult {
