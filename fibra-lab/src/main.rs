@@ -1,4 +1,5 @@
-//! fibra-lab: OS threads, tokio tasks and fibra fibers measured side by side on this machine.
+//! fibra-lab: OS threads, tokio tasks, Go goroutines and fibra fibers measured side by side on
+//! this machine.
 //!
 //! Every (experiment, contender, N) measurement runs in its own child process (this binary
 //! re-executed with the hidden `child` subcommand), so a crash or a hang is recorded as that
@@ -20,7 +21,7 @@ use clap::{Parser, Subcommand};
 use experiments::{Experiment, Size};
 use peers::Contender;
 
-/// Threads vs fibra vs tokio: spawn cost, memory per unit, context switches, churn.
+/// Threads vs fibra vs tokio vs Go: spawn cost, memory per unit, switches, channels, blocking.
 #[derive(Parser, Debug)]
 #[command(name = "fibra-lab", version, about, long_about = None)]
 struct Cli {

@@ -20,7 +20,7 @@ pub const NOTE: &str = "Lateness = time a 1 ms sleep took beyond 1 ms, for sleep
 before the block ran on the blocker's OS thread, \"other\" = the rest (fibra pins started fibers to their \
 thread; tokio tasks may move). Rows: unwrapped (std::thread::sleep or a spin inside the unit), \
 offloaded (fibra::blocking / tokio spawn_blocking + await), fibra with its monitor off, fibra with the unsafe \
-migration opt-in. OS threads have one row per kind (the blocker is just one more thread). \
+migration opt-in (these two in --full only). OS threads have one row per kind (the blocker is just one more thread). \
 Two workers for fibra and tokio. report ms: from the block's start to fibra's stall report.";
 
 pub const FIGURES: &[Figure] = &[
@@ -134,10 +134,19 @@ pub fn not_applicable(contender: Contender, params: &Params) -> Option<String> {
     }
 }
 
-pub fn plan(_size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
+/// The modes measured: fibra's ablations (monitor off, migration) only in `--full`, which keeps
+/// the quick profile near 2 minutes (each run takes ~2 s, whatever the size).
+fn modes(size: Size) -> &'static [Mode] {
+    match size {
+        Size::Full => &MODES,
+        Size::Tiny | Size::Quick => &MODES[..2],
+    }
+}
+
+pub fn plan(size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
     let mut rows = Vec::new();
     for kind in [Kind::Syscall, Kind::Cpu] {
-        for mode in MODES {
+        for &mode in modes(size) {
             let what = match kind {
                 Kind::Syscall => "sleep 1 s",
                 Kind::Cpu => "spin 1 s",
