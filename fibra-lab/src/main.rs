@@ -69,6 +69,12 @@ enum Command {
         #[arg(required = true, value_name = "EXPERIMENT")]
         experiments: Vec<Experiment>,
     },
+    /// Draw the plots and/or the HTML page again from a `--json` file, measuring nothing.
+    Replot {
+        /// A file written by `--json`.
+        #[arg(value_name = "JSON")]
+        from: PathBuf,
+    },
     /// One measurement in this process; prints one JSON line (used by the lab itself).
     #[command(hide = true)]
     Child {
@@ -95,6 +101,7 @@ fn main() -> ExitCode {
             case,
         }) => child::main(experiment, contender, n, workers, case.as_deref()),
         Some(Command::Run { ref experiments }) => lab_main(&cli, experiments),
+        Some(Command::Replot { ref from }) => replot(&cli, from),
         None if cli.list => {
             print!("{}", lab::listing());
             ExitCode::SUCCESS
@@ -141,6 +148,27 @@ fn lab_main(cli: &Cli, experiments: &[Experiment]) -> ExitCode {
     };
     let report = lab::run(&config, &dedup(experiments.to_vec()));
     match write_outputs(cli, &report) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fibra-lab: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn replot(cli: &Cli, from: &std::path::Path) -> ExitCode {
+    if cli.plots.is_none() && cli.report.is_none() {
+        eprintln!("fibra-lab replot: nothing to draw; add --plots DIR and/or --report FILE");
+        return ExitCode::FAILURE;
+    }
+    let written = report::saved::load(from).and_then(|report| {
+        print!("{}", report.machine.header());
+        for result in &report.experiments {
+            print!("{}", report::table::render(result));
+        }
+        write_outputs(cli, &report)
+    });
+    match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fibra-lab: {e}");

@@ -94,8 +94,21 @@ fn every_experiment_at_tiny_size_writes_json_svg_and_html() {
     ]
     .concat());
     assert!(output.status.success(), "{}", describe(&output));
-    let report = read_report(&json);
 
+    // The saved JSON draws the same plots again, measuring nothing.
+    let replotted = temp_dir("replotted");
+    let replot = lab(&[
+        "replot",
+        json.to_str().expect("utf-8 temp path"),
+        "--plots",
+        replotted.to_str().expect("utf-8 temp path"),
+    ]);
+    assert!(replot.status.success(), "{}", describe(&replot));
+    let count = |dir: &PathBuf| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    assert_eq!(count(&replotted), count(&plots));
+    let _ = std::fs::remove_dir_all(&replotted);
+
+    let report = read_report(&json);
     assert!(report["machine"]["cores"].as_u64().unwrap_or(0) >= 1);
     let experiments: Vec<&str> = report["experiments"]
         .as_array()

@@ -10,12 +10,12 @@ pub mod switch;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::peers::Contender;
 
 /// One of the lab's experiments.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Experiment {
     /// N units that each sleep 100 ms: spawn time, total wall, resident memory per unit.
@@ -31,7 +31,7 @@ pub enum Experiment {
 }
 
 /// Problem sizes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Size {
     /// Smallest sizes: the whole lab runs in seconds (tests).
@@ -61,7 +61,7 @@ impl Size {
 }
 
 /// What one child process is asked to do.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Params {
     /// Units (spawn, churn) or round trips (switch).
     pub n: u64,
@@ -70,7 +70,7 @@ pub struct Params {
     /// Run the child pinned to one CPU (`taskset`): OS threads' "same worker" case.
     pub pin_one_cpu: bool,
     /// Which variant of the experiment (`--case`), for experiments whose rows differ in kind.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub case: Option<String>,
 }
 

@@ -55,6 +55,11 @@ fn cache_root(exe: &Path) -> PathBuf {
 /// place: concurrent labs (parallel tests) never see a half-written program.
 fn build(cache: &Path, program: &Path) -> Result<(), String> {
     let work = cache.join(format!("build-{}", std::process::id()));
+    // `go build` refuses to run without a build cache, which defaults to one under $HOME: a
+    // CI environment may have no HOME, so fall back to one beside the program.
+    let go_cache = std::env::var_os("GOCACHE")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| cache.with_file_name("gocache"), PathBuf::from);
     fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     let result = (|| {
         fs::write(work.join("main.go"), MAIN_GO).map_err(|e| e.to_string())?;
@@ -66,6 +71,7 @@ fn build(cache: &Path, program: &Path) -> Result<(), String> {
             .env("GOTOOLCHAIN", "local")
             .env("GOFLAGS", "-mod=mod")
             .env("GOPROXY", "off")
+            .env("GOCACHE", &go_cache)
             .output()
             .map_err(|e| format!("cannot run `go build`: {e}"))?;
         if !out.status.success() {

@@ -7,14 +7,14 @@ pub mod threads;
 pub mod tokio;
 
 use clap::ValueEnum;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::child::Figures;
 use crate::experiments::chan::Case;
 use crate::experiments::Experiment;
 
 /// Who is measured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Contender {
     /// fibra fibers.

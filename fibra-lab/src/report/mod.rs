@@ -3,11 +3,12 @@
 pub mod html;
 pub mod json;
 pub mod plot;
+pub mod saved;
 pub mod table;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::experiments::{Experiment, Figure, Params, Size};
 use crate::machine::Machine;
@@ -37,13 +38,13 @@ pub struct ExperimentResult {
     pub rows: Vec<RowResult>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct RowResult {
     pub label: String,
     pub cells: Vec<CellResult>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct CellResult {
     pub contender: Contender,
     pub params: Params,
@@ -52,7 +53,7 @@ pub struct CellResult {
 }
 
 /// How one contender fared on one row.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum Outcome {
     /// Every repetition produced figures.

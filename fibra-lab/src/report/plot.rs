@@ -24,6 +24,8 @@ pub struct Plot {
 }
 
 const WIDTH: u32 = 900;
+/// Few enough labels that plotters puts them on powers of ten only.
+const LOG_LABELS: usize = 5;
 const FONT: &str = "sans-serif";
 
 /// Every plot the report has data for, in experiment order.
@@ -137,7 +139,7 @@ pub fn colour(contender: Contender) -> RGBColor {
         Contender::Fibra => RGBColor(217, 95, 2),
         Contender::Threads => RGBColor(27, 158, 119),
         Contender::Tokio => RGBColor(117, 112, 179),
-        Contender::Go => RGBColor(0, 150, 200),
+        Contender::Go => RGBColor(231, 41, 138),
         Contender::Crash => RGBColor(128, 128, 128),
     }
 }
@@ -152,8 +154,9 @@ fn log_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     if hi == 0.0 {
         return (0.1, 10.0);
     }
-    // At least ~1.5 decades, so the axis has several labelled ticks.
-    let widen = (30.0 / (hi / lo)).max(1.0).sqrt().max(2.0);
+    // At least two decades, so the axis shows two labelled powers of ten (plotters' finer
+    // log ticks print the next power twice, so only powers are labelled: see LOG_LABELS).
+    let widen = (100.0 / (hi / lo)).max(1.0).sqrt().max(2.0);
     (lo / widen, hi * widen)
 }
 
@@ -176,6 +179,8 @@ fn lines_over_n(
         .configure_mesh()
         .x_desc("N (units alive at once, log)")
         .y_desc(format!("{} (log)", spec.axis))
+        .x_labels(LOG_LABELS)
+        .y_labels(LOG_LABELS)
         .x_label_formatter(&|v| short_count(v.round() as u64))
         .y_label_formatter(&|v| number(*v))
         .label_style((FONT, 13))
@@ -212,13 +217,39 @@ fn lines_over_n(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(emptiest_corner(data, (x_lo, x_hi), (y_lo, y_hi)))
         .label_font((FONT, 14))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+/// The corner of a log–log plot with the fewest points, for the legend.
+fn emptiest_corner(data: &Data, x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosition {
+    let frac = |v: f64, (lo, hi): (f64, f64)| (v.ln() - lo.ln()) / (hi.ln() - lo.ln());
+    let corners = [
+        (SeriesLabelPosition::UpperLeft, false, true),
+        (SeriesLabelPosition::UpperRight, true, true),
+        (SeriesLabelPosition::LowerLeft, false, false),
+        (SeriesLabelPosition::LowerRight, true, false),
+    ];
+    let crowd = |right: bool, upper: bool| {
+        data.points
+            .iter()
+            .filter(|p| p.median > 0.0)
+            .filter(|p| {
+                let (fx, fy) = (frac(p.n as f64, x), frac(p.median, y));
+                (if right { fx > 0.6 } else { fx < 0.4 })
+                    && (if upper { fy > 0.6 } else { fy < 0.4 })
+            })
+            .count()
+    };
+    corners
+        .into_iter()
+        .min_by_key(|&(_, right, upper)| crowd(right, upper))
+        .map_or(SeriesLabelPosition::UpperLeft, |(pos, _, _)| pos)
 }
 
 /// Horizontal bars: one band per row (label on the left), one bar per contender in it, the
