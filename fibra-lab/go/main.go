@@ -11,8 +11,10 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +41,8 @@ func main() {
 		f, err = churn(n)
 	case "chan":
 		f, err = chanExperiment(chanCase, n)
+	case "blocking":
+		f, err = blocking(n)
 	default:
 		err = fmt.Errorf("the Go peer has no %q experiment", experiment)
 	}
@@ -337,4 +341,99 @@ func contend(n uint64) uint64 {
 	}
 	wg.Wait()
 	return counter
+}
+
+// blocking: one goroutine blocks 1 s (a raw nanosleep syscall, or a CPU loop) while 1,000 others
+// sleep 1 ms in a loop; the others' lateness (src/experiments/blocking.rs, Board). `n` encodes
+// kind*10 + mode; only mode 0 (unwrapped) exists here.
+func blocking(n uint64) (figures, error) {
+	const units = 1000
+	const tick, blockFor, warmUp = time.Millisecond, time.Second, 300 * time.Millisecond
+	if n%10 != 0 {
+		return nil, fmt.Errorf("the Go peer has only the unwrapped blocking rows")
+	}
+	spin := n/10 != 0
+	var phase int32 // 0 warm-up, 1 blocking, 2 after
+	var stop int32
+	type unitLog struct {
+		home   int
+		lateUs []float64
+		wakes  int
+	}
+	logs := make([]unitLog, units)
+	var wg sync.WaitGroup
+	for u := 0; u < units; u++ {
+		wg.Add(1)
+		go func(log *unitLog) {
+			defer wg.Done()
+			for atomic.LoadInt32(&stop) == 0 {
+				phase0 := atomic.LoadInt32(&phase)
+				t0 := time.Now()
+				time.Sleep(tick)
+				now, ph := time.Now(), atomic.LoadInt32(&phase)
+				if phase0 == 0 && ph == 0 {
+					log.home = syscall.Gettid()
+				}
+				if phase0 == 1 || (phase0 == 0 && ph >= 1) {
+					late := now.Sub(t0.Add(tick))
+					if late < 0 {
+						late = 0
+					}
+					log.lateUs = append(log.lateUs, float64(late.Microseconds()))
+				}
+				if ph == 1 && phase0 >= 1 {
+					log.wakes++
+				}
+			}
+		}(&logs[u])
+	}
+	time.Sleep(warmUp)
+	blockerThread := make(chan int)
+	go func() {
+		blockerThread <- syscall.Gettid()
+		atomic.StoreInt32(&phase, 1)
+		if spin {
+			for t := time.Now(); time.Since(t) < blockFor; {
+			}
+		} else {
+			ts := syscall.NsecToTimespec(blockFor.Nanoseconds())
+			for syscall.Nanosleep(&ts, &ts) == syscall.EINTR {
+			}
+		}
+		atomic.StoreInt32(&phase, 2)
+		close(blockerThread)
+	}()
+	blocker := <-blockerThread
+	<-blockerThread
+	time.Sleep(warmUp)
+	atomic.StoreInt32(&stop, 1)
+	wg.Wait()
+
+	f := figures{}
+	for _, group := range []struct {
+		name string
+		same bool
+	}{{"same", true}, {"other", false}} {
+		var late []float64
+		wakes, count := 0, 0
+		for i := range logs {
+			if (logs[i].home == blocker) != group.same {
+				continue
+			}
+			late = append(late, logs[i].lateUs...)
+			wakes += logs[i].wakes
+			count++
+		}
+		f[group.name+"_units"] = float64(count)
+		if count == 0 || len(late) == 0 {
+			continue
+		}
+		sort.Float64s(late)
+		pct := func(p float64) float64 { return late[int(math.Round(float64(len(late)-1)*p))] }
+		f[group.name+"_p50_us"] = pct(0.5)
+		f[group.name+"_p99_us"] = pct(0.99)
+		f[group.name+"_max_ms"] = pct(1) / 1e3
+		f[group.name+"_wakes"] = float64(wakes) / float64(count)
+	}
+	return f, nil
 }

@@ -20,7 +20,9 @@ pub const NOTE: &str = "Lateness = time a 1 ms sleep took beyond 1 ms, for sleep
 before the block ran on the blocker's OS thread, \"other\" = the rest (fibra pins started fibers to their \
 thread; tokio tasks may move). Rows: unwrapped (std::thread::sleep or a spin inside the unit), \
 offloaded (fibra::blocking / tokio spawn_blocking + await), fibra with its monitor off, fibra with the unsafe \
-migration opt-in (these two in --full only). OS threads have one row per kind (the blocker is just one more thread). \
+migration opt-in (these two in --full only). OS threads have one row per kind (the blocker is just one more thread); so has Go, whose \
+runtime hands a P stuck in a syscall to another thread and preempts a spinning goroutine \
+(the blocker calls syscall.Nanosleep or spins, GOMAXPROCS 2). \
 Two workers for fibra and tokio. report ms: from the block's start to fibra's stall report.";
 
 pub const FIGURES: &[Figure] = &[
@@ -124,8 +126,10 @@ pub fn decode(n: u64) -> (Kind, Mode) {
 pub fn not_applicable(contender: Contender, params: &Params) -> Option<String> {
     let (_, mode) = decode(params.n);
     match (contender, mode) {
-        (Contender::Go, _) => Some("not in the Go peer yet".into()),
-        (Contender::Threads, Mode::Unwrapped) | (_, Mode::Unwrapped) => None,
+        (_, Mode::Unwrapped) => None,
+        (Contender::Go, _) => {
+            Some("Go: one row per kind (its runtime hands off blocked threads itself)".into())
+        }
         (Contender::Threads, _) => Some("OS threads: one row per kind".into()),
         (Contender::Tokio, Mode::MonitorOff | Mode::Migrate) => {
             Some("tokio has no monitor and no migration switch".into())
