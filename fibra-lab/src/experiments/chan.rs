@@ -21,7 +21,7 @@ crossbeam-channel and std::sync::Mutex between std threads (the 1-worker ping-po
 to one CPU with taskset). tokio: tokio::sync::mpsc (bounded(0) is mpsc::channel(1), tokio has no \
 rendezvous channel; unbounded is unbounded_channel) and tokio::sync::Mutex between tasks. Go: \
 channels (bounded(0) is an unbuffered channel; Go has no unbounded one) and sync.Mutex. Producer \
-rows: N items in total, split evenly, the consumer sums them (checked); fibra, tokio and Go run on \
+rows: N items in total (OS threads through bounded(0): N/10), split evenly, the consumer sums them (checked); fibra, tokio and Go run on \
 one worker per core. Mutex: 8 units each lock, increment, unlock K times.";
 
 pub const FIGURES: &[Figure] = &[
@@ -50,6 +50,9 @@ pub const NS_PER_OP: &str = "ns_per_op";
 
 /// Producers in the many-producer rows, and units in the mutex row.
 pub const MANY: u64 = 8;
+
+/// OS threads move this many times fewer items through `bounded(0)`.
+const THREADS_RENDEZVOUS_SHARE: u64 = 10;
 
 /// Capacity of the buffered channel.
 pub const CAPACITY: usize = 128;
@@ -184,13 +187,21 @@ pub fn plan(size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
                 ),
                 Case::Producers { producers, flavour } => (
                     format!(
-                        "{producers} → 1 {}, {} items",
+                        "{producers} → 1 {}, {} items{}",
                         match flavour {
                             Flavour::Buffered => "bounded(128)",
                             Flavour::Rendezvous => "bounded(0)",
                             Flavour::Unbounded => "unbounded",
                         },
-                        short_count(sizes.items)
+                        short_count(sizes.items),
+                        if flavour == Flavour::Rendezvous {
+                            format!(
+                                " (threads: {})",
+                                short_count(sizes.items / THREADS_RENDEZVOUS_SHARE)
+                            )
+                        } else {
+                            String::new()
+                        }
                     ),
                     sizes.items,
                     cores,
@@ -209,8 +220,23 @@ pub fn plan(size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
                 cells: contenders
                     .iter()
                     .map(|&c| {
+                        // OS threads hand off through a rendezvous at ~10–20 µs an item
+                        // (a futex wake each): a tenth of the items gives the same figure in
+                        // a tenth of the time.
+                        let threads_rendezvous = c == Contender::Threads
+                            && matches!(
+                                case,
+                                Case::Producers {
+                                    flavour: Flavour::Rendezvous,
+                                    ..
+                                }
+                            );
                         let params = Params {
-                            n,
+                            n: if threads_rendezvous {
+                                n / THREADS_RENDEZVOUS_SHARE
+                            } else {
+                                n
+                            },
                             workers,
                             pin_one_cpu: workers == 1 && c == Contender::Threads,
                             case: Some(case.to_string()),
