@@ -81,6 +81,14 @@ fn progress_bar(experiment: Experiment, total: u64) -> ProgressBar {
     bar
 }
 
+/// A contender's largest successful row so far, in an experiment whose rows grow.
+struct LastSuccess {
+    n: u64,
+    figures: BTreeMap<String, Summary>,
+    /// The largest resident bytes per unit seen at any size so far (per-unit costs can grow).
+    max_rss_per_unit: f64,
+}
+
 fn run_experiment(config: &Config, experiment: Experiment) -> ExperimentResult {
     let rows = experiment.plan(config.size, config.cores, &config.contenders);
     let cells: usize = rows.iter().map(|r| r.cells.len()).sum();
@@ -88,9 +96,9 @@ fn run_experiment(config: &Config, experiment: Experiment) -> ExperimentResult {
     let timeout = experiment.timeout(config.size);
     let mem_available = machine::mem_available_bytes();
     // For experiments whose rows grow: why each contender's larger rows are not run, and its
-    // last success (N, figures, largest RSS per unit so far) to project the next size from.
+    // last success, to project the next size from.
     let mut ended: HashMap<Contender, String> = HashMap::new();
-    let mut last_ok: HashMap<Contender, (u64, BTreeMap<String, Summary>, f64)> = HashMap::new();
+    let mut last_ok: HashMap<Contender, LastSuccess> = HashMap::new();
 
     let mut row_results = Vec::with_capacity(rows.len());
     for row in rows {
@@ -101,9 +109,14 @@ fn run_experiment(config: &Config, experiment: Experiment) -> ExperimentResult {
                 Outcome::Skipped { reason }
             };
             let capped = match (experiment, last_ok.get(&contender)) {
-                (Experiment::Spawn, Some((last_n, last, max_rss))) => {
-                    spawn::beyond_caps(params.n, *last_n, last, *max_rss, timeout, mem_available)
-                }
+                (Experiment::Spawn, Some(last)) => spawn::beyond_caps(
+                    params.n,
+                    last.n,
+                    &last.figures,
+                    last.max_rss_per_unit,
+                    timeout,
+                    mem_available,
+                ),
                 _ => None,
             };
             let outcome = if let Some(reason) = experiment.not_applicable(contender, &params) {
@@ -129,8 +142,15 @@ fn run_experiment(config: &Config, experiment: Experiment) -> ExperimentResult {
                 }
                 Outcome::Ok { figures } => {
                     let rss = figures.get(spawn::RSS_KEY).map_or(0.0, |s| s.max);
-                    let max_rss = last_ok.get(&contender).map_or(rss, |l| l.2.max(rss));
-                    last_ok.insert(contender, (params.n, figures.clone(), max_rss));
+                    let max_rss_per_unit = last_ok
+                        .get(&contender)
+                        .map_or(rss, |last| last.max_rss_per_unit.max(rss));
+                    let success = LastSuccess {
+                        n: params.n,
+                        figures: figures.clone(),
+                        max_rss_per_unit,
+                    };
+                    last_ok.insert(contender, success);
                 }
                 Outcome::Skipped { .. } => {}
             }
