@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -39,6 +39,7 @@ pub fn listing() -> String {
 
 pub fn run(config: &Config, experiments: &[Experiment]) -> Report {
     let machine = Machine::describe();
+    let started_at = utc_timestamp(SystemTime::now());
     println!(
         "fibra-lab {} — {} profile, {} rep{} per measurement, each in its own process",
         env!("CARGO_PKG_VERSION"),
@@ -58,6 +59,7 @@ pub fn run(config: &Config, experiments: &[Experiment]) -> Report {
         .collect();
     println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());
     Report {
+        started_at: Some(started_at),
         tool: "fibra-lab",
         version: env!("CARGO_PKG_VERSION"),
         profile: config.size,
@@ -226,4 +228,40 @@ fn summarize(runs: &[Figures]) -> BTreeMap<String, Summary> {
         .into_iter()
         .filter_map(|(key, values)| Summary::of(&values).map(|s| (key, s)))
         .collect()
+}
+
+/// "2026-01-31 12:00 UTC" (proleptic Gregorian calendar; days-to-date after H. Hinnant's
+/// `civil_from_days`, which needs no time-zone database).
+fn utc_timestamp(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rest / 3_600,
+        rest % 3_600 / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_timestamps() {
+        let at = |secs| utc_timestamp(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(0), "1970-01-01 00:00 UTC");
+        assert_eq!(at(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(at(1_767_225_600 + 3_600 + 120), "2026-01-01 01:02 UTC");
+    }
 }

@@ -27,10 +27,14 @@ pub fn render(report: &Report, plots: &[Plot]) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <title>fibra-lab report</title><style>{STYLE}</style></head><body>\n\
          <h1>fibra-lab {} — {} profile</h1>\n\
-         <p>{} repetition{} per measurement, each in its own process; cells show the median \
+         <p>{}{} repetition{} per measurement, each in its own process; cells show the median \
          (min–max) over them. Contenders: {}.</p>\n",
         esc(report.version),
         report.profile.name(),
+        report
+            .started_at
+            .as_deref()
+            .map_or(String::new(), |at| format!("Measured {}. ", esc(at))),
         report.reps,
         if report.reps == 1 { "" } else { "s" },
         esc(&report
@@ -41,6 +45,13 @@ pub fn render(report: &Report, plots: &[Plot]) -> String {
             .join(", ")),
     );
     out += &machine(report);
+    out += "<p>";
+    for (i, result) in report.experiments.iter().enumerate() {
+        let name = result.experiment.name();
+        let sep = if i == 0 { "" } else { " · " };
+        let _ = write!(out, "{sep}<a href=\"#{name}\">{name}</a>");
+    }
+    out += "</p>\n";
     for result in &report.experiments {
         let name = result.experiment.name();
         let _ = writeln!(

@@ -23,6 +23,8 @@ pub struct Report {
     pub profile: Size,
     pub reps: u32,
     pub contenders: Vec<Contender>,
+    /// When the run started, UTC ("2026-01-31 12:00 UTC"); `None` in files that predate it.
+    pub started_at: Option<String>,
     pub machine: Machine,
     pub experiments: Vec<ExperimentResult>,
 }

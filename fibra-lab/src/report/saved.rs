@@ -18,6 +18,8 @@ struct Saved {
     profile: Size,
     reps: u32,
     contenders: Vec<Contender>,
+    #[serde(default)]
+    started_at: Option<String>,
     machine: Machine,
     experiments: Vec<SavedExperiment>,
 }
@@ -40,6 +42,7 @@ pub fn load(path: &Path) -> Result<Report, String> {
         profile: saved.profile,
         reps: saved.reps,
         contenders: saved.contenders,
+        started_at: saved.started_at,
         machine: saved.machine,
         experiments: saved
             .experiments
