@@ -148,13 +148,13 @@ func spawn(n uint64) (figures, error) {
 	return figures{
 		"spawn_ms":           ms(spawned),
 		"wall_ms":            ms(wall),
-		"rss_per_unit_bytes": delta / float64(max(n, 1)),
+		"rss_per_unit_bytes": delta / float64(maxU64(n, 1)),
 		"rss_delta_bytes":    delta,
 		"alive_at_sample":    float64(alive),
 	}, nil
 }
 
-func max(a, b uint64) uint64 {
+func maxU64(a, b uint64) uint64 {
 	if a > b {
 		return a
 	}
@@ -199,7 +199,7 @@ func switchPingPong(rounds uint64, workers int) (figures, error) {
 		}
 	}
 	f := figures{
-		"ns_per_round_trip": float64(elapsed.Nanoseconds()) / float64(max(rounds, 1)),
+		"ns_per_round_trip": float64(elapsed.Nanoseconds()) / float64(maxU64(rounds, 1)),
 		"elapsed_ms":        ms(elapsed),
 	}
 	if pairs > 0 {
@@ -227,7 +227,7 @@ func churn(n uint64) (figures, error) {
 	}
 	elapsed := time.Since(t0)
 	return figures{
-		"ns_per_unit": float64(elapsed.Nanoseconds()) / float64(max(n, 1)),
+		"ns_per_unit": float64(elapsed.Nanoseconds()) / float64(maxU64(n, 1)),
 		"elapsed_ms":  ms(elapsed),
 	}, nil
 }
@@ -266,7 +266,7 @@ func chanExperiment(chanCase string, n uint64) (figures, error) {
 	elapsed := time.Since(t0)
 	secs := elapsed.Seconds()
 	return figures{
-		"ns_per_op":  secs * 1e9 / float64(max(ops, 1)),
+		"ns_per_op":  secs * 1e9 / float64(maxU64(ops, 1)),
 		"mops":       float64(ops) / secs / 1e6,
 		"elapsed_ms": secs * 1e3,
 	}, nil
