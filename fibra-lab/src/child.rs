@@ -1,13 +1,15 @@
 //! The child-process protocol, both ends.
 //!
-//! Parent: [`launch`] re-executes this binary as `fibra-lab child <experiment> <contender> <n>
-//! --workers <w>`, kills it after a timeout, and turns a crash, a non-zero exit or a timeout into
-//! a one-line reason. Child: [`main`] runs one measurement and prints ONE JSON line
+//! Parent: [`launch`] runs `<program> child <experiment> <contender> <n> --workers <w>
+//! [--case <c>]`, kills it after a timeout, and turns a crash, a non-zero exit or a timeout into
+//! a one-line reason. `<program>` is this binary re-executed, or the Go peer's program, which
+//! speaks the same protocol. Child: [`main`] runs one measurement and prints ONE JSON line
 //! `{"figures":{...}}` on stdout, or a reason on stderr and exits 1.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -30,7 +32,13 @@ struct ChildOutput {
 }
 
 /// Child side: run one measurement in this process and report it on stdout.
-pub fn main(experiment: Experiment, contender: Contender, n: u64, workers: usize) -> ExitCode {
+pub fn main(
+    experiment: Experiment,
+    contender: Contender,
+    n: u64,
+    workers: usize,
+    case: Option<&str>,
+) -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         // One line, so the parent can quote it as the failure reason.
         let payload = info.payload();
@@ -51,7 +59,7 @@ pub fn main(experiment: Experiment, contender: Contender, n: u64, workers: usize
         };
         eprintln!("{PANIC_MARK}{}{at}{context}", msg.replace('\n', " "));
     }));
-    match peers::measure(experiment, contender, n, workers) {
+    match peers::measure(experiment, contender, n, workers, case) {
         Ok(figures) => match serde_json::to_string(&ChildOutput { figures }) {
             Ok(line) => {
                 println!("{line}");
@@ -69,14 +77,19 @@ pub fn main(experiment: Experiment, contender: Contender, n: u64, workers: usize
     }
 }
 
-/// Parent side: run one measurement in a fresh child process.
+/// Parent side: run one measurement in a fresh child process: `program`, or this binary if
+/// `None`.
 pub fn launch(
+    program: Option<&Path>,
     experiment: Experiment,
     contender: Contender,
     params: &Params,
     timeout: Duration,
 ) -> Result<Figures, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    let exe = match program {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?,
+    };
     let mut cmd = if params.pin_one_cpu {
         let mut c = Command::new("taskset");
         c.arg("-c")
@@ -91,8 +104,11 @@ pub fn launch(
         .arg(contender.name())
         .arg(params.n.to_string())
         .arg("--workers")
-        .arg(params.workers.to_string())
-        .stdin(Stdio::null())
+        .arg(params.workers.to_string());
+    if let Some(case) = &params.case {
+        cmd.arg("--case").arg(case);
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd

@@ -3,13 +3,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::child::{self, Figures};
-use crate::experiments::{Experiment, Params, Size};
-use crate::machine::Machine;
+use crate::experiments::{spawn, Experiment, Params, Size};
+use crate::machine::{self, Machine};
 use crate::peers::Contender;
 use crate::report::{table, CellResult, ExperimentResult, Outcome, Report, RowResult};
 use crate::stats::Summary;
@@ -19,6 +20,8 @@ pub struct Config {
     pub reps: u32,
     pub contenders: Vec<Contender>,
     pub cores: usize,
+    /// The Go peer's program, when `Contender::Go` is among the contenders.
+    pub go_program: Option<PathBuf>,
 }
 
 /// `--list`.
@@ -36,6 +39,7 @@ pub fn listing() -> String {
 
 pub fn run(config: &Config, experiments: &[Experiment]) -> Report {
     let machine = Machine::describe();
+    let started_at = utc_timestamp(SystemTime::now());
     println!(
         "fibra-lab {} — {} profile, {} rep{} per measurement, each in its own process",
         env!("CARGO_PKG_VERSION"),
@@ -55,6 +59,7 @@ pub fn run(config: &Config, experiments: &[Experiment]) -> Report {
         .collect();
     println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());
     Report {
+        started_at: Some(started_at),
         tool: "fibra-lab",
         version: env!("CARGO_PKG_VERSION"),
         profile: config.size,
@@ -78,40 +83,78 @@ fn progress_bar(experiment: Experiment, total: u64) -> ProgressBar {
     bar
 }
 
+/// A contender's largest successful row so far, in an experiment whose rows grow.
+struct LastSuccess {
+    n: u64,
+    figures: BTreeMap<String, Summary>,
+    /// The largest resident bytes per unit seen at any size so far (per-unit costs can grow).
+    max_rss_per_unit: f64,
+}
+
 fn run_experiment(config: &Config, experiment: Experiment) -> ExperimentResult {
     let rows = experiment.plan(config.size, config.cores, &config.contenders);
     let cells: usize = rows.iter().map(|r| r.cells.len()).sum();
     let bar = progress_bar(experiment, cells as u64 * u64::from(config.reps));
     let timeout = experiment.timeout(config.size);
-    // For experiments whose rows grow: where each contender first failed.
-    let mut failed_at: HashMap<Contender, String> = HashMap::new();
+    let mem_available = machine::mem_available_bytes();
+    // For experiments whose rows grow: why each contender's larger rows are not run, and its
+    // last success, to project the next size from.
+    let mut ended: HashMap<Contender, String> = HashMap::new();
+    let mut last_ok: HashMap<Contender, LastSuccess> = HashMap::new();
 
     let mut row_results = Vec::with_capacity(rows.len());
     for row in rows {
         let mut cell_results = Vec::with_capacity(row.cells.len());
         for (contender, params) in row.cells {
-            let not_applicable = experiment.not_applicable(contender, &params);
-            let outcome = match failed_at.get(&contender) {
-                _ if not_applicable.is_some() => {
-                    bar.inc(u64::from(config.reps));
-                    Outcome::Skipped {
-                        reason: not_applicable.unwrap_or_default(),
-                    }
-                }
-                Some(label) if experiment.escalates() => {
-                    bar.inc(u64::from(config.reps));
-                    Outcome::Skipped {
-                        reason: format!("not run: already failed at {label}"),
-                    }
-                }
-                _ => measure(
-                    config, experiment, contender, &params, &row.label, timeout, &bar,
-                ),
+            let skip = |bar: &ProgressBar, reason: String| {
+                bar.inc(u64::from(config.reps));
+                Outcome::Skipped { reason }
             };
-            if matches!(outcome, Outcome::Failed { .. }) {
-                failed_at
-                    .entry(contender)
-                    .or_insert_with(|| row.label.clone());
+            let capped = match (experiment, last_ok.get(&contender)) {
+                (Experiment::Spawn, Some(last)) => spawn::beyond_caps(
+                    params.n,
+                    last.n,
+                    &last.figures,
+                    last.max_rss_per_unit,
+                    timeout,
+                    mem_available,
+                ),
+                _ => None,
+            };
+            let outcome = if let Some(reason) = experiment.not_applicable(contender, &params) {
+                skip(&bar, reason)
+            } else if let Some(reason) = ended.get(&contender).filter(|_| experiment.escalates()) {
+                skip(&bar, reason.clone())
+            } else if let Some(reason) = capped {
+                ended.insert(
+                    contender,
+                    format!("not run: stopped at {} by a cap", row.label),
+                );
+                skip(&bar, reason)
+            } else {
+                measure(
+                    config, experiment, contender, &params, &row.label, timeout, &bar,
+                )
+            };
+            match &outcome {
+                Outcome::Failed { .. } => {
+                    ended
+                        .entry(contender)
+                        .or_insert_with(|| format!("not run: already failed at {}", row.label));
+                }
+                Outcome::Ok { figures } => {
+                    let rss = figures.get(spawn::RSS_KEY).map_or(0.0, |s| s.max);
+                    let max_rss_per_unit = last_ok
+                        .get(&contender)
+                        .map_or(rss, |last| last.max_rss_per_unit.max(rss));
+                    let success = LastSuccess {
+                        n: params.n,
+                        figures: figures.clone(),
+                        max_rss_per_unit,
+                    };
+                    last_ok.insert(contender, success);
+                }
+                Outcome::Skipped { .. } => {}
             }
             cell_results.push(CellResult {
                 contender,
@@ -152,7 +195,11 @@ fn measure(
             contender.name(),
             config.reps
         ));
-        match child::launch(experiment, contender, params, timeout) {
+        let program = match contender {
+            Contender::Go => config.go_program.as_deref(),
+            _ => None,
+        };
+        match child::launch(program, experiment, contender, params, timeout) {
             Ok(figures) => runs.push(figures),
             Err(reason) => {
                 bar.inc(u64::from(config.reps - rep + 1));
@@ -181,4 +228,40 @@ fn summarize(runs: &[Figures]) -> BTreeMap<String, Summary> {
         .into_iter()
         .filter_map(|(key, values)| Summary::of(&values).map(|s| (key, s)))
         .collect()
+}
+
+/// "2026-01-31 12:00 UTC" (proleptic Gregorian calendar; days-to-date after H. Hinnant's
+/// `civil_from_days`, which needs no time-zone database).
+fn utc_timestamp(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rest / 3_600,
+        rest % 3_600 / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_timestamps() {
+        let at = |secs| utc_timestamp(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(0), "1970-01-01 00:00 UTC");
+        assert_eq!(at(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(at(1_767_225_600 + 3_600 + 120), "2026-01-01 01:02 UTC");
+    }
 }

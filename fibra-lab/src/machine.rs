@@ -3,10 +3,10 @@
 use std::fs;
 use std::process::Command;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The machine the figures were measured on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
     pub cores: usize,
     pub cpu_model: Option<String>,
@@ -103,6 +103,11 @@ fn kb_field(text: &str, name: &str) -> Option<u64> {
         .next()?
         .parse()
         .ok()
+}
+
+/// MemAvailable from /proc/meminfo, in bytes.
+pub fn mem_available_bytes() -> Option<u64> {
+    proc_kb_field("/proc/meminfo", "MemAvailable:").map(|kb| kb * 1024)
 }
 
 /// This process's resident set size, in bytes (VmRSS from /proc/self/status).

@@ -1,4 +1,5 @@
-//! fibra-lab: OS threads, tokio tasks and fibra fibers measured side by side on this machine.
+//! fibra-lab: OS threads, tokio tasks, Go goroutines and fibra fibers measured side by side on
+//! this machine.
 //!
 //! Every (experiment, contender, N) measurement runs in its own child process (this binary
 //! re-executed with the hidden `child` subcommand), so a crash or a hang is recorded as that
@@ -20,7 +21,7 @@ use clap::{Parser, Subcommand};
 use experiments::{Experiment, Size};
 use peers::Contender;
 
-/// Threads vs fibra vs tokio: spawn cost, memory per unit, context switches, churn.
+/// Threads vs fibra vs tokio vs Go: spawn cost, memory per unit, switches, channels, blocking.
 #[derive(Parser, Debug)]
 #[command(name = "fibra-lab", version, about, long_about = None)]
 struct Cli {
@@ -38,6 +39,14 @@ struct Cli {
     /// Also write all results, machine-readable, to this file.
     #[arg(long, global = true, value_name = "FILE")]
     json: Option<PathBuf>,
+
+    /// Also write SVG plots of the results into this directory (created if missing).
+    #[arg(long, global = true, value_name = "DIR")]
+    plots: Option<PathBuf>,
+
+    /// Also write one self-contained HTML page: tables, plots, machine description.
+    #[arg(long, global = true, value_name = "FILE")]
+    report: Option<PathBuf>,
 
     /// Repetitions of each measurement, each in a fresh process [default: 3 quick, 5 full].
     #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -60,6 +69,12 @@ enum Command {
         #[arg(required = true, value_name = "EXPERIMENT")]
         experiments: Vec<Experiment>,
     },
+    /// Draw the plots and/or the HTML page again from a `--json` file, measuring nothing.
+    Replot {
+        /// A file written by `--json`.
+        #[arg(value_name = "JSON")]
+        from: PathBuf,
+    },
     /// One measurement in this process; prints one JSON line (used by the lab itself).
     #[command(hide = true)]
     Child {
@@ -69,6 +84,9 @@ enum Command {
         /// Worker threads for the runtime contenders.
         #[arg(long, default_value_t = 1)]
         workers: usize,
+        /// The experiment's variant (e.g. chan's `8p-bounded0`).
+        #[arg(long)]
+        case: Option<String>,
     },
 }
 
@@ -80,8 +98,10 @@ fn main() -> ExitCode {
             contender,
             n,
             workers,
-        }) => child::main(experiment, contender, n, workers),
+            case,
+        }) => child::main(experiment, contender, n, workers, case.as_deref()),
         Some(Command::Run { ref experiments }) => lab_main(&cli, experiments),
+        Some(Command::Replot { ref from }) => replot(&cli, from),
         None if cli.list => {
             print!("{}", lab::listing());
             ExitCode::SUCCESS
@@ -98,25 +118,87 @@ fn lab_main(cli: &Cli, experiments: &[Experiment]) -> ExitCode {
     let size = cli
         .size
         .unwrap_or(if cli.full { Size::Full } else { Size::Quick });
+    let mut contenders = dedup(if cli.peers.is_empty() {
+        Contender::DEFAULT.to_vec()
+    } else {
+        cli.peers.clone()
+    });
+    let go_program = if contenders.contains(&Contender::Go) {
+        match peers::go::prepare() {
+            Ok(program) => Some(program),
+            Err(reason) => {
+                println!("go: skipped — {reason}");
+                contenders.retain(|&c| c != Contender::Go);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if contenders.is_empty() {
+        eprintln!("fibra-lab: no contender left to measure");
+        return ExitCode::FAILURE;
+    }
     let config = lab::Config {
         size,
         reps: cli.reps.unwrap_or(size.default_reps()),
-        contenders: dedup(if cli.peers.is_empty() {
-            Contender::DEFAULT.to_vec()
-        } else {
-            cli.peers.clone()
-        }),
+        contenders,
         cores: machine::cores(),
+        go_program,
     };
     let report = lab::run(&config, &dedup(experiments.to_vec()));
-    if let Some(path) = &cli.json {
-        if let Err(e) = report::json::write(path, &report) {
-            eprintln!("fibra-lab: could not write {}: {e}", path.display());
-            return ExitCode::FAILURE;
+    match write_outputs(cli, &report) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fibra-lab: {e}");
+            ExitCode::FAILURE
         }
+    }
+}
+
+fn replot(cli: &Cli, from: &std::path::Path) -> ExitCode {
+    if cli.plots.is_none() && cli.report.is_none() {
+        eprintln!("fibra-lab replot: nothing to draw; add --plots DIR and/or --report FILE");
+        return ExitCode::FAILURE;
+    }
+    let written = report::saved::load(from).and_then(|report| {
+        print!("{}", report.machine.header());
+        for result in &report.experiments {
+            print!("{}", report::table::render(result));
+        }
+        write_outputs(cli, &report)
+    });
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fibra-lab: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--json`, `--plots`, `--report`: each written if asked for.
+fn write_outputs(cli: &Cli, report: &report::Report) -> Result<(), String> {
+    let cannot = |path: &std::path::Path, e: std::io::Error| {
+        format!("could not write {}: {e}", path.display())
+    };
+    if let Some(path) = &cli.json {
+        report::json::write(path, report).map_err(|e| cannot(path, e))?;
         eprintln!("results written to {}", path.display());
     }
-    ExitCode::SUCCESS
+    if cli.plots.is_none() && cli.report.is_none() {
+        return Ok(());
+    }
+    let plots = report::plot::render_all(report)?;
+    if let Some(dir) = &cli.plots {
+        let written = report::plot::write_all(dir, &plots).map_err(|e| cannot(dir, e))?;
+        eprintln!("{} plots written to {}", written.len(), dir.display());
+    }
+    if let Some(path) = &cli.report {
+        report::html::write(path, report, &plots).map_err(|e| cannot(path, e))?;
+        eprintln!("report written to {}", path.display());
+    }
+    Ok(())
 }
 
 fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {

@@ -1,9 +1,9 @@
 //! Summaries of repeated measurements: median (min–max).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The samples of one figure over the repetitions, and their summary.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub median: f64,
     pub min: f64,

@@ -49,26 +49,66 @@ fn describe(output: &Output) -> String {
     )
 }
 
+const EXPERIMENTS: [&str; 5] = ["spawn", "switch", "churn", "chan", "blocking"];
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fibra-lab-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The SVG parses as XML and its root element is `<svg>`.
+fn assert_well_formed_svg(path: &std::path::Path) {
+    let text = std::fs::read_to_string(path).expect("readable SVG");
+    assert!(text.trim_start().starts_with("<svg"), "{}", path.display());
+    let doc = roxmltree::Document::parse(&text)
+        .unwrap_or_else(|e| panic!("{} is not well-formed XML: {e}", path.display()));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+}
+
 #[test]
-fn tiny_run_reports_a_figure_for_every_contender() {
+fn every_experiment_at_tiny_size_writes_json_svg_and_html() {
     let json = temp_json("all");
-    let output = lab(&[
-        "run",
-        "spawn",
-        "switch",
-        "churn",
+    let plots = temp_dir("plots");
+    let html = temp_dir("report").with_extension("html");
+    let mut args = vec!["run"];
+    args.extend(EXPERIMENTS);
+    args.extend([
         "--size",
         "tiny",
         "--reps",
         "1",
         "--peers",
         "threads,tokio,fibra",
-        "--json",
-        json.to_str().expect("utf-8 temp path"),
     ]);
+    let output = lab(&[
+        &args[..],
+        &[
+            "--json",
+            json.to_str().expect("utf-8 temp path"),
+            "--plots",
+            plots.to_str().expect("utf-8 temp path"),
+            "--report",
+            html.to_str().expect("utf-8 temp path"),
+        ],
+    ]
+    .concat());
     assert!(output.status.success(), "{}", describe(&output));
-    let report = read_report(&json);
 
+    // The saved JSON draws the same plots again, measuring nothing.
+    let replotted = temp_dir("replotted");
+    let replot = lab(&[
+        "replot",
+        json.to_str().expect("utf-8 temp path"),
+        "--plots",
+        replotted.to_str().expect("utf-8 temp path"),
+    ]);
+    assert!(replot.status.success(), "{}", describe(&replot));
+    let count = |dir: &PathBuf| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    assert_eq!(count(&replotted), count(&plots));
+    let _ = std::fs::remove_dir_all(&replotted);
+
+    let report = read_report(&json);
     assert!(report["machine"]["cores"].as_u64().unwrap_or(0) >= 1);
     let experiments: Vec<&str> = report["experiments"]
         .as_array()
@@ -76,38 +116,158 @@ fn tiny_run_reports_a_figure_for_every_contender() {
         .iter()
         .filter_map(|e| e["experiment"].as_str())
         .collect();
-    assert_eq!(experiments, ["spawn", "switch", "churn"]);
+    assert_eq!(experiments, EXPERIMENTS);
 
     let cells = cells(&report);
     for contender in ["threads", "tokio", "fibra"] {
-        for experiment in ["spawn", "switch", "churn"] {
+        for experiment in EXPERIMENTS {
             assert!(
-                cells
-                    .iter()
-                    .any(|(e, _, c)| e == experiment && c["contender"] == contender),
-                "no {contender} cell in {experiment}"
+                cells.iter().any(|(e, _, c)| e == experiment
+                    && c["contender"] == contender
+                    && c["status"] == "ok"),
+                "no {contender} figures in {experiment}"
             );
         }
     }
     for (experiment, row, cell) in &cells {
-        assert_eq!(
-            cell["status"], "ok",
-            "{experiment} / {row} / {}: {cell}",
-            cell["contender"]
-        );
+        let who = format!("{experiment} / {row} / {}", cell["contender"]);
+        match cell["status"].as_str() {
+            Some("ok") => {}
+            // Rows that do not apply to a contender (blocking's fibra-only modes).
+            Some("skipped") => {
+                assert!(!cell["reason"].as_str().unwrap_or("").is_empty(), "{who}");
+                continue;
+            }
+            _ => panic!("{who}: {cell}"),
+        }
         let figures = cell["figures"].as_object().expect("figures");
-        assert!(!figures.is_empty(), "{experiment} / {row}: no figures");
+        assert!(!figures.is_empty(), "{who}: no figures");
         for (key, summary) in figures {
             let median = summary["median"].as_f64().expect("numeric median");
             assert!(
                 median.is_finite() && median >= 0.0,
-                "{experiment} / {row} / {key} = {median}"
+                "{who} / {key} = {median}"
             );
         }
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("fibra / best peer"), "{stdout}");
     assert!(stdout.contains("vm.max_map_count"), "{stdout}");
+
+    // At least one plot per experiment, each well-formed.
+    let svgs: Vec<PathBuf> = std::fs::read_dir(&plots)
+        .expect("the plots directory was written")
+        .map(|e| e.expect("dir entry").path())
+        .collect();
+    for experiment in EXPERIMENTS {
+        assert!(
+            svgs.iter()
+                .any(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n
+                    .starts_with(&format!("{experiment}-"))
+                    && n.ends_with(".svg"))),
+            "no plot for {experiment} in {svgs:?}"
+        );
+    }
+    for svg in &svgs {
+        assert_well_formed_svg(svg);
+    }
+
+    // One self-contained page: the machine, every experiment, every plot inline.
+    let page = std::fs::read_to_string(&html).expect("the HTML report was written");
+    for needle in [
+        "vm.max_map_count",
+        "kernel.pid_max",
+        "memory",
+        "fibra / best peer",
+    ] {
+        assert!(page.contains(needle), "{needle} missing from the report");
+    }
+    for experiment in EXPERIMENTS {
+        assert!(
+            page.contains(&format!("<h2 id=\"{experiment}\">")),
+            "{experiment}"
+        );
+    }
+    assert_eq!(page.matches("<svg").count(), svgs.len());
+    for external in ["<script", "<link", " src="] {
+        assert!(
+            !page.contains(external),
+            "the report loads something: {external}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&plots);
+    let _ = std::fs::remove_file(&html);
+}
+
+/// A directory holding only `go` links to nothing: `go` is not found, the lab still runs.
+#[test]
+fn go_peer_without_go_is_skipped_and_the_lab_continues() {
+    let empty_path = temp_dir("no-go-path");
+    std::fs::create_dir_all(&empty_path).expect("temp dir");
+    let json = temp_json("no-go");
+    let output = Command::new(env!("CARGO_BIN_EXE_fibra-lab"))
+        .args([
+            "run", "churn", "--size", "tiny", "--reps", "1", "--peers", "go,fibra",
+        ])
+        .args(["--json", json.to_str().expect("utf-8 temp path")])
+        .env("PATH", &empty_path)
+        .output()
+        .expect("run fibra-lab");
+    assert!(output.status.success(), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("go: skipped"), "{stdout}");
+    assert!(stdout.contains("no `go` on PATH"), "{stdout}");
+    let report = read_report(&json);
+    let cells = cells(&report);
+    assert!(cells.iter().all(|(_, _, c)| c["contender"] != "go"));
+    assert!(cells
+        .iter()
+        .any(|(_, _, c)| c["contender"] == "fibra" && c["status"] == "ok"));
+    let _ = std::fs::remove_dir_all(&empty_path);
+}
+
+/// With a `go` toolchain on PATH (scripts/install-peers.sh), the bundled Go program is built and
+/// measured like the other peers; without one there is nothing to check here (the test above
+/// covers that case).
+#[test]
+fn go_peer_reports_figures_when_go_is_installed() {
+    let has_go = Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_go {
+        eprintln!("no `go` on PATH: the Go peer is covered by the skip test only");
+        return;
+    }
+    let json = temp_json("go");
+    let output = lab(&[
+        "run",
+        "spawn",
+        "switch",
+        "churn",
+        "chan",
+        "blocking",
+        "--size",
+        "tiny",
+        "--reps",
+        "1",
+        "--peers",
+        "go",
+        "--json",
+        json.to_str().expect("utf-8 temp path"),
+    ]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let report = read_report(&json);
+    let cells = cells(&report);
+    assert!(!cells.is_empty());
+    for (experiment, row, cell) in &cells {
+        assert_eq!(cell["contender"], "go");
+        // Go has no unbounded channel, and only the unwrapped blocking rows.
+        let not_applicable = (experiment == "chan" && row.contains("unbounded"))
+            || (experiment == "blocking" && !row.contains("unwrapped"));
+        let expected = if not_applicable { "skipped" } else { "ok" };
+        assert_eq!(cell["status"], expected, "{experiment} / {row}: {cell}");
+    }
 }
 
 #[test]

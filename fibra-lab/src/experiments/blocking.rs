@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-use super::{Figure, Params, Row, Size};
+use super::{Figure, Params, PlotShape, PlotSpec, Row, Size};
 use crate::child::Figures;
 use crate::peers::Contender;
 
@@ -20,7 +20,9 @@ pub const NOTE: &str = "Lateness = time a 1 ms sleep took beyond 1 ms, for sleep
 before the block ran on the blocker's OS thread, \"other\" = the rest (fibra pins started fibers to their \
 thread; tokio tasks may move). Rows: unwrapped (std::thread::sleep or a spin inside the unit), \
 offloaded (fibra::blocking / tokio spawn_blocking + await), fibra with its monitor off, fibra with the unsafe \
-migration opt-in. OS threads have one row per kind (the blocker is just one more thread). \
+migration opt-in (these two in --full only). OS threads have one row per kind (the blocker is just one more thread); so has Go, whose \
+runtime hands a P stuck in a syscall to another thread and preempts a spinning goroutine \
+(the blocker calls syscall.Nanosleep or spins, GOMAXPROCS 2). \
 Two workers for fibra and tokio. report ms: from the block's start to fibra's stall report.";
 
 pub const FIGURES: &[Figure] = &[
@@ -58,6 +60,23 @@ pub const FIGURES: &[Figure] = &[
         key: "report_ms",
         title: "stall report after, ms (fibra)",
         cost: false,
+    },
+];
+
+pub const PLOTS: &[PlotSpec] = &[
+    PlotSpec {
+        stem: "other-p99",
+        key: "other_p99_us",
+        title: "blocking: p99 wake-up lateness of units on the other workers",
+        axis: "µs (log)",
+        shape: PlotShape::Bars { log: true },
+    },
+    PlotSpec {
+        stem: "same-p99",
+        key: "same_p99_us",
+        title: "blocking: p99 wake-up lateness of units on the blocker's worker",
+        axis: "µs (log)",
+        shape: PlotShape::Bars { log: true },
     },
 ];
 
@@ -107,7 +126,10 @@ pub fn decode(n: u64) -> (Kind, Mode) {
 pub fn not_applicable(contender: Contender, params: &Params) -> Option<String> {
     let (_, mode) = decode(params.n);
     match (contender, mode) {
-        (Contender::Threads, Mode::Unwrapped) | (_, Mode::Unwrapped) => None,
+        (_, Mode::Unwrapped) => None,
+        (Contender::Go, _) => {
+            Some("Go: one row per kind (its runtime hands off blocked threads itself)".into())
+        }
         (Contender::Threads, _) => Some("OS threads: one row per kind".into()),
         (Contender::Tokio, Mode::MonitorOff | Mode::Migrate) => {
             Some("tokio has no monitor and no migration switch".into())
@@ -116,10 +138,19 @@ pub fn not_applicable(contender: Contender, params: &Params) -> Option<String> {
     }
 }
 
-pub fn plan(_size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
+/// The modes measured: fibra's ablations (monitor off, migration) only in `--full`, which keeps
+/// the quick profile near 2 minutes (each run takes ~2 s, whatever the size).
+fn modes(size: Size) -> &'static [Mode] {
+    match size {
+        Size::Full => &MODES,
+        Size::Tiny | Size::Quick => &MODES[..2],
+    }
+}
+
+pub fn plan(size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
     let mut rows = Vec::new();
     for kind in [Kind::Syscall, Kind::Cpu] {
-        for mode in MODES {
+        for &mode in modes(size) {
             let what = match kind {
                 Kind::Syscall => "sleep 1 s",
                 Kind::Cpu => "spin 1 s",
@@ -134,6 +165,7 @@ pub fn plan(_size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
                 n: encode(kind, mode),
                 workers: cores.clamp(2, 2),
                 pin_one_cpu: false,
+                case: None,
             };
             rows.push(Row {
                 label: format!("{what}, {how}"),

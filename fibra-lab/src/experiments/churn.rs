@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{short_count, Figure, Params, Row, Size};
+use super::{short_count, Figure, Params, PlotShape, PlotSpec, Row, Size};
 use crate::child::Figures;
 use crate::peers::Contender;
 
@@ -10,12 +10,21 @@ pub const DESCRIPTION: &str = "spawn-and-join N empty units, in batches of 10k: 
 
 pub const NOTE: &str = "Spawn a batch of 10k (or N if smaller), then join them all; repeat. \
 OS threads do fewer units (they are slow); the figure is per unit either way. \
-tokio and fibra: one worker per core.";
+tokio, fibra and Go: one worker per core; Go joins a batch with a sync.WaitGroup (goroutines have \
+no join handle).";
 
 pub const FIGURES: &[Figure] = &[Figure {
     key: "ns_per_unit",
     title: "ns per unit (spawn + join)",
     cost: true,
+}];
+
+pub const PLOTS: &[PlotSpec] = &[PlotSpec {
+    stem: "per-unit",
+    key: "ns_per_unit",
+    title: "churn: spawn + join of an empty unit, ns",
+    axis: "ns per unit (log)",
+    shape: PlotShape::Bars { log: true },
 }];
 
 /// Units spawned before joining them all.
@@ -47,6 +56,7 @@ pub fn plan(size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
                     n: units(size, c),
                     workers: cores,
                     pin_one_cpu: false,
+                    case: None,
                 };
                 (c, params)
             })

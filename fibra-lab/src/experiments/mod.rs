@@ -10,12 +10,12 @@ pub mod switch;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::peers::Contender;
 
 /// One of the lab's experiments.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Experiment {
     /// N units that each sleep 100 ms: spawn time, total wall, resident memory per unit.
@@ -24,14 +24,14 @@ pub enum Experiment {
     Switch,
     /// Spawn-and-join empty units in batches: ns per unit.
     Churn,
-    /// Channels: ping-pong round trips and bounded(128) throughput.
+    /// Channels: ping-pong, 1 and 8 producers through three flavours, a contended mutex.
     Chan,
     /// One unit blocks 1 s while 1,000 others sleep 1 ms in a loop: the others' lateness.
     Blocking,
 }
 
 /// Problem sizes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Size {
     /// Smallest sizes: the whole lab runs in seconds (tests).
@@ -61,7 +61,7 @@ impl Size {
 }
 
 /// What one child process is asked to do.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Params {
     /// Units (spawn, churn) or round trips (switch).
     pub n: u64,
@@ -69,6 +69,9 @@ pub struct Params {
     pub workers: usize,
     /// Run the child pinned to one CPU (`taskset`): OS threads' "same worker" case.
     pub pin_one_cpu: bool,
+    /// Which variant of the experiment (`--case`), for experiments whose rows differ in kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<String>,
 }
 
 /// One row of an experiment's table: a label and what each contender runs for it.
@@ -86,6 +89,30 @@ pub struct Figure {
     pub title: &'static str,
     /// A cost (lower is better, gets the "fibra / best peer" ratio), not an observation.
     pub cost: bool,
+}
+
+/// A plot of one figure (`--plots`, `--report`).
+#[derive(Clone, Copy, Debug)]
+pub struct PlotSpec {
+    /// The SVG file is `<experiment>-<stem>.svg`.
+    pub stem: &'static str,
+    /// Key of the plotted figure.
+    pub key: &'static str,
+    pub title: &'static str,
+    /// Caption of the value axis, with the unit.
+    pub axis: &'static str,
+    pub shape: PlotShape,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlotShape {
+    /// x = the row's N, one line per contender, both axes logarithmic.
+    LinesOverN,
+    /// One group of horizontal bars per row, one bar per contender, a min–max whisker each.
+    Bars {
+        /// Logarithmic value axis, for figures that span orders of magnitude between contenders.
+        log: bool,
+    },
 }
 
 impl Experiment {
@@ -139,13 +166,24 @@ impl Experiment {
         }
     }
 
+    /// The plots drawn from the figures.
+    pub fn plots(self) -> &'static [PlotSpec] {
+        match self {
+            Experiment::Spawn => spawn::PLOTS,
+            Experiment::Switch => switch::PLOTS,
+            Experiment::Churn => churn::PLOTS,
+            Experiment::Chan => chan::PLOTS,
+            Experiment::Blocking => blocking::PLOTS,
+        }
+    }
+
     /// The rows to measure, for the chosen contenders.
     pub fn plan(self, size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
         match self {
             Experiment::Spawn => spawn::plan(size, cores, contenders),
             Experiment::Switch => switch::plan(size, contenders),
             Experiment::Churn => churn::plan(size, cores, contenders),
-            Experiment::Chan => chan::plan(size, contenders),
+            Experiment::Chan => chan::plan(size, cores, contenders),
             Experiment::Blocking => blocking::plan(size, cores, contenders),
         }
     }
@@ -154,6 +192,7 @@ impl Experiment {
     pub fn not_applicable(self, contender: Contender, params: &Params) -> Option<String> {
         match self {
             Experiment::Blocking => blocking::not_applicable(contender, params),
+            Experiment::Chan => chan::not_applicable(contender, params),
             _ => None,
         }
     }

@@ -3,7 +3,7 @@
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
-use super::{short_count, Figure, Params, Row, Size};
+use super::{short_count, Figure, Params, PlotShape, PlotSpec, Row, Size};
 use crate::child::Figures;
 use crate::peers::Contender;
 
@@ -13,6 +13,7 @@ pub const NOTE: &str = "Each unit waits for its parity of a shared atomic turn c
 the other. OS threads: std park/unpark (futex); the 1-worker row runs them pinned to one CPU (taskset). \
 tokio: multi-thread runtime, a tokio::sync::Notify per task \
 (as fast as or faster than unbounded mpsc here; bounded mpsc is slower). fibra: park/unpark. \
+Go (no park/unpark): two unbuffered channels, GOMAXPROCS = workers. \
 With 2 workers, fibra's two fibers are placed on different workers (the first spins until the \
 second has started elsewhere; started fibers stay put), so its row is a cross-thread ping-pong; \
 tokio and threads place the units where they like: the placement table shows \
@@ -30,6 +31,14 @@ pub const FIGURES: &[Figure] = &[
         cost: false,
     },
 ];
+
+pub const PLOTS: &[PlotSpec] = &[PlotSpec {
+    stem: "round-trip",
+    key: "ns_per_round_trip",
+    title: "switch: ping-pong, ns per round trip",
+    axis: "ns per round trip (log)",
+    shape: PlotShape::Bars { log: true },
+}];
 
 /// Figure: where the scheduler put the two units.
 pub const SAME_THREAD_KEY: &str = "same_thread_pct";
@@ -90,6 +99,7 @@ pub fn plan(size: Size, contenders: &[Contender]) -> Vec<Row> {
                         n,
                         workers,
                         pin_one_cpu: workers == 1 && c == Contender::Threads,
+                        case: None,
                     };
                     (c, params)
                 })

@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::child::Figures;
+use crate::experiments::chan::{self as chan_exp, Case, Flavour};
 use crate::experiments::switch::{self as switch_exp, Placement};
 use crate::experiments::{churn, spawn as spawn_exp};
 use crate::machine::vm_rss_bytes;
@@ -113,46 +114,81 @@ pub fn churn(n: u64, workers: usize) -> Result<Figures, String> {
     })
 }
 
-/// `chan`: fibra::chan between two fibers.
-pub fn chan(rounds: u64, workers: usize) -> Result<Figures, String> {
-    use crate::experiments::chan as chan_exp;
+/// `chan`: fibra::chan and fibra::sync::Mutex between fibers.
+pub fn chan(case: Case, n: u64, workers: usize) -> Result<Figures, String> {
     runtime(workers)?.block_on(move || {
-        let (ping_tx, ping_rx) = fibra::chan::bounded::<u64>(1);
-        let (pong_tx, pong_rx) = fibra::chan::bounded::<u64>(1);
         let t0 = Instant::now();
-        let echo = fibra::spawn(move || {
-            for v in ping_rx.iter() {
-                if pong_tx.send(v).is_err() {
-                    break;
+        match case {
+            Case::PingPong => ping_pong(n)?,
+            Case::Producers { producers, flavour } => {
+                let (tx, rx) = match flavour {
+                    Flavour::Buffered => fibra::chan::bounded::<u64>(chan_exp::CAPACITY),
+                    Flavour::Rendezvous => fibra::chan::bounded::<u64>(0),
+                    Flavour::Unbounded => fibra::chan::unbounded::<u64>(),
+                };
+                let senders: Vec<_> = (0..producers)
+                    .map(|p| {
+                        let tx = tx.clone();
+                        fibra::spawn(move || {
+                            for i in chan_exp::share(p, producers, n) {
+                                if tx.send(i).is_err() {
+                                    break;
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                drop(tx);
+                let sum: u64 = rx.iter().sum();
+                for s in senders {
+                    joined(s.join())?;
+                }
+                if sum != chan_exp::expected_sum(n) {
+                    return Err(format!("items lost: sum {sum}"));
                 }
             }
-        });
-        for i in 0..rounds {
-            ping_tx.send(i).map_err(|_| "echo fiber gone")?;
-            pong_rx.recv().map_err(|_| "echo fiber gone")?;
-        }
-        drop(ping_tx);
-        joined(echo.join())?;
-        let ping_pong = t0.elapsed();
-
-        let items = rounds * chan_exp::ITEMS_PER_TRIP;
-        let (tx, rx) = fibra::chan::bounded::<u64>(chan_exp::CAPACITY);
-        let t0 = Instant::now();
-        let producer = fibra::spawn(move || {
-            for i in 0..items {
-                if tx.send(i).is_err() {
-                    break;
+            Case::Mutex => {
+                let counter = Arc::new(fibra::sync::Mutex::new(0u64));
+                let units: Vec<_> = (0..chan_exp::MANY)
+                    .map(|_| {
+                        let counter = counter.clone();
+                        fibra::spawn(move || {
+                            for _ in 0..n {
+                                *counter.lock() += 1;
+                            }
+                        })
+                    })
+                    .collect();
+                for u in units {
+                    joined(u.join())?;
+                }
+                let total = *counter.lock();
+                if total != chan_exp::MANY * n {
+                    return Err(format!("lost increments: {total}"));
                 }
             }
-        });
-        let sum: u64 = rx.iter().sum();
-        joined(producer.join())?;
-        let throughput = t0.elapsed();
-        if sum != items * (items - 1) / 2 {
-            return Err(format!("items lost: sum {sum}"));
         }
-        Ok(chan_exp::figures(rounds, ping_pong, items, throughput))
+        Ok(chan_exp::figures(chan_exp::ops(case, n), t0.elapsed()))
     })
+}
+
+/// `n` round trips with an echo fiber over two `bounded(1)` channels.
+fn ping_pong(n: u64) -> Result<(), String> {
+    let (ping_tx, ping_rx) = fibra::chan::bounded::<u64>(1);
+    let (pong_tx, pong_rx) = fibra::chan::bounded::<u64>(1);
+    let echo = fibra::spawn(move || {
+        for v in ping_rx.iter() {
+            if pong_tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    for i in 0..n {
+        ping_tx.send(i).map_err(|_| "echo fiber gone")?;
+        pong_rx.recv().map_err(|_| "echo fiber gone")?;
+    }
+    drop(ping_tx);
+    joined(echo.join())
 }
 
 /// `blocking`: 1,000 fibers sleep 1 ms in a loop while one blocks (see the experiment).

@@ -2,17 +2,19 @@
 //! Runs in the child process.
 
 pub mod fibra;
+pub mod go;
 pub mod threads;
 pub mod tokio;
 
 use clap::ValueEnum;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::child::Figures;
+use crate::experiments::chan::Case;
 use crate::experiments::Experiment;
 
 /// Who is measured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Contender {
     /// fibra fibers.
@@ -21,6 +23,8 @@ pub enum Contender {
     Threads,
     /// tokio tasks on a multi-thread runtime.
     Tokio,
+    /// Go goroutines: the bundled Go program, when a `go` toolchain is on PATH.
+    Go,
     /// Test-only: aborts in the child, to show that a crashing contender is reported.
     #[value(hide = true)]
     Crash,
@@ -28,13 +32,20 @@ pub enum Contender {
 
 impl Contender {
     /// The contenders measured when `--peers` is not given.
-    pub const DEFAULT: [Contender; 3] = [Contender::Fibra, Contender::Threads, Contender::Tokio];
+    /// Go is skipped, with a message, when no `go` toolchain is on PATH.
+    pub const DEFAULT: [Contender; 4] = [
+        Contender::Fibra,
+        Contender::Threads,
+        Contender::Tokio,
+        Contender::Go,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Contender::Fibra => "fibra",
             Contender::Threads => "threads",
             Contender::Tokio => "tokio",
+            Contender::Go => "go",
             Contender::Crash => "crash",
         }
     }
@@ -44,6 +55,7 @@ impl Contender {
             Contender::Fibra => "fibra fibers (stackful, M:N, work stealing)",
             Contender::Threads => "OS threads (std::thread, 64 KiB stacks where it matters)",
             Contender::Tokio => "tokio tasks (stackless, multi-thread runtime)",
+            Contender::Go => "Go goroutines (bundled Go program; needs `go` on PATH)",
             Contender::Crash => "test-only contender that aborts",
         }
     }
@@ -55,23 +67,26 @@ pub fn measure(
     contender: Contender,
     n: u64,
     workers: usize,
+    case: Option<&str>,
 ) -> Result<Figures, String> {
+    let chan_case = || -> Result<Case, String> { case.ok_or("chan needs --case")?.parse() };
     match (contender, experiment) {
         (Contender::Crash, _) => std::process::abort(),
+        (Contender::Go, _) => Err("the Go peer runs as its own program, not in this one".into()),
         (Contender::Threads, Experiment::Spawn) => threads::spawn(n),
         (Contender::Threads, Experiment::Switch) => threads::switch(n),
         (Contender::Threads, Experiment::Churn) => threads::churn(n),
         (Contender::Threads, Experiment::Blocking) => threads::blocking(n),
         (Contender::Tokio, Experiment::Blocking) => tokio::blocking(n, workers),
         (Contender::Fibra, Experiment::Blocking) => fibra::blocking(n, workers),
-        (Contender::Threads, Experiment::Chan) => threads::chan(n),
+        (Contender::Threads, Experiment::Chan) => threads::chan(chan_case()?, n),
         (Contender::Tokio, Experiment::Spawn) => tokio::spawn(n, workers),
         (Contender::Tokio, Experiment::Switch) => tokio::switch(n, workers),
         (Contender::Tokio, Experiment::Churn) => tokio::churn(n, workers),
-        (Contender::Tokio, Experiment::Chan) => tokio::chan(n, workers),
+        (Contender::Tokio, Experiment::Chan) => tokio::chan(chan_case()?, n, workers),
         (Contender::Fibra, Experiment::Spawn) => fibra::spawn(n, workers),
         (Contender::Fibra, Experiment::Switch) => fibra::switch(n, workers),
         (Contender::Fibra, Experiment::Churn) => fibra::churn(n, workers),
-        (Contender::Fibra, Experiment::Chan) => fibra::chan(n, workers),
+        (Contender::Fibra, Experiment::Chan) => fibra::chan(chan_case()?, n, workers),
     }
 }

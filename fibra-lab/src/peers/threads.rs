@@ -1,11 +1,12 @@
 //! OS threads: `std::thread` with 64 KiB stacks, park/unpark (a futex on Linux).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Barrier, OnceLock};
+use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::Instant;
 
 use crate::child::Figures;
+use crate::experiments::chan::{self as chan_exp, Case, Flavour};
 use crate::experiments::{churn, spawn as spawn_exp, switch as switch_exp};
 use crate::machine::vm_rss_bytes;
 
@@ -97,12 +98,72 @@ pub fn churn(n: u64) -> Result<Figures, String> {
     Ok(churn::figures(n, t0.elapsed()))
 }
 
-/// `chan`: crossbeam-channel between two OS threads.
-pub fn chan(rounds: u64) -> Result<Figures, String> {
-    use crate::experiments::chan as chan_exp;
+/// `chan`: crossbeam-channel and std::sync::Mutex between OS threads.
+pub fn chan(case: Case, n: u64) -> Result<Figures, String> {
+    let t0 = Instant::now();
+    match case {
+        Case::PingPong => ping_pong(n)?,
+        Case::Producers { producers, flavour } => {
+            let (tx, rx) = match flavour {
+                Flavour::Buffered => crossbeam_channel::bounded::<u64>(chan_exp::CAPACITY),
+                Flavour::Rendezvous => crossbeam_channel::bounded::<u64>(0),
+                Flavour::Unbounded => crossbeam_channel::unbounded::<u64>(),
+            };
+            let senders = (0..producers)
+                .map(|p| {
+                    let tx = tx.clone();
+                    start(
+                        move || {
+                            for i in chan_exp::share(p, producers, n) {
+                                if tx.send(i).is_err() {
+                                    break;
+                                }
+                            }
+                        },
+                        p,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            drop(tx);
+            let sum: u64 = rx.iter().sum();
+            for s in senders {
+                s.join().map_err(|_| "a thread panicked".to_string())?;
+            }
+            if sum != chan_exp::expected_sum(n) {
+                return Err(format!("items lost: sum {sum}"));
+            }
+        }
+        Case::Mutex => {
+            let counter = Arc::new(Mutex::new(0u64));
+            let units = (0..chan_exp::MANY)
+                .map(|i| {
+                    let counter = counter.clone();
+                    start(
+                        move || {
+                            for _ in 0..n {
+                                *counter.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                            }
+                        },
+                        i,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            for u in units {
+                u.join().map_err(|_| "a thread panicked".to_string())?;
+            }
+            let total = *counter.lock().unwrap_or_else(|e| e.into_inner());
+            if total != chan_exp::MANY * n {
+                return Err(format!("lost increments: {total}"));
+            }
+        }
+    }
+    Ok(chan_exp::figures(chan_exp::ops(case, n), t0.elapsed()))
+}
+
+/// `n` round trips with an echo thread over two `bounded(1)` channels.
+fn ping_pong(n: u64) -> Result<(), String> {
     let (ping_tx, ping_rx) = crossbeam_channel::bounded::<u64>(1);
     let (pong_tx, pong_rx) = crossbeam_channel::bounded::<u64>(1);
-    let t0 = Instant::now();
     let echo = start(
         move || {
             for v in ping_rx.iter() {
@@ -113,36 +174,12 @@ pub fn chan(rounds: u64) -> Result<Figures, String> {
         },
         0,
     )?;
-    for i in 0..rounds {
+    for i in 0..n {
         ping_tx.send(i).map_err(|_| "echo thread gone")?;
         pong_rx.recv().map_err(|_| "echo thread gone")?;
     }
     drop(ping_tx);
-    echo.join().map_err(|_| "a thread panicked".to_string())?;
-    let ping_pong = t0.elapsed();
-
-    let items = rounds * chan_exp::ITEMS_PER_TRIP;
-    let (tx, rx) = crossbeam_channel::bounded::<u64>(chan_exp::CAPACITY);
-    let t0 = Instant::now();
-    let producer = start(
-        move || {
-            for i in 0..items {
-                if tx.send(i).is_err() {
-                    break;
-                }
-            }
-        },
-        1,
-    )?;
-    let sum: u64 = rx.iter().sum();
-    producer
-        .join()
-        .map_err(|_| "a thread panicked".to_string())?;
-    let throughput = t0.elapsed();
-    if sum != items * (items - 1) / 2 {
-        return Err(format!("items lost: sum {sum}"));
-    }
-    Ok(chan_exp::figures(rounds, ping_pong, items, throughput))
+    echo.join().map_err(|_| "a thread panicked".to_string())
 }
 
 /// `blocking`: 1,000 threads sleep 1 ms in a loop while one more blocks.
@@ -150,15 +187,23 @@ pub fn blocking(n: u64) -> Result<Figures, String> {
     use crate::experiments::blocking as exp;
     let (kind, _) = exp::decode(n);
     let board = exp::board();
+    // The units start ticking together once all exist: a thousand threads already waking every
+    // millisecond slow the creation of the rest (and the whole run) on a small machine.
+    let all_created = Arc::new(Barrier::new(exp::UNITS + 1));
     let units = (0..exp::UNITS as u64)
         .map(|i| {
             let board = board.clone();
+            let all_created = all_created.clone();
             thread::Builder::new()
                 .stack_size(spawn_exp::THREAD_STACK)
-                .spawn(move || exp::unit_loop(&board, || thread::sleep(exp::TICK)))
+                .spawn(move || {
+                    all_created.wait();
+                    exp::unit_loop(&board, || thread::sleep(exp::TICK))
+                })
                 .map_err(|e| format!("OS thread creation failed after {i} threads: {e}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    all_created.wait();
     thread::sleep(exp::WARM_UP);
     let b = board.clone();
     let blocker = thread::spawn(move || {

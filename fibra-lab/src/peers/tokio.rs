@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::runtime::{Builder, Runtime};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
 use crate::child::Figures;
+use crate::experiments::chan::{self as chan_exp, Case, Flavour};
 use crate::experiments::switch::{self as switch_exp, Placement};
 use crate::experiments::{churn, spawn as spawn_exp};
 use crate::machine::vm_rss_bytes;
@@ -95,58 +96,129 @@ pub fn churn(n: u64, workers: usize) -> Result<Figures, String> {
     })
 }
 
-/// `chan`: tokio::sync::mpsc between two tasks (both spawned: `block_on`'s own future runs
-/// outside the workers, which would add a thread hop per message).
-pub fn chan(rounds: u64, workers: usize) -> Result<Figures, String> {
-    use crate::experiments::chan as chan_exp;
-    use tokio::sync::mpsc;
+/// `chan`: tokio::sync::mpsc and tokio::sync::Mutex between tasks (all spawned: `block_on`'s
+/// own future runs outside the workers, which would add a thread hop per message).
+pub fn chan(case: Case, n: u64, workers: usize) -> Result<Figures, String> {
     runtime(workers)?.block_on(async move {
-        let (ping_tx, mut ping_rx) = mpsc::channel::<u64>(1);
-        let (pong_tx, mut pong_rx) = mpsc::channel::<u64>(1);
         let t0 = Instant::now();
-        let echo = tokio::spawn(async move {
-            while let Some(v) = ping_rx.recv().await {
-                if pong_tx.send(v).await.is_err() {
-                    break;
+        match case {
+            Case::PingPong => ping_pong(n).await?,
+            Case::Producers { producers, flavour } => {
+                let sum = match flavour {
+                    // tokio has no rendezvous channel: capacity 1 is the closest.
+                    Flavour::Buffered => {
+                        bounded_producers(producers, n, chan_exp::CAPACITY).await?
+                    }
+                    Flavour::Rendezvous => bounded_producers(producers, n, 1).await?,
+                    Flavour::Unbounded => unbounded_producers(producers, n).await?,
+                };
+                if sum != chan_exp::expected_sum(n) {
+                    return Err(format!("items lost: sum {sum}"));
                 }
             }
-        });
-        let pinger = tokio::spawn(async move {
-            for i in 0..rounds {
-                ping_tx.send(i).await.map_err(|_| "echo task gone")?;
-                pong_rx.recv().await.ok_or("echo task gone")?;
-            }
-            Ok::<(), &str>(())
-        });
-        joined(pinger.await)??;
-        joined(echo.await)?;
-        let ping_pong = t0.elapsed();
-
-        let items = rounds * chan_exp::ITEMS_PER_TRIP;
-        let (tx, mut rx) = mpsc::channel::<u64>(chan_exp::CAPACITY);
-        let t0 = Instant::now();
-        let producer = tokio::spawn(async move {
-            for i in 0..items {
-                if tx.send(i).await.is_err() {
-                    break;
+            Case::Mutex => {
+                let counter = Arc::new(tokio::sync::Mutex::new(0u64));
+                let units: Vec<_> = (0..chan_exp::MANY)
+                    .map(|_| {
+                        let counter = counter.clone();
+                        tokio::spawn(async move {
+                            for _ in 0..n {
+                                *counter.lock().await += 1;
+                            }
+                        })
+                    })
+                    .collect();
+                for u in units {
+                    joined(u.await)?;
+                }
+                let total = *counter.lock().await;
+                if total != chan_exp::MANY * n {
+                    return Err(format!("lost increments: {total}"));
                 }
             }
-        });
-        let consumer = tokio::spawn(async move {
-            let mut sum = 0u64;
-            while let Some(v) = rx.recv().await {
-                sum += v;
-            }
-            sum
-        });
-        joined(producer.await)?;
-        let sum = joined(consumer.await)?;
-        let throughput = t0.elapsed();
-        if sum != items * (items - 1) / 2 {
-            return Err(format!("items lost: sum {sum}"));
         }
-        Ok(chan_exp::figures(rounds, ping_pong, items, throughput))
+        Ok(chan_exp::figures(chan_exp::ops(case, n), t0.elapsed()))
     })
+}
+
+/// `n` round trips between two tasks over two `mpsc::channel(1)`.
+async fn ping_pong(n: u64) -> Result<(), String> {
+    let (ping_tx, mut ping_rx) = mpsc::channel::<u64>(1);
+    let (pong_tx, mut pong_rx) = mpsc::channel::<u64>(1);
+    let echo = tokio::spawn(async move {
+        while let Some(v) = ping_rx.recv().await {
+            if pong_tx.send(v).await.is_err() {
+                break;
+            }
+        }
+    });
+    let pinger = tokio::spawn(async move {
+        for i in 0..n {
+            ping_tx.send(i).await.map_err(|_| "echo task gone")?;
+            pong_rx.recv().await.ok_or("echo task gone")?;
+        }
+        Ok::<(), &str>(())
+    });
+    joined(pinger.await)??;
+    joined(echo.await)
+}
+
+/// `producers` tasks send `n` items through `mpsc::channel(capacity)` to a consumer task.
+async fn bounded_producers(producers: u64, n: u64, capacity: usize) -> Result<u64, String> {
+    let (tx, mut rx) = mpsc::channel::<u64>(capacity);
+    let consumer = tokio::spawn(async move {
+        let mut sum = 0u64;
+        while let Some(v) = rx.recv().await {
+            sum += v;
+        }
+        sum
+    });
+    let senders: Vec<_> = (0..producers)
+        .map(|p| {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                for i in chan_exp::share(p, producers, n) {
+                    if tx.send(i).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    for s in senders {
+        joined(s.await)?;
+    }
+    joined(consumer.await)
+}
+
+/// `producers` tasks send `n` items through `mpsc::unbounded_channel` to a consumer task.
+async fn unbounded_producers(producers: u64, n: u64) -> Result<u64, String> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<u64>();
+    let consumer = tokio::spawn(async move {
+        let mut sum = 0u64;
+        while let Some(v) = rx.recv().await {
+            sum += v;
+        }
+        sum
+    });
+    let senders: Vec<_> = (0..producers)
+        .map(|p| {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                for i in chan_exp::share(p, producers, n) {
+                    if tx.send(i).is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    for s in senders {
+        joined(s.await)?;
+    }
+    joined(consumer.await)
 }
 
 /// `blocking`: 1,000 tasks sleep 1 ms in a loop while one blocks (see the experiment).

@@ -1,11 +1,14 @@
-//! The results of a lab run, as the reports (terminal tables, JSON) see them.
+//! The results of a lab run, as the reports (terminal tables, JSON, SVG plots, HTML) see them.
 
+pub mod html;
 pub mod json;
+pub mod plot;
+pub mod saved;
 pub mod table;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::experiments::{Experiment, Figure, Params, Size};
 use crate::machine::Machine;
@@ -20,6 +23,8 @@ pub struct Report {
     pub profile: Size,
     pub reps: u32,
     pub contenders: Vec<Contender>,
+    /// When the run started, UTC ("2026-01-31 12:00 UTC"); `None` in files that predate it.
+    pub started_at: Option<String>,
     pub machine: Machine,
     pub experiments: Vec<ExperimentResult>,
 }
@@ -35,13 +40,13 @@ pub struct ExperimentResult {
     pub rows: Vec<RowResult>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct RowResult {
     pub label: String,
     pub cells: Vec<CellResult>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct CellResult {
     pub contender: Contender,
     pub params: Params,
@@ -50,7 +55,7 @@ pub struct CellResult {
 }
 
 /// How one contender fared on one row.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum Outcome {
     /// Every repetition produced figures.
@@ -67,5 +72,49 @@ impl Outcome {
             Outcome::Ok { figures } => figures.get(key).map(|s| s.median),
             _ => None,
         }
+    }
+}
+
+/// For an experiment whose rows grow in N: how far one contender got.
+pub struct Reach {
+    pub contender: Contender,
+    /// Label of the largest row it completed.
+    pub largest_ok: Option<String>,
+    /// What ended its sweep (a failure or a cap), or `None` if every planned row ran.
+    pub ended_by: Option<String>,
+}
+
+impl ExperimentResult {
+    /// How far each contender got through the growing rows (`spawn`).
+    pub fn reach(&self) -> Vec<Reach> {
+        let mut reach: Vec<Reach> = Vec::new();
+        for row in &self.rows {
+            for cell in &row.cells {
+                let i = match reach.iter().position(|r| r.contender == cell.contender) {
+                    Some(i) => i,
+                    None => {
+                        reach.push(Reach {
+                            contender: cell.contender,
+                            largest_ok: None,
+                            ended_by: None,
+                        });
+                        reach.len() - 1
+                    }
+                };
+                let r = &mut reach[i];
+                match &cell.outcome {
+                    Outcome::Ok { .. } if r.ended_by.is_none() => {
+                        r.largest_ok = Some(row.label.clone());
+                    }
+                    Outcome::Failed { reason, .. } | Outcome::Skipped { reason }
+                        if r.ended_by.is_none() =>
+                    {
+                        r.ended_by = Some(format!("{}: {reason}", row.label));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        reach
     }
 }

@@ -8,14 +8,30 @@ use crate::experiments::spawn;
 use crate::peers::Contender;
 use crate::stats::Summary;
 
-pub fn render(result: &ExperimentResult) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\n== {} — {}",
-        result.experiment_name(),
-        result.description
-    );
+/// One figure of an experiment as a grid of text: what the terminal and the HTML page show.
+pub struct Table {
+    /// The figure's title and how to read it.
+    pub caption: String,
+    /// Empty first cell, the contenders, then the ratio column if any.
+    pub header: Vec<String>,
+    /// Row label first.
+    pub rows: Vec<Vec<String>>,
+}
+
+/// An experiment's tables, and the footnotes their cells point to.
+pub struct Tables {
+    pub tables: Vec<Table>,
+    /// (who, reason), numbered from 1 in the cells.
+    pub notes: Vec<(String, String)>,
+    /// Some RSS cell is marked `*` (not all units alive at the sample).
+    pub marked: bool,
+}
+
+/// Shown under the tables when a cell is marked `*`.
+pub const MARK_NOTE: &str =
+    "* not all N units were still asleep at the RSS sample (spawning outlasted the sleep)";
+
+pub fn tables(result: &ExperimentResult) -> Tables {
     let contenders: Vec<Contender> = result
         .rows
         .first()
@@ -24,22 +40,16 @@ pub fn render(result: &ExperimentResult) -> String {
     let with_ratio = contenders.contains(&Contender::Fibra) && contenders.len() > 1;
     let notes = footnotes(result);
     let mut marked = false;
+    let mut tables = Vec::new();
 
     for figure in result.figures {
         let with_ratio = with_ratio && figure.cost;
-        let _ = writeln!(
-            out,
-            "\n  {} — median (min–max){}",
-            figure.title,
-            if figure.cost { ", lower is better" } else { "" }
-        );
-        let mut grid: Vec<Vec<String>> = Vec::new();
         let mut header = vec![String::new()];
         header.extend(contenders.iter().map(|c| c.name().to_string()));
         if with_ratio {
             header.push("fibra / best peer".to_string());
         }
-        grid.push(header);
+        let mut rows = Vec::new();
         for row in &result.rows {
             let mut line = vec![row.label.clone()];
             for cell in &row.cells {
@@ -64,12 +74,53 @@ pub fn render(result: &ExperimentResult) -> String {
             if with_ratio {
                 line.push(ratio(row, figure.key));
             }
-            grid.push(line);
+            rows.push(line);
         }
+        tables.push(Table {
+            caption: format!(
+                "{} — median (min–max){}",
+                figure.title,
+                if figure.cost { ", lower is better" } else { "" }
+            ),
+            header,
+            rows,
+        });
+    }
+    Tables {
+        tables,
+        notes,
+        marked,
+    }
+}
+
+/// The terminal rendering of an experiment's results.
+pub fn render(result: &ExperimentResult) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n== {} — {}",
+        result.experiment_name(),
+        result.description
+    );
+    let Tables {
+        tables,
+        notes,
+        marked,
+    } = tables(result);
+    for table in tables {
+        let _ = writeln!(out, "\n  {}", table.caption);
+        let mut grid = vec![table.header];
+        grid.extend(table.rows);
         out += &align(&grid);
     }
     if marked {
-        out += "\n  * not all N units were still asleep at the RSS sample (spawning outlasted the sleep)\n";
+        let _ = writeln!(out, "\n  {MARK_NOTE}");
+    }
+    if result.experiment.escalates() {
+        out += "\n  how far each contender got:\n";
+        for r in result.reach() {
+            let _ = writeln!(out, "    {}", reach_text(&r));
+        }
     }
     if !notes.is_empty() {
         out += "\n";
@@ -80,6 +131,20 @@ pub fn render(result: &ExperimentResult) -> String {
     out += "\n";
     out += &wrap(result.note, "  note: ", 100);
     out
+}
+
+/// "fibra: largest N = 100k; ended at N = 1M: <reason>".
+pub fn reach_text(r: &super::Reach) -> String {
+    format!(
+        "{}: largest {}; {}",
+        r.contender.name(),
+        r.largest_ok.as_deref().unwrap_or("none"),
+        r.ended_by
+            .as_deref()
+            .map_or("every planned size ran".to_string(), |e| format!(
+                "ended at {e}"
+            ))
+    )
 }
 
 impl ExperimentResult {

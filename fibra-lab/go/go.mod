@@ -1,0 +1,3 @@
+module fibra-lab-go
+
+go 1.19
