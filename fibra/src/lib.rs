@@ -35,6 +35,7 @@ mod block_on;
 mod blocking;
 pub mod chan;
 pub mod coop;
+pub mod debug;
 mod error;
 pub(crate) mod fiber;
 pub(crate) mod loom;

@@ -26,6 +26,8 @@ use crate::stack::{DEFAULT_STACK_SIZE, MIN_STACK_SIZE};
 #[derive(Debug, Clone)]
 pub struct Runtime {
     config: Config,
+    /// Tells this runtime's sessions (and its clones') apart from others' (`Runtime::dump`).
+    pub(crate) key: Arc<()>,
 }
 
 /// Configures a [`Runtime`]; from [`Runtime::builder`].
@@ -233,7 +235,10 @@ impl RuntimeBuilder {
             on_stall: self.on_stall,
             coop_budget: self.coop_budget,
         };
-        Ok(Runtime { config })
+        Ok(Runtime {
+            config,
+            key: Arc::new(()),
+        })
     }
 }
 
@@ -262,6 +267,11 @@ impl Runtime {
     /// None today; kept for symmetry with [`RuntimeBuilder::build`].
     pub fn new() -> Result<Runtime, BuildError> {
         Runtime::builder().build()
+    }
+
+    /// The key of this runtime's sessions in `sched::sessions`.
+    pub(crate) fn key_addr(&self) -> usize {
+        Arc::as_ptr(&self.key) as usize
     }
 
     /// Number of worker threads.
@@ -308,6 +318,7 @@ impl Runtime {
         let root = unsafe { spawn_raw(&shared, None, spec, None, f) };
         let (root, packet) =
             root.unwrap_or_else(|e| panic!("fibra: cannot start the root fiber: {e}"));
+        crate::sched::sessions::enter(self.key_addr(), &shared);
         let threads = start_workers(&shared);
         wait_complete(&root);
         finish_session(&shared, threads);
@@ -371,6 +382,7 @@ fn finish_session(shared: &Arc<Shared>, threads: Threads) {
         }
     }
     shared.blocking.shutdown();
+    crate::sched::sessions::leave(shared);
     shared.release_queues();
     shared.stacks.release();
     if let Some(p) = worker_panic {

@@ -19,6 +19,7 @@ use loom::sync::{
     atomic::{fence, AtomicU32, AtomicUsize, Ordering::*},
     Condvar, Mutex,
 };
+use std::sync::atomic::AtomicU64; // a statistic, not part of the modelled protocol
 #[cfg(not(loom))]
 use std::sync::{
     atomic::{fence, AtomicU32, AtomicUsize, Ordering::*},
@@ -31,6 +32,8 @@ pub(crate) struct Sleeper {
     state: AtomicU32,
     lock: Mutex<()>,
     cvar: Condvar,
+    /// Times the slot's thread blocked here (`fibra::debug::metrics`); written by it only.
+    pub(crate) sleeps: AtomicU64,
 }
 
 const EMPTY: u32 = 0;
@@ -43,6 +46,7 @@ impl Sleeper {
             state: AtomicU32::new(EMPTY),
             lock: Mutex::new(()),
             cvar: Condvar::new(),
+            sleeps: AtomicU64::new(0),
         }
     }
 
@@ -72,6 +76,7 @@ impl Sleeper {
             self.state.swap(EMPTY, Acquire); // a racing `wake` leaves a harmless token
             return;
         }
+        super::stats::bump(&self.sleeps);
         loop {
             guard = match timeout {
                 None => self.cvar.wait(guard).unwrap_or_else(|e| e.into_inner()),

@@ -132,6 +132,7 @@ impl Worker {
         if let Some(f) = self.run_next.take() {
             if self.run_next_streak.get() < MAX_RUN_NEXT_STREAK {
                 self.run_next_streak.set(self.run_next_streak.get() + 1);
+                super::stats::bump(&self.shared.slots[self.index].stats.run_next_hits);
                 return Some(f);
             }
             self.push_back_started(f);
@@ -219,6 +220,7 @@ impl Worker {
                     .stealer
                     .steal_into(&mut self.local.borrow_mut())
             })
+            .inspect(|_| super::stats::bump(&self.shared.slots[self.index].stats.steals))
     }
 
     /// Sleeps until notified, the next timer, or `cap` (spares), whichever comes first.
