@@ -101,7 +101,10 @@ impl fmt::Display for Dump {
         for group in groups(self) {
             let first = group[0];
             let label = state_label(first, &group);
-            let homes = homes(&group);
+            let homes = match first.state {
+                FiberState::Running { .. } => String::new(), // the label names the worker
+                _ => homes(&group),
+            };
             writeln!(f)?;
             if group.len() == 1 {
                 write!(f, "fiber {}", first.id)?;
