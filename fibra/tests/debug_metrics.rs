@@ -70,3 +70,53 @@ fn blocking_threads_and_sleeps_are_counted() {
     assert_eq!(m.blocking_threads, 1, "{m}");
     assert!(rt.metrics().is_empty(), "the session is over");
 }
+
+#[test]
+fn wake_to_run_samples_one_fiber_in_64() {
+    let _w = common::watchdog("wake_to_run_samples_one_fiber_in_64");
+    const N: usize = 640;
+    let rt = fibra::Runtime::builder()
+        .workers(1)
+        .coop_budget(0)
+        .build()
+        .unwrap();
+    let (m, expected) = rt.block_on(|| {
+        let go = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hs: Vec<_> = (0..N)
+            .map(|_| {
+                let go = go.clone();
+                fibra::spawn(move || {
+                    while !go.load(std::sync::atomic::Ordering::Acquire) {
+                        fibra::park();
+                    }
+                })
+            })
+            .collect();
+        while !hs
+            .iter()
+            .all(|h| h.fiber().park_reason() == fibra::ParkReason::User)
+        {
+            fibra::sleep(std::time::Duration::from_millis(1));
+        }
+        let before = fibra::debug::metrics().unwrap().wake_to_run.samples();
+        go.store(true, std::sync::atomic::Ordering::Release);
+        // One real wake each (they are parked, so no token is left behind).
+        hs.iter().for_each(|h| h.fiber().unpark());
+        // Timer wakes of the root are not sampled; the fibers finish without waking anyone.
+        while !hs.iter().all(|h| h.is_finished()) {
+            fibra::sleep(std::time::Duration::from_millis(1));
+        }
+        let sampled = hs
+            .iter()
+            .filter(|h| h.fiber().id().as_u64() % 64 == 0)
+            .count() as u64;
+        let m = fibra::debug::metrics().unwrap();
+        hs.into_iter().for_each(|h| h.join().unwrap());
+        (m.wake_to_run.samples() - before, sampled)
+    });
+    assert_eq!(m, expected);
+    assert!(
+        expected >= 9,
+        "640 consecutive ids hold at least 9 multiples of 64"
+    );
+}

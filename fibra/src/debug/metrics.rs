@@ -3,7 +3,9 @@
 
 use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
+use crate::sched::stats::LATENCY_BUCKETS;
 use crate::sched::Shared;
 
 /// One worker slot's counters (configured workers first, then spare slots).
@@ -25,6 +27,68 @@ pub struct WorkerMetrics {
     pub times_slept: u64,
     /// Fibers in its stealable ring now (not-yet-started fibers; a hint).
     pub queue_depth: usize,
+}
+
+/// Sampled wake-to-run latencies: how long a fiber waited between the unpark that made it
+/// runnable and the start of its run. Fibers whose id is a multiple of 64 are sampled (wakes
+/// by `unpark`, any `Waker`, channels and locks; not timer expiries), so the hot path pays a
+/// clock read only for those.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct LatencyHistogram {
+    /// Bucket `i` counts latencies in `[2^i, 2^(i+1))` ns (the last also holds longer ones).
+    pub buckets: Vec<u64>,
+}
+
+impl LatencyHistogram {
+    /// Samples recorded.
+    ///
+    /// ```
+    /// assert_eq!(fibra::debug::LatencyHistogram::default().samples(), 0);
+    /// ```
+    pub fn samples(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// An upper bound of the `p`-quantile (`0.0..=1.0`), or `None` without samples.
+    ///
+    /// ```
+    /// let m = fibra::Runtime::builder().workers(1).build().unwrap().block_on(|| {
+    ///     fibra::debug::metrics().unwrap()
+    /// });
+    /// if let Some(p99) = m.wake_to_run.quantile(0.99) {
+    ///     assert!(p99 > std::time::Duration::ZERO);
+    /// }
+    /// ```
+    pub fn quantile(&self, p: f64) -> Option<Duration> {
+        let n = self.samples();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((p.clamp(0.0, 1.0) * n as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, &c) in self.buckets.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(Duration::from_nanos(1u64 << (i + 1).min(63)));
+            }
+        }
+        None
+    }
+}
+
+impl fmt::Display for LatencyHistogram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.quantile(0.5), self.quantile(0.99), self.quantile(1.0)) {
+            (Some(p50), Some(p99), Some(max)) => write!(
+                f,
+                "{} samples, p50 < {p50:?}, p99 < {p99:?}, max < {max:?}",
+                self.samples()
+            ),
+            _ => write!(f, "no samples"),
+        }
+    }
 }
 
 /// One session's counters; see [`metrics`](super::metrics).
@@ -49,6 +113,8 @@ pub struct Metrics {
     pub stall_reports: u64,
     /// Spare worker threads the monitor started.
     pub spares_started: u64,
+    /// Sampled wake-to-run latencies, all workers together.
+    pub wake_to_run: LatencyHistogram,
 }
 
 pub(crate) fn collect(shared: &Shared) -> Metrics {
@@ -66,7 +132,17 @@ pub(crate) fn collect(shared: &Shared) -> Metrics {
             queue_depth: s.stealer.len(),
         })
         .collect();
+    let buckets = (0..LATENCY_BUCKETS)
+        .map(|b| {
+            shared
+                .slots
+                .iter()
+                .map(|s| s.stats.wake_latency[b].load(Relaxed))
+                .sum()
+        })
+        .collect();
     Metrics {
+        wake_to_run: LatencyHistogram { buckets },
         workers,
         live_fibers: shared.live.load(Relaxed),
         global_queue_depth: shared.inject.len(),

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 pub use deadlock::{Deadlock, WaitLink};
 pub use dump::{Dump, FiberDump, FiberState, MutexWait};
-pub use metrics::{Metrics, WorkerMetrics};
+pub use metrics::{LatencyHistogram, Metrics, WorkerMetrics};
 pub use trace::{Frame, Trace};
 
 use crate::sched::{context, sessions, Shared};

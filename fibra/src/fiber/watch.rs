@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `parked_at` | the fiber, in `park` (coarse session clock, ms) | dumps |
 //! | `waits_for`, `waits_for_holder` | the fiber, on a mutex's contended path | dumps |
+//! | `woken_at` | an unparker of a sampled fiber; its runner resets it | its runner |
 //! | `capture` | a dumper (CAS null → request), the fiber (swap → null), a dumper withdrawing | both |
 //!
 //! # Capture hand-shake (ARCHITECTURE.md §8)
@@ -113,6 +114,9 @@ pub(crate) struct Watch {
     pub(crate) waits_for_holder: AtomicU64,
     /// Null, or a request from `Arc::into_raw(CaptureRound)` owning one count.
     capture: AtomicPtr<CaptureRound>,
+    /// Sampled fibers only: session nanoseconds of the wake that made it runnable, or 0
+    /// (`sched/stats.rs`).
+    pub(crate) woken_at: AtomicU64,
 }
 
 impl Watch {
@@ -122,6 +126,7 @@ impl Watch {
             waits_for: AtomicUsize::new(0),
             waits_for_holder: AtomicU64::new(0),
             capture: AtomicPtr::new(ptr::null_mut()),
+            woken_at: AtomicU64::new(0),
         }
     }
 

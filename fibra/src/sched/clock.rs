@@ -30,6 +30,11 @@ impl CoarseClock {
         self.ms.load(Relaxed)
     }
 
+    /// Nanoseconds from the session's start to `now` (wake-to-run sampling).
+    pub(crate) fn nanos(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
     /// Any thread that just read the real clock: advances the coarse one (never backwards).
     #[inline]
     pub(crate) fn refresh(&self, now: Instant) -> u64 {

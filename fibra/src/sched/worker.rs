@@ -281,6 +281,7 @@ impl Worker {
         self.current.set(Arc::as_ptr(&fiber));
         self.idle_since.set(None);
         self.budget.set(self.shared.config.coop_budget);
+        super::stats::record_wake(&fiber, &self.shared.slots[self.index].stats);
         let signal = &self.shared.slots[self.index].signal;
         let seq = self.run_seq.get();
         signal.run_start(seq + 1, fiber.identity.id, fiber.identity.location);
