@@ -83,11 +83,25 @@ impl fmt::Display for LatencyHistogram {
         match (self.quantile(0.5), self.quantile(0.99), self.quantile(1.0)) {
             (Some(p50), Some(p99), Some(max)) => write!(
                 f,
-                "{} samples, p50 < {p50:?}, p99 < {p99:?}, max < {max:?}",
-                self.samples()
+                "{} samples, p50 < {}, p99 < {}, max < {}",
+                self.samples(),
+                human(p50),
+                human(p99),
+                human(max)
             ),
             _ => write!(f, "no samples"),
         }
+    }
+}
+
+/// `1.5 µs`, `8.4 ms`: bucket bounds are powers of two, so two digits say enough.
+fn human(d: Duration) -> String {
+    let ns = d.as_nanos() as f64;
+    match ns {
+        n if n < 1e3 => format!("{n:.0} ns"),
+        n if n < 1e6 => format!("{:.1} µs", n / 1e3),
+        n if n < 1e9 => format!("{:.1} ms", n / 1e6),
+        n => format!("{:.1} s", n / 1e9),
     }
 }
 
@@ -167,6 +181,11 @@ impl fmt::Display for Metrics {
             self.blocking_threads,
             self.stall_reports,
             self.spares_started
+        )?;
+        writeln!(
+            f,
+            "wake-to-run (1 fiber in 64 sampled): {}",
+            self.wake_to_run
         )?;
         writeln!(
             f,
