@@ -176,40 +176,6 @@ fn parked_since_survives_a_capture_wake_up() {
 }
 
 #[test]
-fn dump_from_a_plain_thread_sees_the_running_session() {
-    let _w = common::watchdog("dump_from_a_plain_thread_sees_the_running_session");
-    let rt = fibra::Runtime::builder().workers(1).build().unwrap();
-    let rt2 = rt.clone();
-    rt.block_on(|| {
-        let stop = Arc::new(AtomicBool::new(false));
-        let s2 = stop.clone();
-        let h = fibra::Builder::new()
-            .name("parker")
-            .spawn(move || waits_in_user_park(&s2))
-            .unwrap();
-        let _ = dump_when_parked(&["parker"]);
-        let t = std::thread::spawn(move || (rt2.dump(), fibra::debug::dump()));
-        while !t.is_finished() {
-            fibra::sleep(Duration::from_millis(1)); // the worker stays free to answer
-        }
-        let (own, any) = t.join().unwrap();
-        for d in [own, any] {
-            let p = named(&d, "parker").unwrap();
-            assert_eq!(p.reason, Some(ParkReason::User));
-            assert!(
-                frames_mention(&p, "waits_in_user_park"),
-                "{:?}",
-                p.backtrace
-            );
-        }
-        stop.store(true, Release);
-        h.fiber().unpark();
-        h.join().unwrap();
-    });
-    assert_eq!(rt.dump().sessions, 0);
-}
-
-#[test]
 fn a_busy_worker_cannot_answer_and_is_reported() {
     let _w = common::watchdog("a_busy_worker_cannot_answer_and_is_reported");
     let rt = fibra::Runtime::builder()
@@ -217,6 +183,7 @@ fn a_busy_worker_cannot_answer_and_is_reported() {
         .monitor(false)
         .build()
         .unwrap();
+    let rt2 = rt.clone();
     rt.block_on(|| {
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
@@ -228,8 +195,11 @@ fn a_busy_worker_cannot_answer_and_is_reported() {
         // The only worker spins inside this fiber until the dump from a thread is done.
         let dumped = Arc::new(AtomicBool::new(false));
         let d2 = dumped.clone();
+        let rt2 = rt2.clone();
         let t = std::thread::spawn(move || {
-            let d = fibra::debug::dump_with_timeout(Duration::from_millis(50));
+            // This runtime's sessions only: other tests' dumps would not touch ours, but a
+            // process-wide dump from here would wake (and so unpark) their fibers.
+            let d = rt2.dump_with_timeout(Duration::from_millis(50));
             d2.store(true, Release);
             d
         });

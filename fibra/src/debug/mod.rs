@@ -108,10 +108,17 @@ impl crate::Runtime {
     /// });
     /// ```
     pub fn dump(&self) -> Dump {
-        dump_of(
-            &sessions::live(Some(self.key_addr())),
-            DEFAULT_CAPTURE_TIMEOUT,
-        )
+        self.dump_with_timeout(DEFAULT_CAPTURE_TIMEOUT)
+    }
+
+    /// [`Runtime::dump`](crate::Runtime::dump), waiting at most `timeout` for backtraces.
+    ///
+    /// ```
+    /// let rt = fibra::Runtime::builder().workers(1).build().unwrap();
+    /// assert!(rt.dump_with_timeout(std::time::Duration::ZERO).fibers.is_empty());
+    /// ```
+    pub fn dump_with_timeout(&self, timeout: Duration) -> Dump {
+        dump_of(&sessions::live(Some(self.key_addr())), timeout)
     }
 
     /// [`metrics`] of this runtime's running sessions (one entry each).
