@@ -126,8 +126,9 @@ pub(crate) fn cancelling() -> bool {
 /// Any thread: makes a parked fiber runnable, or leaves it a token.
 pub(crate) fn unpark(fiber: &Header) {
     if fiber.state.unpark() == crate::fiber::AfterUnpark::Schedule {
-        sched::stats::stamp_wake(fiber); // 1 fiber in 64: wake-to-run latency sample
-                                         // SAFETY: our PARKED → QUEUED transition just succeeded.
+        // 1 fiber in 64: a wake-to-run latency sample.
+        sched::stats::stamp_wake(fiber);
+        // SAFETY: our PARKED → QUEUED transition just succeeded.
         sched::schedule_woken(unsafe { fiber.adopt_parked_ref() });
     }
 }
