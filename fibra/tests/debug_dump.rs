@@ -242,7 +242,9 @@ fn ten_thousand_parked_fibers_group_into_one_entry() {
             fibra::sleep(Duration::from_millis(1));
         }
         let d = loop {
-            let d = fibra::debug::dump();
+            // A generous capture timeout: on a loaded machine 10,000 captures may take a while,
+            // and a timed-out one would split the group.
+            let d = fibra::debug::dump_with_timeout(Duration::from_secs(30));
             let parked = d
                 .fibers
                 .iter()
