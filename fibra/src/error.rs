@@ -76,6 +76,10 @@ pub enum BuildError {
         /// The smallest size fibra accepts, in bytes.
         minimum: usize,
     },
+    /// `dump_on_signal` was given a signal that cannot carry a dump request: out of range,
+    /// uncatchable (`SIGKILL`, `SIGSTOP`) or a fault signal (`SIGSEGV`, `SIGBUS`, `SIGILL`,
+    /// `SIGFPE`).
+    BadDumpSignal(i32),
 }
 
 impl fmt::Display for BuildError {
@@ -85,6 +89,11 @@ impl fmt::Display for BuildError {
             BuildError::StackTooSmall { requested, minimum } => write!(
                 f,
                 "default fiber stack of {requested} bytes is below fibra's minimum of {minimum} bytes"
+            ),
+            BuildError::BadDumpSignal(sig) => write!(
+                f,
+                "signal {sig} cannot trigger a dump (out of range, uncatchable, or a fault \
+                 signal); use SIGQUIT or SIGUSR1"
             ),
         }
     }

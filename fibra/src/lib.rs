@@ -24,6 +24,10 @@
 //!   runs; afterwards it stays on its OS thread, because its stack may hold `!Send` values and
 //!   compiled code may keep thread-local addresses across a switch. Go-style migration is the
 //!   `unsafe` opt-in [`RuntimeBuilder::migrate_started_fibers`].
+//! - **Observable**: [`debug::dump`] lists every fiber with its state, wait reason, time
+//!   parked, spawn location and backtrace (grouped like Go's goroutine dump) and reports
+//!   mutex deadlock cycles; [`debug::metrics`] counts runs, steals, sleeps and wake-to-run
+//!   latency; [`RuntimeBuilder::dump_on_signal`] dumps on `SIGQUIT`.
 //! - **Failures are loud**: a panic becomes [`JoinError::Panicked`]; a stack overflow prints
 //!   the fiber's id, name, spawn location and stack size, then aborts.
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
@@ -35,6 +39,7 @@ mod block_on;
 mod blocking;
 pub mod chan;
 pub mod coop;
+pub mod debug;
 mod error;
 pub(crate) mod fiber;
 pub(crate) mod io;

@@ -113,10 +113,20 @@ fn park_fiber(h: &Header, reason: ParkReason) {
     // During shutdown's unwinding nothing will ever unpark us: return and let the caller's
     // loop see that (joins and sleeps check `is_cancelling`).
     if h.state.take_notified() || h.state.is_cancelling() {
+        // A dump's wake-up may have left this token: answer its backtrace request now.
+        h.watch.serve_capture(h.identity.id);
         return;
     }
     h.reason.store(reason as u8, Relaxed);
+    // Parked-since, for dumps: one relaxed load of the session's coarse clock.
+    let now_ms = h.shared.clock.now_ms();
+    h.watch.parked_at.store(now_ms, Relaxed);
     switch::suspend(h, Suspend::Park);
+    // A dump woke us to capture our stack: answer, then park again unseen by the caller
+    // (no wake-up is lost: fiber/watch.rs, "Capture hand-shake").
+    while h.watch.serve_capture(h.identity.id) {
+        switch::suspend(h, Suspend::Park);
+    }
     h.reason.store(ParkReason::None as u8, Relaxed);
 }
 
@@ -128,6 +138,8 @@ pub(crate) fn cancelling() -> bool {
 /// Any thread: makes a parked fiber runnable, or leaves it a token.
 pub(crate) fn unpark(fiber: &Header) {
     if fiber.state.unpark() == crate::fiber::AfterUnpark::Schedule {
+        // 1 fiber in 64: a wake-to-run latency sample.
+        sched::stats::stamp_wake(fiber);
         // SAFETY: our PARKED → QUEUED transition just succeeded.
         sched::schedule_woken(unsafe { fiber.adopt_parked_ref() });
     }

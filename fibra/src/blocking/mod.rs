@@ -28,8 +28,8 @@ use std::panic::Location;
 use std::sync::Arc;
 
 pub use excursion::blocking;
-pub(crate) use pool::BlockingPool;
 use pool::Job;
+pub(crate) use pool::{pool_session, BlockingPool};
 
 use crate::fiber::identity::FiberIdentity;
 use crate::fiber::{next_fiber_id, Fiber, FiberRef, Header, JoinHandle, Packet, Start};

@@ -65,6 +65,12 @@ impl BlockingPool {
         }
     }
 
+    /// Any thread: threads alive in the pool now (`fibra::debug::metrics`).
+    pub(crate) fn threads(&self) -> usize {
+        let state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.threads
+    }
+
     /// Any thread: queues `job`. Hands it back if the pool has shut down, or if no thread
     /// could be started and none is alive to run it.
     pub(crate) fn submit(&self, job: Box<dyn Job>) -> Result<(), Box<dyn Job>> {

@@ -9,6 +9,7 @@
 //! | `yielder`, `locals`, `reason` | the fiber itself, on its own stack | the fiber itself; `reason` by debugging |
 //! | `home` | the worker of the first run | unpark (Acquire) |
 //! | `join_waiter` | joiners and completion, under its mutex | same |
+//! | `watch` | see `watch.rs` | debugging |
 //! | `join_waiting` | the joiner, after storing its waker | completion (fence pairing, `wake_joiner`) |
 
 //!
@@ -30,6 +31,7 @@ use super::identity::FiberIdentity;
 use super::local::LocalMap;
 use super::state::State;
 use super::switch::FiberCoroutine;
+use super::watch::Watch;
 use crate::park::ParkReason;
 use crate::sched::Shared;
 
@@ -75,6 +77,8 @@ pub(crate) struct Header {
     pub(crate) join_waiting: AtomicBool,
     /// Link in its home worker's inbox (sched/inbox.rs) while queued there.
     pub(crate) inbox_next: AtomicPtr<Header>,
+    /// What `fibra::debug` reads: parked-since, mutex waited for, backtrace capture.
+    pub(crate) watch: Watch,
 }
 
 // SAFETY: the `UnsafeCell`/`Cell` fields are only touched by the single thread that owns the
@@ -106,6 +110,7 @@ impl Header {
             join_waiter: Mutex::new(None),
             join_waiting: AtomicBool::new(false),
             inbox_next: AtomicPtr::new(std::ptr::null_mut()),
+            watch: Watch::new(),
         })
     }
 

@@ -8,6 +8,7 @@ pub(crate) mod local;
 mod spawn;
 pub(crate) mod state;
 pub(crate) mod switch;
+pub(crate) mod watch;
 
 pub use handle::{current, park, try_current, yield_now, Fiber, FiberId};
 pub(crate) use header::{FiberRef, Header};

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use crate::debug::signal::{install as install_signal_dump, valid_signal, SignalDumpConfig};
 use crate::error::BuildError;
 use crate::fiber::{spawn_raw, wait_complete, SpawnSpec};
 use crate::sched::monitor::{self, StallReport};
@@ -26,6 +27,9 @@ use crate::stack::{DEFAULT_STACK_SIZE, MIN_STACK_SIZE};
 #[derive(Debug, Clone)]
 pub struct Runtime {
     config: Config,
+    /// Tells this runtime's sessions (and its clones') apart from others' (`Runtime::dump`).
+    pub(crate) key: Arc<()>,
+    dump_signal: Option<SignalDumpConfig>,
 }
 
 /// Configures a [`Runtime`]; from [`Runtime::builder`].
@@ -43,6 +47,7 @@ pub struct RuntimeBuilder {
     max_spare_workers: Option<usize>,
     on_stall: Option<StallHook>,
     coop_budget: u32,
+    dump_signal: Option<SignalDumpConfig>,
 }
 
 impl RuntimeBuilder {
@@ -199,11 +204,51 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Opt-in: while a session runs, `signal` (e.g. `libc::SIGQUIT`, as Go) writes a
+    /// [`fibra::debug::dump`](crate::debug::dump) of it to stderr, without stopping running
+    /// fibers. The handler only writes a byte to a pipe; a small thread makes the dump. The
+    /// previous handler is restored when the session ends. One session at a time can own it
+    /// (another one says so on stderr and runs without).
+    ///
+    /// ```
+    /// let rt = fibra::Runtime::builder().dump_on_signal(libc::SIGUSR1).build().unwrap();
+    /// rt.block_on(|| ());
+    /// assert!(fibra::Runtime::builder().dump_on_signal(libc::SIGKILL).build().is_err());
+    /// ```
+    pub fn dump_on_signal(mut self, signal: libc::c_int) -> RuntimeBuilder {
+        self.dump_signal = Some(SignalDumpConfig { signal, file: None });
+        self
+    }
+
+    /// Like [`dump_on_signal`](Self::dump_on_signal), appending each dump to `path` instead
+    /// of stderr.
+    ///
+    /// ```
+    /// let path = std::env::temp_dir().join("fibra-doc-dump.txt");
+    /// let rt = fibra::Runtime::builder()
+    ///     .dump_on_signal_to_file(libc::SIGUSR2, &path)
+    ///     .build()
+    ///     .unwrap();
+    /// rt.block_on(|| ());
+    /// ```
+    pub fn dump_on_signal_to_file(
+        mut self,
+        signal: libc::c_int,
+        path: impl Into<std::path::PathBuf>,
+    ) -> RuntimeBuilder {
+        self.dump_signal = Some(SignalDumpConfig {
+            signal,
+            file: Some(path.into()),
+        });
+        self
+    }
+
     /// Checks the configuration.
     ///
     /// # Errors
     /// [`BuildError::ZeroWorkers`] for `workers(0)`; [`BuildError::StackTooSmall`] for a
-    /// stack size below [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE).
+    /// stack size below [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE);
+    /// [`BuildError::BadDumpSignal`] for a signal that cannot carry a dump request.
     ///
     /// ```
     /// assert!(matches!(fibra::Runtime::builder().workers(0).build(), Err(fibra::BuildError::ZeroWorkers)));
@@ -220,6 +265,11 @@ impl RuntimeBuilder {
                 minimum: MIN_STACK_SIZE,
             });
         }
+        if let Some(d) = &self.dump_signal {
+            if !valid_signal(d.signal) {
+                return Err(BuildError::BadDumpSignal(d.signal));
+            }
+        }
         let config = Config {
             workers,
             stack_size: self.stack_size,
@@ -233,7 +283,11 @@ impl RuntimeBuilder {
             on_stall: self.on_stall,
             coop_budget: self.coop_budget,
         };
-        Ok(Runtime { config })
+        Ok(Runtime {
+            config,
+            key: Arc::new(()),
+            dump_signal: self.dump_signal,
+        })
     }
 }
 
@@ -253,6 +307,7 @@ impl Runtime {
             max_spare_workers: None,
             on_stall: None,
             coop_budget: crate::coop::DEFAULT_BUDGET,
+            dump_signal: None,
         }
     }
 
@@ -262,6 +317,11 @@ impl Runtime {
     /// None today; kept for symmetry with [`RuntimeBuilder::build`].
     pub fn new() -> Result<Runtime, BuildError> {
         Runtime::builder().build()
+    }
+
+    /// The key of this runtime's sessions in `sched::sessions`.
+    pub(crate) fn key_addr(&self) -> usize {
+        Arc::as_ptr(&self.key) as usize
     }
 
     /// Number of worker threads.
@@ -308,8 +368,17 @@ impl Runtime {
         let root = unsafe { spawn_raw(&shared, None, spec, None, f) };
         let (root, packet) =
             root.unwrap_or_else(|e| panic!("fibra: cannot start the root fiber: {e}"));
+        crate::sched::sessions::enter(self.key_addr(), &shared);
+        // Before the root runs, so a signal sent by it finds the handler; dropping it
+        // restores the previous handler (also if starting the workers panics).
+        let signal_dump = self.dump_signal.as_ref().and_then(|cfg| {
+            install_signal_dump(cfg, &shared)
+                .map_err(|e| eprintln!("fibra: dump_on_signal({}) not installed: {e}", cfg.signal))
+                .ok()
+        });
         let threads = start_workers(&shared);
         wait_complete(&root);
+        drop(signal_dump);
         finish_session(&shared, threads);
         drop(root);
         match packet.take() {
@@ -371,6 +440,7 @@ fn finish_session(shared: &Arc<Shared>, threads: Threads) {
         }
     }
     shared.blocking.shutdown();
+    crate::sched::sessions::leave(shared);
     shared.release_queues();
     shared.stacks.release();
     if let Some(p) = worker_panic {

@@ -19,6 +19,7 @@ use loom::sync::{
     atomic::{fence, AtomicU32, AtomicUsize, Ordering::*},
     Condvar, Mutex,
 };
+use std::sync::atomic::AtomicU64; // a statistic, not part of the modelled protocol
 #[cfg(not(loom))]
 use std::sync::{
     atomic::{fence, AtomicU32, AtomicUsize, Ordering::*},
@@ -37,6 +38,8 @@ use std::time::Duration;
 pub(crate) struct Sleeper {
     state: AtomicU32,
     blocker: Blocker,
+    /// Times the slot's thread blocked here (`fibra::debug::metrics`); written by it only.
+    pub(crate) sleeps: AtomicU64,
 }
 
 /// Breaks a thread's wait in a blocking primitive it owns (an `epoll_wait`). A call before the
@@ -64,6 +67,7 @@ impl Sleeper {
                 lock: Mutex::new(()),
                 cvar: Condvar::new(),
             },
+            sleeps: AtomicU64::new(0),
         }
     }
 
@@ -72,6 +76,7 @@ impl Sleeper {
         Sleeper {
             state: AtomicU32::new(EMPTY),
             blocker: Blocker::External(unblock),
+            sleeps: AtomicU64::new(0),
         }
     }
 
@@ -114,6 +119,7 @@ impl Sleeper {
         if !self.announce(recheck) {
             return;
         }
+        super::stats::bump(&self.sleeps);
         loop {
             guard = match timeout {
                 None => cvar.wait(guard).unwrap_or_else(|e| e.into_inner()),
@@ -159,6 +165,7 @@ impl Sleeper {
         if !self.announce(recheck) {
             return;
         }
+        super::stats::bump(&self.sleeps);
         block(timeout);
         // Whatever ended the block (a wake, an event, the timeout), leave SLEEPING with a
         // read-modify-write: Acquire pairs with a racing `wake`'s Release swap, whose

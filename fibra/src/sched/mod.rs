@@ -39,14 +39,17 @@
 //! `0..workers` are the configured workers; slots `workers..workers + max_spare` are spares,
 //! dormant until the monitor starts one, retired again when idle (`worker.rs`, `retire`).
 
+pub(crate) mod clock;
 pub(crate) mod context;
 mod idle;
 mod inbox;
 pub(crate) mod monitor;
 pub(crate) mod queue;
 mod registry;
+pub(crate) mod sessions;
 mod shutdown;
 mod spare;
+pub(crate) mod stats;
 pub(crate) mod worker;
 
 use std::cell::RefCell;
@@ -116,6 +119,8 @@ pub(crate) struct WorkerSlot {
     /// the monitor under the migration opt-in: it fires a stuck worker's due timers so those
     /// fibers run elsewhere (`monitor.rs`). Uncontended otherwise (~20 ns a lock).
     pub(crate) timers: Mutex<Timers>,
+    /// Counters written by this slot's driving thread only (`fibra::debug::metrics`).
+    pub(crate) stats: stats::WorkerStats,
 }
 
 /// One runtime session: everything its workers share.
@@ -133,6 +138,10 @@ pub(crate) struct Shared {
     pub(crate) blocking: BlockingPool,
     /// Workers the monitor considers stuck now; a spare retires only when it is 0.
     pub(crate) stuck: AtomicUsize,
+    /// Coarse session time for parked-since stamps (`clock.rs`).
+    pub(crate) clock: clock::CoarseClock,
+    /// Counters written by the monitor thread only (`fibra::debug::metrics`).
+    pub(crate) monitor_stats: stats::MonitorStats,
 }
 
 impl Shared {
@@ -154,6 +163,7 @@ impl Shared {
                     signal: RunSignal::new(),
                     ring: Mutex::new(Some(local)),
                     timers: Mutex::new(Timers::default()),
+                    stats: stats::WorkerStats::default(),
                 }
             })
             .collect();
@@ -171,6 +181,8 @@ impl Shared {
             shutdown: AtomicBool::new(false),
             live: AtomicUsize::new(0),
             stuck: AtomicUsize::new(0),
+            clock: clock::CoarseClock::new(),
+            monitor_stats: stats::MonitorStats::default(),
         }
     }
 

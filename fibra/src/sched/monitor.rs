@@ -96,6 +96,29 @@ impl RunSignal {
         self.seq.store(seq, Release);
     }
 
+    /// Any thread: the fiber this slot runs now (its id and spawn location), if any. A hint:
+    /// it may change at once.
+    pub(crate) fn running(&self) -> Option<(u64, &'static Location<'static>)> {
+        let seq = self.seq.load(Relaxed);
+        if seq % 2 == 0 || !self.active.load(Relaxed) {
+            return None;
+        }
+        let id = self.fiber_id.load(Relaxed);
+        let at = self.spawned_at.load(Relaxed);
+        // Seqlock read, as in `Monitor::report`.
+        fence(Acquire);
+        if self.seq.load(Relaxed) != seq || id == 0 || at.is_null() {
+            return None;
+        }
+        // SAFETY: `spawned_at` only ever holds null or a `&'static Location` (`run_start`).
+        Some((id, unsafe { &*at }))
+    }
+
+    /// Any thread: fiber runs started on this slot so far (the counter rises by 2 a run).
+    pub(crate) fn runs(&self) -> u64 {
+        self.seq.load(Relaxed).div_ceil(2)
+    }
+
     /// The driving thread, as the run ends; `seq` is even.
     #[inline]
     pub(crate) fn run_end(&self, seq: u64) {
@@ -236,6 +259,7 @@ impl Monitor {
         // Acquire pairs with `begin_shutdown`'s Release store.
         while !self.shared.shutdown.load(Acquire) {
             let now = Instant::now();
+            self.shared.clock.refresh(now);
             let (acted, next_due) = self.sample(now);
             if acted {
                 (delay, quiet) = (MIN_DELAY, 0);
@@ -400,7 +424,10 @@ impl Monitor {
             .name(format!("{}-{idx}", shared.config.thread_name))
             .spawn(move || Worker::run_thread(idx, s));
         match spawned {
-            Ok(t) => self.spares[idx - workers] = Some(t),
+            Ok(t) => {
+                self.spares[idx - workers] = Some(t);
+                super::stats::bump(&shared.monitor_stats.spares_started);
+            }
             Err(e) => {
                 shared.slots[idx].signal.active.store(false, Release);
                 if !std::mem::replace(&mut self.cap_reported, true) {
@@ -445,6 +472,7 @@ impl Monitor {
             },
             thread_state,
         };
+        super::stats::bump(&self.shared.monitor_stats.stall_reports);
         let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             match &self.shared.config.on_stall {
                 Some(hook) => (hook.0)(&report),

@@ -132,6 +132,7 @@ impl Worker {
         if let Some(f) = self.run_next.take() {
             if self.run_next_streak.get() < MAX_RUN_NEXT_STREAK {
                 self.run_next_streak.set(self.run_next_streak.get() + 1);
+                super::stats::bump(&self.shared.slots[self.index].stats.run_next_hits);
                 return Some(f);
             }
             self.push_back_started(f);
@@ -218,6 +219,7 @@ impl Worker {
                     .stealer
                     .steal_into(&mut self.local.borrow_mut())
             })
+            .inspect(|_| super::stats::bump(&self.shared.slots[self.index].stats.steals))
     }
 
     /// Sleeps until notified, the next timer, or `cap` (spares), whichever comes first.
@@ -322,6 +324,7 @@ impl Worker {
         self.current.set(Arc::as_ptr(&fiber));
         self.idle_since.set(None);
         self.budget.set(self.shared.config.coop_budget);
+        super::stats::record_wake(&fiber, &self.shared.slots[self.index].stats);
         let signal = &self.shared.slots[self.index].signal;
         let seq = self.run_seq.get();
         signal.run_start(seq + 1, fiber.identity.id, fiber.identity.location);

@@ -221,6 +221,29 @@ impl Ticket {
 pub(crate) struct RawMutex {
     state: AtomicU32,
     queue: QueueLock<WaitList>,
+    /// The id of the fiber that last took the lock through a `MutexGuard` (0: a thread).
+    /// Stale once unlocked; read only by waiters about to park, for `fibra::debug`'s
+    /// deadlock report. Not part of the lock protocol, hence a std atomic even under loom.
+    holder: std::sync::atomic::AtomicU64,
+}
+
+/// The calling fiber's id, or 0 on a plain thread.
+fn current_fiber_id() -> u64 {
+    crate::sched::context::with_current_fiber(|f| f.map_or(0, |h| h.identity.id))
+}
+
+/// The calling fiber (if any) records what it waits for, for `fibra::debug` (0, 0: nothing).
+fn note_waiting(mutex: usize, holder: u64) {
+    crate::sched::context::with_current_fiber(|f| {
+        if let Some(h) = f {
+            h.watch
+                .waits_for_holder
+                .store(holder, std::sync::atomic::Ordering::Relaxed);
+            h.watch
+                .waits_for
+                .store(mutex, std::sync::atomic::Ordering::Relaxed);
+        }
+    })
 }
 
 impl RawMutex {
@@ -228,6 +251,7 @@ impl RawMutex {
         RawMutex {
             state: AtomicU32::new(0),
             queue: QueueLock::new(WaitList::new()),
+            holder: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -270,8 +294,23 @@ impl RawMutex {
 
     #[cold]
     fn lock_slow(&self, reason: ParkReason, deadline: Option<Instant>) -> bool {
-        let park = |w: &Arc<Waiter>| wait::wait(w, reason, deadline, || self.abandon(w));
-        self.lock_contended(deadline, Waiter::current, park)
+        let park = |w: &Arc<Waiter>| {
+            // For deadlock reports: what we wait for, and who held it as we queued.
+            let holder = self.holder.load(std::sync::atomic::Ordering::Relaxed);
+            note_waiting(self as *const RawMutex as usize, holder);
+            wait::wait(w, reason, deadline, || self.abandon(w))
+        };
+        let locked = self.lock_contended(deadline, Waiter::current, park);
+        note_waiting(0, 0);
+        locked
+    }
+
+    /// The new holder, just after taking the lock: one relaxed store (plus finding the
+    /// current fiber), for `fibra::debug`'s deadlock report.
+    #[inline]
+    pub(crate) fn note_holder(&self) {
+        self.holder
+            .store(current_fiber_id(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The contended path, with waiting abstracted so the loom models can spin instead of
@@ -744,6 +783,7 @@ unsafe impl<T: ?Sized + Sync> Sync for MutexGuard<'_, T> {}
 
 impl<'a, T: ?Sized> MutexGuard<'a, T> {
     fn new(mutex: &'a Mutex<T>) -> MutexGuard<'a, T> {
+        mutex.raw.note_holder();
         MutexGuard {
             mutex,
             _not_send: PhantomData,

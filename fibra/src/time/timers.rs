@@ -119,7 +119,8 @@ pub(crate) fn fire_due(timers: &Mutex<Timers>, now: Instant, mut woken: impl FnM
         let Some((fiber, generation)) = due else {
             return;
         };
-        // Acquire pairs with the Release increment that ends the wait in `park_until`.
+        fiber.shared.clock.refresh(now); // the real clock was read anyway (sched/clock.rs)
+                                         // Acquire pairs with the Release increment that ends the wait in `park_until`.
         if fiber.timer_gen.load(Acquire) != generation {
             continue; // the timed wait ended before its deadline
         }
