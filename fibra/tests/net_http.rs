@@ -162,3 +162,20 @@ fn slow_clients_are_disconnected() {
     c.write_all(b"GET / HT").unwrap(); // and never more: the 300 ms read timeout ends it
     assert_eq!(read_to_close(&mut c), "");
 }
+
+/// `curl`, a real HTTP client, gets the greeting (twice over one kept-alive connection).
+/// Skipped, saying so, where `curl` is not installed.
+#[test]
+fn curl_gets_hello() {
+    let _w = common::watchdog("curl_gets_hello");
+    let url = format!("http://{}/", server());
+    let out = match std::process::Command::new("curl")
+        .args(["-s", "--max-time", "20", &url, &url])
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => return eprintln!("curl_gets_hello: skipped, cannot run curl: {e}"),
+    };
+    assert!(out.status.success(), "curl failed: {out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), HELLO.repeat(2));
+}
