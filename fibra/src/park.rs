@@ -109,6 +109,7 @@ pub(crate) fn park(reason: ParkReason) {
     })
 }
 
+#[inline]
 fn park_fiber(h: &Header, reason: ParkReason) {
     // During shutdown's unwinding nothing will ever unpark us: return and let the caller's
     // loop see that (joins and sleeps check `is_cancelling`).
