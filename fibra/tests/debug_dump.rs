@@ -12,9 +12,13 @@ use fibra::ParkReason;
 
 const FOREVER: Duration = Duration::from_secs(3600);
 
+// Each waiting function does something after its wait (`black_box`), so the optimiser cannot
+// turn the wait into a tail call: a tail-called frame is gone from every backtrace.
+
 #[inline(never)]
 fn waits_in_sleep() {
     fibra::sleep(FOREVER);
+    std::hint::black_box(());
 }
 
 #[inline(never)]
@@ -22,21 +26,24 @@ fn waits_in_user_park(stop: &AtomicBool) {
     while !stop.load(Acquire) {
         fibra::park();
     }
+    std::hint::black_box(());
 }
 
 #[inline(never)]
 fn waits_in_join(h: fibra::JoinHandle<()>) {
     h.join().unwrap();
+    std::hint::black_box(());
 }
 
 #[inline(never)]
 fn waits_in_mutex(m: &fibra::sync::Mutex<u32>) {
     *m.lock() += 1;
+    std::hint::black_box(());
 }
 
 #[inline(never)]
 fn waits_in_recv(rx: &fibra::chan::Receiver<u32>) {
-    let _ = rx.recv();
+    std::hint::black_box(rx.recv()).ok();
 }
 
 fn named(d: &Dump, name: &str) -> Option<FiberDump> {
