@@ -120,3 +120,50 @@ fn wake_to_run_samples_one_fiber_in_64() {
         "640 consecutive ids hold at least 9 multiples of 64"
     );
 }
+
+/// Each read that had to wait is released by one reactor event: on one worker, `ROUNDS`
+/// ping-pong rounds over a socket pair cost at least `ROUNDS` I/O wake-ups per side that
+/// waits, and none before the first.
+#[test]
+fn reactor_polls_and_io_wakeups_are_counted() {
+    use std::io::{Read, Write};
+    let _w = common::watchdog("reactor_polls_and_io_wakeups_are_counted");
+    const ROUNDS: u64 = 20;
+    let rt = fibra::Runtime::builder()
+        .workers(1)
+        .max_spare_workers(0)
+        .build()
+        .unwrap();
+    let (before, after) = rt.block_on(|| {
+        let before = fibra::debug::metrics().unwrap();
+        let listener = fibra::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let echo = fibra::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut b = [0u8; 1];
+            for _ in 0..ROUNDS {
+                s.read_exact(&mut b).unwrap(); // waits: the client writes only after our echo
+                s.write_all(&b).unwrap();
+            }
+        });
+        let mut c = fibra::net::TcpStream::connect(addr).unwrap();
+        let mut b = [7u8; 1];
+        for _ in 0..ROUNDS {
+            c.write_all(&b).unwrap();
+            c.read_exact(&mut b).unwrap(); // waits for the echo
+        }
+        echo.join().unwrap();
+        (before, fibra::debug::metrics().unwrap())
+    });
+    println!("{after}");
+    let (b, a) = (&before.workers[0], &after.workers[0]);
+    assert_eq!((b.reactor_polls, b.io_wakeups), (0, 0), "no socket yet");
+    // The client's reads all wait (the echo fiber runs only when the client parks); so do
+    // the echo's, but the first of them may find its byte already there.
+    assert!(
+        a.io_wakeups >= 2 * ROUNDS - 1,
+        "{} I/O wake-ups for {ROUNDS} rounds",
+        a.io_wakeups
+    );
+    assert!(a.reactor_polls >= 1);
+}

@@ -27,6 +27,10 @@ pub struct WorkerMetrics {
     pub times_slept: u64,
     /// Fibers in its stealable ring now (not-yet-started fibers; a hint).
     pub queue_depth: usize,
+    /// Polls of its reactor (`epoll_wait` calls, blocking or not).
+    pub reactor_polls: u64,
+    /// Fiber wake-ups its reactor's events released (a read, write or accept that may go on).
+    pub io_wakeups: u64,
 }
 
 /// Sampled wake-to-run latencies: how long a fiber waited between the unpark that made it
@@ -144,6 +148,8 @@ pub(crate) fn collect(shared: &Shared) -> Metrics {
             run_next_hits: s.stats.run_next_hits.load(Relaxed),
             times_slept: s.sleeper.sleeps.load(Relaxed),
             queue_depth: s.stealer.len(),
+            reactor_polls: s.reactor.counts().0,
+            io_wakeups: s.reactor.counts().1,
         })
         .collect();
     let buckets = (0..LATENCY_BUCKETS)
@@ -189,19 +195,21 @@ impl fmt::Display for Metrics {
         )?;
         writeln!(
             f,
-            "worker  active  fibers_run  steals  run_next  slept  queue"
+            "worker  active  fibers_run  steals  run_next  slept  queue  polls  io_wakeups"
         )?;
         for w in &self.workers {
             writeln!(
                 f,
-                "{:>6}  {:>6}  {:>10}  {:>6}  {:>8}  {:>5}  {:>5}",
+                "{:>6}  {:>6}  {:>10}  {:>6}  {:>8}  {:>5}  {:>5}  {:>5}  {:>10}",
                 w.index,
                 w.active,
                 w.fibers_run,
                 w.steals,
                 w.run_next_hits,
                 w.times_slept,
-                w.queue_depth
+                w.queue_depth,
+                w.reactor_polls,
+                w.io_wakeups
             )?;
         }
         Ok(())

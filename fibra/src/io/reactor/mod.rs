@@ -38,7 +38,7 @@ mod scheduled;
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -64,6 +64,10 @@ pub(crate) struct Reactor {
     live: AtomicUsize,
     /// False once the session ended: nobody polls this reactor any more.
     open: AtomicBool,
+    /// `epoll_wait` calls, and the fiber wake-ups their events released (for
+    /// `fibra::debug::metrics`; the owner polls, and the monitor while the owner is stuck).
+    polls: AtomicU64,
+    released: AtomicU64,
 }
 
 #[derive(Default)]
@@ -97,6 +101,8 @@ impl Reactor {
             table: Mutex::new(Table::default()),
             live: AtomicUsize::new(0),
             open: AtomicBool::new(true),
+            polls: AtomicU64::new(0),
+            released: AtomicU64::new(0),
         };
         Ok((reactor, waker))
     }
@@ -158,6 +164,7 @@ impl Reactor {
     /// Owner thread: waits up to `timeout` (None: until an event or the waker), records the
     /// events and returns the fibers they release (the caller unparks them).
     pub(crate) fn poll(&self, timeout: Option<Duration>, woken: &mut Vec<FiberRef>) {
+        let before = woken.len();
         let mut guard = self.poll.lock().unwrap_or_else(|e| e.into_inner());
         let (poll, events) = &mut *guard;
         if let Err(e) = poll.poll(events, timeout) {
@@ -183,6 +190,15 @@ impl Reactor {
             }
             io.set_ready(ready, woken);
         }
+        // A syscall was just paid: two uncontended read-modify-writes are noise beside it.
+        self.polls.fetch_add(1, Relaxed);
+        self.released
+            .fetch_add((woken.len() - before) as u64, Relaxed);
+    }
+
+    /// `(epoll_wait calls, fiber wake-ups released)` so far.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (self.polls.load(Relaxed), self.released.load(Relaxed))
     }
 
     /// Is a session still polling this reactor? A socket registered in an ended session
