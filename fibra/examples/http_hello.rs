@@ -35,6 +35,10 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 256 * 1024;
 
+/// Initial read buffer: a typical request head (100-500 bytes) fits; it doubles up to
+/// [`MAX_HEAD_BYTES`] only for larger ones, so an idle keep-alive connection holds 1 KiB.
+const INITIAL_BUF: usize = 1024;
+
 const HELLO: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!";
 const HELLO_CLOSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nConnection: close\r\n\r\nHello, World!";
@@ -90,9 +94,9 @@ enum Next {
 fn connection(mut stream: TcpStream, read_timeout: Duration) -> io::Result<()> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(read_timeout))?;
-    let mut buf = vec![0u8; MAX_HEAD_BYTES];
+    let mut buf = vec![0u8; INITIAL_BUF];
     let (mut start, mut end) = (0usize, 0usize); // unparsed bytes are buf[start..end]
-    let mut out = Vec::with_capacity(4096);
+    let mut out = Vec::new(); // allocated on the first answer: idle connections hold none
     loop {
         // Answer every complete request already buffered (pipelining).
         loop {
@@ -100,10 +104,10 @@ fn connection(mut stream: TcpStream, read_timeout: Duration) -> io::Result<()> {
                 Parsed::Request { len, body, next } => {
                     let total = len + body;
                     if start + total > end {
-                        if total > buf.len() {
-                            // The body does not fit the buffer: skip it as it streams in.
+                        if total > MAX_HEAD_BYTES {
+                            // The body would not fit the buffer: skip it as it streams in.
                             let buffered = end - start - len;
-                            skip(&mut stream, body - buffered)?;
+                            skip(&mut stream, &mut buf, body - buffered)?;
                             start = end;
                         } else {
                             break; // wait for the rest of the body
@@ -115,14 +119,14 @@ fn connection(mut stream: TcpStream, read_timeout: Duration) -> io::Result<()> {
                         Next::KeepAlive => out.extend_from_slice(HELLO),
                         Next::Close => {
                             out.extend_from_slice(HELLO_CLOSE);
-                            return finish(&mut stream, &out);
+                            return finish(&mut stream, &mut buf, &out);
                         }
                     }
                 }
                 Parsed::Partial => break,
                 Parsed::Reject(response) => {
                     out.extend_from_slice(response);
-                    return finish(&mut stream, &out);
+                    return finish(&mut stream, &mut buf, &out);
                 }
             }
         }
@@ -135,8 +139,11 @@ fn connection(mut stream: TcpStream, read_timeout: Duration) -> io::Result<()> {
         end -= start;
         start = 0;
         if end == buf.len() {
-            // A full buffer that is still not a complete head.
-            return finish(&mut stream, TOO_LARGE);
+            if buf.len() >= MAX_HEAD_BYTES {
+                // A full buffer that is still not a complete request head.
+                return finish(&mut stream, &mut buf, TOO_LARGE);
+            }
+            buf.resize((buf.len() * 2).min(MAX_HEAD_BYTES), 0);
         }
         match stream.read(&mut buf[end..]) {
             Ok(0) => return Ok(()), // the client closed (or half-closed) its side
@@ -150,14 +157,13 @@ fn connection(mut stream: TcpStream, read_timeout: Duration) -> io::Result<()> {
 /// Writes the last response and closes gracefully: the write side first, then input is
 /// drained for a moment (nginx's "lingering close"). Closing with unread input would send
 /// an RST, which can destroy the response in the client's buffers before it is read.
-fn finish(stream: &mut TcpStream, out: &[u8]) -> io::Result<()> {
+fn finish(stream: &mut TcpStream, sink: &mut [u8], out: &[u8]) -> io::Result<()> {
     stream.write_all(out)?;
     stream.shutdown(std::net::Shutdown::Write)?;
     stream.set_read_timeout(Some(LINGER))?;
-    let mut sink = [0u8; 4096];
     let mut drained = 0;
     while drained < LINGER_BYTES {
-        match stream.read(&mut sink) {
+        match stream.read(sink) {
             Ok(0) | Err(_) => break,
             Ok(n) => drained += n,
         }
@@ -165,9 +171,9 @@ fn finish(stream: &mut TcpStream, out: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads and drops `n` body bytes.
-fn skip(stream: &mut TcpStream, mut n: usize) -> io::Result<()> {
-    let mut sink = [0u8; 4096];
+/// Reads and drops `n` body bytes (through `sink`, the connection's buffer: a stack array
+/// here would be probed page by page and stay resident in every connection's fiber stack).
+fn skip(stream: &mut TcpStream, sink: &mut [u8], mut n: usize) -> io::Result<()> {
     while n > 0 {
         let want = n.min(sink.len());
         let got = stream.read(&mut sink[..want])?;
@@ -190,6 +196,9 @@ enum Parsed {
     Reject(&'static [u8]),
 }
 
+/// Not inlined: its 1 KiB header array then lives only while parsing, not in the frame under
+/// every parked read (a parked connection's stack stays within one page).
+#[inline(never)]
 fn parse(data: &[u8]) -> Parsed {
     if data.is_empty() {
         return Parsed::Partial;

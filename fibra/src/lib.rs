@@ -20,6 +20,9 @@
 //!   ([`block_on`]) and only the fiber waits.
 //! - **The scheduler** multiplexes fibers over one worker thread per core, with per-worker
 //!   run queues, a global queue, work stealing and idle workers that sleep.
+//! - **Networking** ([`net`], [`os::unix::net`]) mirrors `std::net`: a read, write, accept
+//!   or connect that would block parks only its fiber, and each worker polls its own
+//!   `epoll` instance (through `mio`) for the sockets of the fibers it runs.
 //! - **Sound by default**: a fiber may be stolen by another worker only before it first
 //!   runs; afterwards it stays on its OS thread, because its stack may hold `!Send` values and
 //!   compiled code may keep thread-local addresses across a switch. Go-style migration is the

@@ -83,6 +83,19 @@ fn request_bodies_are_consumed() {
     let req = format!("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello{GET}");
     c.write_all(req.as_bytes()).unwrap();
     assert_eq!(read_responses(&mut c, 2).matches("200 OK").count(), 2);
+    // A body larger than the buffer is skipped as it streams in.
+    let body = "b".repeat(100_000);
+    let req = format!(
+        "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}{GET}",
+        body.len()
+    );
+    c.write_all(req.as_bytes()).unwrap();
+    assert_eq!(read_responses(&mut c, 2).matches("200 OK").count(), 2);
+    // One beyond the body limit is refused.
+    let mut c = client();
+    c.write_all(b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n")
+        .unwrap();
+    assert!(read_to_close(&mut c).starts_with("HTTP/1.1 413"));
 }
 
 #[test]

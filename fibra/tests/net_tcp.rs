@@ -399,3 +399,26 @@ fn a_socket_outliving_its_session_errors_instead_of_hanging() {
         io::ErrorKind::WouldBlock
     );
 }
+
+/// `connect_timeout` against a listener whose accept queue is full (the kernel drops further
+/// SYNs, so the handshake never completes) fails with `TimedOut`.
+#[test]
+fn connect_timeout_fires_when_the_handshake_stalls() {
+    let _w = common::watchdog("connect_timeout_fires_when_the_handshake_stalls");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // SAFETY: a valid listening fd; re-listening only changes its backlog.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let addr = listener.local_addr().unwrap();
+    let kind = rt(1).block_on(|| {
+        let mut held = Vec::new();
+        for _ in 0..16 {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+                Ok(s) => held.push(s), // fills the accept queue
+                Err(e) => return Some(e.kind()),
+            }
+        }
+        None
+    });
+    assert_eq!(kind, Some(io::ErrorKind::TimedOut));
+    drop(listener);
+}

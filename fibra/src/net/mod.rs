@@ -37,7 +37,7 @@
 //! `std::net`'s.
 //!
 //! # Name resolution
-//! Addresses are resolved with `std`'s [`ToSocketAddrs`](std::net::ToSocketAddrs) on the
+//! Addresses are resolved with `std`'s [`ToSocketAddrs`] on the
 //! runtime's blocking pool ([`fibra::blocking`](crate::blocking)), so a slow DNS server never
 //! stalls a worker. That is why address arguments must be `Send`.
 //!

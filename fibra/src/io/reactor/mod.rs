@@ -173,6 +173,9 @@ impl Reactor {
             }
             return;
         }
+        if events.is_empty() {
+            return; // the common case of a searching worker's poll: no table lock
+        }
         let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         for ev in events.iter() {
             if ev.token() == WAKE_TOKEN {
