@@ -173,6 +173,8 @@ impl Reactor {
             }
             return;
         }
+        // A syscall was just paid: an uncontended read-modify-write is noise beside it.
+        self.polls.fetch_add(1, Relaxed);
         if events.is_empty() {
             return; // the common case of a searching worker's poll: no table lock
         }
@@ -193,8 +195,6 @@ impl Reactor {
             }
             io.set_ready(ready, woken);
         }
-        // A syscall was just paid: two uncontended read-modify-writes are noise beside it.
-        self.polls.fetch_add(1, Relaxed);
         self.released
             .fetch_add((woken.len() - before) as u64, Relaxed);
     }
