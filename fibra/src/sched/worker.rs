@@ -180,7 +180,9 @@ impl Worker {
             // search to end, up to SEARCH_FOR (measured: a cross-worker TCP ping-pong went
             // from ~40-60 µs to ~ a round trip). Skipped when nothing is registered.
             if self.poll_io() {
-                if let Some(f) = self.pinned.borrow_mut().pop_front() {
+                // Woken fibers are in `pinned`, or in the ring under the migration opt-in.
+                let f = self.pinned.borrow_mut().pop_front();
+                if let Some(f) = f.or_else(|| self.local.borrow_mut().pop()) {
                     break Some(f);
                 }
             }
