@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::child::{self, Figures};
-use crate::experiments::{spawn, Experiment, Params, Size};
+use crate::experiments::{io, spawn, Experiment, Params, Size};
 use crate::machine::{self, Machine};
 use crate::peers::Contender;
 use crate::report::{table, CellResult, ExperimentResult, Outcome, Report, RowResult};
@@ -199,7 +199,12 @@ fn measure(
             Contender::Go => config.go_program.as_deref(),
             _ => None,
         };
-        match child::launch(program, experiment, contender, params, timeout) {
+        let result = match experiment {
+            // The child is a server; the load runs from here.
+            Experiment::Io => io::measure(program, contender, params, config.size),
+            _ => child::launch(program, experiment, contender, params, timeout),
+        };
+        match result {
             Ok(figures) => runs.push(figures),
             Err(reason) => {
                 bar.inc(u64::from(config.reps - rep + 1));

@@ -42,7 +42,17 @@ pub fn tables(result: &ExperimentResult) -> Tables {
     let mut marked = false;
     let mut tables = Vec::new();
 
+    let any_ok = result
+        .rows
+        .iter()
+        .flat_map(|r| &r.cells)
+        .any(|c| matches!(c.outcome, Outcome::Ok { .. }));
     for figure in result.figures {
+        // A figure of other rows or profiles only (io's idle RSS in --full): no empty table
+        // (unless nothing succeeded: then the tables carry the failures).
+        if any_ok && !reported(result, figure.key) {
+            continue;
+        }
         let with_ratio = with_ratio && figure.cost;
         let mut header = vec![String::new()];
         header.extend(contenders.iter().map(|c| c.name().to_string()));
@@ -91,6 +101,18 @@ pub fn tables(result: &ExperimentResult) -> Tables {
         notes,
         marked,
     }
+}
+
+/// Some cell has a figure under `key`.
+fn reported(result: &ExperimentResult, key: &str) -> bool {
+    result
+        .rows
+        .iter()
+        .flat_map(|r| &r.cells)
+        .any(|c| match &c.outcome {
+            Outcome::Ok { figures } => figures.contains_key(key),
+            _ => false,
+        })
 }
 
 /// The terminal rendering of an experiment's results.
