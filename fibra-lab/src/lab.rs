@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::child::{self, Figures};
 use crate::experiments::{io, spawn, Experiment, Params, Size};
+use crate::load;
 use crate::machine::{self, Machine};
 use crate::peers::Contender;
 use crate::report::{table, CellResult, ExperimentResult, Outcome, Report, RowResult};
@@ -92,6 +93,9 @@ struct LastSuccess {
 }
 
 fn run_experiment(config: &Config, experiment: Experiment) -> ExperimentResult {
+    if experiment == Experiment::Io {
+        println!("\nio: load from {}", load::Generator::choose().describe());
+    }
     let rows = experiment.plan(config.size, config.cores, &config.contenders);
     let cells: usize = rows.iter().map(|r| r.cells.len()).sum();
     let bar = progress_bar(experiment, cells as u64 * u64::from(config.reps));

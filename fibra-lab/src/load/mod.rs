@@ -44,6 +44,16 @@ impl Generator {
         }
     }
 
+    /// For the lab's output: which generator, and where.
+    pub fn describe(&self) -> String {
+        match self {
+            Generator::Wrk(path) => format!("wrk ({})", path.display()),
+            Generator::Builtin => {
+                format!("the built-in generator (no wrk on PATH, or {LOADGEN_ENV}=builtin)")
+            }
+        }
+    }
+
     /// Drives `conns` connections to `addr` for `duration`.
     pub fn run(&self, addr: SocketAddr, conns: u64, duration: Duration) -> Result<Load, String> {
         match self {
