@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{ExperimentResult, Outcome};
+use super::{ExperimentResult, Outcome, RowResult};
 use crate::experiments::spawn;
 use crate::peers::Contender;
 use crate::stats::Summary;
@@ -61,6 +61,10 @@ pub fn tables(result: &ExperimentResult) -> Tables {
         }
         let mut rows = Vec::new();
         for row in &result.rows {
+            // io's idle row has only the idle figure, its load rows all the others.
+            if lacks(row, figure.key) {
+                continue;
+            }
             let mut line = vec![row.label.clone()];
             for cell in &row.cells {
                 line.push(match &cell.outcome {
@@ -101,6 +105,19 @@ pub fn tables(result: &ExperimentResult) -> Tables {
         notes,
         marked,
     }
+}
+
+/// Some cell of `row` succeeded, and none of them has a figure under `key`.
+fn lacks(row: &RowResult, key: &str) -> bool {
+    let ok: Vec<_> = row
+        .cells
+        .iter()
+        .filter_map(|c| match &c.outcome {
+            Outcome::Ok { figures } => Some(figures),
+            _ => None,
+        })
+        .collect();
+    !ok.is_empty() && ok.iter().all(|f| !f.contains_key(key))
 }
 
 /// Some cell has a figure under `key`.
