@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{short_count, Figure, Params, PlotShape, PlotSpec, Row, Size};
 use crate::child::{Figures, Server};
@@ -70,14 +70,14 @@ pub const PLOTS: &[PlotSpec] = &[
         stem: "req-per-s",
         key: "req_per_s",
         title: "io: requests per second vs connections",
-        axis: "req/s (log)",
+        axis: "req/s",
         shape: PlotShape::LinesOverN,
     },
     PlotSpec {
         stem: "p99",
         key: "p99_ms",
         title: "io: p99 latency vs connections",
-        axis: "ms (log)",
+        axis: "p99 latency, ms",
         shape: PlotShape::LinesOverN,
     },
 ];
@@ -95,6 +95,8 @@ fn connections(size: Size) -> &'static [u64] {
 
 /// Idle connections held open in the idle row (`--full` only).
 const IDLE_CONNS: u64 = 10_000;
+/// How long opening them may take (a few seconds on a 2-core VM).
+const IDLE_BUDGET: Duration = Duration::from_secs(120);
 
 /// How long each load runs: short in the quick profile, which must stay near 2 minutes.
 fn load_duration(size: Size) -> Duration {
@@ -202,8 +204,15 @@ fn under_load(server: &Server, conns: u64, duration: Duration) -> Result<Figures
 /// Opens `conns` keep-alive connections, one request answered on each, then samples the
 /// server's RSS while they sit idle.
 fn idle(server: &Server, conns: u64) -> Result<Figures, String> {
+    let give_up = Instant::now() + IDLE_BUDGET;
     let mut open = Vec::with_capacity(conns as usize);
     for i in 0..conns {
+        if Instant::now() > give_up {
+            return Err(format!(
+                "only {i} of {conns} idle connections opened in {} s",
+                IDLE_BUDGET.as_secs()
+            ));
+        }
         let conn = hello(server.addr)
             .map_err(|e| format!("idle connection {} of {conns} failed: {e}", i + 1))?;
         open.push(conn);

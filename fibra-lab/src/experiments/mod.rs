@@ -186,6 +186,14 @@ impl Experiment {
         }
     }
 
+    /// What a row's N is, for the x axis of line plots.
+    pub fn n_axis(self) -> &'static str {
+        match self {
+            Experiment::Io => "connections (log)",
+            _ => "N (units alive at once, log)",
+        }
+    }
+
     /// The rows to measure, for the chosen contenders.
     pub fn plan(self, size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
         match self {

@@ -14,6 +14,8 @@ const THREADS: u64 = 2;
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 /// A server silent for this long on one connection has failed it.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after the load's end the last round may still run.
+const GRACE: Duration = Duration::from_secs(15);
 
 /// What one thread measured.
 #[derive(Default)]
@@ -81,7 +83,10 @@ fn drive(addr: SocketAddr, conns: u64, deadline: Instant) -> Result<Tally, Strin
         }
         let mut alive = Vec::with_capacity(streams.len());
         for (mut conn, (at, written)) in streams.drain(..).zip(sent.iter().copied()) {
-            match written.then(|| conn.read_response()) {
+            // A server that stopped answering must not hold the lab for a read timeout per
+            // connection: past the grace period, the rest of the round counts as errors.
+            let late = Instant::now() > deadline + GRACE;
+            match (written && !late).then(|| conn.read_response()) {
                 Some(Ok(true)) => {
                     tally.latencies_ms.push(at.elapsed().as_secs_f64() * 1e3);
                     alive.push(conn);
