@@ -1,7 +1,7 @@
 //! Runs `wrk -t2 -c<conns> -d<secs> --latency` and parses its report.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,17 +16,12 @@ pub fn find() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// wrk's own threads: 2, as the brief of the experiment says (and never more than connections).
+/// wrk's threads: two, like the servers' workers (and never more than connections).
 const THREADS: u64 = 2;
 /// Slack after the run's duration before `wrk` is killed (10k connections take a while to open).
 const GRACE: Duration = Duration::from_secs(30);
 
-pub fn run(
-    wrk: &PathBuf,
-    addr: SocketAddr,
-    conns: u64,
-    duration: Duration,
-) -> Result<Load, String> {
+pub fn run(wrk: &Path, addr: SocketAddr, conns: u64, duration: Duration) -> Result<Load, String> {
     let secs = duration.as_secs().max(1);
     let mut child = Command::new(wrk)
         .arg(format!("-t{}", THREADS.min(conns).max(1)))
@@ -46,10 +41,8 @@ pub fn run(
             Ok(None) if Instant::now() >= deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "wrk still running after {} s (killed)",
-                    deadline_secs(secs)
-                ));
+                let waited = secs + GRACE.as_secs();
+                return Err(format!("wrk still running after {waited} s (killed)"));
             }
             Ok(None) => thread::sleep(Duration::from_millis(20)),
             Err(e) => return Err(format!("could not wait for wrk: {e}")),
@@ -72,10 +65,6 @@ pub fn run(
         ));
     }
     parse(&stdout)
-}
-
-fn deadline_secs(secs: u64) -> u64 {
-    secs + GRACE.as_secs()
 }
 
 /// Figures from wrk's report (`Requests/sec`, the 50% and 99% lines of `--latency`, socket
