@@ -291,10 +291,22 @@ fn io_with_the_builtin_load_generator_writes_json_and_svg() {
 
     let report = read_report(&json);
     let cells = cells(&report);
-    assert_eq!(cells.len(), 2 * 3, "two rows of three contenders");
+    assert_eq!(
+        cells.len(),
+        3 * 3,
+        "two load rows and an idle row, of three contenders"
+    );
     for (_, row, cell) in &cells {
         let who = format!("{row} / {}", cell["contender"]);
         assert_eq!(cell["status"], "ok", "{who}: {cell}");
+        if row.contains("idle") {
+            let rss = cell["figures"]["idle_rss_mib"]["median"].as_f64();
+            assert!(
+                rss.is_some_and(|v| v.is_finite() && v > 0.0),
+                "{who}: {cell}"
+            );
+            continue;
+        }
         for key in ["req_per_s", "p50_ms", "p99_ms", "rss_mib", "errors"] {
             let median = cell["figures"][key]["median"]
                 .as_f64()
