@@ -145,12 +145,24 @@ impl Server {
                 server.addr = addr;
                 Ok(server)
             }
-            Err(_) => Err(server.died().unwrap_or_else(|| {
-                format!(
-                    "the server announced no address within {} s",
-                    SERVER_START.as_secs()
-                )
-            })),
+            // Closed stdout without an address: the server is exiting; give it a moment so
+            // its own reason is the one reported.
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let until = Instant::now() + Duration::from_secs(2);
+                loop {
+                    if let Some(reason) = server.died() {
+                        break Err(reason);
+                    }
+                    if Instant::now() >= until {
+                        break Err("the server closed its stdout without an address".into());
+                    }
+                    thread::sleep(Duration::from_millis(10));
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(format!(
+                "the server announced no address within {} s",
+                SERVER_START.as_secs()
+            )),
         }
     }
 

@@ -328,6 +328,34 @@ fn io_with_the_builtin_load_generator_writes_json_and_svg() {
     let _ = std::fs::remove_dir_all(&plots);
 }
 
+/// A server that dies before announcing its address is that contender's failure, with the
+/// server's own reason.
+#[test]
+fn a_crashing_io_server_is_reported_not_fatal() {
+    let json = temp_json("io-crash");
+    let output = lab(&[
+        "run",
+        "io",
+        "--size",
+        "tiny",
+        "--reps",
+        "1",
+        "--peers",
+        "crash",
+        "--json",
+        json.to_str().expect("utf-8 temp path"),
+    ]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let cells = cells(&read_report(&json));
+    assert!(!cells.is_empty());
+    for (_, row, cell) in &cells {
+        assert_eq!(cell["status"], "failed", "{row}: {cell}");
+        let reason = cell["reason"].as_str().expect("a reason");
+        assert!(reason.contains("the server exited"), "{reason}");
+        assert!(reason.contains("SIGABRT"), "{reason}");
+    }
+}
+
 #[test]
 fn a_crashing_contender_is_reported_not_fatal() {
     let json = temp_json("crash");
