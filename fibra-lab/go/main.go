@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"sort"
@@ -43,6 +45,8 @@ func main() {
 		f, err = chanExperiment(chanCase, n)
 	case "blocking":
 		f, err = blocking(n)
+	case "io":
+		err = serveHTTP()
 	default:
 		err = fmt.Errorf("the Go peer has no %q experiment", experiment)
 	}
@@ -436,4 +440,26 @@ func blocking(n uint64) (figures, error) {
 		f[group.name+"_wakes"] = float64(wakes) / float64(count)
 	}
 	return f, nil
+}
+
+// io: a net/http hello server on 127.0.0.1, port chosen by the kernel. It announces
+// {"listening":"<addr>"} on stdout and serves until the lab kills it (the lab drives the
+// load and reads this process's RSS itself). Go raises RLIMIT_NOFILE to its hard limit at
+// start-up (since Go 1.19).
+func serveHTTP() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("cannot bind 127.0.0.1:0: %v", err)
+	}
+	line, err := json.Marshal(map[string]string{"listening": ln.Addr().String()})
+	if err != nil {
+		return err
+	}
+	fmt.Println(string(line))
+	hello := []byte("Hello, World!")
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write(hello)
+	})
+	return fmt.Errorf("the server stopped: %v", http.Serve(ln, handler))
 }

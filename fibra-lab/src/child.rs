@@ -7,10 +7,12 @@
 //! `{"figures":{...}}` on stdout, or a reason on stderr and exits 1.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -77,6 +79,120 @@ pub fn main(
     }
 }
 
+/// What a server child (the io experiment) prints first: where it listens.
+#[derive(Serialize, Deserialize)]
+struct Listening {
+    listening: SocketAddr,
+}
+
+/// Child side of a server: announce the bound address on stdout, at once.
+pub fn announce(addr: std::io::Result<SocketAddr>) -> Result<(), String> {
+    let addr = addr.map_err(|e| format!("no local address: {e}"))?;
+    let line = serde_json::to_string(&Listening { listening: addr })
+        .map_err(|e| format!("could not encode the address: {e}"))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("could not announce the address: {e}"))
+}
+
+/// A server child process (the io experiment), killed when dropped.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    stderr: Option<thread::JoinHandle<String>>,
+}
+
+/// How long a server child may take to announce its address.
+const SERVER_START: Duration = Duration::from_secs(15);
+
+impl Server {
+    /// Starts `program` (or this binary) as a server, with `envs` added to its environment,
+    /// and waits for its address.
+    pub fn start(
+        program: Option<&Path>,
+        experiment: Experiment,
+        contender: Contender,
+        params: &Params,
+        envs: &[(&str, &str)],
+    ) -> Result<Server, String> {
+        let mut child = command(program, experiment, contender, params)?
+            .envs(envs.iter().copied())
+            .spawn()
+            .map_err(|e| format!("could not start the server process: {e}"))?;
+        let stdout = child.stdout.take();
+        let (tx, rx) = mpsc::channel();
+        // Reads the announcement, then keeps draining so the server never blocks on stdout.
+        thread::spawn(move || {
+            let Some(stdout) = stdout else { return };
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if let Ok(l) = serde_json::from_str::<Listening>(&line) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(l.listening);
+                    }
+                }
+            }
+        });
+        let mut server = Server {
+            stderr: Some(drain(child.stderr.take())),
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        match rx.recv_timeout(SERVER_START) {
+            Ok(addr) => {
+                server.addr = addr;
+                Ok(server)
+            }
+            // Closed stdout without an address: the server is exiting; give it a moment so
+            // its own reason is the one reported.
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let until = Instant::now() + Duration::from_secs(2);
+                loop {
+                    if let Some(reason) = server.died() {
+                        break Err(reason);
+                    }
+                    if Instant::now() >= until {
+                        break Err("the server closed its stdout without an address".into());
+                    }
+                    thread::sleep(Duration::from_millis(10));
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(format!(
+                "the server announced no address within {} s",
+                SERVER_START.as_secs()
+            )),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Why the server is gone, if it is: its exit status and last stderr line.
+    pub fn died(&mut self) -> Option<String> {
+        let status = match self.child.try_wait() {
+            Ok(None) => return None,
+            Ok(Some(status)) => status,
+            Err(e) => return Some(format!("could not wait for the server: {e}")),
+        };
+        let stderr = self.stderr.take().and_then(|h| h.join().ok());
+        let last_err = stderr.as_deref().and_then(last_line);
+        Some(format!(
+            "the server exited: {}",
+            failure_reason(status, last_err)
+        ))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Parent side: run one measurement in a fresh child process: `program`, or this binary if
 /// `None`.
 pub fn launch(
@@ -86,31 +202,7 @@ pub fn launch(
     params: &Params,
     timeout: Duration,
 ) -> Result<Figures, String> {
-    let exe = match program {
-        Some(p) => p.to_path_buf(),
-        None => std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?,
-    };
-    let mut cmd = if params.pin_one_cpu {
-        let mut c = Command::new("taskset");
-        c.arg("-c")
-            .arg(machine::first_allowed_cpu().to_string())
-            .arg(&exe);
-        c
-    } else {
-        Command::new(&exe)
-    };
-    cmd.arg("child")
-        .arg(experiment.name())
-        .arg(contender.name())
-        .arg(params.n.to_string())
-        .arg("--workers")
-        .arg(params.workers.to_string());
-    if let Some(case) = &params.case {
-        cmd.arg("--case").arg(case);
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut cmd = command(program, experiment, contender, params)?;
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("could not start child process: {e}"))?;
@@ -152,6 +244,42 @@ pub fn launch(
         Some(status) => Err(failure_reason(status, last_err)),
         None => Err(with_detail("child vanished".to_string())),
     }
+}
+
+/// `<program> child <experiment> <contender> <n> --workers <w> [--case <c>]`, pinned if asked,
+/// with stdout and stderr piped.
+fn command(
+    program: Option<&Path>,
+    experiment: Experiment,
+    contender: Contender,
+    params: &Params,
+) -> Result<Command, String> {
+    let exe = match program {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?,
+    };
+    let mut cmd = if params.pin_one_cpu {
+        let mut c = Command::new("taskset");
+        c.arg("-c")
+            .arg(machine::first_allowed_cpu().to_string())
+            .arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    cmd.arg("child")
+        .arg(experiment.name())
+        .arg(contender.name())
+        .arg(params.n.to_string())
+        .arg("--workers")
+        .arg(params.workers.to_string());
+    if let Some(case) = &params.case {
+        cmd.arg("--case").arg(case);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    Ok(cmd)
 }
 
 fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> thread::JoinHandle<String> {

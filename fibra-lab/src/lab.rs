@@ -9,7 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::child::{self, Figures};
-use crate::experiments::{spawn, Experiment, Params, Size};
+use crate::experiments::{io, spawn, Experiment, Params, Size};
+use crate::load;
 use crate::machine::{self, Machine};
 use crate::peers::Contender;
 use crate::report::{table, CellResult, ExperimentResult, Outcome, Report, RowResult};
@@ -92,6 +93,9 @@ struct LastSuccess {
 }
 
 fn run_experiment(config: &Config, experiment: Experiment) -> ExperimentResult {
+    if experiment == Experiment::Io {
+        println!("\nio: load from {}", load::Generator::choose().describe());
+    }
     let rows = experiment.plan(config.size, config.cores, &config.contenders);
     let cells: usize = rows.iter().map(|r| r.cells.len()).sum();
     let bar = progress_bar(experiment, cells as u64 * u64::from(config.reps));
@@ -199,7 +203,12 @@ fn measure(
             Contender::Go => config.go_program.as_deref(),
             _ => None,
         };
-        match child::launch(program, experiment, contender, params, timeout) {
+        let result = match experiment {
+            // The child is a server; the load runs from here.
+            Experiment::Io => io::measure(program, contender, params, config.size),
+            _ => child::launch(program, experiment, contender, params, timeout),
+        };
+        match result {
             Ok(figures) => runs.push(figures),
             Err(reason) => {
                 bar.inc(u64::from(config.reps - rep + 1));

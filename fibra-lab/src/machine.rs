@@ -92,6 +92,41 @@ fn proc_number(path: &str) -> Option<u64> {
 }
 
 /// A "Name:   1234 kB" field of a /proc file, in kB.
+/// VmRSS of another process (the io experiment's server), in bytes.
+pub fn rss_of(pid: u32) -> Result<u64, String> {
+    proc_kb_field(&format!("/proc/{pid}/status"), "VmRSS:")
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| format!("cannot read VmRSS of process {pid}"))
+}
+
+/// Raises this process's soft RLIMIT_NOFILE to its hard limit (children inherit it) and
+/// returns the soft limit now in force.
+pub fn raise_nofile() -> Result<u64, String> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable `rlimit` for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(format!(
+            "getrlimit(RLIMIT_NOFILE): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `raised` is a valid `rlimit`; raising the soft limit up to the hard one
+        // needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    Ok(lim.rlim_cur)
+}
+
 fn proc_kb_field(path: &str, name: &str) -> Option<u64> {
     kb_field(&fs::read_to_string(path).ok()?, name)
 }

@@ -7,7 +7,9 @@
 
 mod child;
 mod experiments;
+mod http;
 mod lab;
+mod load;
 mod machine;
 mod peers;
 mod report;
@@ -21,7 +23,8 @@ use clap::{Parser, Subcommand};
 use experiments::{Experiment, Size};
 use peers::Contender;
 
-/// Threads vs fibra vs tokio vs Go: spawn cost, memory per unit, switches, channels, blocking.
+/// Threads vs fibra vs tokio vs Go: spawn cost, memory per unit, switches, channels, HTTP I/O,
+/// blocking.
 #[derive(Parser, Debug)]
 #[command(name = "fibra-lab", version, about, long_about = None)]
 struct Cli {

@@ -49,7 +49,7 @@ fn describe(output: &Output) -> String {
     )
 }
 
-const EXPERIMENTS: [&str; 5] = ["spawn", "switch", "churn", "chan", "blocking"];
+const EXPERIMENTS: [&str; 6] = ["spawn", "switch", "churn", "chan", "io", "blocking"];
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("fibra-lab-test-{}-{name}", std::process::id()));
@@ -246,6 +246,7 @@ fn go_peer_reports_figures_when_go_is_installed() {
         "switch",
         "churn",
         "chan",
+        "io",
         "blocking",
         "--size",
         "tiny",
@@ -267,6 +268,91 @@ fn go_peer_reports_figures_when_go_is_installed() {
             || (experiment == "blocking" && !row.contains("unwrapped"));
         let expected = if not_applicable { "skipped" } else { "ok" };
         assert_eq!(cell["status"], expected, "{experiment} / {row}: {cell}");
+    }
+}
+
+/// The io experiment without `wrk`: the lab's own load generator drives every server, and the
+/// figures and plots come out the same way. (With `wrk` installed, the test above covers it.)
+#[test]
+fn io_with_the_builtin_load_generator_writes_json_and_svg() {
+    let json = temp_json("io-builtin");
+    let plots = temp_dir("io-plots");
+    let output = Command::new(env!("CARGO_BIN_EXE_fibra-lab"))
+        .args(["run", "io", "--size", "tiny", "--reps", "1"])
+        .args(["--peers", "threads,tokio,fibra"])
+        .args(["--json", json.to_str().expect("utf-8 temp path")])
+        .args(["--plots", plots.to_str().expect("utf-8 temp path")])
+        .env("FIBRA_LAB_LOADGEN", "builtin")
+        .output()
+        .expect("run fibra-lab");
+    assert!(output.status.success(), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("built-in generator"), "{stdout}");
+
+    let report = read_report(&json);
+    let cells = cells(&report);
+    assert_eq!(
+        cells.len(),
+        3 * 3,
+        "two load rows and an idle row, of three contenders"
+    );
+    for (_, row, cell) in &cells {
+        let who = format!("{row} / {}", cell["contender"]);
+        assert_eq!(cell["status"], "ok", "{who}: {cell}");
+        if row.contains("idle") {
+            let rss = cell["figures"]["idle_rss_mib"]["median"].as_f64();
+            assert!(
+                rss.is_some_and(|v| v.is_finite() && v > 0.0),
+                "{who}: {cell}"
+            );
+            continue;
+        }
+        for key in ["req_per_s", "p50_ms", "p99_ms", "rss_mib", "errors"] {
+            let median = cell["figures"][key]["median"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{who}: no {key}"));
+            assert!(median.is_finite() && median >= 0.0, "{who} / {key}");
+        }
+        assert!(
+            cell["figures"]["req_per_s"]["median"].as_f64() > Some(0.0),
+            "{who}"
+        );
+        assert!(
+            cell["figures"]["rss_mib"]["median"].as_f64() > Some(0.0),
+            "{who}"
+        );
+    }
+    for stem in ["io-req-per-s.svg", "io-p99.svg"] {
+        assert_well_formed_svg(&plots.join(stem));
+    }
+    let _ = std::fs::remove_dir_all(&plots);
+}
+
+/// A server that dies before announcing its address is that contender's failure, with the
+/// server's own reason.
+#[test]
+fn a_crashing_io_server_is_reported_not_fatal() {
+    let json = temp_json("io-crash");
+    let output = lab(&[
+        "run",
+        "io",
+        "--size",
+        "tiny",
+        "--reps",
+        "1",
+        "--peers",
+        "crash",
+        "--json",
+        json.to_str().expect("utf-8 temp path"),
+    ]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let cells = cells(&read_report(&json));
+    assert!(!cells.is_empty());
+    for (_, row, cell) in &cells {
+        assert_eq!(cell["status"], "failed", "{row}: {cell}");
+        let reason = cell["reason"].as_str().expect("a reason");
+        assert!(reason.contains("the server exited"), "{reason}");
+        assert!(reason.contains("SIGABRT"), "{reason}");
     }
 }
 
@@ -322,7 +408,9 @@ fn list_names_experiments_and_contenders() {
     let output = lab(&["--list"]);
     assert!(output.status.success(), "{}", describe(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    for name in ["spawn", "switch", "churn", "fibra", "threads", "tokio"] {
+    for name in [
+        "spawn", "switch", "churn", "io", "fibra", "threads", "tokio",
+    ] {
         assert!(
             stdout.contains(name),
             "{name} missing from --list:\n{stdout}"

@@ -4,6 +4,7 @@
 pub mod blocking;
 pub mod chan;
 pub mod churn;
+pub mod io;
 pub mod spawn;
 pub mod switch;
 
@@ -28,6 +29,8 @@ pub enum Experiment {
     Chan,
     /// One unit blocks 1 s while 1,000 others sleep 1 ms in a loop: the others' lateness.
     Blocking,
+    /// An HTTP/1.1 hello server under keep-alive load: req/s, p50/p99 latency, server RSS.
+    Io,
 }
 
 /// Problem sizes.
@@ -116,11 +119,12 @@ pub enum PlotShape {
 }
 
 impl Experiment {
-    pub const ALL: [Experiment; 5] = [
+    pub const ALL: [Experiment; 6] = [
         Experiment::Spawn,
         Experiment::Switch,
         Experiment::Churn,
         Experiment::Chan,
+        Experiment::Io,
         Experiment::Blocking,
     ];
 
@@ -131,6 +135,7 @@ impl Experiment {
             Experiment::Churn => "churn",
             Experiment::Chan => "chan",
             Experiment::Blocking => "blocking",
+            Experiment::Io => "io",
         }
     }
 
@@ -141,6 +146,7 @@ impl Experiment {
             Experiment::Churn => churn::DESCRIPTION,
             Experiment::Chan => chan::DESCRIPTION,
             Experiment::Blocking => blocking::DESCRIPTION,
+            Experiment::Io => io::DESCRIPTION,
         }
     }
 
@@ -152,6 +158,7 @@ impl Experiment {
             Experiment::Churn => churn::NOTE,
             Experiment::Chan => chan::NOTE,
             Experiment::Blocking => blocking::NOTE,
+            Experiment::Io => io::NOTE,
         }
     }
 
@@ -163,6 +170,7 @@ impl Experiment {
             Experiment::Churn => churn::FIGURES,
             Experiment::Chan => chan::FIGURES,
             Experiment::Blocking => blocking::FIGURES,
+            Experiment::Io => io::FIGURES,
         }
     }
 
@@ -174,6 +182,15 @@ impl Experiment {
             Experiment::Churn => churn::PLOTS,
             Experiment::Chan => chan::PLOTS,
             Experiment::Blocking => blocking::PLOTS,
+            Experiment::Io => io::PLOTS,
+        }
+    }
+
+    /// What a row's N is, for the x axis of line plots.
+    pub fn n_axis(self) -> &'static str {
+        match self {
+            Experiment::Io => "connections (log)",
+            _ => "N (units alive at once, log)",
         }
     }
 
@@ -185,6 +202,7 @@ impl Experiment {
             Experiment::Churn => churn::plan(size, cores, contenders),
             Experiment::Chan => chan::plan(size, cores, contenders),
             Experiment::Blocking => blocking::plan(size, cores, contenders),
+            Experiment::Io => io::plan(size, cores, contenders),
         }
     }
 

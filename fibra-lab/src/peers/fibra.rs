@@ -1,14 +1,21 @@
-//! fibra fibers: `fibra::spawn`, `fibra::sleep`, park/unpark ping-pong.
+//! fibra fibers: `fibra::spawn`, `fibra::sleep`, park/unpark ping-pong, and the
+//! `http_hello` example's server.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use crate::child::Figures;
+use crate::child::{self, Figures};
 use crate::experiments::chan::{self as chan_exp, Case, Flavour};
 use crate::experiments::switch::{self as switch_exp, Placement};
 use crate::experiments::{churn, spawn as spawn_exp};
 use crate::machine::vm_rss_bytes;
+
+// The io experiment measures the example itself: its server code is compiled in here, as
+// fibra's own `tests/net_http.rs` does, so there is one fibra HTTP server, not two.
+#[path = "../../../fibra/examples/http_hello.rs"]
+#[allow(dead_code)] // the example's `main` and the constants only its binary uses
+mod http_hello;
 
 fn runtime(workers: usize) -> Result<fibra::Runtime, String> {
     fibra::Runtime::builder()
@@ -237,5 +244,17 @@ pub fn blocking(n: u64, workers: usize) -> Result<Figures, String> {
             .map(|h| joined(h.join()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(board.figures(logs))
+    })
+}
+
+/// io: the `http_hello` example's server, until the lab kills the process.
+pub fn io_server(workers: usize) -> Result<Figures, String> {
+    runtime(workers)?.block_on(|| {
+        let listener = fibra::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
+        child::announce(listener.local_addr())?;
+        http_hello::serve(listener, http_hello::read_timeout())
+            .map_err(|e| format!("the server stopped: {e}"))?;
+        Err("the server stopped".to_string())
     })
 }

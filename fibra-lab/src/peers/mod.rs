@@ -88,5 +88,8 @@ pub fn measure(
         (Contender::Fibra, Experiment::Switch) => fibra::switch(n, workers),
         (Contender::Fibra, Experiment::Churn) => fibra::churn(n, workers),
         (Contender::Fibra, Experiment::Chan) => fibra::chan(chan_case()?, n, workers),
+        (Contender::Threads, Experiment::Io) => threads::io_server(),
+        (Contender::Tokio, Experiment::Io) => tokio::io_server(workers),
+        (Contender::Fibra, Experiment::Io) => fibra::io_server(workers),
     }
 }

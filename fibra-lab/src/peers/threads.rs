@@ -1,13 +1,15 @@
-//! OS threads: `std::thread` with 64 KiB stacks, park/unpark (a futex on Linux).
+//! OS threads: `std::thread` with 64 KiB stacks, park/unpark (a futex on Linux), a
+//! thread-per-connection HTTP server on `std::net`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::Instant;
 
-use crate::child::Figures;
+use crate::child::{self, Figures};
 use crate::experiments::chan::{self as chan_exp, Case, Flavour};
 use crate::experiments::{churn, spawn as spawn_exp, switch as switch_exp};
+use crate::http;
 use crate::machine::vm_rss_bytes;
 
 fn start<F: FnOnce() + Send + 'static>(f: F, created: u64) -> Result<JoinHandle<()>, String> {
@@ -221,4 +223,46 @@ pub fn blocking(n: u64) -> Result<Figures, String> {
         .map(|h| h.join().map_err(|_| "a thread panicked".to_string()))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(board.figures(logs))
+}
+
+/// io: a thread per connection (64 KiB stacks) on `std::net`, until the lab kills the process.
+pub fn io_server() -> Result<Figures, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
+    child::announce(listener.local_addr())?;
+    let mut started = 0u64;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                start(move || io_connection(stream), started)?;
+                started += 1;
+            }
+            // Out of descriptors: let some connections close rather than spin.
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) => {
+                thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => return Err(format!("accept failed: {e}")),
+        }
+    }
+}
+
+fn io_connection(mut stream: std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let _ = stream.set_nodelay(true);
+    let mut buf = vec![0u8; http::MAX_HEAD_BYTES];
+    let mut end = 0;
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        match stream.read(&mut buf[end..]) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => end += n,
+        }
+        let answered = http::answer(&buf[..end], &mut out);
+        if stream.write_all(&out).is_err() || answered.close {
+            return;
+        }
+        out.clear();
+        buf.copy_within(answered.consumed..end, 0);
+        end -= answered.consumed;
+    }
 }

@@ -1,4 +1,5 @@
-//! tokio tasks on a multi-thread runtime; `tokio::time::sleep`; `tokio::sync::Notify` ping-pong.
+//! tokio tasks on a multi-thread runtime; `tokio::time::sleep`; `tokio::sync::Notify` ping-pong;
+//! an HTTP server.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -7,10 +8,11 @@ use std::time::Instant;
 use tokio::runtime::{Builder, Runtime};
 use tokio::sync::{mpsc, Notify};
 
-use crate::child::Figures;
+use crate::child::{self, Figures};
 use crate::experiments::chan::{self as chan_exp, Case, Flavour};
 use crate::experiments::switch::{self as switch_exp, Placement};
 use crate::experiments::{churn, spawn as spawn_exp};
+use crate::http;
 use crate::machine::vm_rss_bytes;
 
 fn runtime(workers: usize) -> Result<Runtime, String> {
@@ -264,4 +266,77 @@ pub fn blocking(n: u64, workers: usize) -> Result<Figures, String> {
         }
         Ok(board.figures(logs))
     })
+}
+
+/// io: one task per connection on a multi-thread runtime, until the lab kills the process.
+/// A hand-written HTTP/1.1 loop (`crate::http`): hyper is not in the offline registry here.
+pub fn io_server(workers: usize) -> Result<Figures, String> {
+    let rt = Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| format!("could not build the tokio runtime: {e}"))?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
+        child::announce(listener.local_addr())?;
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(io_connection(stream));
+                }
+                // Out of descriptors: let some connections close rather than spin.
+                Err(e) if e.raw_os_error() == Some(libc::EMFILE) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(e) => return Err(format!("accept failed: {e}")),
+            }
+        }
+    })
+}
+
+async fn io_connection(stream: tokio::net::TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = vec![0u8; http::MAX_HEAD_BYTES];
+    let mut end = 0;
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        match read(&stream, &mut buf[end..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => end += n,
+        }
+        let answered = http::answer(&buf[..end], &mut out);
+        if write_all(&stream, &out).await.is_err() || answered.close {
+            return;
+        }
+        out.clear();
+        buf.copy_within(answered.consumed..end, 0);
+        end -= answered.consumed;
+    }
+}
+
+// Readiness plus `try_*` rather than `AsyncReadExt`/`AsyncWriteExt`: tokio's `io-util` feature
+// needs the `bytes` crate, which the offline registry does not have.
+async fn read(stream: &tokio::net::TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        stream.readable().await?;
+        match stream.try_read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            result => return result,
+        }
+    }
+}
+
+async fn write_all(stream: &tokio::net::TcpStream, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

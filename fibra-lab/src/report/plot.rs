@@ -62,7 +62,7 @@ pub fn render(result: &ExperimentResult, spec: &PlotSpec) -> Result<Option<Plot>
     }
     let mut svg = String::new();
     match spec.shape {
-        PlotShape::LinesOverN => lines_over_n(&mut svg, spec, &data),
+        PlotShape::LinesOverN => lines_over_n(&mut svg, spec, result.experiment.n_axis(), &data),
         PlotShape::Bars { log: true } => {
             let (lo, hi) = log_range(data.points.iter().flat_map(|p| [p.min, p.max]));
             // Headroom on the right for the value labels.
@@ -163,6 +163,7 @@ fn log_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
 fn lines_over_n(
     svg: &mut String,
     spec: &PlotSpec,
+    x_desc: &str,
     data: &Data,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let (x_lo, x_hi) = log_range(data.points.iter().map(|p| p.n as f64));
@@ -177,7 +178,7 @@ fn lines_over_n(
         .build_cartesian_2d((x_lo..x_hi).log_scale(), (y_lo..y_hi).log_scale())?;
     chart
         .configure_mesh()
-        .x_desc("N (units alive at once, log)")
+        .x_desc(x_desc)
         .y_desc(format!("{} (log)", spec.axis))
         .x_labels(LOG_LABELS)
         .y_labels(LOG_LABELS)

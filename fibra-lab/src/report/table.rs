@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{ExperimentResult, Outcome};
+use super::{ExperimentResult, Outcome, RowResult};
 use crate::experiments::spawn;
 use crate::peers::Contender;
 use crate::stats::Summary;
@@ -42,7 +42,17 @@ pub fn tables(result: &ExperimentResult) -> Tables {
     let mut marked = false;
     let mut tables = Vec::new();
 
+    let any_ok = result
+        .rows
+        .iter()
+        .flat_map(|r| &r.cells)
+        .any(|c| matches!(c.outcome, Outcome::Ok { .. }));
     for figure in result.figures {
+        // A figure of other rows or profiles only (io's idle RSS in --full): no empty table
+        // (unless nothing succeeded: then the tables carry the failures).
+        if any_ok && !reported(result, figure.key) {
+            continue;
+        }
         let with_ratio = with_ratio && figure.cost;
         let mut header = vec![String::new()];
         header.extend(contenders.iter().map(|c| c.name().to_string()));
@@ -51,6 +61,10 @@ pub fn tables(result: &ExperimentResult) -> Tables {
         }
         let mut rows = Vec::new();
         for row in &result.rows {
+            // io's idle row has only the idle figure, its load rows all the others.
+            if lacks(row, figure.key) {
+                continue;
+            }
             let mut line = vec![row.label.clone()];
             for cell in &row.cells {
                 line.push(match &cell.outcome {
@@ -91,6 +105,31 @@ pub fn tables(result: &ExperimentResult) -> Tables {
         notes,
         marked,
     }
+}
+
+/// Some cell of `row` succeeded, and none of them has a figure under `key`.
+fn lacks(row: &RowResult, key: &str) -> bool {
+    let ok: Vec<_> = row
+        .cells
+        .iter()
+        .filter_map(|c| match &c.outcome {
+            Outcome::Ok { figures } => Some(figures),
+            _ => None,
+        })
+        .collect();
+    !ok.is_empty() && ok.iter().all(|f| !f.contains_key(key))
+}
+
+/// Some cell has a figure under `key`.
+fn reported(result: &ExperimentResult, key: &str) -> bool {
+    result
+        .rows
+        .iter()
+        .flat_map(|r| &r.cells)
+        .any(|c| match &c.outcome {
+            Outcome::Ok { figures } => figures.contains_key(key),
+            _ => false,
+        })
 }
 
 /// The terminal rendering of an experiment's results.

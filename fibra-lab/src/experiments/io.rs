@@ -1,0 +1,249 @@
+//! `io`: an HTTP/1.1 hello server per contender, driven over loopback keep-alive connections
+//! by `wrk` (or the lab's own generator): req/s, p50/p99 latency, server RSS; in `--full` also
+//! the server's RSS with 10,000 idle keep-alive connections open.
+//!
+//! Unlike the other experiments, the child process is only the server: the lab itself runs
+//! the load against the address the child announces and reads the child's RSS from /proc.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::{short_count, Figure, Params, PlotShape, PlotSpec, Row, Size};
+use crate::child::{Figures, Server};
+use crate::load::Generator;
+use crate::machine;
+use crate::peers::Contender;
+
+pub const DESCRIPTION: &str =
+    "HTTP/1.1 hello server under keep-alive load (wrk, or the lab's generator): req/s, p50/p99 latency, server RSS";
+
+pub const NOTE: &str =
+    "Servers: fibra = fibra/examples/http_hello.rs itself (a fiber per connection, \
+httparse); threads = a thread per connection on std::net (64 KiB stacks); tokio = a task per \
+connection with a hand-written HTTP/1.1 loop on httparse (hyper is not in the offline registry \
+this lab is built from, so this is not tokio + hyper); go = net/http. Two workers (GOMAXPROCS 2). \
+Load: wrk -t2 -c<conns> --latency when wrk is on PATH, else the lab's own generator (2 threads, \
+closed loop); the load generator shares the machine's cores with the server, so req/s is a \
+loopback figure of both. RSS = the server's peak VmRSS sampled every 100 ms under load; \
+idle = the server's VmRSS with that many keep-alive connections open and quiet (--full). \
+RLIMIT_NOFILE is raised to its hard limit for the lab, the load generator and the server.";
+
+pub const FIGURES: &[Figure] = &[
+    Figure {
+        key: "req_per_s",
+        title: "requests per second (higher is better)",
+        cost: false,
+    },
+    Figure {
+        key: "p50_ms",
+        title: "p50 latency, ms",
+        cost: true,
+    },
+    Figure {
+        key: "p99_ms",
+        title: "p99 latency, ms",
+        cost: true,
+    },
+    Figure {
+        key: "rss_mib",
+        title: "server RSS under load (peak), MiB",
+        cost: true,
+    },
+    Figure {
+        key: "idle_rss_mib",
+        title: "server RSS with the connections open and idle, MiB",
+        cost: true,
+    },
+    Figure {
+        key: "errors",
+        title: "socket errors, timeouts and non-2xx answers",
+        cost: false,
+    },
+];
+
+pub const PLOTS: &[PlotSpec] = &[
+    PlotSpec {
+        stem: "req-per-s",
+        key: "req_per_s",
+        title: "io: requests per second vs connections",
+        axis: "req/s",
+        shape: PlotShape::LinesOverN,
+    },
+    PlotSpec {
+        stem: "p99",
+        key: "p99_ms",
+        title: "io: p99 latency vs connections",
+        axis: "p99 latency, ms",
+        shape: PlotShape::LinesOverN,
+    },
+];
+
+/// The row variant whose cell holds idle connections instead of load.
+pub const IDLE_CASE: &str = "idle";
+
+fn connections(size: Size) -> &'static [u64] {
+    match size {
+        Size::Tiny => &[4, 16],
+        Size::Quick => &[10, 100, 1_000],
+        Size::Full => &[10, 100, 1_000, 10_000],
+    }
+}
+
+/// Idle connections held open in the idle row: `--full` only (tiny has a small one, so the
+/// tests cover it).
+fn idle_connections(size: Size) -> Option<u64> {
+    match size {
+        Size::Tiny => Some(16),
+        Size::Quick => None,
+        Size::Full => Some(10_000),
+    }
+}
+/// How long opening them may take (a few seconds on a 2-core VM).
+const IDLE_BUDGET: Duration = Duration::from_secs(120);
+
+/// How long each load runs: short in the quick profile, which must stay near 2 minutes.
+fn load_duration(size: Size) -> Duration {
+    Duration::from_secs(match size {
+        Size::Tiny | Size::Quick => 1,
+        Size::Full => 5,
+    })
+}
+
+/// http_hello disconnects clients idle for 10 s by default; opening 10,000 idle connections
+/// one by one can take longer than that, so the lab's fibra server waits longer (the other
+/// servers have no read timeout).
+const READ_TIMEOUT_ENV: &str = "FIBRA_HTTP_READ_TIMEOUT_MS";
+const READ_TIMEOUT_MS: &str = "120000";
+
+/// Descriptors a process needs beyond one per connection (std streams, epoll, listener…).
+const FD_MARGIN: u64 = 64;
+
+pub fn plan(size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
+    let workers = cores.clamp(1, 2);
+    let params = |n: u64, case: Option<&str>| Params {
+        n,
+        workers,
+        pin_one_cpu: false,
+        case: case.map(str::to_string),
+    };
+    let mut rows: Vec<Row> = connections(size)
+        .iter()
+        .map(|&n| Row {
+            label: format!("{} conns", short_count(n)),
+            cells: super::same_for_all(contenders, &params(n, None)),
+        })
+        .collect();
+    if let Some(n) = idle_connections(size) {
+        rows.push(Row {
+            label: format!("{} idle conns", short_count(n)),
+            cells: super::same_for_all(contenders, &params(n, Some(IDLE_CASE))),
+        });
+    }
+    rows
+}
+
+/// One repetition of one cell: a fresh server child, then load (or idle connections) from here.
+pub fn measure(
+    program: Option<&Path>,
+    contender: Contender,
+    params: &Params,
+    size: Size,
+) -> Result<Figures, String> {
+    // Raised here so the server and wrk inherit it.
+    let limit = machine::raise_nofile()?;
+    if limit < params.n + FD_MARGIN {
+        return Err(format!(
+            "RLIMIT_NOFILE cannot be raised above {limit} (its hard limit), too few for {} connections: raise the hard limit (ulimit -Hn) and run again",
+            params.n
+        ));
+    }
+    let envs = [(READ_TIMEOUT_ENV, READ_TIMEOUT_MS)];
+    let mut server = Server::start(program, super::Experiment::Io, contender, params, &envs)?;
+    let figures = if params.case.as_deref() == Some(IDLE_CASE) {
+        idle(&server, params.n)
+    } else {
+        under_load(&server, params.n, load_duration(size))
+    };
+    // A server that died mid-run explains a load failure better than the load's own error.
+    match server.died() {
+        Some(reason) => Err(reason),
+        None => figures,
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn under_load(server: &Server, conns: u64, duration: Duration) -> Result<Figures, String> {
+    let generator = Generator::choose();
+    let pid = server.pid();
+    let peak = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    let load = thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                if let Ok(rss) = machine::rss_of(pid) {
+                    peak.fetch_max(rss, Ordering::Relaxed);
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let load = generator.run(server.addr, conns, duration);
+        done.store(true, Ordering::Relaxed);
+        load
+    });
+    let load = load.map_err(|e| format!("{}: {e}", generator.name()))?;
+    let peak = peak.load(Ordering::Relaxed).max(machine::rss_of(pid)?);
+    Ok(Figures::from([
+        ("req_per_s".to_string(), load.req_per_s),
+        ("p50_ms".to_string(), load.p50_ms),
+        ("p99_ms".to_string(), load.p99_ms),
+        ("rss_mib".to_string(), mib(peak)),
+        ("errors".to_string(), load.errors as f64),
+    ]))
+}
+
+/// Opens `conns` keep-alive connections, one request answered on each, then samples the
+/// server's RSS while they sit idle.
+fn idle(server: &Server, conns: u64) -> Result<Figures, String> {
+    let give_up = Instant::now() + IDLE_BUDGET;
+    let mut open = Vec::with_capacity(conns as usize);
+    for i in 0..conns {
+        if Instant::now() > give_up {
+            return Err(format!(
+                "only {i} of {conns} idle connections opened in {} s",
+                IDLE_BUDGET.as_secs()
+            ));
+        }
+        let conn = hello(server.addr)
+            .map_err(|e| format!("idle connection {} of {conns} failed: {e}", i + 1))?;
+        open.push(conn);
+    }
+    // Let the server settle (fibers park, tasks return to the reactor) before the sample.
+    thread::sleep(Duration::from_millis(500));
+    let rss = machine::rss_of(server.pid())?;
+    drop(open);
+    Ok(Figures::from([("idle_rss_mib".to_string(), mib(rss))]))
+}
+
+/// A connection that has had one request answered.
+fn hello(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !got.ends_with(b"Hello, World!") {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        got.extend_from_slice(&chunk[..n]);
+    }
+    Ok(s)
+}
