@@ -362,15 +362,11 @@ impl Worker {
         };
         let stack = self.stacks.borrow_mut().take(fiber.identity.stack_size)?;
         stack.set_identity(&fiber.identity);
-        let header = Arc::as_ptr(fiber) as usize;
         // SAFETY: the header owns the coroutine and outlives it; `spawn_raw`'s caller promised
         // that the code's borrows outlive the fiber; `Start::run` lets only forced unwinds
-        // escape.
-        Ok(unsafe {
-            switch::new_coroutine(stack, Arc::as_ptr(fiber), move || {
-                start.run(header as *const Header)
-            })
-        })
+        // escape. The fiber side (`start`) is released when the entry closure returns or is
+        // unwound, on the fiber's stack, as before COMPLETE.
+        Ok(unsafe { switch::new_coroutine(stack, Arc::as_ptr(fiber), move || start.run()) })
     }
 
     /// First run: this worker becomes the fiber's home.
