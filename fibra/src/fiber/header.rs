@@ -24,8 +24,13 @@
 //! The packet (code, then result) lives in the header's allocation but has counts of its own:
 //! its fiber side and its handle side (join.rs). A `Fiber` handle keeps the header, never the
 //! packet's contents.
+//!
+//! Where the last reference usually goes (a `JoinHandle` dropped on a worker, a worker
+//! completing a fiber nobody joins), the allocation is kept for the worker's next spawn
+//! (`SpareHeaders`); anywhere else the `Arc` frees it.
 
-use std::cell::{Cell, UnsafeCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::mem::MaybeUninit;
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU8, Ordering::*};
 
 use crate::loom::sync::atomic::AtomicPtr;
@@ -209,5 +214,73 @@ impl Drop for Header {
 impl crate::sched::Linked for Header {
     fn inbox_next(&self) -> &AtomicPtr<Header> {
         &self.inbox_next
+    }
+}
+
+/// The allocations of finished fibers' headers, kept by a worker for its next spawns (Go keeps
+/// dead goroutines' `g`s likewise). With thousands of fibers outstanding, glibc's per-thread
+/// cache overflows and every header malloc/free took its slow path (~300 instructions a
+/// fiber); a spare costs a few dozen. Only the memory is kept: a header's contents (its
+/// session, name, waker) are dropped when it is recycled, as they would be by the `Arc`.
+pub(crate) struct SpareHeaders(RefCell<Vec<Arc<MaybeUninit<Header>>>>);
+
+impl SpareHeaders {
+    /// At most this many spares per worker (~350 bytes each); idle workers drop them all.
+    const CAP: usize = if cfg!(loom) { 4 } else { 16 * 1024 };
+
+    pub(crate) fn new() -> SpareHeaders {
+        SpareHeaders(RefCell::new(Vec::new()))
+    }
+
+    /// `header` in a spare allocation if there is one, else in a new one.
+    pub(crate) fn make(&self, header: Header) -> FiberRef {
+        let spare = self.0.borrow_mut().pop();
+        let Some(mut spare) = spare else {
+            return Arc::new(header);
+        };
+        match Arc::get_mut(&mut spare) {
+            Some(slot) => {
+                slot.write(header);
+            }
+            None => fatal!("fiber::header: a spare header is shared"),
+        }
+        let raw = Arc::into_raw(spare).cast::<Header>();
+        // SAFETY: the allocation came from an `Arc<MaybeUninit<Header>>`, whose value has
+        // `Header`'s size and alignment (what `Arc::from_raw` asks of a cast), and holds an
+        // initialised header (written just above).
+        unsafe { Arc::from_raw(raw) }
+    }
+
+    /// Drops `fiber`; if it was the last reference, keeps the allocation for `make`.
+    pub(crate) fn recycle(&self, fiber: FiberRef) {
+        let raw = Arc::into_raw(fiber).cast::<MaybeUninit<Header>>();
+        // SAFETY: same size and alignment (see `make`); the value stays initialised until the
+        // `assume_init_drop` below, and is otherwise given back as a `FiberRef`.
+        let mut spare = unsafe { Arc::from_raw(raw) };
+        let Some(slot) = Arc::get_mut(&mut spare) else {
+            // Others hold it: just give back our count, as a header reference.
+            let raw = Arc::into_raw(spare).cast::<Header>();
+            // SAFETY: as in `make`; the header is initialised (we did not drop it).
+            drop(unsafe { Arc::from_raw(raw) });
+            return;
+        };
+        // SAFETY: `get_mut` proved ours is the only reference (headers have no `Weak`s, and
+        // every raw pointer that can make a new reference owns a count), so nobody can reach
+        // the header again; it is initialised and dropped once, here. If its drop panics,
+        // `spare` (a `MaybeUninit`) just frees the memory.
+        unsafe { slot.assume_init_drop() };
+        // Not borrowed while dropping: a header's drop may run user code (a never-run
+        // closure) that drops another `JoinHandle` and comes back here.
+        if let Ok(mut spares) = self.0.try_borrow_mut() {
+            if spares.len() < Self::CAP {
+                spares.push(spare);
+            }
+        }
+    }
+
+    /// Frees every spare (an idle worker gives the memory back to the allocator).
+    pub(crate) fn clear(&self) {
+        let spares = std::mem::take(&mut *self.0.borrow_mut());
+        drop(spares);
     }
 }

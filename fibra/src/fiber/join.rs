@@ -19,7 +19,7 @@
 
 use std::cell::UnsafeCell;
 use std::fmt;
-use std::mem::{self, MaybeUninit};
+use std::mem::{self, ManuallyDrop, MaybeUninit};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{fence, Ordering::*};
 use std::sync::Arc;
@@ -30,6 +30,7 @@ use super::local;
 use crate::error::JoinError;
 use crate::loom::sync::atomic::AtomicU8;
 use crate::park::{self, ParkReason};
+use crate::sched::context;
 use crate::scope::ScopeData;
 
 /// The fiber's code until it starts, then its result until it is joined.
@@ -390,7 +391,8 @@ pub(crate) fn wait_complete(fiber: &Header) -> bool {
 /// An owned permission to join a fiber: returned by [`spawn`](crate::spawn).
 /// Dropping it detaches the fiber (it keeps running; its result is dropped).
 pub struct JoinHandle<T> {
-    fiber: Fiber,
+    /// Taken in `drop` (to recycle the header's allocation).
+    fiber: ManuallyDrop<Fiber>,
     /// `Packet::<T, F>::take_erased` for the fiber's `F`.
     take: unsafe fn(*const ()) -> Option<Result<T, JoinError>>,
 }
@@ -406,7 +408,7 @@ impl<T> JoinHandle<T> {
         T: Send,
     {
         JoinHandle {
-            fiber,
+            fiber: ManuallyDrop::new(fiber),
             take: Packet::<T, F>::take_erased,
         }
     }
@@ -489,7 +491,14 @@ impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
         // SAFETY: this is the handle side, released once (here); the header outlives it
         // (our `Fiber` is dropped after this).
-        unsafe { self.fiber.0.packet.release() }
+        unsafe { self.fiber.0.packet.release() };
+        // SAFETY: taken once, here, and not used again.
+        let Fiber(header) = unsafe { ManuallyDrop::take(&mut self.fiber) };
+        // The joiner usually holds the last reference: keep the allocation for a next spawn.
+        context::with_worker(|w| match w {
+            Some(w) => w.spare_headers.recycle(header),
+            None => drop(header),
+        });
     }
 }
 

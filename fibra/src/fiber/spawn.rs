@@ -66,7 +66,10 @@ where
     // The packet's type keeps its borrow lifetimes, but nothing in the header does: erasing
     // them is our caller's promise (what `f` and `T` borrow outlives the fiber and packet).
     join::install(&mut header, Packet::new(Some(f), scope));
-    let header = Arc::new(header);
+    let header = match worker {
+        Some(w) => w.spare_headers.make(header),
+        None => Arc::new(header),
+    };
     // SAFETY: the packet was just installed, this is its one fiber side, and it lives in the
     // header (`start`, then the coroutine it owns).
     let start = unsafe { StartRef::new(Arc::as_ptr(&header)) };

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::context;
 use super::queue::Local;
 use super::Shared;
-use crate::fiber::header::NOT_REGISTERED;
+use crate::fiber::header::{SpareHeaders, NOT_REGISTERED};
 use crate::fiber::switch::FiberCoroutine;
 use crate::fiber::{switch, AfterPark, FiberRef, Header, Suspend, Switched};
 use crate::stack::LocalStackCache;
@@ -54,6 +54,8 @@ pub(crate) struct Worker {
     pub(crate) budget: Cell<u32>,
     /// Spare workers: when the worker last ran out of work (`spare.rs`).
     pub(super) idle_since: Cell<Option<Instant>>,
+    /// Header allocations of finished fibers, for this worker's next spawns.
+    pub(crate) spare_headers: SpareHeaders,
 }
 
 impl Worker {
@@ -82,6 +84,7 @@ impl Worker {
             run_seq: Cell::new(run_seq + run_seq % 2),
             budget: Cell::new(0),
             idle_since: Cell::new(None),
+            spare_headers: SpareHeaders::new(),
         };
         context::set_worker(&worker);
         let retired = worker.run_loop();
@@ -224,7 +227,9 @@ impl Worker {
 
     /// Sleeps until notified, the next timer, or `cap` (spares), whichever comes first.
     pub(super) fn sleep(&self, cap: Option<Duration>) {
-        // Idle time is when cold stacks go back to the kernel (never on the release path).
+        // Idle time is when cold stacks go back to the kernel (never on the release path),
+        // and spare header allocations to the allocator.
+        self.spare_headers.clear();
         if self.shared.stacks.trim(TRIM_BATCH) > 0 {
             return; // look for work again before going to sleep
         }
@@ -398,6 +403,7 @@ impl Worker {
             self.recycle_stack(co.into_stack());
         }
         self.finish(&fiber);
+        self.spare_headers.recycle(fiber);
     }
 
     pub(crate) fn recycle_stack(&self, stack: crate::stack::FiberStack) {
