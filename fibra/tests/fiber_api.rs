@@ -726,3 +726,44 @@ fn never_run_fibers_drop_their_code_once() {
     }
     assert_eq!(drops.load(SeqCst), 20);
 }
+
+/// Headers are reused for later spawns: each fiber still sees its own id, name, locals and
+/// parks, whatever ran in that memory before.
+#[test]
+fn recycled_headers_start_fresh() {
+    let _w = watchdog("recycled_headers_start_fresh");
+    fibra::fiber_local! {
+        static COUNT: Cell<u32> = Cell::new(0);
+    }
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    rt.block_on(|| {
+        let mut ids = HashSet::new();
+        for round in 0..20u32 {
+            let hs: Vec<_> = (0..200u32)
+                .map(|i| {
+                    let name = format!("r{round}-{i}");
+                    fibra::Builder::new()
+                        .name(name.clone())
+                        .spawn(move || {
+                            let me = fibra::current();
+                            assert_eq!(me.name(), Some(name.as_str()));
+                            COUNT.with(|c| c.set(c.get() + 1));
+                            if i % 3 == 0 {
+                                me.unpark();
+                                fibra::park(); // the token: returns at once
+                                fibra::yield_now();
+                            }
+                            (me.id(), COUNT.with(Cell::get))
+                        })
+                        .unwrap()
+                })
+                .collect();
+            for h in hs {
+                assert!(!h.is_finished() || h.fiber().park_reason() == ParkReason::None);
+                let (id, count) = h.join().unwrap();
+                assert!(ids.insert(id), "fiber id {id} seen twice");
+                assert_eq!(count, 1, "a fiber local leaked into a recycled header");
+            }
+        }
+    });
+}
