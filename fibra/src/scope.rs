@@ -155,8 +155,8 @@ impl<'scope> Scope<'scope, '_> {
             unsafe { spawn_raw(&w.shared, Some(w), spec, Some(self.data.clone()), body) }
         });
         match spawned {
-            Ok((header, packet)) => Ok(ScopedJoinHandle {
-                inner: JoinHandle::new(Fiber(header), packet),
+            Ok(inner) => Ok(ScopedJoinHandle {
+                inner,
                 _scope: PhantomData,
             }),
             Err(e) => {

@@ -619,3 +619,151 @@ fn join_from_a_plain_thread() {
     });
     assert_eq!(v, 11);
 }
+
+/// Counts its drops (a packet's code or result).
+struct DropCount(Arc<AtomicUsize>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// Over-aligned: no packet holding one fits the header's inline area.
+#[repr(align(64))]
+struct Aligned(u64);
+
+/// A packet's contents go when the fiber and its handle are both done with them, not when
+/// the last `Fiber` handle goes: inline packets (small), boxed ones (big or over-aligned).
+#[test]
+fn packets_are_dropped_when_both_sides_are_done() {
+    let _w = watchdog("packets_are_dropped_when_both_sides_are_done");
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    rt.block_on(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        // Joined: the result is taken; the closure's capture went when it ran.
+        let d = DropCount(drops.clone());
+        let h = fibra::spawn(move || {
+            let _d = d;
+            [7u64; 32] // a big result: boxed packet
+        });
+        let fiber = h.fiber().clone();
+        assert_eq!(h.join().unwrap(), [7u64; 32]);
+        assert_eq!(drops.load(SeqCst), 1);
+        assert!(fiber.is_finished());
+
+        // Detached: the result (never taken) is dropped by the fiber side, while `Fiber`
+        // handles are still held.
+        for big in [false, true] {
+            let before = drops.load(SeqCst);
+            let pad = [1u8; 256];
+            let d = DropCount(drops.clone());
+            let h = if big {
+                fibra::spawn(move || {
+                    black_box(&pad);
+                    d
+                })
+            } else {
+                fibra::spawn(move || d)
+            };
+            let fiber = h.fiber().clone();
+            drop(h);
+            while !fiber.is_finished() {
+                fibra::yield_now();
+            }
+            let start = Instant::now();
+            while drops.load(SeqCst) == before {
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "result never dropped"
+                );
+                fibra::yield_now();
+            }
+            assert_eq!(drops.load(SeqCst), before + 1);
+            drop(fiber);
+        }
+
+        // Over-aligned code and result.
+        let a = Aligned(5);
+        let h = fibra::spawn(move || Aligned(a.0 + 1));
+        assert_eq!(h.join().unwrap().0, 6);
+
+        // Scoped, big and small: the scope waits for every packet.
+        let data = [1u64, 2, 3];
+        let pad = [3u8; 200];
+        let (small, big) = fibra::scope(|s| {
+            let small = s.spawn(|| data.iter().sum::<u64>());
+            let big = s.spawn(|| data.len() as u64 + black_box(&pad)[0] as u64);
+            let _detached = s.spawn(|| black_box(&pad).len());
+            (small.join().unwrap(), big.join().unwrap())
+        });
+        assert_eq!((small, big), (6, 6));
+    });
+}
+
+/// Fibers still queued when the session ends never run: their closures, inline or boxed,
+/// are dropped once (and a handle kept past the session reports them cancelled).
+#[test]
+fn never_run_fibers_drop_their_code_once() {
+    let _w = watchdog("never_run_fibers_drop_their_code_once");
+    let drops = Arc::new(AtomicUsize::new(0));
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let handles = rt.block_on(|| {
+        let mut hs = Vec::new();
+        for i in 0..20 {
+            let d = DropCount(drops.clone());
+            let pad = [i as u8; 128];
+            hs.push(if i % 2 == 0 {
+                fibra::spawn(move || drop(black_box((d, pad))))
+            } else {
+                fibra::spawn(move || drop(d))
+            });
+        }
+        hs // the root returns at once: the fibers are still queued
+    });
+    for h in handles {
+        let _ = h.join();
+    }
+    assert_eq!(drops.load(SeqCst), 20);
+}
+
+/// Headers are reused for later spawns: each fiber still sees its own id, name, locals and
+/// parks, whatever ran in that memory before.
+#[test]
+fn recycled_headers_start_fresh() {
+    let _w = watchdog("recycled_headers_start_fresh");
+    fibra::fiber_local! {
+        static COUNT: Cell<u32> = Cell::new(0);
+    }
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    rt.block_on(|| {
+        let mut ids = HashSet::new();
+        for round in 0..20u32 {
+            let hs: Vec<_> = (0..200u32)
+                .map(|i| {
+                    let name = format!("r{round}-{i}");
+                    fibra::Builder::new()
+                        .name(name.clone())
+                        .spawn(move || {
+                            let me = fibra::current();
+                            assert_eq!(me.name(), Some(name.as_str()));
+                            COUNT.with(|c| c.set(c.get() + 1));
+                            if i % 3 == 0 {
+                                me.unpark();
+                                fibra::park(); // the token: returns at once
+                                fibra::yield_now();
+                            }
+                            (me.id(), COUNT.with(Cell::get))
+                        })
+                        .unwrap()
+                })
+                .collect();
+            for h in hs {
+                assert!(!h.is_finished() || h.fiber().park_reason() == ParkReason::None);
+                let (id, count) = h.join().unwrap();
+                assert!(ids.insert(id), "fiber id {id} seen twice");
+                assert_eq!(count, 1, "a fiber local leaked into a recycled header");
+            }
+        }
+    });
+}

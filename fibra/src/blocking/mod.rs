@@ -32,7 +32,7 @@ use pool::Job;
 pub(crate) use pool::{pool_session, BlockingPool};
 
 use crate::fiber::identity::FiberIdentity;
-use crate::fiber::{next_fiber_id, Fiber, FiberRef, Header, JoinHandle, Packet, Start};
+use crate::fiber::{join, next_fiber_id, Fiber, FiberRef, Header, JoinHandle, Packet, StartRef};
 use crate::sched::{context, Shared};
 
 /// `FiberIdentity::stack_size` of a blocking task's header: it has no stack, and no fiber
@@ -74,22 +74,28 @@ where
         location: Location::caller(),
         stack_size: TASK_MARK,
     };
-    let header = Header::new_ref(identity, shared.clone());
-    let packet = Arc::new(Packet::new(Some(f), None));
+    let mut header = Header::new(identity, shared.clone());
+    join::install(&mut header, Packet::new(Some(f), None));
+    let header = Arc::new(header);
+    // SAFETY: the packet was just installed and this is its one fiber side; it lives in the
+    // task, whose `header` is dropped after it (field order).
+    let start = unsafe { StartRef::new(Arc::as_ptr(&header)) };
     let task = Box::new(Task {
+        start,
         header: header.clone(),
-        start: packet.clone(),
     });
     if let Err(task) = shared.blocking.submit(task) {
         task.cancel();
     }
-    JoinHandle::new(Fiber(header), packet)
+    // SAFETY: the packet is a `Packet<T, F>` with its handle side not taken yet.
+    unsafe { JoinHandle::new::<F>(Fiber(header)) }
 }
 
 /// A `spawn_blocking` task: a fiber header without a stack, so `JoinHandle` works unchanged.
 struct Task {
+    /// The packet's fiber side. Declared before `header`: it must be dropped first.
+    start: StartRef,
     header: FiberRef,
-    start: Arc<dyn Start>,
 }
 
 impl Job for Task {
@@ -97,7 +103,7 @@ impl Job for Task {
         let _session = pool::enter_session(&self.header.shared);
         // `Start::run` catches the closure's panic into the packet; the header is not
         // CANCELLING (only shutdown's claims set that, and they never see this header).
-        self.start.run(Arc::as_ptr(&self.header));
+        self.start.run();
         self.complete();
     }
 

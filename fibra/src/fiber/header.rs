@@ -11,6 +11,7 @@
 //! | `join_waiter` | joiners and completion, under its mutex | same |
 //! | `watch` | see `watch.rs` | debugging |
 //! | `join_waiting` | the joiner, after storing its waker | completion (fence pairing, `wake_joiner`) |
+//! | `packet` | spawn, before publication (`join::install`); then its code by the fiber side, its result by the fiber before COMPLETE; dropped by the last side (join.rs) | the fiber side; the joiner after COMPLETE |
 
 //!
 //! # Reference counts
@@ -19,8 +20,17 @@
 //! worker that parks it forgets its reference instead of dropping it (`park_ref`), and the
 //! `unpark` that moves it PARKED → QUEUED adopts that count for the queue (`adopt_parked_ref`),
 //! so a hand-off costs no count traffic. Shutdown's `Claim::Parked` adopts it likewise.
+//!
+//! The packet (code, then result) lives in the header's allocation but has counts of its own:
+//! its fiber side and its handle side (join.rs). A `Fiber` handle keeps the header, never the
+//! packet's contents.
+//!
+//! Where the last reference usually goes (a `JoinHandle` dropped on a worker, a worker
+//! completing a fiber nobody joins), the allocation is kept for the worker's next spawn
+//! (`SpareHeaders`); anywhere else the `Arc` frees it.
 
-use std::cell::{Cell, UnsafeCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::mem::MaybeUninit;
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU8, Ordering::*};
 
 use crate::loom::sync::atomic::AtomicPtr;
@@ -28,6 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
 use super::identity::FiberIdentity;
+use super::join::{PacketSlot, StartRef};
 use super::local::LocalMap;
 use super::state::State;
 use super::switch::FiberCoroutine;
@@ -42,18 +53,15 @@ pub(crate) const NOT_REGISTERED: u32 = u32::MAX;
 
 pub(crate) type FiberRef = Arc<Header>;
 
-/// A fiber's code (its packet), with any borrow lifetime erased (`spawn_raw`'s contract
-/// keeps it valid).
-pub(crate) type StartFn = Arc<dyn super::join::Start>;
-
 pub(crate) struct Header {
     pub(crate) identity: FiberIdentity,
     pub(crate) state: State,
     /// The runtime session this fiber belongs to (keeps its queues alive for late wakers).
     pub(crate) shared: Arc<Shared>,
     pub(crate) home: AtomicU32,
-    /// The fiber's code until its first run; then it lives on the coroutine's stack.
-    pub(crate) start: UnsafeCell<Option<StartFn>>,
+    /// The fiber side of the packet until its first run; then it lives on the coroutine's
+    /// stack.
+    pub(crate) start: UnsafeCell<Option<StartRef>>,
     /// Created at the first run, on the worker that runs it, so stack pages are first touched
     /// (and page-faulted) in parallel by the workers and a stack is taken from the runner's
     /// warm cache, not the spawner's.
@@ -79,6 +87,9 @@ pub(crate) struct Header {
     pub(crate) inbox_next: AtomicPtr<Header>,
     /// What `fibra::debug` reads: parked-since, mutex waited for, backtrace capture.
     pub(crate) watch: Watch,
+    /// The fiber's code, then its result (join.rs). Declared last: dropping the fields above
+    /// (`start`, `coroutine`) may release its fiber side.
+    pub(crate) packet: PacketSlot,
 }
 
 // SAFETY: the `UnsafeCell`/`Cell` fields are only touched by the single thread that owns the
@@ -91,9 +102,10 @@ unsafe impl Sync for Header {}
 unsafe impl Send for Header {}
 
 impl Header {
+    /// A header to fill in (its packet: `join::install`) before it goes into its `Arc`.
     /// Every header lives in an `Arc` (`to_ref` relies on it).
-    pub(crate) fn new_ref(identity: FiberIdentity, shared: Arc<Shared>) -> FiberRef {
-        Arc::new(Header {
+    pub(crate) fn new(identity: FiberIdentity, shared: Arc<Shared>) -> Header {
+        Header {
             identity,
             state: State::new(),
             shared,
@@ -111,13 +123,14 @@ impl Header {
             join_waiting: AtomicBool::new(false),
             inbox_next: AtomicPtr::new(std::ptr::null_mut()),
             watch: Watch::new(),
-        })
+            packet: PacketSlot::empty(),
+        }
     }
 
     /// A new counted reference to this header.
     pub(crate) fn to_ref(&self) -> FiberRef {
         let ptr: *const Header = self;
-        // SAFETY: headers are only ever created inside an `Arc` (`new_ref`), and `&self` proves
+        // SAFETY: headers are only ever used inside an `Arc` (`new`), and `&self` proves
         // that Arc still holds a count, so adding one and adopting it is sound.
         unsafe {
             Arc::increment_strong_count(ptr);
@@ -180,6 +193,11 @@ impl Header {
 
 impl Drop for Header {
     fn drop(&mut self) {
+        // A fiber that never ran (and was never discarded) still holds its packet's fiber
+        // side here; release it through `&mut self` before the fields go.
+        if let Some(start) = self.start.get_mut().take() {
+            start.release_in(self);
+        }
         // A started, unfinished coroutine must be unwound on its home thread (shutdown does
         // that); dropping it here could run its destructors on any thread.
         if let Some(co) = self.coroutine.get_mut() {
@@ -196,5 +214,73 @@ impl Drop for Header {
 impl crate::sched::Linked for Header {
     fn inbox_next(&self) -> &AtomicPtr<Header> {
         &self.inbox_next
+    }
+}
+
+/// The allocations of finished fibers' headers, kept by a worker for its next spawns (Go keeps
+/// dead goroutines' `g`s likewise). With thousands of fibers outstanding, glibc's per-thread
+/// cache overflows and every header malloc/free took its slow path (~300 instructions a
+/// fiber); a spare costs a few dozen. Only the memory is kept: a header's contents (its
+/// session, name, waker) are dropped when it is recycled, as they would be by the `Arc`.
+pub(crate) struct SpareHeaders(RefCell<Vec<Arc<MaybeUninit<Header>>>>);
+
+impl SpareHeaders {
+    /// At most this many spares per worker (~350 bytes each); idle workers drop them all.
+    const CAP: usize = if cfg!(loom) { 4 } else { 16 * 1024 };
+
+    pub(crate) fn new() -> SpareHeaders {
+        SpareHeaders(RefCell::new(Vec::new()))
+    }
+
+    /// `header` in a spare allocation if there is one, else in a new one.
+    pub(crate) fn make(&self, header: Header) -> FiberRef {
+        let spare = self.0.borrow_mut().pop();
+        let Some(mut spare) = spare else {
+            return Arc::new(header);
+        };
+        match Arc::get_mut(&mut spare) {
+            Some(slot) => {
+                slot.write(header);
+            }
+            None => fatal!("fiber::header: a spare header is shared"),
+        }
+        let raw = Arc::into_raw(spare).cast::<Header>();
+        // SAFETY: the allocation came from an `Arc<MaybeUninit<Header>>`, whose value has
+        // `Header`'s size and alignment (what `Arc::from_raw` asks of a cast), and holds an
+        // initialised header (written just above).
+        unsafe { Arc::from_raw(raw) }
+    }
+
+    /// Drops `fiber`; if it was the last reference, keeps the allocation for `make`.
+    pub(crate) fn recycle(&self, fiber: FiberRef) {
+        let raw = Arc::into_raw(fiber).cast::<MaybeUninit<Header>>();
+        // SAFETY: same size and alignment (see `make`); the value stays initialised until the
+        // `assume_init_drop` below, and is otherwise given back as a `FiberRef`.
+        let mut spare = unsafe { Arc::from_raw(raw) };
+        let Some(slot) = Arc::get_mut(&mut spare) else {
+            // Others hold it: just give back our count, as a header reference.
+            let raw = Arc::into_raw(spare).cast::<Header>();
+            // SAFETY: as in `make`; the header is initialised (we did not drop it).
+            drop(unsafe { Arc::from_raw(raw) });
+            return;
+        };
+        // SAFETY: `get_mut` proved ours is the only reference (headers have no `Weak`s, and
+        // every raw pointer that can make a new reference owns a count), so nobody can reach
+        // the header again; it is initialised and dropped once, here. If its drop panics,
+        // `spare` (a `MaybeUninit`) just frees the memory.
+        unsafe { slot.assume_init_drop() };
+        // Not borrowed while dropping: a header's drop may run user code (a never-run
+        // closure) that drops another `JoinHandle` and comes back here.
+        if let Ok(mut spares) = self.0.try_borrow_mut() {
+            if spares.len() < Self::CAP {
+                spares.push(spare);
+            }
+        }
+    }
+
+    /// Frees every spare (an idle worker gives the memory back to the allocator).
+    pub(crate) fn clear(&self) {
+        let spares = std::mem::take(&mut *self.0.borrow_mut());
+        drop(spares);
     }
 }

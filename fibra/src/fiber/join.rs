@@ -1,7 +1,25 @@
-//! `JoinHandle`: waiting for a fiber and taking its result.
+//! `JoinHandle`: waiting for a fiber and taking its result; the packet both sides share.
+//!
+//! # The packet
+//! Each fiber has one packet: its code until it starts, then its result until it is joined.
+//! It lives *in the header's allocation* when it fits (`PacketSlot`'s inline area), else in a
+//! box the slot points to; either way a spawn costs one heap allocation, or two for big
+//! closures. (A separate `Arc` packet cost a malloc/free pair per fiber, which glibc makes
+//! slow once thousands of fibers are outstanding and its per-thread cache overflows.)
+//!
+//! The packet is not owned by the header's reference count but by two *sides*, exactly as
+//! the `Arc` packet was: the fiber side (a `StartRef`: in `Header::start`, then in the
+//! coroutine's entry closure, or in a blocking `Task`) and the handle side (`JoinHandle`). The
+//! last side to let go drops the packet (the closure if it never ran, the result if nobody
+//! took it, and a scoped fiber's bookkeeping, which `fibra::scope` waits for), on its own
+//! thread, then and there: a `Fiber` handle kept for long keeps the header's memory, never
+//! the packet's contents. Both sides live no longer than the header (a `StartRef` inside the
+//! header or beside a `FiberRef`, a `JoinHandle` holding a `Fiber`), so the inline area is
+//! valid whenever a side reaches it.
 
 use std::cell::UnsafeCell;
 use std::fmt;
+use std::mem::{self, ManuallyDrop, MaybeUninit};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{fence, Ordering::*};
 use std::sync::Arc;
@@ -10,18 +28,214 @@ use super::handle::Fiber;
 use super::header::Header;
 use super::local;
 use crate::error::JoinError;
+use crate::loom::sync::atomic::AtomicU8;
 use crate::park::{self, ParkReason};
+use crate::sched::context;
 use crate::scope::ScopeData;
 
-/// One allocation per fiber besides its header: the fiber's code until it starts, then its
-/// result until it is joined. (Code and result used to live in separate allocations; merging
-/// them saved a malloc/free pair per spawn, which glibc makes costly when the fiber finishes
-/// on another worker than the one that spawned it.)
+/// The fiber's code until it starts, then its result until it is joined.
 pub(crate) struct Packet<T, F> {
     result: UnsafeCell<Option<Result<T, JoinError>>>,
     start: UnsafeCell<Option<F>>,
     /// Set for scoped fibers: the scope waits until every packet is gone (std's protocol).
     scope: Option<Arc<ScopeData>>,
+}
+
+/// Bytes of packet stored in the header itself (a packet with no captures and a small
+/// result takes ~40; a couple of captured handles still fit).
+const INLINE_SIZE: usize = 64;
+/// The inline area's alignment; a packet needing more is boxed.
+const INLINE_ALIGN: usize = 16;
+
+#[repr(C, align(16))]
+struct InlineArea([MaybeUninit<u8>; INLINE_SIZE]);
+
+const _: () = assert!(mem::align_of::<InlineArea>() == INLINE_ALIGN);
+
+/// What the fiber side and the last side need of a packet, without its types.
+pub(crate) struct PacketVTable {
+    /// `Start::run` on the packet at the pointer.
+    run: unsafe fn(*const (), *const Header),
+    /// `Start::discard` on the packet at the pointer.
+    discard: unsafe fn(*const ()),
+    /// Drops the packet: in place (inline) or with its box.
+    drop: unsafe fn(*mut ()),
+}
+
+/// The packet's place in the header, and the count of its sides.
+pub(crate) struct PacketSlot {
+    inline: UnsafeCell<InlineArea>,
+    /// The boxed packet, or null when it is inline (or there is none).
+    boxed: *mut (),
+    /// `None`: no packet (test headers).
+    vtable: Option<&'static PacketVTable>,
+    /// Sides still holding the packet (2 at spawn; 1 for an already-cancelled handle).
+    sides: SideCount,
+}
+
+impl PacketSlot {
+    pub(crate) fn empty() -> PacketSlot {
+        PacketSlot {
+            inline: UnsafeCell::new(InlineArea([MaybeUninit::uninit(); INLINE_SIZE])),
+            boxed: std::ptr::null_mut(),
+            vtable: None,
+            sides: SideCount::new(0),
+        }
+    }
+
+    /// Stores `packet`, held by `sides` sides. Before the header is shared (`&mut`).
+    fn install<T: Send, F: FnOnce() -> T + Send>(&mut self, packet: Packet<T, F>, sides: u8) {
+        assert!(self.vtable.is_none(), "a header has one packet");
+        if fits_inline::<Packet<T, F>>() {
+            // SAFETY: the area is large and aligned enough (checked just now) and empty.
+            unsafe { self.inline.get().cast::<Packet<T, F>>().write(packet) };
+            self.vtable = Some(&<Packet<T, F> as Start>::INLINE);
+        } else {
+            self.boxed = Box::into_raw(Box::new(packet)).cast();
+            self.vtable = Some(&<Packet<T, F> as Start>::BOXED);
+        }
+        self.sides = SideCount::new(sides);
+    }
+
+    /// Where the packet is.
+    fn data(&self) -> *mut () {
+        if self.boxed.is_null() {
+            self.inline.get().cast()
+        } else {
+            self.boxed
+        }
+    }
+
+    fn vtable(&self) -> &'static PacketVTable {
+        match self.vtable {
+            Some(v) => v,
+            None => fatal!("fiber::join: a packet side on a header without a packet"),
+        }
+    }
+
+    /// One side is done with the packet; the last one drops it, here and now.
+    ///
+    /// # Safety
+    /// The caller is a side that has not released yet (`StartRef`, `JoinHandle`), and it no
+    /// longer touches the packet.
+    unsafe fn release(&self) {
+        if self.sides.release() {
+            // SAFETY: every other side has released (`SideCount::release` returned true,
+            // with the Acquire that orders their accesses before this), so nobody else
+            // touches the packet; it was installed (a side exists) and is dropped once.
+            unsafe { (self.vtable().drop)(self.data()) }
+        }
+    }
+}
+
+impl Drop for PacketSlot {
+    fn drop(&mut self) {
+        if self.vtable.is_some() && self.sides.get_mut() != 0 {
+            // Both sides live no longer than the header (module docs), so this is a bug: stop
+            // rather than free the packet under a side that may still use it.
+            fatal!("fiber::join: header dropped while its packet is held");
+        }
+    }
+}
+
+/// The count of a packet's sides: like `Arc`'s strong count, Release on every decrement and
+/// Acquire for the last, so the last side sees everything the others did with the packet.
+pub(crate) struct SideCount(AtomicU8);
+
+impl SideCount {
+    pub(crate) fn new(sides: u8) -> SideCount {
+        SideCount(AtomicU8::new(sides))
+    }
+
+    /// True for the last side.
+    pub(crate) fn release(&self) -> bool {
+        if self.0.fetch_sub(1, Release) != 1 {
+            return false;
+        }
+        crate::loom::sync::atomic::fence(Acquire);
+        true
+    }
+
+    fn get_mut(&mut self) -> u8 {
+        // `with_mut` exists under loom only; a load is the same under `&mut`.
+        self.0.load(Relaxed)
+    }
+}
+
+fn fits_inline<P>() -> bool {
+    mem::size_of::<P>() <= INLINE_SIZE && mem::align_of::<P>() <= INLINE_ALIGN
+}
+
+/// The fiber side's hold on its packet: in `Header::start` until the first run, then in the
+/// coroutine's entry closure (or in a blocking `Task`). Dropping it releases the side.
+pub(crate) struct StartRef {
+    header: *const Header,
+}
+
+// SAFETY: the packet's code and result are `Send` (`spawn_raw`'s and `spawn_blocking`'s
+// bounds), and the side count is atomic; the header pointer is valid as long as the StartRef
+// lives (`StartRef::new`'s contract), whichever thread holds it.
+unsafe impl Send for StartRef {}
+
+impl StartRef {
+    /// # Safety
+    /// `header` carries a packet with a fiber side not yet taken (one `StartRef` per packet),
+    /// and the `StartRef` lives no longer than the header: inside it, or dropped before the
+    /// last `FiberRef` beside it.
+    pub(crate) unsafe fn new(header: *const Header) -> StartRef {
+        StartRef { header }
+    }
+
+    fn slot(&self) -> &PacketSlot {
+        // SAFETY: the header outlives this StartRef (`new`'s contract).
+        unsafe { &(*self.header).packet }
+    }
+
+    /// Runs the fiber's code on its own stack, once (see `Start::run`).
+    pub(crate) fn run(&self) {
+        let slot = self.slot();
+        // SAFETY: the fiber side holds the packet (it is alive), and `run` is only reached by
+        // the owner of the fiber's run (see `Start`).
+        unsafe { (slot.vtable().run)(slot.data(), self.header) }
+    }
+
+    /// Drops the code of a fiber that will never run; a no-op after `run`.
+    pub(crate) fn discard(&self) {
+        let slot = self.slot();
+        // SAFETY: as in `run`.
+        unsafe { (slot.vtable().discard)(slot.data()) }
+    }
+}
+
+impl StartRef {
+    /// Releases the side through the header being dropped (its own `&mut`), not the stored
+    /// pointer.
+    pub(crate) fn release_in(self, header: &mut Header) {
+        debug_assert!(std::ptr::eq(self.header, header));
+        mem::forget(self);
+        // SAFETY: this is the fiber side (forgotten above, so released once, here).
+        unsafe { header.packet.release() }
+    }
+}
+
+impl Drop for StartRef {
+    fn drop(&mut self) {
+        // SAFETY: this is the fiber side, released once (here); it is done with the packet.
+        unsafe { self.slot().release() }
+    }
+}
+
+/// Puts `packet` into the header about to be published, for the fiber and a handle.
+pub(crate) fn install<T: Send, F: FnOnce() -> T + Send>(header: &mut Header, packet: Packet<T, F>) {
+    header.packet.install(packet, 2);
+}
+
+/// Puts `packet` into a header whose fiber will never exist: only a handle holds it.
+pub(crate) fn install_handle_only<T: Send, F: FnOnce() -> T + Send>(
+    header: &mut Header,
+    packet: Packet<T, F>,
+) {
+    header.packet.install(packet, 1);
 }
 
 // SAFETY: `start` is taken once, by the worker that owns the fiber's first run (or shutdown's
@@ -30,18 +244,53 @@ pub(crate) struct Packet<T, F> {
 // `T: Send`, `F: Send` let both cross threads.
 unsafe impl<T: Send, F: Send> Sync for Packet<T, F> {}
 
-/// The result side of a packet, as `JoinHandle<T>` sees it (without the closure's type).
-pub(crate) trait Outcome<T>: Send + Sync {
-    /// The joiner, after completion: the result, if the fiber left one.
-    fn take(&self) -> Option<Result<T, JoinError>>;
-}
-
 /// The code side of a packet, as the worker that starts the fiber sees it.
-pub(crate) trait Start: Send + Sync {
+pub(crate) trait Start: Send + Sync + Sized {
     /// Runs the fiber's code on its own stack. Called once, on the fiber's stack.
     fn run(&self, header: *const Header);
     /// Drops the code of a fiber that will never run (shutdown); a no-op after `run`.
     fn discard(&self);
+
+    /// The vtable of an inline packet of this type.
+    const INLINE: PacketVTable = PacketVTable {
+        run: Self::run_erased,
+        discard: Self::discard_erased,
+        drop: Self::drop_inline,
+    };
+    /// The vtable of a boxed packet of this type.
+    const BOXED: PacketVTable = PacketVTable {
+        run: Self::run_erased,
+        discard: Self::discard_erased,
+        drop: Self::drop_boxed,
+    };
+
+    /// # Safety
+    /// `p` points to a live `Self`.
+    unsafe fn run_erased(p: *const (), header: *const Header) {
+        // SAFETY: the caller's promise.
+        unsafe { (*p.cast::<Self>()).run(header) }
+    }
+
+    /// # Safety
+    /// `p` points to a live `Self`.
+    unsafe fn discard_erased(p: *const ()) {
+        // SAFETY: the caller's promise.
+        unsafe { (*p.cast::<Self>()).discard() }
+    }
+
+    /// # Safety
+    /// `p` points to a live `Self` in a header's inline area, which nobody uses again.
+    unsafe fn drop_inline(p: *mut ()) {
+        // SAFETY: the caller's promise.
+        unsafe { p.cast::<Self>().drop_in_place() }
+    }
+
+    /// # Safety
+    /// `p` came from `Box::<Self>::into_raw` and nobody uses it again.
+    unsafe fn drop_boxed(p: *mut ()) {
+        // SAFETY: the caller's promise.
+        drop(unsafe { Box::from_raw(p.cast::<Self>()) })
+    }
 }
 
 impl<T, F> Packet<T, F> {
@@ -59,18 +308,21 @@ impl<T, F> Packet<T, F> {
         unsafe { *self.result.get() = Some(value) };
     }
 
+    /// The joiner, after completion: the result, if the fiber left one.
+    ///
+    /// # Safety
+    /// `p` points to a live `Packet<T, F>` whose fiber is COMPLETE, observed with Acquire,
+    /// and the caller is its only handle.
+    unsafe fn take_erased(p: *const ()) -> Option<Result<T, JoinError>> {
+        // SAFETY: the writer is done (COMPLETE observed) and the sole handle is the only
+        // reader; the packet is alive (the caller's promise).
+        unsafe { (*(*p.cast::<Self>()).result.get()).take() }
+    }
+
     fn take_start(&self) -> Option<F> {
         // SAFETY: only the owner of the fiber's first run (or its shutdown claimer) calls
         // this, once, and nothing else touches `start` (see the Sync impl).
         unsafe { (*self.start.get()).take() }
-    }
-}
-
-impl<T: Send, F: Send> Outcome<T> for Packet<T, F> {
-    fn take(&self) -> Option<Result<T, JoinError>> {
-        // SAFETY: COMPLETE was observed with Acquire (the writer is done) and `JoinHandle::join`
-        // consumes the only handle, so this is the only access.
-        unsafe { (*self.result.get()).take() }
     }
 }
 
@@ -139,13 +391,26 @@ pub(crate) fn wait_complete(fiber: &Header) -> bool {
 /// An owned permission to join a fiber: returned by [`spawn`](crate::spawn).
 /// Dropping it detaches the fiber (it keeps running; its result is dropped).
 pub struct JoinHandle<T> {
-    fiber: Fiber,
-    packet: Arc<dyn Outcome<T>>,
+    /// Taken in `drop` (to recycle the header's allocation).
+    fiber: ManuallyDrop<Fiber>,
+    /// `Packet::<T, F>::take_erased` for the fiber's `F`.
+    take: unsafe fn(*const ()) -> Option<Result<T, JoinError>>,
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(fiber: Fiber, packet: Arc<dyn Outcome<T>>) -> JoinHandle<T> {
-        JoinHandle { fiber, packet }
+    /// The handle side of `fiber`'s packet, a `Packet<T, F>` put there by `install`.
+    ///
+    /// # Safety
+    /// The packet's handle side is not taken yet (one handle per packet) and its type is
+    /// `Packet<T, F>`.
+    pub(crate) unsafe fn new<F: FnOnce() -> T + Send>(fiber: Fiber) -> JoinHandle<T>
+    where
+        T: Send,
+    {
+        JoinHandle {
+            fiber: ManuallyDrop::new(fiber),
+            take: Packet::<T, F>::take_erased,
+        }
     }
 
     /// Waits for the fiber to finish and returns its value. From a fiber this parks the fiber;
@@ -173,7 +438,10 @@ impl<T> JoinHandle<T> {
         if !wait_complete(&self.fiber.0) {
             return Err(JoinError::Cancelled);
         }
-        match self.packet.take() {
+        let slot = &self.fiber.0.packet;
+        // SAFETY: `take` matches the packet's type (`new`), the handle side keeps it alive,
+        // COMPLETE was observed with Acquire and `join` consumes the only handle.
+        match unsafe { (self.take)(slot.data()) } {
             Some(result) => result,
             // SAFETY: written before COMPLETE, which `wait_complete` observed with Acquire;
             // only this (sole) handle reads it.
@@ -182,6 +450,16 @@ impl<T> JoinHandle<T> {
                 None => Err(JoinError::Cancelled),
             },
         }
+    }
+
+    /// The result of a fiber already seen COMPLETE (`wait_complete`), if it left one.
+    pub(crate) fn take_completed(self) -> Option<Result<T, JoinError>> {
+        assert!(
+            self.fiber.0.state.is_complete(),
+            "take_completed before completion"
+        );
+        // SAFETY: as in `join`: COMPLETE observed with Acquire (just now), sole handle.
+        unsafe { (self.take)(self.fiber.0.packet.data()) }
     }
 
     /// True once the fiber has finished; `join` then returns without waiting.
@@ -209,10 +487,64 @@ impl<T> JoinHandle<T> {
     }
 }
 
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        // SAFETY: this is the handle side, released once (here); the header outlives it
+        // (our `Fiber` is dropped after this).
+        unsafe { self.fiber.0.packet.release() };
+        // SAFETY: taken once, here, and not used again.
+        let Fiber(header) = unsafe { ManuallyDrop::take(&mut self.fiber) };
+        // The joiner usually holds the last reference: keep the allocation for a next spawn.
+        context::with_worker(|w| match w {
+            Some(w) => w.spare_headers.recycle(header),
+            None => drop(header),
+        });
+    }
+}
+
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JoinHandle")
             .field("fiber", &self.fiber)
             .finish()
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::SideCount;
+    use crate::loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// The packet's two sides release on two threads: exactly one is last, and it sees what
+    /// the other wrote to the packet (the result) before releasing.
+    #[test]
+    fn last_side_drops_once_and_sees_the_other() {
+        loom::model(|| {
+            let sides = Arc::new((SideCount::new(2), UnsafeCell::new(0u32)));
+            let other = {
+                let sides = sides.clone();
+                thread::spawn(move || {
+                    // SAFETY: before this side's release, only this side touches the value.
+                    sides.1.with_mut(|v| unsafe { *v = 7 });
+                    if sides.0.release() {
+                        // SAFETY: the last side: the other one released, nobody else touches it.
+                        assert_eq!(sides.1.with(|v| unsafe { *v }), 7);
+                        1
+                    } else {
+                        0
+                    }
+                })
+            };
+            let here = if sides.0.release() {
+                // SAFETY: as above.
+                assert_eq!(sides.1.with(|v| unsafe { *v }), 7);
+                1
+            } else {
+                0
+            };
+            assert_eq!(here + other.join().unwrap(), 1, "exactly one last side");
+        });
     }
 }

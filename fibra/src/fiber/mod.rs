@@ -3,7 +3,7 @@
 mod handle;
 pub(crate) mod header;
 pub(crate) mod identity;
-mod join;
+pub(crate) mod join;
 pub(crate) mod local;
 mod spawn;
 pub(crate) mod state;
@@ -13,7 +13,7 @@ pub(crate) mod watch;
 pub use handle::{current, park, try_current, yield_now, Fiber, FiberId};
 pub(crate) use header::{FiberRef, Header};
 pub use join::JoinHandle;
-pub(crate) use join::{wait_complete, Packet, Start};
+pub(crate) use join::{wait_complete, Packet, StartRef};
 pub use local::LocalKey;
 pub(crate) use spawn::{next_fiber_id, spawn_raw, SpawnSpec};
 pub use spawn::{spawn, Builder};
@@ -29,5 +29,5 @@ pub(crate) fn test_fiber(shared: &std::sync::Arc<crate::sched::Shared>, id: u64)
         location: std::panic::Location::caller(),
         stack_size: 0,
     };
-    Header::new_ref(identity, shared.clone())
+    std::sync::Arc::new(Header::new(identity, shared.clone()))
 }

@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::sync::Arc;
 
 use super::handle::Fiber;
-use super::header::{FiberRef, Header, StartFn};
+use super::header::Header;
 use super::identity::FiberIdentity;
-use super::join::{JoinHandle, Outcome, Packet, Start};
+use super::join::{self, JoinHandle, Packet, StartRef};
 use crate::error::SpawnError;
 use crate::sched::{context, worker::Worker, Shared};
 use crate::stack::MIN_STACK_SIZE;
@@ -38,7 +38,7 @@ pub(crate) unsafe fn spawn_raw<F, T>(
     spec: SpawnSpec,
     scope: Option<Arc<crate::scope::ScopeData>>,
     f: F,
-) -> Result<(FiberRef, Arc<dyn Outcome<T>>), SpawnError>
+) -> Result<JoinHandle<T>, SpawnError>
 where
     F: FnOnce() -> T + Send,
     T: Send,
@@ -62,18 +62,17 @@ where
         location: spec.location,
         stack_size: size.next_multiple_of(crate::sys::page_size()),
     };
-    let header = Header::new_ref(identity, shared.clone());
-    let packet = Arc::new(Packet::new(Some(f), scope));
-    let (start, outcome): (Arc<dyn Start + '_>, Arc<dyn Outcome<T> + '_>) =
-        (packet.clone(), packet);
-    // SAFETY: erasing the borrow lifetime is our caller's promise: what `f` (and `T`) borrow
-    // outlives the fiber and its packet. The types are the same fat pointers but for the bound.
-    let (start, outcome) = unsafe {
-        (
-            std::mem::transmute::<Arc<dyn Start + '_>, StartFn>(start),
-            std::mem::transmute::<Arc<dyn Outcome<T> + '_>, Arc<dyn Outcome<T>>>(outcome),
-        )
+    let mut header = Header::new(identity, shared.clone());
+    // The packet's type keeps its borrow lifetimes, but nothing in the header does: erasing
+    // them is our caller's promise (what `f` and `T` borrow outlives the fiber and packet).
+    join::install(&mut header, Packet::new(Some(f), scope));
+    let header = match worker {
+        Some(w) => w.spare_headers.make(header),
+        None => Arc::new(header),
     };
+    // SAFETY: the packet was just installed, this is its one fiber side, and it lives in the
+    // header (`start`, then the coroutine it owns).
+    let start = unsafe { StartRef::new(Arc::as_ptr(&header)) };
     // SAFETY: the header is not shared with any other thread yet.
     unsafe { *header.start.get() = Some(start) };
     shared.live.fetch_add(1, Relaxed);
@@ -81,7 +80,8 @@ where
         Some(w) => w.schedule_new(header.clone()),
         None => shared.inject(header.clone()),
     }
-    Ok((header, outcome))
+    // SAFETY: the packet is a `Packet<T, F>` with its handle side not taken yet.
+    Ok(unsafe { JoinHandle::new::<F>(Fiber(header)) })
 }
 
 /// Spawns a fiber with a name or a stack size of its own.
@@ -151,8 +151,7 @@ impl Builder {
         context::with_worker(|w| {
             let w = w.ok_or(SpawnError::NoRuntime)?;
             // SAFETY: `F` and `T` are 'static.
-            let (header, packet) = unsafe { spawn_raw(&w.shared, Some(w), spec, None, f)? };
-            Ok(JoinHandle::new(Fiber(header), packet))
+            unsafe { spawn_raw(&w.shared, Some(w), spec, None, f) }
         })
     }
 }
@@ -201,10 +200,10 @@ fn cancelled_handle<T: Send + 'static>() -> JoinHandle<T> {
         location: Location::caller(),
         stack_size: 0,
     };
-    let header = Header::new_ref(identity, shared);
+    let mut header = Header::new(identity, shared);
+    // Only a handle side: the fiber never exists.
+    join::install_handle_only(&mut header, Packet::<T, fn() -> T>::new(None, None));
     header.state.transition_to_complete();
-    JoinHandle::new(
-        Fiber(header),
-        Arc::new(Packet::<T, fn() -> T>::new(None, None)),
-    )
+    // SAFETY: the packet is a `Packet<T, fn() -> T>` with its handle side not taken yet.
+    unsafe { JoinHandle::new::<fn() -> T>(Fiber(Arc::new(header))) }
 }

@@ -366,8 +366,7 @@ impl Runtime {
         // unwound (`wait_complete` below, then the session's shutdown), so what `f` borrows
         // outlives it.
         let root = unsafe { spawn_raw(&shared, None, spec, None, f) };
-        let (root, packet) =
-            root.unwrap_or_else(|e| panic!("fibra: cannot start the root fiber: {e}"));
+        let root = root.unwrap_or_else(|e| panic!("fibra: cannot start the root fiber: {e}"));
         crate::sched::sessions::enter(self.key_addr(), &shared);
         // Before the root runs, so a signal sent by it finds the handler; dropping it
         // restores the previous handler (also if starting the workers panics).
@@ -377,11 +376,10 @@ impl Runtime {
                 .ok()
         });
         let threads = start_workers(&shared);
-        wait_complete(&root);
+        wait_complete(&root.fiber().0);
         drop(signal_dump);
         finish_session(&shared, threads);
-        drop(root);
-        match packet.take() {
+        match root.take_completed() {
             Some(Ok(v)) => v,
             Some(Err(crate::JoinError::Panicked(p))) => std::panic::resume_unwind(p),
             _ => unreachable!("the root fiber finishes before shutdown starts"),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::context;
 use super::queue::Local;
 use super::Shared;
-use crate::fiber::header::NOT_REGISTERED;
+use crate::fiber::header::{SpareHeaders, NOT_REGISTERED};
 use crate::fiber::switch::FiberCoroutine;
 use crate::fiber::{switch, AfterPark, FiberRef, Header, Suspend, Switched};
 use crate::stack::LocalStackCache;
@@ -54,6 +54,8 @@ pub(crate) struct Worker {
     pub(crate) budget: Cell<u32>,
     /// Spare workers: when the worker last ran out of work (`spare.rs`).
     pub(super) idle_since: Cell<Option<Instant>>,
+    /// Header allocations of finished fibers, for this worker's next spawns.
+    pub(crate) spare_headers: SpareHeaders,
 }
 
 impl Worker {
@@ -82,6 +84,7 @@ impl Worker {
             run_seq: Cell::new(run_seq + run_seq % 2),
             budget: Cell::new(0),
             idle_since: Cell::new(None),
+            spare_headers: SpareHeaders::new(),
         };
         context::set_worker(&worker);
         let retired = worker.run_loop();
@@ -235,7 +238,9 @@ impl Worker {
 
     /// Sleeps until notified, the next timer, or `cap` (spares), whichever comes first.
     pub(super) fn sleep(&self, cap: Option<Duration>) {
-        // Idle time is when cold stacks go back to the kernel (never on the release path).
+        // Idle time is when cold stacks go back to the kernel (never on the release path),
+        // and spare header allocations to the allocator.
+        self.spare_headers.clear();
         if self.shared.stacks.trim(TRIM_BATCH) > 0 {
             return; // look for work again before going to sleep
         }
@@ -373,15 +378,11 @@ impl Worker {
         };
         let stack = self.stacks.borrow_mut().take(fiber.identity.stack_size)?;
         stack.set_identity(&fiber.identity);
-        let header = Arc::as_ptr(fiber) as usize;
         // SAFETY: the header owns the coroutine and outlives it; `spawn_raw`'s caller promised
         // that the code's borrows outlive the fiber; `Start::run` lets only forced unwinds
-        // escape.
-        Ok(unsafe {
-            switch::new_coroutine(stack, Arc::as_ptr(fiber), move || {
-                start.run(header as *const Header)
-            })
-        })
+        // escape. The fiber side (`start`) is released when the entry closure returns or is
+        // unwound, on the fiber's stack, as before COMPLETE.
+        Ok(unsafe { switch::new_coroutine(stack, Arc::as_ptr(fiber), move || start.run()) })
     }
 
     /// First run: this worker becomes the fiber's home.
@@ -413,6 +414,7 @@ impl Worker {
             self.recycle_stack(co.into_stack());
         }
         self.finish(&fiber);
+        self.spare_headers.recycle(fiber);
     }
 
     pub(crate) fn recycle_stack(&self, stack: crate::stack::FiberStack) {
