@@ -1,5 +1,5 @@
-//! The HTTP/1.1 the io experiment's threads and tokio servers speak (fibra's is
-//! `fibra/examples/http_hello.rs` itself): keep-alive and pipelining of body-less requests,
+//! The HTTP/1.1 the io experiment's threads server speaks (fibra's is
+//! `fibra/examples/http_hello.rs` itself, tokio's is hyper): keep-alive and pipelining of body-less requests,
 //! parsed with `httparse`, every one answered with `Hello, World!`. It is only as much HTTP as
 //! the benchmark needs: a request with a body, a malformed one or an oversized head gets an
 //! error status and the connection is closed.

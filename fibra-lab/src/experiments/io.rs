@@ -23,9 +23,9 @@ pub const DESCRIPTION: &str =
 
 pub const NOTE: &str =
     "Servers: fibra = fibra/examples/http_hello.rs itself (a fiber per connection, \
-httparse); threads = a thread per connection on std::net (64 KiB stacks); tokio = a task per \
-connection with a hand-written HTTP/1.1 loop on httparse (hyper is not in the offline registry \
-this lab is built from, so this is not tokio + hyper); go = net/http. Two workers (GOMAXPROCS 2). \
+httparse); threads = a thread per connection on std::net (64 KiB stacks); tokio = tokio + \
+hyper 1.x, a task per connection (hyper::server::conn::http1, keep-alive, no Date header); \
+go = net/http. Two workers (GOMAXPROCS 2). \
 Load: wrk -t2 -c<conns> --latency when wrk is on PATH, else the lab's own generator (2 threads, \
 closed loop); the load generator shares the machine's cores with the server, so req/s is a \
 loopback figure of both. RSS = the server's peak VmRSS sampled every 100 ms under load; \

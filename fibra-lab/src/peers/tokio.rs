@@ -1,10 +1,18 @@
 //! tokio tasks on a multi-thread runtime; `tokio::time::sleep`; `tokio::sync::Notify` ping-pong;
-//! an HTTP server.
+//! an HTTP server on hyper.
 
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
 use tokio::runtime::{Builder, Runtime};
 use tokio::sync::{mpsc, Notify};
 
@@ -12,7 +20,6 @@ use crate::child::{self, Figures};
 use crate::experiments::chan::{self as chan_exp, Case, Flavour};
 use crate::experiments::switch::{self as switch_exp, Placement};
 use crate::experiments::{churn, spawn as spawn_exp};
-use crate::http;
 use crate::machine::vm_rss_bytes;
 
 fn runtime(workers: usize) -> Result<Runtime, String> {
@@ -268,8 +275,8 @@ pub fn blocking(n: u64, workers: usize) -> Result<Figures, String> {
     })
 }
 
-/// io: one task per connection on a multi-thread runtime, until the lab kills the process.
-/// A hand-written HTTP/1.1 loop (`crate::http`): hyper is not in the offline registry here.
+/// io: tokio + hyper 1.x, one task per connection (`hyper::server::conn::http1`, keep-alive on)
+/// on a multi-thread runtime, until the lab kills the process.
 pub fn io_server(workers: usize) -> Result<Figures, String> {
     let rt = Builder::new_multi_thread()
         .worker_threads(workers.max(1))
@@ -277,7 +284,11 @@ pub fn io_server(workers: usize) -> Result<Figures, String> {
         .enable_time()
         .build()
         .map_err(|e| format!("could not build the tokio runtime: {e}"))?;
-    rt.block_on(async {
+    // No timer, so no header read timeout: like the other servers, idle connections stay open.
+    let mut http = http1::Builder::new();
+    // The same headers as the other servers: no `Date`.
+    http.keep_alive(true).auto_date_header(false);
+    rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
@@ -285,7 +296,12 @@ pub fn io_server(workers: usize) -> Result<Figures, String> {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
-                    tokio::spawn(io_connection(stream));
+                    let _ = stream.set_nodelay(true);
+                    let conn = http.serve_connection(TokioIo::new(stream), service_fn(hello));
+                    tokio::spawn(async move {
+                        // A client that goes away mid-request is its own business.
+                        let _ = conn.await;
+                    });
                 }
                 // Out of descriptors: let some connections close rather than spin.
                 Err(e) if e.raw_os_error() == Some(libc::EMFILE) => {
@@ -297,46 +313,13 @@ pub fn io_server(workers: usize) -> Result<Figures, String> {
     })
 }
 
-async fn io_connection(stream: tokio::net::TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let mut buf = vec![0u8; http::MAX_HEAD_BYTES];
-    let mut end = 0;
-    let mut out = Vec::with_capacity(4096);
-    loop {
-        match read(&stream, &mut buf[end..]).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => end += n,
-        }
-        let answered = http::answer(&buf[..end], &mut out);
-        if write_all(&stream, &out).await.is_err() || answered.close {
-            return;
-        }
-        out.clear();
-        buf.copy_within(answered.consumed..end, 0);
-        end -= answered.consumed;
-    }
-}
+const HELLO: &[u8] = b"Hello, World!";
 
-// Readiness plus `try_*` rather than `AsyncReadExt`/`AsyncWriteExt`: tokio's `io-util` feature
-// needs the `bytes` crate, which the offline registry does not have.
-async fn read(stream: &tokio::net::TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
-    loop {
-        stream.readable().await?;
-        match stream.try_read(buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            result => return result,
-        }
-    }
-}
-
-async fn write_all(stream: &tokio::net::TcpStream, mut data: &[u8]) -> std::io::Result<()> {
-    while !data.is_empty() {
-        stream.writable().await?;
-        match stream.try_write(data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+/// Every request gets `Hello, World!` with the headers the other servers send.
+async fn hello(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut response = Response::new(Full::new(Bytes::from_static(HELLO)));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(HELLO.len()));
+    Ok(response)
 }
