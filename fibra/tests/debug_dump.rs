@@ -125,6 +125,14 @@ fn dump_lists_each_wait_reason_with_its_backtrace() {
         let locker_info = named(&d, "locker").unwrap();
         let wait = locker_info.waits_for.expect("the locker records its mutex");
         assert_eq!(wait.holder, Some(fibra::current().id().as_u64()));
+        assert_eq!(locker_info.channel, None);
+        // The receiver records the channel it waits on, and the locker's group line names it.
+        let receiver_info = named(&d, "receiver").unwrap();
+        let chan = receiver_info
+            .channel
+            .expect("the receiver records its channel");
+        assert!(d.to_string().contains(&format!("Chan@{chan:#x}")), "{d}");
+        assert_eq!(receiver_info.waits_for, None);
         // The dumping fiber itself is running, with its own backtrace.
         let me = named(&d, "main").unwrap();
         assert!(

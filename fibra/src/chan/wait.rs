@@ -97,6 +97,7 @@ pub(crate) fn block<'a, T>(
         Side::Send => ParkReason::ChanSend,
         Side::Recv => ParkReason::ChanRecv,
     };
+    crate::fiber::note_waiting(std::ptr::from_ref(chan) as usize, 0); // for `fibra::debug`
     match wait(&signal, reason, deadline) {
         token @ (TIMED_OUT | CANCELLED) => {
             let (packet, st) = reg.finish();

@@ -69,6 +69,9 @@ pub struct FiberDump {
     pub home: Option<usize>,
     /// The mutex it waits for, when parked on a `fibra::sync::Mutex`.
     pub waits_for: Option<MutexWait>,
+    /// The channel it waits on (its address, printed `Chan@0x…`), when parked in a
+    /// `fibra::chan` send or receive. Channels have no holder, so no cycle runs through them.
+    pub channel: Option<usize>,
     /// Its backtrace (parked fibers, and the fiber that took the dump).
     pub backtrace: Trace,
 }
@@ -168,6 +171,10 @@ pub(crate) fn dump_session(shared: &Arc<Shared>, timeout: Duration, into: &mut D
             }),
             spawned_at: h.identity.location.to_string(),
             home: h.home(),
+            channel: (parked
+                && matches!(reason, Some(ParkReason::ChanSend | ParkReason::ChanRecv))
+                && waits != 0)
+                .then_some(waits),
             waits_for: (parked && reason == Some(ParkReason::MutexLock) && waits != 0).then(|| {
                 MutexWait {
                     mutex: waits,
@@ -195,6 +202,7 @@ pub(crate) fn dump_session(shared: &Arc<Shared>, timeout: Duration, into: &mut D
             spawned_at: at.to_string(),
             home: Some(worker),
             waits_for: None,
+            channel: None,
             backtrace: Trace::Unavailable("running".into()),
         });
         listed += 1;

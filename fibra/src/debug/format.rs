@@ -55,6 +55,15 @@ fn state_label(f: &FiberDump, group: &[&FiberDump]) -> String {
             } else {
                 format!("{reason}, {lo}-{hi} ms")
             };
+            // A group shares a backtrace, not necessarily the object it waits on.
+            let mut chans: Vec<usize> = group.iter().filter_map(|g| g.channel).collect();
+            chans.sort_unstable();
+            chans.dedup();
+            match chans[..] {
+                [] => {}
+                [c] => s += &format!(", Chan@{c:#x}"),
+                _ => s += &format!(", {} channels", chans.len()),
+            }
             if let Some(w) = f.waits_for {
                 s += &format!(", Mutex@{:#x}", w.mutex);
                 if let Some(h) = w.holder {

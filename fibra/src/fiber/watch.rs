@@ -5,7 +5,7 @@
 //! | field | written by | read by |
 //! |---|---|---|
 //! | `parked_at` | the fiber, in `park` (coarse session clock, ms) | dumps |
-//! | `waits_for`, `waits_for_holder` | the fiber, on a mutex's contended path | dumps |
+//! | `waits_for`, `waits_for_holder` | the fiber, before it waits for a mutex or a channel | dumps |
 //! | `woken_at` | an unparker of a sampled fiber; its runner resets it | its runner |
 //! | `capture` | a dumper (CAS null → request), the fiber (swap → null), a dumper withdrawing | both |
 //!
@@ -102,6 +102,18 @@ extern "C" {
         arg: *mut c_void,
     ) -> c_int;
     fn _Unwind_GetIP(ctx: *mut c_void) -> usize;
+}
+
+/// The calling fiber (if any) records what it is about to wait for, for `fibra::debug`: the
+/// address of a `Mutex` (with its holder's fiber id, 0 if unknown) or of a channel (holder
+/// 0). Which kind it is follows from the park reason the wait records.
+pub(crate) fn note_waiting(object: usize, holder: u64) {
+    crate::sched::context::with_current_fiber(|f| {
+        if let Some(h) = f {
+            h.watch.waits_for_holder.store(holder, Relaxed);
+            h.watch.waits_for.store(object, Relaxed);
+        }
+    })
 }
 
 /// Per-fiber debugging state (see the module header).

@@ -232,19 +232,7 @@ fn current_fiber_id() -> u64 {
     crate::sched::context::with_current_fiber(|f| f.map_or(0, |h| h.identity.id))
 }
 
-/// The calling fiber (if any) records what it waits for, for `fibra::debug` (0, 0: nothing).
-fn note_waiting(mutex: usize, holder: u64) {
-    crate::sched::context::with_current_fiber(|f| {
-        if let Some(h) = f {
-            h.watch
-                .waits_for_holder
-                .store(holder, std::sync::atomic::Ordering::Relaxed);
-            h.watch
-                .waits_for
-                .store(mutex, std::sync::atomic::Ordering::Relaxed);
-        }
-    })
-}
+use crate::fiber::note_waiting;
 
 impl RawMutex {
     pub(crate) fn new() -> RawMutex {
