@@ -71,7 +71,7 @@ fn max_overtaken(fibers: usize, iters: usize, threads: usize) -> (usize, usize) 
     (worst.load(SeqCst), dropped.load(Relaxed))
 }
 
-/// `MAX_BARGES` in `fibra/src/sync/mutex.rs`: barges a queued waiter tolerates before the
+/// `MAX_BARGES` in `fibra/src/sync/mutex/raw.rs`: barges a queued waiter tolerates before the
 /// lock is handed to it.
 const K: usize = 8;
 
