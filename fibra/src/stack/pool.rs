@@ -152,8 +152,6 @@ impl StackPool {
         Ok(stack)
     }
 
-    // TEMPORARY: callers in `fiber::spawn` (TODO(stack budget)) and `debug` are in progress.
-    #[cfg_attr(not(test), allow(dead_code))]
     /// Early answer for `spawn`, which takes the stack only at the fiber's first run: `Err`
     /// if a new stack could be neither reused from the pool nor carved within the memory-map
     /// budget (kernels without `MADV_GUARD_INSTALL` only). Conservative: stacks parked in
@@ -227,15 +225,11 @@ impl StackPool {
         f(&mut others[i])
     }
 
-    // TEMPORARY: callers in `fiber::spawn` (TODO(stack budget)) and `debug` are in progress.
-    #[cfg_attr(not(test), allow(dead_code))]
     /// Stacks handed out and not yet given back (including those in worker caches).
     pub(crate) fn live(&self) -> usize {
         self.live.load(Relaxed)
     }
 
-    // TEMPORARY: callers in `fiber::spawn` (TODO(stack budget)) and `debug` are in progress.
-    #[cfg_attr(not(test), allow(dead_code))]
     /// Regions currently mapped (each one memory map, or more with `mprotect` guards).
     pub(crate) fn mapped_regions(&self) -> usize {
         self.regions.load(Relaxed)

@@ -95,7 +95,6 @@ impl Guards {
         Ok(true)
     }
 
-    #[cfg_attr(not(test), allow(dead_code))] // TEMPORARY: see `StackPool::check_guard_budget`
     /// `Err` if carving one more slot would need an `mprotect` guard beyond the budget.
     pub(super) fn check_budget(&self) -> Result<(), SpawnError> {
         let mprotect = self.force_mprotect || MADV_GUARD.load(Relaxed) == MADV_UNSUPPORTED;
