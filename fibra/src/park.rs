@@ -141,7 +141,7 @@ pub(crate) fn unpark(fiber: &Header) {
     if fiber.state.unpark() == crate::fiber::AfterUnpark::Schedule {
         // 1 fiber in 64: a wake-to-run latency sample.
         sched::stats::stamp_wake(fiber);
-        // SAFETY: our PARKED → QUEUED transition just succeeded.
+        // SAFETY: our PARKED → SCHEDULED transition just succeeded.
         sched::schedule_woken(unsafe { fiber.adopt_parked_ref() });
     }
 }

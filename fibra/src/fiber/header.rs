@@ -18,7 +18,7 @@
 //! A `FiberRef` is an `Arc<Header>`. Whoever will run the fiber next holds one: a run queue, the
 //! worker running it, the timer heap. A PARKED fiber's count is owned by the state itself: the
 //! worker that parks it forgets its reference instead of dropping it (`park_ref`), and the
-//! `unpark` that moves it PARKED → QUEUED adopts that count for the queue (`adopt_parked_ref`),
+//! `unpark` that moves it PARKED → SCHEDULED adopts that count for the queue (`adopt_parked_ref`),
 //! so a hand-off costs no count traffic. Shutdown's `Claim::Parked` adopts it likewise.
 //!
 //! The packet (code, then result) lives in the header's allocation but has counts of its own:

@@ -266,7 +266,7 @@ impl Shared {
     }
 }
 
-/// Any thread: schedules a fiber that `unpark` just moved PARKED → QUEUED.
+/// Any thread: schedules a fiber that `unpark` just moved PARKED → SCHEDULED.
 pub(crate) fn schedule_woken(fiber: FiberRef) {
     let home = fiber.home();
     let migrate = fiber.shared.config.migrate;

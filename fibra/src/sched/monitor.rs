@@ -357,17 +357,11 @@ impl Monitor {
     /// each fiber it releases home, or anywhere under the migration opt-in: a socket registered
     /// there may be used by a fiber of another worker (io/reactor). True if it woke any.
     fn poll_io_of(&self, idx: usize) -> bool {
-        let reactor = &self.shared.slots[idx].reactor;
-        if !reactor.has_registrations() {
-            return false;
-        }
-        let mut released = Vec::new();
-        reactor.poll(Some(Duration::ZERO), &mut released);
         let mut woke = false;
-        for fiber in released.into_iter().filter_map(crate::park::unpark_owned) {
+        self.shared.slots[idx].reactor.poll_now(|fiber| {
             woke = true;
             super::schedule_woken(fiber); // no worker here: its inbox, or the global queue
-        }
+        });
         woke
     }
 

@@ -24,7 +24,7 @@ impl Worker {
                 self.cancel_dequeued(fiber, &mut waiting);
             }
             waiting.into_iter().for_each(|f| self.push_back_started(f));
-            for fiber in self.shared.slots[self.index].registry.snapshot() {
+            for fiber in self.slot().registry.snapshot() {
                 self.cancel_parked(&fiber);
             }
             // Acquire pairs with `finish`'s Release: every other fiber's unwinding is done.

@@ -46,7 +46,7 @@ impl Worker {
 
     /// Owner thread, not registered as sleeping (see the module header).
     fn can_retire(&self) -> bool {
-        let slot = &self.shared.slots[self.index];
+        let slot = self.slot();
         let run_next = self.run_next_is_empty();
         self.shared.stuck.load(Relaxed) == 0
             && run_next

@@ -135,7 +135,7 @@ impl Worker {
         if let Some(f) = self.run_next.take() {
             if self.run_next_streak.get() < MAX_RUN_NEXT_STREAK {
                 self.run_next_streak.set(self.run_next_streak.get() + 1);
-                super::stats::bump(&self.shared.slots[self.index].stats.run_next_hits);
+                super::stats::bump(&self.slot().stats.run_next_hits);
                 return Some(f);
             }
             self.push_back_started(f);
@@ -233,7 +233,7 @@ impl Worker {
                     .stealer
                     .steal_into(&mut self.local.borrow_mut())
             })
-            .inspect(|_| super::stats::bump(&self.shared.slots[self.index].stats.steals))
+            .inspect(|_| super::stats::bump(&self.slot().stats.steals))
     }
 
     /// Sleeps until notified, the next timer, or `cap` (spares), whichever comes first.
@@ -256,7 +256,7 @@ impl Worker {
                 (t, c) => t.or(c),
             };
             let shared = &self.shared;
-            let slot = &shared.slots[self.index];
+            let slot = self.slot();
             let mut woken = Vec::new();
             // The blocking primitive is the slot's poller: I/O readiness, the next timer and
             // `Sleeper::wake` (through the poller's waker) all end the sleep.
@@ -265,7 +265,10 @@ impl Worker {
                 || shared.inbox_pending(self.index),
                 |t| slot.reactor.poll(t, &mut woken),
             );
-            self.wake_io(woken);
+            // Each released `FiberRef` is a waiter list's count, as a timer heap's is.
+            for fiber in woken.into_iter().filter_map(crate::park::unpark_owned) {
+                self.place_woken(fiber);
+            }
         }
         idle.unregister_sleeping(self.index);
     }
@@ -273,22 +276,10 @@ impl Worker {
     /// Polls the slot's reactor without blocking and makes the fibers it releases runnable;
     /// true if any became runnable here. Skipped while nothing is registered (a syscall saved).
     fn poll_io(&self) -> bool {
-        let reactor = &self.shared.slots[self.index].reactor;
-        if !reactor.has_registrations() {
-            return false;
-        }
-        let mut woken = Vec::new();
-        reactor.poll(Some(Duration::ZERO), &mut woken);
-        self.wake_io(woken)
-    }
-
-    /// Unparks fibers released by I/O readiness (each `FiberRef` is a waiter list's count, as a
-    /// timer heap's is in `fire_timers`); true if any became runnable here.
-    fn wake_io(&self, woken: Vec<FiberRef>) -> bool {
         let mut here = false;
-        for fiber in woken.into_iter().filter_map(crate::park::unpark_owned) {
-            here |= self.place_woken(fiber);
-        }
+        self.slot()
+            .reactor
+            .poll_now(|fiber| here |= self.place_woken(fiber));
         here
     }
 
@@ -340,8 +331,8 @@ impl Worker {
         self.current.set(Arc::as_ptr(&fiber));
         self.idle_since.set(None);
         self.budget.set(self.shared.config.coop_budget);
-        super::stats::record_wake(&fiber, &self.shared.slots[self.index].stats);
-        let signal = &self.shared.slots[self.index].signal;
+        super::stats::record_wake(&fiber, &self.slot().stats);
+        let signal = &self.slot().signal;
         let seq = self.run_seq.get();
         signal.run_start(seq + 1, fiber.identity.id, fiber.identity.location);
         let switched = switch::resume(co);
@@ -466,12 +457,14 @@ impl Worker {
         self.shared.notify_one();
     }
 
+    /// The part of this worker other threads reach.
+    pub(super) fn slot(&self) -> &super::WorkerSlot {
+        &self.shared.slots[self.index]
+    }
+
     /// This worker's timers (the slot's; see `WorkerSlot::timers`).
     pub(crate) fn timers(&self) -> MutexGuard<'_, Timers> {
-        self.shared.slots[self.index]
-            .timers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.slot().timers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Unparks every fiber whose deadline has passed; true if any became runnable here.
@@ -480,7 +473,7 @@ impl Worker {
             return false;
         }
         let mut woke = false;
-        let timers = &self.shared.slots[self.index].timers;
+        let timers = &self.slot().timers;
         crate::time::fire_due(timers, Instant::now(), |fiber| {
             woke |= self.place_woken(fiber);
         });
