@@ -57,10 +57,11 @@ fn accept_backs_off_on_emfile_and_recovers() {
         let clients: Vec<TcpStream> = (0..CLIENTS)
             .map(|_| TcpStream::connect(addr).unwrap())
             .collect();
-        // No new fd can be allocated above the highest one now open, and the holes below it
-        // are filled: the process is out of descriptors. The last few fillers are the
+        // Room for exactly 2 × CLIENTS more fds above the highest one now open (plus whatever
+        // holes lie below it, which depend on what the test harness inherited); the fillers
+        // take all of it, so the process is out of descriptors. The last few fillers are the
         // ballast given back later.
-        set_soft_nofile(max_fd() + 1);
+        set_soft_nofile(max_fd() + 1 + 2 * CLIENTS as u64);
         let mut filler = Vec::new();
         while let Ok(f) = std::fs::File::open("/dev/null") {
             filler.push(f);
