@@ -77,3 +77,38 @@ pub(crate) mod cell {
         }
     }
 }
+
+/// A thread lock for short critical sections that never block, park or run user code (a
+/// channel's state).
+///
+/// Off loom it is `parking_lot::Mutex`: it spins briefly, then parks the thread, and its unlock
+/// makes a syscall only when a thread is really parked. std's futex mutex marks itself
+/// contended for good once a thread has waited, so under steady contention between two workers
+/// every unlock made a `futex` wake call: 8 producers → 1 consumer through `bounded(128)`, with
+/// the fibers spread over 2 workers, made ~200k futex calls per 2M items and ran at 110–180 ns
+/// per item; with this lock, 20–80 ns (the `fan_in` example). Under loom it is loom's model-
+/// checked `Mutex` behind the same API (`lock` returns the guard: no poisoning).
+#[cfg(not(loom))]
+pub(crate) mod lock {
+    #[allow(unused_imports)] // files that include this module by path use a subset
+    pub(crate) use parking_lot::{Mutex, MutexGuard};
+}
+
+#[cfg(loom)]
+pub(crate) mod lock {
+    pub(crate) use loom::sync::MutexGuard;
+
+    /// loom's `Mutex` with `parking_lot`'s API.
+    #[derive(Debug)]
+    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Mutex(loom::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            self.0.lock().unwrap_or_else(|e| e.into_inner())
+        }
+    }
+}

@@ -34,7 +34,7 @@ use std::task::Waker;
 
 use super::error::{TryRecvError, TrySendError};
 use super::waiters::{Signal, Waiters};
-use crate::loom::sync::{Mutex, MutexGuard};
+use crate::loom::lock::{Mutex, MutexGuard};
 use crate::loom::{AtomicUsize, Ordering::*};
 
 /// Capacity of an unbounded channel.
@@ -97,8 +97,7 @@ impl<T> Chan<T> {
     /// Any thread. Critical sections never block, park or run user code (values are dropped
     /// after unlocking), so the lock is held for a few dozen instructions.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // Nothing that can panic runs under the lock, so poisoning only follows an abort.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     /// Under the lock: sends `v` now if it can (to a waiting receiver, else into the buffer).

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::channel::{Chan, State};
 use super::waiters::{Node, Signal, Waiters, CANCELLED, CLAIMING, TIMED_OUT, WAITING};
-use crate::loom::sync::MutexGuard;
+use crate::loom::lock::MutexGuard;
 use crate::park::{self, ParkReason};
 
 /// The token of a plain `send`/`recv` node (a `select!` uses its arm numbers instead).

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::mutex::MutexGuard;
 use super::wait::{self, lock};
 use super::waiter::{WaitList, Waiter};
-use crate::loom::sync::Mutex as ListLock;
+use crate::loom::lock::Mutex as ListLock;
 use crate::park::{self, ParkReason};
 
 const NOTIFIED: usize = 1;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::wait::{self, lock};
 use super::waiter::{WaitList, Waiter};
-use crate::loom::sync::Mutex as StateLock;
+use crate::loom::lock::Mutex as StateLock;
 use crate::park::ParkReason;
 
 const NOTIFIED: usize = 1;

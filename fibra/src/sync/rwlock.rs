@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use super::wait::{self, lock};
 use super::waiter::{WaitList, Waiter};
-use crate::loom::sync::Mutex as QueueLock;
+use crate::loom::lock::Mutex as QueueLock;
 use crate::loom::{AtomicUsize, Ordering::*};
 use crate::park::ParkReason;
 
@@ -493,7 +493,7 @@ mod tests {
 
     /// Waits (plain thread) until `n` waiters are queued on `lock`.
     fn queued(lock: &RwLock<()>, n: usize) {
-        while lock.raw.queue.lock().unwrap().len() < n {
+        while lock.raw.queue.lock().len() < n {
             std::thread::yield_now();
         }
     }

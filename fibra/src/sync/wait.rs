@@ -12,17 +12,17 @@
 //! race and already handed something over (a lock, a permit), gives it back, so nothing is
 //! lost to a dead fiber.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::waiter::{Waiter, CANCELLED};
-use crate::loom::sync::{Mutex, MutexGuard};
+use crate::loom::lock::{Mutex, MutexGuard};
 use crate::park::ParkReason;
 
-/// Locks a primitive's internal (never user-visible) lock. Its critical sections do not
-/// panic, so poisoning would only ever come from an allocation failure: ignore it.
+/// Locks a primitive's internal (never user-visible) lock: short critical sections that never
+/// block (`crate::loom::lock`).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+    m.lock()
 }
 
 /// `now + timeout`, or `None` (no deadline) if that is not representable.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::wait::{self, lock};
 use super::waiter::{WaitList, Waiter};
-use crate::loom::sync::Mutex as ListLock;
+use crate::loom::lock::Mutex as ListLock;
 use crate::loom::{AtomicUsize, Ordering::*};
 use crate::park::ParkReason;
 

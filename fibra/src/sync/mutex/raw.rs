@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::loom::lock::Mutex as QueueLock;
 use crate::loom::sync::atomic::AtomicU32;
-use crate::loom::sync::Mutex as QueueLock;
 use crate::loom::Ordering::*;
 use crate::park::ParkReason;
 use crate::sync::wait::{self, lock};

@@ -26,7 +26,7 @@ fn lock(m: &RawMutex, give_up: bool) -> bool {
 }
 
 fn wait_for(m: &RawMutex, pred: impl Fn(u32, usize) -> bool) {
-    while !pred(m.state.load(Relaxed), m.queue.lock().unwrap().len()) {
+    while !pred(m.state.load(Relaxed), m.queue.lock().len()) {
         thread::yield_now();
     }
 }

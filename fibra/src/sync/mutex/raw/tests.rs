@@ -38,7 +38,7 @@ fn barges_are_bounded_then_the_lock_is_handed_off() {
     m.unlock();
     assert_eq!(m.state.load(Relaxed) & (HANDOFF | LOCKED), 0);
     assert_ne!(m.state.load(Relaxed) & WOKEN, 0);
-    assert_eq!(m.queue.lock().unwrap().len(), 0);
+    assert_eq!(m.queue.lock().len(), 0);
 }
 
 /// With nobody woken, waiters are claimed oldest first and the state word ends clean.
@@ -52,7 +52,7 @@ fn state_is_clean_after_contention() {
             std::thread::spawn(move || *m.lock() += 1)
         })
         .collect();
-    while m.raw.queue.lock().unwrap().len() < 4 {
+    while m.raw.queue.lock().len() < 4 {
         std::thread::yield_now();
     }
     drop(g);
