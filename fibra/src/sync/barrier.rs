@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::wait::{self, lock};
+use super::wait;
 use super::waiter::{WaitList, Waiter};
 use crate::loom::lock::Mutex as StateLock;
 use crate::park::ParkReason;
@@ -125,7 +125,7 @@ impl Barrier {
     fn wait_until(&self, deadline: Option<Instant>) -> Option<BarrierWaitResult> {
         let waiter = Waiter::current();
         let generation = {
-            let mut st = lock(&self.state);
+            let mut st = self.state.lock();
             st.arrived += 1;
             if st.arrived >= self.n {
                 st.arrived = 0;
@@ -155,7 +155,7 @@ impl Barrier {
     /// After the waiter claimed itself: true if its round completed anyway (its arrival was
     /// counted); else takes the arrival back and removes the entry.
     fn withdraw(&self, waiter: &Arc<Waiter>, generation: u64) -> bool {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         if st.generation != generation {
             return true;
         }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::mutex::MutexGuard;
-use super::wait::{self, lock};
+use super::wait;
 use super::waiter::{WaitList, Waiter};
 use crate::loom::lock::Mutex as ListLock;
 use crate::park::{self, ParkReason};
@@ -195,7 +195,7 @@ impl Condvar {
     /// cv.notify_one(); // no waiter: nothing is remembered
     /// ```
     pub fn notify_one(&self) {
-        lock(&self.waiters).notify_one();
+        self.waiters.lock().notify_one();
     }
 
     /// Wakes every current waiter.
@@ -213,7 +213,7 @@ impl Condvar {
     /// # });
     /// ```
     pub fn notify_all(&self) {
-        lock(&self.waiters).notify_all();
+        self.waiters.lock().notify_all();
     }
 
     fn wait_until<'a, T: ?Sized>(
@@ -228,7 +228,7 @@ impl Condvar {
             return (mutex.lock(), WaitTimeoutResult(false));
         }
         let waiter = Waiter::current();
-        lock(&self.waiters).push(waiter.clone(), NOTIFIED);
+        self.waiters.lock().push(waiter.clone(), NOTIFIED);
         drop(guard); // after registering: a notify from now on finds us
         let abandon = || {
             // Unwound while parked: pass on a notification we took, so it is not lost.
@@ -242,7 +242,7 @@ impl Condvar {
     }
 
     fn withdraw(&self, waiter: &Arc<Waiter>) {
-        lock(&self.waiters).remove(waiter);
+        self.waiters.lock().remove(waiter);
     }
 }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::wait::{self, lock};
+use super::wait;
 use super::waiter::{WaitList, Waiter};
 use crate::loom::lock::Mutex as StateLock;
 use crate::park::ParkReason;
@@ -72,7 +72,7 @@ impl Notify {
     /// assert!(!n.notified_timeout(std::time::Duration::ZERO));
     /// ```
     pub fn notify_one(&self) {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         if st.waiters.notify_one().is_none() {
             st.permit = true;
         }
@@ -92,7 +92,7 @@ impl Notify {
     /// # });
     /// ```
     pub fn notify_waiters(&self) {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         st.generation = st.generation.wrapping_add(1);
         st.waiters.notify_all();
     }
@@ -128,7 +128,7 @@ impl Notify {
     fn notified_until(&self, deadline: Option<Instant>) -> bool {
         let waiter = Waiter::current();
         let generation = {
-            let mut st = lock(&self.state);
+            let mut st = self.state.lock();
             if std::mem::take(&mut st.permit) {
                 return true;
             }
@@ -137,7 +137,7 @@ impl Notify {
         };
         let abandon = || {
             let give_back = |_| {
-                if lock(&self.state).generation == generation {
+                if self.state.lock().generation == generation {
                     self.notify_one(); // ours came from `notify_one`: pass it on
                 }
             };
@@ -151,7 +151,7 @@ impl Notify {
     }
 
     fn withdraw(&self, waiter: &Arc<Waiter>) {
-        lock(&self.state).waiters.remove(waiter);
+        self.state.lock().waiters.remove(waiter);
     }
 }
 

@@ -15,7 +15,7 @@ use std::mem::MaybeUninit;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::wait::{self, lock};
+use super::wait;
 use super::waiter::{WaitList, Waiter};
 use crate::loom::lock::Mutex as ListLock;
 use crate::loom::{AtomicUsize, Ordering::*};
@@ -66,13 +66,13 @@ impl RawOnce {
     fn finish(&self, state: usize) {
         // Release pairs with `is_complete`'s Acquire (publishes the value).
         self.state.store(state, Release);
-        lock(&self.waiters).notify_all();
+        self.waiters.lock().notify_all();
     }
 
     /// Queues `waiter` if an initialiser is running, or (with `until_complete`) whenever the
     /// cell is not complete: true if queued, false if there is nothing to wait for.
     pub(crate) fn register(&self, waiter: &Arc<Waiter>, until_complete: bool) -> bool {
-        let mut list = lock(&self.waiters);
+        let mut list = self.waiters.lock();
         // Relaxed: the list lock orders this load after `finish`'s store, or our push before
         // its wake-up; readers then use `is_complete` (Acquire) for the value.
         let s = self.state.load(Relaxed);
@@ -84,7 +84,7 @@ impl RawOnce {
     }
 
     pub(crate) fn withdraw(&self, waiter: &Arc<Waiter>) {
-        lock(&self.waiters).remove(waiter);
+        self.waiters.lock().remove(waiter);
     }
 
     /// Parks until the state changes (see `register`); false if `deadline` passed or the

@@ -27,7 +27,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::wait::{self, lock};
+use super::wait;
 use super::waiter::{WaitList, Waiter};
 use crate::loom::lock::Mutex as QueueLock;
 use crate::loom::{AtomicUsize, Ordering::*};
@@ -114,7 +114,7 @@ impl RawRwLock {
     }
 
     fn enqueue(&self, waiter: &Arc<Waiter>, token: usize) -> bool {
-        let mut queue = lock(&self.queue);
+        let mut queue = self.queue.lock();
         let mut s = self.state.load(Relaxed);
         loop {
             let free = if token == READ {
@@ -150,7 +150,7 @@ impl RawRwLock {
         // reader, who may run `grant`, carry the other readers' Releases to that writer.
         let prev = self.state.fetch_sub(READER, AcqRel);
         if prev == READER | QUEUED {
-            self.grant(&mut lock(&self.queue));
+            self.grant(&mut self.queue.lock());
         }
     }
 
@@ -161,7 +161,7 @@ impl RawRwLock {
             .compare_exchange(WRITER, 0, Release, Relaxed)
             .is_err()
         {
-            let mut queue = lock(&self.queue);
+            let mut queue = self.queue.lock();
             self.state.fetch_and(!WRITER, Release); // QUEUED is set: no fast path races us
             self.grant(&mut queue);
         }
@@ -195,7 +195,7 @@ impl RawRwLock {
 
     /// After the waiter claimed itself: removes its entry; the waiters behind may now fit.
     fn withdraw(&self, waiter: &Arc<Waiter>) {
-        let mut queue = lock(&self.queue);
+        let mut queue = self.queue.lock();
         queue.remove(waiter);
         self.grant(&mut queue);
     }

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::wait::{self, lock};
+use super::wait;
 use super::waiter::{WaitList, Waiter};
 use crate::loom::lock::Mutex as QueueLock;
 use crate::loom::{AtomicUsize, Ordering::*};
@@ -62,7 +62,7 @@ impl RawSemaphore {
 
     /// Takes a permit (true) or queues `waiter` for one (false); under the queue lock.
     pub(crate) fn enqueue(&self, waiter: &Arc<Waiter>) -> bool {
-        let mut queue = lock(&self.queue);
+        let mut queue = self.queue.lock();
         let mut s = self.state.load(Relaxed);
         loop {
             let free = s & QUEUED == 0 && s >= PERMIT;
@@ -89,7 +89,7 @@ impl RawSemaphore {
             "fibra::sync::Semaphore: released past MAX_PERMITS"
         );
         if prev & QUEUED != 0 {
-            self.grant(&mut lock(&self.queue));
+            self.grant(&mut self.queue.lock());
         }
     }
 
@@ -115,7 +115,7 @@ impl RawSemaphore {
 
     /// After the waiter claimed itself: removes its entry.
     pub(crate) fn withdraw(&self, waiter: &Arc<Waiter>) {
-        let mut queue = lock(&self.queue);
+        let mut queue = self.queue.lock();
         queue.remove(waiter);
         self.grant(&mut queue);
     }

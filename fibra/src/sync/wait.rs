@@ -16,14 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::waiter::{Waiter, CANCELLED};
-use crate::loom::lock::{Mutex, MutexGuard};
 use crate::park::ParkReason;
-
-/// Locks a primitive's internal (never user-visible) lock: short critical sections that never
-/// block (`crate::loom::lock`).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock()
-}
 
 /// `now + timeout`, or `None` (no deadline) if that is not representable.
 pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {

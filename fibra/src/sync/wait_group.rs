@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::wait::{self, lock};
+use super::wait;
 use super::waiter::{WaitList, Waiter};
 use crate::loom::lock::Mutex as ListLock;
 use crate::loom::{AtomicUsize, Ordering::*};
@@ -98,7 +98,7 @@ impl WaitGroup {
             panic!("fibra::sync::WaitGroup::done called more times than add");
         }
         if prev == 1 {
-            lock(&self.waiters).notify_all();
+            self.waiters.lock().notify_all();
         }
     }
 
@@ -152,7 +152,7 @@ impl WaitGroup {
         }
         let waiter = Waiter::current();
         {
-            let mut list = lock(&self.waiters);
+            let mut list = self.waiters.lock();
             if self.count.load(Acquire) == 0 {
                 return true;
             }
@@ -167,7 +167,7 @@ impl WaitGroup {
     }
 
     fn withdraw(&self, waiter: &Arc<Waiter>) {
-        lock(&self.waiters).remove(waiter);
+        self.waiters.lock().remove(waiter);
     }
 }
 

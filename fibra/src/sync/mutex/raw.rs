@@ -8,7 +8,7 @@ use crate::loom::lock::Mutex as QueueLock;
 use crate::loom::sync::atomic::AtomicU32;
 use crate::loom::Ordering::*;
 use crate::park::ParkReason;
-use crate::sync::wait::{self, lock};
+use crate::sync::wait;
 use crate::sync::waiter::{WaitList, Waiter};
 
 const LOCKED: u32 = 1;
@@ -303,7 +303,7 @@ impl RawMutex {
     /// Under the queue lock: barges (`None`), or queues `waiter` (a `fiber`'s or a thread's)
     /// at the back with the current barge count as its stamp.
     fn enqueue(&self, waiter: &Arc<Waiter>, fiber: bool) -> Option<Ticket> {
-        let mut queue = lock(&self.queue);
+        let mut queue = self.queue.lock();
         let mut s = self.state.load(Relaxed);
         loop {
             let (new, order, barged) = match barge(s) {
@@ -336,7 +336,7 @@ impl RawMutex {
     /// The woken waiter lost the race: under the queue lock, takes the lock if it came free
     /// (true), else goes back to the front with its stamp and clears WOKEN (false).
     fn requeue(&self, waiter: &Arc<Waiter>, ticket: &Ticket) -> bool {
-        let mut queue = lock(&self.queue);
+        let mut queue = self.queue.lock();
         let mut s = self.state.load(Relaxed);
         loop {
             let (new, order) = match take_woken(s) {
@@ -362,7 +362,7 @@ impl RawMutex {
     /// cannot slip between an unlocker's claim and its state store: takes the lock if it is
     /// free (true: the caller owns it), else clears WOKEN while LOCKED is seen (false).
     fn give_up_woken(&self) -> bool {
-        let _queue = lock(&self.queue);
+        let _queue = self.queue.lock();
         let mut s = self.state.load(Relaxed);
         loop {
             let (new, order) = match take_woken(s) {
@@ -414,7 +414,7 @@ impl RawMutex {
     /// The holder, with WOKEN clear and QUEUED seen: claims the front waiter, GRANTED or
     /// TRY_AGAIN, and returns it to be woken once the queue lock is released.
     fn wake_or_hand_off(&self) -> Option<Arc<Waiter>> {
-        let mut queue = lock(&self.queue);
+        let mut queue = self.queue.lock();
         // Frozen until our store: we hold LOCKED (no barge, no woken take), WOKEN is clear and
         // only an unlocker sets it, and every other writer needs the queue lock we hold.
         let s = self.state.load(Relaxed);
@@ -455,7 +455,7 @@ impl RawMutex {
 
     /// After the waiter claimed itself (timeout, cancel): removes its entry.
     fn withdraw(&self, waiter: &Arc<Waiter>) {
-        let mut queue = lock(&self.queue);
+        let mut queue = self.queue.lock();
         queue.remove(waiter);
         if queue.is_empty() {
             let mut s = self.state.load(Relaxed);
