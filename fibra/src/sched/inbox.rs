@@ -74,6 +74,7 @@ impl<T: Linked> Inbox<T> {
     }
 
     /// Any thread: a hint; the owner's re-check before sleeping is ordered by fences.
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.head.load(Relaxed).is_null()
     }
