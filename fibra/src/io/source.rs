@@ -153,13 +153,19 @@ impl<S: AsRawFd> Source<S> {
         }
     }
 
-    /// Registers with the reactor of the worker running the calling fiber.
+    /// Registers with the reactor of the worker running the calling fiber, or with the
+    /// session's shared poller if it has one.
     fn register(&self) -> io::Result<()> {
         let _g = self.registering.lock().unwrap_or_else(|e| e.into_inner());
         if self.reg.get().is_some() {
             return Ok(());
         }
-        let reactor = context::with_worker(|w| w.map(|w| w.shared.slots[w.index].reactor.clone()));
+        let reactor = context::with_worker(|w| {
+            w.map(|w| match &w.shared.shared_poller {
+                Some(shared) => shared.clone(),
+                None => w.shared.slots[w.index].reactor.clone(),
+            })
+        });
         let Some(reactor) = reactor else {
             return Ok(()); // not on a worker: `wait` falls back to poll(2) next time
         };

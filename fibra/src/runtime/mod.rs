@@ -48,6 +48,7 @@ pub struct RuntimeBuilder {
     on_stall: Option<StallHook>,
     coop_budget: u32,
     dump_signal: Option<SignalDumpConfig>,
+    shared_poller: bool,
 }
 
 impl RuntimeBuilder {
@@ -87,6 +88,38 @@ impl RuntimeBuilder {
     /// `fiber_local!` storage is not affected: it follows the fiber.
     pub unsafe fn migrate_started_fibers(mut self) -> RuntimeBuilder {
         self.migrate = true;
+        self
+    }
+
+    /// Registers every socket with one I/O poller that whichever worker is free polls (Go's
+    /// netpoller), instead of with a poller per worker (the default: a socket's events are
+    /// found by the thread that runs its fiber). Either way a fiber resumes on its own thread;
+    /// the shared poller only changes who notices the readiness. Measured on the lab's `io`
+    /// experiment (`--full` has a row for it); see the `io::reactor` module docs for the
+    /// figures and why per-worker is the default.
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// let rt = fibra::Runtime::builder().shared_poller().build().unwrap();
+    /// rt.block_on(|| {
+    ///     let l = fibra::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    ///     let addr = l.local_addr().unwrap();
+    ///     let echo = fibra::spawn(move || {
+    ///         let (mut s, _) = l.accept().unwrap();
+    ///         let mut b = [0u8; 4];
+    ///         s.read_exact(&mut b).unwrap();
+    ///         s.write_all(&b).unwrap();
+    ///     });
+    ///     let mut c = fibra::net::TcpStream::connect(addr).unwrap();
+    ///     c.write_all(b"ping").unwrap();
+    ///     let mut r = [0u8; 4];
+    ///     c.read_exact(&mut r).unwrap();
+    ///     assert_eq!(&r, b"ping");
+    ///     echo.join().unwrap();
+    /// });
+    /// ```
+    pub fn shared_poller(mut self) -> RuntimeBuilder {
+        self.shared_poller = true;
         self
     }
 
@@ -274,6 +307,7 @@ impl RuntimeBuilder {
             workers,
             stack_size: self.stack_size,
             migrate: self.migrate,
+            shared_poller: self.shared_poller,
             thread_name: self.thread_name,
             max_blocking_threads: self.max_blocking_threads,
             blocking_keep_alive: self.blocking_keep_alive,
@@ -308,6 +342,7 @@ impl Runtime {
             on_stall: None,
             coop_budget: crate::coop::DEFAULT_BUDGET,
             dump_signal: None,
+            shared_poller: false,
         }
     }
 

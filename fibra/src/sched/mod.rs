@@ -90,6 +90,8 @@ pub(crate) struct Config {
     pub(crate) on_stall: Option<StallHook>,
     /// Operations a fiber may complete without parking before it yields (`coop.rs`).
     pub(crate) coop_budget: u32,
+    /// One I/O poller for all workers instead of one each (`io/reactor`).
+    pub(crate) shared_poller: bool,
 }
 
 /// The user's stall hook (`RuntimeBuilder::on_stall`).
@@ -142,6 +144,9 @@ pub(crate) struct Shared {
     pub(crate) clock: clock::CoarseClock,
     /// Counters written by the monitor thread only (`fibra::debug::metrics`).
     pub(crate) monitor_stats: stats::MonitorStats,
+    /// With `RuntimeBuilder::shared_poller`: the one poller every socket registers with, polled
+    /// by whichever worker gets to it (`io/reactor`); the slots' own pollers then only sleep.
+    pub(crate) shared_poller: Option<Arc<Reactor>>,
 }
 
 impl Shared {
@@ -166,8 +171,21 @@ impl Shared {
                     stats: stats::WorkerStats::default(),
                 }
             })
-            .collect();
+            .collect::<Box<[WorkerSlot]>>();
+        let shared_poller = config.shared_poller.then(|| {
+            let (poller, _waker) = Reactor::new().unwrap_or_else(|e| {
+                panic!("fibra: cannot create the shared I/O poller (epoll): {e}")
+            });
+            for slot in slots.iter() {
+                // A sleeping worker wakes when the shared poller has events (nested epoll).
+                slot.reactor
+                    .watch(&poller)
+                    .unwrap_or_else(|e| panic!("fibra: cannot watch the shared I/O poller: {e}"));
+            }
+            Arc::new(poller)
+        });
         Shared {
+            shared_poller,
             idle: Idle::new(config.workers),
             blocking: BlockingPool::new(
                 config.max_blocking_threads,
@@ -257,6 +275,9 @@ impl Shared {
             slot.inbox.take_all(&mut VecDeque::new());
             slot.reactor.clear();
         }
+        if let Some(poller) = &self.shared_poller {
+            poller.clear();
+        }
     }
 
     /// Sets the shutdown flag and wakes every worker.
@@ -300,6 +321,7 @@ pub(crate) fn test_shared() -> Arc<Shared> {
         max_spare_workers: 0,
         on_stall: None,
         coop_budget: crate::coop::DEFAULT_BUDGET,
+        shared_poller: false,
     };
     Arc::new(Shared::new(config))
 }

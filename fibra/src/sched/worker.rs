@@ -269,6 +269,8 @@ impl Worker {
             for fiber in woken.into_iter().filter_map(crate::park::unpark_owned) {
                 self.place_woken(fiber);
             }
+            // The sleep may have ended for the shared poller's events (its nested fd).
+            self.poll_shared();
         }
         idle.unregister_sleeping(self.index);
     }
@@ -280,6 +282,16 @@ impl Worker {
         self.slot()
             .reactor
             .poll_now(|fiber| here |= self.place_woken(fiber));
+        here | self.poll_shared()
+    }
+
+    /// Polls the session's shared poller, if it has one (`RuntimeBuilder::shared_poller`),
+    /// unless another worker is polling it; true if a fiber became runnable here.
+    fn poll_shared(&self) -> bool {
+        let mut here = false;
+        if let Some(poller) = &self.shared.shared_poller {
+            poller.poll_shared(|fiber| here |= self.place_woken(fiber));
+        }
         here
     }
 

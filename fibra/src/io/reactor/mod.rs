@@ -34,12 +34,14 @@
 //! have handed to a new socket registered at the same index) matches no live registration and
 //! wakes nobody.
 
+mod exclusive;
 mod scheduled;
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use mio::unix::SourceFd;
@@ -51,12 +53,15 @@ use scheduled::{READABLE, WRITABLE};
 
 /// The token of the slot's `mio::Waker` (no table index reaches it).
 const WAKE_TOKEN: Token = Token(usize::MAX);
+/// The token of the shared poller's epoll fd inside a slot's poller (`watch`).
+const SHARED_TOKEN: Token = Token(usize::MAX - 1);
 
 /// Events taken per `epoll_wait`: more stay queued in the kernel for the next poll.
 const EVENTS_PER_POLL: usize = 1024;
 
 pub(crate) struct Reactor {
-    /// Owner thread only; the mutex is never contended, it only lets `&self` poll.
+    /// A slot's poller: its owner thread only; the shared poller: the one worker `poll_shared`
+    /// lets in. So the mutex is never contended: it only lets `&self` poll.
     poll: Mutex<(Poll, Events)>,
     registry: Registry,
     table: Mutex<Table>,
@@ -68,6 +73,8 @@ pub(crate) struct Reactor {
     /// `fibra::debug::metrics`; the owner polls, and the monitor while the owner is stuck).
     polls: AtomicU64,
     released: AtomicU64,
+    /// The shared poller only: who polls it now (`exclusive.rs`).
+    shared_polls: exclusive::Exclusive,
 }
 
 #[derive(Default)]
@@ -103,8 +110,18 @@ impl Reactor {
             open: AtomicBool::new(true),
             polls: AtomicU64::new(0),
             released: AtomicU64::new(0),
+            shared_polls: exclusive::Exclusive::new(),
         };
         Ok((reactor, waker))
+    }
+
+    /// Makes this (a slot's) poller report when `shared` has events, so a worker sleeping in it
+    /// wakes to poll the shared one. Nested epoll, edge-triggered: each new event in `shared`
+    /// is one edge here.
+    pub(crate) fn watch(&self, shared: &Reactor) -> io::Result<()> {
+        let fd = shared.lock_poll().0.as_raw_fd();
+        self.registry
+            .register(&mut SourceFd(&fd), SHARED_TOKEN, Interest::READABLE)
     }
 
     /// Any thread: registers `fd` edge-triggered for both directions.
@@ -176,12 +193,43 @@ impl Reactor {
             .for_each(runnable);
     }
 
+    /// The shared poller, any worker: polls without blocking unless another worker is polling
+    /// it, and hands `runnable` the fibers released (as `poll_now`).
+    ///
+    /// No event is stranded while every worker sleeps: `exclusive.rs` (with its loom model).
+    pub(crate) fn poll_shared(&self, mut runnable: impl FnMut(FiberRef)) {
+        if !self.has_registrations() {
+            return;
+        }
+        let mut released = Vec::new();
+        // `Exclusive` lets one worker in at a time, so the lock is never contended.
+        self.shared_polls.poll(|| {
+            self.poll_locked(&mut self.lock_poll(), Some(Duration::ZERO), &mut released);
+        });
+        released
+            .into_iter()
+            .filter_map(crate::park::unpark_owned)
+            .for_each(&mut runnable);
+    }
+
+    fn lock_poll(&self) -> std::sync::MutexGuard<'_, (Poll, Events)> {
+        self.poll.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Owner thread: waits up to `timeout` (None: until an event or the waker), records the
     /// events and returns the fibers they release (the caller unparks them).
     pub(crate) fn poll(&self, timeout: Option<Duration>, woken: &mut Vec<FiberRef>) {
+        self.poll_locked(&mut self.lock_poll(), timeout, woken);
+    }
+
+    fn poll_locked(
+        &self,
+        guard: &mut (Poll, Events),
+        timeout: Option<Duration>,
+        woken: &mut Vec<FiberRef>,
+    ) {
         let before = woken.len();
-        let mut guard = self.poll.lock().unwrap_or_else(|e| e.into_inner());
-        let (poll, events) = &mut *guard;
+        let (poll, events) = guard;
         if let Err(e) = poll.poll(events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
                 fatal!("io::reactor::poll: epoll_wait failed: {e}");
@@ -195,8 +243,8 @@ impl Reactor {
         }
         let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         for ev in events.iter() {
-            if ev.token() == WAKE_TOKEN {
-                continue;
+            if ev.token() == WAKE_TOKEN || ev.token() == SHARED_TOKEN {
+                continue; // the caller polls the shared poller after this (worker.rs)
             }
             let Some(io) = table.get(ev.token()) else {
                 continue; // deregistered since (a stale token: see "Tokens and fd reuse")
