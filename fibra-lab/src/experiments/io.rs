@@ -30,6 +30,8 @@ Load: wrk -t2 -c<conns> --latency when wrk is on PATH, else the lab's own genera
 closed loop); the load generator shares the machine's cores with the server, so req/s is a \
 loopback figure of both. RSS = the server's peak VmRSS sampled every 100 ms under load; \
 idle = the server's VmRSS with that many keep-alive connections open and quiet (--full). \
+\"fibra shared poller\" rows (--full): fibra with RuntimeBuilder::shared_poller, one epoll for \
+all workers instead of one per worker (the default); not in the plots. \
 RLIMIT_NOFILE is raised to its hard limit for the lab, the load generator and the server.";
 
 pub const FIGURES: &[Figure] = &[
@@ -84,6 +86,12 @@ pub const PLOTS: &[PlotSpec] = &[
 
 /// The row variant whose cell holds idle connections instead of load.
 pub const IDLE_CASE: &str = "idle";
+/// The row variant of fibra's server on one shared poller (`RuntimeBuilder::shared_poller`).
+pub const SHARED_POLLER_CASE: &str = "shared-poller";
+
+/// Loads at which `--full` also measures fibra with a shared poller (the issue's comparison
+/// of one poller per worker against one for all).
+const SHARED_POLLER_CONNECTIONS: &[u64] = &[100, 1_000];
 
 fn connections(size: Size) -> &'static [u64] {
     match size {
@@ -137,6 +145,14 @@ pub fn plan(size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
             cells: super::same_for_all(contenders, &params(n, None)),
         })
         .collect();
+    if size == Size::Full {
+        for &n in SHARED_POLLER_CONNECTIONS {
+            rows.push(Row {
+                label: format!("{} conns, fibra shared poller", short_count(n)),
+                cells: super::same_for_all(contenders, &params(n, Some(SHARED_POLLER_CASE))),
+            });
+        }
+    }
     if let Some(n) = idle_connections(size) {
         rows.push(Row {
             label: format!("{} idle conns", short_count(n)),
@@ -144,6 +160,12 @@ pub fn plan(size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
         });
     }
     rows
+}
+
+/// Why a contender has no cell in a row, if it has none.
+pub fn not_applicable(contender: Contender, params: &Params) -> Option<String> {
+    (params.case.as_deref() == Some(SHARED_POLLER_CASE) && contender != Contender::Fibra)
+        .then(|| "a fibra variant: one poller shared by its workers".to_string())
 }
 
 /// One repetition of one cell: a fresh server child, then load (or idle connections) from here.

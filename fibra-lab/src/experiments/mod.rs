@@ -211,6 +211,7 @@ impl Experiment {
         match self {
             Experiment::Blocking => blocking::not_applicable(contender, params),
             Experiment::Chan => chan::not_applicable(contender, params),
+            Experiment::Io => io::not_applicable(contender, params),
             _ => None,
         }
     }

@@ -247,9 +247,17 @@ pub fn blocking(n: u64, workers: usize) -> Result<Figures, String> {
     })
 }
 
-/// io: the `http_hello` example's server, until the lab kills the process.
-pub fn io_server(workers: usize) -> Result<Figures, String> {
-    runtime(workers)?.block_on(|| {
+/// io: the `http_hello` example's server, until the lab kills the process; on one poller
+/// shared by the workers instead of one each if `shared_poller`.
+pub fn io_server(workers: usize, shared_poller: bool) -> Result<Figures, String> {
+    let mut builder = fibra::Runtime::builder().workers(workers.max(1));
+    if shared_poller {
+        builder = builder.shared_poller();
+    }
+    let rt = builder
+        .build()
+        .map_err(|e| format!("could not build the fibra runtime: {e}"))?;
+    rt.block_on(|| {
         let listener = fibra::net::TcpListener::bind("127.0.0.1:0")
             .map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
         child::announce(listener.local_addr())?;

@@ -84,6 +84,9 @@ pub fn render(result: &ExperimentResult, spec: &PlotSpec) -> Result<Option<Plot>
 /// One contender's median (min–max) on one row.
 struct Point {
     row: usize,
+    /// The cell's params carry a case (on an N axis: a variant of another row at the same N,
+    /// such as io's shared-poller rows).
+    has_case: bool,
     contender: Contender,
     n: u64,
     median: f64,
@@ -117,6 +120,7 @@ fn collect(result: &ExperimentResult, key: &str) -> Data {
                     if let Some(s) = figures.get(key) {
                         data.points.push(Point {
                             row,
+                            has_case: cell.params.case.is_some(),
                             contender: cell.contender,
                             n: cell.params.n,
                             median: s.median,
@@ -191,7 +195,7 @@ fn lines_over_n(
         let mut points: Vec<&Point> = data
             .points
             .iter()
-            .filter(|p| p.contender == contender && p.median > 0.0)
+            .filter(|p| p.contender == contender && p.median > 0.0 && !p.has_case)
             .collect();
         if points.is_empty() {
             continue;
