@@ -23,11 +23,21 @@
 //! exact to the futex's precision. Go's netpoller has the same granularity. A worker with no
 //! registrations skips the non-blocking polls entirely, so CPU-only workloads pay nothing else.
 //!
-//! Rejected: one poller shared by all workers (Go's design). Every readiness event would be
-//! found by whichever worker polled, then handed to the fiber's home through its inbox (a
-//! cross-thread wake, ~5 µs when the home sleeps), and all workers would contend on one
-//! `epoll` instance. Not measured here yet: the lab's `io` experiment should compare them.
-//!
+//! # The alternative: one shared poller (`RuntimeBuilder::shared_poller`)
+//! Every socket registers with one `epoll` that whichever worker is free polls (Go's
+//! netpoller); readiness for a fiber pinned elsewhere goes to its home through the inbox. The
+//! shared poller's fd sits in each slot's poller (nested epoll), so a sleeping worker wakes for
+//! its events, and `exclusive.rs` lets one worker poll it at a time without ever stranding an
+//! event. Measured with the lab (`run io --full --peers fibra,tokio --reps 3`, wrk on the same
+//! 2 cores, medians), per-worker vs shared: 78,316 vs 76,505 req/s and p99 7.66 vs 6.99 ms at
+//! 100 connections; 56,555 vs 57,478 req/s and p99 27.8 vs 31.0 ms at 1,000 (tokio + hyper in
+//! the same run: 67,636 and 50,821 req/s, p99 5.22 and 53.6 ms). The differences are inside
+//! the runs' spread. Per-worker stays the default: events need no cross-thread hand-off, a
+//! worker's sleep is one `epoll_wait` on its own fd, and no worker waits on another's poll.
+//! Neither fixes fibra's p99 at 100 connections: a pinned fiber waits for its own thread
+//! whoever notices its readiness, and wrk preempts that thread (tokio can poll the task from
+//! the other worker).
+
 //! # Tokens and fd reuse
 //! A token is `generation << 32 | index` into the table. Removing an entry bumps its
 //! generation, so an event still queued for a closed fd (whose number the kernel may already
