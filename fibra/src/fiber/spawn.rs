@@ -164,7 +164,7 @@ impl Builder {
 /// # Panics
 /// Outside a fibra runtime (the message says to use [`fibra::run`](crate::run)), or if no
 /// stack can be reserved. Use [`Builder::spawn`] to get these as errors. During shutdown it
-/// returns a handle whose `join` reports [`JoinError::Cancelled`].
+/// returns a handle whose `join` reports [`JoinError::Cancelled`](crate::JoinError::Cancelled).
 ///
 /// ```
 /// let sum: u64 = fibra::run(|| {
