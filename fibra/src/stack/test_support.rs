@@ -11,13 +11,13 @@ use super::{FiberStack, LocalStackCache, StackPool};
 use crate::fiber::identity::FiberIdentity;
 use crate::SpawnError;
 
-/// A [`StackPool`].
+/// A `StackPool` (the stack pool of a runtime session).
 pub struct Pool(Arc<StackPool>);
 
-/// A [`LocalStackCache`] (for benchmarks).
+/// A `LocalStackCache` (for benchmarks).
 pub struct Cache(LocalStackCache);
 
-/// A [`FiberStack`]; usable with `corosensei::Coroutine::with_stack`.
+/// A `FiberStack`; usable with `corosensei::Coroutine::with_stack`.
 pub struct Stack(FiberStack);
 
 /// A [`FiberIdentity`].
