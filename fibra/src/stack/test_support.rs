@@ -20,7 +20,7 @@ pub struct Cache(LocalStackCache);
 /// A `FiberStack`; usable with `corosensei::Coroutine::with_stack`.
 pub struct Stack(FiberStack);
 
-/// A [`FiberIdentity`].
+/// A `FiberIdentity`.
 pub struct Identity(FiberIdentity);
 
 impl Pool {
