@@ -397,8 +397,8 @@ fn random_below(n: usize) -> usize {
 /// chosen at random, so none starves. Without `default` the calling fiber parks (a plain
 /// thread blocks) until an arm completes. A send arm's value is evaluated when the `select!`
 /// starts and dropped if another arm is chosen; arm bodies may `break`, `continue` or
-/// `return`. The receive side may be a [`Receiver`](chan::Receiver) or a
-/// [`OneshotReceiver`](chan::OneshotReceiver), by value or reference.
+/// `return`. The receive side may be a [`Receiver`](crate::chan::Receiver) or a
+/// [`OneshotReceiver`](crate::chan::OneshotReceiver), by value or reference.
 ///
 /// # Memory ordering
 /// As for `send`/`recv`: a send happens-before the receive that returns its value.
