@@ -96,7 +96,9 @@ impl RuntimeBuilder {
     /// found by the thread that runs its fiber). Either way a fiber resumes on its own thread;
     /// the shared poller only changes who notices the readiness. Measured on the lab's `io`
     /// experiment (`--full` has a row for it); see the `io::reactor` module docs for the
-    /// figures and why per-worker is the default.
+    /// figures and why per-worker is the default. [`debug::metrics`](crate::debug::metrics)'
+    /// `reactor_polls` and `io_wakeups` count the workers' own pollers only, so they stay near
+    /// 0 in this mode.
     ///
     /// ```
     /// use std::io::{Read, Write};
