@@ -97,8 +97,8 @@ impl RuntimeBuilder {
     /// the shared poller only changes who notices the readiness. Measured on the lab's `io`
     /// experiment (`--full` has a row for it); see the `io::reactor` module docs for the
     /// figures and why per-worker is the default. [`debug::metrics`](crate::debug::metrics)'
-    /// `reactor_polls` and `io_wakeups` count the workers' own pollers only, so they stay near
-    /// 0 in this mode.
+    /// `reactor_polls` and `io_wakeups` count the workers' own pollers only: in this mode, their
+    /// sleeps and no wake-ups.
     ///
     /// ```
     /// use std::io::{Read, Write};
