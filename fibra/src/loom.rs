@@ -78,15 +78,15 @@ pub(crate) mod cell {
     }
 }
 
-/// A thread lock for short critical sections that never block, park or run user code (a
-/// channel's state).
+/// A thread lock for short critical sections that never block, park or run user code (the
+/// state of a channel or of a `fibra::sync` primitive).
 ///
 /// Off loom it is `parking_lot::Mutex`: it spins briefly, then parks the thread, and its unlock
 /// makes a syscall only when a thread is really parked. std's futex mutex marks itself
 /// contended for good once a thread has waited, so under steady contention between two workers
 /// every unlock made a `futex` wake call: 8 producers → 1 consumer through `bounded(128)`, with
 /// the fibers spread over 2 workers, made ~200k futex calls per 2M items and ran at 110–180 ns
-/// per item; with this lock, 20–80 ns (the `fan_in` example). Under loom it is loom's model-
+/// per item; with this lock, 20–100 ns (the `fan_in` example). Under loom it is loom's model-
 /// checked `Mutex` behind the same API (`lock` returns the guard: no poisoning).
 #[cfg(not(loom))]
 pub(crate) mod lock {

@@ -37,7 +37,7 @@
 //! Neither fixes fibra's p99 at 100 connections: a pinned fiber waits for its own thread
 //! whoever notices its readiness, and wrk preempts that thread (tokio can poll the task from
 //! the other worker).
-
+//!
 //! # Tokens and fd reuse
 //! A token is `generation << 32 | index` into the table. Removing an entry bumps its
 //! generation, so an event still queued for a closed fd (whose number the kernel may already
@@ -51,7 +51,6 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
-
 use std::time::Duration;
 
 use mio::unix::SourceFd;
