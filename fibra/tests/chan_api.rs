@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use fibra::chan::{self, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
 
+mod common;
+
 /// The example of issue 3, verbatim (`b_tx` is unused there).
 #[test]
 #[rustfmt::skip]
@@ -314,4 +316,33 @@ fn lengths_and_capacities() {
     let (tx, _rx) = chan::unbounded::<u8>();
     assert_eq!(tx.capacity(), None);
     assert!(!tx.is_full());
+}
+
+/// A receiver that frees a slot of a full channel moves the oldest waiting sender's value
+/// into it and wakes that sender when the receiver next switches out. Here the receiver then
+/// waits for that very sender, on another channel: its park must deliver the wake (a wake
+/// kept past it would hang this test), and the sender must find its send complete, in order.
+#[test]
+fn a_sender_refilled_into_the_buffer_runs_once_the_receiver_parks() {
+    let _w = common::watchdog("a_sender_refilled_into_the_buffer_runs_once_the_receiver_parks");
+    let rt = fibra::Runtime::builder().workers(2).build().unwrap();
+    for _ in 0..200 {
+        rt.block_on(|| {
+            let (tx, rx) = chan::bounded::<u32>(1);
+            let (done_tx, done_rx) = chan::bounded::<()>(0);
+            let sender = fibra::spawn(move || {
+                tx.send(1).unwrap();
+                tx.send(2).unwrap(); // the buffer is full: parks until a receive frees it
+                done_tx.send(()).unwrap();
+            });
+            while rx.len() < 1 {
+                fibra::yield_now();
+            }
+            fibra::sleep(Duration::from_micros(200)); // the sender parks in its second send (mostly)
+            assert_eq!(rx.recv().unwrap(), 1); // moves 2 into the buffer, completing that send
+            done_rx.recv().unwrap(); // parks: the sender must run to get here
+            assert_eq!(rx.recv().unwrap(), 2);
+            sender.join().unwrap();
+        });
+    }
 }

@@ -64,6 +64,15 @@ pub(crate) struct State<T> {
 /// A waiter to wake once the lock is released.
 pub(crate) type Wake = Option<Waker>;
 
+/// Hands `w` to the running fiber's worker to wake at its next switch-out, or returns it
+/// when no fiber runs on this thread (a plain thread, or a loom model).
+fn defer_wake(w: Waker) -> Wake {
+    crate::sched::context::with_worker(|worker| match worker {
+        Some(worker) => worker.defer_wake(w),
+        None => Some(w),
+    })
+}
+
 /// After unlocking: wakes the claimed waiter, if any.
 #[inline]
 pub(crate) fn wake(w: Wake) {
@@ -129,12 +138,13 @@ impl<T> Chan<T> {
         own: Option<&Signal>,
     ) -> Result<(T, Wake), TryRecvError> {
         if let Some(v) = st.buf.pop_front() {
-            // A slot is free: the oldest waiting sender's value takes it.
+            // A slot is free: the oldest waiting sender's value takes it. That sender's send
+            // is done; it is woken when this fiber switches out (`Worker::defer_wake`).
             let mut woken = None;
             if !st.senders.is_empty() && st.buf.len() < self.cap {
                 if let Some(mut c) = st.senders.claim(own) {
                     st.buf.push_back(c.take_offer());
-                    woken = c.finish();
+                    woken = c.finish().and_then(defer_wake);
                 }
             }
             return Ok((v, woken));

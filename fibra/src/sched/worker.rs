@@ -8,6 +8,7 @@ use std::hint::spin_loop;
 use std::ptr;
 use std::sync::atomic::Ordering::*;
 use std::sync::{Arc, MutexGuard};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use super::context;
@@ -56,6 +57,8 @@ pub(crate) struct Worker {
     pub(super) idle_since: Cell<Option<Instant>>,
     /// Header allocations of finished fibers, for this worker's next spawns.
     pub(crate) spare_headers: SpareHeaders,
+    /// Wakes the running fiber asked to have delivered when it switches out (`defer_wake`).
+    deferred_wakes: RefCell<Vec<Waker>>,
 }
 
 impl Worker {
@@ -83,6 +86,7 @@ impl Worker {
             rng: Cell::new(0x9e37_79b9 ^ (index as u32 + 1).wrapping_mul(0x85eb_ca6b)),
             run_seq: Cell::new(run_seq + run_seq % 2),
             budget: Cell::new(0),
+            deferred_wakes: RefCell::new(Vec::new()),
             idle_since: Cell::new(None),
             spare_headers: SpareHeaders::new(),
         };
@@ -359,6 +363,36 @@ impl Worker {
             Switched::Suspended(Suspend::Yield) => self.push_back_started(fiber),
             Switched::Finished => self.complete(fiber),
         }
+        self.flush_deferred_wakes();
+    }
+
+    /// The running fiber's deferred wakes, now that it has switched out.
+    #[inline]
+    fn flush_deferred_wakes(&self) {
+        if self.deferred_wakes.borrow().is_empty() {
+            return;
+        }
+        let wakes = std::mem::take(&mut *self.deferred_wakes.borrow_mut());
+        wakes.into_iter().for_each(Waker::wake);
+    }
+
+    /// The running fiber: `waker` is woken when this fiber next switches out (parks, yields
+    /// or finishes) instead of now. Returns it if no fiber runs here (the caller wakes it).
+    ///
+    /// For a wake that cannot matter before then: a channel receiver that moves a waiting
+    /// sender's value into the slot it freed (`chan/channel.rs`) has completed that send; the
+    /// sender would only come back for its next send, and while the receiver keeps running the
+    /// buffer stays full. A sender on another worker woken at once comes back to a full buffer
+    /// and parks again, one cross-thread round per item; woken at the receiver's switch-out it
+    /// finds the buffer drained and sends a batch (8 → 1 through `bounded(128)` split over 2
+    /// workers: see `examples/fan_in.rs`). The cost: a receiver that keeps running without any
+    /// fibra call holds these wakes that long, as it holds its worker.
+    pub(crate) fn defer_wake(&self, waker: Waker) -> Option<Waker> {
+        if self.current.get().is_null() {
+            return Some(waker);
+        }
+        self.deferred_wakes.borrow_mut().push(waker);
+        None
     }
 
     /// Puts a fiber picked after shutdown began back where `shutdown_phase` drains from.
