@@ -335,7 +335,7 @@ fn a_sender_refilled_into_the_buffer_runs_once_the_receiver_parks() {
                 tx.send(2).unwrap(); // the buffer is full: parks until a receive frees it
                 done_tx.send(()).unwrap();
             });
-            while rx.len() < 1 {
+            while rx.is_empty() {
                 fibra::yield_now();
             }
             fibra::sleep(Duration::from_micros(200)); // the sender parks in its second send (mostly)
