@@ -79,6 +79,7 @@ impl Worker {
             let stack = co.into_stack();
             self.current.set(ptr::null());
             self.recycle_stack(stack);
+            self.flush_deferred_wakes(); // its destructors may have received from a channel
         }
         self.finish(fiber);
     }

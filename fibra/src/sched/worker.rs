@@ -366,9 +366,9 @@ impl Worker {
         self.flush_deferred_wakes();
     }
 
-    /// The running fiber's deferred wakes, now that it has switched out.
+    /// The running fiber's deferred wakes, now that it has switched out (or been unwound).
     #[inline]
-    fn flush_deferred_wakes(&self) {
+    pub(super) fn flush_deferred_wakes(&self) {
         if self.deferred_wakes.borrow().is_empty() {
             return;
         }
