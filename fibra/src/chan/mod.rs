@@ -33,6 +33,13 @@
 //! # Memory ordering
 //! A `send` happens-before the `recv` (or `select!` arm) that returns its value.
 //!
+//! # When a blocked sender resumes
+//! A receive that frees a slot of a full channel moves the oldest blocked sender's value into
+//! it, so that `send` has completed; the sender itself resumes when the receiving fiber next
+//! parks, yields (every 128 operations at the latest, see [`coop`](crate::coop)) or finishes.
+//! Until then the buffer is full anyway, so resuming it earlier would only have it block again;
+//! a receiver that then computes for long without calling fibra keeps it waiting that long.
+//!
 //! # Design
 //! `bounded(n)`, `bounded(0)` and `unbounded()` are one algorithm with different capacities
 //! (`channel.rs`); a blocked party waits on a node in the channel's queue that carries its
