@@ -37,8 +37,10 @@
 //! A receive that frees a slot of a full channel moves the oldest blocked sender's value into
 //! it, so that `send` has completed; the sender itself resumes when the receiving fiber next
 //! parks, yields (every 128 operations at the latest, see [`coop`](crate::coop)) or finishes.
-//! Until then the buffer is full anyway, so resuming it earlier would only have it block again;
-//! a receiver that then computes for long without calling fibra keeps it waiting that long.
+//! Resumed at once, a sender on another worker would mostly find the buffer refilled by the
+//! other blocked senders and block again, once per item; resumed then, it finds room for a
+//! run of items. A receiver that computes for long without calling fibra keeps it waiting
+//! that long.
 //!
 //! # Design
 //! `bounded(n)`, `bounded(0)` and `unbounded()` are one algorithm with different capacities
