@@ -8,7 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{short_count, Figure, Params, PlotShape, PlotSpec, Row, Size};
+use super::{short_count, Figure, Params, PlotShape, PlotSpec, Row, Size, THREADS_SHARE};
 use crate::child::Figures;
 use crate::peers::Contender;
 
@@ -50,9 +50,6 @@ pub const NS_PER_OP: &str = "ns_per_op";
 
 /// Producers in the many-producer rows, and units in the mutex row.
 pub const MANY: u64 = 8;
-
-/// OS threads move this many times fewer items through `bounded(0)`.
-const THREADS_RENDEZVOUS_SHARE: u64 = 10;
 
 /// Capacity of the buffered channel.
 pub const CAPACITY: usize = 128;
@@ -195,10 +192,7 @@ pub fn plan(size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
                         },
                         short_count(sizes.items),
                         if flavour == Flavour::Rendezvous {
-                            format!(
-                                " (threads: {})",
-                                short_count(sizes.items / THREADS_RENDEZVOUS_SHARE)
-                            )
+                            format!(" (threads: {})", short_count(sizes.items / THREADS_SHARE))
                         } else {
                             String::new()
                         }
@@ -220,9 +214,8 @@ pub fn plan(size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
                 cells: contenders
                     .iter()
                     .map(|&c| {
-                        // OS threads hand off through a rendezvous at ~10–20 µs an item
-                        // (a futex wake each): a tenth of the items gives the same figure in
-                        // a tenth of the time.
+                        // OS threads hand off through a rendezvous with a futex wake an
+                        // item: `THREADS_SHARE`.
                         let threads_rendezvous = c == Contender::Threads
                             && matches!(
                                 case,
@@ -233,7 +226,7 @@ pub fn plan(size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
                             );
                         let params = Params {
                             n: if threads_rendezvous {
-                                n / THREADS_RENDEZVOUS_SHARE
+                                n / THREADS_SHARE
                             } else {
                                 n
                             },

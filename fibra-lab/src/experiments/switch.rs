@@ -3,7 +3,7 @@
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
-use super::{short_count, Figure, Params, PlotShape, PlotSpec, Row, Size};
+use super::{short_count, Figure, Params, PlotShape, PlotSpec, Row, Size, THREADS_SHARE};
 use crate::child::Figures;
 use crate::peers::Contender;
 
@@ -80,10 +80,6 @@ fn rounds(size: Size) -> u64 {
         Size::Full => 1_000_000,
     }
 }
-
-/// OS threads take 7–15 µs a round trip (a futex wake each way): a tenth of the trips gives
-/// the same figure in a tenth of the time, which keeps the quick profile near 2 minutes.
-const THREADS_SHARE: u64 = 10;
 
 pub fn plan(size: Size, contenders: &[Contender]) -> Vec<Row> {
     let n = rounds(size);

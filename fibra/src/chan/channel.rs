@@ -2,9 +2,10 @@
 //!
 //! One algorithm serves `bounded(n)`, `bounded(0)` and `unbounded()` (Go's `hchan`): a short
 //! critical section under one lock (`crate::loom::lock`) over a ring buffer (`VecDeque`,
-//! preallocated when bounded) and two entry queues (`waiters.rs`). Only the capacity differs: `usize::MAX` is unbounded,
-//! 0 is a rendezvous, whose buffer stays empty and whose values go straight from a waiting
-//! sender's packet to a receiver (or from a sender into a waiting receiver's packet).
+//! preallocated when bounded) and two entry queues (`waiters.rs`). Only the capacity
+//! differs: `usize::MAX` is unbounded, 0 is a rendezvous, whose buffer stays empty and whose
+//! values go straight from a waiting sender's packet to a receiver (or from a sender into a
+//! waiting receiver's packet).
 //!
 //! # Invariants (under the lock)
 //! - A claimable *receiver* node exists only while the buffer is empty: a sender that finds

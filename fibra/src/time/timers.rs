@@ -148,27 +148,24 @@ impl Timers {
 /// while `woken` runs. The owner worker calls it, and the monitor for a stuck worker under
 /// the migration opt-in.
 pub(crate) fn fire_due(timers: &Mutex<Timers>, now: Instant, mut woken: impl FnMut(FiberRef)) {
-    let stale = timers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .sweep_stale();
-    drop(stale); // unlocked
-    loop {
-        let due = timers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_due(now);
-        let Some((fiber, generation)) = due else {
-            return;
-        };
-        fiber.shared.clock.refresh(now); // the real clock was read anyway (sched/clock.rs)
-                                         // Acquire pairs with the Release increment that ends the wait in `park_until`.
-        if fiber.timer_gen.load(Acquire) != generation {
-            continue; // the timed wait ended before its deadline
+    let lock = || timers.lock().unwrap_or_else(|e| e.into_inner());
+    // The sweep shares the first pop's critical section; what it removed is dropped unlocked.
+    let (stale, mut due) = {
+        let mut t = lock();
+        (t.sweep_stale(), t.pop_due(now))
+    };
+    drop(stale);
+    while let Some((fiber, generation)) = due {
+        // The real clock was read anyway (sched/clock.rs).
+        fiber.shared.clock.refresh(now);
+        // Acquire pairs with the Release increment that ends the wait in `park_until`; a
+        // later generation means the timed wait ended before its deadline.
+        if fiber.timer_gen.load(Acquire) == generation {
+            if let Some(fiber) = crate::park::unpark_owned(fiber) {
+                woken(fiber); // the heap's reference goes to the queue
+            }
         }
-        if let Some(fiber) = crate::park::unpark_owned(fiber) {
-            woken(fiber); // the heap's reference goes to the queue
-        }
+        due = lock().pop_due(now);
     }
 }
 
