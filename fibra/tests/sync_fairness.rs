@@ -73,7 +73,7 @@ fn max_overtaken(fibers: usize, iters: usize, threads: usize) -> (usize, usize) 
 
 /// `MAX_BARGES` in `fibra/src/sync/mutex/raw.rs`: barges a queued waiter tolerates before the
 /// lock is handed to it.
-const K: usize = 8;
+const K: usize = 128;
 
 /// Bounded barging: a queued fiber is overtaken by at most K barges plus the N - 1 waiters
 /// queued ahead of it; the one left over covers the acquisition it watched while spinning.
@@ -86,12 +86,12 @@ fn mutex_barging_bounds_overtaking() {
          dropped",
         K + N
     );
-    // The protocol bounds it by K + N; the measurement (from just before `lock` to just after)
-    // also catches acquisitions that happen while the worker thread itself is descheduled,
-    // which a loaded CI machine does now and then (18 seen once). Twice the bound still fails
-    // for any unbounded barging, which overtakes thousands of times here.
+    // The protocol bounds it by K + N - 1 (reached exactly here: 135); the measurement (from
+    // just before `lock` to just after) also catches the odd acquisition that happens while
+    // the worker thread itself is descheduled on a loaded CI machine (2 over the bound seen
+    // once with K = 8), hence N of slack. Unbounded barging overtakes thousands of times here.
     assert!(
-        worst <= 2 * (K + N),
+        worst <= K + 2 * N,
         "a fiber was overtaken {worst} times (K = {K}, N = {N})"
     );
     // With plain threads the OS scheduler joins in (4 threads on 2 cores here): a thread
