@@ -1,5 +1,5 @@
 //! Mutex fairness: barging is bounded, so no fiber is overtaken by more than K + N
-//! acquisitions (K = 8 barges before hand-off, N contenders).
+//! acquisitions (K = 128 barges before hand-off, N contenders).
 //! Alone in its binary: a worker thread preempted by a parallel test's threads would stall
 //! its fiber between reading the acquisition count and queuing, and skew the measure. The OS
 //! can still preempt a worker (other processes), so a sample whose worker thread was

@@ -19,9 +19,12 @@
 //! - **Every blocking call has a timeout variant** (`lock_timeout`, `acquire_timeout`,
 //!   `wait_timeout`, ...), and every wait shows a distinct [`ParkReason`](crate::ParkReason)
 //!   (`MutexLock`, `RwLockRead`, `Condvar`, ...) in debugging output.
-//! - **Fair under contention.** Locks and semaphores queue waiters FIFO and hand ownership (or a
-//!   permit) straight to the oldest waiter; a newcomer may take a free lock only when nobody
-//!   waits. `RwLock` queues readers behind a waiting writer.
+//! - **Fair under contention.** Waiters queue FIFO. `RwLock` and `Semaphore` hand ownership (or
+//!   a permit) straight to the oldest waiter, and `RwLock` queues readers behind a waiting
+//!   writer. `Mutex` lets running fibers take a free lock ahead of the queue ("barging", as
+//!   Go's and parking_lot's do) but counts it: the oldest waiter is handed the lock after 128
+//!   barges, so no fiber waits behind more than 128 + N − 1 acquisitions (see
+//!   [`Mutex`'s fairness](Mutex#fairness)).
 //! - **No poisoning.** At shutdown fibra unwinds every parked fiber; a lock held by one of them
 //!   is released by its guard's destructor and stays usable.
 //! - **Shutdown.** A fiber being unwound cannot park. A blocking call it makes (from a
