@@ -31,7 +31,10 @@ closed loop); the load generator shares the machine's cores with the server, so 
 loopback figure of both. RSS = the server's peak VmRSS sampled every 100 ms under load; \
 idle = the server's VmRSS with that many keep-alive connections open and quiet (--full). \
 \"fibra shared poller\" rows (--full): fibra with RuntimeBuilder::shared_poller, one epoll for \
-all workers instead of one per worker (the default); not in the plots. \
+all workers instead of one per worker (the default); \"fibra migration\" rows (--full): fibra with \
+the unsafe RuntimeBuilder::migrate_started_fibers opt-in, so a started fiber may resume on \
+whichever worker is free (as a tokio task can; the server holds no thread-local across a park); \
+neither variant is in the plots. \
 RLIMIT_NOFILE is raised to its hard limit for the lab, the load generator and the server.";
 
 pub const FIGURES: &[Figure] = &[
@@ -88,10 +91,20 @@ pub const PLOTS: &[PlotSpec] = &[
 pub const IDLE_CASE: &str = "idle";
 /// The row variant of fibra's server on one shared poller (`RuntimeBuilder::shared_poller`).
 pub const SHARED_POLLER_CASE: &str = "shared-poller";
+/// The row variant of fibra's server with the unsafe opt-in that lets started fibers move
+/// between workers (`RuntimeBuilder::migrate_started_fibers`).
+pub const MIGRATION_CASE: &str = "migration";
 
-/// Loads at which `--full` also measures fibra with a shared poller (the issue's comparison
-/// of one poller per worker against one for all).
-const SHARED_POLLER_CONNECTIONS: &[u64] = &[100, 1_000];
+/// fibra's variants in `--full`, each at [`VARIANT_CONNECTIONS`]: (case, row label suffix).
+const FIBRA_VARIANTS: &[(&str, &str)] = &[
+    (SHARED_POLLER_CASE, "fibra shared poller"),
+    (MIGRATION_CASE, "fibra migration"),
+];
+
+/// Loads at which `--full` also measures fibra's variants: the shared poller is the issue's
+/// comparison of one poller per worker against one for all; migration shows what the
+/// started-fibers-stay-put rule costs the latency tail.
+const VARIANT_CONNECTIONS: &[u64] = &[100, 1_000];
 
 fn connections(size: Size) -> &'static [u64] {
     match size {
@@ -146,11 +159,13 @@ pub fn plan(size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
         })
         .collect();
     if size == Size::Full {
-        for &n in SHARED_POLLER_CONNECTIONS {
-            rows.push(Row {
-                label: format!("{} conns, fibra shared poller", short_count(n)),
-                cells: super::same_for_all(contenders, &params(n, Some(SHARED_POLLER_CASE))),
-            });
+        for &(case, name) in FIBRA_VARIANTS {
+            for &n in VARIANT_CONNECTIONS {
+                rows.push(Row {
+                    label: format!("{} conns, {name}", short_count(n)),
+                    cells: super::same_for_all(contenders, &params(n, Some(case))),
+                });
+            }
         }
     }
     if let Some(n) = idle_connections(size) {
@@ -164,8 +179,16 @@ pub fn plan(size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
 
 /// Why a contender has no cell in a row, if it has none.
 pub fn not_applicable(contender: Contender, params: &Params) -> Option<String> {
-    (params.case.as_deref() == Some(SHARED_POLLER_CASE) && contender != Contender::Fibra)
-        .then(|| "a fibra variant: one poller shared by its workers".to_string())
+    if contender == Contender::Fibra {
+        return None;
+    }
+    match params.case.as_deref() {
+        Some(SHARED_POLLER_CASE) => {
+            Some("a fibra variant: one poller shared by its workers".into())
+        }
+        Some(MIGRATION_CASE) => Some("a fibra variant: started fibers may change workers".into()),
+        _ => None,
+    }
 }
 
 /// One repetition of one cell: a fresh server child, then load (or idle connections) from here.
@@ -268,4 +291,30 @@ fn hello(addr: SocketAddr) -> std::io::Result<TcpStream> {
         got.extend_from_slice(&chunk[..n]);
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_plan_has_fibra_variants_that_only_fibra_fills() {
+        let all = [Contender::Fibra, Contender::Tokio, Contender::Go];
+        let rows = plan(Size::Full, 2, &all);
+        for (case, name) in FIBRA_VARIANTS {
+            let variant: Vec<_> = rows.iter().filter(|r| r.label.ends_with(name)).collect();
+            assert_eq!(variant.len(), VARIANT_CONNECTIONS.len(), "{name}");
+            for row in variant {
+                for (contender, params) in &row.cells {
+                    assert_eq!(params.case.as_deref(), Some(*case));
+                    let skipped = not_applicable(*contender, params).is_some();
+                    assert_eq!(skipped, *contender != Contender::Fibra, "{name}");
+                }
+            }
+        }
+        let quick = plan(Size::Quick, 2, &all);
+        assert!(quick
+            .iter()
+            .all(|r| r.cells.iter().all(|(_, p)| p.case.is_none())));
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::child::{self, Figures};
 use crate::experiments::chan::{self as chan_exp, Case, Flavour};
 use crate::experiments::switch::{self as switch_exp, Placement};
-use crate::experiments::{churn, spawn as spawn_exp};
+use crate::experiments::{churn, io as io_exp, spawn as spawn_exp};
 use crate::machine::vm_rss_bytes;
 
 // The io experiment measures the example itself: its server code is compiled in here, as
@@ -247,12 +247,19 @@ pub fn blocking(n: u64, workers: usize) -> Result<Figures, String> {
     })
 }
 
-/// io: the `http_hello` example's server, until the lab kills the process; on one poller
-/// shared by the workers instead of one each if `shared_poller`.
-pub fn io_server(workers: usize, shared_poller: bool) -> Result<Figures, String> {
+/// io: the `http_hello` example's server, until the lab kills the process; `case` picks a
+/// variant (`experiments::io::SHARED_POLLER_CASE`, `MIGRATION_CASE`).
+pub fn io_server(workers: usize, case: Option<&str>) -> Result<Figures, String> {
     let mut builder = fibra::Runtime::builder().workers(workers.max(1));
-    if shared_poller {
-        builder = builder.shared_poller();
+    match case {
+        Some(io_exp::SHARED_POLLER_CASE) => builder = builder.shared_poller(),
+        Some(io_exp::MIGRATION_CASE) => {
+            // SAFETY: the server's fibers (http_hello::serve and its connections) hold no
+            // `!Send` value and no thread-local reference across a park: they keep only
+            // sockets and buffers, and std's own thread-locals are reached afresh in each call.
+            builder = unsafe { builder.migrate_started_fibers() };
+        }
+        _ => {}
     }
     let rt = builder
         .build()

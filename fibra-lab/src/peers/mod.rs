@@ -90,9 +90,6 @@ pub fn measure(
         (Contender::Fibra, Experiment::Chan) => fibra::chan(chan_case()?, n, workers),
         (Contender::Threads, Experiment::Io) => threads::io_server(),
         (Contender::Tokio, Experiment::Io) => tokio::io_server(workers),
-        (Contender::Fibra, Experiment::Io) => fibra::io_server(
-            workers,
-            case == Some(crate::experiments::io::SHARED_POLLER_CASE),
-        ),
+        (Contender::Fibra, Experiment::Io) => fibra::io_server(workers, case),
     }
 }
