@@ -18,22 +18,6 @@ fn runtime() -> fibra::Runtime {
         .unwrap()
 }
 
-fn echo_server(listener: TcpListener) {
-    loop {
-        let Ok((mut s, _)) = listener.accept() else {
-            return;
-        };
-        fibra::spawn(move || {
-            let mut buf = [0u8; 1024];
-            while let Ok(n) = s.read(&mut buf) {
-                if n == 0 || s.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-}
-
 /// 200 connections, each on its own fiber spread over both workers, echo 50 messages each:
 /// every byte comes back.
 #[test]
@@ -42,33 +26,10 @@ fn many_connections_echo_through_the_shared_poller() {
     let total = runtime().block_on(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        fibra::spawn(move || echo_server(listener));
-        let clients: Vec<_> = (0..200u32)
-            .map(|c| {
-                fibra::spawn(move || {
-                    let mut s = TcpStream::connect(addr).unwrap();
-                    let mut got = 0usize;
-                    for i in 0..50u32 {
-                        let msg = format!("{c}:{i};");
-                        s.write_all(msg.as_bytes()).unwrap();
-                        let mut back = vec![0u8; msg.len()];
-                        s.read_exact(&mut back).unwrap();
-                        assert_eq!(back, msg.as_bytes());
-                        got += back.len();
-                    }
-                    got
-                })
-            })
-            .collect();
-        clients
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .sum::<usize>()
+        common::spawn_echo_server(listener);
+        common::echo_clients(addr, 200, 50)
     });
-    let expected: usize = (0..200u32)
-        .flat_map(|c| (0..50u32).map(move |i| format!("{c}:{i};").len()))
-        .sum();
-    assert_eq!(total, expected);
+    assert_eq!(total, common::echo_bytes(200, 50));
 }
 
 /// Every worker is asleep when the data arrives (written by a plain thread 100 ms later): the
@@ -117,7 +78,7 @@ fn shutdown_with_fibers_parked_on_the_shared_poller_returns() {
     let conns = runtime().block_on(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        fibra::spawn(move || echo_server(listener));
+        common::spawn_echo_server(listener);
         let conns: Vec<_> = (0..10).map(|_| TcpStream::connect(addr).unwrap()).collect();
         fibra::sleep(Duration::from_millis(20)); // the server fibers park in `read`
         conns // still open: the server fibers are parked when the runtime shuts down

@@ -15,60 +15,16 @@ fn rt(workers: usize) -> fibra::Runtime {
     fibra::Runtime::builder().workers(workers).build().unwrap()
 }
 
-/// Accepts forever, echoing each connection in its own fiber.
-fn echo_server(listener: TcpListener) {
-    fibra::spawn(move || {
-        while let Ok((mut s, _)) = listener.accept() {
-            fibra::spawn(move || {
-                let mut buf = [0u8; 4096];
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-}
-
 #[test]
 fn echo_round_trips_on_two_workers() {
     let _w = common::watchdog("echo_round_trips_on_two_workers");
     let total = rt(2).block_on(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        echo_server(listener);
-        let clients: Vec<_> = (0..50u32)
-            .map(|c| {
-                fibra::spawn(move || {
-                    let mut s = TcpStream::connect(addr).unwrap();
-                    let mut sum = 0usize;
-                    for i in 0..100u32 {
-                        let msg = format!("client {c} message {i}");
-                        s.write_all(msg.as_bytes()).unwrap();
-                        let mut back = vec![0u8; msg.len()];
-                        s.read_exact(&mut back).unwrap();
-                        assert_eq!(back, msg.as_bytes());
-                        sum += back.len();
-                    }
-                    sum
-                })
-            })
-            .collect();
-        clients
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .sum::<usize>()
+        common::spawn_echo_server(listener);
+        common::echo_clients(addr, 50, 100)
     });
-    let expect: usize = (0..50u32)
-        .flat_map(|c| (0..100u32).map(move |i| format!("client {c} message {i}").len()))
-        .sum();
-    assert_eq!(total, expect);
+    assert_eq!(total, common::echo_bytes(50, 100));
 }
 
 #[test]
@@ -78,7 +34,7 @@ fn large_transfer_with_reader_and_writer_fibers() {
     rt(2).block_on(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        echo_server(listener);
+        common::spawn_echo_server(listener);
         let s = Arc::new(TcpStream::connect(addr).unwrap());
         let writer = {
             let s = s.clone();
@@ -102,7 +58,7 @@ fn try_clone_reads_while_the_original_writes() {
     rt(2).block_on(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        echo_server(listener);
+        common::spawn_echo_server(listener);
         let mut w = TcpStream::connect(addr).unwrap();
         let mut r = w.try_clone().unwrap();
         assert_ne!(w.as_raw_fd(), r.as_raw_fd());
@@ -267,7 +223,7 @@ fn std_client_talks_to_a_fibra_server() {
     rt(2).block_on(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        echo_server(listener);
+        common::spawn_echo_server(listener);
         // A std client on a pool thread, blocking as usual.
         let echoed = fibra::blocking(|| {
             let mut c = std::net::TcpStream::connect(addr).unwrap();

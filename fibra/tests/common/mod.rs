@@ -1,9 +1,12 @@
 //! Helpers shared by the integration tests (each test binary includes this module).
 #![allow(dead_code)] // each test binary uses a subset
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
+
+use fibra::net::{TcpListener, TcpStream};
 
 /// Aborts the process if the test it guards hangs (a scheduler bug shows as a hang). Dropping
 /// it disarms it.
@@ -84,4 +87,57 @@ pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count().saturating_sub(1))
         .unwrap_or(0)
+}
+
+/// Spawns a fiber that accepts on `listener` until it fails, echoing each connection in a
+/// fiber of its own until the peer closes it.
+pub fn spawn_echo_server(listener: TcpListener) {
+    fibra::spawn(move || {
+        while let Ok((mut s, _)) = listener.accept() {
+            fibra::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// The `i`-th message of echo client `c`.
+fn echo_message(c: u32, i: u32) -> String {
+    format!("client {c} message {i}")
+}
+
+/// From a fiber: `clients` fibers each connect to the echo server at `addr` and send `rounds`
+/// messages, checking every echo. Returns the bytes echoed, which must equal
+/// [`echo_bytes(clients, rounds)`](echo_bytes).
+pub fn echo_clients(addr: SocketAddr, clients: u32, rounds: u32) -> usize {
+    let clients: Vec<_> = (0..clients)
+        .map(|c| {
+            fibra::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                let mut echoed = 0usize;
+                for i in 0..rounds {
+                    let msg = echo_message(c, i);
+                    s.write_all(msg.as_bytes()).unwrap();
+                    let mut back = vec![0u8; msg.len()];
+                    s.read_exact(&mut back).unwrap();
+                    assert_eq!(back, msg.as_bytes());
+                    echoed += back.len();
+                }
+                echoed
+            })
+        })
+        .collect();
+    clients.into_iter().map(|h| h.join().unwrap()).sum()
+}
+
+/// The bytes [`echo_clients`] sends (and must get back).
+pub fn echo_bytes(clients: u32, rounds: u32) -> usize {
+    (0..clients)
+        .flat_map(|c| (0..rounds).map(move |i| echo_message(c, i).len()))
+        .sum()
 }
