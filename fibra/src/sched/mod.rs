@@ -50,6 +50,7 @@ pub(crate) mod sessions;
 mod shutdown;
 mod spare;
 pub(crate) mod stats;
+mod steal;
 pub(crate) mod worker;
 
 use std::cell::RefCell;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::context;
 use super::queue::Local;
+use super::steal::StealPolicy;
 use super::Shared;
 use crate::fiber::header::{SpareHeaders, NOT_REGISTERED};
 use crate::fiber::switch::FiberCoroutine;
@@ -59,6 +60,8 @@ pub(crate) struct Worker {
     pub(crate) spare_headers: SpareHeaders,
     /// Wakes the running fiber asked to have delivered when it switches out (`defer_wake`).
     deferred_wakes: RefCell<Vec<Waker>>,
+    /// When this worker, idle, steals from another (`steal.rs`).
+    steal_policy: StealPolicy,
 }
 
 impl Worker {
@@ -72,6 +75,7 @@ impl Worker {
         let run_seq = signal.thread_start();
         // Release pairs with the monitor's Acquire load (a spare's starter set it already).
         signal.active.store(true, Release);
+        let steal_policy = StealPolicy::new(shared.slots.len());
         let worker = Worker {
             index,
             shared,
@@ -89,6 +93,7 @@ impl Worker {
             deferred_wakes: RefCell::new(Vec::new()),
             idle_since: Cell::new(None),
             spare_headers: SpareHeaders::new(),
+            steal_policy,
         };
         context::set_worker(&worker);
         let retired = worker.run_loop();
@@ -116,7 +121,9 @@ impl Worker {
                     return true;
                 }
             } else {
-                self.sleep(None);
+                // A steal judgement under way is finished after the sleep (`steal.rs`).
+                let judging = self.steal_policy.watching();
+                self.sleep(judging.then_some(super::steal::STUCK_AFTER));
             }
         }
         false
@@ -167,6 +174,9 @@ impl Worker {
     /// microseconds (a sleeping worker costs that wake a futex call, ~5-10 µs here).
     fn search(&self) -> Option<FiberRef> {
         let searching = self.shared.idle.try_start_searching();
+        if searching {
+            self.steal_policy.begin_search(&self.shared.slots);
+        }
         let give_up = Instant::now() + SEARCH_FOR;
         let next_timer = self.timers().next_deadline();
         let mut round = 0u32;
@@ -200,7 +210,10 @@ impl Worker {
             if round % 64 == 0 {
                 // Reading the clock costs ~80 ns here: every 64th round is enough.
                 let now = Instant::now();
-                if now >= give_up || next_timer.is_some_and(|t| t <= now) {
+                // A steal judgement under way keeps the search going (`steal.rs`).
+                let judging = searching && self.steal_policy.watching();
+                let over = now >= give_up && !(judging && now < give_up + super::steal::MAX_WAIT);
+                if over || next_timer.is_some_and(|t| t <= now) {
                     break None;
                 }
                 // When the machine has more runnable threads than cores, a spinning worker
@@ -222,8 +235,18 @@ impl Worker {
         found
     }
 
-    /// Steal half of some other worker's ring, starting at a random victim.
+    /// Steal half of some other worker's ring, starting at a random victim, if the steal
+    /// policy finds one worth it (`steal.rs`).
     fn steal(&self) -> Option<FiberRef> {
+        self.steal_where(|v| self.steal_policy.worth_stealing(v, &self.shared.slots[v]))
+    }
+
+    /// `steal`, from any victim with fibers queued: shutdown drains everything.
+    fn steal_any(&self) -> Option<FiberRef> {
+        self.steal_where(|_| true)
+    }
+
+    fn steal_where(&self, worth: impl Fn(usize) -> bool) -> Option<FiberRef> {
         let n = self.shared.slots.len();
         if n == 1 {
             return None;
@@ -231,7 +254,7 @@ impl Worker {
         let start = self.next_random() as usize % n;
         (0..n)
             .map(|i| (start + i) % n)
-            .filter(|&v| v != self.index)
+            .filter(|&v| v != self.index && worth(v))
             .find_map(|v| {
                 self.shared.slots[v]
                     .stealer
@@ -240,7 +263,8 @@ impl Worker {
             .inspect(|_| super::stats::bump(&self.slot().stats.steals))
     }
 
-    /// Sleeps until notified, the next timer, or `cap` (spares), whichever comes first.
+    /// Sleeps until notified, the next timer, or `cap` (spares; a steal judgement under way),
+    /// whichever comes first.
     pub(super) fn sleep(&self, cap: Option<Duration>) {
         // Idle time is when cold stacks go back to the kernel (never on the release path),
         // and spare header allocations to the allocator.
@@ -330,6 +354,12 @@ impl Worker {
                 self.register(&fiber);
             }
         }
+        // The run counts from here, a first run's stack set-up included: thieves and the
+        // monitor read a run that does not end as a worker that is stuck (`steal.rs`).
+        let signal = &self.slot().signal;
+        let seq = self.run_seq.get();
+        signal.run_start(seq + 1, fiber.identity.id, fiber.identity.location);
+        self.run_seq.set(seq + 2);
         // SAFETY: popping the fiber from a run queue made this worker the owner of the run (header.rs
         // field table), so nobody else touches the coroutine until it switches out.
         let slot = unsafe { &mut *fiber.coroutine.get() };
@@ -337,6 +367,7 @@ impl Worker {
             match self.create_coroutine(&fiber) {
                 Ok(co) => *slot = Some(co),
                 Err(e) => {
+                    signal.run_end(seq + 2);
                     // SAFETY: as above; the joiner reads it only after COMPLETE.
                     unsafe { *fiber.start_error.get() = Some(Box::new(e)) };
                     return self.finish(&fiber);
@@ -348,12 +379,8 @@ impl Worker {
         self.idle_since.set(None);
         self.budget.set(self.shared.config.coop_budget);
         super::stats::record_wake(&fiber, &self.slot().stats);
-        let signal = &self.slot().signal;
-        let seq = self.run_seq.get();
-        signal.run_start(seq + 1, fiber.identity.id, fiber.identity.location);
         let switched = switch::resume(co);
         signal.run_end(seq + 2);
-        self.run_seq.set(seq + 2);
         self.current.set(ptr::null());
         match switched {
             Switched::Suspended(Suspend::Park) => match self.register_and_park(&fiber) {
@@ -557,6 +584,6 @@ impl Worker {
             .or_else(|| self.pinned.borrow_mut().pop_front())
             .or_else(|| self.local.borrow_mut().pop())
             .or_else(|| self.shared.inject.pop())
-            .or_else(|| self.steal())
+            .or_else(|| self.steal_any())
     }
 }

@@ -136,8 +136,14 @@ impl Guards {
     }
 }
 
-/// Slots guarded per `process_madvise` call (a fraction of `IOV_MAX` = 1024; ~0.4 ms of work).
+/// Most slots guarded per `process_madvise` call (a fraction of `IOV_MAX` = 1024; ~0.4 ms of
+/// work).
 const GUARD_BATCH: usize = 512;
+/// The first batch of a region: batches double from here up to `GUARD_BATCH`. A first run
+/// pays for its region's first batch, and one of ~0.4 ms there made the worker look stuck to
+/// idle thieves (`sched/steal.rs`), which then split fibers that talk to each other over two
+/// threads; 8 slots cost a few µs.
+const FIRST_GUARD_BATCH: usize = 8;
 /// Whether `process_madvise(MADV_GUARD_INSTALL)` works here; cleared at its first failure.
 static GUARD_BATCHES: AtomicBool = AtomicBool::new(true);
 
@@ -203,14 +209,16 @@ impl Region {
         Ok(FiberStack::carved(slot.as_ptr() as usize, self.slot_size))
     }
 
-    /// Guards the next `GUARD_BATCH` slots' pages with one system call, where the kernel offers
+    /// Guards the next batch of slots' pages (as many as are guarded already, within
+    /// `FIRST_GUARD_BATCH..=GUARD_BATCH`) with one system call, where the kernel offers
     /// that for guard markers (never for `mprotect` guards, which are budgeted one by one).
     fn guard_ahead(&mut self, guards: &Guards) {
         if !guards.batch_capable() {
             return;
         }
         let total = self.len / self.slot_size;
-        let pages: Vec<NonNull<u8>> = (self.guarded..total.min(self.guarded + GUARD_BATCH))
+        let batch = self.guarded.clamp(FIRST_GUARD_BATCH, GUARD_BATCH);
+        let pages: Vec<NonNull<u8>> = (self.guarded..total.min(self.guarded + batch))
             // SAFETY: `i < total`, so the slot start lies inside the mapping.
             .map(|i| unsafe { self.start.add(i * self.slot_size) })
             .collect();
