@@ -4,7 +4,8 @@
 //! - A **fiber** runs on a **worker**: a slot (run queues, timers, stack cache) driven by one OS
 //!   thread. Fibers are *ready* (queued), *run*, *park* and are *unparked*; workers *search*
 //!   (spin looking for work), *sleep* and are *notified*. Work is *stolen* from another
-//!   worker's ring or *injected* through the global queue.
+//!   worker's ring (when `steal.rs` judges waiting the slower choice) or *injected* through
+//!   the global queue.
 //! - A fiber's **home** is the worker of its first run. Before that it is *movable* and may be
 //!   stolen; afterwards it is *pinned* there, because a started fiber's stack may hold `!Send`
 //!   values and thread-local addresses cached in registers (ARCHITECTURE.md §4). The unsafe
