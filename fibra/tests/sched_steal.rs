@@ -8,15 +8,20 @@ use std::sync::Arc;
 mod common;
 use common::watchdog;
 
-#[test]
-fn a_fiber_queued_behind_a_spinning_one_is_stolen() {
-    let _w = watchdog("a_fiber_queued_behind_a_spinning_one_is_stolen");
-    let rt = fibra::Runtime::builder()
+/// Two workers and nothing else that could move a fiber: no monitor, no spare workers.
+fn two_workers_without_monitor() -> fibra::Runtime {
+    fibra::Runtime::builder()
         .workers(2)
         .max_spare_workers(0)
         .monitor(false)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_fiber_queued_behind_a_spinning_one_is_stolen() {
+    let _w = watchdog("a_fiber_queued_behind_a_spinning_one_is_stolen");
+    let rt = two_workers_without_monitor();
     let steals = rt.block_on(|| {
         let spinner = fibra::spawn(|| {
             let flag = Arc::new(AtomicBool::new(false));
@@ -41,12 +46,7 @@ fn a_fiber_queued_behind_a_spinning_one_is_stolen() {
 #[test]
 fn a_long_queue_of_short_fibers_is_shared() {
     let _w = watchdog("a_long_queue_of_short_fibers_is_shared");
-    let rt = fibra::Runtime::builder()
-        .workers(2)
-        .max_spare_workers(0)
-        .monitor(false)
-        .build()
-        .unwrap();
+    let rt = two_workers_without_monitor();
     let threads = rt.block_on(|| {
         let handles: Vec<_> = (0..250)
             .map(|_| {
