@@ -17,7 +17,7 @@
 //! | `run_next` | the fiber just woken by the running one; inherits the time slice (≤ 3 in a row) | owner | owner |
 //! | `pinned` (FIFO) | started fibers woken or yielding here | owner | owner |
 //! | `local` ring (256) | movable fibers: new spawns; with migration, every fiber | owner | owner, stealers (half) |
-//! | `inbox` | pinned fibers woken from other threads | any thread | owner |
+//! | `inbox` | pinned fibers woken from other threads; new fibers placed here (`placement.rs`) | any thread | owner |
 //! | global `inject` | spawns from outside; ring overflow; remote wakes under migration | any | any |
 //!
 //! # Fairness
@@ -45,6 +45,7 @@ pub(crate) mod context;
 mod idle;
 mod inbox;
 pub(crate) mod monitor;
+mod placement;
 pub(crate) mod queue;
 mod registry;
 pub(crate) mod sessions;
@@ -125,6 +126,8 @@ pub(crate) struct WorkerSlot {
     pub(crate) timers: Mutex<Timers>,
     /// Counters written by this slot's driving thread only (`fibra::debug::metrics`).
     pub(crate) stats: stats::WorkerStats,
+    /// Started fibers whose home this is (`placement.rs`).
+    pub(crate) homed: placement::Homed,
 }
 
 /// One runtime session: everything its workers share.
@@ -171,6 +174,7 @@ impl Shared {
                     ring: Mutex::new(Some(local)),
                     timers: Mutex::new(Timers::default()),
                     stats: stats::WorkerStats::default(),
+                    homed: placement::Homed::default(),
                 }
             })
             .collect::<Box<[WorkerSlot]>>();
@@ -240,7 +244,7 @@ impl Shared {
     }
 
     /// Any thread: a pinned fiber for worker `idx`.
-    fn send_to_inbox(&self, idx: usize, fiber: FiberRef) {
+    pub(crate) fn send_to_inbox(&self, idx: usize, fiber: FiberRef) {
         let slot = &self.slots[idx];
         slot.inbox.push(fiber);
         slot.sleeper.wake_if_sleeping();

@@ -12,6 +12,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use super::context;
+use super::placement::Placement;
 use super::queue::Local;
 use super::steal::StealPolicy;
 use super::Shared;
@@ -62,6 +63,9 @@ pub(crate) struct Worker {
     deferred_wakes: RefCell<Vec<Waker>>,
     /// When this worker, idle, steals from another (`steal.rs`).
     steal_policy: StealPolicy,
+    /// Where this worker's new fibers start when it carries more than its share
+    /// (`placement.rs`).
+    placement: Placement,
 }
 
 impl Worker {
@@ -76,6 +80,7 @@ impl Worker {
         // Release pairs with the monitor's Acquire load (a spare's starter set it already).
         signal.active.store(true, Release);
         let steal_policy = StealPolicy::new(shared.slots.len());
+        let placement = Placement::new(shared.slots.len());
         let worker = Worker {
             index,
             shared,
@@ -94,6 +99,7 @@ impl Worker {
             idle_since: Cell::new(None),
             spare_headers: SpareHeaders::new(),
             steal_policy,
+            placement,
         };
         context::set_worker(&worker);
         let retired = worker.run_loop();
@@ -453,6 +459,7 @@ impl Worker {
     fn adopt(&self, fiber: &FiberRef) {
         // Release pairs with `Header::home`'s Acquire in `schedule_woken`.
         fiber.home.store(self.index as u32, Release);
+        self.slot().homed.arrive(self.shared.config.migrate);
     }
 
     fn register_and_park(&self, fiber: &FiberRef) -> AfterPark {
@@ -493,6 +500,11 @@ impl Worker {
             let home = fiber.home().unwrap_or(self.index);
             self.shared.slots[home].registry.remove(key as usize);
         }
+        if let Some(home) = fiber.home() {
+            self.shared.slots[home]
+                .homed
+                .leave(self.shared.config.migrate);
+        }
         fiber.state.transition_to_complete();
         fiber.wake_joiner();
         // Release pairs with shutdown's Acquire load of `live`.
@@ -522,8 +534,16 @@ impl Worker {
         }
     }
 
-    /// A new fiber: stealable until it first runs.
+    /// A new fiber: stealable until it first runs, unless this worker carries more than its
+    /// share of started fibers and sends it to start on another (`placement.rs`).
     pub(crate) fn schedule_new(&self, fiber: FiberRef) {
+        if !self.shared.config.migrate {
+            let shared = &self.shared;
+            let workers = shared.config.workers;
+            if let Some(target) = self.placement.elsewhere(self.index, &shared.slots, workers) {
+                return shared.send_to_inbox(target, fiber);
+            }
+        }
         self.local
             .borrow_mut()
             .push_back(fiber, &self.shared.inject);
