@@ -101,6 +101,61 @@ impl ParkReason {
     }
 }
 
+/// Who is waiting, looked up once for a whole wait (a channel `send`/`recv` parks, checks for
+/// cancellation and builds a waker: one thread-local read instead of one each; callgrind).
+/// `!Send`: made and used by the waiting code itself.
+#[derive(Clone, Copy)]
+pub(crate) struct Caller {
+    /// The running fiber's header, or null on a plain thread.
+    fiber: *const Header,
+}
+
+impl Caller {
+    /// The fiber running on this thread, or the thread itself.
+    pub(crate) fn current() -> Caller {
+        Caller {
+            fiber: context::with_current_fiber(|f| f.map_or(std::ptr::null(), std::ptr::from_ref)),
+        }
+    }
+
+    fn fiber(&self) -> Option<&Header> {
+        // SAFETY: non-null only when made by the running fiber for itself (`current`), and a
+        // `Caller` does not leave the code that made it (`!Send`, kept in that fiber's frames).
+        // The header lives while its fiber is unfinished, which covers every use here, parks
+        // included; nothing here touches thread-local data, so a resume on another thread
+        // (migration opt-in) changes nothing.
+        unsafe { self.fiber.as_ref() }
+    }
+
+    /// `park(reason)`, for this caller.
+    pub(crate) fn park(&self, reason: ParkReason) {
+        match self.fiber() {
+            Some(h) => park_fiber(h, reason),
+            None => std::thread::park(),
+        }
+    }
+
+    /// `cancelling()`, for this caller.
+    pub(crate) fn cancelling(&self) -> bool {
+        self.fiber().is_some_and(|h| h.state.is_cancelling())
+    }
+
+    /// `current_waker()`, for this caller.
+    pub(crate) fn waker(&self) -> Waker {
+        match self.fiber() {
+            Some(h) => fiber_waker(h.to_ref()),
+            None => Waker::from(Arc::new(ThreadWaker(std::thread::current()))),
+        }
+    }
+
+    /// `fiber::note_waiting`, for this caller: what it waits for (for `fibra::debug`).
+    pub(crate) fn note_waiting(&self, object: usize, holder: u64) {
+        if let Some(h) = self.fiber() {
+            h.watch.note_waiting(object, holder);
+        }
+    }
+}
+
 /// Parks the calling fiber (or thread) until an unpark; may return spuriously.
 pub(crate) fn park(reason: ParkReason) {
     context::with_current_fiber(|fiber| match fiber {

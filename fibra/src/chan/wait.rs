@@ -80,7 +80,8 @@ pub(crate) fn block<'a, T>(
     packet: Option<T>,
     deadline: Option<Instant>,
 ) -> Outcome<'a, T> {
-    let signal = Signal::new(park::current_waker());
+    let me = park::Caller::current();
+    let signal = Signal::new(me.waker());
     let node = Node::new(TOKEN, packet);
     // SAFETY: `node` and `signal` live in this frame and are not moved. The node leaves the
     // list before the frame does: a claim unlinks it before the token we wait for, and every
@@ -97,8 +98,8 @@ pub(crate) fn block<'a, T>(
         Side::Send => ParkReason::ChanSend,
         Side::Recv => ParkReason::ChanRecv,
     };
-    crate::fiber::note_waiting(std::ptr::from_ref(chan) as usize, 0); // for `fibra::debug`
-    match wait(&signal, reason, deadline) {
+    me.note_waiting(std::ptr::from_ref(chan) as usize, 0); // for `fibra::debug`
+    match wait_as(me, &signal, reason, deadline) {
         token @ (TIMED_OUT | CANCELLED) => {
             let (packet, st) = reg.finish();
             Outcome::GaveUp(token, packet, st)
@@ -115,22 +116,32 @@ pub(crate) fn block<'a, T>(
 /// `deadline` passes (`TIMED_OUT`) or the runtime unwinds this fiber (`CANCELLED`). Returns
 /// the final token (never `WAITING` or `CLAIMING`).
 pub(crate) fn wait(signal: &Signal, reason: ParkReason, deadline: Option<Instant>) -> usize {
+    wait_as(park::Caller::current(), signal, reason, deadline)
+}
+
+/// `wait`, for a caller already looked up.
+fn wait_as(
+    me: park::Caller,
+    signal: &Signal,
+    reason: ParkReason,
+    deadline: Option<Instant>,
+) -> usize {
     loop {
         match signal.state() {
             WAITING => {}
             // A claim is being published under a lock, which takes a few instructions; its
             // waker is woken after that, so park (yield the thread if parking returns at once).
             CLAIMING => {
-                if park::cancelling() {
+                if me.cancelling() {
                     std::thread::yield_now();
                 } else {
-                    park::park(reason);
+                    me.park(reason);
                 }
                 continue;
             }
             token => return token,
         }
-        if park::cancelling() {
+        if me.cancelling() {
             if signal.claim_self(CANCELLED) {
                 return CANCELLED;
             }
@@ -143,7 +154,7 @@ pub(crate) fn wait(signal: &Signal, reason: ParkReason, deadline: Option<Instant
                 }
             }
             Some(d) => crate::time::park_until(reason, d),
-            None => park::park(reason),
+            None => me.park(reason),
         }
     }
 }

@@ -110,8 +110,7 @@ extern "C" {
 pub(crate) fn note_waiting(object: usize, holder: u64) {
     crate::sched::context::with_current_fiber(|f| {
         if let Some(h) = f {
-            h.watch.waits_for_holder.store(holder, Relaxed);
-            h.watch.waits_for.store(object, Relaxed);
+            h.watch.note_waiting(object, holder);
         }
     })
 }
@@ -132,6 +131,12 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
+    /// The fiber is about to wait for `object`, held by fiber `holder` (0: none or unknown).
+    pub(crate) fn note_waiting(&self, object: usize, holder: u64) {
+        self.waits_for_holder.store(holder, Relaxed);
+        self.waits_for.store(object, Relaxed);
+    }
+
     pub(crate) fn new() -> Watch {
         Watch {
             parked_at: AtomicU64::new(0),

@@ -38,7 +38,7 @@ pub(crate) fn set_worker(worker: *const Worker) {
 ///
 /// Always inlined (the thread-local read itself stays in `worker_ptr`, out of line): left to
 /// the compiler, this wrapper and `with_current_fiber` stayed calls; inlining them (and
-/// `Shared::take_inbox`) took a park/unpark round trip from 681 to 615 instructions
+/// `WorkerSlot::take_inbox`) took a park/unpark round trip from 681 to 615 instructions
 /// (callgrind, `fibra-lab child switch`) and its wall time by ~7% (paired runs).
 #[inline(always)]
 pub(crate) fn with_worker<R>(f: impl FnOnce(Option<&Worker>) -> R) -> R {

@@ -130,6 +130,20 @@ pub(crate) struct WorkerSlot {
     pub(crate) homed: placement::Homed,
 }
 
+impl WorkerSlot {
+    /// Owner worker: everything woken for it from other threads (and new fibers placed here).
+    #[inline(always)]
+    pub(crate) fn take_inbox(&self, into: &RefCell<VecDeque<FiberRef>>) {
+        // Checked inline, before borrowing `into`: this runs at every scheduling tick and the
+        // inbox is almost always empty (an out-of-line call cost ~24 instructions a tick, and
+        // plain `#[inline]` was not honoured inside the big scheduling loop: callgrind). The
+        // worker reaches its slot through a cached pointer (`Worker::slot`), not by index.
+        if !self.inbox.is_empty() {
+            self.inbox.take_all(&mut into.borrow_mut());
+        }
+    }
+}
+
 /// One runtime session: everything its workers share.
 pub(crate) struct Shared {
     pub(crate) config: Config,
@@ -248,18 +262,6 @@ impl Shared {
         let slot = &self.slots[idx];
         slot.inbox.push(fiber);
         slot.sleeper.wake_if_sleeping();
-    }
-
-    /// Owner worker: everything woken for it from other threads.
-    #[inline(always)]
-    pub(crate) fn take_inbox(&self, idx: usize, into: &RefCell<VecDeque<FiberRef>>) {
-        let inbox = &self.slots[idx].inbox;
-        // Checked inline, before borrowing `into`: this runs at every scheduling tick and the
-        // inbox is almost always empty (an out-of-line call cost ~24 instructions a tick, and
-        // plain `#[inline]` was not honoured inside the big scheduling loop: callgrind).
-        if !inbox.is_empty() {
-            inbox.take_all(&mut into.borrow_mut());
-        }
     }
 
     pub(crate) fn inbox_pending(&self, idx: usize) -> bool {

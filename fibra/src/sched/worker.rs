@@ -40,6 +40,10 @@ const TRIM_BATCH: usize = 32;
 pub(crate) struct Worker {
     pub(crate) index: usize,
     pub(crate) shared: Arc<Shared>,
+    /// `&shared.slots[index]`, computed once: the scheduling loop reaches its slot several
+    /// times a run, and the indexing (bounds check included) was ~37 instructions of a
+    /// channel ping-pong round trip's ~1,210 (callgrind).
+    slot: *const super::WorkerSlot,
     /// The fiber being resumed (or unwound) now; null between runs.
     pub(crate) current: Cell<*const Header>,
     pub(crate) local: RefCell<Local<FiberRef>>,
@@ -81,8 +85,10 @@ impl Worker {
         signal.active.store(true, Release);
         let steal_policy = StealPolicy::new(shared.slots.len());
         let placement = Placement::new(shared.slots.len());
+        let slot = std::ptr::from_ref(&shared.slots[index]);
         let worker = Worker {
             index,
+            slot,
             shared,
             current: Cell::new(ptr::null()),
             local: RefCell::new(local),
@@ -148,7 +154,7 @@ impl Worker {
                 return Some(f);
             }
         }
-        self.shared.take_inbox(self.index, &self.pinned);
+        self.slot().take_inbox(&self.pinned);
         if let Some(f) = self.run_next.take() {
             if self.run_next_streak.get() < MAX_RUN_NEXT_STREAK {
                 self.run_next_streak.set(self.run_next_streak.get() + 1);
@@ -193,7 +199,7 @@ impl Worker {
                 }
             }
             if self.shared.inbox_pending(self.index) {
-                self.shared.take_inbox(self.index, &self.pinned);
+                self.slot().take_inbox(&self.pinned);
                 if let Some(f) = self.pinned.borrow_mut().pop_front() {
                     break Some(f);
                 }
@@ -551,8 +557,11 @@ impl Worker {
     }
 
     /// The part of this worker other threads reach.
+    #[inline(always)]
     pub(super) fn slot(&self) -> &super::WorkerSlot {
-        &self.shared.slots[self.index]
+        // SAFETY: `slot` points into `self.shared.slots`, a boxed slice that is never moved or
+        // resized while the `Shared` lives, and `self.shared` keeps it alive.
+        unsafe { &*self.slot }
     }
 
     /// This worker's timers (the slot's; see `WorkerSlot::timers`).
@@ -598,7 +607,7 @@ impl Worker {
 
     /// Pops anything runnable this worker can reach (shutdown drains with it).
     pub(crate) fn pop_any(&self) -> Option<FiberRef> {
-        self.shared.take_inbox(self.index, &self.pinned);
+        self.slot().take_inbox(&self.pinned);
         self.run_next
             .take()
             .or_else(|| self.pinned.borrow_mut().pop_front())
