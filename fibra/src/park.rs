@@ -158,10 +158,7 @@ impl Caller {
 
 /// Parks the calling fiber (or thread) until an unpark; may return spuriously.
 pub(crate) fn park(reason: ParkReason) {
-    context::with_current_fiber(|fiber| match fiber {
-        Some(h) => park_fiber(h, reason),
-        None => std::thread::park(),
-    })
+    Caller::current().park(reason);
 }
 
 #[inline]
@@ -188,7 +185,7 @@ fn park_fiber(h: &Header, reason: ParkReason) {
 
 /// True when the calling fiber is being unwound by shutdown (waits must not block then).
 pub(crate) fn cancelling() -> bool {
-    context::with_current_fiber(|f| f.is_some_and(|h| h.state.is_cancelling()))
+    Caller::current().cancelling()
 }
 
 /// Any thread: makes a parked fiber runnable, or leaves it a token.
@@ -215,10 +212,7 @@ pub(crate) fn unpark_owned(fiber: FiberRef) -> Option<FiberRef> {
 
 /// A waker for whoever is calling: the current fiber, or else the current thread.
 pub(crate) fn current_waker() -> Waker {
-    context::with_current_fiber(|fiber| match fiber {
-        Some(h) => fiber_waker(h.to_ref()),
-        None => Waker::from(Arc::new(ThreadWaker(std::thread::current()))),
-    })
+    Caller::current().waker()
 }
 
 struct ThreadWaker(Thread);
