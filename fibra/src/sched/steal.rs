@@ -127,9 +127,8 @@ impl StealPolicy {
         false
     }
 
-    /// Whether some victim's queue is being watched: nobody would wake this worker to finish
-    /// the judgement, so its search goes on for up to `MAX_WAIT` more, and its sleep ends
-    /// after `STUCK_AFTER` (`worker.rs`).
+    /// Whether some victim's queue is being watched: the search goes on for up to `MAX_WAIT`
+    /// more, so a judgement of the victim's pace can finish within one search (`worker.rs`).
     pub(super) fn watching(&self) -> bool {
         self.sightings.borrow().iter().any(Option::is_some)
     }

@@ -133,9 +133,7 @@ impl Worker {
                     return true;
                 }
             } else {
-                // A steal judgement under way is finished after the sleep (`steal.rs`).
-                let judging = self.steal_policy.watching();
-                self.sleep(judging.then_some(super::steal::STUCK_AFTER));
+                self.sleep(None);
             }
         }
         false
@@ -275,8 +273,9 @@ impl Worker {
             .inspect(|_| super::stats::bump(&self.slot().stats.steals))
     }
 
-    /// Sleeps until notified, the next timer, or `cap` (spares; a steal judgement under way),
-    /// whichever comes first.
+    /// Sleeps until notified, the next timer, or `cap` (spares), whichever comes first. Never
+    /// while any ring holds fibers (`has_work_for`), so a steal judgement under way
+    /// (`steal.rs`) goes on in the next search instead.
     pub(super) fn sleep(&self, cap: Option<Duration>) {
         // Idle time is when cold stacks go back to the kernel (never on the release path),
         // and spare header allocations to the allocator.
