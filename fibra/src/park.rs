@@ -148,7 +148,7 @@ impl Caller {
         }
     }
 
-    /// `fiber::note_waiting`, for this caller: what it waits for (for `fibra::debug`).
+    /// The calling fiber (if any) records what it is about to wait for (`Watch::note_waiting`).
     pub(crate) fn note_waiting(&self, object: usize, holder: u64) {
         if let Some(h) = self.fiber() {
             h.watch.note_waiting(object, holder);

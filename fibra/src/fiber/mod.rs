@@ -19,7 +19,6 @@ pub(crate) use spawn::{next_fiber_id, spawn_raw, SpawnSpec};
 pub use spawn::{spawn, Builder};
 pub(crate) use state::{AfterPark, AfterUnpark};
 pub(crate) use switch::{Suspend, Switched};
-pub(crate) use watch::note_waiting;
 
 /// A never-run fiber header with id `id`, for unit tests.
 #[cfg(test)]

@@ -104,17 +104,6 @@ extern "C" {
     fn _Unwind_GetIP(ctx: *mut c_void) -> usize;
 }
 
-/// The calling fiber (if any) records what it is about to wait for, for `fibra::debug`: the
-/// address of a `Mutex` (with its holder's fiber id, 0 if unknown) or of a channel (holder
-/// 0). Which kind it is follows from the park reason the wait records.
-pub(crate) fn note_waiting(object: usize, holder: u64) {
-    crate::sched::context::with_current_fiber(|f| {
-        if let Some(h) = f {
-            h.watch.note_waiting(object, holder);
-        }
-    })
-}
-
 /// Per-fiber debugging state (see the module header).
 pub(crate) struct Watch {
     /// Coarse session time (ms, `sched::CoarseClock`) of the current park's start.
@@ -131,7 +120,9 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
-    /// The fiber is about to wait for `object`, held by fiber `holder` (0: none or unknown).
+    /// The fiber is about to wait for `object`, for `fibra::debug`: the address of a `Mutex`
+    /// (with its holder's fiber id, 0 if unknown) or of a channel (holder 0). Which kind it is
+    /// follows from the park reason the wait records.
     pub(crate) fn note_waiting(&self, object: usize, holder: u64) {
         self.waits_for_holder.store(holder, Relaxed);
         self.waits_for.store(object, Relaxed);

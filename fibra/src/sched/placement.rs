@@ -33,7 +33,7 @@ use super::WorkerSlot;
 
 /// Started fibers a worker may be home to beyond the least loaded one before it sends new
 /// fibers there.
-pub(super) const SPREAD_AT: usize = 16;
+const SPREAD_AT: usize = 16;
 
 /// Started, unfinished fibers whose home is one slot. Written by the slot's thread (a fiber is
 /// adopted, and finishes, on its home); under the migration opt-in a fiber may finish

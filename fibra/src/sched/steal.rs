@@ -34,9 +34,9 @@ use std::time::{Duration, Instant};
 use super::WorkerSlot;
 
 /// How long a victim's queue must be watched before a steal is judged.
-pub(super) const STUCK_AFTER: Duration = Duration::from_micros(50);
+const STUCK_AFTER: Duration = Duration::from_micros(50);
 /// Queued work (fibers × the victim's time per run) worth moving to another core.
-pub(super) const MAX_BACKLOG: Duration = Duration::from_micros(50);
+const MAX_BACKLOG: Duration = Duration::from_micros(50);
 /// A queue seen non-empty this long is stolen from whatever its pace: the ring holds only
 /// fibers that never ran, so a queue that never drains is a victim that keeps spawning. It
 /// also bounds how long a thief keeps searching past `SEARCH_FOR` to finish a judgement.

@@ -500,12 +500,13 @@ impl Worker {
 
     /// The fiber's stack is gone: deregister, publish completion, wake the joiner.
     pub(crate) fn finish(&self, fiber: &FiberRef) {
+        let home = fiber.home();
         let key = fiber.registry_key.load(Relaxed);
         if key != NOT_REGISTERED {
-            let home = fiber.home().unwrap_or(self.index);
-            self.shared.slots[home].registry.remove(key as usize);
+            let slot = &self.shared.slots[home.unwrap_or(self.index)];
+            slot.registry.remove(key as usize);
         }
-        if let Some(home) = fiber.home() {
+        if let Some(home) = home {
             self.shared.slots[home]
                 .homed
                 .leave(self.shared.config.migrate);

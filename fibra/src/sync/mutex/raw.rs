@@ -161,8 +161,6 @@ fn current_fiber_id() -> u64 {
     crate::sched::context::with_current_fiber(|f| f.map_or(0, |h| h.identity.id))
 }
 
-use crate::fiber::note_waiting;
-
 impl RawMutex {
     pub(crate) fn new() -> RawMutex {
         RawMutex {
@@ -214,11 +212,12 @@ impl RawMutex {
         let park = |w: &Arc<Waiter>| {
             // For deadlock reports: what we wait for, and who held it as we queued.
             let holder = self.holder.load(std::sync::atomic::Ordering::Relaxed);
-            note_waiting(self as *const RawMutex as usize, holder);
+            let me = crate::park::Caller::current();
+            me.note_waiting(std::ptr::from_ref(self) as usize, holder);
             wait::wait(w, reason, deadline, || self.abandon(w))
         };
         let locked = self.lock_contended(deadline, Waiter::current, park);
-        note_waiting(0, 0);
+        crate::park::Caller::current().note_waiting(0, 0);
         locked
     }
 
