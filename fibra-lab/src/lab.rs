@@ -1,5 +1,6 @@
-//! The parent: runs each planned measurement `reps` times in child processes, with progress
-//! bars on stderr, and prints each experiment's table as soon as it is done.
+//! The parent: runs each planned measurement `reps` times in child processes (a row's
+//! contenders taking turns, `interleaved`), with progress bars on stderr, and prints each
+//! experiment's table as soon as it is done.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -42,7 +43,8 @@ pub fn run(config: &Config, experiments: &[Experiment]) -> Report {
     let machine = Machine::describe();
     let started_at = utc_timestamp(SystemTime::now());
     println!(
-        "fibra-lab {} — {} profile, {} rep{} per measurement, each in its own process",
+        "fibra-lab {} — {} profile, {} rep{} per measurement, each in its own process, \
+         a row's contenders taking turns",
         env!("CARGO_PKG_VERSION"),
         config.size.name(),
         config.reps,
@@ -108,13 +110,14 @@ fn run_experiment(config: &Config, experiment: Experiment) -> ExperimentResult {
 
     let mut row_results = Vec::with_capacity(rows.len());
     for row in rows {
-        let mut cell_results = Vec::with_capacity(row.cells.len());
-        for (contender, params) in row.cells {
-            let skip = |bar: &ProgressBar, reason: String| {
-                bar.inc(u64::from(config.reps));
-                Outcome::Skipped { reason }
-            };
-            let capped = match (experiment, last_ok.get(&contender)) {
+        let skip = |reason: String| {
+            bar.inc(u64::from(config.reps));
+            Some(Outcome::Skipped { reason })
+        };
+        // Each cell is skipped (`Some`) or measured below (`None`).
+        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(row.cells.len());
+        for (contender, params) in &row.cells {
+            let capped = match (experiment, last_ok.get(contender)) {
                 (Experiment::Spawn, Some(last)) => spawn::beyond_caps(
                     params.n,
                     last.n,
@@ -125,20 +128,37 @@ fn run_experiment(config: &Config, experiment: Experiment) -> ExperimentResult {
                 ),
                 _ => None,
             };
-            let outcome = if let Some(reason) = experiment.not_applicable(contender, &params) {
-                skip(&bar, reason)
-            } else if let Some(reason) = ended.get(&contender).filter(|_| experiment.escalates()) {
-                skip(&bar, reason.clone())
-            } else if let Some(reason) = capped {
-                ended.insert(
-                    contender,
-                    format!("not run: stopped at {} by a cap", row.label),
-                );
-                skip(&bar, reason)
-            } else {
-                measure(
-                    config, experiment, contender, &params, &row.label, timeout, &bar,
-                )
+            outcomes.push(
+                if let Some(reason) = experiment.not_applicable(*contender, params) {
+                    skip(reason)
+                } else if let Some(reason) = ended.get(contender).filter(|_| experiment.escalates())
+                {
+                    skip(reason.clone())
+                } else if let Some(reason) = capped {
+                    ended.insert(
+                        *contender,
+                        format!("not run: stopped at {} by a cap", row.label),
+                    );
+                    skip(reason)
+                } else {
+                    None
+                },
+            );
+        }
+        let to_measure: Vec<(Contender, &Params)> = row
+            .cells
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| o.is_none())
+            .map(|((c, p), _)| (*c, p))
+            .collect();
+        let mut measured =
+            measure_row(config, experiment, &to_measure, &row.label, timeout, &bar).into_iter();
+        let mut cell_results = Vec::with_capacity(row.cells.len());
+        for ((contender, params), outcome) in row.cells.into_iter().zip(outcomes) {
+            let outcome = match outcome {
+                Some(skipped) => skipped,
+                None => measured.next().expect("one outcome per measured cell"),
             };
             match &outcome {
                 Outcome::Failed { .. } => {
@@ -182,46 +202,80 @@ fn run_experiment(config: &Config, experiment: Experiment) -> ExperimentResult {
     }
 }
 
-/// `reps` child processes for one cell; stops at the first failure.
-fn measure(
+/// The order of one row's runs: `(rep, cell)`, every cell's rep 1, then every cell's rep 2,
+/// and so on, each rep starting one cell further on.
+///
+/// Why interleaved: this machine's speed drifts over seconds (a shared VM: the same child
+/// measured 200 ns a round trip, then 290, minutes apart). Run back to back, a contender's
+/// reps all land in one spell and the row compares spells, not contenders; interleaved, a
+/// spell weighs on every contender of the row alike. The rotation keeps any one contender
+/// from always running first (or right after a given other).
+fn interleaved(cells: usize, reps: u32) -> impl Iterator<Item = (u32, usize)> {
+    (1..=reps).flat_map(move |rep| (0..cells).map(move |k| (rep, (k + rep as usize - 1) % cells)))
+}
+
+/// `reps` child processes for each of a row's `cells`, interleaved (`interleaved`); a cell
+/// stops at its first failure. One outcome per cell, in order.
+fn measure_row(
     config: &Config,
     experiment: Experiment,
-    contender: Contender,
-    params: &Params,
+    cells: &[(Contender, &Params)],
     label: &str,
     timeout: Duration,
     bar: &ProgressBar,
-) -> Outcome {
-    let mut runs: Vec<Figures> = Vec::new();
-    for rep in 1..=config.reps {
+) -> Vec<Outcome> {
+    let mut runs: Vec<Vec<Figures>> = cells.iter().map(|_| Vec::new()).collect();
+    let mut failed: Vec<Option<Outcome>> = cells.iter().map(|_| None).collect();
+    for (rep, i) in interleaved(cells.len(), config.reps) {
+        if failed[i].is_some() {
+            continue;
+        }
+        let (contender, params) = cells[i];
         bar.set_message(format!(
             "{} · {label} · rep {rep}/{}",
             contender.name(),
             config.reps
         ));
-        let program = match contender {
-            Contender::Go => config.go_program.as_deref(),
-            _ => None,
-        };
-        let result = match experiment {
-            // The child is a server; the load runs from here.
-            Experiment::Io => io::measure(program, contender, params, config.size),
-            _ => child::launch(program, experiment, contender, params, timeout),
-        };
-        match result {
-            Ok(figures) => runs.push(figures),
+        match measure_once(config, experiment, contender, params, timeout) {
+            Ok(figures) => {
+                runs[i].push(figures);
+                bar.inc(1);
+            }
             Err(reason) => {
                 bar.inc(u64::from(config.reps - rep + 1));
-                return Outcome::Failed {
+                failed[i] = Some(Outcome::Failed {
                     reason,
                     reps_done: rep - 1,
-                };
+                });
             }
         }
-        bar.inc(1);
     }
-    Outcome::Ok {
-        figures: summarize(&runs),
+    runs.into_iter()
+        .zip(failed)
+        .map(|(runs, failed)| {
+            failed.unwrap_or_else(|| Outcome::Ok {
+                figures: summarize(&runs),
+            })
+        })
+        .collect()
+}
+
+/// One child process: one measurement of `contender` with `params`.
+fn measure_once(
+    config: &Config,
+    experiment: Experiment,
+    contender: Contender,
+    params: &Params,
+    timeout: Duration,
+) -> Result<Figures, String> {
+    let program = match contender {
+        Contender::Go => config.go_program.as_deref(),
+        _ => None,
+    };
+    match experiment {
+        // The child is a server; the load runs from here.
+        Experiment::Io => io::measure(program, contender, params, config.size),
+        _ => child::launch(program, experiment, contender, params, timeout),
     }
 }
 
@@ -265,6 +319,34 @@ fn utc_timestamp(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_are_interleaved_and_rotated() {
+        let order: Vec<(u32, usize)> = interleaved(3, 3).collect();
+        assert_eq!(
+            order,
+            [
+                (1, 0),
+                (1, 1),
+                (1, 2),
+                (2, 1),
+                (2, 2),
+                (2, 0),
+                (3, 2),
+                (3, 0),
+                (3, 1)
+            ]
+        );
+        // Every cell gets every rep, once.
+        for cells in 0..5 {
+            let mut seen: Vec<(u32, usize)> = interleaved(cells, 4).collect();
+            seen.sort_unstable();
+            let all: Vec<(u32, usize)> = (1..=4)
+                .flat_map(|r| (0..cells).map(move |c| (r, c)))
+                .collect();
+            assert_eq!(seen, all);
+        }
+    }
 
     #[test]
     fn utc_timestamps() {
