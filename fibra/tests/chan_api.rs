@@ -60,6 +60,27 @@ fn buffered_items_survive_the_senders() {
     });
 }
 
+/// A bound far beyond memory is a bound, not an up-front allocation (which would fail): the
+/// buffer grows as items arrive, and the bound still holds.
+#[test]
+fn a_huge_bound_allocates_as_items_arrive() {
+    let huge = usize::MAX / 4;
+    let (tx, rx) = chan::bounded::<u64>(huge);
+    assert_eq!(tx.capacity(), Some(huge));
+    for i in 0..100_000 {
+        tx.try_send(i).unwrap(); // grows past the preallocated part without waiting
+    }
+    assert_eq!(rx.len(), 100_000);
+    assert!(rx.try_iter().eq(0..100_000));
+    // Items larger than the preallocation: at least one slot, and the bound still applies.
+    const BIG: usize = 96 * 1024;
+    let (tx, rx) = chan::bounded::<[u8; BIG]>(2);
+    tx.try_send([1; BIG]).unwrap();
+    tx.try_send([2; BIG]).unwrap();
+    assert!(matches!(tx.try_send([3; BIG]), Err(TrySendError::Full(_))));
+    assert_eq!(rx.recv().unwrap()[0], 1);
+}
+
 #[test]
 fn dropping_the_receiver_drops_buffered_items_once() {
     let drops = Arc::new(AtomicUsize::new(0));

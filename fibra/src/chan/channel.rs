@@ -2,7 +2,7 @@
 //!
 //! One algorithm serves `bounded(n)`, `bounded(0)` and `unbounded()` (Go's `hchan`): a short
 //! critical section under one lock (`crate::loom::lock`) over a ring buffer (`VecDeque`,
-//! preallocated when bounded) and two entry queues (`waiters.rs`). Only the capacity
+//! preallocated when bounded, up to 64 KiB) and two entry queues (`waiters.rs`). Only the capacity
 //! differs: `usize::MAX` is unbounded, 0 is a rendezvous, whose buffer stays empty and whose
 //! values go straight from a waiting sender's packet to a receiver (or from a sender into a
 //! waiting receiver's packet).
@@ -40,6 +40,10 @@ use crate::loom::{AtomicUsize, Ordering::*};
 
 /// Capacity of an unbounded channel.
 pub(crate) const UNBOUNDED: usize = usize::MAX;
+
+/// The most a bounded channel's buffer allocates before its first item: 64 KiB (a
+/// `bounded(128)` of values up to 512 bytes is whole from the start).
+const PREALLOCATE_BYTES: usize = 64 * 1024;
 
 pub(crate) struct Chan<T> {
     state: Mutex<State<T>>,
@@ -84,11 +88,14 @@ pub(crate) fn wake(w: Wake) {
 
 impl<T> Chan<T> {
     pub(crate) fn new(cap: usize) -> Chan<T> {
-        // A bounded buffer is allocated once (ring); an unbounded one grows.
+        // A bounded buffer is allocated up front (a ring that never reallocates), up to
+        // `PREALLOCATE_BYTES`; beyond that it grows as items arrive, so `bounded(1 << 40)` is
+        // a channel with a large bound, not an allocation failure. An unbounded one grows.
         let buf = if cap == UNBOUNDED {
             VecDeque::new()
         } else {
-            VecDeque::with_capacity(cap)
+            let most = (PREALLOCATE_BYTES / std::mem::size_of::<T>().max(1)).max(1);
+            VecDeque::with_capacity(cap.min(most))
         };
         Chan {
             state: Mutex::new(State {

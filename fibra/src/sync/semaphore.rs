@@ -173,6 +173,12 @@ pub struct Semaphore {
 
 impl Semaphore {
     /// The most permits a semaphore can hold.
+    ///
+    /// ```
+    /// use fibra::sync::Semaphore;
+    /// let sem = Semaphore::new(Semaphore::MAX_PERMITS);
+    /// assert_eq!(sem.available_permits(), Semaphore::MAX_PERMITS);
+    /// ```
     pub const MAX_PERMITS: usize = usize::MAX >> 2;
 
     /// A semaphore with `permits` available permits.
