@@ -5,6 +5,15 @@ use std::fmt;
 use std::io;
 
 /// Why a fiber could not be spawned.
+///
+/// ```
+/// # fibra::run(|| {
+/// use fibra::{SpawnError, MIN_STACK_SIZE};
+/// let err = fibra::Builder::new().stack_size(4096).spawn(|| ()).unwrap_err();
+/// assert!(matches!(err, SpawnError::StackTooSmall { requested: 4096, minimum: MIN_STACK_SIZE }));
+/// assert!(err.to_string().starts_with("fiber stack of 4096 bytes is below fibra's minimum"));
+/// # });
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum SpawnError {
@@ -64,6 +73,14 @@ impl std::error::Error for SpawnError {
 }
 
 /// Why a [`Runtime`](crate::Runtime) could not be built.
+///
+/// ```
+/// use fibra::BuildError;
+/// let err = fibra::Runtime::builder().stack_size(4096).build().unwrap_err();
+/// assert!(matches!(err, BuildError::StackTooSmall { requested: 4096, .. }));
+/// let err = fibra::Runtime::builder().workers(0).build().unwrap_err();
+/// assert!(err.to_string().contains("at least one worker"));
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BuildError {
@@ -102,6 +119,14 @@ impl fmt::Display for BuildError {
 impl std::error::Error for BuildError {}
 
 /// Why [`JoinHandle::join`](crate::JoinHandle::join) returned no value.
+///
+/// ```
+/// let rt = fibra::Runtime::builder().workers(1).build().unwrap();
+/// let h = rt.block_on(|| fibra::spawn(|| fibra::sleep(std::time::Duration::from_secs(60))));
+/// let err = h.join().unwrap_err(); // the session ended before the sleeper did
+/// assert!(matches!(err, fibra::JoinError::Cancelled));
+/// assert_eq!(err.to_string(), "fiber was cancelled by runtime shutdown");
+/// ```
 #[non_exhaustive]
 pub enum JoinError {
     /// The fiber panicked; the payload is the value passed to `panic!`.
@@ -115,6 +140,15 @@ pub enum JoinError {
 
 impl JoinError {
     /// The panic payload, if the fiber panicked (use it with `std::panic::resume_unwind`).
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let h = fibra::spawn(|| std::panic::resume_unwind(Box::new(42_u32))); // any payload
+    /// let payload = h.join().unwrap_err().into_panic().unwrap();
+    /// assert_eq!(payload.downcast_ref::<u32>(), Some(&42));
+    /// assert!(fibra::JoinError::Cancelled.into_panic().is_none());
+    /// # });
+    /// ```
     pub fn into_panic(self) -> Option<Box<dyn Any + Send + 'static>> {
         match self {
             JoinError::Panicked(p) => Some(p),

@@ -74,6 +74,24 @@ pub use time::{park_timeout, sleep, sleep_until};
 
 /// The smallest fiber stack fibra accepts, in bytes. A panic with `RUST_BACKTRACE=1` needs
 /// ~22 KiB of stack, so stacks this small suit only leaf fibers that never panic.
+///
+/// ```
+/// # fibra::run(|| {
+/// use fibra::{Builder, SpawnError, MIN_STACK_SIZE};
+/// let leaf = Builder::new().stack_size(MIN_STACK_SIZE).spawn(|| 6 * 7).unwrap();
+/// assert_eq!(leaf.join().unwrap(), 42);
+/// let too_small = Builder::new().stack_size(MIN_STACK_SIZE - 1).spawn(|| ());
+/// assert!(matches!(too_small, Err(SpawnError::StackTooSmall { .. })));
+/// # });
+/// ```
 pub const MIN_STACK_SIZE: usize = stack::MIN_STACK_SIZE;
 /// The default fiber stack size, in bytes (virtual; only touched pages are resident).
+///
+/// ```
+/// assert_eq!(fibra::DEFAULT_STACK_SIZE, 64 * 1024);
+/// assert!(fibra::DEFAULT_STACK_SIZE >= fibra::MIN_STACK_SIZE);
+/// // Pass it to a builder to keep the default explicitly.
+/// let rt = fibra::Runtime::builder().stack_size(fibra::DEFAULT_STACK_SIZE).build().unwrap();
+/// assert_eq!(rt.block_on(|| fibra::spawn(|| 1).join().unwrap()), 1);
+/// ```
 pub const DEFAULT_STACK_SIZE: usize = stack::DEFAULT_STACK_SIZE;

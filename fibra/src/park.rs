@@ -16,6 +16,20 @@ use crate::fiber::{switch, FiberRef, Header, Suspend};
 use crate::sched::{self, context};
 
 /// Why a fiber is parked; debugging output shows it next to the fiber.
+///
+/// ```
+/// # fibra::run(|| {
+/// use fibra::ParkReason;
+/// let (tx, rx) = fibra::chan::bounded::<()>(0);
+/// let inner = fibra::spawn(move || rx.recv().unwrap());
+/// let outer = fibra::spawn(move || inner.join().unwrap());
+/// let fiber = outer.fiber().clone();
+/// while fiber.park_reason() != ParkReason::Join { fibra::yield_now(); }
+/// tx.send(()).unwrap();
+/// outer.join().unwrap();
+/// assert_eq!(fiber.park_reason(), ParkReason::None); // finished
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 #[non_exhaustive]

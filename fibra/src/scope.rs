@@ -45,6 +45,18 @@ impl Drop for ChildGuard {
 }
 
 /// A scope to spawn fibers in; see [`scope`].
+///
+/// ```
+/// # fibra::run(|| {
+/// let mut counts = [0u32; 3];
+/// fibra::scope(|s| {
+///     for c in counts.iter_mut() {
+///         s.spawn(move || *c += 1); // each fiber borrows one element mutably
+///     }
+/// });
+/// assert_eq!(counts, [1, 1, 1]);
+/// # });
+/// ```
 pub struct Scope<'scope, 'env: 'scope> {
     data: Arc<ScopeData>,
     owner: Option<FiberRef>,
@@ -53,6 +65,17 @@ pub struct Scope<'scope, 'env: 'scope> {
 }
 
 /// Joins a scoped fiber; see [`Scope::spawn`].
+///
+/// ```
+/// # fibra::run(|| {
+/// let words = ["a", "bb", "ccc"];
+/// let lens: Vec<usize> = fibra::scope(|s| {
+///     let handles: Vec<_> = words.iter().map(|w| s.spawn(move || w.len())).collect();
+///     handles.into_iter().map(|h| h.join().unwrap()).collect()
+/// });
+/// assert_eq!(lens, [1, 2, 3]);
+/// # });
+/// ```
 pub struct ScopedJoinHandle<'scope, T> {
     inner: JoinHandle<T>,
     _scope: PhantomData<&'scope ()>,
@@ -112,6 +135,17 @@ impl<'scope> Scope<'scope, '_> {
     ///
     /// # Panics
     /// Outside a fibra runtime, or if no stack can be reserved.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let data = vec![1, 2, 3];
+    /// let mut sum = 0;
+    /// fibra::scope(|s| {
+    ///     s.spawn(|| sum = data.iter().sum()); // borrows `data`, writes `sum`
+    /// });
+    /// assert_eq!(sum, 6);
+    /// # });
+    /// ```
     #[track_caller]
     pub fn spawn<F, T>(&'scope self, f: F) -> ScopedJoinHandle<'scope, T>
     where
@@ -186,11 +220,35 @@ impl<T> ScopedJoinHandle<'_, T> {
     }
 
     /// True once the fiber has finished.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let (tx, rx) = fibra::chan::bounded(1);
+    /// fibra::scope(|s| {
+    ///     let h = s.spawn(move || rx.recv().unwrap());
+    ///     assert!(!h.is_finished()); // it waits for a value
+    ///     tx.send(3).unwrap();
+    ///     while !h.is_finished() { fibra::yield_now(); }
+    ///     assert_eq!(h.join().unwrap(), 3); // returns at once
+    /// });
+    /// # });
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.inner.is_finished()
     }
 
     /// The fiber this handle joins.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// fibra::scope(|s| {
+    ///     let h = s.spawn(|| fibra::current().id());
+    ///     let id = h.fiber().id();
+    ///     assert_ne!(id, fibra::current().id());
+    ///     assert_eq!(h.join().unwrap(), id);
+    /// });
+    /// # });
+    /// ```
     pub fn fiber(&self) -> &Fiber {
         self.inner.fiber()
     }

@@ -7,6 +7,21 @@ use std::fmt;
 use super::dump::FiberDump;
 
 /// One link of a [`Deadlock`]: `fiber` waits for `mutex`, held by the next link's fiber.
+///
+/// ```
+/// use fibra::debug::{Deadlock, WaitLink};
+/// let cycle = Deadlock {
+///     links: vec![
+///         WaitLink { fiber: 3, mutex: 0x1000, held_by: 4 },
+///         WaitLink { fiber: 4, mutex: 0x2000, held_by: 3 },
+///     ],
+/// };
+/// assert_eq!(
+///     cycle.to_string(),
+///     "fiber 3 waits for Mutex@0x1000 held by fiber 4, \
+///      which waits for Mutex@0x2000 held by fiber 3"
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct WaitLink {
@@ -20,6 +35,23 @@ pub struct WaitLink {
 
 /// Fibers each parked on a mutex held by the next, the last one's held by the first: none of
 /// them can ever proceed.
+///
+/// A fiber that locks a mutex it already holds is a cycle of one:
+///
+/// ```
+/// fibra::Runtime::builder().workers(1).build().unwrap().block_on(|| {
+///     let h = fibra::spawn(|| {
+///         let m = fibra::sync::Mutex::new(());
+///         let _held = m.lock();
+///         let _again = m.lock_timeout(std::time::Duration::from_secs(60)); // waits for itself
+///     });
+///     while h.fiber().park_reason() != fibra::ParkReason::MutexLock { fibra::yield_now(); }
+///     let (id, cycles) = (h.fiber().id().as_u64(), fibra::debug::dump().deadlocks);
+///     let link = &cycles[0].links[0];
+///     assert_eq!((cycles.len(), link.fiber, link.held_by), (1, id, id));
+///     assert!(cycles[0].to_string().starts_with(&format!("fiber {id} waits for Mutex@0x")));
+/// }); // the session's end unwinds the stuck fiber: its `lock_timeout` gives up
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Deadlock {

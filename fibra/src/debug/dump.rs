@@ -18,6 +18,22 @@ use crate::sched::{context, Shared};
 const MIN_CAPTURE_STACK: usize = 32 * 1024;
 
 /// What a fiber is doing at the time of the dump.
+///
+/// ```
+/// fibra::Runtime::builder().workers(1).build().unwrap().block_on(|| {
+///     use fibra::debug::FiberState;
+///     let h = fibra::Builder::new().name("napper").spawn(fibra::park).unwrap();
+///     while h.fiber().park_reason() != fibra::ParkReason::User { fibra::yield_now(); }
+///     h.fiber().unpark(); // runnable again, but our one worker is busy running us
+///     let d = fibra::debug::dump();
+///     let state = |name: &str| {
+///         d.fibers.iter().find(|f| f.name.as_deref() == Some(name)).unwrap().state
+///     };
+///     assert_eq!(state("main"), FiberState::Running { worker: 0 }); // the caller
+///     assert_eq!(state("napper"), FiberState::Runnable);
+///     h.join().unwrap();
+/// });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
@@ -36,6 +52,21 @@ pub enum FiberState {
 }
 
 /// A fiber waiting for a `fibra::sync::Mutex`.
+///
+/// ```
+/// fibra::Runtime::builder().workers(1).build().unwrap().block_on(|| {
+///     let m = std::sync::Arc::new(fibra::sync::Mutex::new(0));
+///     let (held, m2) = (m.lock(), m.clone());
+///     let h = fibra::spawn(move || *m2.lock() += 1);
+///     while h.fiber().park_reason() != fibra::ParkReason::MutexLock { fibra::yield_now(); }
+///     let d = fibra::debug::dump();
+///     let waiter = d.fibers.iter().find(|f| f.id == h.fiber().id().as_u64()).unwrap();
+///     assert_eq!(waiter.waits_for.unwrap().holder, Some(fibra::current().id().as_u64()));
+///     assert!(d.deadlocks.is_empty()); // a wait, not a cycle: we wait for nothing
+///     drop(held);
+///     h.join().unwrap();
+/// });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct MutexWait {
@@ -47,6 +78,20 @@ pub struct MutexWait {
 }
 
 /// One fiber in a [`Dump`].
+///
+/// ```
+/// fibra::Runtime::builder().workers(1).build().unwrap().block_on(|| {
+///     let (tx, rx) = fibra::chan::bounded(1);
+///     let h = fibra::Builder::new().name("reader").spawn(move || rx.recv().unwrap()).unwrap();
+///     while h.fiber().park_reason() != fibra::ParkReason::ChanRecv { fibra::yield_now(); }
+///     let d = fibra::debug::dump();
+///     let f = d.fibers.iter().find(|f| f.name.as_deref() == Some("reader")).unwrap();
+///     assert_eq!((f.reason, f.home), (Some(fibra::ParkReason::ChanRecv), Some(0)));
+///     assert!(f.channel.is_some() && f.waits_for.is_none() && f.parked_for.is_some());
+///     tx.send(7).unwrap();
+///     assert_eq!(h.join().unwrap(), 7);
+/// });
+/// ```
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
@@ -77,6 +122,19 @@ pub struct FiberDump {
 }
 
 /// Every fiber of the runtime(s) at one moment: see [`dump`](super::dump).
+///
+/// ```
+/// fibra::Runtime::builder().workers(2).build().unwrap().block_on(|| {
+///     let (tx, rx) = fibra::chan::bounded::<()>(0);
+///     let h = fibra::spawn(move || rx.recv().is_err());
+///     let d = fibra::debug::dump();
+///     assert_eq!((d.sessions, d.workers, d.live), (1, 2, 2)); // "main" and the receiver
+///     assert!(d.deadlocks.is_empty());
+///     assert!(d.to_string().starts_with("fibra dump: 2 live fibers in 1 session(s)"));
+///     drop(tx);
+///     assert!(h.join().unwrap()); // disconnected
+/// });
+/// ```
 #[derive(Debug, Clone, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]

@@ -9,6 +9,14 @@ use crate::sched::stats::LATENCY_BUCKETS;
 use crate::sched::Shared;
 
 /// One worker slot's counters (configured workers first, then spare slots).
+///
+/// ```
+/// let rt = fibra::Runtime::builder().workers(2).max_spare_workers(1).build().unwrap();
+/// let m = rt.block_on(|| fibra::debug::metrics().unwrap());
+/// let indexes: Vec<usize> = m.workers.iter().map(|w| w.index).collect();
+/// assert_eq!(indexes, [0, 1, 2]); // two workers, then the spare slot
+/// assert!(m.workers.iter().any(|w| w.active && w.fibers_run >= 1)); // the one running us
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
@@ -37,6 +45,15 @@ pub struct WorkerMetrics {
 /// runnable and the start of its run. Fibers whose id is a multiple of 64 are sampled (wakes
 /// by `unpark`, any `Waker`, channels and locks; not timer expiries), so the hot path pays a
 /// clock read only for those.
+///
+/// ```
+/// use std::time::Duration;
+/// let mut h = fibra::debug::LatencyHistogram::default();
+/// h.buckets = vec![0, 0, 3, 1]; // three latencies in [4, 8) ns, one in [8, 16) ns
+/// assert_eq!(h.samples(), 4);
+/// assert_eq!(h.quantile(0.5), Some(Duration::from_nanos(8)));
+/// assert_eq!(h.to_string(), "4 samples, p50 < 8 ns, p99 < 16 ns, max < 16 ns");
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
@@ -110,6 +127,19 @@ fn human(d: Duration) -> String {
 }
 
 /// One session's counters; see [`metrics`](super::metrics).
+///
+/// ```
+/// let m = fibra::Runtime::builder().workers(1).build().unwrap().block_on(|| {
+///     let (tx, rx) = fibra::chan::bounded::<()>(0);
+///     let h = fibra::spawn(move || rx.recv().is_err());
+///     let m = fibra::debug::metrics().unwrap();
+///     drop(tx);
+///     assert!(h.join().unwrap());
+///     m
+/// });
+/// assert_eq!(m.live_fibers, 2); // the root fiber and the receiver
+/// assert!(m.stacks_in_use >= 1);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]

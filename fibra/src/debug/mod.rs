@@ -30,6 +30,14 @@ use std::sync::Arc;
 /// How long a dump waits for parked fibers' backtraces by default. A fiber whose worker is
 /// stuck (a blocking call, a CPU loop) cannot answer; it is listed with "backtrace
 /// unavailable: worker busy" once this passes.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(fibra::debug::DEFAULT_CAPTURE_TIMEOUT, Duration::from_secs(2));
+/// // `dump()` waits this long; pass less where a stuck worker should not hold the dump up.
+/// let d = fibra::debug::dump_with_timeout(fibra::debug::DEFAULT_CAPTURE_TIMEOUT / 20);
+/// assert_eq!(d.sessions, 0); // no runtime runs here: an empty dump, at once
+/// ```
 pub const DEFAULT_CAPTURE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The sessions a call from here should see: the caller's own when it is a fiber (or a

@@ -4,6 +4,17 @@
 use std::backtrace::Backtrace;
 
 /// One frame of a fiber's backtrace.
+///
+/// ```
+/// #[inline(never)]
+/// fn take_dump() -> fibra::debug::Dump {
+///     fibra::debug::dump() // the dumping fiber gets its own backtrace too
+/// }
+/// let d = fibra::run(take_dump);
+/// let main = d.fibers.iter().find(|f| f.name.as_deref() == Some("main")).unwrap();
+/// let fibra::debug::Trace::Frames(frames) = &main.backtrace else { panic!("no backtrace") };
+/// assert!(frames.iter().any(|f| f.function.ends_with("take_dump")));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Frame {
@@ -14,6 +25,20 @@ pub struct Frame {
 }
 
 /// A fiber's backtrace, or why there is none.
+///
+/// ```
+/// use fibra::debug::Trace;
+/// fibra::Runtime::builder().workers(1).build().unwrap().block_on(|| {
+///     let small = fibra::Builder::new().stack_size(fibra::MIN_STACK_SIZE);
+///     let h = small.spawn(fibra::park).unwrap();
+///     while h.fiber().park_reason() != fibra::ParkReason::User { fibra::yield_now(); }
+///     let d = fibra::debug::dump();
+///     let f = d.fibers.iter().find(|f| f.id == h.fiber().id().as_u64()).unwrap();
+///     assert_eq!(f.backtrace, Trace::Unavailable("stack too small to capture".into()));
+///     h.fiber().unpark();
+///     h.join().unwrap();
+/// });
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum Trace {

@@ -11,6 +11,15 @@ use crate::park::{self, ParkReason};
 use crate::sched::context;
 
 /// A fiber's unique id within the process. Never reused.
+///
+/// ```
+/// # fibra::run(|| {
+/// use std::collections::HashSet;
+/// let ids: HashSet<fibra::FiberId> = (0..4).map(|_| fibra::spawn(|| ()).fiber().id()).collect();
+/// assert_eq!(ids.len(), 4); // even once those fibers are gone, their ids stay theirs
+/// assert!(!ids.contains(&fibra::current().id()));
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FiberId(NonZeroU64);
 
@@ -20,6 +29,14 @@ impl FiberId {
     }
 
     /// The id as a number (as printed in reports).
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let id = fibra::current().id();
+    /// assert!(id.as_u64() >= 1);
+    /// assert_eq!(id.as_u64().to_string(), id.to_string());
+    /// # });
+    /// ```
     pub fn as_u64(&self) -> u64 {
         self.0.get()
     }
@@ -45,16 +62,42 @@ pub struct Fiber(pub(crate) FiberRef);
 
 impl Fiber {
     /// The fiber's id.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let h = fibra::spawn(|| fibra::current().id()); // as the fiber sees itself
+    /// let id = h.fiber().id(); // as its handle sees it
+    /// assert_eq!(h.join().unwrap(), id);
+    /// assert_ne!(id, fibra::current().id());
+    /// # });
+    /// ```
     pub fn id(&self) -> FiberId {
         FiberId::new(self.0.identity.id)
     }
 
     /// The name given with [`Builder::name`](crate::Builder::name), if any.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let named = fibra::Builder::new().name("conn-7").spawn(|| ()).unwrap();
+    /// assert_eq!(named.fiber().name(), Some("conn-7"));
+    /// assert_eq!(fibra::spawn(|| ()).fiber().name(), None);
+    /// assert_eq!(fibra::current().name(), Some("main")); // the root fiber's name
+    /// # });
+    /// ```
     pub fn name(&self) -> Option<&str> {
         self.0.identity.name.as_deref()
     }
 
     /// Where the fiber was spawned.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let (h, line) = (fibra::spawn(|| ()), line!());
+    /// let at = h.fiber().spawn_location();
+    /// assert_eq!((at.file(), at.line()), (file!(), line));
+    /// # });
+    /// ```
     pub fn spawn_location(&self) -> &'static Location<'static> {
         self.0.identity.location
     }
@@ -79,16 +122,48 @@ impl Fiber {
     }
 
     /// A [`Waker`] that unparks this fiber: hand it to any future or callback.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// let done = std::sync::Arc::new(AtomicBool::new(false));
+    /// let (d2, waker) = (done.clone(), fibra::current().waker());
+    /// fibra::spawn(move || { d2.store(true, Ordering::Release); waker.wake(); });
+    /// while !done.load(Ordering::Acquire) { fibra::park(); } // the wake ends our park
+    /// # });
+    /// ```
     pub fn waker(&self) -> Waker {
         park::fiber_waker(self.0.clone())
     }
 
     /// True once the fiber has finished (returned, panicked, or was unwound at shutdown).
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let h = fibra::spawn(|| ());
+    /// let fiber = h.fiber().clone();
+    /// h.join().unwrap();
+    /// assert!(fiber.is_finished());
+    /// assert!(!fibra::current().is_finished());
+    /// # });
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.0.state.is_complete()
     }
 
     /// Why the fiber is parked now ([`ParkReason::None`] when it is not).
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// use fibra::ParkReason;
+    /// let (tx, rx) = fibra::chan::bounded(1);
+    /// let h = fibra::spawn(move || rx.recv().unwrap());
+    /// while h.fiber().park_reason() != ParkReason::ChanRecv { fibra::yield_now(); }
+    /// assert_eq!(fibra::current().park_reason(), ParkReason::None); // running
+    /// tx.send(5).unwrap();
+    /// assert_eq!(h.join().unwrap(), 5);
+    /// # });
+    /// ```
     pub fn park_reason(&self) -> ParkReason {
         self.0.park_reason()
     }

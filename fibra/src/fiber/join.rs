@@ -390,6 +390,14 @@ pub(crate) fn wait_complete(fiber: &Header) -> bool {
 
 /// An owned permission to join a fiber: returned by [`spawn`](crate::spawn).
 /// Dropping it detaches the fiber (it keeps running; its result is dropped).
+///
+/// ```
+/// # fibra::run(|| {
+/// let (tx, rx) = fibra::chan::bounded(1);
+/// drop(fibra::spawn(move || tx.send("still ran").unwrap())); // detached, not cancelled
+/// assert_eq!(rx.recv().unwrap(), "still ran");
+/// # });
+/// ```
 pub struct JoinHandle<T> {
     /// Taken in `drop` (to recycle the header's allocation).
     fiber: ManuallyDrop<Fiber>,

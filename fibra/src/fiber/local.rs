@@ -31,6 +31,14 @@ thread_local! {
 /// A `thread_local!` inside a fiber means "the OS thread running me now": that is stable under
 /// the sound default (a started fiber never changes threads) but not with the unsafe
 /// migration opt-in. A `fiber_local!` always follows the fiber.
+///
+/// ```
+/// use std::cell::Cell;
+/// fibra::fiber_local! { static ID: Cell<u32> = Cell::new(0); }
+/// ID.with(|v| v.set(7)); // on a plain thread: that thread's own value
+/// fibra::run(|| assert_eq!(ID.with(|v| v.get()), 0)); // the root fiber starts fresh
+/// assert_eq!(ID.with(|v| v.get()), 7);
+/// ```
 pub struct LocalKey<T: 'static> {
     init: fn() -> T,
 }

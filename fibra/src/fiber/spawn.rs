@@ -105,12 +105,28 @@ pub struct Builder {
 
 impl Builder {
     /// A builder with the runtime's defaults.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let h = fibra::Builder::new().spawn(|| 1 + 1).unwrap(); // like fibra::spawn
+    /// assert_eq!(h.fiber().name(), None);
+    /// assert_eq!(h.join().unwrap(), 2);
+    /// # });
+    /// ```
     pub fn new() -> Builder {
         Builder::default()
     }
 
     /// Names the fiber; the name shows in [`Fiber::name`], debugging output and the stack
     /// overflow report.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let h = fibra::Builder::new().name(format!("conn-{}", 3)).spawn(fibra::current).unwrap();
+    /// assert_eq!(h.fiber().name(), Some("conn-3"));
+    /// assert!(format!("{:?}", h.join().unwrap()).contains("\"conn-3\""));
+    /// # });
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Builder {
         self.name = Some(name.into());
         self
@@ -119,6 +135,17 @@ impl Builder {
     /// The fiber's stack size in bytes (rounded up to whole pages). Only touched pages cost
     /// memory. Minimum [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE); default: the runtime's
     /// (64 KiB unless [`RuntimeBuilder::stack_size`](crate::RuntimeBuilder::stack_size) says).
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let big = fibra::Builder::new().stack_size(1 << 20);
+    /// let h = big.spawn(|| {
+    ///     let buf = std::hint::black_box([7u8; 256 * 1024]); // would overflow 64 KiB
+    ///     buf[buf.len() - 1]
+    /// });
+    /// assert_eq!(h.unwrap().join().unwrap(), 7);
+    /// # });
+    /// ```
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = Some(bytes);
         self

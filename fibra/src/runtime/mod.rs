@@ -33,6 +33,13 @@ pub struct Runtime {
 }
 
 /// Configures a [`Runtime`]; from [`Runtime::builder`].
+///
+/// ```
+/// let base = fibra::Runtime::builder().workers(2); // a builder is a value: clone and reuse it
+/// let small = base.clone().stack_size(32 * 1024).build().unwrap();
+/// let large = base.stack_size(1 << 20).build().unwrap();
+/// assert_eq!((small.workers(), large.workers()), (2, 2));
+/// ```
 #[derive(Debug, Clone)]
 #[must_use = "a RuntimeBuilder does nothing until .build() is called"]
 pub struct RuntimeBuilder {
@@ -53,6 +60,13 @@ pub struct RuntimeBuilder {
 
 impl RuntimeBuilder {
     /// Number of worker OS threads. Default: one per available core.
+    ///
+    /// ```
+    /// let rt = fibra::Runtime::builder().workers(3).build().unwrap();
+    /// let thread = rt.block_on(|| std::thread::current().name().unwrap().to_owned());
+    /// let index: usize = thread.strip_prefix("fibra-worker-").unwrap().parse().unwrap();
+    /// assert!(index < 3); // the root fiber ran on one of the three workers
+    /// ```
     pub fn workers(mut self, n: usize) -> RuntimeBuilder {
         self.workers = Some(n);
         self
@@ -60,12 +74,25 @@ impl RuntimeBuilder {
 
     /// Default stack size of fibers, in bytes (virtual; only touched pages cost memory).
     /// Default 64 KiB; minimum [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE).
+    ///
+    /// ```
+    /// let rt = fibra::Runtime::builder().stack_size(1 << 20).build().unwrap();
+    /// // Every fiber gets 1 MiB unless its Builder says otherwise: room for a 256 KiB buffer.
+    /// let big = || std::hint::black_box([1u8; 256 * 1024]).len();
+    /// assert_eq!(rt.block_on(|| fibra::spawn(big).join().unwrap()), 256 * 1024);
+    /// ```
     pub fn stack_size(mut self, bytes: usize) -> RuntimeBuilder {
         self.stack_size = bytes;
         self
     }
 
     /// Prefix of worker thread names (default `fibra-worker`; threads are `<prefix>-<i>`).
+    ///
+    /// ```
+    /// let rt = fibra::Runtime::builder().workers(1).thread_name("app").build().unwrap();
+    /// let name = rt.block_on(|| std::thread::current().name().map(str::to_owned));
+    /// assert_eq!(name.as_deref(), Some("app-0"));
+    /// ```
     pub fn thread_name(mut self, prefix: impl Into<String>) -> RuntimeBuilder {
         self.thread_name = prefix.into();
         self
@@ -330,6 +357,12 @@ impl RuntimeBuilder {
 impl Runtime {
     /// A builder with the defaults: one worker per core, 64 KiB stacks, no migration, a
     /// blocking pool of up to 512 threads, the monitor on with a 10 ms stall threshold.
+    ///
+    /// ```
+    /// let rt = fibra::Runtime::builder().workers(1).build().unwrap();
+    /// let root = rt.block_on(|| fibra::current().name().map(str::to_owned));
+    /// assert_eq!(root.as_deref(), Some("main")); // the closure runs as the fiber "main"
+    /// ```
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {
             workers: None,
@@ -352,6 +385,13 @@ impl Runtime {
     ///
     /// # Errors
     /// None today; kept for symmetry with [`RuntimeBuilder::build`].
+    ///
+    /// ```
+    /// let rt = fibra::Runtime::new().unwrap();
+    /// let a = rt.block_on(|| fibra::spawn(|| 1).join().unwrap());
+    /// let b = rt.block_on(|| 2); // one runtime, any number of sessions
+    /// assert_eq!(a + b, 3);
+    /// ```
     pub fn new() -> Result<Runtime, BuildError> {
         Runtime::builder().build()
     }
@@ -362,6 +402,12 @@ impl Runtime {
     }
 
     /// Number of worker threads.
+    ///
+    /// ```
+    /// let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    /// assert_eq!(fibra::Runtime::new().unwrap().workers(), cores); // the default
+    /// assert_eq!(fibra::Runtime::builder().workers(2).build().unwrap().workers(), 2);
+    /// ```
     pub fn workers(&self) -> usize {
         self.config.workers
     }

@@ -127,6 +127,20 @@ impl RunSignal {
 }
 
 /// Why the monitor thinks a worker is stuck, from the thread's scheduler state.
+///
+/// ```
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let rt = fibra::Runtime::builder()
+///     .workers(1)
+///     .on_stall(move |r: &fibra::StallReport| {
+///         let _ = tx.send(r.kind);
+///     })
+///     .build()
+///     .unwrap();
+/// // The root fiber blocks its worker in a system call until the monitor reports it.
+/// let kind = rt.block_on(move || rx.recv().unwrap());
+/// assert_eq!(kind, fibra::StallKind::Syscall);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StallKind {
