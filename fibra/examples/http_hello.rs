@@ -73,14 +73,21 @@ pub fn read_timeout() -> Duration {
         .map_or(Duration::from_secs(10), Duration::from_millis)
 }
 
-/// Accepts forever, one fiber per connection.
+/// Accepts forever, one fiber per connection, each started on the least loaded worker
+/// (`Builder::spread`): a connection's fiber stays where it starts, and a burst of
+/// connections would otherwise all start next to this loop.
 pub fn serve(listener: TcpListener, read_timeout: Duration) -> io::Result<()> {
     loop {
         let (stream, _) = listener.accept()?;
-        fibra::spawn(move || {
+        let handler = move || {
             // Errors end the connection; the client sees it closed (nothing to report here).
             let _ = connection(stream, read_timeout);
-        });
+        };
+        if let Err(e) = fibra::Builder::new().spread().spawn(handler) {
+            // No stack for it (the stream went with the closure and is closed): shed this
+            // connection, keep serving.
+            eprintln!("http_hello: connection dropped: {e}");
+        }
     }
 }
 

@@ -156,6 +156,7 @@ impl<'scope> Scope<'scope, '_> {
             name: None,
             stack_size: None,
             location: Location::caller(),
+            spread: false,
         };
         match self.spawn_spec(spec, f) {
             Ok(h) => h,

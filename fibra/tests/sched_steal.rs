@@ -6,17 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::Arc;
 
 mod common;
-use common::watchdog;
-
-/// Two workers and nothing else that could move a fiber: no monitor, no spare workers.
-fn two_workers_without_monitor() -> fibra::Runtime {
-    fibra::Runtime::builder()
-        .workers(2)
-        .max_spare_workers(0)
-        .monitor(false)
-        .build()
-        .unwrap()
-}
+use common::{two_workers_without_monitor, watchdog};
 
 #[test]
 fn a_fiber_queued_behind_a_spinning_one_is_stolen() {

@@ -24,6 +24,8 @@ pub(crate) struct SpawnSpec {
     pub(crate) name: Option<String>,
     pub(crate) stack_size: Option<usize>,
     pub(crate) location: &'static Location<'static>,
+    /// Start on the least loaded worker (`Builder::spread`).
+    pub(crate) spread: bool,
 }
 
 /// Creates a fiber running `f` and queues it (its stack is taken at its first run): on `worker`'s ring if given (stealable until it
@@ -77,7 +79,7 @@ where
     unsafe { *header.start.get() = Some(start) };
     shared.live.fetch_add(1, Relaxed);
     match worker {
-        Some(w) => w.schedule_new(header.clone()),
+        Some(w) => w.schedule_new(header.clone(), spec.spread),
         None => shared.inject(header.clone()),
     }
     // SAFETY: the packet is a `Packet<T, F>` with its handle side not taken yet.
@@ -101,6 +103,7 @@ where
 pub struct Builder {
     name: Option<String>,
     stack_size: Option<usize>,
+    spread: bool,
 }
 
 impl Builder {
@@ -151,6 +154,43 @@ impl Builder {
         self
     }
 
+    /// Starts the fiber on the least loaded worker rather than next to its spawner: the one
+    /// home to the fewest fibers, counting those it was just sent and has not started yet.
+    ///
+    /// For long-lived, independent fibers, such as a server's connection handlers. A fiber
+    /// stays on the worker where it first runs (a started fiber never moves to another OS
+    /// thread), so where it starts decides which core serves it for its whole life. By default
+    /// a new fiber starts next to its spawner (or on an idle worker that steals it when the
+    /// spawner is slow to start it), which keeps a producer near its consumer; but an accept
+    /// loop that takes a burst of connections would then keep all of them on its own worker.
+    /// Ignored under [`migrate_started_fibers`](crate::RuntimeBuilder::migrate_started_fibers).
+    ///
+    /// ```
+    /// use std::collections::HashSet;
+    /// let rt = fibra::Runtime::builder().workers(2).build().unwrap();
+    /// let workers = rt.block_on(|| {
+    ///     let (done_tx, done_rx) = fibra::chan::bounded::<()>(0);
+    ///     let handlers: Vec<_> = (0..8) // spawned in a burst, none started yet
+    ///         .map(|_| {
+    ///             let done = done_rx.clone();
+    ///             let handler = move || {
+    ///                 let worker = std::thread::current().name().map(str::to_owned);
+    ///                 let _ = done.recv(); // long-lived: until the channel closes
+    ///                 worker
+    ///             };
+    ///             fibra::Builder::new().spread().spawn(handler).unwrap()
+    ///         })
+    ///         .collect();
+    ///     drop(done_tx);
+    ///     handlers.into_iter().map(|h| h.join().unwrap()).collect::<HashSet<_>>()
+    /// });
+    /// assert_eq!(workers.len(), 2); // both workers serve some
+    /// ```
+    pub fn spread(mut self) -> Builder {
+        self.spread = true;
+        self
+    }
+
     /// Spawns the fiber on the current runtime.
     ///
     /// # Errors
@@ -174,6 +214,7 @@ impl Builder {
             name: self.name,
             stack_size: self.stack_size,
             location: Location::caller(),
+            spread: self.spread,
         };
         context::with_worker(|w| {
             let w = w.ok_or(SpawnError::NoRuntime)?;

@@ -444,6 +444,7 @@ impl Runtime {
             name: Some("main".into()),
             stack_size: None,
             location: std::panic::Location::caller(),
+            spread: false,
         };
         // SAFETY: this function does not return before the root fiber has finished or been
         // unwound (`wait_complete` below, then the session's shutdown), so what `f` borrows

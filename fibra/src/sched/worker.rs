@@ -542,11 +542,17 @@ impl Worker {
 
     /// A new fiber: stealable until it first runs, unless this worker carries more than its
     /// share of started fibers and sends it to start on another (`placement.rs`).
-    pub(crate) fn schedule_new(&self, fiber: FiberRef) {
+    /// `spread`: the spawner asked for the least loaded worker (`Builder::spread`).
+    pub(crate) fn schedule_new(&self, fiber: FiberRef, spread: bool) {
         if !self.shared.config.migrate {
             let shared = &self.shared;
             let workers = shared.config.workers;
-            if let Some(target) = self.placement.elsewhere(self.index, &shared.slots, workers) {
+            let target = if spread {
+                self.placement.spread(self.index, &shared.slots, workers)
+            } else {
+                self.placement.elsewhere(self.index, &shared.slots, workers)
+            };
+            if let Some(target) = target {
                 return shared.send_to_inbox(target, fiber);
             }
         }

@@ -141,3 +141,13 @@ pub fn echo_bytes(clients: u32, rounds: u32) -> usize {
         .flat_map(|c| (0..rounds).map(move |i| echo_message(c, i).len()))
         .sum()
 }
+
+/// Two workers and nothing else that could move a fiber: no monitor, no spare workers.
+pub fn two_workers_without_monitor() -> fibra::Runtime {
+    fibra::Runtime::builder()
+        .workers(2)
+        .max_spare_workers(0)
+        .monitor(false)
+        .build()
+        .unwrap()
+}

@@ -1,0 +1,42 @@
+//! `Builder::spread` (`sched/placement.rs`): a burst of long-lived fibers is shared out
+//! between the workers. Alone in its binary: parallel tests on a 2-core machine take cores
+//! from its workers, and a worker that loses its core has its queued fibers stolen, which is
+//! not what this test is about.
+
+mod common;
+use common::{two_workers_without_monitor, watchdog};
+
+/// `Builder::spread`: a burst of long-lived fibers spawned before any has started (an accept
+/// loop taking a burst of connections) is shared out between the workers. Without the hint
+/// the whole burst starts on the spawner's worker: none has run yet to count against it, and
+/// it is never slow to start them.
+#[test]
+fn a_burst_spawned_with_spread_is_shared_out() {
+    let _w = watchdog("a_burst_spawned_with_spread_is_shared_out");
+    const N: usize = 20;
+    let per_thread = two_workers_without_monitor().block_on(|| {
+        let (stop_tx, stop_rx) = fibra::chan::bounded::<()>(0);
+        let fibers: Vec<_> = (0..N)
+            .map(|_| {
+                let stop_rx = stop_rx.clone();
+                let handler = move || {
+                    let thread = std::thread::current().name().map(str::to_owned);
+                    let _ = stop_rx.recv(); // lives until the end
+                    thread
+                };
+                fibra::Builder::new().spread().spawn(handler).unwrap()
+            })
+            .collect();
+        drop(stop_tx);
+        let mut counts = std::collections::HashMap::new();
+        for fiber in fibers {
+            *counts.entry(fiber.join().unwrap()).or_insert(0usize) += 1;
+        }
+        counts.into_values().collect::<Vec<_>>()
+    });
+    assert_eq!(per_thread.len(), 2, "all {N} fibers started on one worker");
+    // The hint levels the loads (about 10 each, the root fiber counting on its worker); a
+    // worker that loses its core meanwhile has some of its share stolen, hence the slack.
+    let lo = *per_thread.iter().min().unwrap();
+    assert!(lo >= N / 4, "{per_thread:?}: not shared out");
+}
