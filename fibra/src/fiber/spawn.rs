@@ -166,25 +166,25 @@ impl Builder {
     /// Ignored under [`migrate_started_fibers`](crate::RuntimeBuilder::migrate_started_fibers).
     ///
     /// ```
-    /// use std::collections::HashSet;
     /// let rt = fibra::Runtime::builder().workers(2).build().unwrap();
-    /// let workers = rt.block_on(|| {
+    /// let (root, handlers) = rt.block_on(|| {
+    ///     let here = || std::thread::current().name().map(str::to_owned);
     ///     let (done_tx, done_rx) = fibra::chan::bounded::<()>(0);
     ///     let handlers: Vec<_> = (0..8) // spawned in a burst, none started yet
     ///         .map(|_| {
     ///             let done = done_rx.clone();
     ///             let handler = move || {
-    ///                 let worker = std::thread::current().name().map(str::to_owned);
     ///                 let _ = done.recv(); // long-lived: until the channel closes
-    ///                 worker
+    ///                 here()
     ///             };
     ///             fibra::Builder::new().spread().spawn(handler).unwrap()
     ///         })
     ///         .collect();
     ///     drop(done_tx);
-    ///     handlers.into_iter().map(|h| h.join().unwrap()).collect::<HashSet<_>>()
+    ///     (here(), handlers.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>())
     /// });
-    /// assert_eq!(workers.len(), 2); // both workers serve some
+    /// // Without `spread` all 8 would start on the root fiber's worker.
+    /// assert!(handlers.iter().any(|w| *w != root));
     /// ```
     pub fn spread(mut self) -> Builder {
         self.spread = true;
