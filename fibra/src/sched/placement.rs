@@ -138,11 +138,12 @@ impl Placement {
     /// The `spread` hint: the configured worker a fiber spawned on worker `me` should start
     /// on, `None` for `me` itself (module docs).
     pub(super) fn spread(&self, me: usize, slots: &[WorkerSlot], workers: usize) -> Option<usize> {
-        let n = workers.min(slots.len()).max(me + 1);
+        let n = workers.min(slots.len());
         self.pick(me, n, |i| slots[i].homed.get(), |i| slots[i].signal.runs())
     }
 
-    /// `spread` on what it reads of workers `0..n`: their homed counts and run counters.
+    /// `spread` on what it reads of the configured workers `0..n` and of `me` (which may be a
+    /// spare, `n` or above: spares are never sent fibers): homed counts and run counters.
     fn pick(
         &self,
         me: usize,
@@ -152,6 +153,7 @@ impl Placement {
     ) -> Option<usize> {
         let load = |i: usize| homed(i) + self.pending(i, runs(i));
         let target = (0..n)
+            .chain((me >= n).then_some(me))
             .map(|i| (i, load(i)))
             // The least loaded; ties go to `me` (no hand-over), then to the lowest index.
             .min_by_key(|&(i, l)| (l, i != me, i))
@@ -232,6 +234,18 @@ mod tests {
         let homed = [2, 6];
         let runs = [7, 19];
         assert_eq!(p.pick(0, 2, |i| homed[i], |i| runs[i]), None);
+    }
+
+    /// A spare (slot 3 of 2 configured workers) spawning with the hint sends fibers to the
+    /// configured workers only, never to another spare's slot (2), which may have no thread.
+    #[test]
+    fn spread_from_a_spare_targets_configured_workers_only() {
+        let p = Placement::new(4);
+        let homed = [5, 5, 0, 9];
+        for _ in 0..20 {
+            let t = p.pick(3, 2, |i| homed[i], |_| 1);
+            assert!(matches!(t, None | Some(0) | Some(1)), "{t:?}");
+        }
     }
 
     #[test]
