@@ -62,7 +62,8 @@ pub use block_on::block_on;
 pub use blocking::{blocking, spawn_blocking};
 pub use error::{BuildError, JoinError, SpawnError};
 pub use fiber::{
-    current, park, spawn, try_current, yield_now, Builder, Fiber, FiberId, JoinHandle, LocalKey,
+    current, park, spawn, try_current, yield_now, AccessError, Builder, Fiber, FiberId, JoinHandle,
+    LocalKey,
 };
 pub use park::ParkReason;
 pub use runtime::{run, Runtime, RuntimeBuilder};

@@ -6,7 +6,7 @@
 //! | `identity` | spawn, before publication | anyone; the overflow handler through the stack slot |
 //! | `state` | atomics, see `state.rs` | anyone |
 //! | `start`, `coroutine`, `start_error` | the thread that owns the run: the worker that popped it (QUEUED→RUNNING), or shutdown's claimer (→CANCELLING) | same |
-//! | `yielder`, `locals`, `reason` | the fiber itself, on its own stack | the fiber itself; `reason` by debugging |
+//! | `yielder`, `locals`, `locals_closed`, `reason` | the fiber itself, on its own stack (`locals` emptied and closed by `fiber_root`) | the fiber itself; `reason` by debugging |
 //! | `home` | the worker of the first run | unpark (Acquire) |
 //! | `join_waiter` | joiners and completion, under its mutex | same |
 //! | `watch` | see `watch.rs` | debugging |
@@ -71,6 +71,9 @@ pub(crate) struct Header {
     /// Set on the fiber's own stack when it first runs (see `switch.rs`).
     pub(crate) yielder: Cell<*const ()>,
     pub(crate) locals: UnsafeCell<LocalMap>,
+    /// Set when `locals` is destroyed for good (`local::destroy`). Here, not in `LocalMap`,
+    /// so it takes padding beside `reason` rather than 8 more bytes a fiber.
+    pub(crate) locals_closed: Cell<bool>,
     pub(crate) reason: AtomicU8,
     /// Bumped when a timed wait is armed and when it ends; a timer entry armed with an older
     /// value is stale and fires nothing (see `time/timers.rs`).
@@ -98,7 +101,10 @@ pub(crate) struct Header {
 unsafe impl Sync for Header {}
 // SAFETY: as above; the coroutine is `!Send` in corosensei because its stack may hold `!Send`
 // values, and fibra only resumes it on its home thread (or, with the unsafe migration opt-in,
-// on the thread the user promised is fine).
+// on the thread the user promised is fine). `locals` holds `!Send` values too: they are
+// created on the fiber's stack and all dropped there by `fiber_root` before the fiber
+// completes (`local::destroy`, which closes the map), so a header that reaches another thread
+// holds none (`LocalMap`'s drop checks).
 unsafe impl Send for Header {}
 
 impl Header {
@@ -115,6 +121,7 @@ impl Header {
             start_error: UnsafeCell::new(None),
             yielder: Cell::new(std::ptr::null()),
             locals: UnsafeCell::new(LocalMap::default()),
+            locals_closed: Cell::new(false),
             reason: AtomicU8::new(ParkReason::None as u8),
             timer_gen: AtomicU32::new(0),
             scoped_children: AtomicU32::new(0),

@@ -18,7 +18,7 @@ use super::steal::StealPolicy;
 use super::Shared;
 use crate::fiber::header::{SpareHeaders, NOT_REGISTERED};
 use crate::fiber::switch::FiberCoroutine;
-use crate::fiber::{switch, AfterPark, FiberRef, Header, Suspend, Switched};
+use crate::fiber::{fiber_root, switch, AfterPark, FiberRef, Header, Suspend, Switched};
 use crate::stack::LocalStackCache;
 use crate::time::Timers;
 
@@ -107,12 +107,12 @@ impl Worker {
             steal_policy,
             placement,
         };
-        context::set_worker(&worker);
+        let registered = context::WorkerRegistration::new(&worker);
         let retired = worker.run_loop();
         if !retired {
             worker.shutdown_phase();
         }
-        context::set_worker(ptr::null());
+        drop(registered);
         if retired {
             worker.retire();
         }
@@ -454,10 +454,11 @@ impl Worker {
         let stack = self.stacks.borrow_mut().take(fiber.identity.stack_size)?;
         stack.set_identity(&fiber.identity);
         // SAFETY: the header owns the coroutine and outlives it; `spawn_raw`'s caller promised
-        // that the code's borrows outlive the fiber; `Start::run` lets only forced unwinds
-        // escape. The fiber side (`start`) is released when the entry closure returns or is
-        // unwound, on the fiber's stack, as before COMPLETE.
-        Ok(unsafe { switch::new_coroutine(stack, Arc::as_ptr(fiber), move || start.run()) })
+        // that the code's borrows outlive the fiber; `fiber_root` lets only forced unwinds
+        // escape: `Start::run` catches the code's panics, and what it drops afterwards (the
+        // fiber side, a detached result, the fiber-locals) aborts rather than unwind. All of
+        // that happens on the fiber's stack, before COMPLETE.
+        Ok(unsafe { switch::new_coroutine(stack, Arc::as_ptr(fiber), move || fiber_root(start)) })
     }
 
     /// First run: this worker becomes the fiber's home.
