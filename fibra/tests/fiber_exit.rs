@@ -383,3 +383,84 @@ fn a_scoped_fibers_result_is_dropped_before_scope_returns() {
         );
     });
 }
+
+/// Pushes its label when dropped.
+struct Record(Arc<Mutex<Vec<&'static str>>>, &'static str);
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().push(self.1);
+    }
+}
+
+/// A result whose destructor parks for good (on a channel it keeps open itself), after saying
+/// so; `_inner` is dropped when shutdown's unwind cuts the destructor short.
+struct ParksOnDrop {
+    rx: fibra::chan::Receiver<()>,
+    _tx: fibra::chan::Sender<()>,
+    parked: Arc<AtomicBool>,
+    _inner: Record,
+}
+
+impl Drop for ParksOnDrop {
+    fn drop(&mut self) {
+        self.parked.store(true, SeqCst);
+        let _ = self.rx.recv();
+    }
+}
+
+fn parks_on_drop(parked: &Arc<AtomicBool>, inner: Record) -> ParksOnDrop {
+    let (tx, rx) = fibra::chan::bounded(0);
+    ParksOnDrop {
+        rx,
+        _tx: tx,
+        parked: parked.clone(),
+        _inner: inner,
+    }
+}
+
+/// Shutdown unwinds a detached fiber parked in its own result's destructor: the unwind ends
+/// at the fiber's root (no abort, no hang), and the rest of the result is still dropped.
+#[test]
+fn shutdown_unwinds_a_fiber_parked_in_its_results_destructor() {
+    let _w = common::watchdog("shutdown_unwinds_a_fiber_parked_in_its_results_destructor");
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let o = order.clone();
+    fibra::run(move || {
+        let parked = Arc::new(AtomicBool::new(false));
+        let p = parked.clone();
+        drop(fibra::spawn(move || {
+            parks_on_drop(&p, Record(o, "rest of the result"))
+        }));
+        while !parked.load(SeqCst) {
+            fibra::yield_now();
+        }
+    });
+    assert_eq!(*order.lock().unwrap(), ["rest of the result"]);
+}
+
+/// A scope's owner is unwound at shutdown only after everything of its children that may
+/// borrow from it: here a detached child's result, parked in its destructor. (The owner was
+/// released when the child's closure returned, before its result was dropped.)
+#[test]
+fn shutdown_unwinds_a_scope_owner_after_its_childs_result() {
+    let _w = common::watchdog("shutdown_unwinds_a_scope_owner_after_its_childs_result");
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let o = order.clone();
+    let rt = fibra::Runtime::builder().workers(1).build().unwrap();
+    rt.block_on(move || {
+        let parked = Arc::new(AtomicBool::new(false));
+        let p = parked.clone();
+        drop(fibra::spawn(move || {
+            let _owner = Record(o.clone(), "owner's frame");
+            fibra::scope(|s| {
+                s.spawn(move || parks_on_drop(&p, Record(o, "child's result")));
+            });
+        }));
+        while !parked.load(SeqCst) {
+            fibra::yield_now();
+        }
+    });
+    drop(rt);
+    assert_eq!(*order.lock().unwrap(), ["child's result", "owner's frame"]);
+}

@@ -391,13 +391,18 @@ impl<T, F> Drop for Packet<T, F> {
 }
 
 /// Drops a value the runtime drops on the user's behalf (a fiber's closure, result or panic
-/// payload); aborts if that panics, as std does for a thread's result ("thread result
-/// panicked on drop"). Unwinding on would leave the place that dropped it (a fiber's root
-/// frame, a worker's shutdown pass, a `JoinHandle`'s drop inside a destructor) half done:
-/// past a stack switch it is undefined, and anywhere a worker runs it strands that worker's
-/// fibers.
+/// payload, a fiber-local); aborts if that panics, as std does for a thread's result ("thread
+/// result panicked on drop"). Unwinding on would leave the place that dropped it (a fiber's
+/// root frame, a worker's shutdown pass, a `JoinHandle`'s drop inside a destructor) half
+/// done: past a stack switch it is undefined, and anywhere a worker runs it strands that
+/// worker's fibers.
+///
+/// One unwind is expected: shutdown's forced unwind of a fiber parked inside such a destructor
+/// (a detached result that sends on a channel, say). It cuts that destructor short, as it
+/// does every frame it unwinds, and ends here: the fiber's root frame then finishes its
+/// clean-up and returns, which corosensei accepts as the end of the forced unwind.
 pub(crate) fn drop_or_abort<V>(value: V, what: &str) {
-    if panic::catch_unwind(AssertUnwindSafe(move || drop(value))).is_err() {
+    if panic::catch_unwind(AssertUnwindSafe(move || drop(value))).is_err() && !park::cancelling() {
         crate::macros::abort_with(format_args!(
             "{what} panicked on drop; aborting (std does the same for a thread's result)"
         ));

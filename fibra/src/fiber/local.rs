@@ -211,6 +211,28 @@ fn with_fiber_map<R>(f: impl FnOnce(&mut LocalMap) -> R) -> Option<Result<R, Acc
     Some(Ok(f(unsafe { &mut *map })))
 }
 
+/// Keeps `value` with the running fiber's locals, to be dropped with them: after the fiber's
+/// side of its packet (and so a detached result) is gone (`fiber_root`). Returns `value` on a
+/// plain thread.
+pub(crate) fn drop_at_exit<V: 'static>(value: V) -> Result<(), V> {
+    /// The key of such values: never looked up, so any address no `LocalKey` has.
+    static AT_EXIT: u8 = 0;
+    let key = &AT_EXIT as *const u8 as usize;
+    let mut value = Some(value);
+    let kept = with_fiber_map(|map| {
+        if let Some(v) = value.take() {
+            let boxed: Box<dyn Any> = Box::new(v);
+            map.entries
+                .get_or_insert_with(Default::default)
+                .push((key, boxed));
+        }
+    });
+    match (kept, value) {
+        (_, Some(v)) => Err(v),
+        _ => Ok(()),
+    }
+}
+
 /// Drops every value of the fiber's map, newest first, until none is left (a destructor may
 /// create another), then closes the map. A destructor that panics aborts: there is nowhere to
 /// unwind to from the fiber's root frame.

@@ -14,6 +14,7 @@ pub use handle::{current, park, try_current, yield_now, Fiber, FiberId};
 pub(crate) use header::{FiberRef, Header};
 pub use join::JoinHandle;
 pub(crate) use join::{fiber_root, wait_complete, Packet, StartRef};
+pub(crate) use local::drop_at_exit;
 pub use local::{AccessError, LocalKey};
 pub(crate) use spawn::{next_fiber_id, spawn_raw, SpawnSpec};
 pub use spawn::{spawn, Builder};
