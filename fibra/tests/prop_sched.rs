@@ -457,7 +457,7 @@ fn check(p: &Program) -> Result<(), TestCaseError> {
         prop_assert!(joined[id].is_none(), "fiber {} joined twice", id);
         joined[id] = Some(seen);
     }
-    for id in 0..n {
+    for (id, &seen) in joined.iter().enumerate() {
         let started = ctx.started[id].load(SeqCst);
         let returned = ctx.returned[id].load(SeqCst);
         let panicked = ctx.panicking[id].load(SeqCst);
@@ -469,7 +469,7 @@ fn check(p: &Program) -> Result<(), TestCaseError> {
         if must.contains(&id) {
             prop_assert!(returned || panicked, "joined fiber {} did not finish", id);
         }
-        if let Some(seen) = joined[id] {
+        if let Some(seen) = seen {
             let want = if returned {
                 Seen::Returned
             } else if panicked {
