@@ -86,6 +86,12 @@ enum End {
     SleepForever,
     /// `recv` on a channel whose sender it holds itself.
     RecvForever,
+    /// `send` of a value it owns on a rendezvous channel nobody receives from.
+    SendForever,
+    /// `select!` with a send arm (carrying a value it owns) and a recv arm, neither ready.
+    SelectForever,
+    /// `acquire` on a semaphore without permits.
+    AcquireForever,
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +142,9 @@ fn fiber_plan(depth: u32) -> BoxedStrategy<FiberPlan> {
         1 => Just(End::ParkForever),
         1 => Just(End::SleepForever),
         1 => Just(End::RecvForever),
+        1 => Just(End::SendForever),
+        1 => Just(End::SelectForever),
+        1 => Just(End::AcquireForever),
     ];
     (wait, prop::collection::vec(step, 0..4), end)
         .prop_map(|(wait, steps, end)| FiberPlan {
@@ -221,12 +230,13 @@ fn count(p: &FiberPlan) -> usize {
 // What the fibers record.
 
 /// What a fiber owns, one token each: its closure's capture, a local, its result, its panic
-/// payload.
+/// payload, the value it is sending when parked until shutdown in a channel send.
 const CLOSURE: usize = 0;
 const LOCAL: usize = 1;
 const RESULT: usize = 2;
 const PAYLOAD: usize = 3;
-const KINDS: usize = 4;
+const SENT: usize = 4;
+const KINDS: usize = 5;
 
 /// Tokens made and dropped, by `fiber * KINDS + kind`.
 struct Ledger {
@@ -407,6 +417,24 @@ fn run_fiber(plan: FiberPlan, ctx: Arc<Ctx>, token: Token, go: Arc<AtomicBool>) 
                 let _ = rx.recv();
             }
         }
+        End::SendForever => {
+            let (tx, _rx) = fibra::chan::bounded(0);
+            let _ = tx.send(Token::new(&ctx.ledger, id, SENT));
+            unreachable!("nobody receives");
+        }
+        End::SelectForever => {
+            let (tx, _rx) = fibra::chan::bounded(0);
+            let (_tx2, rx2) = fibra::chan::unbounded::<()>();
+            fibra::select! {
+                send(tx, Token::new(&ctx.ledger, id, SENT)) -> _ => unreachable!("nobody receives"),
+                recv(rx2) -> _ => unreachable!("nobody sends"),
+            }
+        }
+        End::AcquireForever => {
+            let none = fibra::sync::Semaphore::new(0);
+            let _permit = none.acquire();
+            unreachable!("no permits");
+        }
     }
 }
 
@@ -495,7 +523,7 @@ struct Slot(usize);
 
 impl fmt::Debug for Slot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = ["closure", "local", "result", "payload"][self.0 % KINDS];
+        let kind = ["closure", "local", "result", "payload", "sent"][self.0 % KINDS];
         write!(f, "fiber {} {kind}", self.0 / KINDS)
     }
 }
