@@ -555,13 +555,13 @@ fn program() -> impl Strategy<Value = Program> {
         Just(LockHow::TryLock),
         Just(LockHow::LockTimeout)
     ];
-    let sender = (place(), prop::collection::vec(send_how, 0..12))
+    let sender = (place(), prop::collection::vec(send_how, 0..24))
         .prop_map(|(place, items)| SenderPlan { place, items });
     let receiver = (
         place(),
         prop::collection::vec(recv_how, 1..4),
         lock_how,
-        prop::option::weighted(0.3, 0usize..8),
+        prop::option::weighted(0.3, 0usize..16),
     )
         .prop_map(|(place, how, lock, stop_after)| ReceiverPlan {
             place,
@@ -950,7 +950,7 @@ fn check_program(p: &Program) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(512))]
 
     #[test]
     fn concurrent_programs_lose_nothing(p in program()) {
@@ -1003,7 +1003,7 @@ fn select_program() -> impl Strategy<Value = SelectProgram> {
         Just(SelectHow::Default),
         Just(SelectHow::Timeout)
     ];
-    let feeder = (place(), 0usize..3, 0usize..10).prop_map(|(place, chan, items)| Feeder {
+    let feeder = (place(), 0usize..3, 0usize..16).prop_map(|(place, chan, items)| Feeder {
         place,
         chan,
         items,
@@ -1198,7 +1198,7 @@ fn check_select(p: &SelectProgram) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(512))]
 
     #[test]
     fn select_delivers_each_item_once(p in select_program()) {

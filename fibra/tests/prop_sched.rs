@@ -536,7 +536,7 @@ fn trace(case: &dyn fmt::Debug) {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(1024))]
 
     #[test]
     fn every_fiber_is_accounted_for(p in program()) {
