@@ -112,6 +112,13 @@ impl RuntimeBuilder {
     ///   builds the compiler may keep a thread-local's address in a register across the
     ///   switch, so the fiber would keep writing into the *previous* thread's data.
     ///
+    /// The second point is wider than it looks: a thread-local read *afresh* after the park
+    /// (`std::thread::current()`, `LocalKey::with`, std's own panic count), in a function
+    /// whose activation spans the park, may still reach the previous thread, because LLVM may
+    /// compute the address once per activation and inlining decides which activation a std or
+    /// library call lands in (llvm-project#98479). Opting in means accepting that for every
+    /// function your fibers run; `docs/SOUNDNESS.md` §4 says what fibra itself does about it.
+    ///
     /// `fiber_local!` storage is not affected: it follows the fiber.
     pub unsafe fn migrate_started_fibers(mut self) -> RuntimeBuilder {
         self.migrate = true;

@@ -356,14 +356,24 @@ impl Worker {
             // (found by rt_shutdown::fibers_woken_during_shutdown_are_unwound_not_resumed).
             return self.leave_for_shutdown(fiber);
         }
-        if fiber.home().is_none() {
-            self.adopt(&fiber);
-            if fiber.identity.name.is_some() {
-                // Named fibers are registered from their first run, so the monitor's stall
-                // report finds the name even when that run never parks. Unnamed ones wait for
-                // their first park (`register`): no registry traffic on the hot path.
-                self.register(&fiber);
+        match fiber.home() {
+            None => {
+                self.adopt(&fiber);
+                if fiber.identity.name.is_some() {
+                    // Named fibers are registered from their first run, so the monitor's stall
+                    // report finds the name even when that run never parks. Unnamed ones wait
+                    // for their first park (`register`): no registry traffic on the hot path.
+                    self.register(&fiber);
+                }
             }
+            // The pinning rule (docs/SOUNDNESS.md §2), checked where it matters: resuming a
+            // started fiber on another thread could reach the old thread's thread-locals.
+            Some(home) if home != self.index && !self.shared.config.migrate => fatal!(
+                "sched::worker::run: fiber {} of worker {home} picked by worker {}",
+                fiber.identity.id,
+                self.index
+            ),
+            Some(_) => {}
         }
         // The run counts from here, a first run's stack set-up included: thieves and the
         // monitor read a run that does not end as a worker that is stuck (`steal.rs`).
