@@ -101,7 +101,12 @@ fn one_worker_sender_spawned_first() {
 #[test]
 fn one_worker_fibra_channel_both_orders() {
     scenario("one_worker_fibra_channel_both_orders", 1, true, Chan::Fibra);
-    scenario("one_worker_fibra_channel_both_orders", 1, false, Chan::Fibra);
+    scenario(
+        "one_worker_fibra_channel_both_orders",
+        1,
+        false,
+        Chan::Fibra,
+    );
 }
 
 #[test]

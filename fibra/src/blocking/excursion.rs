@@ -72,9 +72,8 @@ where
     F: FnOnce() -> T + Send,
     T: Send,
 {
-    let fiber = context::with_current_fiber(|h| {
-        h.filter(|h| !h.state.is_cancelling()).map(|h| h.to_ref())
-    });
+    let fiber =
+        context::with_current_fiber(|h| h.filter(|h| !h.state.is_cancelling()).map(|h| h.to_ref()));
     let Some(fiber) = fiber else {
         return f();
     };

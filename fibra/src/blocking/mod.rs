@@ -146,7 +146,10 @@ struct AbortOnUnwind(&'static str);
 
 impl Drop for AbortOnUnwind {
     fn drop(&mut self) {
-        eprintln!("fibra: {}; aborting (std aborts likewise when a thread's result panics on drop)", self.0);
+        eprintln!(
+            "fibra: {}; aborting (std aborts likewise when a thread's result panics on drop)",
+            self.0
+        );
         std::process::abort();
     }
 }

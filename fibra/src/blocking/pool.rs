@@ -165,9 +165,11 @@ impl Inner {
     fn start_thread(self: &Arc<Self>, st: &mut State) -> bool {
         st.handles.retain(|h| !h.is_finished()); // exited after their keep-alive: reap
         let pool = self.clone();
-        let started = spawn_thread(ThreadStart::BlockingPool, self.thread_name.clone(), move || {
-            pool.thread_main()
-        });
+        let started = spawn_thread(
+            ThreadStart::BlockingPool,
+            self.thread_name.clone(),
+            move || pool.thread_main(),
+        );
         match started {
             Ok(h) => {
                 st.threads += 1;
@@ -287,4 +289,47 @@ pub(crate) fn pool_session() -> Option<Arc<Shared>> {
     let s = SESSION.try_with(|s| s.borrow().clone()).ok().flatten();
     compiler_fence(SeqCst);
     s
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// Breaks the `Job` contract: unwinds out of `run`.
+    struct Unwinds;
+
+    impl Job for Unwinds {
+        fn run(self: Box<Self>) {
+            panic!("a job unwinding out of the pool (expected by this test)");
+        }
+        fn cancel(self: Box<Self>) {}
+    }
+
+    struct Reports(mpsc::Sender<u32>, u32);
+
+    impl Job for Reports {
+        fn run(self: Box<Self>) {
+            self.0.send(self.1).unwrap();
+        }
+        fn cancel(self: Box<Self>) {}
+    }
+
+    /// A pool thread that dies unwinding gives its place back and is replaced, so a job
+    /// queued behind it still runs (on the old pool, `threads` stayed at the cap: a hang,
+    /// which the receive's limit turns into a failure).
+    #[test]
+    fn a_thread_unwinding_out_of_a_job_is_replaced() {
+        let pool = BlockingPool::new(1, Duration::from_secs(10), "t-blocking".into(), false);
+        let (tx, rx) = mpsc::channel();
+        assert!(pool.submit(Box::new(Unwinds)).is_ok());
+        assert!(pool.submit(Box::new(Reports(tx.clone(), 1))).is_ok());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(1));
+        assert!(pool.threads() <= 1, "{} threads, cap 1", pool.threads());
+        assert!(pool.submit(Box::new(Reports(tx, 2))).is_ok());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(2));
+        pool.shutdown();
+        assert_eq!(pool.threads(), 0);
+    }
 }
