@@ -22,6 +22,9 @@ const PENDING: u8 = 0;
 const DISCONNECTED: u8 = 1;
 const GOT_VALUE: u8 = 2;
 
+/// A fiber's body.
+type Body = Box<dyn FnOnce() + Send>;
+
 #[derive(Clone, Copy)]
 enum Chan {
     Std,
@@ -35,7 +38,7 @@ fn scenario(test: &'static str, workers: usize, a_first: bool, chan: Chan) {
     let s2 = seen.clone();
     rt.block_on(move || {
         // A's body and B's body, over either kind of channel.
-        let (a_body, b_body): (Box<dyn FnOnce() + Send>, Box<dyn FnOnce() + Send>) = match chan {
+        let (a_body, b_body): (Body, Body) = match chan {
             Chan::Std => {
                 let (tx, rx) = std::sync::mpsc::channel::<u32>();
                 (

@@ -59,6 +59,11 @@ use crate::sched::{context, Shared};
 /// The calling fiber stays on its thread; only `f` runs elsewhere, which is why it must be
 /// `Send`. A `thread_local!` read inside `f` is the pool thread's.
 ///
+/// # Shutdown
+/// If the session ends while `f` runs, the calling fiber is unwound after the session's other
+/// fibers (which may be what `f` waits for) and only once `f` has returned: an `f` that waits
+/// for something outside the runtime holds the session's end until it returns.
+///
 /// ```
 /// # fibra::run(|| {
 /// let path = String::from("/proc/self/status");

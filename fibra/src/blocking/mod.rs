@@ -62,6 +62,17 @@ pub(crate) const TASK_MARK: usize = usize::MAX;
 /// [`fibra::run`](crate::run). A panic inside `f` is returned by `join` as
 /// [`JoinError::Panicked`](crate::JoinError::Panicked).
 ///
+/// # Aborts
+/// If the handle is dropped before the task finishes and the task's value (or its panic
+/// payload) then panics when the pool thread drops it, the process aborts with a `fibra:`
+/// message, as std does when a thread's result panics on drop (module docs, "Panics nobody
+/// can see").
+///
+/// # Errors (through the handle)
+/// [`JoinError::Cancelled`](crate::JoinError::Cancelled) if the session ended before the task
+/// started, or if no pool thread was alive, none could be started, and the runtime has no
+/// monitor to retry (see [`RuntimeBuilder::monitor`](crate::RuntimeBuilder::monitor)).
+///
 /// ```
 /// # fibra::run(|| {
 /// let h = fibra::spawn_blocking(|| std::fs::read_to_string("/proc/self/stat").map(|s| s.len()));
