@@ -25,8 +25,8 @@
 //! std aborts when a thread's result panics on drop ("thread result panicked on drop"), and
 //! fibra does the same here, with a `fibra:` message that says which: unwinding would kill the
 //! pool thread (or the session's end) with nobody to tell, and carrying on silently would
-//! hide the bug. (A result that the *handle* drops panics in the handle's owner, like any
-//! value it drops; the result of `blocking` is always the caller's.)
+//! hide the bug. (A result that the *handle* drops, when it lets go last, follows the rule
+//! for fibers' results in `fiber/join.rs`; the result of `blocking` is always the caller's.)
 //!
 //! Blocking calls that are *not* wrapped are noticed by the monitor (see
 //! [`RuntimeBuilder::stall_threshold`](crate::RuntimeBuilder::stall_threshold)): it keeps the
