@@ -71,6 +71,12 @@ pub use sched::monitor::{StallKind, StallReport};
 pub use scope::{scope, Scope, ScopedJoinHandle};
 #[doc(hidden)]
 pub use stack::test_support as __stack_test_support;
+/// Hidden hooks that make the runtime's thread starts fail, for tests (`sys/linux/thread.rs`).
+/// Not API.
+#[doc(hidden)]
+pub mod __fault {
+    pub use crate::sys::{fail_thread_starts, pending_thread_start_failures, ThreadStart};
+}
 pub use time::{park_timeout, sleep, sleep_until};
 
 /// The smallest fiber stack fibra accepts, in bytes. A panic with `RUST_BACKTRACE=1` needs

@@ -193,7 +193,11 @@ impl RuntimeBuilder {
     }
 
     /// Whether the monitor thread watches for stuck workers (default on). Off, a worker whose
-    /// fiber blocks stalls every fiber queued behind it until the call returns.
+    /// fiber blocks stalls every fiber queued behind it until the call returns, and nothing
+    /// retries a blocking-pool thread that failed to start: with no pool thread alive,
+    /// [`spawn_blocking`](crate::spawn_blocking) then reports
+    /// [`JoinError::Cancelled`](crate::JoinError::Cancelled) and [`blocking`](crate::blocking)
+    /// runs its closure on the calling worker.
     ///
     /// ```
     /// let rt = fibra::Runtime::builder().monitor(false).build().unwrap();
@@ -231,7 +235,8 @@ impl RuntimeBuilder {
 
     /// Most extra worker threads the monitor may run while workers are stuck. Default: as
     /// many as [`workers`](Self::workers). Spares retire after ~100 ms idle once no worker is
-    /// stuck; when the cap is hit, the monitor says so once on stderr.
+    /// stuck; when the cap is hit, the monitor says so once on stderr. A spare whose thread
+    /// cannot start (`RLIMIT_NPROC`, `EAGAIN`) is reported once and tried again later.
     ///
     /// ```
     /// let rt = fibra::Runtime::builder().workers(2).max_spare_workers(1).build().unwrap();
@@ -244,6 +249,11 @@ impl RuntimeBuilder {
 
     /// Replaces the stall report (default: one line on stderr, [`StallReport`]'s `Display`).
     /// Called on the monitor thread, once per stuck episode; keep it short (log it, count it).
+    ///
+    /// # Panics
+    /// A panic in `hook` is caught on the monitor thread and reported on stderr with the
+    /// report it was given; the monitor keeps monitoring (a payload whose own `Drop` panics
+    /// is reported and leaked).
     ///
     /// ```
     /// let rt = fibra::Runtime::builder()
