@@ -21,12 +21,11 @@
 //! [`JoinError::Panicked`](crate::JoinError::Panicked), `blocking` resumes it in the caller.
 //! What a pool thread cannot hand to anyone is a panic from a `Drop` it runs on the user's
 //! behalf: the result (or the panic payload) of a `spawn_blocking` task whose handle was
-//! dropped before the task finished, or the closure of a task cancelled at session end.
-//! std aborts when a thread's result panics on drop ("thread result panicked on drop"), and
-//! fibra does the same here, with a `fibra:` message that says which: unwinding would kill the
-//! pool thread (or the session's end) with nobody to tell, and carrying on silently would
-//! hide the bug. (A result that the *handle* drops, when it lets go last, follows the rule
-//! for fibers' results in `fiber/join.rs`; the result of `blocking` is always the caller's.)
+//! dropped before the task finished, or the closure of a task cancelled at session end. A
+//! task's packet is a fiber's, so the fibers' rule applies (`fiber/join.rs`,
+//! `drop_or_abort`): the process aborts with a `fibra:` message, as std does when a thread's
+//! result panics on drop. Unwinding would kill the pool thread (or the session's end) with
+//! nobody to tell, and carrying on silently would hide the bug.
 //!
 //! Blocking calls that are *not* wrapped are noticed by the monitor (see
 //! [`RuntimeBuilder::stall_threshold`](crate::RuntimeBuilder::stall_threshold)): it keeps the
@@ -129,39 +128,14 @@ impl Job for Task {
         self.start.run();
         self.complete();
         // Dropping the fiber side drops the result (or panic payload) too when the handle is
-        // gone already: nobody can see a panic from that drop (module docs).
-        let abort = AbortOnUnwind(
-            "the result (or panic payload) of a spawn_blocking task panicked on drop; its \
-             JoinHandle was dropped first, so the pool thread dropped it",
-        );
+        // gone already; a panic there aborts (module docs).
         drop(self);
         drop(session);
-        std::mem::forget(abort);
     }
 
     fn cancel(self: Box<Self>) {
-        let abort = AbortOnUnwind(
-            "the closure of a spawn_blocking task cancelled at session end panicked on drop",
-        );
-        self.start.discard();
+        self.start.discard(); // a panic there aborts (module docs)
         self.complete();
-        drop(self);
-        std::mem::forget(abort);
-    }
-}
-
-/// Aborts the process with a `fibra:` message if dropped, which happens only while
-/// unwinding: the code it guards is followed by `mem::forget` (module docs, "Panics nobody
-/// can see"). Not `thread::panicking()`: the guarded code may itself run during an unwind.
-struct AbortOnUnwind(&'static str);
-
-impl Drop for AbortOnUnwind {
-    fn drop(&mut self) {
-        eprintln!(
-            "fibra: {}; aborting (std aborts likewise when a thread's result panics on drop)",
-            self.0
-        );
-        std::process::abort();
     }
 }
 
