@@ -71,7 +71,10 @@ fn assert_out_of_address_space(err: &JoinError) {
         other => panic!("expected NoStack(Stack(ENOMEM)), got {other:?}"),
     }
     let msg = err.to_string();
-    assert!(msg.starts_with("fiber never ran: could not reserve a fiber stack"), "{msg}");
+    assert!(
+        msg.starts_with("fiber never ran: could not reserve a fiber stack"),
+        "{msg}"
+    );
     assert!(msg.contains("out of address space"), "{msg}");
 }
 
@@ -154,6 +157,9 @@ fn a_root_fiber_without_a_stack_panics_with_the_cause() {
         .downcast_ref::<String>()
         .map(String::as_str)
         .unwrap_or("<not a string>");
-    assert!(msg.starts_with("fibra: cannot start the root fiber: could not reserve"), "{msg}");
+    assert!(
+        msg.starts_with("fibra: cannot start the root fiber: could not reserve"),
+        "{msg}"
+    );
     assert!(msg.contains("out of address space"), "{msg}");
 }

@@ -469,10 +469,13 @@ impl<T> JoinHandle<T> {
         );
         // SAFETY: as in `join`: COMPLETE observed with Acquire (just now), sole handle.
         let result = unsafe { (self.take)(self.fiber.0.packet.data()) };
-        // SAFETY: as in `join`: written before COMPLETE, read by the sole handle.
-        result.or_else(|| {
-            unsafe { (*self.fiber.0.start_error.get()).take() }.map(|e| Err(JoinError::NoStack(*e)))
-        })
+        if result.is_some() {
+            return result;
+        }
+        // SAFETY: as in `join`: written before COMPLETE, which was observed with Acquire;
+        // only this (sole) handle reads it.
+        let start_error = unsafe { (*self.fiber.0.start_error.get()).take() };
+        start_error.map(|e| Err(JoinError::NoStack(*e)))
     }
 
     /// True once the fiber has finished; `join` then returns without waiting.

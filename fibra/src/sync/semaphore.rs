@@ -99,7 +99,7 @@ impl RawSemaphore {
                 );
             };
             // No overflow: `total <= MAX_PERMITS = usize::MAX >> 2`.
-            let new = total * PERMIT | (s & QUEUED);
+            let new = (total * PERMIT) | (s & QUEUED);
             // Release pairs with the Acquire of `try_acquire`/`enqueue`, or with `grant`'s.
             match self.state.compare_exchange_weak(s, new, Release, Relaxed) {
                 Ok(prev) => break prev,
@@ -293,7 +293,8 @@ impl Semaphore {
     /// let sem = Semaphore::new(0);
     /// sem.release(2);
     /// assert_eq!(sem.available_permits(), 2);
-    /// let too_many = std::panic::catch_unwind(|| sem.release(Semaphore::MAX_PERMITS));
+    /// let release_too_many = std::panic::AssertUnwindSafe(|| sem.release(Semaphore::MAX_PERMITS));
+    /// let too_many = std::panic::catch_unwind(release_too_many);
     /// assert!(too_many.is_err());
     /// assert_eq!(sem.available_permits(), 2); // unchanged
     /// ```

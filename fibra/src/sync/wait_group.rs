@@ -75,7 +75,8 @@ impl WaitGroup {
     /// let wg = fibra::sync::WaitGroup::new();
     /// wg.add(2);
     /// assert_eq!(wg.count(), 2);
-    /// assert!(std::panic::catch_unwind(|| wg.add(usize::MAX)).is_err());
+    /// let overflow = std::panic::AssertUnwindSafe(|| wg.add(usize::MAX));
+    /// assert!(std::panic::catch_unwind(overflow).is_err());
     /// assert_eq!(wg.count(), 2); // unchanged
     /// ```
     pub fn add(&self, n: usize) {
