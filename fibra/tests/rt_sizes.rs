@@ -14,7 +14,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fibra::sync::{Barrier, Mutex, Semaphore, WaitGroup};
+use fibra::sync::{Barrier, Condvar, Mutex, Notify, OnceCell, RwLock, Semaphore, WaitGroup};
 use fibra::{BuildError, Builder, Runtime, SpawnError, MAX_STACK_SIZE};
 
 const PAGE: usize = 4096;
@@ -282,6 +282,44 @@ fn deadlines_past_the_clock_mean_never() {
     let (tx, rx) = fibra::chan::bounded::<u8>(1);
     tx.send_timeout(7, Duration::MAX).unwrap();
     assert_eq!(rx.recv_timeout(Duration::MAX), Ok(7));
+}
+
+/// The other timed waits of `fibra::sync`, each parked with `Duration::MAX` until another
+/// fiber lets it go.
+#[test]
+fn sync_waits_past_the_clock_mean_never() {
+    let _w = common::watchdog("sync_waits_past_the_clock_mean_never");
+    one_worker().block_on(|| {
+        let rw = Arc::new(RwLock::new(0));
+        let w = rw.write();
+        let (r2, r3) = (rw.clone(), rw.clone());
+        let reader = fibra::spawn(move || *r2.read_timeout(Duration::MAX).unwrap());
+        let writer = fibra::spawn(move || *r3.write_timeout(Duration::MAX).unwrap());
+        let notify = Arc::new(Notify::new());
+        let n2 = notify.clone();
+        let notified = fibra::spawn(move || n2.notified_timeout(Duration::MAX));
+        let cell = Arc::new(OnceCell::new());
+        let c2 = cell.clone();
+        let once = fibra::spawn(move || *c2.wait_timeout(Duration::MAX).unwrap());
+        let pair = Arc::new((Mutex::new(false), Condvar::new()));
+        let p2 = pair.clone();
+        let cond = fibra::spawn(move || {
+            let (lock, cv) = &*p2;
+            let (g, res) = cv.wait_timeout_while(lock.lock(), Duration::MAX, |ready| !*ready);
+            *g && !res.timed_out()
+        });
+        fibra::yield_now(); // every waiter is parked now (one worker, FIFO)
+        drop(w);
+        assert_eq!(reader.join().unwrap(), 0);
+        assert_eq!(writer.join().unwrap(), 0);
+        notify.notify_one();
+        assert!(notified.join().unwrap());
+        cell.set(5).unwrap();
+        assert_eq!(once.join().unwrap(), 5);
+        *pair.0.lock() = true;
+        pair.1.notify_all();
+        assert!(cond.join().unwrap());
+    });
 }
 
 #[test]
