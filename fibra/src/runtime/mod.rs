@@ -10,8 +10,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::debug::signal::{install as install_signal_dump, valid_signal, SignalDumpConfig};
-use crate::error::BuildError;
-use crate::error::SpawnError;
+use crate::error::{BuildError, SpawnError};
 use crate::fiber::{spawn_raw, wait_complete, SpawnSpec};
 use crate::sched::monitor::{self, StallReport};
 use crate::sched::{context, worker::Worker, Config, Shared, StallHook};
