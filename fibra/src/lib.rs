@@ -92,6 +92,22 @@ pub use time::{park_timeout, sleep, sleep_until};
 /// # });
 /// ```
 pub const MIN_STACK_SIZE: usize = stack::MIN_STACK_SIZE;
+/// The largest fiber stack fibra accepts, in bytes: 1 GiB, as Go caps a goroutine's stack.
+/// Above it, [`Builder::spawn`] returns [`SpawnError::StackTooLarge`] and
+/// [`RuntimeBuilder::build`] returns [`BuildError::StackTooLarge`]. Stacks are address space
+/// reserved without memory (only touched pages cost any), but each size class reserves 8
+/// stacks at a time, so a 1 GiB stack takes 8 GiB of address space.
+///
+/// ```
+/// # fibra::run(|| {
+/// use fibra::{Builder, SpawnError, MAX_STACK_SIZE};
+/// let deep = Builder::new().stack_size(MAX_STACK_SIZE).spawn(|| 6 * 7).unwrap();
+/// assert_eq!(deep.join().unwrap(), 42);
+/// let too_large = Builder::new().stack_size(MAX_STACK_SIZE + 1).spawn(|| ());
+/// assert!(matches!(too_large, Err(SpawnError::StackTooLarge { max: MAX_STACK_SIZE, .. })));
+/// # });
+/// ```
+pub const MAX_STACK_SIZE: usize = stack::MAX_STACK_SIZE;
 /// The default fiber stack size, in bytes (virtual; only touched pages are resident).
 ///
 /// ```

@@ -511,14 +511,22 @@ impl<T> JoinHandle<T> {
         }
     }
 
-    /// The result of a fiber already seen COMPLETE (`wait_complete`), if it left one.
+    /// The result of a fiber already seen COMPLETE (`wait_complete`), if it left one, else
+    /// why it never ran (`NoStack`), if it did not.
     pub(crate) fn take_completed(self) -> Option<Result<T, JoinError>> {
         assert!(
             self.fiber.0.state.is_complete(),
             "take_completed before completion"
         );
         // SAFETY: as in `join`: COMPLETE observed with Acquire (just now), sole handle.
-        unsafe { (self.take)(self.fiber.0.packet.data()) }
+        let result = unsafe { (self.take)(self.fiber.0.packet.data()) };
+        if result.is_some() {
+            return result;
+        }
+        // SAFETY: as in `join`: written before COMPLETE, which was observed with Acquire;
+        // only this (sole) handle reads it.
+        let start_error = unsafe { (*self.fiber.0.start_error.get()).take() };
+        start_error.map(|e| Err(JoinError::NoStack(*e)))
     }
 
     /// True once the fiber has finished; `join` then returns without waiting.

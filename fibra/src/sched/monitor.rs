@@ -327,8 +327,12 @@ impl Monitor {
                 continue;
             }
             let since = *w.since.get_or_insert(now);
-            if now < since + threshold {
-                next_due = Some(next_due.map_or(since + threshold, |t| t.min(since + threshold)));
+            // A threshold past the clock's range (`Duration::MAX`) is never reached.
+            let Some(due) = since.checked_add(threshold) else {
+                continue;
+            };
+            if now < due {
+                next_due = Some(next_due.map_or(due, |t| t.min(due)));
                 continue;
             }
             w.stuck = true;

@@ -461,7 +461,15 @@ impl Worker {
         let Some(start) = start else {
             fatal!("sched::worker::run: fiber without code")
         };
-        let stack = self.stacks.borrow_mut().take(fiber.identity.stack_size)?;
+        let stack = match self.stacks.borrow_mut().take(fiber.identity.stack_size) {
+            Ok(stack) => stack,
+            Err(e) => {
+                // The fiber will never run: drop its closure now, as shutdown does, so what it
+                // captured (a channel's sender, a lock guard) is let go before anyone joins.
+                start.discard();
+                return Err(e);
+            }
+        };
         stack.set_identity(&fiber.identity);
         // SAFETY: the header owns the coroutine and outlives it; `spawn_raw`'s caller promised
         // that the code's borrows outlive the fiber; `fiber_root` lets only forced unwinds
