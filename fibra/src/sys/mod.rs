@@ -7,12 +7,16 @@
 //! - Signals: [`install_fault_handler`] (which chains to the previous handler for faults the
 //!   policy declines), [`ensure_alt_stack`], [`write_stderr`].
 //!
+//! - Valgrind: [`valgrind`] client requests (fiber stacks, memcheck's view of a slot); no-ops
+//!   unless built with `--cfg fibra_valgrind`.
+//!
 //! Every call returns `io::Result` (`EINTR`/`EAGAIN` retried inside) or is infallible. Nothing here
 //! knows what a fiber is; policy (which guard to use, budgets, what to print) lives in `stack`.
 //!
 //! fibra only supports Linux, so there is one backend; a second one gets chosen here, once.
 
 mod linux;
+pub(crate) mod valgrind;
 
 pub(crate) use linux::mem::{
     discard, force_mprotect_guards, guard_madvise, guard_madvise_many, guard_mprotect,
