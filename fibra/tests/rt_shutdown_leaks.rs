@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use fibra::{JoinHandle, ParkReason, Runtime};
 
 mod common;
-use common::{note, scaled, under_valgrind, watchdog_for};
+use common::{memory_checker, note, scaled, watchdog_for};
 
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
@@ -178,11 +178,15 @@ fn sessions_leave_no_threads_or_maps_behind() {
         (Wait::Scope, scaled(1000, 1)),
         (Wait::BlockOn, scaled(1000, 1)),
     ];
-    // Valgrind maps its own memory into this process as it goes (shadow memory, translated
-    // code), so maps and VmSize say nothing about the session there; threads still do.
-    let count_memory = !under_valgrind();
-    if !count_memory {
-        note("rt_shutdown_leaks: under valgrind: memory maps and VmSize not compared, threads are");
+    // Valgrind and ASan map memory of their own into this process as it goes (shadow
+    // memory, translated code, quarantine), so maps and VmSize say nothing about the session
+    // there; threads still do.
+    let checker = memory_checker();
+    let count_memory = checker.is_none();
+    if let Some(checker) = checker {
+        note(&format!(
+            "rt_shutdown_leaks: under {checker}: memory maps and VmSize not compared, threads are"
+        ));
     }
     let drops = Arc::new(AtomicUsize::new(0));
     // Warm-up: the allocator's per-thread arenas and the process-wide one-time set-up

@@ -26,10 +26,17 @@ pub fn scaled(n: usize, step: usize) -> usize {
     (n - n % step).max(step)
 }
 
-/// Whether this process runs under valgrind: its preloaded helper is mapped (valgrind sets
-/// `LD_PRELOAD` to `vgpreload_<tool>-<arch>.so` for the program it runs).
-pub fn under_valgrind() -> bool {
-    std::fs::read_to_string("/proc/self/maps").is_ok_and(|m| m.contains("/vgpreload_"))
+/// The memory checker this process runs under, if any: valgrind (its preloaded helper is
+/// mapped: valgrind sets `LD_PRELOAD` to `vgpreload_<tool>-<arch>.so`) or AddressSanitizer
+/// (`cfg(fibra_asan)`, which `scripts/asan.sh` sets beside `-Zsanitizer=address`). Both map
+/// memory of their own into the process as it runs.
+pub fn memory_checker() -> Option<&'static str> {
+    if cfg!(fibra_asan) {
+        return Some("AddressSanitizer");
+    }
+    std::fs::read_to_string("/proc/self/maps")
+        .is_ok_and(|m| m.contains("/vgpreload_"))
+        .then_some("valgrind")
 }
 
 /// Prints `msg` where the test harness does not capture it (`eprintln!` from a test is
