@@ -8,7 +8,14 @@
 # Installs valgrind from the distribution (apt-get; root or sudo) when it is missing. Builds in
 # target/valgrind, so the ordinary build stays warm. Under valgrind code runs 20-50x slower on
 # one thread at a time, so the stress tests run at FIBRA_TEST_SCALE (tests/common/mod.rs,
-# default here 0.05; set VALGRIND_SCALE to change it), with their exact counts.
+# default here 0.1; set VALGRIND_SCALE to change it), with their exact counts.
+#
+# Valgrind 3.19 (Debian 12) does not know pidfd_open and warns once per binary ("unhandled
+# amd64-linux syscall: 434"); fibra then guards stack slots one `madvise` at a time instead of in
+# `process_madvise` batches (stack/region.rs), which is a fallback it has anyway. A warning, not an
+# error. No suppressions are needed: leaks count as errors only when definite, and the only
+# other leak report, "possibly lost" 48 bytes, is std's mpmc thread-local context of the test
+# harness's main thread.
 #
 # Reproduce one binary's report: the command is printed before each run (add
 # --track-origins=yes to see where an undefined value came from).
@@ -66,7 +73,7 @@ exe() {
 vg=(valgrind --tool=memcheck --error-exitcode=99
     --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite
     --num-callers=40 --fair-sched=yes)
-scale=${VALGRIND_SCALE:-0.05}
+scale=${VALGRIND_SCALE:-0.1}
 ulimit -c 0 # no vgcore files if a test aborts (its watchdog)
 
 # Runs one binary under memcheck; $1 = name, rest = test-harness arguments. Sets `rc`.
@@ -104,15 +111,18 @@ for t in "${tests[@]}"; do
   fi
 done
 
-# The canary must be caught: an invalid read of a finished fiber's stack.
+# The canary must be caught, alone: one invalid read, of a finished fiber's stack. (Without the
+# client requests memcheck misses it and reports thousands of stack switches instead.)
 run "$canary" --ignored --exact reads_the_stack_of_a_finished_fiber
-if [ "$rc" -eq 99 ] && grep -q 'Invalid read of size 1' "$logs/$canary.vg"; then
-  echo "valgrind: canary caught: memcheck reported the read of a finished fiber's stack"
+if [ "$rc" -eq 99 ] && grep -q 'ERROR SUMMARY: 1 errors from 1 contexts' "$logs/$canary.vg" &&
+  grep -A2 'Invalid read of size 1' "$logs/$canary.vg" | grep -q 'stack_valgrind_canary.rs'; then
+  echo "valgrind: canary caught: memcheck reported the read of a finished fiber's stack, and nothing else"
 else
   failed+=("$canary")
-  echo "---- $canary: exit code $rc; memcheck did not report the read of a returned stack, so" \
-    "fiber stacks are not marked (is the build missing --cfg fibra_valgrind?)"
-  tail -n 40 "$logs/$canary.vg"
+  echo "---- $canary: exit code $rc; memcheck did not report exactly the read of a returned stack," \
+    "so fiber stacks are not marked (is the build missing --cfg fibra_valgrind?)"
+  grep 'ERROR SUMMARY' "$logs/$canary.vg" || true
+  head -n 60 "$logs/$canary.vg"
 fi
 
 echo "valgrind: summary (memcheck errors, tests, seconds):"
