@@ -15,6 +15,21 @@
 //! and its touched pages. `region.rs` maps and carves, `registry.rs` tells the signal handler
 //! where the slots are, `pool.rs` pools free slots per size class, `cache.rs` puts a per-worker
 //! LIFO in front, and `overflow.rs` turns a guard-page fault into a report naming the fiber.
+//!
+//! Under valgrind (builds with `--cfg fibra_valgrind`, `sys/valgrind.rs`) a slot also tells
+//! memcheck what it holds, so memcheck catches what a stackful runtime can get wrong:
+//! ```text
+//!   event                             request                      catches
+//!   slot carved                       guard, stack NOACCESS        (the guard faults anyway)
+//!   stack lent to a fiber (`take`)    STACK_REGISTER, UNDEFINED    reads of a previous
+//!                                                                  fiber's leftovers
+//!   stack given back (`give`)         STACK_DEREGISTER, NOACCESS   a pointer into a finished
+//!                                                                  fiber's stack: a wait-list
+//!                                                                  node left linked, a borrow
+//!                                                                  that outlived its fiber
+//! ```
+//! The header stays defined throughout: the overflow handler may read it at any time. Only lent
+//! stacks are registered, because valgrind searches its stack list linearly on every switch.
 
 mod cache;
 mod overflow;

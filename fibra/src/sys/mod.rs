@@ -6,9 +6,8 @@
 //!   no memory map) and [`guard_mprotect`] (the fallback that costs one), [`max_map_count`].
 //! - Signals: [`install_fault_handler`] (which chains to the previous handler for faults the
 //!   policy declines), [`ensure_alt_stack`], [`write_stderr`].
-//!
-//! - Valgrind: [`valgrind`] client requests (fiber stacks, memcheck's view of a slot); no-ops
-//!   unless built with `--cfg fibra_valgrind`.
+//! - Valgrind: [`valgrind`] client requests (stacks, memcheck's view of memory); no-ops unless
+//!   built with `--cfg fibra_valgrind`.
 //!
 //! Every call returns `io::Result` (`EINTR`/`EAGAIN` retried inside) or is infallible. Nothing here
 //! knows what a fiber is; policy (which guard to use, budgets, what to print) lives in `stack`.
