@@ -42,7 +42,10 @@ rm -rf "$logs"
 mkdir -p "$logs"
 build=(cargo +nightly test -p fibra --target "$host" --features corosensei/sanitizer "${args[@]}")
 echo "asan: RUSTFLAGS=\"$RUSTFLAGS\" ASAN_OPTIONS=$ASAN_OPTIONS ${build[*]}"
-"${build[@]}" --no-run --message-format=json >"$logs/build.json"
+if ! "${build[@]}" --no-run --message-format=json >"$logs/build.json"; then
+  "${build[@]}" --no-run # again, for readable errors
+  exit 1
+fi
 exe() {
   grep -o '"executable":"[^"]*/deps/'"$1"'-[0-9a-f]*"' "$logs/build.json" | head -n1 |
     sed 's/^"executable":"//; s/"$//'

@@ -63,7 +63,11 @@ mkdir -p "$logs"
 args=()
 for t in "${tests[@]}" "$canary"; do args+=(--test "$t"); done
 echo "valgrind: building ${tests[*]} $canary (release, $RUSTFLAGS, in $CARGO_TARGET_DIR)"
-cargo test --release -p fibra --no-run "${args[@]}" --message-format=json >"$logs/build.json"
+build=(cargo test --release -p fibra --no-run "${args[@]}")
+if ! "${build[@]}" --message-format=json >"$logs/build.json"; then
+  "${build[@]}" # again, for readable errors
+  exit 1
+fi
 # Each test binary's path, from cargo's artifact messages ("executable":".../deps/<name>-<hash>").
 exe() {
   grep -o '"executable":"[^"]*/deps/'"$1"'-[0-9a-f]*"' "$logs/build.json" | head -n1 |
