@@ -50,9 +50,12 @@
 //!   (`EMFILE`/`ENFILE`): it backs off (5 ms, doubling up to 100 ms: Go's `net/http` schedule,
 //!   capped lower) and retries, so a server under fd pressure keeps serving.
 
+pub(crate) mod backlog;
 pub(crate) mod evented;
+pub(crate) mod fd;
 pub(crate) mod opts;
 mod tcp_listener;
+mod tcp_socket;
 mod tcp_stream;
 mod udp;
 
@@ -61,6 +64,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 pub use tcp_listener::{Incoming, TcpListener};
+pub use tcp_socket::TcpSocket;
 pub use tcp_stream::TcpStream;
 pub use udp::UdpSocket;
 
@@ -101,12 +105,16 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(100);
 /// Runs `accept` until it succeeds or fails with something other than running out of file
 /// descriptors; on `EMFILE`/`ENFILE` it sleeps (parking the fiber) and retries. The pending
 /// connection stays in the kernel's backlog meanwhile; no readiness edge will announce that
-/// descriptors were freed, hence retrying on a timer.
-pub(crate) fn accept_with_backoff<T>(mut accept: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+/// descriptors were freed, hence retrying on a timer. A listener in non-blocking mode (per
+/// `opts`, read at each failure) gets the error at once: its caller asked never to wait.
+pub(crate) fn accept_with_backoff<T>(
+    opts: &opts::Opts,
+    mut accept: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         match accept() {
-            Err(e) if out_of_fds(&e) && !crate::park::cancelling() => {
+            Err(e) if out_of_fds(&e) && !opts.is_nonblocking() && !crate::park::cancelling() => {
                 crate::sleep(backoff);
                 backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }

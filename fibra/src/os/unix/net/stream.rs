@@ -263,7 +263,8 @@ impl UnixStream {
         self.std().take_error()
     }
 
-    /// Wraps a `std` stream (switched to non-blocking mode; its timeouts carry over).
+    /// Wraps a `std` socket. Its timeouts and its mode carry over (a non-blocking `std`
+    /// socket is in fibra's non-blocking mode); underneath, it is switched to non-blocking.
     ///
     /// # Errors
     /// If the socket's mode or options cannot be read or changed.
@@ -275,13 +276,12 @@ impl UnixStream {
     /// # });
     /// ```
     pub fn from_std(stream: net::UnixStream) -> io::Result<UnixStream> {
-        let opts = Opts::default();
-        opts.set_read_timeout(stream.read_timeout()?)?;
-        opts.set_write_timeout(stream.write_timeout()?)?;
+        let opts = Opts::adopt(&stream, true)?;
         UnixStream::wrap(stream, Arc::new(opts))
     }
 
-    /// Unwraps into a blocking `std` stream, with fibra's timeouts set on it.
+    /// Unwraps into a `std` stream, with fibra's timeouts and mode set on it (it
+    /// blocks unless [`set_nonblocking`](Self::set_nonblocking) was called).
     ///
     /// # Errors
     /// If the socket's mode or options cannot be changed.
@@ -293,14 +293,9 @@ impl UnixStream {
     /// # });
     /// ```
     pub fn into_std(self) -> io::Result<net::UnixStream> {
-        let (r, w) = (
-            self.inner.opts.read_timeout(),
-            self.inner.opts.write_timeout(),
-        );
+        let opts = self.inner.opts.clone();
         let s = self.inner.into_inner();
-        s.set_nonblocking(false)?;
-        s.set_read_timeout(r)?;
-        s.set_write_timeout(w)?;
+        opts.restore(&s, true)?;
         Ok(s)
     }
 }
