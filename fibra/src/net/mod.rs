@@ -58,6 +58,7 @@ mod tcp_listener;
 mod tcp_socket;
 mod tcp_stream;
 mod udp;
+mod udp_multicast;
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -42,7 +42,7 @@ impl UdpSocket {
         })
     }
 
-    fn std(&self) -> &net::UdpSocket {
+    pub(super) fn std(&self) -> &net::UdpSocket {
         self.inner.get_ref()
     }
 

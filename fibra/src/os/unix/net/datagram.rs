@@ -63,6 +63,25 @@ impl UnixDatagram {
         UnixDatagram::wrap(net::UnixDatagram::bind(path)?, Arc::default())
     }
 
+    /// A socket bound to `addr`: a path, or on Linux an abstract name.
+    ///
+    /// # Errors
+    /// `AddrInUse` if the address is taken; other bind errors.
+    ///
+    /// ```
+    /// use std::os::linux::net::SocketAddrExt;
+    /// use fibra::os::unix::net::{SocketAddr, UnixDatagram};
+    /// # fibra::run(|| {
+    /// let name = format!("fibra-doc-dbind-addr-{}", std::process::id());
+    /// let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    /// let s = UnixDatagram::bind_addr(&addr).unwrap();
+    /// assert_eq!(s.local_addr().unwrap().as_abstract_name(), Some(name.as_bytes()));
+    /// # });
+    /// ```
+    pub fn bind_addr(addr: &SocketAddr) -> io::Result<UnixDatagram> {
+        UnixDatagram::wrap(net::UnixDatagram::bind_addr(addr)?, Arc::default())
+    }
+
     /// A socket bound to no address.
     ///
     /// # Errors
@@ -119,6 +138,29 @@ impl UnixDatagram {
         self.std().connect(path)
     }
 
+    /// Sets the default destination (and only accepted source) to `addr`: a path, or on
+    /// Linux an abstract name.
+    ///
+    /// # Errors
+    /// If nobody is bound at `addr`.
+    ///
+    /// ```
+    /// use std::os::linux::net::SocketAddrExt;
+    /// use fibra::os::unix::net::{SocketAddr, UnixDatagram};
+    /// # fibra::run(|| {
+    /// let name = format!("fibra-doc-dconn-addr-{}", std::process::id());
+    /// let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    /// let server = UnixDatagram::bind_addr(&addr).unwrap();
+    /// let client = UnixDatagram::unbound().unwrap();
+    /// client.connect_addr(&addr).unwrap();
+    /// client.send(b"hi").unwrap();
+    /// assert_eq!(server.recv(&mut [0u8; 4]).unwrap(), 2);
+    /// # });
+    /// ```
+    pub fn connect_addr(&self, addr: &SocketAddr) -> io::Result<()> {
+        self.std().connect_addr(addr)
+    }
+
     /// Sends `buf` to the socket at `path`.
     ///
     /// # Errors
@@ -139,6 +181,29 @@ impl UnixDatagram {
         let path = path.as_ref();
         self.inner
             .write_op(ParkReason::IoWrite, |s| s.send_to(buf, path))
+    }
+
+    /// Sends `buf` to the socket at `addr` (a path, or on Linux an abstract name), parking
+    /// while the receiver's queue is full.
+    ///
+    /// # Errors
+    /// A send error, or the write timeout (`WouldBlock`).
+    ///
+    /// ```
+    /// use std::os::linux::net::SocketAddrExt;
+    /// use fibra::os::unix::net::{SocketAddr, UnixDatagram};
+    /// # fibra::run(|| {
+    /// let name = format!("fibra-doc-dsendto-addr-{}", std::process::id());
+    /// let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    /// let server = UnixDatagram::bind_addr(&addr).unwrap();
+    /// let client = UnixDatagram::unbound().unwrap();
+    /// assert_eq!(client.send_to_addr(b"abc", &addr).unwrap(), 3);
+    /// assert_eq!(server.recv(&mut [0u8; 4]).unwrap(), 3);
+    /// # });
+    /// ```
+    pub fn send_to_addr(&self, buf: &[u8], addr: &SocketAddr) -> io::Result<usize> {
+        self.inner
+            .write_op(ParkReason::IoWrite, |s| s.send_to_addr(buf, addr))
     }
 
     /// Sends `buf` to the connected peer.

@@ -61,7 +61,40 @@ impl UnixStream {
     /// ```
     pub fn connect<P: AsRef<Path>>(path: P) -> io::Result<UnixStream> {
         let path = path.as_ref();
-        match mio::net::UnixStream::connect(path) {
+        UnixStream::connect_with(mio::net::UnixStream::connect(path), || {
+            net::UnixStream::connect(path)
+        })
+    }
+
+    /// Connects to the socket at `addr`: a path, or on Linux an abstract name.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    ///
+    /// ```
+    /// use std::os::linux::net::SocketAddrExt;
+    /// use fibra::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+    /// # fibra::run(|| {
+    /// let name = format!("fibra-doc-connect-addr-{}", std::process::id());
+    /// let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    /// let _l = UnixListener::bind_addr(&addr).unwrap();
+    /// let s = UnixStream::connect_addr(&addr).unwrap();
+    /// assert_eq!(s.peer_addr().unwrap().as_abstract_name(), Some(name.as_bytes()));
+    /// # });
+    /// ```
+    pub fn connect_addr(addr: &SocketAddr) -> io::Result<UnixStream> {
+        UnixStream::connect_with(mio::net::UnixStream::connect_addr(addr), || {
+            net::UnixStream::connect_addr(addr)
+        })
+    }
+
+    /// Finishes a non-blocking connect's `attempt`, or makes a blocking one with `blocking`
+    /// when the listener's backlog is full.
+    fn connect_with(
+        attempt: io::Result<mio::net::UnixStream>,
+        blocking: impl FnOnce() -> io::Result<net::UnixStream> + Send,
+    ) -> io::Result<UnixStream> {
+        match attempt {
             Ok(s) => {
                 let s = UnixStream::wrap(net::UnixStream::from(OwnedFd::from(s)), Arc::default())?;
                 s.check_connected()?;
@@ -70,8 +103,7 @@ impl UnixStream {
             // A full backlog: a non-blocking connect cannot wait for room, a blocking one can
             // (on the blocking pool, so the worker keeps running).
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let s = crate::blocking(|| net::UnixStream::connect(path))?;
-                UnixStream::wrap(s, Arc::default())
+                UnixStream::wrap(crate::blocking(blocking)?, Arc::default())
             }
             Err(e) => Err(e),
         }
