@@ -314,7 +314,9 @@ fn udp_multicast_round_trip_and_options() {
 
         tx.set_multicast_loop_v4(false).unwrap();
         assert!(!tx.multicast_loop_v4().unwrap());
-        assert!(tx.join_multicast_v4(&Ipv4Addr::LOCALHOST, &Ipv4Addr::LOCALHOST).is_err());
+        assert!(tx
+            .join_multicast_v4(&Ipv4Addr::LOCALHOST, &Ipv4Addr::LOCALHOST)
+            .is_err());
 
         let Ok(rx6) = UdpSocket::bind("[::]:0") else {
             eprintln!("skipped the IPv6 part: no IPv6");

@@ -149,7 +149,10 @@ fn reuseport_lets_two_listeners_share_a_port() {
         let la = a.listen(16).unwrap();
 
         let plain = TcpSocket::new_v4().unwrap();
-        assert_eq!(plain.bind(addr).unwrap_err().kind(), io::ErrorKind::AddrInUse);
+        assert_eq!(
+            plain.bind(addr).unwrap_err().kind(),
+            io::ErrorKind::AddrInUse
+        );
 
         let b = TcpSocket::new_v4().unwrap();
         b.set_reuseport(true).unwrap();
@@ -199,7 +202,10 @@ fn connect_reports_refusal_and_works_on_a_plain_thread() {
     closed.bind(loopback()).unwrap();
     let closed_addr = closed.local_addr().unwrap();
     rt().block_on(move || {
-        let err = TcpSocket::new_v4().unwrap().connect(closed_addr).unwrap_err();
+        let err = TcpSocket::new_v4()
+            .unwrap()
+            .connect(closed_addr)
+            .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
     });
     // Outside any runtime the same calls block the thread, like std's.

@@ -310,9 +310,10 @@ impl TcpSocket {
     /// # });
     /// ```
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()?.as_socket().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, "not an IP socket address")
-        })
+        self.inner
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket address"))
     }
 
     /// Takes the socket's pending error (`SO_ERROR`), if any.

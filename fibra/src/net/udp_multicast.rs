@@ -42,11 +42,7 @@ impl UdpSocket {
     /// assert!(s.leave_multicast_v4(&group, &Ipv4Addr::LOCALHOST).is_err()); // not a member
     /// # });
     /// ```
-    pub fn leave_multicast_v4(
-        &self,
-        multiaddr: &Ipv4Addr,
-        interface: &Ipv4Addr,
-    ) -> io::Result<()> {
+    pub fn leave_multicast_v4(&self, multiaddr: &Ipv4Addr, interface: &Ipv4Addr) -> io::Result<()> {
         self.std().leave_multicast_v4(multiaddr, interface)
     }
 
