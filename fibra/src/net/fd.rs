@@ -12,10 +12,10 @@
 //! `setsockopt` on the fd) fail only when the fd is not a socket, which `FromRawFd`'s caller
 //! promises it is and fibra's own types guarantee; they panic if it happens anyway.
 
-/// Implements the four conversions for `$ty`, a fibra socket wrapping `$std`. `$make` is
-/// doctest code that binds a `$ty` to `s`.
+/// Implements the four conversions for `$ty` (public path `$public`), a fibra socket
+/// wrapping `$std`. `$make` is doctest code that binds a `$ty` to `s`.
 macro_rules! fd_conversions {
-    ($ty:ident, $std:ty, $make:literal) => {
+    ($ty:ident, $public:literal, $std:ty, $make:literal) => {
         impl std::os::fd::FromRawFd for $ty {
             /// Adopts the socket `fd`, as [`from_std`]($ty::from_std) does: its timeouts
             /// and mode carry over, and it is switched to non-blocking underneath.
@@ -35,10 +35,10 @@ macro_rules! fd_conversions {
                 "let addr = format!(\"{:?}\", s.local_addr().unwrap());\n",
                 "let raw = s.into_raw_fd();\n",
                 "// SAFETY: `raw` came from `into_raw_fd` above, and nothing else owns it.\n",
-                "let s = unsafe { ", stringify!($ty), "::from_raw_fd(raw) };\n",
+                "let s = unsafe { ", $public, "::from_raw_fd(raw) };\n",
                 "let owned = OwnedFd::from(s);\n",
                 "assert_eq!(owned.as_raw_fd(), raw);\n",
-                "let s = ", stringify!($ty), "::from(owned);\n",
+                "let s = ", $public, "::from(owned);\n",
                 "assert_eq!(format!(\"{:?}\", s.local_addr().unwrap()), addr);\n",
                 "# });\n",
                 "```"
@@ -82,7 +82,10 @@ macro_rules! fd_conversions {
             fn from(socket: $ty) -> std::os::fd::OwnedFd {
                 match socket.into_std() {
                     Ok(s) => std::os::fd::OwnedFd::from(s),
-                    Err(e) => panic!(concat!("fibra: ", stringify!($ty), ": releasing the fd: {}"), e),
+                    Err(e) => panic!(
+                        concat!("fibra: ", stringify!($ty), ": releasing the fd: {}"),
+                        e
+                    ),
                 }
             }
         }
@@ -102,16 +105,20 @@ pub(crate) fn adopt<S, T>(socket: S, from_std: impl FnOnce(S) -> io::Result<T>) 
 
 fd_conversions!(
     TcpListener,
+    "fibra::net::TcpListener",
     std::net::TcpListener,
     "let s = fibra::net::TcpListener::bind(\"127.0.0.1:0\").unwrap();"
 );
 fd_conversions!(
     TcpStream,
+    "fibra::net::TcpStream",
     std::net::TcpStream,
-    "# let l = fibra::net::TcpListener::bind(\"127.0.0.1:0\").unwrap();\nlet s = fibra::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();"
+    "# let l = fibra::net::TcpListener::bind(\"127.0.0.1:0\").unwrap();
+let s = fibra::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();"
 );
 fd_conversions!(
     UdpSocket,
+    "fibra::net::UdpSocket",
     std::net::UdpSocket,
     "let s = fibra::net::UdpSocket::bind(\"127.0.0.1:0\").unwrap();"
 );
