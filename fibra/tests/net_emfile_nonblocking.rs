@@ -67,7 +67,10 @@ fn nonblocking_accept_returns_emfile_at_once() {
             let e = r.expect_err(what);
             assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{what}: {e}");
         }
-        // Descriptors are back: the waiting connections are accepted.
+        // Descriptors are back: the waiting connections are accepted (parking, in case a
+        // final ACK is still being processed).
+        tcp.set_nonblocking(false).unwrap();
+        unix.set_nonblocking(false).unwrap();
         tcp.accept().unwrap();
         unix.accept().unwrap();
     });
