@@ -99,9 +99,12 @@ fn from_std_keeps_the_nonblocking_mode() {
             || l.accept(),
         );
         // TcpStream
+        l.set_nonblocking(false).unwrap();
+        l.accept().unwrap(); // the rescuer's
         let std_s = std::net::TcpStream::connect(addr).unwrap();
         std_s.set_nonblocking(true).unwrap();
-        let (server, _) = l.accept().unwrap();
+        let (server, peer) = l.accept().unwrap();
+        assert_eq!(peer, std_s.local_addr().unwrap());
         let s = TcpStream::from_std(std_s).unwrap();
         assert!(o_nonblock(&s));
         assert_would_block(
