@@ -2,7 +2,11 @@
 //!
 //! `std` and mio listen with 128. A burst of 2,000 clients connecting at once to a fibra
 //! listener lost SYNs in 4 of 7 runs at 128 (93–513 listen drops, connects delayed up to
-//! 11 s by SYN retransmits) and in none of 5 runs at 4,096 (issue 20). Go reads
+//! 11 s by SYN retransmits) and in none of 5 runs at 4,096 (issue 20). Measured again with
+//! `TcpSocket::listen(128)` against `bind`'s default (somaxconn = 4,096), 2,000 threads
+//! connecting, writing and reading one byte, 2 workers on 2 shared cores: at 128, 4 of 7
+//! runs overflowed (1,078–4,589 `TcpExt: ListenOverflows`, slowest client 1.9–3.8 s); at
+//! 4,096, 0 of 7 (slowest 30–280 ms). Go reads
 //! `/proc/sys/net/core/somaxconn` for the same reason; so does fibra, once per process.
 //! A larger number costs nothing until connections actually queue: the kernel allocates
 //! per pending connection, not per slot.
