@@ -71,7 +71,10 @@ fn run(stack: usize, size_text: &str) {
         "{report}"
     );
     assert!(
-        report.ends_with(&format!("overflowed its {size_text} stack")),
+        report.ends_with(&format!(
+            "overflowed its {size_text} stack; give it more with fibra::Builder::stack_size, \
+             or every fiber with fibra::RuntimeBuilder::stack_size"
+        )),
         "{report}"
     );
     let id: u64 = report["fibra: fiber ".len()..]

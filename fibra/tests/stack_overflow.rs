@@ -38,7 +38,9 @@ fn expected(id: u64, name: Option<&str>) -> String {
     let at = spawn_site();
     let name = name.map(|n| format!(" \"{n}\"")).unwrap_or_default();
     format!(
-        "fibra: fiber {id}{name} (spawned at {}:{}:{}) overflowed its 64 KiB stack\n",
+        "fibra: fiber {id}{name} (spawned at {}:{}:{}) overflowed its 64 KiB stack; \
+         give it more with fibra::Builder::stack_size, or every fiber with \
+         fibra::RuntimeBuilder::stack_size\n",
         at.file(),
         at.line(),
         at.column()

@@ -41,6 +41,22 @@
 //! runtime's blocking pool ([`fibra::blocking`](crate::blocking)), so a slow DNS server never
 //! stalls a worker. That is why address arguments must be `Send`.
 //!
+//! # Listen backlog and socket options
+//! [`TcpListener::bind`] (and [`UnixListener::bind`](crate::os::unix::net::UnixListener::bind))
+//! listen with the system's maximum backlog, `net.core.somaxconn`, where `std` uses 128: a
+//! burst of connections beyond the backlog loses SYNs, and each lost one costs its client a
+//! retransmit (1 s, then 3 s, ...). [`TcpSocket`] chooses the backlog and sets the options
+//! that must precede `listen` or `connect`:
+//!
+//! ```
+//! # fibra::run(|| -> std::io::Result<()> {
+//! let socket = fibra::net::TcpSocket::new_v4()?;
+//! socket.set_reuseport(true)?;
+//! socket.bind("127.0.0.1:0".parse().unwrap())?;
+//! let listener = socket.listen(65_535)?; // the kernel caps it at somaxconn
+//! # drop(listener); Ok(()) }).unwrap();
+//! ```
+//!
 //! # Differences from `std::net`
 //! - A read or write timeout fails with [`WouldBlock`](std::io::ErrorKind::WouldBlock), as
 //!   `std` does on Unix; timeouts are kept by fibra, not in the socket (they are shared by
@@ -48,19 +64,28 @@
 //!   into the socket).
 //! - [`TcpListener::accept`] does not fail when the process runs out of file descriptors
 //!   (`EMFILE`/`ENFILE`): it backs off (5 ms, doubling up to 100 ms: Go's `net/http` schedule,
-//!   capped lower) and retries, so a server under fd pressure keeps serving.
+//!   capped lower) and retries, so a server under fd pressure keeps serving. In non-blocking
+//!   mode it returns the error at once, as `std` does.
+//! - The non-blocking mode is fibra's, not the fd's (the fd is always non-blocking
+//!   underneath); `from_std`, `into_std` and the fd conversions (`FromRawFd`, `IntoRawFd`,
+//!   `From<OwnedFd>`, `From<T> for OwnedFd`) carry it across, with the timeouts.
 
+pub(crate) mod backlog;
 pub(crate) mod evented;
+pub(crate) mod fd;
 pub(crate) mod opts;
 mod tcp_listener;
+mod tcp_socket;
 mod tcp_stream;
 mod udp;
+mod udp_multicast;
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 pub use tcp_listener::{Incoming, TcpListener};
+pub use tcp_socket::TcpSocket;
 pub use tcp_stream::TcpStream;
 pub use udp::UdpSocket;
 
@@ -101,12 +126,16 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(100);
 /// Runs `accept` until it succeeds or fails with something other than running out of file
 /// descriptors; on `EMFILE`/`ENFILE` it sleeps (parking the fiber) and retries. The pending
 /// connection stays in the kernel's backlog meanwhile; no readiness edge will announce that
-/// descriptors were freed, hence retrying on a timer.
-pub(crate) fn accept_with_backoff<T>(mut accept: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+/// descriptors were freed, hence retrying on a timer. A listener in non-blocking mode (per
+/// `opts`, read at each failure) gets the error at once: its caller asked never to wait.
+pub(crate) fn accept_with_backoff<T>(
+    opts: &opts::Opts,
+    mut accept: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         match accept() {
-            Err(e) if out_of_fds(&e) && !crate::park::cancelling() => {
+            Err(e) if out_of_fds(&e) && !opts.is_nonblocking() && !crate::park::cancelling() => {
                 crate::sleep(backoff);
                 backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }

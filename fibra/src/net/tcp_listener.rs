@@ -4,12 +4,13 @@ use std::fmt;
 use std::io;
 use std::net::{self, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use super::evented::Evented;
+use super::opts::Opts;
 use super::tcp_stream::TcpStream;
-use crate::io::reactor::Direction;
-use crate::io::source::Source;
+use super::TcpSocket;
 use crate::park::ParkReason;
 
 /// A TCP socket listening for connections, like [`std::net::TcpListener`]; [`accept`] parks
@@ -28,8 +29,10 @@ use crate::park::ParkReason;
 /// # }).unwrap();
 /// ```
 pub struct TcpListener {
-    source: Source<mio::net::TcpListener>,
-    nonblocking: AtomicBool,
+    /// mio's listener for its `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`. Of the options, only
+    /// the non-blocking flag applies (a listener has no timeouts); it is shared with
+    /// `try_clone`s.
+    inner: Evented<mio::net::TcpListener>,
 }
 
 /// The iterator of [`TcpListener::incoming`]: accepted connections, forever.
@@ -60,6 +63,10 @@ impl TcpListener {
     /// Binds to `addr` (host names are resolved on the blocking pool) with `SO_REUSEADDR`,
     /// trying each resolved address in turn; port 0 picks a free port.
     ///
+    /// The listen backlog is the system's maximum, `net.core.somaxconn` (`std` and mio use
+    /// 128, too few for a burst of connections: the kernel drops SYNs past it). To choose
+    /// the backlog or set other options first, use [`TcpSocket`].
+    ///
     /// # Errors
     /// The last address's error (for example `AddrInUse`), or `InvalidInput` if `addr`
     /// resolves to no address.
@@ -72,14 +79,17 @@ impl TcpListener {
     /// ```
     pub fn bind<A: ToSocketAddrs + Send>(addr: A) -> io::Result<TcpListener> {
         super::each_addr(addr, |a| {
-            mio::net::TcpListener::bind(a).map(TcpListener::from_mio)
+            let socket = TcpSocket::for_addr(&a)?;
+            socket.set_reuseaddr(true)?;
+            socket.bind(a)?;
+            socket.listen_raw(super::backlog::default_backlog())
         })
     }
 
-    fn from_mio(l: mio::net::TcpListener) -> TcpListener {
+    /// `listener` must be listening and in non-blocking mode already.
+    pub(crate) fn from_listening(listener: net::TcpListener, opts: Arc<Opts>) -> TcpListener {
         TcpListener {
-            source: Source::new(l),
-            nonblocking: AtomicBool::new(false),
+            inner: Evented::new(mio::net::TcpListener::from_std(listener), opts),
         }
     }
 
@@ -89,6 +99,9 @@ impl TcpListener {
     /// When the process (`EMFILE`) or the system (`ENFILE`) is out of file descriptors, the
     /// call does not fail: it backs off (5 ms doubling to 100 ms) and retries, leaving the
     /// connection in the kernel's backlog meanwhile (see the [module docs](crate::net)).
+    ///
+    /// In non-blocking mode there is no back-off: `accept` returns `WouldBlock`, `EMFILE`
+    /// and every other error at once, as `std` does.
     ///
     /// # Errors
     /// Other accept errors; `WouldBlock` in non-blocking mode; an error when the runtime is
@@ -105,13 +118,8 @@ impl TcpListener {
     /// # });
     /// ```
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        super::accept_with_backoff(|| {
-            let (s, peer) = if self.nonblocking.load(Relaxed) {
-                self.mio().accept()?
-            } else {
-                self.source
-                    .do_io(Direction::Read, ParkReason::Accept, None, |l| l.accept())?
-            };
+        super::accept_with_backoff(&self.inner.opts, || {
+            let (s, peer) = self.inner.read_op(ParkReason::Accept, |l| l.accept())?;
             let s = net::TcpStream::from(OwnedFd::from(s));
             Ok((TcpStream::from_nonblocking(s, Arc::default()), peer))
         })
@@ -136,7 +144,7 @@ impl TcpListener {
     }
 
     fn mio(&self) -> &mio::net::TcpListener {
-        self.source.get_ref()
+        self.inner.get_ref()
     }
 
     /// The address the listener is bound to.
@@ -155,7 +163,8 @@ impl TcpListener {
     }
 
     /// A second handle to the same listening socket (a duplicated fd), for accepting from
-    /// several fibers.
+    /// several fibers. The non-blocking mode is shared: setting it on one sets it on both,
+    /// as with `std`'s clones.
     ///
     /// # Errors
     /// If the fd cannot be duplicated.
@@ -169,12 +178,15 @@ impl TcpListener {
     /// ```
     pub fn try_clone(&self) -> io::Result<TcpListener> {
         let fd = self.as_fd().try_clone_to_owned()?;
-        let l = TcpListener::from_mio(mio::net::TcpListener::from_std(fd.into()));
-        l.nonblocking.store(self.nonblocking.load(Relaxed), Relaxed);
-        Ok(l)
+        Ok(TcpListener::from_listening(
+            fd.into(),
+            self.inner.opts.clone(),
+        ))
     }
 
-    /// Wraps a `std` listener (switched to non-blocking mode underneath).
+    /// Wraps a `std` listener. Its mode carries over: a listener `std` had in non-blocking
+    /// mode is in fibra's non-blocking mode. Underneath, the socket is switched to
+    /// non-blocking either way.
     ///
     /// # Errors
     /// If the socket's mode cannot be changed.
@@ -187,13 +199,12 @@ impl TcpListener {
     /// # });
     /// ```
     pub fn from_std(listener: net::TcpListener) -> io::Result<TcpListener> {
-        listener.set_nonblocking(true)?;
-        Ok(TcpListener::from_mio(mio::net::TcpListener::from_std(
-            listener,
-        )))
+        let opts = Opts::adopt(&listener, false)?;
+        Ok(TcpListener::from_listening(listener, Arc::new(opts)))
     }
 
-    /// Unwraps into a blocking `std` listener.
+    /// Unwraps into a `std` listener in fibra's mode (blocking unless
+    /// [`set_nonblocking`](Self::set_nonblocking) was called).
     ///
     /// # Errors
     /// If the socket's mode cannot be changed.
@@ -206,13 +217,15 @@ impl TcpListener {
     /// # });
     /// ```
     pub fn into_std(self) -> io::Result<net::TcpListener> {
-        let l = net::TcpListener::from(OwnedFd::from(self.source.into_inner()));
-        l.set_nonblocking(false)?;
+        let opts = self.inner.opts.clone();
+        let l = net::TcpListener::from(OwnedFd::from(self.inner.into_inner()));
+        opts.restore(&l, false)?;
         Ok(l)
     }
 
     /// In non-blocking mode, `accept` fails with [`WouldBlock`](io::ErrorKind::WouldBlock)
-    /// instead of parking when no connection is pending.
+    /// instead of parking when no connection is pending. The mode is shared with
+    /// [`try_clone`](Self::try_clone)s.
     ///
     /// # Errors
     /// None today (`io::Result` mirrors `std`).
@@ -225,7 +238,7 @@ impl TcpListener {
     /// # });
     /// ```
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.nonblocking.store(nonblocking, Relaxed);
+        self.inner.opts.nonblocking.store(nonblocking, Relaxed);
         Ok(())
     }
 

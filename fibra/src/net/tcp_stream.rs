@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{self, Shutdown, SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,8 +92,15 @@ impl TcpStream {
     }
 
     fn connect_addr(addr: SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream> {
-        // mio starts a non-blocking connect; completion is a writable edge.
-        let stream = net::TcpStream::from(OwnedFd::from(mio::net::TcpStream::connect(addr)?));
+        super::TcpSocket::for_addr(&addr)?.connect_until(addr, deadline)
+    }
+
+    /// Waits (up to `deadline`) for the non-blocking connect started on `stream` to finish:
+    /// completion is a writable edge, then `SO_ERROR` tells how it went.
+    pub(crate) fn finish_connect(
+        stream: net::TcpStream,
+        deadline: Option<Instant>,
+    ) -> io::Result<TcpStream> {
         let s = TcpStream::from_nonblocking(stream, Arc::default());
         s.source
             .do_io(Direction::Write, ParkReason::Connect, deadline, |s| {
@@ -118,8 +125,9 @@ impl TcpStream {
         }
     }
 
-    /// Wraps a `std` stream; it is switched to non-blocking mode underneath, and its read and
-    /// write timeouts carry over.
+    /// Wraps a `std` stream. Its read and write timeouts and its mode carry over: a stream
+    /// `std` had in non-blocking mode is in fibra's non-blocking mode (`WouldBlock` instead of
+    /// parking). Underneath, the socket is switched to non-blocking either way.
     ///
     /// # Errors
     /// If the socket's mode or options cannot be read or changed.
@@ -133,14 +141,12 @@ impl TcpStream {
     /// # });
     /// ```
     pub fn from_std(stream: net::TcpStream) -> io::Result<TcpStream> {
-        let opts = Opts::default();
-        opts.set_read_timeout(stream.read_timeout()?)?;
-        opts.set_write_timeout(stream.write_timeout()?)?;
-        stream.set_nonblocking(true)?;
+        let opts = Opts::adopt(&stream, true)?;
         Ok(TcpStream::from_nonblocking(stream, Arc::new(opts)))
     }
 
-    /// Unwraps into a blocking `std` stream, with fibra's timeouts set on the socket.
+    /// Unwraps into a `std` stream, with fibra's timeouts and mode set on the socket (it
+    /// blocks unless [`set_nonblocking`](Self::set_nonblocking) was called).
     ///
     /// # Errors
     /// If the socket's mode or options cannot be changed.
@@ -154,11 +160,8 @@ impl TcpStream {
     /// # });
     /// ```
     pub fn into_std(self) -> io::Result<net::TcpStream> {
-        let (read, write) = (self.opts.read_timeout(), self.opts.write_timeout());
         let stream = self.source.into_inner();
-        stream.set_nonblocking(false)?;
-        stream.set_read_timeout(read)?;
-        stream.set_write_timeout(write)?;
+        self.opts.restore(&stream, true)?;
         Ok(stream)
     }
 

@@ -42,7 +42,7 @@ impl UdpSocket {
         })
     }
 
-    fn std(&self) -> &net::UdpSocket {
+    pub(super) fn std(&self) -> &net::UdpSocket {
         self.inner.get_ref()
     }
 
@@ -400,8 +400,8 @@ impl UdpSocket {
         self.std().take_error()
     }
 
-    /// Wraps a `std` socket (switched to non-blocking mode underneath; its timeouts carry
-    /// over).
+    /// Wraps a `std` socket. Its timeouts and its mode carry over (a non-blocking `std`
+    /// socket is in fibra's non-blocking mode); underneath, it is switched to non-blocking.
     ///
     /// # Errors
     /// If the socket's mode or options cannot be read or changed.
@@ -413,13 +413,12 @@ impl UdpSocket {
     /// # });
     /// ```
     pub fn from_std(socket: net::UdpSocket) -> io::Result<UdpSocket> {
-        let opts = Opts::default();
-        opts.set_read_timeout(socket.read_timeout()?)?;
-        opts.set_write_timeout(socket.write_timeout()?)?;
+        let opts = Opts::adopt(&socket, true)?;
         UdpSocket::wrap(socket, Arc::new(opts))
     }
 
-    /// Unwraps into a blocking `std` socket, with fibra's timeouts set on it.
+    /// Unwraps into a `std` socket, with fibra's timeouts and mode set on it (it
+    /// blocks unless [`set_nonblocking`](Self::set_nonblocking) was called).
     ///
     /// # Errors
     /// If the socket's mode or options cannot be changed.
@@ -431,14 +430,9 @@ impl UdpSocket {
     /// # });
     /// ```
     pub fn into_std(self) -> io::Result<net::UdpSocket> {
-        let (r, w) = (
-            self.inner.opts.read_timeout(),
-            self.inner.opts.write_timeout(),
-        );
+        let opts = self.inner.opts.clone();
         let s = self.inner.into_inner();
-        s.set_nonblocking(false)?;
-        s.set_read_timeout(r)?;
-        s.set_write_timeout(w)?;
+        opts.restore(&s, true)?;
         Ok(s)
     }
 }

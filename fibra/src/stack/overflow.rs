@@ -1,6 +1,8 @@
 //! Stack overflow is reported, never silent: a fault in a slot's guard page prints
-//! `fibra: fiber 42 "conn-17" (spawned at src/main.rs:31:5) overflowed its 64 KiB stack`
-//! and aborts. Faults elsewhere go to the handler installed before ours.
+//! `fibra: fiber 42 "conn-17" (spawned at src/main.rs:31:5) overflowed its 64 KiB stack; give
+//! it more with fibra::Builder::stack_size, or every fiber with
+//! fibra::RuntimeBuilder::stack_size` (one line) and aborts. Faults elsewhere go to the handler
+//! installed before ours.
 //!
 //! Runs inside a `SIGSEGV`/`SIGBUS` handler on the thread's alternate signal stack (the fiber's
 //! own stack is exhausted): only atomics, reads, a stack buffer and `write(2)`.
@@ -10,6 +12,10 @@ use std::sync::atomic::Ordering::Acquire;
 use super::{registry, Header, HEADER_SIZE};
 use crate::fiber::identity::FiberIdentity;
 use crate::sys;
+
+/// The end of the report: how to get a bigger stack, per fiber or for the whole runtime.
+const HINT: &str =
+    "; give it more with fibra::Builder::stack_size, or every fiber with fibra::RuntimeBuilder::stack_size\n";
 
 /// Installs the overflow reporter for `SIGSEGV` and `SIGBUS`. Idempotent; every runtime build
 /// calls it. Any thread.
@@ -44,7 +50,8 @@ fn on_fault(addr: usize) -> bool {
         None => {
             line.push("a fiber (unknown) overflowed its ");
             push_size(&mut line, hit.slot_size - sys::page_size() - HEADER_SIZE);
-            line.push(" stack\n");
+            line.push(" stack");
+            line.push(HINT);
         }
     }
     sys::write_stderr(line.as_bytes());
@@ -67,7 +74,8 @@ fn describe(line: &mut Line, id: &FiberIdentity) {
     line.push_u64(u64::from(id.location.column()));
     line.push(") overflowed its ");
     push_size(line, id.stack_size);
-    line.push(" stack\n");
+    line.push(" stack");
+    line.push(HINT);
 }
 
 /// `64 KiB`, `1 MiB`, or `70000 bytes`.
@@ -150,7 +158,9 @@ mod tests {
             stack_size: 65536,
         };
         let expected = format!(
-            "fibra: fiber 42 \"conn-17\" (spawned at {}:{}:{}) overflowed its 64 KiB stack\n",
+            "fibra: fiber 42 \"conn-17\" (spawned at {}:{}:{}) overflowed its 64 KiB stack; \
+             give it more with fibra::Builder::stack_size, or every fiber with \
+             fibra::RuntimeBuilder::stack_size\n",
             loc.file(),
             loc.line(),
             loc.column()
@@ -159,9 +169,10 @@ mod tests {
         id.name = None;
         id.stack_size = 2 * 1024 * 1024;
         assert!(render(&id).starts_with("fibra: fiber 42 (spawned at "));
-        assert!(render(&id).ends_with("overflowed its 2 MiB stack\n"));
+        assert!(render(&id).contains("overflowed its 2 MiB stack; give it more with "));
         id.stack_size = 70000;
-        assert!(render(&id).ends_with("overflowed its 70000 bytes stack\n"));
+        assert!(render(&id).contains("overflowed its 70000 bytes stack; "));
+        assert!(render(&id).ends_with(HINT));
     }
 
     #[test]

@@ -63,6 +63,25 @@ impl UnixDatagram {
         UnixDatagram::wrap(net::UnixDatagram::bind(path)?, Arc::default())
     }
 
+    /// A socket bound to `addr`: a path, or on Linux an abstract name.
+    ///
+    /// # Errors
+    /// `AddrInUse` if the address is taken; other bind errors.
+    ///
+    /// ```
+    /// use std::os::linux::net::SocketAddrExt;
+    /// use fibra::os::unix::net::{SocketAddr, UnixDatagram};
+    /// # fibra::run(|| {
+    /// let name = format!("fibra-doc-dbind-addr-{}", std::process::id());
+    /// let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    /// let s = UnixDatagram::bind_addr(&addr).unwrap();
+    /// assert_eq!(s.local_addr().unwrap().as_abstract_name(), Some(name.as_bytes()));
+    /// # });
+    /// ```
+    pub fn bind_addr(addr: &SocketAddr) -> io::Result<UnixDatagram> {
+        UnixDatagram::wrap(net::UnixDatagram::bind_addr(addr)?, Arc::default())
+    }
+
     /// A socket bound to no address.
     ///
     /// # Errors
@@ -119,6 +138,29 @@ impl UnixDatagram {
         self.std().connect(path)
     }
 
+    /// Sets the default destination (and only accepted source) to `addr`: a path, or on
+    /// Linux an abstract name.
+    ///
+    /// # Errors
+    /// If nobody is bound at `addr`.
+    ///
+    /// ```
+    /// use std::os::linux::net::SocketAddrExt;
+    /// use fibra::os::unix::net::{SocketAddr, UnixDatagram};
+    /// # fibra::run(|| {
+    /// let name = format!("fibra-doc-dconn-addr-{}", std::process::id());
+    /// let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    /// let server = UnixDatagram::bind_addr(&addr).unwrap();
+    /// let client = UnixDatagram::unbound().unwrap();
+    /// client.connect_addr(&addr).unwrap();
+    /// client.send(b"hi").unwrap();
+    /// assert_eq!(server.recv(&mut [0u8; 4]).unwrap(), 2);
+    /// # });
+    /// ```
+    pub fn connect_addr(&self, addr: &SocketAddr) -> io::Result<()> {
+        self.std().connect_addr(addr)
+    }
+
     /// Sends `buf` to the socket at `path`.
     ///
     /// # Errors
@@ -139,6 +181,29 @@ impl UnixDatagram {
         let path = path.as_ref();
         self.inner
             .write_op(ParkReason::IoWrite, |s| s.send_to(buf, path))
+    }
+
+    /// Sends `buf` to the socket at `addr` (a path, or on Linux an abstract name), parking
+    /// while the receiver's queue is full.
+    ///
+    /// # Errors
+    /// A send error, or the write timeout (`WouldBlock`).
+    ///
+    /// ```
+    /// use std::os::linux::net::SocketAddrExt;
+    /// use fibra::os::unix::net::{SocketAddr, UnixDatagram};
+    /// # fibra::run(|| {
+    /// let name = format!("fibra-doc-dsendto-addr-{}", std::process::id());
+    /// let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    /// let server = UnixDatagram::bind_addr(&addr).unwrap();
+    /// let client = UnixDatagram::unbound().unwrap();
+    /// assert_eq!(client.send_to_addr(b"abc", &addr).unwrap(), 3);
+    /// assert_eq!(server.recv(&mut [0u8; 4]).unwrap(), 3);
+    /// # });
+    /// ```
+    pub fn send_to_addr(&self, buf: &[u8], addr: &SocketAddr) -> io::Result<usize> {
+        self.inner
+            .write_op(ParkReason::IoWrite, |s| s.send_to_addr(buf, addr))
     }
 
     /// Sends `buf` to the connected peer.
@@ -344,7 +409,8 @@ impl UnixDatagram {
         self.std().take_error()
     }
 
-    /// Wraps a `std` socket (switched to non-blocking mode; its timeouts carry over).
+    /// Wraps a `std` socket. Its timeouts and its mode carry over (a non-blocking `std`
+    /// socket is in fibra's non-blocking mode); underneath, it is switched to non-blocking.
     ///
     /// # Errors
     /// If the socket's mode or options cannot be read or changed.
@@ -356,13 +422,12 @@ impl UnixDatagram {
     /// # });
     /// ```
     pub fn from_std(socket: net::UnixDatagram) -> io::Result<UnixDatagram> {
-        let opts = Opts::default();
-        opts.set_read_timeout(socket.read_timeout()?)?;
-        opts.set_write_timeout(socket.write_timeout()?)?;
+        let opts = Opts::adopt(&socket, true)?;
         UnixDatagram::wrap(socket, Arc::new(opts))
     }
 
-    /// Unwraps into a blocking `std` socket, with fibra's timeouts set on it.
+    /// Unwraps into a `std` socket, with fibra's timeouts and mode set on it (it
+    /// blocks unless [`set_nonblocking`](Self::set_nonblocking) was called).
     ///
     /// # Errors
     /// If the socket's mode or options cannot be changed.
@@ -374,14 +439,9 @@ impl UnixDatagram {
     /// # });
     /// ```
     pub fn into_std(self) -> io::Result<net::UnixDatagram> {
-        let (r, w) = (
-            self.inner.opts.read_timeout(),
-            self.inner.opts.write_timeout(),
-        );
+        let opts = self.inner.opts.clone();
         let s = self.inner.into_inner();
-        s.set_nonblocking(false)?;
-        s.set_read_timeout(r)?;
-        s.set_write_timeout(w)?;
+        opts.restore(&s, true)?;
         Ok(s)
     }
 }

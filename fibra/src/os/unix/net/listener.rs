@@ -5,12 +5,12 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::{self, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::UnixStream;
-use crate::io::reactor::Direction;
-use crate::io::source::Source;
+use crate::net::evented::Evented;
+use crate::net::opts::Opts;
 use crate::park::ParkReason;
 
 /// A Unix stream socket listening for connections, like
@@ -30,8 +30,9 @@ use crate::park::ParkReason;
 /// # });
 /// ```
 pub struct UnixListener {
-    source: Source<mio::net::UnixListener>,
-    nonblocking: AtomicBool,
+    /// mio's listener for its `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`; the options hold only
+    /// the non-blocking flag, shared with `try_clone`s.
+    inner: Evented<mio::net::UnixListener>,
 }
 
 /// The iterator of [`UnixListener::incoming`]: accepted connections, forever.
@@ -61,18 +62,20 @@ impl Iterator for Incoming<'_> {
 }
 
 impl UnixListener {
-    fn from_mio(l: mio::net::UnixListener) -> UnixListener {
+    /// `l` must be listening and in non-blocking mode already.
+    fn from_listening(l: net::UnixListener, opts: Arc<Opts>) -> UnixListener {
         UnixListener {
-            source: Source::new(l),
-            nonblocking: AtomicBool::new(false),
+            inner: Evented::new(mio::net::UnixListener::from_std(l), opts),
         }
     }
 
     fn mio(&self) -> &mio::net::UnixListener {
-        self.source.get_ref()
+        self.inner.get_ref()
     }
 
-    /// Binds to `path` (which must not exist yet).
+    /// Binds to `path` (which must not exist yet). The listen backlog is the system's
+    /// maximum, `net.core.somaxconn`, as for [`TcpListener::bind`](crate::net::TcpListener::bind);
+    /// [`bind_with_backlog`](Self::bind_with_backlog) chooses another.
     ///
     /// # Errors
     /// `AddrInUse` if `path` exists; other bind errors.
@@ -87,11 +90,69 @@ impl UnixListener {
     /// # });
     /// ```
     pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixListener> {
-        mio::net::UnixListener::bind(path).map(UnixListener::from_mio)
+        let addr = SocketAddr::from_pathname(path)?;
+        UnixListener::listen_on(&addr, crate::net::backlog::default_backlog())
+    }
+
+    /// Binds to `path` and listens with room for `backlog` connections not accepted yet
+    /// (capped by the kernel at `net.core.somaxconn`). Past it, a connect waits for room
+    /// (a non-blocking one fails with `WouldBlock`).
+    ///
+    /// # Errors
+    /// As [`bind`](Self::bind).
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let path = std::env::temp_dir().join(format!("fibra-doc-backlog-{}.sock", std::process::id()));
+    /// let _ = std::fs::remove_file(&path);
+    /// let l = fibra::os::unix::net::UnixListener::bind_with_backlog(&path, 8).unwrap();
+    /// let _c = fibra::os::unix::net::UnixStream::connect(&path).unwrap();
+    /// assert!(l.accept().is_ok());
+    /// std::fs::remove_file(&path).unwrap();
+    /// # });
+    /// ```
+    pub fn bind_with_backlog<P: AsRef<Path>>(path: P, backlog: u32) -> io::Result<UnixListener> {
+        let addr = SocketAddr::from_pathname(path)?;
+        UnixListener::listen_on(&addr, crate::net::backlog::clamp(backlog))
+    }
+
+    /// Binds to `addr`: a path, or on Linux an abstract name
+    /// ([`SocketAddrExt::from_abstract_name`](std::os::linux::net::SocketAddrExt::from_abstract_name)),
+    /// with the backlog of [`bind`](Self::bind).
+    ///
+    /// # Errors
+    /// `AddrInUse` if the address is taken; other bind errors.
+    ///
+    /// ```
+    /// use std::os::linux::net::SocketAddrExt;
+    /// use fibra::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+    /// # fibra::run(|| {
+    /// let name = format!("fibra-doc-bind-addr-{}", std::process::id());
+    /// let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    /// let l = UnixListener::bind_addr(&addr).unwrap();
+    /// let _c = UnixStream::connect_addr(&addr).unwrap();
+    /// assert!(l.accept().is_ok());
+    /// # });
+    /// ```
+    pub fn bind_addr(addr: &SocketAddr) -> io::Result<UnixListener> {
+        UnixListener::listen_on(addr, crate::net::backlog::default_backlog())
+    }
+
+    fn listen_on(addr: &SocketAddr, backlog: i32) -> io::Result<UnixListener> {
+        use socket2::{Domain, Socket, Type};
+        // SOCK_NONBLOCK from the start (fibra's invariant); socket2 adds SOCK_CLOEXEC.
+        let socket = Socket::new(Domain::UNIX, Type::STREAM.nonblocking(), None)?;
+        socket.bind(&super::addr::sock_addr(addr)?)?;
+        socket.listen(backlog)?;
+        let l = net::UnixListener::from(OwnedFd::from(socket));
+        Ok(UnixListener::from_listening(l, Arc::default()))
     }
 
     /// Waits for a connection. Like [`TcpListener::accept`](crate::net::TcpListener::accept),
     /// it backs off and retries when the process or system is out of file descriptors.
+    ///
+    /// In non-blocking mode there is no back-off: every error, `EMFILE` included, returns at
+    /// once.
     ///
     /// # Errors
     /// Other accept errors; `WouldBlock` in non-blocking mode; an error at runtime shutdown.
@@ -108,13 +169,8 @@ impl UnixListener {
     /// # });
     /// ```
     pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        crate::net::accept_with_backoff(|| {
-            let (s, addr) = if self.nonblocking.load(Relaxed) {
-                self.mio().accept()?
-            } else {
-                self.source
-                    .do_io(Direction::Read, ParkReason::Accept, None, |l| l.accept())?
-            };
+        crate::net::accept_with_backoff(&self.inner.opts, || {
+            let (s, addr) = self.inner.read_op(ParkReason::Accept, |l| l.accept())?;
             let s = net::UnixStream::from(OwnedFd::from(s));
             Ok((UnixStream::wrap(s, Arc::default())?, addr))
         })
@@ -154,7 +210,8 @@ impl UnixListener {
         self.mio().local_addr()
     }
 
-    /// A second handle to the same listening socket (a duplicated fd).
+    /// A second handle to the same listening socket (a duplicated fd). The non-blocking mode
+    /// is shared: setting it on one sets it on both, as with `std`'s clones.
     ///
     /// # Errors
     /// If the fd cannot be duplicated.
@@ -170,12 +227,14 @@ impl UnixListener {
     /// ```
     pub fn try_clone(&self) -> io::Result<UnixListener> {
         let fd = self.as_fd().try_clone_to_owned()?;
-        let l = UnixListener::from_mio(mio::net::UnixListener::from_std(fd.into()));
-        l.nonblocking.store(self.nonblocking.load(Relaxed), Relaxed);
-        Ok(l)
+        Ok(UnixListener::from_listening(
+            fd.into(),
+            self.inner.opts.clone(),
+        ))
     }
 
-    /// In non-blocking mode, `accept` fails with `WouldBlock` instead of parking.
+    /// In non-blocking mode, `accept` fails with `WouldBlock` instead of parking. The mode
+    /// is shared with [`try_clone`](Self::try_clone)s.
     ///
     /// # Errors
     /// None today (`io::Result` mirrors `std`).
@@ -191,7 +250,7 @@ impl UnixListener {
     /// # });
     /// ```
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.nonblocking.store(nonblocking, Relaxed);
+        self.inner.opts.nonblocking.store(nonblocking, Relaxed);
         Ok(())
     }
 
@@ -213,7 +272,8 @@ impl UnixListener {
         self.mio().take_error()
     }
 
-    /// Wraps a `std` listener (switched to non-blocking mode underneath).
+    /// Wraps a `std` listener. Its mode carries over (a non-blocking `std` listener is in
+    /// fibra's non-blocking mode); underneath, the socket is switched to non-blocking.
     ///
     /// # Errors
     /// If the socket's mode cannot be changed.
@@ -228,13 +288,12 @@ impl UnixListener {
     /// # });
     /// ```
     pub fn from_std(listener: net::UnixListener) -> io::Result<UnixListener> {
-        listener.set_nonblocking(true)?;
-        Ok(UnixListener::from_mio(mio::net::UnixListener::from_std(
-            listener,
-        )))
+        let opts = Opts::adopt(&listener, false)?;
+        Ok(UnixListener::from_listening(listener, Arc::new(opts)))
     }
 
-    /// Unwraps into a blocking `std` listener.
+    /// Unwraps into a `std` listener in fibra's mode (blocking unless
+    /// [`set_nonblocking`](Self::set_nonblocking) was called).
     ///
     /// # Errors
     /// If the socket's mode cannot be changed.
@@ -249,8 +308,9 @@ impl UnixListener {
     /// # });
     /// ```
     pub fn into_std(self) -> io::Result<net::UnixListener> {
-        let l = net::UnixListener::from(OwnedFd::from(self.source.into_inner()));
-        l.set_nonblocking(false)?;
+        let opts = self.inner.opts.clone();
+        let l = net::UnixListener::from(OwnedFd::from(self.inner.into_inner()));
+        opts.restore(&l, false)?;
         Ok(l)
     }
 }

@@ -22,6 +22,7 @@
 //! # });
 //! ```
 
+mod addr;
 mod datagram;
 mod listener;
 mod stream;
@@ -30,3 +31,25 @@ pub use datagram::UnixDatagram;
 pub use listener::{Incoming, UnixListener};
 pub use std::os::unix::net::SocketAddr;
 pub use stream::UnixStream;
+
+crate::net::fd::fd_conversions!(
+    UnixListener,
+    "fibra::os::unix::net::UnixListener",
+    std::os::unix::net::UnixListener,
+    "let path = std::env::temp_dir().join(format!(\"fibra-doc-fd-{}.sock\", std::process::id()));
+# let _ = std::fs::remove_file(&path);
+let s = fibra::os::unix::net::UnixListener::bind(&path).unwrap();
+# std::fs::remove_file(&path).unwrap();"
+);
+crate::net::fd::fd_conversions!(
+    UnixStream,
+    "fibra::os::unix::net::UnixStream",
+    std::os::unix::net::UnixStream,
+    "let (s, _peer) = fibra::os::unix::net::UnixStream::pair().unwrap();"
+);
+crate::net::fd::fd_conversions!(
+    UnixDatagram,
+    "fibra::os::unix::net::UnixDatagram",
+    std::os::unix::net::UnixDatagram,
+    "let (s, _peer) = fibra::os::unix::net::UnixDatagram::pair().unwrap();"
+);

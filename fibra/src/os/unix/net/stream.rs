@@ -61,7 +61,40 @@ impl UnixStream {
     /// ```
     pub fn connect<P: AsRef<Path>>(path: P) -> io::Result<UnixStream> {
         let path = path.as_ref();
-        match mio::net::UnixStream::connect(path) {
+        UnixStream::connect_with(mio::net::UnixStream::connect(path), || {
+            net::UnixStream::connect(path)
+        })
+    }
+
+    /// Connects to the socket at `addr`: a path, or on Linux an abstract name.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    ///
+    /// ```
+    /// use std::os::linux::net::SocketAddrExt;
+    /// use fibra::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+    /// # fibra::run(|| {
+    /// let name = format!("fibra-doc-connect-addr-{}", std::process::id());
+    /// let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    /// let _l = UnixListener::bind_addr(&addr).unwrap();
+    /// let s = UnixStream::connect_addr(&addr).unwrap();
+    /// assert_eq!(s.peer_addr().unwrap().as_abstract_name(), Some(name.as_bytes()));
+    /// # });
+    /// ```
+    pub fn connect_addr(addr: &SocketAddr) -> io::Result<UnixStream> {
+        UnixStream::connect_with(mio::net::UnixStream::connect_addr(addr), || {
+            net::UnixStream::connect_addr(addr)
+        })
+    }
+
+    /// Finishes a non-blocking connect's `attempt`, or makes a blocking one with `blocking`
+    /// when the listener's backlog is full.
+    fn connect_with(
+        attempt: io::Result<mio::net::UnixStream>,
+        blocking: impl FnOnce() -> io::Result<net::UnixStream> + Send,
+    ) -> io::Result<UnixStream> {
+        match attempt {
             Ok(s) => {
                 let s = UnixStream::wrap(net::UnixStream::from(OwnedFd::from(s)), Arc::default())?;
                 s.check_connected()?;
@@ -70,8 +103,7 @@ impl UnixStream {
             // A full backlog: a non-blocking connect cannot wait for room, a blocking one can
             // (on the blocking pool, so the worker keeps running).
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let s = crate::blocking(|| net::UnixStream::connect(path))?;
-                UnixStream::wrap(s, Arc::default())
+                UnixStream::wrap(crate::blocking(blocking)?, Arc::default())
             }
             Err(e) => Err(e),
         }
@@ -263,7 +295,8 @@ impl UnixStream {
         self.std().take_error()
     }
 
-    /// Wraps a `std` stream (switched to non-blocking mode; its timeouts carry over).
+    /// Wraps a `std` socket. Its timeouts and its mode carry over (a non-blocking `std`
+    /// socket is in fibra's non-blocking mode); underneath, it is switched to non-blocking.
     ///
     /// # Errors
     /// If the socket's mode or options cannot be read or changed.
@@ -275,13 +308,12 @@ impl UnixStream {
     /// # });
     /// ```
     pub fn from_std(stream: net::UnixStream) -> io::Result<UnixStream> {
-        let opts = Opts::default();
-        opts.set_read_timeout(stream.read_timeout()?)?;
-        opts.set_write_timeout(stream.write_timeout()?)?;
+        let opts = Opts::adopt(&stream, true)?;
         UnixStream::wrap(stream, Arc::new(opts))
     }
 
-    /// Unwraps into a blocking `std` stream, with fibra's timeouts set on it.
+    /// Unwraps into a `std` stream, with fibra's timeouts and mode set on it (it
+    /// blocks unless [`set_nonblocking`](Self::set_nonblocking) was called).
     ///
     /// # Errors
     /// If the socket's mode or options cannot be changed.
@@ -293,14 +325,9 @@ impl UnixStream {
     /// # });
     /// ```
     pub fn into_std(self) -> io::Result<net::UnixStream> {
-        let (r, w) = (
-            self.inner.opts.read_timeout(),
-            self.inner.opts.write_timeout(),
-        );
+        let opts = self.inner.opts.clone();
         let s = self.inner.into_inner();
-        s.set_nonblocking(false)?;
-        s.set_read_timeout(r)?;
-        s.set_write_timeout(w)?;
+        opts.restore(&s, true)?;
         Ok(s)
     }
 }
