@@ -6,8 +6,8 @@
 #
 # Every 10 s it prints elapsed time, RSS, open fds, threads and live fibers, and each kind of
 # operation's rate. fds and threads are also given as a floor, the least of the readings taken
-# every 100 ms since the previous line: churning connections and the blocking pool make single
-# readings jitter, a leak raises the floor.
+# every 100 ms over the 10 s (or half the warm-up, if less) before the line: churning connections and the blocking pool make
+# single readings jitter, a leak raises the floor. Growth compares floors.
 #
 # Warm-up: the first 20% of the run or 30 s, whichever is less (12 s of a 60 s run, 30 s of a
 # 180 s one). Growth compares the last sample with the one at the warm-up's end.

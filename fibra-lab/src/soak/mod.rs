@@ -46,7 +46,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use sample::{
-    fd_targets, open_fds, thread_count, thread_names, Floor, Progress, RuntimeFigures, Sample,
+    fd_targets, open_fds, thread_count, thread_names, Progress, RuntimeFigures, Sample, Window,
     READING_GAP,
 };
 use work::{Ctx, Tally};
@@ -65,8 +65,8 @@ pub const MAX_WARM_UP: Duration = Duration::from_secs(30);
 /// allocator's own drift while a leak of one small allocation per request or per spawn
 /// (millions of them) passes it within a minute.
 pub const MAX_RSS_GROWTH_PCT: f64 = 10.0;
-/// Descriptors and threads compare floors, the least reading over each period
-/// (`sample.rs`): connections being reopened leave the floor within a few of its level, and
+/// Descriptors and threads compare floors, the least reading over the period (or half the
+/// warm-up, if less) before each sample (`sample.rs`): connections being reopened leave the floor within a few of its level, and
 /// a leak of one descriptor per churned connection (hundreds a second) passes this at once.
 pub const MAX_FD_GROWTH: i64 = 8;
 /// Threads: the blocking pool grows and shrinks with the excursions (3 at a time, idle
@@ -194,20 +194,23 @@ fn soak(run: Duration) -> Result<Vec<String>, String> {
             .map_err(|e| format!("cannot start the load: {e}"))?;
         let t0 = Instant::now();
         let progress = || Progress::read(&http, &ctx.tally);
-        let first = Sample::take(0.0, Floor::new(), figures(), progress())?;
         let (times, warm) = schedule(run);
+        // Floors over the same span at every sample, and none reaching back before the load
+        // had started at the warm-up's end.
+        let mut window = Window::new(PERIOD.min(times[warm] / 2));
+        let first = Sample::take(0.0, &mut window, figures(), progress())?;
         let mut samples = vec![first];
         for (i, &at) in times.iter().enumerate() {
-            let mut floor = Floor::new();
             loop {
                 let left = (t0 + at).saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break;
                 }
                 thread::sleep(left.min(READING_GAP));
-                floor.read()?;
+                window.read()?;
             }
-            let now = Sample::take(t0.elapsed().as_secs_f64(), floor, figures(), progress())?;
+            let secs = t0.elapsed().as_secs_f64();
+            let now = Sample::take(secs, &mut window, figures(), progress())?;
             if i == warm {
                 threads_named.0 = thread_names();
             }

@@ -1,41 +1,56 @@
 //! What the soak watches in its own process: resident memory, open descriptors and threads
 //! from /proc, live fibers from `fibra::debug`, and the load's counters.
 
+use std::collections::VecDeque;
 use std::fs;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::work::Tally;
 use crate::load::builtin::Counts;
 use crate::machine::vm_rss_bytes;
 
-/// Descriptors and threads are read every [`READING_GAP`], and each sample reports the least
-/// reading since the previous one (its *floor*) beside the last: connections being reopened
-/// and blocking-pool threads coming and going make single readings jitter by tens, while a
-/// leak raises the floor.
+/// Descriptors and threads are read every [`READING_GAP`], and each sample reports, beside
+/// the last reading, the least over a span before it (its *floor*; the span is the
+/// [`PERIOD`](super::PERIOD), or half the warm-up if that is less):
+/// connections being reopened and blocking-pool threads coming and going make single readings
+/// jitter by tens, while a leak raises the floor.
 pub const READING_GAP: Duration = Duration::from_millis(100);
 
-/// The least descriptor and thread counts read over a window.
-#[derive(Debug, Clone, Copy)]
-pub struct Floor {
-    pub fds: u64,
-    pub threads: u64,
+/// The descriptor and thread counts read over the last `span`.
+#[derive(Debug)]
+pub struct Window {
+    span: Duration,
+    readings: VecDeque<(Instant, u64, u64)>,
 }
 
-impl Floor {
-    pub fn new() -> Floor {
-        Floor {
-            fds: u64::MAX,
-            threads: u64::MAX,
+impl Window {
+    pub fn new(span: Duration) -> Window {
+        Window {
+            span,
+            readings: VecDeque::new(),
         }
     }
 
-    /// Reads both counts now and lowers the floor to them; returns the readings.
+    /// Reads both counts now (and forgets readings older than the span); returns them.
     pub fn read(&mut self) -> Result<(u64, u64), String> {
         let (fds, threads) = (open_fds()?, thread_count()?);
-        self.fds = self.fds.min(fds);
-        self.threads = self.threads.min(threads);
+        let now = Instant::now();
+        self.readings.push_back((now, fds, threads));
+        while let Some(&(at, _, _)) = self.readings.front() {
+            if now.duration_since(at) <= self.span {
+                break;
+            }
+            self.readings.pop_front();
+        }
         Ok((fds, threads))
+    }
+
+    /// The least descriptor and thread counts within the span (`u64::MAX` before a reading).
+    pub fn floor(&self) -> (u64, u64) {
+        let fds = self.readings.iter().map(|r| r.1).min();
+        let threads = self.readings.iter().map(|r| r.2).min();
+        (fds.unwrap_or(u64::MAX), threads.unwrap_or(u64::MAX))
     }
 }
 
@@ -114,21 +129,22 @@ impl Progress {
 }
 
 impl Sample {
-    /// A sample now, closing the window `floor` covered.
+    /// A sample now, with one more reading in `window`.
     pub fn take(
         secs: f64,
-        mut floor: Floor,
+        window: &mut Window,
         runtime: RuntimeFigures,
         progress: Progress,
     ) -> Result<Sample, String> {
-        let (fds, threads) = floor.read()?;
+        let (fds, threads) = window.read()?;
+        let (fds_floor, threads_floor) = window.floor();
         Ok(Sample {
             secs,
             rss_bytes: vm_rss_bytes()?,
             fds,
-            fds_floor: floor.fds,
+            fds_floor,
             threads,
-            threads_floor: floor.threads,
+            threads_floor,
             runtime,
             progress,
         })
@@ -229,9 +245,10 @@ mod tests {
     fn reads_this_process() {
         assert!(open_fds().unwrap() >= 3);
         assert!(thread_count().unwrap() >= 1);
+        let mut window = Window::new(Duration::from_secs(1));
         let s = Sample::take(
             0.0,
-            Floor::new(),
+            &mut window,
             RuntimeFigures::default(),
             Progress::default(),
         )
@@ -243,6 +260,20 @@ mod tests {
         assert!(line.contains(" fibers=0 "), "{line}");
         assert!(thread_names().contains(" ×"));
         assert!(fd_targets().len() >= 3);
+    }
+
+    #[test]
+    fn the_floor_forgets_old_readings() {
+        let mut w = Window::new(Duration::from_secs(10));
+        w.read().unwrap();
+        let (at, fds, threads) = w.readings[0];
+        w.readings[0] = (at - Duration::from_secs(11), 1, 1); // an old, low reading
+        w.readings
+            .push_back((at - Duration::from_secs(5), fds + 7, threads + 7));
+        assert_eq!(w.floor(), (1, 1));
+        w.read().unwrap(); // drops the old one
+        assert_eq!(w.readings.len(), 2);
+        assert!(w.floor().0 >= fds.saturating_sub(2));
     }
 
     #[test]
