@@ -28,6 +28,13 @@ pub enum SpawnError {
         /// The smallest size fibra accepts, in bytes.
         minimum: usize,
     },
+    /// The requested stack is larger than [`MAX_STACK_SIZE`](crate::MAX_STACK_SIZE).
+    StackTooLarge {
+        /// The size asked for, in bytes.
+        requested: usize,
+        /// The largest size fibra accepts, in bytes.
+        max: usize,
+    },
     /// Guard pages need one memory map each on this kernel (no `MADV_GUARD_INSTALL`), and the
     /// process is close to `vm.max_map_count`. Raise it with `sysctl vm.max_map_count=<n>`.
     MapCountBudget {
@@ -36,7 +43,9 @@ pub enum SpawnError {
         /// Guarded stacks alive now.
         guarded_stacks: usize,
     },
-    /// Reserving stack memory failed (`mmap` or `madvise`).
+    /// Reserving stack memory failed (`mmap` or `madvise`). `ENOMEM` means the process is out
+    /// of address space: `RLIMIT_AS` (`ulimit -v`) or, with `vm.overcommit_memory = 2`, the
+    /// commit limit.
     Stack(io::Error),
 }
 
@@ -52,11 +61,21 @@ impl fmt::Display for SpawnError {
                 f,
                 "fiber stack of {requested} bytes is below fibra's minimum of {minimum} bytes"
             ),
+            SpawnError::StackTooLarge { requested, max } => write!(
+                f,
+                "fiber stack of {requested} bytes is above fibra's maximum of {max} bytes \
+                 (fibra::MAX_STACK_SIZE): ask for less, and keep large data on the heap"
+            ),
             SpawnError::MapCountBudget { max_map_count, guarded_stacks } => write!(
                 f,
                 "{guarded_stacks} guarded fiber stacks use up the memory-map budget \
                  (vm.max_map_count = {max_map_count}, and this kernel lacks MADV_GUARD_INSTALL): \
                  raise it with `sysctl vm.max_map_count=<n>`"
+            ),
+            SpawnError::Stack(e) if e.raw_os_error() == Some(libc::ENOMEM) => write!(
+                f,
+                "could not reserve a fiber stack: {e}: the process is out of address space \
+                 (check `ulimit -v` and vm.overcommit_memory), or use smaller stacks"
             ),
             SpawnError::Stack(e) => write!(f, "could not reserve a fiber stack: {e}"),
         }
@@ -80,6 +99,8 @@ impl std::error::Error for SpawnError {
 /// assert!(matches!(err, BuildError::StackTooSmall { requested: 4096, .. }));
 /// let err = fibra::Runtime::builder().workers(0).build().unwrap_err();
 /// assert!(err.to_string().contains("at least one worker"));
+/// let err = fibra::Runtime::builder().stack_size(usize::MAX).build().unwrap_err();
+/// assert!(matches!(err, BuildError::StackTooLarge { max: fibra::MAX_STACK_SIZE, .. }));
 /// ```
 #[derive(Debug)]
 #[non_exhaustive]
@@ -92,6 +113,20 @@ pub enum BuildError {
         requested: usize,
         /// The smallest size fibra accepts, in bytes.
         minimum: usize,
+    },
+    /// The default stack size is above [`MAX_STACK_SIZE`](crate::MAX_STACK_SIZE).
+    StackTooLarge {
+        /// The size asked for, in bytes.
+        requested: usize,
+        /// The largest size fibra accepts, in bytes.
+        max: usize,
+    },
+    /// `workers + max_spare_workers` is above the most worker slots a runtime can have.
+    TooManyWorkers {
+        /// `workers + max_spare_workers` (saturated at `usize::MAX`).
+        requested: usize,
+        /// The most worker slots fibra accepts.
+        max: usize,
     },
     /// `dump_on_signal` was given a signal that cannot carry a dump request: out of range,
     /// uncatchable (`SIGKILL`, `SIGSTOP`) or a fault signal (`SIGSEGV`, `SIGBUS`, `SIGILL`,
@@ -106,6 +141,16 @@ impl fmt::Display for BuildError {
             BuildError::StackTooSmall { requested, minimum } => write!(
                 f,
                 "default fiber stack of {requested} bytes is below fibra's minimum of {minimum} bytes"
+            ),
+            BuildError::StackTooLarge { requested, max } => write!(
+                f,
+                "default fiber stack of {requested} bytes is above fibra's maximum of {max} bytes \
+                 (fibra::MAX_STACK_SIZE): ask for less, and keep large data on the heap"
+            ),
+            BuildError::TooManyWorkers { requested, max } => write!(
+                f,
+                "{requested} worker threads (workers + max_spare_workers) are more than fibra's \
+                 maximum of {max}: lower RuntimeBuilder::workers or max_spare_workers"
             ),
             BuildError::BadDumpSignal(sig) => write!(
                 f,

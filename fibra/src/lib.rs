@@ -62,7 +62,8 @@ pub use block_on::block_on;
 pub use blocking::{blocking, spawn_blocking};
 pub use error::{BuildError, JoinError, SpawnError};
 pub use fiber::{
-    current, park, spawn, try_current, yield_now, Builder, Fiber, FiberId, JoinHandle, LocalKey,
+    current, park, spawn, try_current, yield_now, AccessError, Builder, Fiber, FiberId, JoinHandle,
+    LocalKey,
 };
 pub use park::ParkReason;
 pub use runtime::{run, Runtime, RuntimeBuilder};
@@ -70,6 +71,12 @@ pub use sched::monitor::{StallKind, StallReport};
 pub use scope::{scope, Scope, ScopedJoinHandle};
 #[doc(hidden)]
 pub use stack::test_support as __stack_test_support;
+/// Hidden hooks that make the runtime's thread starts fail, for tests (`sys/linux/thread.rs`).
+/// Not API.
+#[doc(hidden)]
+pub mod __fault {
+    pub use crate::sys::{fail_thread_starts, pending_thread_start_failures, ThreadStart};
+}
 pub use time::{park_timeout, sleep, sleep_until};
 
 /// The smallest fiber stack fibra accepts, in bytes. A panic with `RUST_BACKTRACE=1` needs
@@ -85,6 +92,22 @@ pub use time::{park_timeout, sleep, sleep_until};
 /// # });
 /// ```
 pub const MIN_STACK_SIZE: usize = stack::MIN_STACK_SIZE;
+/// The largest fiber stack fibra accepts, in bytes: 1 GiB, as Go caps a goroutine's stack.
+/// Above it, [`Builder::spawn`] returns [`SpawnError::StackTooLarge`] and
+/// [`RuntimeBuilder::build`] returns [`BuildError::StackTooLarge`]. Stacks are address space
+/// reserved without memory (only touched pages cost any), but each size class reserves 8
+/// stacks at a time, so a 1 GiB stack takes 8 GiB of address space.
+///
+/// ```
+/// # fibra::run(|| {
+/// use fibra::{Builder, SpawnError, MAX_STACK_SIZE};
+/// let deep = Builder::new().stack_size(MAX_STACK_SIZE).spawn(|| 6 * 7).unwrap();
+/// assert_eq!(deep.join().unwrap(), 42);
+/// let too_large = Builder::new().stack_size(MAX_STACK_SIZE + 1).spawn(|| ());
+/// assert!(matches!(too_large, Err(SpawnError::StackTooLarge { max: MAX_STACK_SIZE, .. })));
+/// # });
+/// ```
+pub const MAX_STACK_SIZE: usize = stack::MAX_STACK_SIZE;
 /// The default fiber stack size, in bytes (virtual; only touched pages are resident).
 ///
 /// ```

@@ -7,3 +7,13 @@ macro_rules! fatal {
         std::process::abort()
     }};
 }
+
+/// User code did what nothing can continue from (a destructor that panicked where no unwind
+/// may go): say what, then abort. Writes with `write!`, not `eprintln!`, which would panic
+/// again if stderr were closed.
+#[cold]
+pub(crate) fn abort_with(what: std::fmt::Arguments<'_>) -> ! {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "fibra: {what}");
+    std::process::abort()
+}

@@ -32,8 +32,10 @@ impl ScopeData {
     }
 }
 
-/// Counts a scoped fiber on its owner fiber while the child's closure is alive (shutdown
-/// unwinds the owner only after its children, so borrowed data outlives them).
+/// Counts a scoped fiber on its owner fiber while anything of the child that may borrow is
+/// alive: its closure (if it never runs), or its frames and its fiber side of the packet
+/// (the guard then lives with its fiber-locals, `drop_at_exit`). Shutdown unwinds the owner
+/// only after its children, so borrowed data outlives them.
 struct ChildGuard(Option<FiberRef>);
 
 impl Drop for ChildGuard {
@@ -178,7 +180,12 @@ impl<'scope> Scope<'scope, '_> {
         }
         let guard = ChildGuard(self.owner.clone());
         let body = move || {
-            let _guard = guard;
+            // The owner may be unwound at shutdown once the guard is gone, so it must outlive
+            // everything of the child that may borrow: the closure's frames, and a result the
+            // child drops itself when its handle is gone. Fiber-locals go after both.
+            if let Err(guard) = crate::fiber::drop_at_exit(guard) {
+                drop(guard); // not on a fiber: cannot happen, a scoped child is one
+            }
             f()
         };
         self.data.running.fetch_add(1, Relaxed);

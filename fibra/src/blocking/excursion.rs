@@ -4,7 +4,7 @@
 //! ```text
 //! Fiber (home thread)                         Pool thread
 //! 1. box the job: closure, result slot,
-//!    done flag, the fiber's waker; submit ──▶ 2. call the closure (own #[inline(never)] fn,
+//!    done flag, the fiber itself; submit ──▶ 2. call the closure (own #[inline(never)] fn,
 //! 3. park (ParkReason::Blocking) until            panics caught); write the result
 //!    `done` (Acquire)                ◀─────── 4. done = true (Release, and under the lock
 //! 5. take the result; return or resume            for a thread-blocking waiter); wake the fiber
@@ -22,16 +22,27 @@
 //! and the result: a guard waits for `done` in its `Drop`. If shutdown unwinds the parked fiber
 //! (a forced unwind from inside `park`), the guard blocks the worker thread until the pool
 //! thread is done (the pool outlives the workers: `finish_session` shuts it down last). The
-//! pool side touches only the `Arc`-owned flag, lock and waker after setting `done`.
+//! pool side touches only the `Arc`-owned flag, lock and fiber header after setting `done`.
+//!
+//! # Shutdown unwinds a fiber in an excursion last
+//! Blocking the worker in the guard would deadlock when the closure waits for a fiber pinned
+//! to the same worker (a `rx.recv()` whose sender another fiber of that worker holds): that
+//! fiber is unwound, and drops the sender, only by this worker. So the fiber marks itself
+//! (`Header::in_excursion`) before submitting, the pool thread clears the mark when the
+//! closure is done (just before `done`, so a mark never outlives its excursion), and shutdown
+//! leaves a marked fiber for a later pass (sched/shutdown.rs), as it does a fiber whose scoped
+//! children still run. What remains: a closure waiting for something outside the runtime (a
+//! socket, a plain thread, a lock held elsewhere) holds the session's end until it returns,
+//! as a running `spawn_blocking` task does.
 
 use std::cell::UnsafeCell;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::{Arc, Condvar, Mutex};
-use std::task::Waker;
 use std::thread;
 
 use super::pool::{self, Job};
+use crate::fiber::FiberRef;
 use crate::park::{self, ParkReason};
 use crate::sched::{context, Shared};
 
@@ -48,6 +59,11 @@ use crate::sched::{context, Shared};
 /// The calling fiber stays on its thread; only `f` runs elsewhere, which is why it must be
 /// `Send`. A `thread_local!` read inside `f` is the pool thread's.
 ///
+/// # Shutdown
+/// If the session ends while `f` runs, the calling fiber is unwound after the session's other
+/// fibers (which may be what `f` waits for) and only once `f` has returned: an `f` that waits
+/// for something outside the runtime holds the session's end until it returns.
+///
 /// ```
 /// # fibra::run(|| {
 /// let path = String::from("/proc/self/status");
@@ -61,27 +77,29 @@ where
     F: FnOnce() -> T + Send,
     T: Send,
 {
-    let fiber = context::with_current_fiber(|h| {
-        h.filter(|h| !h.state.is_cancelling())
-            .map(|h| (h.shared.clone(), park::fiber_waker(h.to_ref())))
-    });
-    let Some((shared, waker)) = fiber else {
+    let fiber =
+        context::with_current_fiber(|h| h.filter(|h| !h.state.is_cancelling()).map(|h| h.to_ref()));
+    let Some(fiber) = fiber else {
         return f();
     };
+    let shared = fiber.shared.clone();
+    // Relaxed: read by this fiber's thread, or by shutdown after claiming the fiber (an
+    // Acquire that pairs with the Release of its park, which follows this store).
+    fiber.in_excursion.store(true, Relaxed);
     let excursion = Arc::new(Excursion {
         f: UnsafeCell::new(Some(f)),
         result: UnsafeCell::new(None),
         done: AtomicBool::new(false),
         done_lock: Mutex::new(false),
         done_cvar: Condvar::new(),
-        waker,
+        fiber,
         session: shared.clone(),
     });
     let job: Box<dyn Job + '_> = Box::new(ExcursionJob(excursion.clone()));
     // SAFETY: only the lifetime bound changes (same fat pointer). What the job borrows (`f`,
     // `T`) lives in this frame, which `guard` keeps alive until the job set `done`, whether
     // this function returns or unwinds (module docs, "Why borrowing is sound"); after `done`
-    // the job touches only `Arc`-owned, `'static` parts (flag, lock, waker).
+    // the job touches only `Arc`-owned, `'static` parts (flag, lock, fiber header).
     let job: Box<dyn Job> = unsafe { std::mem::transmute::<Box<dyn Job + '_>, Box<dyn Job>>(job) };
     if let Err(job) = shared.blocking.submit(job) {
         job.run(); // the pool is gone (cannot happen while a fiber runs): run it here
@@ -114,7 +132,8 @@ struct Excursion<F, T> {
     /// `done` again, for a waiter that blocks its thread (shutdown's unwinding).
     done_lock: Mutex<bool>,
     done_cvar: Condvar,
-    waker: Waker,
+    /// The calling fiber: its `in_excursion` mark, and whom to unpark.
+    fiber: FiberRef,
     session: Arc<Shared>,
 }
 
@@ -129,12 +148,16 @@ impl<F, T> Excursion<F, T> {
     /// Pool thread, once, after writing `result`. Touches only `'static`-safe parts after
     /// the Release store (see the module docs).
     fn finish(&self) {
+        // Before `done`: once the fiber sees `done` it may start another excursion, whose
+        // mark this store must not clear. Release pairs with shutdown's Acquire load; nothing
+        // else rides on it (an unwinding fiber still waits for `done` in its guard).
+        self.fiber.in_excursion.store(false, Release);
         let mut done = self.done_lock.lock().unwrap_or_else(|e| e.into_inner());
         self.done.store(true, Release); // pairs with the fiber's Acquire load
         *done = true;
         drop(done);
         self.done_cvar.notify_all();
-        self.waker.wake_by_ref();
+        park::unpark(&self.fiber);
     }
 
     /// The fiber's frame, on its way out: blocks the thread until the job is done, then drops

@@ -16,6 +16,17 @@
 //! waits for them), tasks still queued are dropped and their handles report
 //! [`JoinError::Cancelled`](crate::JoinError::Cancelled), and every pool thread is joined.
 //!
+//! # Panics nobody can see
+//! A panic in a closure is caught and handed to whoever waits: `join` returns
+//! [`JoinError::Panicked`](crate::JoinError::Panicked), `blocking` resumes it in the caller.
+//! What a pool thread cannot hand to anyone is a panic from a `Drop` it runs on the user's
+//! behalf: the result (or the panic payload) of a `spawn_blocking` task whose handle was
+//! dropped before the task finished, or the closure of a task cancelled at session end. A
+//! task's packet is a fiber's, so the fibers' rule applies (`fiber/join.rs`,
+//! `drop_or_abort`): the process aborts with a `fibra:` message, as std does when a thread's
+//! result panics on drop. Unwinding would kill the pool thread (or the session's end) with
+//! nobody to tell, and carrying on silently would hide the bug.
+//!
 //! Blocking calls that are *not* wrapped are noticed by the monitor (see
 //! [`RuntimeBuilder::stall_threshold`](crate::RuntimeBuilder::stall_threshold)): it keeps the
 //! rest of the runtime moving and reports the fiber, but the fibers pinned to the stuck
@@ -49,6 +60,17 @@ pub(crate) const TASK_MARK: usize = usize::MAX;
 /// Outside a fibra runtime (a worker or pool thread of one); the message says to use
 /// [`fibra::run`](crate::run). A panic inside `f` is returned by `join` as
 /// [`JoinError::Panicked`](crate::JoinError::Panicked).
+///
+/// # Aborts
+/// If the handle is dropped before the task finishes and the task's value (or its panic
+/// payload) then panics when the pool thread drops it, the process aborts with a `fibra:`
+/// message, as std does when a thread's result panics on drop (module docs, "Panics nobody
+/// can see").
+///
+/// # Errors (through the handle)
+/// [`JoinError::Cancelled`](crate::JoinError::Cancelled) if the session ended before the task
+/// started, or if no pool thread was alive, none could be started, and the runtime has no
+/// monitor to retry (see [`RuntimeBuilder::monitor`](crate::RuntimeBuilder::monitor)).
 ///
 /// ```
 /// # fibra::run(|| {
@@ -100,15 +122,19 @@ struct Task {
 
 impl Job for Task {
     fn run(self: Box<Self>) {
-        let _session = pool::enter_session(&self.header.shared);
+        let session = pool::enter_session(&self.header.shared);
         // `Start::run` catches the closure's panic into the packet; the header is not
         // CANCELLING (only shutdown's claims set that, and they never see this header).
         self.start.run();
         self.complete();
+        // Dropping the fiber side drops the result (or panic payload) too when the handle is
+        // gone already; a panic there aborts (module docs).
+        drop(self);
+        drop(session);
     }
 
     fn cancel(self: Box<Self>) {
-        self.start.discard();
+        self.start.discard(); // a panic there aborts (module docs)
         self.complete();
     }
 }

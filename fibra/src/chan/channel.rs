@@ -31,6 +31,7 @@
 //! ping-pong round trip, measured with callgrind).
 
 use std::collections::VecDeque;
+use std::panic::{self, AssertUnwindSafe};
 use std::task::Waker;
 
 use super::error::{TryRecvError, TrySendError};
@@ -206,6 +207,9 @@ impl<T> Chan<T> {
 
     /// The last `Receiver` is gone: drop what is buffered (exactly once, here, after
     /// unlocking) and wake every sender (their packets still hold their values).
+    ///
+    /// # Panics
+    /// If an item's `Drop` panics: the first such panic, after every item was dropped.
     pub(crate) fn disconnect_receivers(&self) {
         let (woken, items) = {
             let mut st = self.lock();
@@ -213,7 +217,40 @@ impl<T> Chan<T> {
             (st.senders.claim_all(), std::mem::take(&mut st.buf))
         };
         woken.into_iter().for_each(Waker::wake);
-        drop(items);
+        drop_items(items);
+    }
+}
+
+/// Drops `items` front to back, each exactly once, even if some `Drop`s panic; then resumes
+/// the first panic, so the caller (a `Receiver`'s drop) can catch it as with any value. Later
+/// panics are swallowed, and so is the first if this thread is already unwinding (a second
+/// panic leaving a destructor during unwinding aborts the process).
+/// Rejected: dropping the `VecDeque` whole. Its drop glue keeps dropping the rest while the
+/// first panic unwinds, and a second panicking item aborts the process ("panic in a
+/// destructor during cleanup").
+fn drop_items<T>(mut items: VecDeque<T>) {
+    let mut first = None;
+    while let Some(item) = items.pop_front() {
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(item))) {
+            match first {
+                None => first = Some(payload),
+                Some(_) => discard(payload),
+            }
+        }
+    }
+    if let Some(payload) = first {
+        if std::thread::panicking() {
+            discard(payload);
+        } else {
+            panic::resume_unwind(payload);
+        }
+    }
+}
+
+/// Drops a panic payload that is not propagated; one whose own `Drop` panics is leaked.
+fn discard(payload: Box<dyn std::any::Any + Send>) {
+    if let Err(nested) = panic::catch_unwind(AssertUnwindSafe(|| drop(payload))) {
+        std::mem::forget(nested);
     }
 }
 

@@ -293,14 +293,18 @@ fn capture_parked(seen: &[Seen], me: Option<u64>, timeout: Duration) -> HashMap<
         }
     }
     round.done_one(); // the dumper's own hold
-    let deadline = Instant::now() + timeout;
+                      // None: `timeout` is too large for the clock (`Duration::MAX`), so no deadline.
+    let deadline = Instant::now().checked_add(timeout);
     // Acquire pairs with `done_one`'s AcqRel: the answers pushed are visible.
     while round.pending.load(Acquire) != 0 {
-        let now = Instant::now();
-        if now >= deadline {
+        let left = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => Duration::MAX,
+        };
+        if left.is_zero() {
             break;
         }
-        crate::time::park_timeout(deadline - now); // parks a fiber, blocks a thread
+        crate::time::park_timeout(left); // parks a fiber, blocks a thread
     }
     for h in asked {
         h.watch.withdraw_capture(&round); // unanswered requests: fibers on stuck workers

@@ -89,7 +89,8 @@ pub fn dump() -> Dump {
     dump_with_timeout(DEFAULT_CAPTURE_TIMEOUT)
 }
 
-/// [`dump`], waiting at most `timeout` for the parked fibers' backtraces.
+/// [`dump`], waiting at most `timeout` for the parked fibers' backtraces (with a `timeout` too
+/// large for the clock, such as `Duration::MAX`, for as long as they take).
 ///
 /// ```
 /// let d = fibra::debug::dump_with_timeout(std::time::Duration::from_millis(10));

@@ -6,11 +6,12 @@
 //! | `identity` | spawn, before publication | anyone; the overflow handler through the stack slot |
 //! | `state` | atomics, see `state.rs` | anyone |
 //! | `start`, `coroutine`, `start_error` | the thread that owns the run: the worker that popped it (QUEUED→RUNNING), or shutdown's claimer (→CANCELLING) | same |
-//! | `yielder`, `locals`, `reason` | the fiber itself, on its own stack | the fiber itself; `reason` by debugging |
+//! | `yielder`, `locals`, `locals_closed`, `reason` | the fiber itself, on its own stack (`locals` emptied and closed by `fiber_root`) | the fiber itself; `reason` by debugging |
 //! | `home` | the worker of the first run | unpark (Acquire) |
 //! | `join_waiter` | joiners and completion, under its mutex | same |
 //! | `watch` | see `watch.rs` | debugging |
 //! | `join_waiting` | the joiner, after storing its waker | completion (fence pairing, `wake_joiner`) |
+//! | `in_excursion` | the fiber (set, before submitting a `fibra::blocking` job); the pool thread (cleared, Release, when the job is done) | shutdown, after its claim (Acquire) |
 //! | `packet` | spawn, before publication (`join::install`); then its code by the fiber side, its result by the fiber before COMPLETE; dropped by the last side (join.rs) | the fiber side; the joiner after COMPLETE |
 
 //!
@@ -71,6 +72,9 @@ pub(crate) struct Header {
     /// Set on the fiber's own stack when it first runs (see `switch.rs`).
     pub(crate) yielder: Cell<*const ()>,
     pub(crate) locals: UnsafeCell<LocalMap>,
+    /// Set when `locals` is destroyed for good (`local::destroy`). Here, not in `LocalMap`,
+    /// so it takes padding beside `reason` rather than 8 more bytes a fiber.
+    pub(crate) locals_closed: Cell<bool>,
     pub(crate) reason: AtomicU8,
     /// Bumped when a timed wait is armed and when it ends; a timer entry armed with an older
     /// value is stale and fires nothing (see `time/timers.rs`).
@@ -80,6 +84,11 @@ pub(crate) struct Header {
     pub(crate) scoped_children: AtomicU32,
     /// Slot in the home worker's registry (for shutdown and dumps).
     pub(crate) registry_key: AtomicU32,
+    /// A `fibra::blocking` closure of this fiber is still running on the pool (or queued for
+    /// it). Shutdown unwinds the fiber only once this is false: unwinding it earlier would
+    /// block the worker in the excursion's guard until the closure ends, and the closure may
+    /// be waiting for a fiber pinned to that very worker (blocking/excursion.rs).
+    pub(crate) in_excursion: AtomicBool,
     pub(crate) join_waiter: Mutex<Option<Waker>>,
     /// Set once a joiner stored its waker, so completion skips the lock when nobody waits.
     pub(crate) join_waiting: AtomicBool,
@@ -98,7 +107,10 @@ pub(crate) struct Header {
 unsafe impl Sync for Header {}
 // SAFETY: as above; the coroutine is `!Send` in corosensei because its stack may hold `!Send`
 // values, and fibra only resumes it on its home thread (or, with the unsafe migration opt-in,
-// on the thread the user promised is fine).
+// on the thread the user promised is fine). `locals` holds `!Send` values too: they are
+// created on the fiber's stack and all dropped there by `fiber_root` before the fiber
+// completes (`local::destroy`, which closes the map), so a header that reaches another thread
+// holds none (`LocalMap`'s drop checks).
 unsafe impl Send for Header {}
 
 impl Header {
@@ -115,10 +127,12 @@ impl Header {
             start_error: UnsafeCell::new(None),
             yielder: Cell::new(std::ptr::null()),
             locals: UnsafeCell::new(LocalMap::default()),
+            locals_closed: Cell::new(false),
             reason: AtomicU8::new(ParkReason::None as u8),
             timer_gen: AtomicU32::new(0),
             scoped_children: AtomicU32::new(0),
             registry_key: AtomicU32::new(NOT_REGISTERED),
+            in_excursion: AtomicBool::new(false),
             join_waiter: Mutex::new(None),
             join_waiting: AtomicBool::new(false),
             inbox_next: AtomicPtr::new(std::ptr::null_mut()),

@@ -225,6 +225,33 @@ impl Drop for StartRef {
     }
 }
 
+/// The bottom frame of every fiber's stack: runs the fiber's code, then lets go of what the
+/// fiber owns, on its own stack and thread, whether the code returned, panicked or is being
+/// unwound by shutdown:
+/// 1. its side of the packet: a detached fiber's result (or panic payload) is dropped here,
+///    and a panic in that drop aborts (`drop_or_abort`), so nothing unwinds out of the stack;
+/// 2. its fiber-locals, last, because the result's destructor may still use them; drained
+///    until none is left, then closed (`local::destroy`), so none can outlive the fiber and
+///    be dropped by whichever thread frees the header.
+pub(crate) fn fiber_root(start: StartRef) {
+    struct Exit(Option<StartRef>);
+    impl Drop for Exit {
+        fn drop(&mut self) {
+            if let Some(start) = self.0.take() {
+                let header = start.header;
+                drop(start);
+                // SAFETY: we run on the fiber's own stack (the root frame), where `locals` is
+                // touched, and the header outlives the coroutine (`new_coroutine`).
+                unsafe { local::destroy(&*header) };
+            }
+        }
+    }
+    let exit = Exit(Some(start));
+    if let Some(start) = &exit.0 {
+        start.run();
+    }
+}
+
 /// Puts `packet` into the header about to be published, for the fiber and a handle.
 pub(crate) fn install<T: Send, F: FnOnce() -> T + Send>(header: &mut Header, packet: Packet<T, F>) {
     header.packet.install(packet, 2);
@@ -329,7 +356,6 @@ impl<T, F> Packet<T, F> {
 impl<T: Send, F: FnOnce() -> T + Send> Start for Packet<T, F> {
     fn run(&self, header: *const Header) {
         let Some(f) = self.take_start() else { return };
-        let _locals = local::DropLocalsOnExit(header);
         let result = match panic::catch_unwind(AssertUnwindSafe(f)) {
             Ok(v) => Ok(v),
             // SAFETY: the header owns the coroutine running us and so outlives it.
@@ -344,17 +370,42 @@ impl<T: Send, F: FnOnce() -> T + Send> Start for Packet<T, F> {
     }
 
     fn discard(&self) {
-        drop(self.take_start());
+        drop_or_abort(self.take_start(), "a fiber's closure (it never ran)");
     }
 }
 
 impl<T, F> Drop for Packet<T, F> {
     fn drop(&mut self) {
+        let unhandled_panic = matches!(self.result.get_mut(), Some(Err(JoinError::Panicked(_))));
+        // Both before the scope hears of it: a scoped fiber's closure and result may borrow
+        // what `fibra::scope` protects, which is only until `decrement_running`.
+        drop_or_abort(
+            self.start.get_mut().take(),
+            "a fiber's closure (it never ran)",
+        );
+        drop_or_abort(self.result.get_mut().take(), "a fiber's result");
         if let Some(scope) = &self.scope {
-            let unhandled_panic =
-                matches!(self.result.get_mut(), Some(Err(JoinError::Panicked(_))));
             scope.decrement_running(unhandled_panic);
         }
+    }
+}
+
+/// Drops a value the runtime drops on the user's behalf (a fiber's closure, result or panic
+/// payload, a fiber-local); aborts if that panics, as std does for a thread's result ("thread
+/// result panicked on drop"). Unwinding on would leave the place that dropped it (a fiber's
+/// root frame, a worker's shutdown pass, a `JoinHandle`'s drop inside a destructor) half
+/// done: past a stack switch it is undefined, and anywhere a worker runs it strands that
+/// worker's fibers.
+///
+/// One unwind is expected: shutdown's forced unwind of a fiber parked inside such a destructor
+/// (a detached result that sends on a channel, say). It cuts that destructor short, as it
+/// does every frame it unwinds, and ends here: the fiber's root frame then finishes its
+/// clean-up and returns, which corosensei accepts as the end of the forced unwind.
+pub(crate) fn drop_or_abort<V>(value: V, what: &str) {
+    if panic::catch_unwind(AssertUnwindSafe(move || drop(value))).is_err() && !park::cancelling() {
+        crate::macros::abort_with(format_args!(
+            "{what} panicked on drop; aborting (std does the same for a thread's result)"
+        ));
     }
 }
 
@@ -460,14 +511,22 @@ impl<T> JoinHandle<T> {
         }
     }
 
-    /// The result of a fiber already seen COMPLETE (`wait_complete`), if it left one.
+    /// The result of a fiber already seen COMPLETE (`wait_complete`), if it left one, else
+    /// why it never ran (`NoStack`), if it did not.
     pub(crate) fn take_completed(self) -> Option<Result<T, JoinError>> {
         assert!(
             self.fiber.0.state.is_complete(),
             "take_completed before completion"
         );
         // SAFETY: as in `join`: COMPLETE observed with Acquire (just now), sole handle.
-        unsafe { (self.take)(self.fiber.0.packet.data()) }
+        let result = unsafe { (self.take)(self.fiber.0.packet.data()) };
+        if result.is_some() {
+            return result;
+        }
+        // SAFETY: as in `join`: written before COMPLETE, which was observed with Acquire;
+        // only this (sole) handle reads it.
+        let start_error = unsafe { (*self.fiber.0.start_error.get()).take() };
+        start_error.map(|e| Err(JoinError::NoStack(*e)))
     }
 
     /// True once the fiber has finished; `join` then returns without waiting.

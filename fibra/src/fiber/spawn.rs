@@ -10,7 +10,7 @@ use super::identity::FiberIdentity;
 use super::join::{self, JoinHandle, Packet, StartRef};
 use crate::error::SpawnError;
 use crate::sched::{context, worker::Worker, Shared};
-use crate::stack::MIN_STACK_SIZE;
+use crate::stack::checked_stack_size;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -45,13 +45,7 @@ where
     F: FnOnce() -> T + Send,
     T: Send,
 {
-    let size = spec.stack_size.unwrap_or(shared.config.stack_size);
-    if size < MIN_STACK_SIZE {
-        return Err(SpawnError::StackTooSmall {
-            requested: size,
-            minimum: MIN_STACK_SIZE,
-        });
-    }
+    let stack_size = checked_stack_size(spec.stack_size.unwrap_or(shared.config.stack_size))?;
     if shared.shutdown.load(Acquire) {
         return Err(SpawnError::ShuttingDown);
     }
@@ -62,7 +56,7 @@ where
         id: NEXT_ID.fetch_add(1, Relaxed),
         name: spec.name.map(String::into_boxed_str),
         location: spec.location,
-        stack_size: size.next_multiple_of(crate::sys::page_size()),
+        stack_size,
     };
     let mut header = Header::new(identity, shared.clone());
     // The packet's type keeps its borrow lifetimes, but nothing in the header does: erasing
@@ -136,8 +130,23 @@ impl Builder {
     }
 
     /// The fiber's stack size in bytes (rounded up to whole pages). Only touched pages cost
-    /// memory. Minimum [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE); default: the runtime's
-    /// (64 KiB unless [`RuntimeBuilder::stack_size`](crate::RuntimeBuilder::stack_size) says).
+    /// memory. Minimum [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE), maximum
+    /// [`MAX_STACK_SIZE`](crate::MAX_STACK_SIZE) (1 GiB); default: the runtime's (64 KiB
+    /// unless [`RuntimeBuilder::stack_size`](crate::RuntimeBuilder::stack_size) says).
+    ///
+    /// # Errors
+    /// [`spawn`](Builder::spawn) returns [`SpawnError::StackTooSmall`] or
+    /// [`SpawnError::StackTooLarge`] for a size outside those bounds, before creating the
+    /// fiber. A size within them may still fail to get memory at the fiber's first run
+    /// (`mmap` under `RLIMIT_AS`, say): its `join` then reports
+    /// [`JoinError::NoStack`](crate::JoinError::NoStack).
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let err = fibra::Builder::new().stack_size(usize::MAX).spawn(|| ()).unwrap_err();
+    /// assert!(matches!(err, fibra::SpawnError::StackTooLarge { .. }));
+    /// # });
+    /// ```
     ///
     /// ```
     /// # fibra::run(|| {
@@ -194,8 +203,11 @@ impl Builder {
     /// Spawns the fiber on the current runtime.
     ///
     /// # Errors
-    /// [`SpawnError::NoRuntime`] outside a runtime, [`SpawnError::StackTooSmall`],
-    /// [`SpawnError::ShuttingDown`], or a stack reservation failure.
+    /// [`SpawnError::NoRuntime`] outside a runtime, [`SpawnError::StackTooSmall`] or
+    /// [`SpawnError::StackTooLarge`] (see [`stack_size`](Builder::stack_size)),
+    /// [`SpawnError::ShuttingDown`], or [`SpawnError::MapCountBudget`]. Stack memory is
+    /// reserved at the fiber's first run, so an `mmap` failure comes from
+    /// [`JoinHandle::join`] as [`JoinError::NoStack`](crate::JoinError::NoStack).
     ///
     /// ```
     /// # fibra::run(|| {

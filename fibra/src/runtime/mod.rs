@@ -10,11 +10,17 @@ use std::thread;
 use std::time::Duration;
 
 use crate::debug::signal::{install as install_signal_dump, valid_signal, SignalDumpConfig};
-use crate::error::BuildError;
+use crate::error::{BuildError, SpawnError};
 use crate::fiber::{spawn_raw, wait_complete, SpawnSpec};
 use crate::sched::monitor::{self, StallReport};
 use crate::sched::{context, worker::Worker, Config, Shared, StallHook};
-use crate::stack::{DEFAULT_STACK_SIZE, MIN_STACK_SIZE};
+use crate::stack::{checked_stack_size, DEFAULT_STACK_SIZE};
+
+/// Most worker slots (`workers + max_spare_workers`) a runtime may have. Every slot gets its
+/// ring, timers and I/O poller (an epoll and an eventfd) when a session starts, so this is a
+/// bound on set-up cost, not a tuning knob: 256x the largest machines' core counts (256),
+/// and worker indices then fit the `u32` fields that record a fiber's home.
+const MAX_WORKER_SLOTS: usize = 1 << 16;
 
 /// A configured fibra runtime; see [`Runtime::block_on`].
 ///
@@ -61,6 +67,16 @@ pub struct RuntimeBuilder {
 impl RuntimeBuilder {
     /// Number of worker OS threads. Default: one per available core.
     ///
+    /// # Errors
+    /// [`build`](Self::build) returns [`BuildError::ZeroWorkers`] for 0, and
+    /// [`BuildError::TooManyWorkers`] when `n` plus
+    /// [`max_spare_workers`](Self::max_spare_workers) (default: `n` again) is above 65,536.
+    ///
+    /// ```
+    /// let err = fibra::Runtime::builder().workers(usize::MAX).build().unwrap_err();
+    /// assert!(matches!(err, fibra::BuildError::TooManyWorkers { max: 65_536, .. }));
+    /// ```
+    ///
     /// ```
     /// let rt = fibra::Runtime::builder().workers(3).build().unwrap();
     /// let thread = rt.block_on(|| std::thread::current().name().unwrap().to_owned());
@@ -73,7 +89,17 @@ impl RuntimeBuilder {
     }
 
     /// Default stack size of fibers, in bytes (virtual; only touched pages cost memory).
-    /// Default 64 KiB; minimum [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE).
+    /// Default 64 KiB; minimum [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE), maximum
+    /// [`MAX_STACK_SIZE`](crate::MAX_STACK_SIZE) (1 GiB).
+    ///
+    /// # Errors
+    /// [`build`](Self::build) returns [`BuildError::StackTooSmall`] or
+    /// [`BuildError::StackTooLarge`] for a size outside those bounds.
+    ///
+    /// ```
+    /// let err = fibra::Runtime::builder().stack_size(fibra::MAX_STACK_SIZE + 1).build();
+    /// assert!(matches!(err, Err(fibra::BuildError::StackTooLarge { .. })));
+    /// ```
     ///
     /// ```
     /// let rt = fibra::Runtime::builder().stack_size(1 << 20).build().unwrap();
@@ -111,6 +137,13 @@ impl RuntimeBuilder {
     ///   allocator arena or a `tracing` span guard) is held across such a point: in release
     ///   builds the compiler may keep a thread-local's address in a register across the
     ///   switch, so the fiber would keep writing into the *previous* thread's data.
+    ///
+    /// The second point is wider than it looks: a thread-local read *afresh* after the park
+    /// (`std::thread::current()`, `LocalKey::with`, std's own panic count), in a function
+    /// whose activation spans the park, may still reach the previous thread, because LLVM may
+    /// compute the address once per activation and inlining decides which activation a std or
+    /// library call lands in (llvm-project#98479). Opting in means accepting that for every
+    /// function your fibers run; `docs/SOUNDNESS.md` §4 says what fibra itself does about it.
     ///
     /// `fiber_local!` storage is not affected: it follows the fiber.
     pub unsafe fn migrate_started_fibers(mut self) -> RuntimeBuilder {
@@ -186,7 +219,11 @@ impl RuntimeBuilder {
     }
 
     /// Whether the monitor thread watches for stuck workers (default on). Off, a worker whose
-    /// fiber blocks stalls every fiber queued behind it until the call returns.
+    /// fiber blocks stalls every fiber queued behind it until the call returns, and nothing
+    /// retries a blocking-pool thread that failed to start: with no pool thread alive,
+    /// [`spawn_blocking`](crate::spawn_blocking) then reports
+    /// [`JoinError::Cancelled`](crate::JoinError::Cancelled) and [`blocking`](crate::blocking)
+    /// runs its closure on the calling worker.
     ///
     /// ```
     /// let rt = fibra::Runtime::builder().monitor(false).build().unwrap();
@@ -200,7 +237,8 @@ impl RuntimeBuilder {
     /// How long a worker may stay inside one fiber run before the monitor treats it as stuck:
     /// it moves the worker's movable work elsewhere, wakes an idle worker for it or, if none
     /// is idle and the stuck thread is in a syscall, adds a spare worker thread, and reports
-    /// the fiber (see [`on_stall`](Self::on_stall)). Default 10 ms.
+    /// the fiber (see [`on_stall`](Self::on_stall)). Default 10 ms. A threshold too large for
+    /// the clock (`Duration::MAX`) is never reached: no worker is ever treated as stuck.
     ///
     /// # What the monitor can and cannot move
     /// A fiber that has started runs only on its home thread (the sound default; see
@@ -224,7 +262,12 @@ impl RuntimeBuilder {
 
     /// Most extra worker threads the monitor may run while workers are stuck. Default: as
     /// many as [`workers`](Self::workers). Spares retire after ~100 ms idle once no worker is
-    /// stuck; when the cap is hit, the monitor says so once on stderr.
+    /// stuck; when the cap is hit, the monitor says so once on stderr. A spare whose thread
+    /// cannot start (`RLIMIT_NPROC`, `EAGAIN`) is reported once and tried again later.
+    ///
+    /// # Errors
+    /// [`build`](Self::build) returns [`BuildError::TooManyWorkers`] when `n` plus the
+    /// workers is above 65,536 (each slot is set up when a session starts).
     ///
     /// ```
     /// let rt = fibra::Runtime::builder().workers(2).max_spare_workers(1).build().unwrap();
@@ -237,6 +280,11 @@ impl RuntimeBuilder {
 
     /// Replaces the stall report (default: one line on stderr, [`StallReport`]'s `Display`).
     /// Called on the monitor thread, once per stuck episode; keep it short (log it, count it).
+    ///
+    /// # Panics
+    /// A panic in `hook` is caught on the monitor thread and reported on stderr with the
+    /// report it was given; the monitor keeps monitoring (a payload whose own `Drop` panics
+    /// is reported and leaked).
     ///
     /// ```
     /// let rt = fibra::Runtime::builder()
@@ -308,8 +356,10 @@ impl RuntimeBuilder {
     /// Checks the configuration.
     ///
     /// # Errors
-    /// [`BuildError::ZeroWorkers`] for `workers(0)`; [`BuildError::StackTooSmall`] for a
-    /// stack size below [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE);
+    /// [`BuildError::ZeroWorkers`] for `workers(0)`; [`BuildError::TooManyWorkers`] when
+    /// `workers + max_spare_workers` is above 65,536; [`BuildError::StackTooSmall`] or
+    /// [`BuildError::StackTooLarge`] for a stack size outside
+    /// [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE)`..=`[`MAX_STACK_SIZE`](crate::MAX_STACK_SIZE);
     /// [`BuildError::BadDumpSignal`] for a signal that cannot carry a dump request.
     ///
     /// ```
@@ -321,11 +371,25 @@ impl RuntimeBuilder {
             Some(n) => n,
             None => thread::available_parallelism().map_or(1, |n| n.get()),
         };
-        if self.stack_size < MIN_STACK_SIZE {
-            return Err(BuildError::StackTooSmall {
-                requested: self.stack_size,
-                minimum: MIN_STACK_SIZE,
-            });
+        let max_spare_workers = self.max_spare_workers.unwrap_or(workers);
+        match workers.checked_add(max_spare_workers) {
+            Some(slots) if slots <= MAX_WORKER_SLOTS => {}
+            slots => {
+                return Err(BuildError::TooManyWorkers {
+                    requested: slots.unwrap_or(usize::MAX),
+                    max: MAX_WORKER_SLOTS,
+                })
+            }
+        }
+        match checked_stack_size(self.stack_size) {
+            Ok(_) => {}
+            Err(SpawnError::StackTooSmall { requested, minimum }) => {
+                return Err(BuildError::StackTooSmall { requested, minimum })
+            }
+            Err(SpawnError::StackTooLarge { requested, max }) => {
+                return Err(BuildError::StackTooLarge { requested, max })
+            }
+            Err(e) => unreachable!("checked_stack_size only checks bounds: {e}"),
         }
         if let Some(d) = &self.dump_signal {
             if !valid_signal(d.signal) {
@@ -342,7 +406,7 @@ impl RuntimeBuilder {
             blocking_keep_alive: self.blocking_keep_alive,
             monitor: self.monitor,
             stall_threshold: self.stall_threshold,
-            max_spare_workers: self.max_spare_workers.unwrap_or(workers),
+            max_spare_workers,
             on_stall: self.on_stall,
             coop_budget: self.coop_budget,
         };
@@ -419,7 +483,9 @@ impl Runtime {
     ///
     /// # Panics
     /// Resumes `f`'s panic. Panics if called from inside a fiber (that would block a worker:
-    /// spawn and join instead), or if the worker threads cannot be created.
+    /// spawn and join instead), if the worker threads or their I/O pollers cannot be
+    /// created, or if no stack can be reserved for `f` (`mmap` failing under `RLIMIT_AS`, say;
+    /// the message names the cause).
     ///
     /// ```
     /// let rt = fibra::Runtime::builder().workers(1).build().unwrap();
@@ -466,6 +532,9 @@ impl Runtime {
         match root.take_completed() {
             Some(Ok(v)) => v,
             Some(Err(crate::JoinError::Panicked(p))) => std::panic::resume_unwind(p),
+            Some(Err(crate::JoinError::NoStack(e))) => {
+                panic!("fibra: cannot start the root fiber: {e}")
+            }
             _ => unreachable!("the root fiber finishes before shutdown starts"),
         }
     }

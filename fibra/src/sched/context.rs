@@ -26,10 +26,43 @@ fn worker_ptr() -> *const Worker {
 
 /// Worker thread only: marks this thread as driving `worker` (null when it stops).
 #[inline(never)]
-pub(crate) fn set_worker(worker: *const Worker) {
+fn set_worker(worker: *const Worker) {
     compiler_fence(SeqCst);
     WORKER.with(|c| c.set(worker));
     compiler_fence(SeqCst);
+}
+
+/// This thread drives `worker` while the registration lives. Dropping it clears the pointer
+/// however the worker's frame is left, unwinding included, so no later fibra call on this
+/// thread (a thread-local destructor, say) reaches a dropped `Worker`.
+pub(crate) struct WorkerRegistration {
+    index: usize,
+}
+
+impl WorkerRegistration {
+    /// Declare it after `worker`, so it is dropped first.
+    pub(crate) fn new(worker: &Worker) -> WorkerRegistration {
+        set_worker(worker);
+        WorkerRegistration {
+            index: worker.index,
+        }
+    }
+}
+
+impl Drop for WorkerRegistration {
+    fn drop(&mut self) {
+        set_worker(ptr::null());
+        if std::thread::panicking() {
+            // A panic got out of the scheduling loop (a bug, or a user callback it runs):
+            // the fibers that call this thread home can run nowhere else, so going on would
+            // strand them and hang the runtime.
+            crate::macros::abort_with(format_args!(
+                "worker {} unwound out of its scheduling loop (see the panic above); its \
+                 fibers cannot run elsewhere, aborting",
+                self.index
+            ));
+        }
+    }
 }
 
 /// Runs `f` with this thread's worker, if it is a worker thread.
@@ -44,8 +77,9 @@ pub(crate) fn set_worker(worker: *const Worker) {
 pub(crate) fn with_worker<R>(f: impl FnOnce(Option<&Worker>) -> R) -> R {
     let w = worker_ptr();
     // SAFETY: `set_worker` stores a pointer to the `Worker` that lives on this thread's stack
-    // for as long as the pointer is set (`Worker::run_thread` clears it before returning), and
-    // the worker is only used through shared references.
+    // for as long as the pointer is set: `WorkerRegistration`, declared after the worker in
+    // `Worker::run_thread`, clears it before the worker is dropped, on return and on unwind.
+    // The worker is only used through shared references.
     f(unsafe { w.as_ref() })
 }
 

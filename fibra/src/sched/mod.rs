@@ -211,6 +211,7 @@ impl Shared {
                 config.max_blocking_threads,
                 config.blocking_keep_alive,
                 format!("{}-blocking", config.thread_name),
+                config.monitor,
             ),
             config,
             slots,

@@ -21,6 +21,15 @@
 //!    location, how long, and the thread's state in `/proc/self/task/<tid>/stat` (`S`/`D`: a
 //!    blocking syscall, `R`: a CPU loop).
 //!
+//! # Failures
+//! - A spare that cannot start (`RLIMIT_NPROC`, `EAGAIN`) is reported once per session; the
+//!   slot stays dormant and the next sample that still needs a spare tries again.
+//! - The blocking pool's failed thread starts are retried here too, on every sample
+//!   (`BlockingPool::retry_start`: one relaxed load when nothing failed).
+//! - A panicking `on_stall` hook is caught and reported with the report it was given, and the
+//!   monitor goes on; so is a panic from dropping that panic's payload, whose own payload is
+//!   then leaked (dropping it could panic again). The monitor never dies of a user callback.
+//!
 //! # Honest limits
 //! A started fiber is pinned to its home thread (ARCHITECTURE.md §4): fibers that already ran
 //! on the stuck thread, and its run-next slot, timers and inbox, wait for that thread. Every
@@ -45,6 +54,7 @@ use super::queue::{self, Local};
 use super::worker::Worker;
 use super::Shared;
 use crate::fiber::{FiberId, FiberRef};
+use crate::sys::{spawn_thread, ThreadStart};
 
 const MIN_DELAY: Duration = Duration::from_micros(20);
 const MAX_DELAY: Duration = Duration::from_millis(10);
@@ -245,6 +255,8 @@ pub(crate) struct Monitor {
     /// The monitor's own ring, only to receive steals before they go to the global queue.
     scratch: Local<FiberRef>,
     cap_reported: bool,
+    /// A spare that could not start was reported (once per session).
+    start_failure_reported: bool,
 }
 
 /// Starts the session's monitor thread, unless the builder turned it off.
@@ -258,6 +270,7 @@ pub(crate) fn start(shared: &Arc<Shared>) -> std::io::Result<Option<JoinHandle<(
         spares: (0..shared.config.max_spare_workers).map(|_| None).collect(),
         scratch: queue::local().0,
         cap_reported: false,
+        start_failure_reported: false,
     };
     thread::Builder::new()
         .name(format!("{}-monitor", shared.config.thread_name))
@@ -274,6 +287,7 @@ impl Monitor {
         while !self.shared.shutdown.load(Acquire) {
             let now = Instant::now();
             self.shared.clock.refresh(now);
+            self.shared.blocking.retry_start();
             let (acted, next_due) = self.sample(now);
             if acted {
                 (delay, quiet) = (MIN_DELAY, 0);
@@ -313,8 +327,12 @@ impl Monitor {
                 continue;
             }
             let since = *w.since.get_or_insert(now);
-            if now < since + threshold {
-                next_due = Some(next_due.map_or(since + threshold, |t| t.min(since + threshold)));
+            // A threshold past the clock's range (`Duration::MAX`) is never reached.
+            let Some(due) = since.checked_add(threshold) else {
+                continue;
+            };
+            if now < due {
+                next_due = Some(next_due.map_or(due, |t| t.min(due)));
                 continue;
             }
             w.stuck = true;
@@ -428,18 +446,24 @@ impl Monitor {
         // Release pairs with this very load in the next sample.
         shared.slots[idx].signal.active.store(true, Release);
         let s = shared.clone();
-        let spawned = thread::Builder::new()
-            .name(format!("{}-{idx}", shared.config.thread_name))
-            .spawn(move || Worker::run_thread(idx, s));
+        let spawned = spawn_thread(
+            ThreadStart::SpareWorker,
+            format!("{}-{idx}", shared.config.thread_name),
+            move || Worker::run_thread(idx, s),
+        );
         match spawned {
             Ok(t) => {
                 self.spares[idx - workers] = Some(t);
                 super::stats::bump(&shared.monitor_stats.spares_started);
             }
             Err(e) => {
+                // Nothing ran on the slot: dormant again, and a later sample tries again.
                 shared.slots[idx].signal.active.store(false, Release);
-                if !std::mem::replace(&mut self.cap_reported, true) {
-                    eprintln!("fibra: cannot start a spare worker thread: {e}");
+                if !std::mem::replace(&mut self.start_failure_reported, true) {
+                    eprintln!(
+                        "fibra: could not start a spare worker: {e}; the monitor retries while \
+                         a worker stays stuck"
+                    );
                 }
                 return false;
             }
@@ -487,9 +511,20 @@ impl Monitor {
                 None => eprintln!("{report}"),
             }
         }));
-        if delivered.is_err() {
+        if let Err(payload) = delivered {
             eprintln!("fibra: the on_stall hook panicked; the report was: {report}");
+            drop_payload(payload);
         }
+    }
+}
+
+/// Drops a panic payload caught from a user callback on the monitor thread. A payload whose
+/// `Drop` panics is reported, and the payload of *that* panic leaked: the monitor keeps going.
+fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(payload)));
+    if let Err(again) = dropped {
+        eprintln!("fibra: dropping the on_stall hook's panic payload panicked too; leaking it");
+        std::mem::forget(again);
     }
 }
 

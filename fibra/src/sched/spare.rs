@@ -59,8 +59,8 @@ impl Worker {
             && !self.shared.has_work_for(self.index)
     }
 
-    /// After the loop and `context::set_worker(null)`: gives the (empty) ring back to the slot
-    /// for its next spare, then frees the slot.
+    /// After the loop, once the thread no longer drives the worker (`WorkerRegistration`):
+    /// gives the (empty) ring back to the slot for its next spare, then frees the slot.
     pub(super) fn retire(self) {
         let shared = self.shared.clone();
         let index = self.index;

@@ -18,7 +18,7 @@ use super::steal::StealPolicy;
 use super::Shared;
 use crate::fiber::header::{SpareHeaders, NOT_REGISTERED};
 use crate::fiber::switch::FiberCoroutine;
-use crate::fiber::{switch, AfterPark, FiberRef, Header, Suspend, Switched};
+use crate::fiber::{fiber_root, switch, AfterPark, FiberRef, Header, Suspend, Switched};
 use crate::stack::LocalStackCache;
 use crate::time::Timers;
 
@@ -107,12 +107,12 @@ impl Worker {
             steal_policy,
             placement,
         };
-        context::set_worker(&worker);
+        let registered = context::WorkerRegistration::new(&worker);
         let retired = worker.run_loop();
         if !retired {
             worker.shutdown_phase();
         }
-        context::set_worker(ptr::null());
+        drop(registered);
         if retired {
             worker.retire();
         }
@@ -356,14 +356,24 @@ impl Worker {
             // (found by rt_shutdown::fibers_woken_during_shutdown_are_unwound_not_resumed).
             return self.leave_for_shutdown(fiber);
         }
-        if fiber.home().is_none() {
-            self.adopt(&fiber);
-            if fiber.identity.name.is_some() {
-                // Named fibers are registered from their first run, so the monitor's stall
-                // report finds the name even when that run never parks. Unnamed ones wait for
-                // their first park (`register`): no registry traffic on the hot path.
-                self.register(&fiber);
+        match fiber.home() {
+            None => {
+                self.adopt(&fiber);
+                if fiber.identity.name.is_some() {
+                    // Named fibers are registered from their first run, so the monitor's stall
+                    // report finds the name even when that run never parks. Unnamed ones wait
+                    // for their first park (`register`): no registry traffic on the hot path.
+                    self.register(&fiber);
+                }
             }
+            // The pinning rule (docs/SOUNDNESS.md §2), checked where it matters: resuming a
+            // started fiber on another thread could reach the old thread's thread-locals.
+            Some(home) if home != self.index && !self.shared.config.migrate => fatal!(
+                "sched::worker::run: fiber {} of worker {home} picked by worker {}",
+                fiber.identity.id,
+                self.index
+            ),
+            Some(_) => {}
         }
         // The run counts from here, a first run's stack set-up included: thieves and the
         // monitor read a run that does not end as a worker that is stuck (`steal.rs`).
@@ -451,13 +461,22 @@ impl Worker {
         let Some(start) = start else {
             fatal!("sched::worker::run: fiber without code")
         };
-        let stack = self.stacks.borrow_mut().take(fiber.identity.stack_size)?;
+        let stack = match self.stacks.borrow_mut().take(fiber.identity.stack_size) {
+            Ok(stack) => stack,
+            Err(e) => {
+                // The fiber will never run: drop its closure now, as shutdown does, so what it
+                // captured (a channel's sender, a lock guard) is let go before anyone joins.
+                start.discard();
+                return Err(e);
+            }
+        };
         stack.set_identity(&fiber.identity);
         // SAFETY: the header owns the coroutine and outlives it; `spawn_raw`'s caller promised
-        // that the code's borrows outlive the fiber; `Start::run` lets only forced unwinds
-        // escape. The fiber side (`start`) is released when the entry closure returns or is
-        // unwound, on the fiber's stack, as before COMPLETE.
-        Ok(unsafe { switch::new_coroutine(stack, Arc::as_ptr(fiber), move || start.run()) })
+        // that the code's borrows outlive the fiber; `fiber_root` lets only forced unwinds
+        // escape: `Start::run` catches the code's panics, and what it drops afterwards (the
+        // fiber side, a detached result, the fiber-locals) aborts rather than unwind. All of
+        // that happens on the fiber's stack, before COMPLETE.
+        Ok(unsafe { switch::new_coroutine(stack, Arc::as_ptr(fiber), move || fiber_root(start)) })
     }
 
     /// First run: this worker becomes the fiber's home.

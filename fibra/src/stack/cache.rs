@@ -26,17 +26,17 @@ impl LocalStackCache {
     pub(crate) fn new(pool: Arc<StackPool>) -> Self {
         LocalStackCache {
             pool,
-            slot_size: slot_size_for(DEFAULT_STACK_SIZE),
+            slot_size: slot_size_for(DEFAULT_STACK_SIZE).expect("64 KiB plus a page fits a usize"),
             stacks: Vec::with_capacity(CAPACITY),
         }
     }
 
-    /// A stack with at least `size` usable bytes (`size >= MIN_STACK_SIZE`). Owner worker only.
+    /// A stack with at least `size` usable bytes. Owner worker only.
     ///
     /// # Errors
     /// As [`StackPool::take`].
     pub(crate) fn take(&mut self, size: usize) -> Result<FiberStack, SpawnError> {
-        if slot_size_for(size) != self.slot_size {
+        if slot_size_for(size) != Some(self.slot_size) {
             return self.pool.take(size);
         }
         if let Some(stack) = self.stacks.pop() {

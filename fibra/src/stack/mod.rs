@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicPtr, Ordering::Release};
 use corosensei::stack::valgrind::ValgrindStackRegistration;
 use corosensei::stack::{Stack, StackPointer};
 
+use crate::error::SpawnError;
 use crate::fiber::identity::FiberIdentity;
 use crate::sys;
 
@@ -41,15 +42,47 @@ pub(crate) use pool::StackPool;
 pub(crate) const MIN_STACK_SIZE: usize = 16 * 1024;
 /// 64 KiB of address space; only touched pages cost memory (one page for a parked fiber).
 pub(crate) const DEFAULT_STACK_SIZE: usize = 64 * 1024;
+/// The largest stack fibra accepts: 1 GiB, Go's cap on a goroutine stack on 64-bit targets
+/// (`runtime.maxstacksize`). A region holds at least `MIN_SLOTS_PER_REGION` (8) slots, so
+/// the largest class reserves 8 GiB of address space (`MAP_NORESERVE`: no memory until
+/// touched), far below the 128 TiB a 64-bit process has, and no size arithmetic can wrap.
+/// A fiber that needs more wants its data on the heap (`Box`, `Vec`), not on its stack.
+pub(crate) const MAX_STACK_SIZE: usize = 1 << 30;
 /// Bytes at the top of each slot reserved for the [`Header`]; a cache line keeps the stack
 /// base 16-aligned and the header off the first frame's line.
 const HEADER_SIZE: usize = 64;
 
 /// The slot size (guard + stack + header) for a stack of at least `size` usable bytes: every
 /// size gets its own class, so the caller must round the same way for `take` and lookups.
-fn slot_size_for(size: usize) -> usize {
+/// `None` if that does not fit in a `usize`.
+fn slot_size_for(size: usize) -> Option<usize> {
     let page = sys::page_size();
-    page + (size + HEADER_SIZE).next_multiple_of(page)
+    size.checked_add(HEADER_SIZE)?
+        .checked_next_multiple_of(page)?
+        .checked_add(page)
+}
+
+/// Checks a requested stack size against `MIN_STACK_SIZE..=MAX_STACK_SIZE` and returns it
+/// rounded up to whole pages (what the fiber gets, at least). Any thread.
+///
+/// # Errors
+/// [`SpawnError::StackTooSmall`] or [`SpawnError::StackTooLarge`].
+pub(crate) fn checked_stack_size(size: usize) -> Result<usize, SpawnError> {
+    if size < MIN_STACK_SIZE {
+        return Err(SpawnError::StackTooSmall {
+            requested: size,
+            minimum: MIN_STACK_SIZE,
+        });
+    }
+    let too_large = SpawnError::StackTooLarge {
+        requested: size,
+        max: MAX_STACK_SIZE,
+    };
+    if size > MAX_STACK_SIZE {
+        return Err(too_large);
+    }
+    size.checked_next_multiple_of(sys::page_size())
+        .ok_or(too_large)
 }
 
 /// Lives in the top [`HEADER_SIZE`] bytes of every slot.
@@ -111,8 +144,9 @@ impl FiberStack {
 // SAFETY: `limit()` is the guard page's first byte, so the guard is included and any overflow
 // faults (the guard is installed before a slot is ever handed out, `region::Region::carve`);
 // `base()` is 16-aligned because slots are page multiples from page-aligned regions and
-// `HEADER_SIZE` is 64; `size()` >= `MIN_STACK_SIZE` >= corosensei's 4096 because `take`
-// callers pass at least `MIN_STACK_SIZE`. The memory stays mapped while `self` lives.
+// `HEADER_SIZE` is 64; `size()` >= `MIN_STACK_SIZE` >= corosensei's 4096 because
+// `StackPool::take` refuses smaller sizes (`checked_stack_size`). The memory stays mapped
+// while `self` lives.
 unsafe impl Stack for FiberStack {
     #[inline]
     fn base(&self) -> StackPointer {

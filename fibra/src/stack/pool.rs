@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::region::{self, Guards, Region};
-use super::{slot_size_for, FiberStack, DEFAULT_STACK_SIZE};
+use super::{checked_stack_size, slot_size_for, FiberStack, DEFAULT_STACK_SIZE, MAX_STACK_SIZE};
 use crate::error::SpawnError;
 
 /// Free slots a class keeps committed: 1024 default stacks hold at most 68 MiB, and a burst
@@ -119,7 +119,9 @@ impl StackPool {
 
     fn with_config(force_mprotect: bool, pool_budget: usize, high_water: usize) -> StackPool {
         StackPool {
-            default: Mutex::new(Class::new(slot_size_for(DEFAULT_STACK_SIZE))),
+            default: Mutex::new(Class::new(
+                slot_size_for(DEFAULT_STACK_SIZE).expect("64 KiB plus a page fits a usize"),
+            )),
             others: Mutex::new(Vec::new()),
             guards: Guards::new(force_mprotect, pool_budget),
             high_water,
@@ -139,14 +141,20 @@ impl StackPool {
         Self::with_config(true, guards, HIGH_WATER)
     }
 
-    /// A stack with at least `size` usable bytes. `size >= MIN_STACK_SIZE` (caller validated).
-    /// Any thread.
+    /// A stack with at least `size` usable bytes. Any thread.
     ///
     /// # Errors
-    /// [`SpawnError::Stack`] if `mmap`/`madvise` fail; [`SpawnError::MapCountBudget`] on a
-    /// kernel without `MADV_GUARD_INSTALL` once `mprotect` guards would use half the budget.
+    /// [`SpawnError::StackTooSmall`] or [`SpawnError::StackTooLarge`] outside
+    /// `MIN_STACK_SIZE..=MAX_STACK_SIZE` (spawn checked already; checked again so no size
+    /// can wrap the slot arithmetic); [`SpawnError::Stack`] if `mmap`/`madvise` fail;
+    /// [`SpawnError::MapCountBudget`] on a kernel without `MADV_GUARD_INSTALL` once `mprotect`
+    /// guards would use half the budget.
     pub(crate) fn take(&self, size: usize) -> Result<FiberStack, SpawnError> {
-        let slot_size = slot_size_for(size);
+        checked_stack_size(size)?;
+        let slot_size = slot_size_for(size).ok_or(SpawnError::StackTooLarge {
+            requested: size,
+            max: MAX_STACK_SIZE,
+        })?;
         let stack = self.with_class(slot_size, |class| class.take(&self.guards, &self.regions))?;
         self.live.fetch_add(1, Relaxed);
         Ok(stack)

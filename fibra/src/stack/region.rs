@@ -150,8 +150,11 @@ static GUARD_BATCHES: AtomicBool = AtomicBool::new(true);
 /// One mapping, carved bottom-up into `slot_size` slots.
 pub(super) struct Region {
     start: NonNull<u8>,
+    /// `slots * slot_size`, computed with checked arithmetic in `map`.
     len: usize,
     slot_size: usize,
+    /// Slots the mapping holds.
+    slots: usize,
     /// Slots carved so far (each one guarded).
     carved: usize,
     /// Slots whose guard is installed (>= `carved`): guards are installed ahead in batches.
@@ -168,15 +171,26 @@ unsafe impl Send for Region {}
 impl Region {
     /// Maps a region for slots of `slot_size` bytes (a page multiple) and registers it with
     /// the overflow handler.
+    ///
+    /// # Errors
+    /// [`SpawnError::Stack`] if the region's size does not fit in a `usize` (`StackPool::take`
+    /// keeps slots small enough that it always does) or `mmap` fails (`ENOMEM` once the
+    /// address space is used up, e.g. under `RLIMIT_AS`).
     pub(super) fn map(slot_size: usize) -> Result<Region, SpawnError> {
         let slots = (REGION_BYTES / slot_size).max(MIN_SLOTS_PER_REGION);
-        let len = slots * slot_size;
+        let len = slots.checked_mul(slot_size).ok_or_else(|| {
+            SpawnError::Stack(std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                format!("a region of {slots} stack slots of {slot_size} bytes overflows usize"),
+            ))
+        })?;
         let start = sys::reserve(len).map_err(SpawnError::Stack)?;
         let registration = registry::register(start.as_ptr() as usize, len, slot_size);
         Ok(Region {
             start,
             len,
             slot_size,
+            slots,
             carved: 0,
             guarded: 0,
             mprotect_guards: 0,
@@ -185,13 +199,14 @@ impl Region {
     }
 
     pub(super) fn is_full(&self) -> bool {
-        (self.carved + 1) * self.slot_size > self.len
+        self.carved >= self.slots
     }
 
     /// Carves the next slot and installs its guard. The caller checked `!is_full()`.
     pub(super) fn carve(&mut self, guards: &Guards) -> Result<FiberStack, SpawnError> {
         assert!(!self.is_full(), "stack::region::carve: region full");
-        // SAFETY: `carved * slot_size + slot_size <= len` (asserted), so in bounds.
+        // SAFETY: `carved < slots` (asserted), so `carved * slot_size + slot_size <= slots *
+        // slot_size = len` (no overflow: `len` was computed with `checked_mul`): in bounds.
         let slot = unsafe { self.start.add(self.carved * self.slot_size) };
         if self.guarded == self.carved {
             self.guard_ahead(guards);
@@ -216,7 +231,7 @@ impl Region {
         if !guards.batch_capable() {
             return;
         }
-        let total = self.len / self.slot_size;
+        let total = self.slots;
         let batch = self.guarded.clamp(FIRST_GUARD_BATCH, GUARD_BATCH);
         let pages: Vec<NonNull<u8>> = (self.guarded..total.min(self.guarded + batch))
             // SAFETY: `i < total`, so the slot start lies inside the mapping.

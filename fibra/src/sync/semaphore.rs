@@ -6,7 +6,8 @@
 //! ```text
 //! acquire:  no QUEUED and a permit -> CAS s -> s - PERMIT            (fast path)
 //!           else under the queue lock re-check; else CAS s -> s|QUEUED, push, park
-//! release:  fetch_add PERMIT; if QUEUED was set -> `grant` under the queue lock
+//! release:  add n PERMITs (CAS, refused past MAX_PERMITS); if QUEUED was set -> `grant`
+//!           under the queue lock. A permit's drop: fetch_add PERMIT, the same otherwise.
 //! grant:    while a permit is available and a waiter queued: take the permit
 //!           (fetch_sub), claim the oldest waiter (undo if none); clear QUEUED if list empty
 //! ```
@@ -81,13 +82,43 @@ impl RawSemaphore {
         false
     }
 
+    /// Adds `n` new permits (`Semaphore::release`). Panics, leaving the count as it was, if
+    /// the permits available would exceed `MAX_PERMITS`.
     pub(crate) fn release(&self, n: usize) {
+        let mut s = self.state.load(Relaxed);
+        let prev = loop {
+            let total = (s / PERMIT)
+                .checked_add(n)
+                .filter(|&total| total <= Semaphore::MAX_PERMITS);
+            let Some(total) = total else {
+                panic!(
+                    "fibra::sync::Semaphore::release({n}): {} permits available, and at most \
+                     Semaphore::MAX_PERMITS ({}) fit; release fewer",
+                    s / PERMIT,
+                    Semaphore::MAX_PERMITS
+                );
+            };
+            // No overflow: `total <= MAX_PERMITS = usize::MAX >> 2`.
+            let new = (total * PERMIT) | (s & QUEUED);
+            // Release pairs with the Acquire of `try_acquire`/`enqueue`, or with `grant`'s.
+            match self.state.compare_exchange_weak(s, new, Release, Relaxed) {
+                Ok(prev) => break prev,
+                Err(actual) => s = actual,
+            }
+        };
+        if prev & QUEUED != 0 {
+            self.grant(&mut self.queue.lock());
+        }
+    }
+
+    /// Gives back one permit that was taken (a `SemaphorePermit`'s drop, or a grant to a
+    /// waiter that had already given up). Never panics: the count may pass `MAX_PERMITS` by
+    /// the permits outstanding (after `release` refilled it), and the state word holds up to
+    /// `usize::MAX >> 1` permits, twice `MAX_PERMITS`, while outstanding permits (one live
+    /// value each) number far fewer than `MAX_PERMITS`, so this never wraps.
+    fn give_back(&self) {
         // Release pairs with the Acquire of `try_acquire`/`enqueue`, or with `grant`'s.
-        let prev = self.state.fetch_add(n * PERMIT, Release);
-        assert!(
-            prev / PERMIT + n <= Semaphore::MAX_PERMITS,
-            "fibra::sync::Semaphore: released past MAX_PERMITS"
-        );
+        let prev = self.state.fetch_add(PERMIT, Release);
         if prev & QUEUED != 0 {
             self.grant(&mut self.queue.lock());
         }
@@ -133,7 +164,7 @@ impl RawSemaphore {
             return true;
         }
         let abandon = || {
-            wait::abandon(&waiter, || self.withdraw(&waiter), |_| self.release(1));
+            wait::abandon(&waiter, || self.withdraw(&waiter), |_| self.give_back());
         };
         if wait::wait(&waiter, ParkReason::Semaphore, deadline, abandon) == GRANTED {
             return true;
@@ -253,12 +284,19 @@ impl Semaphore {
     /// [`SemaphorePermit::forget`], or grows the semaphore.
     ///
     /// # Panics
-    /// If the total would exceed [`MAX_PERMITS`](Semaphore::MAX_PERMITS).
+    /// If the permits available would exceed [`MAX_PERMITS`](Semaphore::MAX_PERMITS); the
+    /// semaphore is left as it was. (A permit's drop never panics: it may take the count past
+    /// `MAX_PERMITS` by the permits outstanding.)
     ///
     /// ```
-    /// let sem = fibra::sync::Semaphore::new(0);
+    /// use fibra::sync::Semaphore;
+    /// let sem = Semaphore::new(0);
     /// sem.release(2);
     /// assert_eq!(sem.available_permits(), 2);
+    /// let release_too_many = std::panic::AssertUnwindSafe(|| sem.release(Semaphore::MAX_PERMITS));
+    /// let too_many = std::panic::catch_unwind(release_too_many);
+    /// assert!(too_many.is_err());
+    /// assert_eq!(sem.available_permits(), 2); // unchanged
     /// ```
     pub fn release(&self, n: usize) {
         self.raw.release(n);
@@ -318,7 +356,7 @@ impl SemaphorePermit<'_> {
 
 impl Drop for SemaphorePermit<'_> {
     fn drop(&mut self) {
-        self.sem.raw.release(1);
+        self.sem.raw.give_back();
     }
 }
 
@@ -364,7 +402,7 @@ mod loom_tests {
                         if acquire(&sem.0, give_up) {
                             assert_eq!(sem.1.fetch_add(1, SeqCst), 0, "two holders");
                             sem.1.fetch_sub(1, SeqCst);
-                            sem.0.release(1);
+                            sem.0.give_back();
                         }
                     })
                 })

@@ -6,7 +6,7 @@
 //!
 //! # No lost wake-up
 //! ```text
-//! done:  count.fetch_sub(1) reaches 0  ->  lock list; notify_all; unlock
+//! done:  count -= 1 (CAS, never below 0) reaches 0  ->  lock list; notify_all; unlock
 //! wait:  lock list; count == 0 ? return : push; unlock; park
 //! ```
 //! The waiter reads the count under the list lock and the last `done` takes that lock after
@@ -68,13 +68,35 @@ impl WaitGroup {
 
     /// Adds `n` to the count of outstanding tasks.
     ///
+    /// # Panics
+    /// If the count would pass `usize::MAX`; the count is left as it was.
+    ///
     /// ```
     /// let wg = fibra::sync::WaitGroup::new();
     /// wg.add(2);
     /// assert_eq!(wg.count(), 2);
+    /// let overflow = std::panic::AssertUnwindSafe(|| wg.add(usize::MAX));
+    /// assert!(std::panic::catch_unwind(overflow).is_err());
+    /// assert_eq!(wg.count(), 2); // unchanged
     /// ```
     pub fn add(&self, n: usize) {
-        self.count.fetch_add(n, Relaxed); // no data to publish; `done`'s Release does that
+        let mut count = self.count.load(Relaxed);
+        loop {
+            let Some(new) = count.checked_add(n) else {
+                panic!(
+                    "fibra::sync::WaitGroup::add({n}): the count ({count}) would pass usize::MAX; \
+                     add only for tasks that will call done"
+                );
+            };
+            // Relaxed: no data to publish; `done`'s Release does that.
+            match self
+                .count
+                .compare_exchange_weak(count, new, Relaxed, Relaxed)
+            {
+                Ok(_) => return,
+                Err(actual) => count = actual,
+            }
+        }
     }
 
     /// Marks one task finished; the last one wakes every waiter.
@@ -89,13 +111,20 @@ impl WaitGroup {
     /// assert_eq!(wg.count(), 0);
     /// ```
     pub fn done(&self) {
-        // AcqRel: Release publishes this task's work; Acquire makes the last `done` (which
-        // wakes the waiters) carry every earlier `done`'s work to them. Pairs with `wait`'s
-        // Acquire load and with the waiter's Acquire of the claim.
-        let prev = self.count.fetch_sub(1, AcqRel);
-        if prev == 0 {
-            self.count.fetch_add(1, Relaxed);
-            panic!("fibra::sync::WaitGroup::done called more times than add");
+        let mut prev = self.count.load(Relaxed);
+        loop {
+            // Checked before the count moves, so it never wraps (not even for a moment: an
+            // `add` racing a stray `done` would otherwise see usize::MAX).
+            let Some(new) = prev.checked_sub(1) else {
+                panic!("fibra::sync::WaitGroup::done called more times than add");
+            };
+            // AcqRel: Release publishes this task's work; Acquire makes the last `done` (which
+            // wakes the waiters) carry every earlier `done`'s work to them. Pairs with `wait`'s
+            // Acquire load and with the waiter's Acquire of the claim.
+            match self.count.compare_exchange_weak(prev, new, AcqRel, Relaxed) {
+                Ok(_) => break,
+                Err(actual) => prev = actual,
+            }
         }
         if prev == 1 {
             self.waiters.lock().notify_all();

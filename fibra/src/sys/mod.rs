@@ -6,6 +6,8 @@
 //!   no memory map) and [`guard_mprotect`] (the fallback that costs one), [`max_map_count`].
 //! - Signals: [`install_fault_handler`] (which chains to the previous handler for faults the
 //!   policy declines), [`ensure_alt_stack`], [`write_stderr`].
+//! - Threads: [`spawn_thread`] for the runtime's elastic threads (pool threads, spare workers),
+//!   with a hidden switch that makes starts fail for tests (`linux/thread.rs`).
 //!
 //! Every call returns `io::Result` (`EINTR`/`EAGAIN` retried inside) or is infallible. Nothing here
 //! knows what a fiber is; policy (which guard to use, budgets, what to print) lives in `stack`.
@@ -19,3 +21,6 @@ pub(crate) use linux::mem::{
     max_map_count, page_size, release, reserve,
 };
 pub(crate) use linux::signal::{ensure_alt_stack, install_fault_handler, write_stderr};
+pub(crate) use linux::thread::spawn_thread;
+#[doc(hidden)]
+pub use linux::thread::{fail_thread_starts, pending_thread_start_failures, ThreadStart};

@@ -2,3 +2,4 @@
 
 pub(crate) mod mem;
 pub(crate) mod signal;
+pub(crate) mod thread;
