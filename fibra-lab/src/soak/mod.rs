@@ -8,7 +8,8 @@
 //! requests, half by the client and half by the server (`Connection: close`), and reopened.
 //! Beside it, in the same runtime (`work.rs`): spawn churn (joined, detached, panicking,
 //! nested and scoped fibers), channels (`bounded(64)`, rendezvous, `unbounded()`, `select!`),
-//! 1,000 sleepers, and blocking excursions (`fibra::blocking`, `spawn_blocking`). Nothing here
+//! 1,000 sleepers, and blocking excursions (`fibra::blocking`, `spawn_blocking`; the pool's
+//! keep-alive is 1 s, see [`BLOCKING_KEEP_ALIVE`]). Nothing here
 //! changes process-wide state: no panic hook, no signal handler, no resource limit.
 //!
 //! # Timeline
@@ -70,8 +71,14 @@ pub const MAX_RSS_GROWTH_PCT: f64 = 10.0;
 /// a leak of one descriptor per churned connection (hundreds a second) passes this at once.
 pub const MAX_FD_GROWTH: i64 = 8;
 /// Threads: the blocking pool grows and shrinks with the excursions (3 at a time, idle
-/// threads kept 10 s) and the monitor starts spare workers (retired after 100 ms idle).
+/// threads kept [`BLOCKING_KEEP_ALIVE`]) and the monitor starts spare workers (retired after
+/// 100 ms idle).
 pub const MAX_THREAD_GROWTH: i64 = 4;
+/// The blocking pool's keep-alive here (the default is 10 s): a fiber woken by its job can
+/// submit the next before that job's thread is idle again, which starts one more thread; with
+/// 1 s such threads retire well within a period, so the floors show the pool's steady size,
+/// and starting and retiring threads is part of the load.
+const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// Stall reports printed (each a line on stderr); the rest are only counted. On a machine
 /// shared with other work a worker preempted for 10 ms is reported as stuck, so reports are
 /// expected and do not fail the soak.
@@ -133,6 +140,7 @@ fn soak(run: Duration) -> Result<Vec<String>, String> {
     let counted = stalls.clone();
     let rt = fibra::Runtime::builder()
         .workers(WORKERS)
+        .blocking_keep_alive(BLOCKING_KEEP_ALIVE)
         .on_stall(move |r| {
             if counted.fetch_add(1, Relaxed) < STALLS_SHOWN {
                 eprintln!("soak: stall report (only the first {STALLS_SHOWN} are shown): {r}");
