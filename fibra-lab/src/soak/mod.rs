@@ -106,6 +106,8 @@ struct Drained {
     live_fibers: usize,
     stall_reports: u64,
     spares_started: u64,
+    /// Fiber runs per worker slot (configured workers, then spare slots).
+    runs_per_slot: Vec<u64>,
 }
 
 pub fn main(seconds: u64) -> ExitCode {
@@ -326,9 +328,10 @@ fn soak(run: Duration) -> Result<Vec<String>, String> {
         get(&t.wrong)
     );
     println!(
-        "soak: runtime: {} stall reports, {} spares started; stopped in {:.2} s; fds {fds_before} before, {fds_after} after; threads {threads_before} before, {threads_after} after",
+        "soak: runtime: {} stall reports, {} spares started, fiber runs per worker slot {:?}; stopped in {:.2} s; fds {fds_before} before, {fds_after} after; threads {threads_before} before, {threads_after} after",
         stalls.load(Relaxed).max(drained.stall_reports),
         drained.spares_started,
+        drained.runs_per_slot,
         stopped_in.as_secs_f64()
     );
     let lost = diff(sent, answered)
@@ -421,6 +424,7 @@ fn root(
                 live_fibers: 0,
                 stall_reports: 0,
                 spares_started: 0,
+                runs_per_slot: Vec::new(),
             };
         }
     };
@@ -454,6 +458,7 @@ fn root(
         live_fibers: m.live_fibers,
         stall_reports: m.stall_reports,
         spares_started: m.spares_started,
+        runs_per_slot: m.workers.iter().map(|w| w.fibers_run).collect(),
     }
 }
 
