@@ -26,7 +26,8 @@ const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 const REQUEST_CLOSE: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
 /// A server silent for this long on one connection has failed it.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long after the load's end the last round may still run.
+/// How long after the load's end (its deadline, or the first look at the stop flag set) the
+/// last round may still run.
 const GRACE: Duration = Duration::from_secs(15);
 /// A churning thread whose every connection failed waits this long before opening again
 /// (the server is gone or out of descriptors: no point spinning).
@@ -61,7 +62,7 @@ pub struct Counts {
 pub enum Until<'a> {
     /// At this instant; a round still running then has [`GRACE`] to finish.
     Deadline(Instant),
-    /// Once the flag is set; the round under way finishes (each read within its timeout).
+    /// Once the flag is set; the round under way has [`GRACE`] to finish.
     Stopped(&'a AtomicBool),
 }
 
@@ -70,14 +71,6 @@ impl Until<'_> {
         match self {
             Until::Deadline(at) => Instant::now() >= *at,
             Until::Stopped(flag) => flag.load(Relaxed),
-        }
-    }
-
-    /// Past the deadline's grace period: the rest of a round counts as errors.
-    fn late(&self) -> bool {
-        match self {
-            Until::Deadline(at) => Instant::now() > *at + GRACE,
-            Until::Stopped(_) => false,
         }
     }
 }
@@ -184,6 +177,7 @@ fn drive_thread(addr: SocketAddr, plan: &Plan, mine: u64, kept: u64) -> Result<V
         ));
     }
     let mut sent = Vec::with_capacity(streams.len());
+    let mut ended: Option<Instant> = None; // when this thread first saw the load's end
     while !plan.until.reached() {
         if plan.churn.is_some() {
             // Replace the connections closed or failed in the last round; a failure ends this
@@ -213,7 +207,10 @@ fn drive_thread(addr: SocketAddr, plan: &Plan, mine: u64, kept: u64) -> Result<V
         for (mut conn, (at, written)) in streams.drain(..).zip(sent.iter().copied()) {
             // A server that stopped answering must not hold the lab for a read timeout per
             // connection: past the grace period, the rest of the round counts as errors.
-            let late = plan.until.late();
+            if ended.is_none() && plan.until.reached() {
+                ended = Some(Instant::now());
+            }
+            let late = ended.is_some_and(|at| at.elapsed() > GRACE);
             match (written && !late).then(|| conn.read_response()) {
                 Some(Ok(ok)) => {
                     counts.answered.fetch_add(1, Relaxed);
