@@ -20,7 +20,8 @@
 # (a joined value, a channel sum, a sleep that ended early, an HTTP error); if some kind of
 # operation made no progress for a whole period; if the clean stop (load stopped, fibers
 # joined, runtime shut down) took over 30 s or left fds or threads behind; or if growth passed
-# a limit: rss_growth_pct > 10, fd_growth > 8, thread_growth > 4.
+# a limit: rss_growth_pct > 10, fd_growth > 16, thread_growth > 4
+# (fibra-lab/src/soak/mod.rs says why).
 #
 # RUST_BACKTRACE=1 makes the one panic that goes through the panic hook (at the start, then
 # every 60 s) print a backtrace; that loads the binary's debug info once (~75 MiB resident),
