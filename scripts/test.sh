@@ -16,4 +16,10 @@ RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
   cargo test --release -p fibra --lib loom -- --nocapture 2>&1 | tee target/loom-run.log
 grep -Eq 'test result: ok\. [1-9][0-9]* passed' target/loom-run.log || { echo "loom gate ran no test"; exit 1; }
 
+gate "memory errors: valgrind memcheck over the stress, shutdown and channel tests (scripts/valgrind.sh)"
+scripts/valgrind.sh
+
+gate "memory errors: AddressSanitizer over the same tests (scripts/asan.sh; skipped without nightly)"
+scripts/asan.sh
+
 gate "all gates passed"

@@ -151,7 +151,10 @@ impl Caller {
 
     /// `cancelling()`, for this caller.
     pub(crate) fn cancelling(&self) -> bool {
-        self.fiber().is_some_and(|h| h.state.is_cancelling())
+        match self.fiber() {
+            Some(h) => h.state.is_cancelling(),
+            None => context::discarding(), // cold: plain threads only
+        }
     }
 
     /// `current_waker()`, for this caller.
@@ -197,7 +200,9 @@ fn park_fiber(h: &Header, reason: ParkReason) {
     h.reason.store(ParkReason::None as u8, Relaxed);
 }
 
-/// True when the calling fiber is being unwound by shutdown (waits must not block then).
+/// True when the calling fiber is being unwound by shutdown, or the calling thread drops a
+/// never-run fiber's closure for the runtime (`context::Discarding`): waits must not block
+/// then.
 pub(crate) fn cancelling() -> bool {
     Caller::current().cancelling()
 }

@@ -46,6 +46,26 @@ impl Drop for ChildGuard {
     }
 }
 
+/// A scoped fiber's code and its hold on the owner. The owner may be unwound at shutdown once
+/// the guard is gone, so the guard must outlive everything of the child that may borrow: the
+/// closure if it never runs (`guard` is declared after `f`, so it is dropped after it), or the
+/// child's frames and a result the child drops itself when its handle is gone (the guard then
+/// lives with the child's fiber-locals, which go after both: `fiber_root`).
+struct ScopedChild<F> {
+    f: F,
+    guard: ChildGuard,
+}
+
+impl<F: FnOnce() -> T, T> ScopedChild<F> {
+    fn run(self) -> T {
+        let ScopedChild { f, guard } = self;
+        if let Err(guard) = crate::fiber::drop_at_exit(guard) {
+            drop(guard); // not on a fiber: cannot happen, a scoped child is one
+        }
+        f()
+    }
+}
+
 /// A scope to spawn fibers in; see [`scope`].
 ///
 /// ```
@@ -178,16 +198,11 @@ impl<'scope> Scope<'scope, '_> {
         if let Some(owner) = &self.owner {
             owner.scoped_children.fetch_add(1, Relaxed);
         }
-        let guard = ChildGuard(self.owner.clone());
-        let body = move || {
-            // The owner may be unwound at shutdown once the guard is gone, so it must outlive
-            // everything of the child that may borrow: the closure's frames, and a result the
-            // child drops itself when its handle is gone. Fiber-locals go after both.
-            if let Err(guard) = crate::fiber::drop_at_exit(guard) {
-                drop(guard); // not on a fiber: cannot happen, a scoped child is one
-            }
-            f()
+        let child = ScopedChild {
+            f,
+            guard: ChildGuard(self.owner.clone()),
         };
+        let body = move || child.run();
         self.data.running.fetch_add(1, Relaxed);
         let spawned = context::with_worker(|w| {
             let w = w.ok_or(SpawnError::NoRuntime)?;

@@ -70,7 +70,9 @@ fn run_scenario(block: Block, migrate: bool) -> Rates {
     if migrate {
         // SAFETY: the fibers of this scenario hold no `!Send` value and no reference to a
         // `thread_local!` across a park: only `Arc`s of atomics and mutexes, `JoinHandle`s and
-        // `ThreadId`s (plain values); `thread::current()` is called afresh each time.
+        // `ThreadId`s (plain values). The thread is asked for after a park only through
+        // `this_thread`, out of line, so no thread-local address from before the park is
+        // reused (llvm-project#98479; docs/SOUNDNESS.md §4).
         builder = unsafe { builder.migrate_started_fibers() };
     }
     let rt = builder.build().unwrap();
@@ -84,7 +86,7 @@ fn run_scenario(block: Block, migrate: bool) -> Rates {
                 let (phase, stop, sleepers) = (phase.clone(), stop.clone(), sleepers.clone());
                 fibra::spawn(move || {
                     let me = &sleepers[i];
-                    *me.home.lock().unwrap() = Some(thread::current().id());
+                    *me.home.lock().unwrap() = Some(this_thread());
                     while !stop.load(Relaxed) {
                         fibra::sleep(Duration::from_millis(1));
                         if let p @ 0..=1 = phase.load(Relaxed) {
@@ -124,7 +126,7 @@ fn run_scenario(block: Block, migrate: bool) -> Rates {
                 }
                 let in_block = ld.load(SeqCst);
                 p2.store(2, Relaxed);
-                (thread::current().id(), in_block, late)
+                (this_thread(), in_block, late)
             })
             .unwrap();
         let (blocker_thread, in_block, late) = blocker.join().unwrap();
@@ -271,4 +273,11 @@ fn with_migration_every_fiber_keeps_its_rate_past_a_cpu_loop() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let _w = watchdog("with_migration_every_fiber_keeps_its_rate_past_a_cpu_loop");
     check_with_migration(Block::Cpu, StallKind::CpuLoop, 0.05);
+}
+
+/// The calling thread's id, read in a frame of its own (never inlined into a frame that spans
+/// a park, which under the migration opt-in may resume on another thread).
+#[inline(never)]
+fn this_thread() -> thread::ThreadId {
+    thread::current().id()
 }

@@ -235,35 +235,93 @@ fn a_local_made_by_the_results_destructor_is_dropped_on_the_fiber() {
     );
 }
 
-/// Hole 2: locals were drained in at most 16 rounds; one whose destructor makes the next kept
-/// the rest alive past the fiber.
+/// Hole 2: locals were drained in at most 16 rounds; a chain of locals whose destructors each
+/// make the next kept the rest alive past the fiber.
 #[test]
 fn locals_are_drained_until_none_is_left() {
-    const CHAIN: usize = 100;
-    static LEFT: AtomicUsize = AtomicUsize::new(0);
+    const CHAIN: usize = 24;
     static DROPPED_ON_FIBER: AtomicUsize = AtomicUsize::new(0);
-    struct Chain(Option<fibra::FiberId>);
-    impl Drop for Chain {
+    struct Link {
+        index: usize,
+        fiber: Option<fibra::FiberId>,
+    }
+    impl Drop for Link {
         fn drop(&mut self) {
-            if fibra::try_current().map(|f| f.id()) == self.0 {
+            if fibra::try_current().map(|f| f.id()) == self.fiber {
                 DROPPED_ON_FIBER.fetch_add(1, SeqCst);
             }
-            if LEFT.fetch_sub(1, SeqCst) > 1 {
-                LINK.with(|_| ()); // makes the next link, after this one left the map
+            if let Some(next) = LINKS.get(self.index + 1) {
+                next.with(|_| ()); // makes the next link, a key not used before
             }
         }
     }
-    fibra::fiber_local! { static LINK: Chain = Chain(fibra::try_current().map(|f| f.id())); }
+    fn link(index: usize) -> Link {
+        let fiber = fibra::try_current().map(|f| f.id());
+        Link { index, fiber }
+    }
+    macro_rules! links {
+        ($($name:ident = $i:expr;)*) => {
+            $(fibra::fiber_local! { static $name: Link = link($i); })*
+            static LINKS: [&fibra::LocalKey<Link>; CHAIN] = [$(&$name),*];
+        };
+    }
+    links! {
+        L0 = 0; L1 = 1; L2 = 2; L3 = 3; L4 = 4; L5 = 5; L6 = 6; L7 = 7; L8 = 8; L9 = 9;
+        L10 = 10; L11 = 11; L12 = 12; L13 = 13; L14 = 14; L15 = 15; L16 = 16; L17 = 17;
+        L18 = 18; L19 = 19; L20 = 20; L21 = 21; L22 = 22; L23 = 23;
+    }
     let _w = common::watchdog("locals_are_drained_until_none_is_left");
-    LEFT.store(CHAIN, SeqCst);
     fibra::run(|| {
-        fibra::spawn(|| LINK.with(|_| ())).join().unwrap();
+        fibra::spawn(|| L0.with(|_| ())).join().unwrap();
         assert_eq!(
             DROPPED_ON_FIBER.load(SeqCst),
             CHAIN,
             "every link dropped on the fiber before join returned"
         );
     });
+}
+
+/// A key whose value was dropped stays destroyed, as a `thread_local!` does: a destructor that
+/// reaches its own key, or a key dropped before it, gets `AccessError` (it used to make a
+/// fresh value, dropped in turn, for ever).
+#[test]
+fn a_destroyed_local_stays_destroyed() {
+    static SELF_ERRS: AtomicUsize = AtomicUsize::new(0);
+    static OTHER_ERRS: AtomicUsize = AtomicUsize::new(0);
+    struct PeeksAtItself;
+    impl Drop for PeeksAtItself {
+        fn drop(&mut self) {
+            if SELF_PEEK.try_with(|_| ()).is_err() {
+                SELF_ERRS.fetch_add(1, SeqCst);
+            }
+        }
+    }
+    struct PeeksAtOther(&'static fibra::LocalKey<PeeksAtOther>);
+    impl Drop for PeeksAtOther {
+        fn drop(&mut self) {
+            if self.0.try_with(|_| ()).is_err() {
+                OTHER_ERRS.fetch_add(1, SeqCst);
+            }
+        }
+    }
+    fibra::fiber_local! {
+        static SELF_PEEK: PeeksAtItself = PeeksAtItself;
+        static A: PeeksAtOther = PeeksAtOther(&B);
+        static B: PeeksAtOther = PeeksAtOther(&A);
+    }
+    let _w = common::watchdog("a_destroyed_local_stays_destroyed");
+    fibra::run(|| {
+        fibra::spawn(|| {
+            SELF_PEEK.with(|_| ());
+            A.with(|_| ());
+            B.with(|_| ());
+        })
+        .join()
+        .unwrap();
+    });
+    assert_eq!(SELF_ERRS.load(SeqCst), 1);
+    // B (newer) drops first and finds A alive; A then finds B destroyed.
+    assert_eq!(OTHER_ERRS.load(SeqCst), 1);
 }
 
 /// Newest first, each removed just before its drop: a destructor reaching an older key finds
@@ -463,4 +521,134 @@ fn shutdown_unwinds_a_scope_owner_after_its_childs_result() {
     });
     drop(rt);
     assert_eq!(*order.lock().unwrap(), ["child's result", "owner's frame"]);
+}
+
+/// Shutdown cancels a fiber parked in a result's destructor that a `JoinHandle` drop ran in
+/// user code: the cancellation unwinds that code too, and nothing after the drop runs (the
+/// unwind used to end inside the drop, and the code after it ran on, cancelled, for ever).
+#[test]
+fn a_cancellation_in_a_handles_drop_unwinds_the_code_around_it() {
+    let _w = common::watchdog("a_cancellation_in_a_handles_drop_unwinds_the_code_around_it");
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let (o, o2) = (order.clone(), order.clone());
+    let rt = fibra::Runtime::builder().workers(1).build().unwrap();
+    rt.block_on(move || {
+        let parked = Arc::new(AtomicBool::new(false));
+        let p = parked.clone();
+        let h = fibra::spawn(move || parks_on_drop(&p, Record(o, "rest of the result")));
+        while !h.is_finished() {
+            fibra::yield_now();
+        }
+        drop(fibra::spawn(move || {
+            drop(h); // the result's destructor parks here until shutdown
+            o2.lock().unwrap().push("code after the drop");
+            loop {
+                fibra::sleep(Duration::from_millis(10));
+            }
+        }));
+        while !parked.load(SeqCst) {
+            fibra::yield_now();
+        }
+    });
+    drop(rt);
+    assert_eq!(*order.lock().unwrap(), ["rest of the result"]);
+}
+
+/// A fiber that shutdown finds parked in a destructor while it unwinds its own panic is not
+/// unwound a second time (that would abort the process): its wait returns, its unwinding
+/// finishes, and `join` would see its panic.
+#[test]
+fn shutdown_lets_a_fiber_parked_mid_unwind_finish_its_unwinding() {
+    if is_child("shutdown_lets_a_fiber_parked_mid_unwind_finish_its_unwinding") {
+        std::panic::set_hook(Box::new(|_| {}));
+        let rt = fibra::Runtime::builder().workers(1).build().unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let o = order.clone();
+        rt.block_on(move || {
+            let parked = Arc::new(AtomicBool::new(false));
+            let p = parked.clone();
+            drop(fibra::spawn(move || {
+                let _waits = parks_on_drop(&p, Record(o, "rest of the destructor's value"));
+                panic!("the fiber's own panic"); // `_waits` parks while this unwinds
+            }));
+            while !parked.load(SeqCst) {
+                fibra::yield_now();
+            }
+        });
+        drop(rt);
+        assert_eq!(*order.lock().unwrap(), ["rest of the destructor's value"]);
+        return;
+    }
+    let (signal, stderr) =
+        run_child("shutdown_lets_a_fiber_parked_mid_unwind_finish_its_unwinding");
+    assert_eq!(signal, None, "the child died: {stderr}");
+    assert!(
+        !stderr.contains("panicked at") || stderr.contains("test result: ok"),
+        "{stderr}"
+    );
+}
+
+/// A never-run fiber's closure is dropped outside any fiber (here by shutdown, on the worker);
+/// a wait in its destructor gives up instead of blocking the worker that must unwind the
+/// fiber it waits for (it hung).
+#[test]
+fn a_wait_in_a_discarded_closures_destructor_gives_up() {
+    struct SendsOnDrop(fibra::chan::Sender<u32>);
+    impl Drop for SendsOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.send(1); // the buffer is full, and its receiver is parked
+        }
+    }
+    let _w = common::watchdog("a_wait_in_a_discarded_closures_destructor_gives_up");
+    let rt = fibra::Runtime::builder()
+        .workers(1)
+        .monitor(false)
+        .max_spare_workers(0)
+        .build()
+        .unwrap();
+    rt.block_on(|| {
+        let (tx, rx) = fibra::chan::bounded::<u32>(1);
+        tx.send(0).unwrap();
+        let (hold, wait) = fibra::chan::bounded::<()>(0);
+        drop(fibra::spawn(move || {
+            let _keep = (rx, hold);
+            let _ = wait.recv(); // parked until shutdown, holding the receiver
+        }));
+        fibra::yield_now();
+        let (go_tx, go_rx) = fibra::chan::bounded::<()>(1);
+        drop(fibra::spawn(move || {
+            go_rx.recv().unwrap();
+            // Holds the only worker (without parking) until shutdown has begun.
+            while fibra::Builder::new().spawn(|| ()).is_ok() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }));
+        fibra::yield_now();
+        go_tx.send(()).unwrap();
+        let s = SendsOnDrop(tx);
+        drop(fibra::spawn(move || drop(s))); // never runs: shutdown drops the closure
+    });
+}
+
+/// A fiber-local whose destructor panics aborts also when shutdown's unwinding drops it (the
+/// panic was taken for the cancellation and swallowed).
+#[test]
+fn a_fiber_local_that_panics_on_drop_aborts_at_shutdown_too() {
+    fibra::fiber_local! { static BAD: RefCell<Option<PanicsOnDrop>> = RefCell::new(None); }
+    if is_child("a_fiber_local_that_panics_on_drop_aborts_at_shutdown_too") {
+        fibra::run(|| {
+            let (tx, rx) = fibra::chan::bounded::<()>(0);
+            drop(fibra::spawn(move || {
+                let _keep = tx;
+                BAD.with(|b| *b.borrow_mut() = Some(PanicsOnDrop));
+                let _ = rx.recv(); // parked until shutdown
+            }));
+            fibra::yield_now();
+        });
+        unreachable!("the session ended after a fiber-local panicked on drop");
+    }
+    assert_aborted_with(
+        "a_fiber_local_that_panics_on_drop_aborts_at_shutdown_too",
+        "fibra: a fiber_local! value panicked on drop",
+    );
 }

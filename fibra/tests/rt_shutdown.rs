@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use fibra::{JoinError, JoinHandle, ParkReason, Runtime, SpawnError};
 
 mod common;
-use common::watchdog;
+use common::{scaled, watchdog};
 
 /// How long a session may take to shut down before the test fails as hung.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
@@ -76,21 +76,25 @@ fn wait_parked(fiber: &fibra::Fiber, reason: ParkReason) {
 /// 100k fibers parked forever (half in `park` loops on a flag never set, half sleeping an
 /// hour) plus a few never started: `block_on` returns, every captured value is dropped once,
 /// and every handle reports `Cancelled`. Debug builds use 20k (forced unwinding is slow
-/// there); `rt_shutdown_leaks.rs` runs the full 100k in every build.
+/// there); `rt_shutdown_leaks.rs` runs the full 100k in every build. Both counts are times
+/// `FIBRA_TEST_SCALE`.
 #[test]
 fn shutdown_unwinds_100k_parked_fibers() {
-    const PARKED: usize = if cfg!(debug_assertions) {
-        20_000
-    } else {
-        100_000
-    };
-    const NEVER_STARTED: usize = 1000;
+    let parked = scaled(
+        if cfg!(debug_assertions) {
+            20_000
+        } else {
+            100_000
+        },
+        2,
+    );
+    let never_started = scaled(1000, 1);
     let _w = watchdog("shutdown_unwinds_100k_parked_fibers");
     let drops = Arc::new(AtomicUsize::new(0));
     let d = drops.clone();
     let handles = session(default_rt(), move || {
         let never = Arc::new(AtomicBool::new(false));
-        let mut hs: Vec<JoinHandle<()>> = (0..PARKED)
+        let mut hs: Vec<JoinHandle<()>> = (0..parked)
             .map(|i| {
                 let (guard, never) = (DropCount(d.clone()), never.clone());
                 fibra::spawn(move || {
@@ -117,7 +121,7 @@ fn shutdown_unwinds_100k_parked_fibers() {
         }
         assert_eq!(d.load(SeqCst), 0);
         // These are queued when the root returns; most never run.
-        hs.extend((0..NEVER_STARTED).map(|_| {
+        hs.extend((0..never_started).map(|_| {
             let guard = DropCount(d.clone());
             fibra::spawn(move || {
                 let _guard = guard;
@@ -126,7 +130,7 @@ fn shutdown_unwinds_100k_parked_fibers() {
         }));
         hs
     });
-    assert_eq!(drops.load(SeqCst), PARKED + NEVER_STARTED);
+    assert_eq!(drops.load(SeqCst), parked + never_started);
     assert_all_cancelled(handles);
 }
 
@@ -162,11 +166,11 @@ impl Drop for Inner<'_> {
     }
 }
 
-/// 1000 fibers of each kind of wait — sleep, join, scope, `block_on` of a pending future,
-/// `park`, and endless `yield_now` — all unwound at shutdown.
+/// 1000 (times `FIBRA_TEST_SCALE`) fibers of each kind of wait — sleep, join, scope,
+/// `block_on` of a pending future, `park`, and endless `yield_now` — all unwound at shutdown.
 #[test]
 fn shutdown_unwinds_fibers_in_every_kind_of_wait() {
-    const N: usize = 1000;
+    let n = scaled(1000, 1);
     const SCOPE_CHILDREN: usize = 3;
     let _w = watchdog("shutdown_unwinds_fibers_in_every_kind_of_wait");
     let drops = Arc::new(AtomicUsize::new(0));
@@ -177,7 +181,7 @@ fn shutdown_unwinds_fibers_in_every_kind_of_wait() {
     let handles = session(rt, move || {
         let mut hs: Vec<JoinHandle<()>> = Vec::new();
         let mut waits = Vec::new();
-        for _ in 0..N {
+        for _ in 0..n {
             // sleep
             let g = DropCount(d.clone());
             let h = fibra::spawn(move || {
@@ -261,9 +265,9 @@ fn shutdown_unwinds_fibers_in_every_kind_of_wait() {
         hs
     });
     // sleep, join + its target, scope, block_on's future, park, yield: 7 guards per round.
-    assert_eq!(drops.load(SeqCst), 7 * N);
+    assert_eq!(drops.load(SeqCst), 7 * n);
     // Every scope owner was unwound after its children: it saw all their drops.
-    assert_eq!(observed.load(SeqCst), N * SCOPE_CHILDREN);
+    assert_eq!(observed.load(SeqCst), n * SCOPE_CHILDREN);
     assert_all_cancelled(handles);
     assert!(start.elapsed() < Duration::from_secs(60));
 }
@@ -272,16 +276,17 @@ fn shutdown_unwinds_fibers_in_every_kind_of_wait() {
 /// wakes it: here each joiner is woken by the unwinding of the fiber it joins, which may run
 /// on the other worker. Had the joiner been resumed, its `join` would return and its code go
 /// on (it counts that) and its own handle would report `Ok`. The race window is short:
-/// hundreds of sessions of 100 pairs each; it shows reliably in release builds.
+/// hundreds of sessions of 100 pairs each; it shows reliably in release builds. Sessions are
+/// times `FIBRA_TEST_SCALE`.
 #[test]
 fn fibers_woken_during_shutdown_are_unwound_not_resumed() {
-    const SESSIONS: usize = 300;
+    let sessions = scaled(300, 1);
     const PAIRS: usize = 100;
     let _w = watchdog("fibers_woken_during_shutdown_are_unwound_not_resumed");
     let rt = Runtime::builder().workers(2).build().unwrap();
     let resumed = Arc::new(AtomicUsize::new(0));
     let mut not_cancelled = 0;
-    for _ in 0..SESSIONS {
+    for _ in 0..sessions {
         let r = resumed.clone();
         let joiners = session(rt.clone(), move || {
             let joiners: Vec<_> = (0..PAIRS)
@@ -311,7 +316,7 @@ fn fibers_woken_during_shutdown_are_unwound_not_resumed() {
         (resumed.load(SeqCst), not_cancelled),
         (0, 0),
         "(joiners resumed during shutdown, joiners not Cancelled) out of {}",
-        SESSIONS * PAIRS
+        sessions * PAIRS
     );
 }
 

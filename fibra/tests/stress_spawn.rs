@@ -8,14 +8,20 @@ use std::time::Duration;
 use fibra::Runtime;
 
 mod common;
-use common::watchdog;
+use common::{scaled, watchdog};
 
-/// 1M spawns in release builds; debug builds are ~10x slower per spawn.
-const SPAWNS: usize = if cfg!(debug_assertions) {
-    100_000
-} else {
-    1_000_000
-};
+/// 1M spawns in release builds; debug builds are ~10x slower per spawn. Times
+/// `FIBRA_TEST_SCALE` (`common::scaled`), a multiple of `SPAWNERS`.
+fn spawns() -> usize {
+    scaled(
+        if cfg!(debug_assertions) {
+            100_000
+        } else {
+            1_000_000
+        },
+        SPAWNERS,
+    )
+}
 /// Fibers that spawn the leaves, each a contiguous share.
 const SPAWNERS: usize = 8;
 
@@ -24,12 +30,13 @@ const SPAWNERS: usize = 8;
 #[test]
 fn every_spawned_fiber_runs_exactly_once() {
     let _w = watchdog("every_spawned_fiber_runs_exactly_once");
-    let ran: Arc<Vec<AtomicU8>> = Arc::new((0..SPAWNS).map(|_| AtomicU8::new(0)).collect());
+    let spawns = spawns();
+    let ran: Arc<Vec<AtomicU8>> = Arc::new((0..spawns).map(|_| AtomicU8::new(0)).collect());
     let r = ran.clone();
     fibra::run(move || {
         let done = Arc::new(AtomicUsize::new(0));
         let root = fibra::current();
-        let per = SPAWNS / SPAWNERS;
+        let per = spawns / SPAWNERS;
         for s in 0..SPAWNERS {
             let (r, done, root) = (r.clone(), done.clone(), root.clone());
             drop(fibra::spawn(move || {
@@ -38,14 +45,14 @@ fn every_spawned_fiber_runs_exactly_once() {
                     drop(fibra::spawn(move || {
                         r[i].fetch_add(1, Relaxed);
                         // AcqRel: the last increment sees every slot write (release sequence).
-                        if done.fetch_add(1, AcqRel) + 1 == SPAWNS {
+                        if done.fetch_add(1, AcqRel) + 1 == spawns {
                             root.unpark();
                         }
                     }));
                 }
             }));
         }
-        while done.load(Acquire) < SPAWNS {
+        while done.load(Acquire) < spawns {
             fibra::park();
         }
     });
@@ -162,8 +169,10 @@ fn node(seed: u64, depth: u32, tally: Arc<Tally>) -> u64 {
     seed.rotate_left(7)
 }
 
-/// Runs `trees` random trees from `seed` on `rt`; checks created == finished == expected.
-fn random_trees(rt: &Runtime, seed: u64, trees: u64) {
+/// Runs `trees` (times `FIBRA_TEST_SCALE`) random trees from `seed` on `rt`; checks
+/// created == finished == expected.
+fn random_trees(rt: &Runtime, seed: u64, trees: usize) {
+    let trees = scaled(trees, 1) as u64;
     let mut rng = Rng::new(seed);
     let roots: Vec<u64> = (0..trees).map(|_| rng.next()).collect();
     let expected: u64 = roots.iter().map(|&s| expected_nodes(s, 0)).sum();

@@ -17,6 +17,7 @@
 //! header or beside a `FiberRef`, a `JoinHandle` holding a `Fiber`), so the inline area is
 //! valid whenever a side reaches it.
 
+use std::any::Any;
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::mem::{self, ManuallyDrop, MaybeUninit};
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use super::handle::Fiber;
 use super::header::Header;
 use super::local;
+use super::switch;
 use crate::error::JoinError;
 use crate::loom::sync::atomic::AtomicU8;
 use crate::park::{self, ParkReason};
@@ -55,7 +57,7 @@ const _: () = assert!(mem::align_of::<InlineArea>() == INLINE_ALIGN);
 /// What the fiber side and the last side need of a packet, without its types.
 pub(crate) struct PacketVTable {
     /// `Start::run` on the packet at the pointer.
-    run: unsafe fn(*const (), *const Header),
+    run: unsafe fn(*const ()),
     /// `Start::discard` on the packet at the pointer.
     discard: unsafe fn(*const ()),
     /// Drops the packet: in place (inline) or with its box.
@@ -196,11 +198,14 @@ impl StartRef {
         let slot = self.slot();
         // SAFETY: the fiber side holds the packet (it is alive), and `run` is only reached by
         // the owner of the fiber's run (see `Start`).
-        unsafe { (slot.vtable().run)(slot.data(), self.header) }
+        unsafe { (slot.vtable().run)(slot.data()) }
     }
 
-    /// Drops the code of a fiber that will never run; a no-op after `run`.
+    /// Drops the code of a fiber that will never run; a no-op after `run`. Waits in its
+    /// destructors give up (`context::Discarding`): this runs outside any fiber, on a thread
+    /// the runtime needs.
     pub(crate) fn discard(&self) {
+        let _waits_give_up = context::Discarding::begin();
         let slot = self.slot();
         // SAFETY: as in `run`.
         unsafe { (slot.vtable().discard)(slot.data()) }
@@ -233,22 +238,26 @@ impl Drop for StartRef {
 /// 2. its fiber-locals, last, because the result's destructor may still use them; drained
 ///    until none is left, then closed (`local::destroy`), so none can outlive the fiber and
 ///    be dropped by whichever thread frees the header.
+///
+/// A cancellation (`switch::Cancelled`) that unwinds the code or the result's destructor ends
+/// here, after both steps; the root then returns normally.
 pub(crate) fn fiber_root(start: StartRef) {
-    struct Exit(Option<StartRef>);
-    impl Drop for Exit {
-        fn drop(&mut self) {
-            if let Some(start) = self.0.take() {
-                let header = start.header;
-                drop(start);
-                // SAFETY: we run on the fiber's own stack (the root frame), where `locals` is
-                // touched, and the header outlives the coroutine (`new_coroutine`).
-                unsafe { local::destroy(&*header) };
+    let header = start.header;
+    // `Start::run` catches the code's panics; only a cancellation comes out.
+    let ran = panic::catch_unwind(AssertUnwindSafe(|| start.run()));
+    // A cancellation may also come out of the result's destructor (`Packet::drop`).
+    let released = panic::catch_unwind(AssertUnwindSafe(move || drop(start)));
+    // SAFETY: we run on the fiber's own stack (the root frame), where `locals` is touched, and
+    // the header outlives the coroutine (`new_coroutine`).
+    unsafe { local::destroy(&*header) };
+    for outcome in [ran, released] {
+        if let Err(payload) = outcome {
+            if !switch::is_cancellation(&*payload) {
+                fatal!("fiber::join: a panic other than a cancellation reached a fiber's root");
             }
+            // The cancellation ends here: the root returns, and corosensei's forced unwind
+            // (if that is what started it) is done.
         }
-    }
-    let exit = Exit(Some(start));
-    if let Some(start) = &exit.0 {
-        start.run();
     }
 }
 
@@ -274,7 +283,7 @@ unsafe impl<T: Send, F: Send> Sync for Packet<T, F> {}
 /// The code side of a packet, as the worker that starts the fiber sees it.
 pub(crate) trait Start: Send + Sync + Sized {
     /// Runs the fiber's code on its own stack. Called once, on the fiber's stack.
-    fn run(&self, header: *const Header);
+    fn run(&self);
     /// Drops the code of a fiber that will never run (shutdown); a no-op after `run`.
     fn discard(&self);
 
@@ -293,9 +302,9 @@ pub(crate) trait Start: Send + Sync + Sized {
 
     /// # Safety
     /// `p` points to a live `Self`.
-    unsafe fn run_erased(p: *const (), header: *const Header) {
+    unsafe fn run_erased(p: *const ()) {
         // SAFETY: the caller's promise.
-        unsafe { (*p.cast::<Self>()).run(header) }
+        unsafe { (*p.cast::<Self>()).run() }
     }
 
     /// # Safety
@@ -354,14 +363,13 @@ impl<T, F> Packet<T, F> {
 }
 
 impl<T: Send, F: FnOnce() -> T + Send> Start for Packet<T, F> {
-    fn run(&self, header: *const Header) {
+    fn run(&self) {
         let Some(f) = self.take_start() else { return };
         let result = match panic::catch_unwind(AssertUnwindSafe(f)) {
             Ok(v) => Ok(v),
-            // SAFETY: the header owns the coroutine running us and so outlives it.
-            Err(payload) if unsafe { (*header).state.is_cancelling() } => {
+            Err(payload) if switch::is_cancellation(&*payload) => {
                 self.set(Err(JoinError::Cancelled));
-                // Shutdown's forced unwind (corosensei's payload): let it finish unwinding.
+                // Let the cancellation finish unwinding: it ends at the root (`fiber_root`).
                 panic::resume_unwind(payload)
             }
             Err(payload) => Err(JoinError::Panicked(payload)),
@@ -370,7 +378,12 @@ impl<T: Send, F: FnOnce() -> T + Send> Start for Packet<T, F> {
     }
 
     fn discard(&self) {
-        drop_or_abort(self.take_start(), "a fiber's closure (it never ran)");
+        // Never on a fiber's stack (shutdown, the pool, a first run without a stack), so no
+        // cancellation can come out; carried on all the same.
+        if let Err(cancelled) = drop_or_abort(self.take_start(), "a fiber's closure (it never ran)")
+        {
+            panic::resume_unwind(cancelled);
+        }
     }
 }
 
@@ -379,13 +392,19 @@ impl<T, F> Drop for Packet<T, F> {
         let unhandled_panic = matches!(self.result.get_mut(), Some(Err(JoinError::Panicked(_))));
         // Both before the scope hears of it: a scoped fiber's closure and result may borrow
         // what `fibra::scope` protects, which is only until `decrement_running`.
-        drop_or_abort(
+        let start = drop_or_abort(
             self.start.get_mut().take(),
             "a fiber's closure (it never ran)",
         );
-        drop_or_abort(self.result.get_mut().take(), "a fiber's result");
+        let result = drop_or_abort(self.result.get_mut().take(), "a fiber's result");
         if let Some(scope) = &self.scope {
             scope.decrement_running(unhandled_panic);
+        }
+        // A cancellation that cut a destructor short goes on from here: in user code (a
+        // `JoinHandle` dropped in the fiber) it unwinds that code too; at the fiber's root it
+        // ends there.
+        if let Err(cancelled) = start.and(result) {
+            panic::resume_unwind(cancelled);
         }
     }
 }
@@ -397,15 +416,18 @@ impl<T, F> Drop for Packet<T, F> {
 /// done: past a stack switch it is undefined, and anywhere a worker runs it strands that
 /// worker's fibers.
 ///
-/// One unwind is expected: shutdown's forced unwind of a fiber parked inside such a destructor
-/// (a detached result that sends on a channel, say). It cuts that destructor short, as it
-/// does every frame it unwinds, and ends here: the fiber's root frame then finishes its
-/// clean-up and returns, which corosensei accepts as the end of the forced unwind.
-pub(crate) fn drop_or_abort<V>(value: V, what: &str) {
-    if panic::catch_unwind(AssertUnwindSafe(move || drop(value))).is_err() && !park::cancelling() {
-        crate::macros::abort_with(format_args!(
+/// One unwind is expected: a cancellation (`switch::Cancelled`) of a fiber parked inside the
+/// destructor (a detached result that sends on a channel, say). It cuts that destructor
+/// short, as it does every frame it unwinds, and comes back for the caller to carry on once
+/// its own clean-up is done.
+#[must_use = "a cancellation must be carried on"]
+pub(crate) fn drop_or_abort<V>(value: V, what: &str) -> Result<(), Box<dyn Any + Send>> {
+    match panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        Ok(()) => Ok(()),
+        Err(payload) if switch::is_cancellation(&*payload) => Err(payload),
+        Err(_) => crate::macros::abort_with(format_args!(
             "{what} panicked on drop; aborting (std does the same for a thread's result)"
-        ));
+        )),
     }
 }
 

@@ -21,7 +21,16 @@ use super::join::drop_or_abort;
 use crate::sched::context;
 
 /// A fiber's values: (key address, value). Few keys per program, so a linear scan wins.
+/// Keys are addresses of `LocalKey`s (aligned to 8), so the low bit is free: `destroy` sets it
+/// on a key whose value it has dropped, leaving a tombstone (its value a zero-sized
+/// `Destroyed`, which does not allocate).
 type Entry = (usize, Box<dyn Any>);
+
+/// Set on a destroyed key (see `Entry`).
+const DESTROYED: usize = 1;
+
+/// What a destroyed key's entry holds.
+struct Destroyed;
 
 /// Boxed so a fiber that never uses fiber-locals pays one pointer.
 #[derive(Default)]
@@ -34,43 +43,62 @@ pub(crate) struct LocalMap {
 enum Lookup {
     Found(*const dyn Any),
     Missing,
+    /// Its value was dropped by `destroy`: it stays gone, as a destroyed `thread_local!`.
+    Destroyed,
 }
 
 impl LocalMap {
     fn lookup(&self, key: usize) -> Lookup {
-        let found = self.entries.as_deref().and_then(|entries| {
-            entries
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| &**v as *const dyn Any)
-        });
-        found.map_or(Lookup::Missing, Lookup::Found)
+        let entries = self.entries.as_deref().map_or(&[][..], |e| &e[..]);
+        for (k, v) in entries {
+            if *k == key {
+                return Lookup::Found(&**v as *const dyn Any);
+            }
+            if *k == key | DESTROYED {
+                return Lookup::Destroyed;
+            }
+        }
+        Lookup::Missing
     }
 
-    /// Adds `value` under `key`. Returns the key's value, and `value` back if it was not kept
-    /// (an initializer that used its own key filled the key meanwhile), for the caller to
-    /// drop once the map is no longer borrowed: its destructor may use fiber-locals.
+    /// Adds `value` under `key`. Returns the key's value (none if the key was destroyed), and
+    /// `value` back if it was not kept (an initializer that used its own key filled the key
+    /// meanwhile), for the caller to drop once the map is no longer borrowed: its destructor
+    /// may use fiber-locals.
     fn insert(
         &mut self,
         key: usize,
         value: Box<dyn Any>,
-    ) -> (*const dyn Any, Option<Box<dyn Any>>) {
+    ) -> (Option<*const dyn Any>, Option<Box<dyn Any>>) {
         match self.lookup(key) {
-            Lookup::Found(existing) => (existing, Some(value)),
+            Lookup::Found(existing) => (Some(existing), Some(value)),
+            Lookup::Destroyed => (None, Some(value)),
             Lookup::Missing => {
                 let ptr = &*value as *const dyn Any;
                 self.entries
                     .get_or_insert_with(Default::default)
                     .push((key, value));
-                (ptr, None)
+                (Some(ptr), None)
             }
         }
+    }
+
+    /// Takes the newest live value, leaving a tombstone under its key.
+    fn take_newest(&mut self) -> Option<Box<dyn Any>> {
+        let entries = self.entries.as_mut()?;
+        let (key, value) = entries.iter_mut().rev().find(|(k, _)| k & DESTROYED == 0)?;
+        *key |= DESTROYED;
+        Some(std::mem::replace(value, Box::new(Destroyed)))
     }
 }
 
 impl Drop for LocalMap {
     fn drop(&mut self) {
-        if self.entries.as_ref().is_some_and(|e| !e.is_empty()) {
+        if self
+            .entries
+            .as_ref()
+            .is_some_and(|e| e.iter().any(|(k, _)| k & DESTROYED == 0))
+        {
             // `destroy` empties the map on the fiber's stack before the fiber completes; values
             // left here would be dropped on whichever thread frees the header.
             fatal!("fiber::local: a fiber's locals outlived it");
@@ -176,6 +204,7 @@ impl<T: 'static> LocalKey<T> {
         let value = match with_fiber_map(|map| map.lookup(key)) {
             None => return self.thread.try_with(f).map_err(|_| AccessError::default()),
             Some(Err(closed)) => return Err(closed),
+            Some(Ok(Lookup::Destroyed)) => return Err(AccessError::default()),
             Some(Ok(Lookup::Found(value))) => value,
             Some(Ok(Lookup::Missing)) => {
                 let boxed: Box<dyn Any> = Box::new((self.init)()); // may itself use fiber locals
@@ -185,7 +214,7 @@ impl<T: 'static> LocalKey<T> {
                     None => fatal!("fiber::local: the fiber changed during `with`"),
                 };
                 drop(unused); // outside the map (see `insert`)
-                value
+                value.ok_or_else(AccessError::default)?
             }
         };
         // SAFETY: the value is boxed (its address is stable while the map grows) and is only
@@ -215,9 +244,10 @@ fn with_fiber_map<R>(f: impl FnOnce(&mut LocalMap) -> R) -> Option<Result<R, Acc
 /// side of its packet (and so a detached result) is gone (`fiber_root`). Returns `value` on a
 /// plain thread.
 pub(crate) fn drop_at_exit<V: 'static>(value: V) -> Result<(), V> {
-    /// The key of such values: never looked up, so any address no `LocalKey` has.
-    static AT_EXIT: u8 = 0;
-    let key = &AT_EXIT as *const u8 as usize;
+    /// The key of such values: never looked up, so any address no `LocalKey` has (aligned
+    /// like one, see `Entry`).
+    static AT_EXIT: u64 = 0;
+    let key = &AT_EXIT as *const u64 as usize;
     let mut value = Some(value);
     let kept = with_fiber_map(|map| {
         if let Some(v) = value.take() {
@@ -233,26 +263,23 @@ pub(crate) fn drop_at_exit<V: 'static>(value: V) -> Result<(), V> {
     }
 }
 
-/// Drops every value of the fiber's map, newest first, until none is left (a destructor may
-/// create another), then closes the map. A destructor that panics aborts: there is nowhere to
-/// unwind to from the fiber's root frame.
+/// Drops every value of the fiber's map, newest first, each under a tombstone while it drops
+/// (so its key reads as destroyed from then on, as a `thread_local!`'s does), until no live
+/// value is left (a destructor may create one under a key not used before), then closes the
+/// map. A destructor that panics aborts: there is nowhere to unwind to from the fiber's root.
 ///
 /// # Safety
 /// On `header`'s own fiber stack (its root frame), the only place `locals` is touched.
 pub(crate) unsafe fn destroy(header: &Header) {
     loop {
         // SAFETY: the caller's promise; the borrow ends before the value is dropped.
-        let entry = unsafe { &mut *header.locals.get() }
-            .entries
-            .as_mut()
-            .and_then(|entries| entries.pop());
-        match entry {
-            Some(entry) => drop_or_abort(entry, "a fiber_local! value"),
-            None => break,
-        }
+        let value = unsafe { &mut *header.locals.get() }.take_newest();
+        let Some(value) = value else { break };
+        // A cancellation that cut a destructor short ends here, at the root (`fiber_root`).
+        let _ = drop_or_abort(value, "a fiber_local! value");
     }
     header.locals_closed.set(true);
-    // SAFETY: as above; nothing else borrows the map now.
+    // SAFETY: as above; nothing else borrows the map now. Only tombstones are left.
     unsafe { (*header.locals.get()).entries = None };
 }
 

@@ -3,6 +3,9 @@
 //! Both switch functions are `#[inline(never)]`: a switch is an opaque call, so LLVM cannot
 //! keep a thread-local address computed before it in a register after it (ARCHITECTURE.md §4).
 
+use std::any::Any;
+use std::panic::{self, AssertUnwindSafe};
+
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use super::header::Header;
@@ -62,12 +65,41 @@ pub(crate) fn resume(co: &mut FiberCoroutine) -> Switched {
 }
 
 /// Switches from the running fiber back to its worker. On the fiber's own stack only.
+///
+/// # Cancellation
+/// Shutdown unwinds a parked fiber with corosensei's `force_unwind`, which makes this call
+/// unwind with corosensei's private payload. It is swapped here for [`Cancelled`], so every
+/// catch on the way up (`Start::run`, `drop_or_abort`, the fiber's root) can tell it from a
+/// user's panic, and the root ends it and returns normally (corosensei accepts that as the
+/// end of a forced unwind). A fiber parked while it was already unwinding (a destructor that
+/// waits, during a panic) is not unwound a second time, which would abort the process: the
+/// park returns, and since the fiber is now CANCELLING its waits return at once, so the
+/// unwinding it was doing runs to the end. (std counts panics per thread, so a fiber parked
+/// mid-unwind makes this test true for the other fibers of its thread too, until it is
+/// resumed: docs/SOUNDNESS.md §6.)
 #[inline(never)]
 pub(crate) fn suspend(header: &Header, why: Suspend) {
     let yielder = header.yielder.get() as *const FiberYielder;
     debug_assert!(!yielder.is_null(), "suspend before the fiber started");
-    // SAFETY: `yielder` was set by `new_coroutine`'s entry on this fiber's stack and lives as
-    // long as the coroutine; we are running on that stack (callers check that `header` is the
-    // current fiber), so the yielder is the live parent link of this very coroutine.
-    unsafe { (*yielder).suspend(why) }
+    let resumed = panic::catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `yielder` was set by `new_coroutine`'s entry on this fiber's stack and lives
+        // as long as the coroutine; we are running on that stack (callers check that `header`
+        // is the current fiber), so the yielder is the live parent link of this coroutine.
+        unsafe { (*yielder).suspend(why) }
+    }));
+    if let Err(forced) = resumed {
+        drop(forced); // corosensei's forced unwind: the only unwind out of `Yielder::suspend`
+        if !std::thread::panicking() {
+            panic::resume_unwind(Box::new(Cancelled));
+        }
+    }
+}
+
+/// The payload of a fiber's cancellation (shutdown's unwinding), as fibra carries it: see
+/// [`suspend`]. Ends at the fiber's root.
+pub(crate) struct Cancelled;
+
+/// True for the payload of a fiber's cancellation, false for a user's panic.
+pub(crate) fn is_cancellation(payload: &(dyn Any + Send)) -> bool {
+    payload.is::<Cancelled>()
 }

@@ -14,6 +14,7 @@ use crate::fiber::Header;
 
 thread_local! {
     static WORKER: Cell<*const Worker> = const { Cell::new(ptr::null()) };
+    static DISCARDING: Cell<bool> = const { Cell::new(false) };
 }
 
 #[inline(never)]
@@ -97,4 +98,44 @@ pub(crate) fn with_current_fiber<R>(f: impl FnOnce(Option<&Header>) -> R) -> R {
         });
         f(fiber)
     })
+}
+
+/// While the runtime drops a user's value on a thread outside any fiber (the closure of a
+/// fiber that will never run: shutdown, a cancelled pool task, a first run without a stack),
+/// waits on this thread give up as they do in a cancelled fiber (`park::Caller::cancelling`).
+/// Blocking the thread instead could hang the session: a worker waiting in such a destructor
+/// never gets to unwind the fiber that would wake it.
+pub(crate) struct Discarding {
+    was: bool,
+}
+
+impl Discarding {
+    pub(crate) fn begin() -> Discarding {
+        Discarding {
+            was: set_discarding(true),
+        }
+    }
+}
+
+impl Drop for Discarding {
+    fn drop(&mut self) {
+        set_discarding(self.was);
+    }
+}
+
+/// True while this thread drops a value for the runtime outside any fiber (`Discarding`).
+#[inline(never)]
+pub(crate) fn discarding() -> bool {
+    compiler_fence(SeqCst);
+    let d = DISCARDING.with(Cell::get);
+    compiler_fence(SeqCst);
+    d
+}
+
+#[inline(never)]
+fn set_discarding(on: bool) -> bool {
+    compiler_fence(SeqCst);
+    let was = DISCARDING.with(|d| d.replace(on));
+    compiler_fence(SeqCst);
+    was
 }

@@ -40,20 +40,21 @@ impl LocalStackCache {
             return self.pool.take(size);
         }
         if let Some(stack) = self.stacks.pop() {
-            return Ok(stack);
+            return Ok(stack.lend());
         }
         if self.pool.take_default_batch(&mut self.stacks, BATCH) > 0 {
-            return Ok(self.stacks.pop().expect("batch moved at least one"));
+            return Ok(self.stacks.pop().expect("batch moved at least one").lend());
         }
-        self.pool.take(size)
+        self.pool.take(size) // lends it
     }
 
     /// Takes back a stack from `take` (or from any other worker's cache). Owner worker only.
-    pub(crate) fn give(&mut self, stack: FiberStack) {
+    pub(crate) fn give(&mut self, mut stack: FiberStack) {
         if stack.slot_size != self.slot_size {
-            return self.pool.give(stack);
+            return self.pool.give(stack); // marks it returned
         }
         stack.set_identity(std::ptr::null());
+        stack.returned();
         if self.stacks.len() == CAPACITY {
             // Spill the coldest half (the bottom), keep the warm top.
             self.pool.give_batch(self.stacks.drain(..BATCH));

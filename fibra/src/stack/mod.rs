@@ -15,6 +15,21 @@
 //! and its touched pages. `region.rs` maps and carves, `registry.rs` tells the signal handler
 //! where the slots are, `pool.rs` pools free slots per size class, `cache.rs` puts a per-worker
 //! LIFO in front, and `overflow.rs` turns a guard-page fault into a report naming the fiber.
+//!
+//! Under valgrind (builds with `--cfg fibra_valgrind`, `sys/valgrind.rs`) a slot also tells
+//! memcheck what it holds, so memcheck catches what a stackful runtime can get wrong:
+//! ```text
+//!   event                             request                      catches
+//!   slot carved                       guard, stack NOACCESS        (the guard faults anyway)
+//!   stack lent to a fiber (`take`)    STACK_REGISTER, UNDEFINED    reads of a previous
+//!                                                                  fiber's leftovers
+//!   stack given back (`give`)         STACK_DEREGISTER, NOACCESS   a pointer into a finished
+//!                                                                  fiber's stack: a wait-list
+//!                                                                  node left linked, a borrow
+//!                                                                  that outlived its fiber
+//! ```
+//! The header stays defined throughout: the overflow handler may read it at any time. Only lent
+//! stacks are registered, because valgrind searches its stack list linearly on every switch.
 
 mod cache;
 mod overflow;
@@ -26,12 +41,12 @@ pub mod test_support;
 
 use std::sync::atomic::{AtomicPtr, Ordering::Release};
 
-use corosensei::stack::valgrind::ValgrindStackRegistration;
 use corosensei::stack::{Stack, StackPointer};
 
 use crate::error::SpawnError;
 use crate::fiber::identity::FiberIdentity;
 use crate::sys;
+use crate::sys::valgrind::{self, StackId};
 
 pub(crate) use cache::LocalStackCache;
 pub(crate) use overflow::{ensure_alt_stack, install_overflow_handler};
@@ -99,18 +114,43 @@ pub(crate) struct FiberStack {
     /// while this `FiberStack` exists: the pool unmaps only when no stack is live.
     start: usize,
     slot_size: usize,
-    /// Registered once when the slot is carved, dropped when its region is unmapped.
-    _valgrind: ValgrindStackRegistration,
+    /// Valgrind's name for this stack while a fiber has it (between [`lend`](Self::lend) and
+    /// [`returned`](Self::returned)); meaningless otherwise.
+    valgrind: StackId,
 }
 
 impl FiberStack {
-    /// Wraps a freshly carved, guarded slot.
+    /// Wraps a freshly carved, guarded slot. It starts out free (as if [`returned`]).
+    ///
+    /// [`returned`]: Self::returned
     fn carved(start: usize, slot_size: usize) -> FiberStack {
-        FiberStack {
+        let page = sys::page_size();
+        valgrind::mark_noaccess(start, page);
+        let stack = FiberStack {
             start,
             slot_size,
-            _valgrind: ValgrindStackRegistration::new(start as *mut u8, slot_size),
-        }
+            valgrind: StackId::default(),
+        };
+        valgrind::mark_noaccess(start + page, stack.size());
+        stack
+    }
+
+    /// The stack leaves the pools for a fiber: valgrind learns it is a stack, and memcheck
+    /// that its bytes are garbage until written. Paired with one [`returned`] (both are
+    /// no-ops unless built with `cfg(fibra_valgrind)`, `sys/valgrind.rs`).
+    ///
+    /// [`returned`]: Self::returned
+    fn lend(mut self) -> FiberStack {
+        self.valgrind = valgrind::register_stack(self.start, self.start + self.slot_size);
+        valgrind::mark_undefined(self.start + sys::page_size(), self.size());
+        self
+    }
+
+    /// The stack is back from its fiber, which no longer runs on it: memcheck reports any
+    /// access below the header until the next [`lend`](Self::lend).
+    fn returned(&mut self) {
+        valgrind::deregister_stack(self.valgrind);
+        valgrind::mark_noaccess(self.start + sys::page_size(), self.size());
     }
 
     /// Usable bytes between the guard page and the header (at least the size asked for).
@@ -133,11 +173,6 @@ impl FiberStack {
         // and hold a valid `Header`: zero (a null pointer) from mmap or `MADV_DONTNEED`, or a
         // pointer stored through this method. Only atomics touch it.
         unsafe { &*(addr as *const Header) }
-    }
-
-    /// Forgets the valgrind registration (for leaked slots, whose memory stays mapped).
-    fn leak(self) {
-        std::mem::forget(self);
     }
 }
 

@@ -78,7 +78,7 @@ impl Class {
 
     /// Unmaps everything. Only with no stack of this class live.
     fn unmap(&mut self, guards: &Guards) {
-        self.free.clear(); // de-registers each slot from valgrind
+        self.free.clear();
         for region in self.regions.drain(..) {
             // SAFETY: the pool checked `live == 0`, and the free stacks were just dropped, so
             // no `FiberStack` of this region exists.
@@ -88,7 +88,7 @@ impl Class {
 
     /// Leaks everything: stacks may still run on this memory.
     fn leak(&mut self) {
-        self.free.drain(..).for_each(FiberStack::leak);
+        self.free.clear(); // dropping a `FiberStack` leaves its slot as it is: mapped
         std::mem::forget(std::mem::take(&mut self.regions));
     }
 }
@@ -157,7 +157,7 @@ impl StackPool {
         })?;
         let stack = self.with_class(slot_size, |class| class.take(&self.guards, &self.regions))?;
         self.live.fetch_add(1, Relaxed);
-        Ok(stack)
+        Ok(stack.lend())
     }
 
     /// Early answer for `spawn`, which takes the stack only at the fiber's first run: `Err`
@@ -175,7 +175,8 @@ impl StackPool {
         self.guards.check_budget()
     }
 
-    /// Moves up to `n` free default-size stacks into `out` (no carving). Returns how many.
+    /// Moves up to `n` free default-size stacks into `out` (no carving), still free: the
+    /// cache [`lend`](FiberStack::lend)s each when a fiber takes it. Returns how many.
     pub(super) fn take_default_batch(&self, out: &mut Vec<FiberStack>, n: usize) -> usize {
         let mut class = lock(&self.default);
         let before = out.len();
@@ -186,8 +187,9 @@ impl StackPool {
     }
 
     /// Takes back a stack from `take`. Any thread.
-    pub(crate) fn give(&self, stack: FiberStack) {
+    pub(crate) fn give(&self, mut stack: FiberStack) {
         stack.set_identity(std::ptr::null());
+        stack.returned();
         let slot_size = stack.slot_size;
         self.with_class(slot_size, |class| class.give(stack));
         self.live.fetch_sub(1, Relaxed);
@@ -200,7 +202,8 @@ impl StackPool {
         lock(&self.default).trim(self.high_water, max)
     }
 
-    /// Takes back several stacks under one lock.
+    /// Takes back several stacks under one lock: free ones, from a worker cache (their
+    /// fibers' `give` already marked them [`returned`](FiberStack::returned)).
     pub(super) fn give_batch(&self, stacks: impl Iterator<Item = FiberStack>) {
         let mut class = lock(&self.default);
         for stack in stacks {

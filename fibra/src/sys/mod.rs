@@ -8,6 +8,8 @@
 //!   policy declines), [`ensure_alt_stack`], [`write_stderr`].
 //! - Threads: [`spawn_thread`] for the runtime's elastic threads (pool threads, spare workers),
 //!   with a hidden switch that makes starts fail for tests (`linux/thread.rs`).
+//! - Valgrind: [`valgrind`] client requests (stacks, memcheck's view of memory); no-ops unless
+//!   built with `--cfg fibra_valgrind`.
 //!
 //! Every call returns `io::Result` (`EINTR`/`EAGAIN` retried inside) or is infallible. Nothing here
 //! knows what a fiber is; policy (which guard to use, budgets, what to print) lives in `stack`.
@@ -15,6 +17,7 @@
 //! fibra only supports Linux, so there is one backend; a second one gets chosen here, once.
 
 mod linux;
+pub(crate) mod valgrind;
 
 pub(crate) use linux::mem::{
     discard, force_mprotect_guards, guard_madvise, guard_madvise_many, guard_mprotect,

@@ -4,9 +4,46 @@
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use fibra::net::{TcpListener, TcpStream};
+
+/// `n` scaled by `FIBRA_TEST_SCALE`, a fraction in (0, 1] (1 when unset), rounded down to a
+/// multiple of `step` and at least `step`. The memory-error gate (`scripts/valgrind.sh`) runs
+/// the stress tests under valgrind, which is 20-50x slower and runs one thread at a time,
+/// with a small scale; the tests keep their exact counts at any size.
+pub fn scaled(n: usize, step: usize) -> usize {
+    static SCALE: OnceLock<f64> = OnceLock::new();
+    let scale = *SCALE.get_or_init(|| match std::env::var("FIBRA_TEST_SCALE") {
+        Err(_) => 1.0,
+        Ok(s) => match s.parse::<f64>() {
+            Ok(f) if f > 0.0 && f <= 1.0 => f,
+            _ => panic!("FIBRA_TEST_SCALE={s:?}: expected a fraction in (0, 1]"),
+        },
+    });
+    let n = (n as f64 * scale) as usize;
+    (n - n % step).max(step)
+}
+
+/// The memory checker this process runs under, if any: valgrind (its preloaded helper is
+/// mapped: valgrind sets `LD_PRELOAD` to `vgpreload_<tool>-<arch>.so`) or AddressSanitizer
+/// (`cfg(fibra_asan)`, which `scripts/asan.sh` sets beside `-Zsanitizer=address`). Both map
+/// memory of their own into the process as it runs.
+pub fn memory_checker() -> Option<&'static str> {
+    if cfg!(fibra_asan) {
+        return Some("AddressSanitizer");
+    }
+    std::fs::read_to_string("/proc/self/maps")
+        .is_ok_and(|m| m.contains("/vgpreload_"))
+        .then_some("valgrind")
+}
+
+/// Prints `msg` where the test harness does not capture it (`eprintln!` from a test is
+/// captured and shown only when the test fails).
+pub fn note(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}
 
 /// Aborts the process if the test it guards hangs (a scheduler bug shows as a hang). Dropping
 /// it disarms it.
