@@ -13,6 +13,7 @@ mod load;
 mod machine;
 mod peers;
 mod report;
+mod soak;
 mod stats;
 
 use std::path::PathBuf;
@@ -78,6 +79,13 @@ enum Command {
         #[arg(value_name = "JSON")]
         from: PathBuf,
     },
+    /// Mixed load in this one process for SECONDS (HTTP with connection churn, spawn churn,
+    /// channels, sleepers, blocking): a line of RSS, fds, threads and live fibers every 10 s,
+    /// then a verdict; exits 1 on a loss or growth (`scripts/soak.sh`).
+    Soak {
+        #[arg(value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+        seconds: u64,
+    },
     /// One measurement in this process; prints one JSON line (used by the lab itself).
     #[command(hide = true)]
     Child {
@@ -104,6 +112,7 @@ fn main() -> ExitCode {
             case,
         }) => child::main(experiment, contender, n, workers, case.as_deref()),
         Some(Command::Run { ref experiments }) => lab_main(&cli, experiments),
+        Some(Command::Soak { seconds }) => soak::main(seconds),
         Some(Command::Replot { ref from }) => replot(&cli, from),
         None if cli.list => {
             print!("{}", lab::listing());

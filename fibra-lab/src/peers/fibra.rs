@@ -12,10 +12,11 @@ use crate::experiments::{churn, io as io_exp, spawn as spawn_exp};
 use crate::machine::vm_rss_bytes;
 
 // The io experiment measures the example itself: its server code is compiled in here, as
-// fibra's own `tests/net_http.rs` does, so there is one fibra HTTP server, not two.
+// fibra's own `tests/net_http.rs` does, so there is one fibra HTTP server, not two (the soak
+// serves with it too).
 #[path = "../../../fibra/examples/http_hello.rs"]
 #[allow(dead_code)] // the example's `main` and the constants only its binary uses
-mod http_hello;
+pub mod http_hello;
 
 fn runtime(workers: usize) -> Result<fibra::Runtime, String> {
     fibra::Runtime::builder()

@@ -1,17 +1,33 @@
 //! The blocking pool: elastic OS threads, capped, each exiting after a keep-alive idle.
 //!
-//! # Protocol (tokio's `blocking/pool.rs`)
-//! Everything is under one mutex; the counters obey `idle = waiting threads − wakeups`.
+//! # Protocol (tokio's `blocking/pool.rs`, with a stack of idle threads)
+//! Everything is under one mutex. `idle` is a stack of the threads waiting for work, each
+//! with its own condition variable; `wakeups` counts threads popped from it and not yet
+//! running.
 //! ```text
-//! Submit:   push job; if idle > 0 { idle -= 1; wakeups += 1; notify one }
+//! Submit:   push job; if idle is not empty { pop the top; mark it woken; wakeups += 1;
+//!                                            notify it }
 //!                     else if threads < max { threads += 1; start a thread }
-//! Thread:   run queued jobs (unlocked while running); then idle += 1 and wait ≤ keep-alive:
-//!           wakeups > 0 → take one, run jobs again; shutdown or timeout → idle -= 1, exit
-//! Shutdown: set the flag, take the queue and every thread handle, notify all; then (unlocked)
-//!           cancel the queued jobs and join every thread, so jobs already running finish.
+//! Thread:   run queued jobs (unlocked while running); then push itself on idle and wait
+//!           ≤ keep-alive: woken → wakeups -= 1, run jobs again; shutdown or timeout → take
+//!           itself off idle, exit
+//! Shutdown: set the flag, take the queue and every thread handle, notify every idle
+//!           thread; then (unlocked) cancel the queued jobs and join every thread, so jobs
+//!           already running finish.
 //! ```
 //! Every thread's handle stays in the list until it is joined: handles of threads that
 //! exited after their keep-alive are reaped when a new thread starts, the rest at shutdown.
+//!
+//! # Why a stack
+//! The most recently idle thread takes the next job, so under a steady load the same few
+//! threads do the work and the ones a burst started wait at the bottom until their
+//! keep-alive ends. Rejected: one condition variable for all (tokio's): its waiters wake in
+//! turn (a futex wakes its oldest waiter), so every thread gets a job before its keep-alive
+//! ends and the pool never shrinks below the largest number it ever had. The soak saw that
+//! (`scripts/soak.sh`): three fibers making one excursion at a time each held 25 threads,
+//! grown one by one whenever a fiber, woken by its job, submitted the next before that
+//! job's thread was idle again (which still happens; the extra thread now retires).
+//! `tests/blocking_pool_size.rs` checks that a burst's threads retire under a steady load.
 //!
 //! # A thread that cannot start
 //! `std::thread::Builder::spawn` fails under `RLIMIT_NPROC`, `EAGAIN` from the kernel or a
@@ -54,7 +70,6 @@ pub(crate) struct BlockingPool {
 
 struct Inner {
     state: Mutex<State>,
-    cvar: Condvar,
     max_threads: usize,
     keep_alive: Duration,
     thread_name: String,
@@ -65,11 +80,23 @@ struct Inner {
     starved: AtomicBool,
 }
 
+/// An idle thread's place on the `idle` stack.
+#[derive(Default)]
+struct Sleeper {
+    /// Notified by the submitter that popped this thread, and at shutdown.
+    cvar: Condvar,
+    /// Set by that submitter. Read and written only under the pool's lock, which orders it
+    /// (Relaxed).
+    woken: AtomicBool,
+}
+
 #[derive(Default)]
 struct State {
     queue: VecDeque<Box<dyn Job>>,
     threads: usize,
-    idle: usize,
+    /// Threads waiting for work, the most recently idle on top.
+    idle: Vec<Arc<Sleeper>>,
+    /// Threads popped from `idle` by a submit and not yet running its job.
     wakeups: usize,
     shutdown: bool,
     handles: Vec<JoinHandle<()>>,
@@ -88,7 +115,6 @@ impl BlockingPool {
         BlockingPool {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
-                cvar: Condvar::new(),
                 max_threads: max_threads.max(1),
                 keep_alive,
                 thread_name,
@@ -112,10 +138,10 @@ impl BlockingPool {
             return Err(job);
         }
         st.queue.push_back(job);
-        if st.idle > 0 {
-            st.idle -= 1;
+        if let Some(sleeper) = st.idle.pop() {
+            sleeper.woken.store(true, Relaxed);
             st.wakeups += 1;
-            inner.cvar.notify_one();
+            sleeper.cvar.notify_one();
         } else if st.threads < inner.max_threads
             && !inner.start_thread(&mut st)
             && st.threads == 0
@@ -141,12 +167,14 @@ impl BlockingPool {
         let (queued, handles) = {
             let mut st = self.inner.lock();
             st.shutdown = true;
+            // Under the lock: a thread pushes itself and starts waiting in one critical
+            // section, so each one on the stack is waiting and gets this notification.
+            st.idle.iter().for_each(|s| s.cvar.notify_one());
             (
                 std::mem::take(&mut st.queue),
                 std::mem::take(&mut st.handles),
             )
         };
-        self.inner.cvar.notify_all();
         queued.into_iter().for_each(|job| job.cancel());
         for h in handles {
             // A thread only fails to join if a job unwound, which its panic message reported.
@@ -193,7 +221,7 @@ impl Inner {
     /// Under the lock: starts threads while jobs wait that no idle or woken thread will take.
     fn top_up(self: &Arc<Self>, st: &mut State) {
         while !st.shutdown
-            && st.idle == 0
+            && st.idle.is_empty()
             && st.queue.len() > st.wakeups
             && st.threads < self.max_threads
         {
@@ -207,6 +235,7 @@ impl Inner {
     /// Body of a pool thread (see the protocol above).
     fn thread_main(self: Arc<Self>) {
         let exit = ThreadExit(&self);
+        let me = Arc::new(Sleeper::default());
         let mut st = self.lock();
         'work: loop {
             while let Some(job) = st.queue.pop_front() {
@@ -217,19 +246,20 @@ impl Inner {
             if st.shutdown {
                 break;
             }
-            st.idle += 1;
+            st.idle.push(me.clone());
             loop {
-                let (guard, timeout) = self
+                let (guard, timeout) = me
                     .cvar
                     .wait_timeout(st, self.keep_alive)
                     .unwrap_or_else(|e| e.into_inner());
                 st = guard;
-                if st.wakeups > 0 {
+                if me.woken.swap(false, Relaxed) {
                     st.wakeups -= 1; // the submitter took us off `idle`
                     continue 'work;
                 }
                 if st.shutdown || timeout.timed_out() {
-                    st.idle -= 1;
+                    // Not woken, so still on the stack (near its bottom, if others work).
+                    st.idle.retain(|s| !Arc::ptr_eq(s, &me));
                     break 'work;
                 }
                 // Spurious wake-up: wait again.
@@ -249,8 +279,8 @@ impl Drop for ThreadExit<'_> {
         let mut st = self.0.lock(); // never poisoned in a way that matters: see `lock`
         st.threads -= 1;
         // A thread exiting normally leaves no job behind that is not already some idle
-        // thread's (it only times out with `wakeups == 0`); one unwinding out of a job may:
-        // replace it.
+        // thread's (it only times out when no submit popped it); one unwinding out of a job
+        // may: replace it.
         self.0.top_up(&mut st);
     }
 }
