@@ -46,6 +46,7 @@
 //! `wait.rs`. Uncontended paths never touch the list.
 
 mod barrier;
+pub(crate) mod change;
 mod condvar;
 mod lazy;
 mod mutex;
