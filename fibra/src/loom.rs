@@ -122,6 +122,7 @@ pub(crate) mod lock {
 ///     pub fn new() -> Thing { Thing { state: AtomicU32::new(0) } }
 /// }
 /// ```
+#[allow(unused_macros)] // files that include this module by path (benches) use none
 macro_rules! const_fn {
     ($(#[$attr:meta])* $vis:vis fn $($rest:tt)*) => {
         #[cfg(not(loom))]
@@ -130,4 +131,5 @@ macro_rules! const_fn {
         $(#[$attr])* $vis fn $($rest)*
     };
 }
+#[allow(unused_imports)] // as above
 pub(crate) use const_fn;

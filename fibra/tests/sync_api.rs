@@ -271,10 +271,16 @@ fn owned_permits_travel_between_fibers_and_threads() {
                 }
             })
             .collect();
-        holders.into_iter().flatten().for_each(|t| t.join().unwrap());
+        holders
+            .into_iter()
+            .flatten()
+            .for_each(|t| t.join().unwrap());
         assert_eq!(sem.available_permits(), 2);
 
-        let all = sem.clone().acquire_owned_timeout(Duration::from_secs(5)).unwrap();
+        let all = sem
+            .clone()
+            .acquire_owned_timeout(Duration::from_secs(5))
+            .unwrap();
         let last = sem.clone().try_acquire_owned().unwrap();
         let s2 = sem.clone();
         let waiter = parks_with(move || drop(s2.acquire_owned()), ParkReason::Semaphore);

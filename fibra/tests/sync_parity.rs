@@ -84,10 +84,16 @@ fn once_cell_may_outlive_what_it_borrows() {
     cell.set(&owner).unwrap();
     assert_eq!(cell.get().map(|v| v.len()), Some(3));
 
-    let lazy_cell: OnceCell<&Vec<i32>>;
-    let other = vec![4];
-    lazy_cell = OnceCell::from(&other);
-    assert_eq!(lazy_cell.get().unwrap()[0], 4);
+    // The same through `From`, in a field of a struct declared before what it borrows.
+    struct Holder<'a> {
+        cell: OnceCell<&'a str>,
+    }
+    let mut holder = Holder {
+        cell: OnceCell::new(),
+    };
+    let text = String::from("borrowed");
+    holder.cell = OnceCell::from(text.as_str());
+    assert_eq!(holder.cell.get(), Some(&"borrowed"));
 }
 
 /// `OnceCell<T>` still drops its value exactly once, and never an unset one.
@@ -166,7 +172,10 @@ fn a_panicking_initialiser_leaves_nothing_half_built() {
 
     let lazy: Lazy<u8> = Lazy::new(|| panic!("init failed"));
     assert!(catch_unwind(|| *lazy).is_err());
-    assert!(catch_unwind(|| *lazy).is_err(), "a failed Lazy stays failed");
+    assert!(
+        catch_unwind(|| *lazy).is_err(),
+        "a failed Lazy stays failed"
+    );
     assert_eq!(Lazy::get(&lazy), None);
 }
 
@@ -181,7 +190,11 @@ fn downgrade_admits_readers_and_keeps_writers_out() {
     let reader = std::thread::spawn(move || *l.read());
     *w = 5;
     let r = RwLockWriteGuard::downgrade(w);
-    assert_eq!(reader.join().unwrap(), 5, "the reader got in while we still read");
+    assert_eq!(
+        reader.join().unwrap(),
+        5,
+        "the reader got in while we still read"
+    );
     let l = lock.clone();
     let writer = std::thread::spawn(move || *l.write() += 1);
     assert_eq!(*r, 5);
@@ -239,6 +252,14 @@ fn lazy_default_and_force_mut() {
     assert_eq!(*lazy, [1, 2]);
 
     let mut failed: Lazy<u8> = Lazy::new(|| panic!("init failed"));
-    assert!(catch_unwind(std::panic::AssertUnwindSafe(|| *Lazy::force_mut(&mut failed))).is_err());
-    assert!(catch_unwind(|| *failed).is_err(), "force_mut's failure is final too");
+    assert!(
+        catch_unwind(std::panic::AssertUnwindSafe(|| *Lazy::force_mut(
+            &mut failed
+        )))
+        .is_err()
+    );
+    assert!(
+        catch_unwind(|| *failed).is_err(),
+        "force_mut's failure is final too"
+    );
 }
