@@ -468,7 +468,7 @@ impl<T: Clone> Receiver<T> {
     /// ```
     /// # fibra::run(|| {
     /// let (tx, mut rx) = fibra::chan::broadcast::channel(8);
-    /// fibra::spawn(move || for i in 0..3 { tx.send(i).unwrap() });
+    /// fibra::spawn(move || for i in 0..3 { tx.send(i).unwrap(); });
     /// assert_eq!(rx.iter().collect::<Vec<_>>(), [0, 1, 2]);
     /// # });
     /// ```
