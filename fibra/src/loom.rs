@@ -112,3 +112,24 @@ pub(crate) mod lock {
         }
     }
 }
+
+/// Defines a `const fn` off loom and a plain `fn` under it, from one definition: loom's atomics
+/// and locks have no `const` constructors, and std's (and parking_lot's) do, so the sync
+/// primitives' `new` can be `const` (and the primitives `static`s) in every real build.
+/// ```text
+/// crate::loom::const_fn! {
+///     /// Docs.
+///     pub fn new() -> Thing { Thing { state: AtomicU32::new(0) } }
+/// }
+/// ```
+#[allow(unused_macros)] // files that include this module by path (benches) use none
+macro_rules! const_fn {
+    ($(#[$attr:meta])* $vis:vis fn $($rest:tt)*) => {
+        #[cfg(not(loom))]
+        $(#[$attr])* $vis const fn $($rest)*
+        #[cfg(loom)]
+        $(#[$attr])* $vis fn $($rest)*
+    };
+}
+#[allow(unused_imports)] // as above
+pub(crate) use const_fn;

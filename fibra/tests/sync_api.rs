@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use fibra::sync::{Barrier, Condvar, Mutex, Notify, OnceCell, RwLock, Semaphore, WaitGroup};
 use fibra::ParkReason;
 
+mod common;
+
 /// Spawns `block` in a fiber and waits until it parks with `reason`; returns its handle.
 fn parks_with(block: impl FnOnce() + Send + 'static, reason: ParkReason) -> fibra::JoinHandle<()> {
     let h = fibra::spawn(block);
@@ -241,4 +243,51 @@ fn notify_stores_one_permit_and_notify_waiters_none() {
     n.notify_one();
     assert!(n.notified_timeout(Duration::ZERO));
     assert!(!n.notified_timeout(Duration::from_millis(1)));
+}
+
+/// Owned permits are taken in one fiber and released in another fiber or a plain thread; the
+/// bound holds throughout, a parked `acquire_owned` is woken by such a release, and every
+/// permit comes back.
+#[test]
+fn owned_permits_travel_between_fibers_and_threads() {
+    let _w = common::watchdog("owned_permits_travel_between_fibers_and_threads");
+    fibra::run(|| {
+        let sem = Arc::new(Semaphore::new(2));
+        let inside = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let holders: Vec<_> = (0..16)
+            .map(|i| {
+                let permit = sem.clone().acquire_owned();
+                assert!(inside.fetch_add(1, SeqCst) < 2, "more holders than permits");
+                let inside = inside.clone();
+                let release = move || {
+                    inside.fetch_sub(1, SeqCst);
+                    drop(permit);
+                };
+                if i % 2 == 0 {
+                    fibra::spawn(release).join().unwrap();
+                    None
+                } else {
+                    Some(std::thread::spawn(release))
+                }
+            })
+            .collect();
+        holders
+            .into_iter()
+            .flatten()
+            .for_each(|t| t.join().unwrap());
+        assert_eq!(sem.available_permits(), 2);
+
+        let all = sem
+            .clone()
+            .acquire_owned_timeout(Duration::from_secs(5))
+            .unwrap();
+        let last = sem.clone().try_acquire_owned().unwrap();
+        let s2 = sem.clone();
+        let waiter = parks_with(move || drop(s2.acquire_owned()), ParkReason::Semaphore);
+        std::thread::spawn(move || drop(last)).join().unwrap();
+        waiter.join().unwrap();
+        drop(all);
+        assert_eq!(sem.available_permits(), 2);
+        assert_eq!(Arc::strong_count(&sem), 1, "a permit kept its Arc");
+    });
 }

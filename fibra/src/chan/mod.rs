@@ -1,5 +1,6 @@
 //! Channels that park fibers, not threads: MPMC [`bounded`] (including `bounded(0)`, a
-//! rendezvous), [`unbounded`], [`oneshot`], and [`select!`](crate::select).
+//! rendezvous), [`unbounded`], [`oneshot`], and [`select!`](crate::select); and
+//! [`broadcast`] (every receiver gets every item) and [`watch`] (the latest value).
 //!
 //! ```
 //! use fibra::chan;
@@ -48,6 +49,7 @@
 //! value (`waiters.rs`), as in Go's `hchan`/`sudog`: on its own stack for `send`/`recv`, and
 //! the notifier that pairs with it unlinks it, so neither side allocates or re-locks.
 
+pub mod broadcast;
 mod channel;
 mod error;
 mod future;
@@ -57,6 +59,7 @@ mod select;
 mod sender;
 mod wait;
 mod waiters;
+pub mod watch;
 
 #[cfg(all(test, loom))]
 mod loom_tests;

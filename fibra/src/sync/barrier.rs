@@ -45,6 +45,11 @@ pub struct Barrier {
     state: StateLock<State>,
 }
 
+// No user data, and the state changes only inside fibra's code, which never unwinds midway
+// (no user code runs under the internal lock): a panic cannot leave it broken.
+impl std::panic::UnwindSafe for Barrier {}
+impl std::panic::RefUnwindSafe for Barrier {}
+
 /// What [`Barrier::wait`] returns: exactly one party per round is the leader.
 ///
 /// ```
@@ -71,20 +76,25 @@ impl BarrierWaitResult {
 }
 
 impl Barrier {
-    /// A barrier for `n` parties. With `n` of 0 or 1 every `wait` returns at once as leader.
-    ///
-    /// ```
-    /// let b = fibra::sync::Barrier::new(2);
-    /// # drop(b);
-    /// ```
-    pub fn new(n: usize) -> Barrier {
-        Barrier {
-            n,
-            state: StateLock::new(State {
-                arrived: 0,
-                generation: 0,
-                waiters: WaitList::new(),
-            }),
+    crate::loom::const_fn! {
+        /// A barrier for `n` parties. With `n` of 0 or 1 every `wait` returns at once as
+        /// leader. `const`, so a barrier can be a `static`.
+        ///
+        /// ```
+        /// let b = fibra::sync::Barrier::new(2);
+        /// # drop(b);
+        /// static START: fibra::sync::Barrier = fibra::sync::Barrier::new(1);
+        /// assert!(START.wait().is_leader());
+        /// ```
+        pub fn new(n: usize) -> Barrier {
+            Barrier {
+                n,
+                state: StateLock::new(State {
+                    arrived: 0,
+                    generation: 0,
+                    waiters: WaitList::new(),
+                }),
+            }
         }
     }
 

@@ -52,6 +52,11 @@ pub struct Condvar {
     waiters: ListLock<WaitList>,
 }
 
+// No user data, and the state changes only inside fibra's code, which never unwinds midway
+// (no user code runs under the internal lock): a panic cannot leave it broken.
+impl std::panic::UnwindSafe for Condvar {}
+impl std::panic::RefUnwindSafe for Condvar {}
+
 /// Whether a timed [`Condvar`] wait returned because its timeout elapsed.
 ///
 /// ```
@@ -81,15 +86,20 @@ impl WaitTimeoutResult {
 }
 
 impl Condvar {
-    /// A condition variable with no waiters.
-    ///
-    /// ```
-    /// let cv = fibra::sync::Condvar::new();
-    /// cv.notify_all(); // nobody waits: a no-op
-    /// ```
-    pub fn new() -> Condvar {
-        Condvar {
-            waiters: ListLock::new(WaitList::new()),
+    crate::loom::const_fn! {
+        /// A condition variable with no waiters. `const`, so it can be a `static`.
+        ///
+        /// ```
+        /// let cv = fibra::sync::Condvar::new();
+        /// cv.notify_all(); // nobody waits: a no-op
+        ///
+        /// static READY: fibra::sync::Condvar = fibra::sync::Condvar::new();
+        /// READY.notify_one();
+        /// ```
+        pub fn new() -> Condvar {
+            Condvar {
+                waiters: ListLock::new(WaitList::new()),
+            }
         }
     }
 

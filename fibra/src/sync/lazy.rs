@@ -1,7 +1,8 @@
 //! `Lazy<T>`: a value computed on first use (std's `LazyLock`), on top of `OnceCell`.
 
 use std::cell::UnsafeCell;
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
+use std::panic::{RefUnwindSafe, UnwindSafe};
 
 use super::once::OnceCell;
 
@@ -9,8 +10,15 @@ use super::once::OnceCell;
 /// initialiser finishes (see [`OnceCell::get_or_init`]).
 ///
 /// If the initialiser panics, the value stays uninitialised and every later access panics
-/// (like std's `LazyLock`). Not `const`-constructible yet: put it in an `Arc` or a
-/// `std::sync::LazyLock` rather than directly in a `static`.
+/// (like std's `LazyLock`), so a panic never leaves a half-built value behind: `Lazy` is
+/// `UnwindSafe`/`RefUnwindSafe` on std's `LazyLock` bounds. [`Lazy::new`] is `const`, so a
+/// `Lazy` can be a `static`:
+/// ```
+/// static TABLE: fibra::sync::Lazy<Vec<u32>> = fibra::sync::Lazy::new(|| (0..4).map(|i| i * i).collect());
+/// # fibra::run(|| {
+/// assert_eq!(TABLE[3], 9);
+/// # });
+/// ```
 ///
 /// ```
 /// # fibra::run(|| {
@@ -33,17 +41,24 @@ pub struct Lazy<T, F = fn() -> T> {
 // Sync`).
 unsafe impl<T: Send + Sync, F: Send> Sync for Lazy<T, F> {}
 
+// See the type's docs; the bounds are std's `LazyLock`'s.
+impl<T: RefUnwindSafe + UnwindSafe, F: UnwindSafe> RefUnwindSafe for Lazy<T, F> {}
+impl<T: UnwindSafe, F: UnwindSafe> UnwindSafe for Lazy<T, F> {}
+
 impl<T, F: FnOnce() -> T> Lazy<T, F> {
-    /// A lazy value that `f` computes on first access.
-    ///
-    /// ```
-    /// let lazy = fibra::sync::Lazy::new(|| 1 + 1);
-    /// assert_eq!(*lazy, 2);
-    /// ```
-    pub fn new(f: F) -> Lazy<T, F> {
-        Lazy {
-            cell: OnceCell::new(),
-            init: UnsafeCell::new(Some(f)),
+    crate::loom::const_fn! {
+        /// A lazy value that `f` computes on first access. `const`, so a `Lazy` can be a
+        /// `static` (see the type's docs).
+        ///
+        /// ```
+        /// let lazy = fibra::sync::Lazy::new(|| 1 + 1);
+        /// assert_eq!(*lazy, 2);
+        /// ```
+        pub fn new(f: F) -> Lazy<T, F> {
+            Lazy {
+                cell: OnceCell::new(),
+                init: UnsafeCell::new(Some(f)),
+            }
         }
     }
 
@@ -67,6 +82,31 @@ impl<T, F: FnOnce() -> T> Lazy<T, F> {
         })
     }
 
+    /// Forces the initialisation through exclusive access (no waiting, no parking) and returns
+    /// the value mutably.
+    ///
+    /// # Panics
+    /// If the initialiser panics now or panicked before.
+    ///
+    /// ```
+    /// use fibra::sync::Lazy;
+    /// let mut lazy = Lazy::new(|| vec![1]);
+    /// Lazy::force_mut(&mut lazy).push(2);
+    /// assert_eq!(*lazy, [1, 2]);
+    /// ```
+    pub fn force_mut(this: &mut Lazy<T, F>) -> &mut T {
+        if this.cell.get_mut().is_none() {
+            // `&mut` is exclusive: no initialiser runs elsewhere. If `f` panics, `init` stays
+            // `None` and the cell empty: later accesses panic, as after a panic in `force`.
+            let value = match this.init.get_mut().take() {
+                Some(f) => f(),
+                None => panic!("fibra::sync::Lazy: the initialiser panicked earlier"),
+            };
+            this.cell = OnceCell::from(value);
+        }
+        this.cell.get_mut().expect("initialised just above")
+    }
+
     /// The value if it has been initialised, without forcing it.
     ///
     /// ```
@@ -84,6 +124,26 @@ impl<T, F: FnOnce() -> T> Deref for Lazy<T, F> {
     type Target = T;
     fn deref(&self) -> &T {
         Lazy::force(self)
+    }
+}
+
+impl<T, F: FnOnce() -> T> DerefMut for Lazy<T, F> {
+    /// [`Lazy::force_mut`].
+    fn deref_mut(&mut self) -> &mut T {
+        Lazy::force_mut(self)
+    }
+}
+
+impl<T: Default> Default for Lazy<T> {
+    /// A lazy `T::default()`.
+    ///
+    /// ```
+    /// let lazy: fibra::sync::Lazy<String> = Default::default();
+    /// assert_eq!(fibra::sync::Lazy::get(&lazy), None);
+    /// assert_eq!(*lazy, "");
+    /// ```
+    fn default() -> Lazy<T> {
+        Lazy::new(T::default)
     }
 }
 

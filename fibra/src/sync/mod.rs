@@ -9,7 +9,7 @@
 //! | [`Mutex`] | exclusive access | one CAS to lock, one to unlock |
 //! | [`RwLock`] | shared or exclusive access; writers are not starved | one CAS |
 //! | [`Condvar`] | a notification, releasing a [`MutexGuard`] meanwhile | — |
-//! | [`Semaphore`] | one of N permits | one CAS |
+//! | [`Semaphore`] | one of N permits (borrowed, or owned through an `Arc`) | one CAS |
 //! | [`Barrier`] | N parties to arrive | — |
 //! | [`WaitGroup`] | a counter to reach zero (Go's `sync.WaitGroup`) | one atomic op per `done` |
 //! | [`OnceCell`], [`Lazy`] | a one-time initialiser run by another fiber | one load |
@@ -27,6 +27,13 @@
 //!   [`Mutex`'s fairness](Mutex#fairness)).
 //! - **No poisoning.** At shutdown fibra unwinds every parked fiber; a lock held by one of them
 //!   is released by its guard's destructor and stays usable.
+//! - **`const` constructors.** Every `new` is a `const fn`, so each primitive can be a
+//!   `static`, as std's can (`static M: Mutex<u32> = Mutex::new(0);`).
+//! - **Unwind safety.** Every primitive is `UnwindSafe` and `RefUnwindSafe` (`OnceCell` and
+//!   `Lazy` when their contents are, on std's bounds): a panic never leaves a primitive's own
+//!   state broken, since no user code runs under the internal locks and a panicking holder's
+//!   guard releases what it held. Without poisoning, a critical section that panics leaves the
+//!   *data* as it was at that point; see [`Mutex`'s unwind safety](Mutex#unwind-safety).
 //! - **Shutdown.** A fiber being unwound cannot park. A blocking call it makes (from a
 //!   destructor) is retried without parking for up to a second, then panics with an
 //!   explanation; `try_*` and `*_timeout` calls return failure instead. A fiber unwound while
@@ -39,6 +46,7 @@
 //! `wait.rs`. Uncontended paths never touch the list.
 
 mod barrier;
+pub(crate) mod change;
 mod condvar;
 mod lazy;
 mod mutex;
@@ -57,5 +65,5 @@ pub use mutex::{Mutex, MutexGuard};
 pub use notify::Notify;
 pub use once::OnceCell;
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-pub use semaphore::{Semaphore, SemaphorePermit};
+pub use semaphore::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 pub use wait_group::WaitGroup;

@@ -45,20 +45,30 @@ pub struct Notify {
     state: StateLock<State>,
 }
 
+// No user data, and the state changes only inside fibra's code, which never unwinds midway
+// (no user code runs under the internal lock): a panic cannot leave it broken.
+impl std::panic::UnwindSafe for Notify {}
+impl std::panic::RefUnwindSafe for Notify {}
+
 impl Notify {
-    /// A `Notify` with no permit and no waiters.
-    ///
-    /// ```
-    /// let n = fibra::sync::Notify::new();
-    /// assert!(!n.notified_timeout(std::time::Duration::ZERO));
-    /// ```
-    pub fn new() -> Notify {
-        Notify {
-            state: StateLock::new(State {
-                permit: false,
-                generation: 0,
-                waiters: WaitList::new(),
-            }),
+    crate::loom::const_fn! {
+        /// A `Notify` with no permit and no waiters. `const`, so it can be a `static`.
+        ///
+        /// ```
+        /// let n = fibra::sync::Notify::new();
+        /// assert!(!n.notified_timeout(std::time::Duration::ZERO));
+        /// static WAKE: fibra::sync::Notify = fibra::sync::Notify::new();
+        /// WAKE.notify_one();
+        /// assert!(WAKE.notified_timeout(std::time::Duration::ZERO));
+        /// ```
+        pub fn new() -> Notify {
+            Notify {
+                state: StateLock::new(State {
+                    permit: false,
+                    generation: 0,
+                    waiters: WaitList::new(),
+                }),
+            }
         }
     }
 

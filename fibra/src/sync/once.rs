@@ -11,7 +11,7 @@
 //! After a reset the woken waiters race to run their own initialiser.
 
 use std::cell::UnsafeCell;
-use std::mem::MaybeUninit;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,10 +34,12 @@ pub(crate) struct RawOnce {
 }
 
 impl RawOnce {
-    pub(crate) fn new() -> RawOnce {
-        RawOnce {
-            state: AtomicUsize::new(INCOMPLETE),
-            waiters: ListLock::new(WaitList::new()),
+    crate::loom::const_fn! {
+        pub(crate) fn new() -> RawOnce {
+            RawOnce {
+                state: AtomicUsize::new(INCOMPLETE),
+                waiters: ListLock::new(WaitList::new()),
+            }
         }
     }
 
@@ -112,6 +114,20 @@ impl RawOnce {
 /// # Memory ordering
 /// The initialiser's write happens-before every `get` that returns `Some`.
 ///
+/// # Unwind safety
+/// A panicking initialiser leaves the cell empty, never half-written, so the cell is
+/// `UnwindSafe` and `RefUnwindSafe` when `T` is (std's `OnceLock` bounds).
+///
+/// # Drop check
+/// The cell has no `Drop` impl of its own (the value sits in an `Option`, which drops it), so
+/// it may hold references that die just before it does, as std's `OnceLock` may:
+/// ```
+/// let cell = fibra::sync::OnceCell::new();
+/// let name = String::from("fibra"); // declared after `cell`, so dropped before it
+/// cell.set(&name).unwrap();
+/// assert_eq!(cell.get().map(|s| s.len()), Some(5));
+/// ```
+///
 /// ```
 /// # fibra::run(|| {
 /// use std::sync::Arc;
@@ -126,7 +142,10 @@ impl RawOnce {
 /// ```
 pub struct OnceCell<T> {
     raw: RawOnce,
-    value: UnsafeCell<MaybeUninit<T>>,
+    /// `Some` from the write that precedes COMPLETE on; an `Option` rather than a
+    /// `MaybeUninit`, so that dropping the cell drops the value without a `Drop` impl (which
+    /// would make the borrow checker assume that `T`'s borrows are used when the cell drops).
+    value: UnsafeCell<Option<T>>,
 }
 
 // SAFETY: the value is written once by the one RUNNING initialiser, and only read (`&T`, needs
@@ -135,17 +154,26 @@ unsafe impl<T: Send + Sync> Sync for OnceCell<T> {}
 // SAFETY: moving the cell moves at most one `T`, which `T: Send` allows.
 unsafe impl<T: Send> Send for OnceCell<T> {}
 
+// See "Unwind safety" above; the bounds are std's `OnceLock`'s.
+impl<T: RefUnwindSafe + UnwindSafe> RefUnwindSafe for OnceCell<T> {}
+impl<T: UnwindSafe> UnwindSafe for OnceCell<T> {}
+
 impl<T> OnceCell<T> {
-    /// An empty cell.
-    ///
-    /// ```
-    /// let cell = fibra::sync::OnceCell::<u8>::new();
-    /// assert!(cell.get().is_none());
-    /// ```
-    pub fn new() -> OnceCell<T> {
-        OnceCell {
-            raw: RawOnce::new(),
-            value: UnsafeCell::new(MaybeUninit::uninit()),
+    crate::loom::const_fn! {
+        /// An empty cell. `const`, so a cell can be a `static`.
+        ///
+        /// ```
+        /// let cell = fibra::sync::OnceCell::<u8>::new();
+        /// assert!(cell.get().is_none());
+        ///
+        /// static GREETING: fibra::sync::OnceCell<String> = fibra::sync::OnceCell::new();
+        /// assert_eq!(GREETING.get_or_init(|| "hi".to_string()), "hi");
+        /// ```
+        pub fn new() -> OnceCell<T> {
+            OnceCell {
+                raw: RawOnce::new(),
+                value: UnsafeCell::new(None),
+            }
         }
     }
 
@@ -161,7 +189,7 @@ impl<T> OnceCell<T> {
         if self.raw.is_complete() {
             // SAFETY: COMPLETE (read with Acquire) means the value was written and is never
             // written again while `&self` exists.
-            Some(unsafe { (*self.value.get()).assume_init_ref() })
+            unsafe { (*self.value.get()).as_ref() }
         } else {
             None
         }
@@ -176,12 +204,8 @@ impl<T> OnceCell<T> {
     /// assert_eq!(cell.get(), Some(&2));
     /// ```
     pub fn get_mut(&mut self) -> Option<&mut T> {
-        if self.raw.is_complete() {
-            // SAFETY: initialised (COMPLETE) and `&mut self` is exclusive.
-            Some(unsafe { self.value.get_mut().assume_init_mut() })
-        } else {
-            None
-        }
+        // `&mut self` is exclusive: no initialiser runs, and `value` is `Some` iff COMPLETE.
+        self.value.get_mut().as_mut()
     }
 
     /// The value, initialising it with `f` if the cell is empty. If another fiber or thread is
@@ -290,13 +314,10 @@ impl<T> OnceCell<T> {
     /// assert!(cell.get().is_none());
     /// ```
     pub fn take(&mut self) -> Option<T> {
-        if !self.raw.is_complete() {
-            return None;
-        }
+        // `&mut self` is exclusive: no initialiser runs, and `value` is `Some` iff COMPLETE.
+        let value = self.value.get_mut().take()?;
         self.raw = RawOnce::new();
-        // SAFETY: it was COMPLETE (initialised); resetting the state first means the value
-        // is read out exactly once and never dropped again.
-        Some(unsafe { self.value.get_mut().assume_init_read() })
+        Some(value)
     }
 
     fn wait_deadline(&self, deadline: Option<Instant>) -> Option<&T> {
@@ -313,18 +334,9 @@ impl<T> OnceCell<T> {
     /// The one initialiser (holding RUNNING): writes the value and completes.
     fn initialise(&self, value: T) {
         // SAFETY: we won INCOMPLETE -> RUNNING, so no one else reads or writes the value until
-        // `complete` publishes it.
-        unsafe { (*self.value.get()).write(value) };
+        // `complete` publishes it (it is `None`: nothing to drop).
+        unsafe { *self.value.get() = Some(value) };
         self.raw.complete();
-    }
-}
-
-impl<T> Drop for OnceCell<T> {
-    fn drop(&mut self) {
-        if self.raw.is_complete() {
-            // SAFETY: initialised, and `&mut self` in drop is the last access.
-            unsafe { self.value.get_mut().assume_init_drop() };
-        }
     }
 }
 
@@ -333,6 +345,57 @@ impl<T> Default for OnceCell<T> {
         OnceCell::new()
     }
 }
+
+impl<T: Clone> Clone for OnceCell<T> {
+    /// A cell holding a clone of the value, or an empty cell (also while an initialiser is
+    /// running: the clone does not wait for it).
+    ///
+    /// ```
+    /// let cell = fibra::sync::OnceCell::new();
+    /// assert!(cell.clone().get().is_none());
+    /// cell.set(vec![1]).unwrap();
+    /// assert_eq!(cell.clone().get(), Some(&vec![1]));
+    /// ```
+    fn clone(&self) -> OnceCell<T> {
+        match self.get() {
+            Some(v) => OnceCell::from(v.clone()),
+            None => OnceCell::new(),
+        }
+    }
+}
+
+impl<T> From<T> for OnceCell<T> {
+    /// A cell already holding `value`.
+    ///
+    /// ```
+    /// let cell = fibra::sync::OnceCell::from(3);
+    /// assert_eq!(cell.get(), Some(&3));
+    /// assert_eq!(cell.set(4), Err(4));
+    /// ```
+    fn from(value: T) -> OnceCell<T> {
+        let mut cell = OnceCell::new();
+        *cell.value.get_mut() = Some(value);
+        cell.raw.complete(); // INCOMPLETE -> COMPLETE: we own the cell, nobody can race us
+        cell
+    }
+}
+
+impl<T: PartialEq> PartialEq for OnceCell<T> {
+    /// Equal if both are empty, or both hold equal values (a running initialiser counts as
+    /// empty).
+    ///
+    /// ```
+    /// use fibra::sync::OnceCell;
+    /// assert_eq!(OnceCell::<u8>::new(), OnceCell::new());
+    /// assert_eq!(OnceCell::from(1), OnceCell::from(1));
+    /// assert_ne!(OnceCell::from(1), OnceCell::new());
+    /// ```
+    fn eq(&self, other: &OnceCell<T>) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl<T: Eq> Eq for OnceCell<T> {}
 
 impl<T: std::fmt::Debug> std::fmt::Debug for OnceCell<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

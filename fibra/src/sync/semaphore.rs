@@ -35,14 +35,16 @@ pub(crate) struct RawSemaphore {
 }
 
 impl RawSemaphore {
-    pub(crate) fn new(permits: usize) -> RawSemaphore {
-        assert!(
-            permits <= Semaphore::MAX_PERMITS,
-            "fibra::sync::Semaphore: at most MAX_PERMITS permits"
-        );
-        RawSemaphore {
-            state: AtomicUsize::new(permits * PERMIT),
-            queue: QueueLock::new(WaitList::new()),
+    crate::loom::const_fn! {
+        pub(crate) fn new(permits: usize) -> RawSemaphore {
+            assert!(
+                permits <= Semaphore::MAX_PERMITS,
+                "fibra::sync::Semaphore: at most MAX_PERMITS permits"
+            );
+            RawSemaphore {
+                state: AtomicUsize::new(permits * PERMIT),
+                queue: QueueLock::new(WaitList::new()),
+            }
         }
     }
 
@@ -202,6 +204,11 @@ pub struct Semaphore {
     raw: RawSemaphore,
 }
 
+// No user data, and the state changes only inside fibra's code, which never unwinds midway
+// (no user code runs under the internal lock): a panic cannot leave it broken.
+impl std::panic::UnwindSafe for Semaphore {}
+impl std::panic::RefUnwindSafe for Semaphore {}
+
 impl Semaphore {
     /// The most permits a semaphore can hold.
     ///
@@ -212,18 +219,23 @@ impl Semaphore {
     /// ```
     pub const MAX_PERMITS: usize = usize::MAX >> 2;
 
-    /// A semaphore with `permits` available permits.
-    ///
-    /// # Panics
-    /// If `permits` exceeds [`MAX_PERMITS`](Semaphore::MAX_PERMITS).
-    ///
-    /// ```
-    /// let sem = fibra::sync::Semaphore::new(3);
-    /// assert_eq!(sem.available_permits(), 3);
-    /// ```
-    pub fn new(permits: usize) -> Semaphore {
-        Semaphore {
-            raw: RawSemaphore::new(permits),
+    crate::loom::const_fn! {
+        /// A semaphore with `permits` available permits. `const`, so it can be a `static`.
+        ///
+        /// # Panics
+        /// If `permits` exceeds [`MAX_PERMITS`](Semaphore::MAX_PERMITS) (at compile time in a
+        /// `static`).
+        ///
+        /// ```
+        /// let sem = fibra::sync::Semaphore::new(3);
+        /// assert_eq!(sem.available_permits(), 3);
+        /// static CONNECTIONS: fibra::sync::Semaphore = fibra::sync::Semaphore::new(2);
+        /// assert!(CONNECTIONS.try_acquire().is_some());
+        /// ```
+        pub fn new(permits: usize) -> Semaphore {
+            Semaphore {
+                raw: RawSemaphore::new(permits),
+            }
         }
     }
 
@@ -278,6 +290,79 @@ impl Semaphore {
         self.raw
             .acquire(wait::deadline(timeout))
             .then(|| SemaphorePermit { sem: self })
+    }
+
+    /// Like [`acquire`](Semaphore::acquire), for a semaphore in an `Arc`: the permit holds the
+    /// `Arc` instead of a borrow, so it is `'static` and `Send`, and can outlive the caller's
+    /// frame (move it into a spawned fiber, store it in a connection).
+    ///
+    /// # Panics
+    /// As [`acquire`](Semaphore::acquire).
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// use std::sync::Arc;
+    /// let sem = Arc::new(fibra::sync::Semaphore::new(1));
+    /// let permit = sem.clone().acquire_owned();
+    /// let worker = fibra::spawn(move || drop(permit)); // the permit travels with the fiber
+    /// worker.join().unwrap();
+    /// assert_eq!(sem.available_permits(), 1);
+    /// # });
+    /// ```
+    pub fn acquire_owned(self: Arc<Self>) -> OwnedSemaphorePermit {
+        if !self.raw.acquire(None) {
+            wait::while_cancelled("Semaphore::acquire_owned", || {
+                self.raw.try_acquire().then_some(())
+            });
+        }
+        OwnedSemaphorePermit::new(self)
+    }
+
+    /// Like [`try_acquire`](Semaphore::try_acquire), with an owned permit.
+    ///
+    /// # Errors
+    /// Hands the `Arc` back if no permit is free (or others are queued for one).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let sem = Arc::new(fibra::sync::Semaphore::new(1));
+    /// let permit = sem.clone().try_acquire_owned().unwrap();
+    /// let sem = sem.try_acquire_owned().unwrap_err(); // the `Arc` comes back
+    /// drop(permit);
+    /// assert!(sem.try_acquire_owned().is_ok());
+    /// ```
+    pub fn try_acquire_owned(self: Arc<Self>) -> Result<OwnedSemaphorePermit, Arc<Semaphore>> {
+        if self.raw.try_acquire() {
+            Ok(OwnedSemaphorePermit::new(self))
+        } else {
+            Err(self)
+        }
+    }
+
+    /// Like [`acquire_timeout`](Semaphore::acquire_timeout), with an owned permit.
+    ///
+    /// # Errors
+    /// Hands the `Arc` back if no permit came free within `timeout` (or the calling fiber is
+    /// being unwound by shutdown).
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// use std::{sync::Arc, time::Duration};
+    /// let sem = Arc::new(fibra::sync::Semaphore::new(0));
+    /// let sem = sem.acquire_owned_timeout(Duration::from_millis(2)).unwrap_err();
+    /// sem.release(1);
+    /// assert!(sem.acquire_owned_timeout(Duration::from_millis(2)).is_ok());
+    /// # });
+    /// ```
+    pub fn acquire_owned_timeout(
+        self: Arc<Self>,
+        timeout: Duration,
+    ) -> Result<OwnedSemaphorePermit, Arc<Semaphore>> {
+        if self.raw.acquire(wait::deadline(timeout)) {
+            Ok(OwnedSemaphorePermit::new(self))
+        } else {
+            Err(self)
+        }
     }
 
     /// Adds `n` permits, handing them to queued waiters first. Pairs with
@@ -357,6 +442,68 @@ impl SemaphorePermit<'_> {
 impl Drop for SemaphorePermit<'_> {
     fn drop(&mut self) {
         self.sem.raw.give_back();
+    }
+}
+
+/// One permit of a [`Semaphore`] held through an `Arc` (from
+/// [`acquire_owned`](Semaphore::acquire_owned)); dropping it releases the permit. `'static`
+/// and `Send`, unlike [`SemaphorePermit`], so it can move into another fiber or thread.
+///
+/// ```
+/// use std::sync::Arc;
+/// use fibra::sync::{OwnedSemaphorePermit, Semaphore};
+/// fn assert_static_send<T: Send + 'static>(_: &T) {}
+/// let sem = Arc::new(Semaphore::new(1));
+/// let permit: OwnedSemaphorePermit = sem.clone().try_acquire_owned().unwrap();
+/// assert_static_send(&permit);
+/// let held = std::thread::spawn(move || drop(permit));
+/// held.join().unwrap();
+/// assert_eq!(sem.available_permits(), 1);
+/// ```
+#[must_use = "dropping the permit releases it at once"]
+#[derive(Debug)]
+pub struct OwnedSemaphorePermit {
+    sem: Arc<Semaphore>,
+    /// False once [`forget`](OwnedSemaphorePermit::forget) kept the permit taken.
+    release: bool,
+}
+
+impl OwnedSemaphorePermit {
+    fn new(sem: Arc<Semaphore>) -> OwnedSemaphorePermit {
+        OwnedSemaphorePermit { sem, release: true }
+    }
+
+    /// The semaphore this permit belongs to.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let sem = Arc::new(fibra::sync::Semaphore::new(1));
+    /// let permit = sem.clone().try_acquire_owned().unwrap();
+    /// assert!(Arc::ptr_eq(permit.semaphore(), &sem));
+    /// ```
+    pub fn semaphore(&self) -> &Arc<Semaphore> {
+        &self.sem
+    }
+
+    /// Keeps the permit taken, as [`SemaphorePermit::forget`]; the `Arc` is still released.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let sem = Arc::new(fibra::sync::Semaphore::new(1));
+    /// sem.clone().try_acquire_owned().unwrap().forget();
+    /// assert_eq!(sem.available_permits(), 0);
+    /// assert_eq!(Arc::strong_count(&sem), 1);
+    /// ```
+    pub fn forget(mut self) {
+        self.release = false;
+    }
+}
+
+impl Drop for OwnedSemaphorePermit {
+    fn drop(&mut self) {
+        if self.release {
+            self.sem.raw.give_back();
+        }
     }
 }
 

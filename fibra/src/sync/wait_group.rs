@@ -52,17 +52,26 @@ pub struct WaitGroup {
     waiters: ListLock<WaitList>,
 }
 
+// No user data, and the state changes only inside fibra's code, which never unwinds midway
+// (no user code runs under the internal lock): a panic cannot leave it broken.
+impl std::panic::UnwindSafe for WaitGroup {}
+impl std::panic::RefUnwindSafe for WaitGroup {}
+
 impl WaitGroup {
-    /// A wait group with a count of zero.
-    ///
-    /// ```
-    /// let wg = fibra::sync::WaitGroup::new();
-    /// wg.wait(); // zero: returns at once
-    /// ```
-    pub fn new() -> WaitGroup {
-        WaitGroup {
-            count: AtomicUsize::new(0),
-            waiters: ListLock::new(WaitList::new()),
+    crate::loom::const_fn! {
+        /// A wait group with a count of zero. `const`, so it can be a `static`.
+        ///
+        /// ```
+        /// let wg = fibra::sync::WaitGroup::new();
+        /// wg.wait(); // zero: returns at once
+        /// static PENDING: fibra::sync::WaitGroup = fibra::sync::WaitGroup::new();
+        /// assert_eq!(PENDING.count(), 0);
+        /// ```
+        pub fn new() -> WaitGroup {
+            WaitGroup {
+                count: AtomicUsize::new(0),
+                waiters: ListLock::new(WaitList::new()),
+            }
         }
     }
 

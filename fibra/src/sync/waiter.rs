@@ -100,8 +100,11 @@ pub(crate) struct WaitList {
 }
 
 impl WaitList {
-    pub(crate) fn new() -> WaitList {
-        WaitList::default()
+    /// `const`, so the primitives that hold one can be `static`s.
+    pub(crate) const fn new() -> WaitList {
+        WaitList {
+            entries: VecDeque::new(),
+        }
     }
 
     pub(crate) fn push(&mut self, waiter: Arc<Waiter>, token: usize) {
@@ -292,5 +295,22 @@ impl Waiter {
             selected: AtomicUsize::new(WAITING),
             waker: Waker::noop().clone(),
         })
+    }
+}
+
+/// Added for `fibra::chan::{broadcast, watch}`'s futures (appended here to keep the API above
+/// stable).
+impl Waiter {
+    /// A waiter that wakes `waker` (an `async` task's) instead of the calling fiber.
+    pub(crate) fn with_waker(waker: Waker) -> Arc<Waiter> {
+        Arc::new(Waiter {
+            selected: AtomicUsize::new(WAITING),
+            waker,
+        })
+    }
+
+    /// True if waking this waiter would wake the same task as `waker`.
+    pub(crate) fn will_wake(&self, waker: &Waker) -> bool {
+        self.waker.will_wake(waker)
     }
 }

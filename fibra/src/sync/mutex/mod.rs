@@ -76,6 +76,7 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::time::Duration;
 
 use super::wait;
@@ -108,6 +109,13 @@ pub(crate) use raw::RawMutex;
 /// If a critical section can leave the data half-updated when it panics, restore it in a
 /// drop guard.
 ///
+/// # Unwind safety
+/// `Mutex` is `UnwindSafe` and `RefUnwindSafe`, like std's, so `catch_unwind` accepts a
+/// closure that uses one. A panic can never leave the *lock* broken: fibra's own code does not
+/// unwind in the middle of a state change (no user code runs under its internal lock), and the
+/// panicking holder's guard unlocks on the way out. Unlike std, nothing marks the *data* as
+/// interrupted (see above), so code that catches panics must keep the data consistent itself.
+///
 /// # Memory ordering
 /// An `unlock` (dropping the guard) happens-before the next successful lock of the same mutex.
 ///
@@ -135,17 +143,27 @@ pub struct Mutex<T: ?Sized> {
 // sharing the mutex only ever moves `T` between threads, which `T: Send` allows.
 unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}
 
+// See "Unwind safety" above: the lock stays consistent across a panic, as std's does.
+impl<T: ?Sized> UnwindSafe for Mutex<T> {}
+impl<T: ?Sized> RefUnwindSafe for Mutex<T> {}
+
 impl<T> Mutex<T> {
-    /// A new, unlocked mutex holding `value`.
-    ///
-    /// ```
-    /// let m = fibra::sync::Mutex::new(5);
-    /// assert_eq!(m.into_inner(), 5);
-    /// ```
-    pub fn new(value: T) -> Mutex<T> {
-        Mutex {
-            raw: RawMutex::new(),
-            data: UnsafeCell::new(value),
+    crate::loom::const_fn! {
+        /// A new, unlocked mutex holding `value`. `const`, so a mutex can be a `static`.
+        ///
+        /// ```
+        /// let m = fibra::sync::Mutex::new(5);
+        /// assert_eq!(m.into_inner(), 5);
+        ///
+        /// static HITS: fibra::sync::Mutex<u32> = fibra::sync::Mutex::new(0);
+        /// *HITS.lock() += 1;
+        /// assert_eq!(*HITS.lock(), 1);
+        /// ```
+        pub fn new(value: T) -> Mutex<T> {
+            Mutex {
+                raw: RawMutex::new(),
+                data: UnsafeCell::new(value),
+            }
         }
     }
 

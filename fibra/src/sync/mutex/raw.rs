@@ -162,11 +162,13 @@ fn current_fiber_id() -> u64 {
 }
 
 impl RawMutex {
-    pub(crate) fn new() -> RawMutex {
-        RawMutex {
-            state: AtomicU32::new(0),
-            queue: QueueLock::new(WaitList::new()),
-            holder: std::sync::atomic::AtomicU64::new(0),
+    crate::loom::const_fn! {
+        pub(crate) fn new() -> RawMutex {
+            RawMutex {
+                state: AtomicU32::new(0),
+                queue: QueueLock::new(WaitList::new()),
+                holder: std::sync::atomic::AtomicU64::new(0),
+            }
         }
     }
 

@@ -9,6 +9,8 @@
 //! slow path:     under the queue lock re-check; else CAS s -> s|QUEUED, push (waiter, READ/WRITE)
 //! read unlock:   fetch_sub READER; the last reader out with QUEUED set runs `grant`
 //! write unlock:  CAS WRITER -> 0; if QUEUED, clear WRITER and run `grant` under the queue lock
+//! downgrade:     fetch_add READER - WRITER (WRITER -> one READER, QUEUED kept); if QUEUED,
+//!                `grant` under the queue lock (admits the readers at the front)
 //! grant:         front is a writer and nobody holds -> add WRITER, claim it;
 //!                front is a reader and no writer holds -> add READER, claim it; repeat
 //! ```
@@ -24,6 +26,8 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+use std::panic::{RefUnwindSafe, UnwindSafe};
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +48,10 @@ struct RawRwLock {
     state: AtomicUsize,
     queue: QueueLock<WaitList>,
 }
+
+// The read guard holds `&RawRwLock`. Its state changes only inside this file's code, which
+// never unwinds midway (no user code runs under the queue lock).
+impl RefUnwindSafe for RawRwLock {}
 
 impl RawRwLock {
     fn try_read(&self) -> bool {
@@ -167,6 +175,19 @@ impl RawRwLock {
         }
     }
 
+    /// The writer only: turns its WRITER into one READER without letting a writer in between,
+    /// then admits the readers waiting at the front (a writer there keeps waiting for us).
+    fn downgrade(&self) {
+        // Release pairs with the Acquire of the readers admitted next (`try_read`'s CAS or
+        // `grant`'s load): our writes happen-before their reads. WRITER is bit 0 and held, so
+        // adding READER - WRITER clears it without a borrow and keeps QUEUED; the only other
+        // writers of the word meanwhile set or clear QUEUED, and this one add races none of them.
+        let prev = self.state.fetch_add(READER - WRITER, Release);
+        if prev & QUEUED != 0 {
+            self.grant(&mut self.queue.lock());
+        }
+    }
+
     /// Under the queue lock: admits waiters from the front while they fit, then clears QUEUED
     /// if the list emptied.
     fn grant(&self, queue: &mut WaitList) {
@@ -204,8 +225,9 @@ impl RawRwLock {
 /// A reader-writer lock that parks waiting fibers (or blocks waiting threads).
 ///
 /// Waiters queue in FIFO order; a waiting writer stops new readers, so writers do not starve,
-/// and consecutive readers at the front are admitted together. Not poisoned by panics (see
-/// [`Mutex`](super::Mutex)).
+/// and consecutive readers at the front are admitted together. Not poisoned by panics, and
+/// `UnwindSafe`/`RefUnwindSafe` like std's for the same reasons as
+/// [`Mutex`](super::Mutex#unwind-safety).
 ///
 /// # Memory ordering
 /// A write unlock happens-before every later lock; a read unlock happens-before the next write
@@ -231,20 +253,30 @@ pub struct RwLock<T: ?Sized> {
 // between threads) or readers (`&T` shared across threads, needs `T: Sync`), never both.
 unsafe impl<T: ?Sized + Send + Sync> Sync for RwLock<T> {}
 
+// As `Mutex`'s: a panic releases the holder's guard and never leaves the lock itself broken.
+impl<T: ?Sized> UnwindSafe for RwLock<T> {}
+impl<T: ?Sized> RefUnwindSafe for RwLock<T> {}
+
 impl<T> RwLock<T> {
-    /// A new, unlocked lock holding `value`.
-    ///
-    /// ```
-    /// let lock = fibra::sync::RwLock::new(1);
-    /// assert_eq!(lock.into_inner(), 1);
-    /// ```
-    pub fn new(value: T) -> RwLock<T> {
-        RwLock {
-            raw: RawRwLock {
-                state: AtomicUsize::new(0),
-                queue: QueueLock::new(WaitList::new()),
-            },
-            data: UnsafeCell::new(value),
+    crate::loom::const_fn! {
+        /// A new, unlocked lock holding `value`. `const`, so a lock can be a `static`.
+        ///
+        /// ```
+        /// let lock = fibra::sync::RwLock::new(1);
+        /// assert_eq!(lock.into_inner(), 1);
+        ///
+        /// static CONFIG: fibra::sync::RwLock<&str> = fibra::sync::RwLock::new("default");
+        /// *CONFIG.write() = "tuned";
+        /// assert_eq!(*CONFIG.read(), "tuned");
+        /// ```
+        pub fn new(value: T) -> RwLock<T> {
+            RwLock {
+                raw: RawRwLock {
+                    state: AtomicUsize::new(0),
+                    queue: QueueLock::new(WaitList::new()),
+                },
+                data: UnsafeCell::new(value),
+            }
         }
     }
 
@@ -276,10 +308,7 @@ impl<T: ?Sized> RwLock<T> {
         if !self.raw.lock(READ, None) {
             wait::while_cancelled("RwLock::read", || self.raw.try_read().then_some(()));
         }
-        RwLockReadGuard {
-            lock: self,
-            _not_send: PhantomData,
-        }
+        self.read_guard()
     }
 
     /// Locks for exclusive writing, parking until every earlier holder and waiter is done.
@@ -316,10 +345,7 @@ impl<T: ?Sized> RwLock<T> {
     /// # });
     /// ```
     pub fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {
-        self.raw.try_read().then(|| RwLockReadGuard {
-            lock: self,
-            _not_send: PhantomData,
-        })
+        self.raw.try_read().then(|| self.read_guard())
     }
 
     /// Locks for writing if that needs no waiting.
@@ -356,10 +382,7 @@ impl<T: ?Sized> RwLock<T> {
     pub fn read_timeout(&self, timeout: Duration) -> Option<RwLockReadGuard<'_, T>> {
         self.raw
             .lock(READ, wait::deadline(timeout))
-            .then(|| RwLockReadGuard {
-                lock: self,
-                _not_send: PhantomData,
-            })
+            .then(|| self.read_guard())
     }
 
     /// Like [`write`](RwLock::write), but gives up after `timeout` (or when the calling fiber
@@ -384,6 +407,15 @@ impl<T: ?Sized> RwLock<T> {
             })
     }
 
+    /// The guard of a read hold the caller has just taken.
+    fn read_guard(&self) -> RwLockReadGuard<'_, T> {
+        RwLockReadGuard {
+            // SAFETY: `UnsafeCell::get` returns a pointer into `self`, never null.
+            data: unsafe { NonNull::new_unchecked(self.data.get()) },
+            raw: &self.raw,
+        }
+    }
+
     /// A mutable reference to the value; no locking needed since `&mut self` is exclusive.
     ///
     /// ```
@@ -402,6 +434,18 @@ impl<T: Default> Default for RwLock<T> {
     }
 }
 
+impl<T> From<T> for RwLock<T> {
+    /// The same as [`RwLock::new`].
+    ///
+    /// ```
+    /// let lock: fibra::sync::RwLock<u8> = 3.into();
+    /// assert_eq!(*lock.try_read().unwrap(), 3);
+    /// ```
+    fn from(value: T) -> RwLock<T> {
+        RwLock::new(value)
+    }
+}
+
 impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLock<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("RwLock");
@@ -415,21 +459,40 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLock<T> {
 
 /// Shared access to an [`RwLock`]'s data; unlocks when dropped. `!Send`, like std's.
 ///
+/// Covariant in `T`, like std's: a guard of `RwLock<&'static str>` may be used as a guard of
+/// `&'a str`, since it only ever hands out shared references.
+///
 /// ```
 /// # fibra::run(|| {
-/// let lock = fibra::sync::RwLock::new(String::from("x"));
-/// let guard: fibra::sync::RwLockReadGuard<'_, String> = lock.read();
+/// use fibra::sync::{RwLock, RwLockReadGuard};
+/// fn shorten<'a>(g: RwLockReadGuard<'a, &'static str>) -> RwLockReadGuard<'a, &'a str> {
+///     g
+/// }
+/// let lock = RwLock::new("x");
+/// let guard: RwLockReadGuard<'_, &str> = shorten(lock.read());
 /// assert_eq!(guard.len(), 1);
 /// # });
 /// ```
+/// ```compile_fail
+/// fn assert_send<T: Send>(_: T) {}
+/// let lock = fibra::sync::RwLock::new(0);
+/// assert_send(lock.try_read().unwrap());
+/// ```
 #[must_use = "dropping the guard unlocks the lock at once"]
-pub struct RwLockReadGuard<'a, T: ?Sized> {
-    lock: &'a RwLock<T>,
-    _not_send: PhantomData<*const ()>,
+pub struct RwLockReadGuard<'a, T: ?Sized + 'a> {
+    /// A pointer rather than `&'a RwLock<T>`, whose `UnsafeCell<T>` would make the guard
+    /// invariant in `T`. Also what makes the guard `!Send`.
+    data: NonNull<T>,
+    raw: &'a RawRwLock,
 }
 
 /// Exclusive access to an [`RwLock`]'s data; unlocks when dropped. `!Send`, like std's.
 ///
+/// ```compile_fail
+/// fn assert_send<T: Send>(_: T) {}
+/// let lock = fibra::sync::RwLock::new(0);
+/// assert_send(lock.try_write().unwrap());
+/// ```
 /// ```
 /// # fibra::run(|| {
 /// let lock = fibra::sync::RwLock::new(String::from("x"));
@@ -453,15 +516,52 @@ unsafe impl<T: ?Sized + Sync> Sync for RwLockWriteGuard<'_, T> {}
 impl<T: ?Sized> Deref for RwLockReadGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: this guard counts as a reader in the state word, so no writer (no `&mut T`)
-        // exists until it drops.
-        unsafe { &*self.lock.data.get() }
+        // SAFETY: `data` points into the lock, which outlives `'a`; this guard counts as a
+        // reader in the state word, so no writer (no `&mut T`) exists until it drops.
+        unsafe { self.data.as_ref() }
     }
 }
 
 impl<T: ?Sized> Drop for RwLockReadGuard<'_, T> {
     fn drop(&mut self) {
-        self.lock.raw.read_unlock();
+        self.raw.read_unlock();
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLockReadGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<'a, T: ?Sized> RwLockWriteGuard<'a, T> {
+    /// Turns the write hold into a read hold, atomically: no writer can take the lock in
+    /// between, so the reader sees exactly what it wrote. Readers waiting at the front of the
+    /// queue are let in at once; a waiting writer keeps waiting, now for this reader too.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// use fibra::sync::{RwLock, RwLockWriteGuard};
+    /// let lock = RwLock::new(1);
+    /// let mut w = lock.write();
+    /// *w += 1;
+    /// let r = RwLockWriteGuard::downgrade(w);
+    /// assert_eq!(*r, 2);
+    /// assert!(lock.try_read().is_some()); // other readers share it now
+    /// assert!(lock.try_write().is_none());
+    /// # });
+    /// ```
+    pub fn downgrade(s: Self) -> RwLockReadGuard<'a, T> {
+        let lock = s.lock;
+        std::mem::forget(s); // its hold becomes the read guard's: no write unlock
+        lock.raw.downgrade();
+        lock.read_guard()
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLockWriteGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
     }
 }
 
@@ -535,120 +635,4 @@ mod tests {
 }
 
 #[cfg(all(test, loom))]
-#[allow(clippy::arc_with_non_send_sync)] // loom's cells are shared by loom threads on purpose
-mod loom_tests {
-    use super::*;
-    use crate::loom::cell::UnsafeCell;
-    use crate::sync::waiter::{TIMED_OUT, WAITING};
-    use loom::thread;
-
-    /// The real slow path with the park replaced by a spin on the selection word (loom cannot
-    /// park a fiber); `give_up` makes the wait time out first, as its timer would.
-    fn lock(l: &RawRwLock, token: usize, give_up: bool) -> bool {
-        let fast = if token == READ {
-            l.try_read()
-        } else {
-            l.try_write()
-        };
-        fast || l.lock_queued(token, Waiter::spinning(), |w| {
-            if give_up && w.try_select(TIMED_OUT) {
-                return TIMED_OUT;
-            }
-            while w.selected() == WAITING {
-                thread::yield_now();
-            }
-            w.selected()
-        })
-    }
-
-    fn raw() -> RawRwLock {
-        RawRwLock {
-            state: AtomicUsize::new(0),
-            queue: QueueLock::new(WaitList::new()),
-        }
-    }
-
-    /// A writer and a reader race the main thread's write unlock (queue, grant, wake): the
-    /// writer's section is exclusive and the reader sees a whole write (loom's cell checks
-    /// both), and the state word ends clean.
-    #[test]
-    fn writer_and_reader_exclusive() {
-        loom::model(|| {
-            let l = Arc::new((raw(), UnsafeCell::new(0u32)));
-            assert!(lock(&l.0, WRITE, false));
-            let writer = {
-                let l = l.clone();
-                thread::spawn(move || {
-                    assert!(lock(&l.0, WRITE, false));
-                    // SAFETY: we hold the write lock.
-                    l.1.with_mut(|p| unsafe { *p += 1 });
-                    l.0.unlock(WRITE);
-                })
-            };
-            let reader = {
-                let l = l.clone();
-                thread::spawn(move || {
-                    assert!(lock(&l.0, READ, false));
-                    // SAFETY: we hold a read lock: no writer holds it.
-                    let seen = l.1.with(|p| unsafe { *p });
-                    l.0.unlock(READ);
-                    seen
-                })
-            };
-            l.0.unlock(WRITE);
-            writer.join().unwrap();
-            assert!(reader.join().unwrap() <= 1);
-            assert_eq!(l.0.state.load(Relaxed), 0, "state left dirty");
-        });
-    }
-
-    /// Two readers hold together; a writer queued behind them gets the lock from the last
-    /// one out, and the state word ends clean.
-    #[test]
-    fn last_reader_out_grants_the_writer() {
-        loom::model(|| {
-            let l = Arc::new(raw());
-            assert!(lock(&l, READ, false));
-            let reader = {
-                let l = l.clone();
-                thread::spawn(move || {
-                    assert!(lock(&l, READ, false) || lock(&l, READ, false));
-                    l.unlock(READ);
-                })
-            };
-            let writer = {
-                let l = l.clone();
-                thread::spawn(move || {
-                    assert!(lock(&l, WRITE, false));
-                    l.unlock(WRITE);
-                })
-            };
-            l.unlock(READ);
-            reader.join().unwrap();
-            writer.join().unwrap();
-            assert_eq!(l.state.load(Relaxed), 0, "state left dirty");
-        });
-    }
-
-    /// A waiting writer times out while the unlock grants it: either it got the lock (and
-    /// releases it) or it left and the lock is free and clean, never held by nobody.
-    #[test]
-    fn timeout_races_grant() {
-        loom::model(|| {
-            let l = Arc::new(raw());
-            assert!(lock(&l, READ, false));
-            let t = {
-                let l = l.clone();
-                thread::spawn(move || {
-                    if lock(&l, WRITE, true) {
-                        l.unlock(WRITE);
-                    }
-                })
-            };
-            l.unlock(READ);
-            t.join().unwrap();
-            assert_eq!(l.state.load(Relaxed), 0, "lock lost or state left dirty");
-            assert!(l.try_write());
-        });
-    }
-}
+mod loom_tests;
