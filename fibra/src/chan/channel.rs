@@ -324,3 +324,50 @@ pub(crate) fn drop_receiver<T>(chan: &Chan<T>) {
         chan.disconnect_receivers();
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{Chan, KEEP_BYTES, UNBOUNDED};
+
+    /// An unbounded channel drained after a burst gives the burst's memory back, and a length
+    /// hovering around a capacity boundary does not reallocate back and forth.
+    #[test]
+    fn a_drained_burst_gives_its_memory_back() {
+        let chan = Chan::<u64>::new(UNBOUNDED);
+        let keep = KEEP_BYTES / 8;
+        let mut st = chan.lock();
+        for i in 0..100_000 {
+            chan.try_send_locked(&mut st, i, None).unwrap();
+        }
+        assert!(st.buf.capacity() >= 100_000);
+        for i in 0..100_000 {
+            assert_eq!(chan.try_recv_locked(&mut st, None).unwrap().0, i);
+        }
+        assert_eq!(st.buf.capacity(), keep, "drained: back to the floor");
+
+        // Hysteresis: fill to a capacity boundary, then hover one item around it.
+        for i in 0..4 * keep {
+            chan.try_send_locked(&mut st, i as u64, None).unwrap();
+        }
+        let grown = st.buf.capacity();
+        for _ in 0..1_000 {
+            chan.try_recv_locked(&mut st, None).unwrap();
+            chan.try_send_locked(&mut st, 0, None).unwrap();
+            assert_eq!(st.buf.capacity(), grown);
+        }
+    }
+
+    /// A bounded channel whose buffer grew past its preallocated ring (a bound above 64 KiB)
+    /// shrinks back to that ring when drained, never below it.
+    #[test]
+    fn a_bounded_buffer_shrinks_back_to_its_preallocation() {
+        let chan = Chan::<u64>::new(100_000);
+        let mut st = chan.lock();
+        let ring = st.buf.capacity();
+        for i in 0..100_000 {
+            chan.try_send_locked(&mut st, i, None).unwrap();
+        }
+        while chan.try_recv_locked(&mut st, None).is_ok() {}
+        assert_eq!(st.buf.capacity(), ring);
+    }
+}
