@@ -135,7 +135,10 @@ fn a_select_that_completes_at_once_counts_against_the_budget() {
         }
     });
     // 10,000 selects / 128 per run: the other fiber ran about 78 times.
-    assert!(turns > 0, "the other fiber never ran during 10,000 ready selects");
+    assert!(
+        turns > 0,
+        "the other fiber never ran during 10,000 ready selects"
+    );
 }
 
 #[test]
@@ -147,7 +150,10 @@ fn a_select_default_loop_counts_against_the_budget() {
             fibra::select! { recv(rx) -> _ => unreachable!(), default => {} }
         }
     });
-    assert!(turns > 0, "the other fiber never ran during 10,000 polling selects");
+    assert!(
+        turns > 0,
+        "the other fiber never ran during 10,000 polling selects"
+    );
 }
 
 #[test]
@@ -172,7 +178,10 @@ fn try_send_and_try_recv_count_against_the_budget() {
             assert!(rx.try_recv().is_err());
         }
     });
-    assert!(sends > 0 && recvs > 0 && fails > 0, "{sends} {recvs} {fails}");
+    assert!(
+        sends > 0 && recvs > 0 && fails > 0,
+        "{sends} {recvs} {fails}"
+    );
     // The budget switched off: the same loop never lets the other fiber in (so the counts
     // above come from the budget, not from somewhere else).
     let off = turns_beside(0, || {

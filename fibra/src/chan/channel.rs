@@ -74,8 +74,9 @@ pub(crate) struct State<T> {
     pub(crate) senders: Waiters<T>,
     /// Blocked receivers; each packet receives the value handed over.
     pub(crate) receivers: Waiters<T>,
-    /// `after`/`tick` channels: the clock is their sender (`timer.rs`). `None` otherwise.
-    pub(crate) timer: Option<Timer<T>>,
+    /// `after`/`tick` channels: the clock is their sender (`timer.rs`). `None` otherwise;
+    /// boxed so that the state of every other channel stays one pointer larger, not five.
+    pub(crate) timer: Option<Box<Timer<T>>>,
 }
 
 /// A waiter to wake once the lock is released.
@@ -105,7 +106,7 @@ impl<T> Chan<T> {
 
     /// A channel whose items come from `timer` (or from nowhere, for `never()`): it is
     /// created without a `Sender`, so its sender count never drops to 0.
-    pub(crate) fn with_timer(cap: usize, timer: Option<Timer<T>>) -> Chan<T> {
+    pub(crate) fn with_timer(cap: usize, timer: Option<Box<Timer<T>>>) -> Chan<T> {
         // A bounded buffer is allocated up front (a ring that never reallocates), up to
         // `PREALLOCATE_BYTES`; beyond that it grows as items arrive, so `bounded(1 << 40)` is
         // a channel with a large bound, not an allocation failure. An unbounded one grows.
@@ -209,7 +210,7 @@ impl<T> Chan<T> {
     /// Under the lock: when an `after`/`tick` channel's next item is due (`None`: never, or
     /// not a timer channel). A waiting receiver wakes then to take it.
     pub(crate) fn timer_due(&self, st: &State<T>) -> Option<Instant> {
-        st.timer.as_ref().and_then(Timer::due)
+        st.timer.as_ref().and_then(|t| t.due())
     }
 
     /// Under the lock: would `try_send_locked` succeed or fail for good (not `Full`)?

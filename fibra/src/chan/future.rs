@@ -221,7 +221,7 @@ impl<T> Future for RecvFuture<'_, T> {
         let mut st = chan.lock();
         if let Some(slot) = this.slot.take() {
             let due = chan.timer_due(&st);
-            if slot.get().signal.state() == WAITING && !due.is_some_and(|d| Instant::now() >= d) {
+            if slot.get().signal.state() == WAITING && due.is_none_or(|d| Instant::now() < d) {
                 slot.get().signal.set_waker(cx.waker());
                 this.slot = Some(slot);
                 drop(st);

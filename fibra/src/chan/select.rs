@@ -459,4 +459,3 @@ fn random_below(n: usize) -> usize {
         (((x >> 32) * n as u64) >> 32) as usize
     })
 }
-

@@ -9,7 +9,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-use super::error::{RecvError, SendError, SelectTimeoutError, TrySelectError};
+use super::error::{RecvError, SelectTimeoutError, SendError, TrySelectError};
 use super::receiver::Receiver;
 use super::select::{run, Arm, Mode, RecvArm, SendArm};
 use super::sender::Sender;
@@ -72,7 +72,9 @@ impl<'a> Select<'a> {
     /// let mut sel = fibra::chan::Select::new_biased();
     /// let first = sel.recv(&rx);
     /// sel.recv(&rx);
-    /// assert_eq!(sel.select().index(), first);
+    /// let op = sel.select();
+    /// assert_eq!(op.index(), first);
+    /// assert_eq!(op.recv(&rx), Ok(1));
     /// # });
     /// ```
     pub fn new_biased() -> Select<'a> {

@@ -59,7 +59,7 @@ fn timer_channel(next: Option<Instant>, period: Option<Duration>) -> Receiver<In
         make: |due| due,
     };
     Receiver {
-        chan: Arc::new(Chan::with_timer(1, Some(timer))),
+        chan: Arc::new(Chan::with_timer(1, Some(Box::new(timer)))),
     }
 }
 
