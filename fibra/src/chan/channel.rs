@@ -33,8 +33,10 @@
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::task::Waker;
+use std::time::Instant;
 
 use super::error::{TryRecvError, TrySendError};
+use super::timer::Timer;
 use super::waiters::{Signal, Waiters};
 use crate::loom::lock::{Mutex, MutexGuard};
 use crate::loom::{AtomicUsize, Ordering::*};
@@ -46,10 +48,17 @@ pub(crate) const UNBOUNDED: usize = usize::MAX;
 /// `bounded(128)` of values up to 512 bytes is whole from the start).
 const PREALLOCATE_BYTES: usize = 64 * 1024;
 
+/// A buffer that grew past its starting size gives memory back while draining, down to this
+/// many bytes (or the bounded channel's preallocation, if larger): one 4 KiB page, which is not
+/// worth a reallocation to return. See `shrink_locked`.
+const KEEP_BYTES: usize = 4 * 1024;
+
 pub(crate) struct Chan<T> {
     state: Mutex<State<T>>,
     /// `UNBOUNDED`, or the bound (0: rendezvous). Immutable.
     pub(crate) cap: usize,
+    /// The buffer capacity a drain shrinks back to, never below (`shrink_locked`). Immutable.
+    keep: usize,
     /// Live `Sender`s / `Receiver`s; the drop that takes one to 0 disconnects that side.
     pub(crate) senders: AtomicUsize,
     pub(crate) receivers: AtomicUsize,
@@ -65,6 +74,9 @@ pub(crate) struct State<T> {
     pub(crate) senders: Waiters<T>,
     /// Blocked receivers; each packet receives the value handed over.
     pub(crate) receivers: Waiters<T>,
+    /// `after`/`tick` channels: the clock is their sender (`timer.rs`). `None` otherwise;
+    /// boxed so that the state of every other channel stays one pointer larger, not five.
+    pub(crate) timer: Option<Box<Timer<T>>>,
 }
 
 /// A waiter to wake once the lock is released.
@@ -89,22 +101,31 @@ pub(crate) fn wake(w: Wake) {
 
 impl<T> Chan<T> {
     pub(crate) fn new(cap: usize) -> Chan<T> {
+        Chan::with_timer(cap, None)
+    }
+
+    /// A channel whose items come from `timer` (or from nowhere, for `never()`): it is
+    /// created without a `Sender`, so its sender count never drops to 0.
+    pub(crate) fn with_timer(cap: usize, timer: Option<Box<Timer<T>>>) -> Chan<T> {
         // A bounded buffer is allocated up front (a ring that never reallocates), up to
         // `PREALLOCATE_BYTES`; beyond that it grows as items arrive, so `bounded(1 << 40)` is
         // a channel with a large bound, not an allocation failure. An unbounded one grows.
-        let buf = if cap == UNBOUNDED {
+        let size = std::mem::size_of::<T>().max(1);
+        let buf = if cap == UNBOUNDED || timer.is_some() {
             VecDeque::new()
         } else {
-            let most = (PREALLOCATE_BYTES / std::mem::size_of::<T>().max(1)).max(1);
+            let most = (PREALLOCATE_BYTES / size).max(1);
             VecDeque::with_capacity(cap.min(most))
         };
         Chan {
+            keep: buf.capacity().max(KEEP_BYTES / size),
             state: Mutex::new(State {
                 buf,
                 senders_gone: false,
                 receivers_gone: false,
                 senders: Waiters::new(),
                 receivers: Waiters::new(),
+                timer,
             }),
             cap,
             senders: AtomicUsize::new(1),
@@ -156,6 +177,9 @@ impl<T> Chan<T> {
                     woken = c.finish().and_then(defer_wake);
                 }
             }
+            if st.buf.capacity() > self.keep && st.buf.len() <= st.buf.capacity() / 4 {
+                self.shrink_locked(st);
+            }
             return Ok((v, woken));
         }
         if let Some(mut c) = st.senders.claim(own) {
@@ -163,10 +187,30 @@ impl<T> Chan<T> {
             let v = c.take_offer();
             return Ok((v, c.finish()));
         }
+        if let Some(timer) = &mut st.timer {
+            return timer.fire(Instant::now()).map(|v| (v, None));
+        }
         if st.senders_gone {
             return Err(TryRecvError::Disconnected);
         }
         Err(TryRecvError::Empty)
+    }
+
+    /// Under the lock, after a receive left a buffer that grew past `keep` at most a quarter
+    /// full: gives half of it back. The gap between the two (it must fill
+    /// to the new capacity before growing again, and drain to a quarter of it before
+    /// shrinking again) is the hysteresis: a length that hovers never reallocates twice in a
+    /// row, and the copying is amortised O(1) per item, as for growth.
+    #[cold]
+    fn shrink_locked(&self, st: &mut State<T>) {
+        let half = st.buf.capacity() / 2;
+        st.buf.shrink_to(half.max(self.keep));
+    }
+
+    /// Under the lock: when an `after`/`tick` channel's next item is due (`None`: never, or
+    /// not a timer channel). A waiting receiver wakes then to take it.
+    pub(crate) fn timer_due(&self, st: &State<T>) -> Option<Instant> {
+        st.timer.as_ref().and_then(|t| t.due())
     }
 
     /// Under the lock: would `try_send_locked` succeed or fail for good (not `Full`)?
@@ -176,7 +220,10 @@ impl<T> Chan<T> {
 
     /// Under the lock: would `try_recv_locked` return something other than `Empty`?
     pub(crate) fn recv_ready(&self, st: &State<T>, own: Option<&Signal>) -> bool {
-        !st.buf.is_empty() || st.senders_gone || st.senders.has_claimable(own)
+        !st.buf.is_empty()
+            || st.senders_gone
+            || st.senders.has_claimable(own)
+            || self.timer_due(st).is_some_and(|d| Instant::now() >= d)
     }
 
     /// Under the lock: a value that was handed to a receiver which then gave up on it (a
@@ -276,5 +323,52 @@ pub(crate) fn drop_sender<T>(chan: &Chan<T>) {
 pub(crate) fn drop_receiver<T>(chan: &Chan<T>) {
     if chan.receivers.fetch_sub(1, AcqRel) == 1 {
         chan.disconnect_receivers();
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{Chan, KEEP_BYTES, UNBOUNDED};
+
+    /// An unbounded channel drained after a burst gives the burst's memory back, and a length
+    /// hovering around a capacity boundary does not reallocate back and forth.
+    #[test]
+    fn a_drained_burst_gives_its_memory_back() {
+        let chan = Chan::<u64>::new(UNBOUNDED);
+        let keep = KEEP_BYTES / 8;
+        let mut st = chan.lock();
+        for i in 0..100_000 {
+            chan.try_send_locked(&mut st, i, None).unwrap();
+        }
+        assert!(st.buf.capacity() >= 100_000);
+        for i in 0..100_000 {
+            assert_eq!(chan.try_recv_locked(&mut st, None).unwrap().0, i);
+        }
+        assert_eq!(st.buf.capacity(), keep, "drained: back to the floor");
+
+        // Hysteresis: fill to a capacity boundary, then hover one item around it.
+        for i in 0..4 * keep {
+            chan.try_send_locked(&mut st, i as u64, None).unwrap();
+        }
+        let grown = st.buf.capacity();
+        for _ in 0..1_000 {
+            chan.try_recv_locked(&mut st, None).unwrap();
+            chan.try_send_locked(&mut st, 0, None).unwrap();
+            assert_eq!(st.buf.capacity(), grown);
+        }
+    }
+
+    /// A bounded channel whose buffer grew past its preallocated ring (a bound above 64 KiB)
+    /// shrinks back to that ring when drained, never below it.
+    #[test]
+    fn a_bounded_buffer_shrinks_back_to_its_preallocation() {
+        let chan = Chan::<u64>::new(100_000);
+        let mut st = chan.lock();
+        let ring = st.buf.capacity();
+        for i in 0..100_000 {
+            chan.try_send_locked(&mut st, i, None).unwrap();
+        }
+        while chan.try_recv_locked(&mut st, None).is_ok() {}
+        assert_eq!(st.buf.capacity(), ring);
     }
 }

@@ -145,6 +145,48 @@ pub enum RecvTimeoutError {
     Disconnected,
 }
 
+/// [`Select::try_select`](super::Select::try_select) found no operation ready.
+///
+/// ```
+/// # fibra::run(|| {
+/// let (_tx, rx) = fibra::chan::bounded::<u8>(1);
+/// let mut sel = fibra::chan::Select::new();
+/// sel.recv(&rx);
+/// assert_eq!(sel.try_select().unwrap_err(), fibra::chan::TrySelectError);
+/// # });
+/// ```
+#[derive(PartialEq, Eq, Clone, Copy, Debug)]
+pub struct TrySelectError;
+
+/// [`Select::select_timeout`](super::Select::select_timeout) completed no operation in time.
+///
+/// ```
+/// # fibra::run(|| {
+/// let never = fibra::chan::never::<u8>();
+/// let mut sel = fibra::chan::Select::new();
+/// sel.recv(&never);
+/// let err = sel.select_timeout(std::time::Duration::from_millis(1)).unwrap_err();
+/// assert_eq!(err.to_string(), "no operation completed before the deadline");
+/// # });
+/// ```
+#[derive(PartialEq, Eq, Clone, Copy, Debug)]
+pub struct SelectTimeoutError;
+
+impl fmt::Display for TrySelectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no operation was ready")
+    }
+}
+
+impl fmt::Display for SelectTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no operation completed before the deadline")
+    }
+}
+
+impl Error for TrySelectError {}
+impl Error for SelectTimeoutError {}
+
 // `Debug` without `T: Debug`, like std's channel errors: the value is not shown.
 impl<T> fmt::Debug for SendError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

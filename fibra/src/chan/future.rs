@@ -16,6 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use super::channel::wake;
 use super::error::{RecvError, SendError, TryRecvError, TrySendError};
@@ -121,6 +122,7 @@ impl<T> Receiver<T> {
         RecvFuture {
             rx: self,
             slot: None,
+            woken_at: None,
         }
     }
 }
@@ -156,6 +158,8 @@ pub struct SendFuture<'a, T> {
 pub struct RecvFuture<'a, T> {
     rx: &'a Receiver<T>,
     slot: Option<SlotPtr<T>>,
+    /// A timer channel's due time for which a wake-up is arranged (`timer::wake_at`).
+    woken_at: Option<Instant>,
 }
 
 // Neither future pins anything: the value is moved in and out, never borrowed across polls.
@@ -216,9 +220,12 @@ impl<T> Future for RecvFuture<'_, T> {
         let chan = &*this.rx.chan;
         let mut st = chan.lock();
         if let Some(slot) = this.slot.take() {
-            if slot.get().signal.state() == WAITING {
+            let due = chan.timer_due(&st);
+            if slot.get().signal.state() == WAITING && due.is_none_or(|d| Instant::now() < d) {
                 slot.get().signal.set_waker(cx.waker());
                 this.slot = Some(slot);
+                drop(st);
+                this.wake_when_due(due, cx);
                 return Poll::Pending;
             }
             if let Some(v) = slot.take(&mut st.receivers) {
@@ -235,7 +242,23 @@ impl<T> Future for RecvFuture<'_, T> {
             Err(TryRecvError::Disconnected) => Poll::Ready(Err(RecvError)),
             Err(TryRecvError::Empty) => {
                 this.slot = Some(SlotPtr::register(&mut st.receivers, cx.waker(), None));
+                let due = chan.timer_due(&st);
+                drop(st);
+                this.wake_when_due(due, cx);
                 Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T> RecvFuture<'_, T> {
+    /// A timer channel has no sender to wake a pending receive: arranges one wake-up for
+    /// each due time it waits for.
+    fn wake_when_due(&mut self, due: Option<Instant>, cx: &Context<'_>) {
+        if let Some(d) = due {
+            if self.woken_at != due {
+                self.woken_at = due;
+                super::timer::wake_at(d, cx.waker().clone());
             }
         }
     }

@@ -1,6 +1,8 @@
 //! Channels that park fibers, not threads: MPMC [`bounded`] (including `bounded(0)`, a
-//! rendezvous), [`unbounded`], [`oneshot`], and [`select!`](crate::select); and
-//! [`broadcast`] (every receiver gets every item) and [`watch`] (the latest value).
+//! rendezvous), [`unbounded`], [`oneshot`], timer channels ([`after`], [`at`], [`tick`],
+//! [`never`]), and [`select!`](crate::select) / [`select_biased!`](crate::select_biased) /
+//! [`Select`] over any of them; and [`broadcast`] (every receiver gets every item) and
+//! [`watch`] (the latest value).
 //!
 //! ```
 //! use fibra::chan;
@@ -56,7 +58,10 @@ mod future;
 mod oneshot;
 mod receiver;
 mod select;
+mod select_dyn;
+mod select_macro;
 mod sender;
+mod timer;
 mod wait;
 mod waiters;
 pub mod watch;
@@ -67,18 +72,22 @@ mod loom_tests;
 use std::sync::Arc;
 
 pub use error::{
-    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+    RecvError, RecvTimeoutError, SelectTimeoutError, SendError, SendTimeoutError, TryRecvError,
+    TrySelectError, TrySendError,
 };
 pub use future::{RecvFuture, SendFuture};
 pub use oneshot::{oneshot, OneshotReceiver, OneshotSender};
 pub use receiver::{IntoIter, Iter, Receiver, TryIter};
+pub use select_dyn::{Select, SelectedOperation};
 pub use sender::Sender;
+pub use timer::{after, at, never, tick};
 
 /// What `select!` expands to; not a public API.
 #[doc(hidden)]
 pub mod __private {
     pub use super::select::{
-        run, Arm, Ctx, Mode, RecvArm, Reg, SelectReceiver, SelectSender, SendArm,
+        deadline, run, Arm, Ctx, IntoDeadline, Mode, RecvArm, Reg, SelectReceiver, SelectSender,
+        SendArm,
     };
 }
 

@@ -1,6 +1,7 @@
 //! `Receiver<T>`: the receiving half, blocking and non-blocking, and its iterators.
 
 use std::fmt;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,12 +64,37 @@ impl<T> Receiver<T> {
     /// assert!(rx.try_recv().is_err());
     /// # });
     /// ```
+    ///
+    /// Each call, whether it receives or not, counts against the calling fiber's
+    /// [cooperative budget](crate::coop), so a fiber polling in a loop lets the others on its
+    /// worker run (among them, perhaps, the sender it polls for).
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        let res = self.try_recv_uncounted();
+        coop::consume();
+        res
+    }
+
+    /// `try_recv` without the budget: `select!` counts once for all its arms.
+    pub(crate) fn try_recv_uncounted(&self) -> Result<T, TryRecvError> {
         let mut st = self.chan.lock();
         let (v, woken) = self.chan.try_recv_locked(&mut st, None)?;
         drop(st);
         wake(woken);
         Ok(v)
+    }
+
+    /// True if `self` and `other` receive from the same channel.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let (_tx, rx) = fibra::chan::unbounded::<u8>();
+    /// let (_tx2, other) = fibra::chan::unbounded::<u8>();
+    /// assert!(rx.same_channel(&rx.clone()));
+    /// assert!(!rx.same_channel(&other));
+    /// # });
+    /// ```
+    pub fn same_channel(&self, other: &Receiver<T>) -> bool {
+        Arc::ptr_eq(&self.chan, &other.chan)
     }
 
     /// Like [`recv`](Self::recv), but gives up after `timeout`.
@@ -109,42 +135,51 @@ impl<T> Receiver<T> {
 
     fn recv_until(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         let chan = &*self.chan;
-        let mut st = chan.lock();
-        match chan.try_recv_locked(&mut st, None) {
-            Ok((v, woken)) => {
-                drop(st);
-                wake(woken);
-                coop::consume(); // done without parking: counts against the fiber's budget
-                return Ok(v);
+        loop {
+            let mut st = chan.lock();
+            match chan.try_recv_locked(&mut st, None) {
+                Ok((v, woken)) => {
+                    drop(st);
+                    wake(woken);
+                    coop::consume(); // done without parking: counts against the fiber's budget
+                    return Ok(v);
+                }
+                Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
+                Err(TryRecvError::Empty) => {}
             }
-            Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
-            Err(TryRecvError::Empty) => {}
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(RecvTimeoutError::Timeout);
-        }
-        let (token, mut st) = match block(chan, st, Side::Recv, None, deadline) {
-            Outcome::Claimed(Some(v)) => return Ok(v), // a sender's claim handed it over
-            // Claimed empty-handed: every sender is gone; drain what is left first.
-            Outcome::Claimed(None) => (TOKEN, chan.lock()),
-            Outcome::GaveUp(token, packet, st) => {
-                debug_assert!(
-                    packet.is_none(),
-                    "our own claim won: nobody handed us a value"
-                );
-                (token, st)
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(RecvTimeoutError::Timeout);
             }
-        };
-        // Disconnected, timed out or cancelled: take what is there, if anything.
-        match chan.try_recv_locked(&mut st, None) {
-            Ok((v, woken)) => {
-                drop(st);
-                wake(woken);
-                Ok(v)
+            // A timer channel's next item is due then: wake to take it.
+            let wake_at = earliest(deadline, chan.timer_due(&st));
+            let (token, mut st) = match block(chan, st, Side::Recv, None, wake_at) {
+                Outcome::Claimed(Some(v)) => return Ok(v), // a sender's claim handed it over
+                // Claimed empty-handed: every sender is gone; drain what is left first.
+                Outcome::Claimed(None) => (TOKEN, chan.lock()),
+                Outcome::GaveUp(token, packet, st) => {
+                    debug_assert!(
+                        packet.is_none(),
+                        "our own claim won: nobody handed us a value"
+                    );
+                    (token, st)
+                }
+            };
+            // Disconnected, timed out or cancelled: take what is there, if anything.
+            match chan.try_recv_locked(&mut st, None) {
+                Ok((v, woken)) => {
+                    drop(st);
+                    wake(woken);
+                    return Ok(v);
+                }
+                Err(TryRecvError::Empty) if token == TIMED_OUT => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(RecvTimeoutError::Timeout);
+                    }
+                    // Woken for a timer's item that another receiver took: wait again.
+                }
+                // Disconnection (only it claims a receiver empty-handed) or cancellation.
+                Err(_) => return Err(RecvTimeoutError::Disconnected),
             }
-            Err(TryRecvError::Empty) if token == TIMED_OUT => Err(RecvTimeoutError::Timeout),
-            // Disconnection (only it claims a receiver empty-handed) or cancellation.
-            Err(_) => Err(RecvTimeoutError::Disconnected),
         }
     }
 
@@ -224,6 +259,20 @@ impl<T> Receiver<T> {
         (self.chan.cap != channel::UNBOUNDED).then_some(self.chan.cap)
     }
 }
+
+/// The earlier of two optional deadlines (`None`: never).
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+// As crossbeam-channel's: a panic in the middle of an operation leaves the channel usable (its
+// critical sections run no user code, `channel.rs`), so a caught panic observes no broken
+// state through a `Receiver`.
+impl<T> UnwindSafe for Receiver<T> {}
+impl<T> RefUnwindSafe for Receiver<T> {}
 
 impl<T> Clone for Receiver<T> {
     /// Another receiver of the same channel (items are shared out, not duplicated).

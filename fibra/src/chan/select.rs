@@ -2,7 +2,8 @@
 //!
 //! # Protocol
 //! ```text
-//! 1. Try every arm without waiting, starting at a random arm (fairness); done if one succeeds.
+//! 1. Try every arm without waiting, in a fresh random order (fairness; `select_biased!`: in
+//!    the written order); done if one succeeds, which counts once against the coop budget.
 //! 2. One Signal; register a node per arm in its channel, with token = arm number (a send
 //!    arm's node carries its value). A registration that finds its arm ready stops and aborts.
 //! 3. Wait (unless aborted). The first channel whose claim wins picks the arm.
@@ -14,20 +15,26 @@
 //! earlier-registered channel just makes a later registration's readiness moot, so no
 //! wake-up is lost and exactly one arm completes. A select never pairs with itself: its send
 //! arm skips its own receive entries on the same channel.
+//! A timer channel's arm (`after`, `tick`) adds its due time to the wait's deadline; waking
+//! at it (not at the select's own deadline) goes back to 1 like an abort.
+//! Rejected: starting at a random arm and taking the first ready one after it (a ready arm
+//! that follows k arms that are not ready wins (k+1)/n of the time, not 1/ready).
 //! Rejected: completing a ready arm during registration (a partner seen as claimable may time
 //! out before our claim of it; the abort-and-retry of crossbeam-channel is simpler).
 
 use std::cell::Cell;
+use std::ops::Deref;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use super::channel::wake;
 use super::error::{RecvError, SendError, TryRecvError, TrySendError};
 use super::oneshot::OneshotReceiver;
-use super::receiver::Receiver;
+use super::receiver::{earliest, Receiver};
 use super::sender::Sender;
 use super::wait::{wait, Side};
 use super::waiters::{Node, Signal, Waiters, ABORTED, CANCELLED, TIMED_OUT, WAITING};
+use crate::coop;
 use crate::park::{self, ParkReason};
 
 /// How a `select!` without a ready arm behaves.
@@ -36,10 +43,33 @@ use crate::park::{self, ParkReason};
 pub enum Mode {
     /// No `default`: wait for an arm.
     Block,
-    /// `default => ...`: do not wait.
+    /// `default => ...` or `default() => ...`: do not wait.
     NonBlocking,
-    /// `default(timeout) => ...`.
-    Timeout(Duration),
+    /// `default(timeout) => ...` or `default(deadline) => ...`; `None`: beyond `Instant`'s
+    /// range, so never.
+    Deadline(Option<Instant>),
+}
+
+/// What `default(..)` accepts: a timeout (`Duration`) or a deadline (`Instant`).
+#[doc(hidden)]
+pub trait IntoDeadline {
+    fn into_deadline(self) -> Option<Instant>;
+}
+impl IntoDeadline for Duration {
+    fn into_deadline(self) -> Option<Instant> {
+        Instant::now().checked_add(self)
+    }
+}
+impl IntoDeadline for Instant {
+    fn into_deadline(self) -> Option<Instant> {
+        Some(self)
+    }
+}
+
+/// `default(x)`: the mode for a timeout or a deadline `x`.
+#[doc(hidden)]
+pub fn deadline<D: IntoDeadline>(d: D) -> Mode {
+    Mode::Deadline(d.into_deadline())
 }
 
 /// The signal a `select!` registers in its arms' channels (arm tokens are `1..=arms`).
@@ -90,47 +120,64 @@ pub enum Reg {
 pub trait Arm {
     /// Attempts the operation without waiting; true if the arm completed (outcome stored).
     fn try_now(&mut self) -> bool;
-    /// Registers `ctx` with `token` unless the operation could complete now.
-    fn register(&mut self, ctx: &Ctx, token: usize) -> Reg;
+    /// Registers `ctx` with `token` unless the operation could complete now. A timer
+    /// channel's arm lowers `wake_at` to its due time.
+    fn register(&mut self, ctx: &Ctx, token: usize, wake_at: &mut Option<Instant>) -> Reg;
     /// Takes the registration back; `won`: this arm's token claimed the signal.
     fn unregister(&mut self, ctx: &Ctx, won: bool);
     /// The select ended by cancellation (shutdown): this arm reports a disconnection.
     fn cancel(&mut self);
+    /// True if this arm holds an outcome (it was the one selected).
+    fn completed(&self) -> bool;
 }
 
-/// Anything a `recv(...)` arm accepts.
+/// Anything a `recv(...)` arm accepts: a receiver, or anything that derefs to one (`&rx`,
+/// `Box`, `Arc`, ...).
 #[doc(hidden)]
-pub trait SelectReceiver<T> {
-    fn receiver(&self) -> &Receiver<T>;
+pub trait SelectReceiver {
+    type Item;
+    fn receiver(&self) -> &Receiver<Self::Item>;
 }
-impl<T> SelectReceiver<T> for Receiver<T> {
+impl<T> SelectReceiver for Receiver<T> {
+    type Item = T;
     fn receiver(&self) -> &Receiver<T> {
         self
     }
 }
-impl<T> SelectReceiver<T> for OneshotReceiver<T> {
+impl<T> SelectReceiver for OneshotReceiver<T> {
+    type Item = T;
     fn receiver(&self) -> &Receiver<T> {
         &self.rx
     }
 }
-impl<T, R: SelectReceiver<T> + ?Sized> SelectReceiver<T> for &R {
-    fn receiver(&self) -> &Receiver<T> {
+impl<D: Deref> SelectReceiver for D
+where
+    D::Target: SelectReceiver,
+{
+    type Item = <D::Target as SelectReceiver>::Item;
+    fn receiver(&self) -> &Receiver<Self::Item> {
         (**self).receiver()
     }
 }
 
-/// Anything a `send(...)` arm accepts.
+/// Anything a `send(...)` arm accepts: a sender, or anything that derefs to one.
 #[doc(hidden)]
-pub trait SelectSender<T> {
-    fn sender(&self) -> &Sender<T>;
+pub trait SelectSender {
+    type Item;
+    fn sender(&self) -> &Sender<Self::Item>;
 }
-impl<T> SelectSender<T> for Sender<T> {
+impl<T> SelectSender for Sender<T> {
+    type Item = T;
     fn sender(&self) -> &Sender<T> {
         self
     }
 }
-impl<T, S: SelectSender<T> + ?Sized> SelectSender<T> for &S {
-    fn sender(&self) -> &Sender<T> {
+impl<D: Deref> SelectSender for D
+where
+    D::Target: SelectSender,
+{
+    type Item = <D::Target as SelectSender>::Item;
+    fn sender(&self) -> &Sender<Self::Item> {
         (**self).sender()
     }
 }
@@ -144,7 +191,7 @@ pub struct RecvArm<'a, T> {
 }
 
 impl<'a, T> RecvArm<'a, T> {
-    pub fn new<R: SelectReceiver<T> + ?Sized>(rx: &'a R) -> Self {
+    pub fn new<R: SelectReceiver<Item = T> + ?Sized>(rx: &'a R) -> Self {
         RecvArm {
             rx: rx.receiver(),
             result: None,
@@ -160,7 +207,7 @@ impl<'a, T> RecvArm<'a, T> {
 
 impl<T> Arm for RecvArm<'_, T> {
     fn try_now(&mut self) -> bool {
-        match self.rx.try_recv() {
+        match self.rx.try_recv_uncounted() {
             Ok(v) => self.result = Some(Ok(v)),
             Err(TryRecvError::Disconnected) => self.result = Some(Err(RecvError)),
             Err(TryRecvError::Empty) => return false,
@@ -168,12 +215,13 @@ impl<T> Arm for RecvArm<'_, T> {
         true
     }
 
-    fn register(&mut self, ctx: &Ctx, token: usize) -> Reg {
+    fn register(&mut self, ctx: &Ctx, token: usize, wake_at: &mut Option<Instant>) -> Reg {
         let chan = &*self.rx.chan;
         let mut st = chan.lock();
         if chan.recv_ready(&st, Some(&ctx.signal)) {
             return Reg::Ready;
         }
+        *wake_at = earliest(*wake_at, chan.timer_due(&st));
         self.node = Some(ArmNode::register(&mut st.receivers, ctx, token, None));
         Reg::Registered
     }
@@ -205,10 +253,15 @@ impl<T> Arm for RecvArm<'_, T> {
     fn cancel(&mut self) {
         self.result = Some(Err(RecvError));
     }
+
+    fn completed(&self) -> bool {
+        self.result.is_some()
+    }
 }
 
 /// A `send(tx, value) -> res` arm. Its value is evaluated when the `select!` starts and
-/// dropped if another arm is chosen (as in Go).
+/// dropped if another arm is chosen (as in Go). In a `Select`, an arm whose value was sent
+/// is spent: never ready again.
 #[doc(hidden)]
 pub struct SendArm<'a, T> {
     tx: &'a Sender<T>,
@@ -218,7 +271,7 @@ pub struct SendArm<'a, T> {
 }
 
 impl<'a, T> SendArm<'a, T> {
-    pub fn new<S: SelectSender<T> + ?Sized>(tx: &'a S, value: T) -> Self {
+    pub fn new<S: SelectSender<Item = T> + ?Sized>(tx: &'a S, value: T) -> Self {
         SendArm {
             tx: tx.sender(),
             value: Some(value),
@@ -231,19 +284,14 @@ impl<'a, T> SendArm<'a, T> {
     pub fn take(&mut self) -> Option<Result<(), SendError<T>>> {
         self.result.take()
     }
-
-    fn value(&mut self) -> T {
-        match self.value.take() {
-            Some(v) => v,
-            None => fatal!("chan::select: a send arm lost its value"),
-        }
-    }
 }
 
 impl<T> Arm for SendArm<'_, T> {
     fn try_now(&mut self) -> bool {
-        let v = self.value();
-        match self.tx.try_send(v) {
+        let Some(v) = self.value.take() else {
+            return false; // a `Select` operation whose value was sent: never again
+        };
+        match self.tx.try_send_uncounted(v) {
             Ok(()) => self.result = Some(Ok(())),
             Err(TrySendError::Disconnected(v)) => self.result = Some(Err(SendError(v))),
             Err(TrySendError::Full(v)) => {
@@ -254,13 +302,16 @@ impl<T> Arm for SendArm<'_, T> {
         true
     }
 
-    fn register(&mut self, ctx: &Ctx, token: usize) -> Reg {
+    fn register(&mut self, ctx: &Ctx, token: usize, _wake_at: &mut Option<Instant>) -> Reg {
         let chan = &*self.tx.chan;
         let mut st = chan.lock();
+        let Some(v) = self.value.take() else {
+            return Reg::Registered; // spent (`try_now`): waits for nothing
+        };
         if chan.send_ready(&st, Some(&ctx.signal)) {
+            self.value = Some(v);
             return Reg::Ready;
         }
-        let v = self.value();
         self.node = Some(ArmNode::register(&mut st.senders, ctx, token, Some(v)));
         Reg::Registered
     }
@@ -276,8 +327,13 @@ impl<T> Arm for SendArm<'_, T> {
     }
 
     fn cancel(&mut self) {
-        let v = self.value();
-        self.result = Some(Err(SendError(v)));
+        if let Some(v) = self.value.take() {
+            self.result = Some(Err(SendError(v)));
+        }
+    }
+
+    fn completed(&self) -> bool {
+        self.result.is_some()
     }
 }
 
@@ -306,24 +362,43 @@ impl Drop for Registrations<'_, '_> {
 }
 
 /// Runs a `select!`: true if an arm completed (its `take` returns the outcome), false if
-/// the `default` arm is due.
+/// the `default` arm is due. `biased`: try the arms in the order given, not a random one.
 #[doc(hidden)]
-pub fn run(arms: &mut [&mut dyn Arm], mode: Mode) -> bool {
+pub fn run(arms: &mut [&mut dyn Arm], mode: Mode, biased: bool) -> bool {
     let n = arms.len();
-    let start = random_below(n);
+    let mut small = [0usize; 16];
+    let mut large = Vec::new();
+    let order: &mut [usize] = if n <= small.len() {
+        &mut small[..n]
+    } else {
+        large.resize(n, 0);
+        &mut large
+    };
+    for (i, k) in order.iter_mut().enumerate() {
+        *k = i;
+    }
     let deadline = match mode {
-        Mode::Timeout(d) => Instant::now().checked_add(d),
+        Mode::Deadline(d) => d,
         _ => None,
     };
     loop {
+        // 1. Fisher-Yates, one step per arm tried: arm `order[i]` is uniform among those not
+        // tried yet, so each ready arm is equally likely to be the first ready one found.
         for i in 0..n {
-            if arms[(start + i) % n].try_now() {
+            if !biased {
+                order.swap(i, i + random_below(n - i));
+            }
+            if arms[order[i]].try_now() {
+                coop::consume(); // done without parking: counts against the fiber's budget
                 return true;
             }
         }
-        match (mode, deadline) {
-            (Mode::NonBlocking, _) => return false,
-            (Mode::Timeout(_), Some(d)) if Instant::now() >= d => return false,
+        match mode {
+            Mode::NonBlocking => {
+                coop::consume(); // a polling loop of selects must let the others run too
+                return false;
+            }
+            Mode::Deadline(d) if d.is_some_and(|d| Instant::now() >= d) => return false,
             _ => {}
         }
         let ctx = Ctx {
@@ -334,18 +409,18 @@ pub fn run(arms: &mut [&mut dyn Arm], mode: Mode) -> bool {
             ctx: &ctx,
         };
         let mut ready = false;
-        for i in 0..n {
-            let k = (start + i) % n;
+        let mut wake_at = deadline;
+        for &k in order.iter() {
             if ctx.signal.state() != WAITING {
                 break; // claimed through an earlier arm: no need to register more
             }
-            if regs.arms[k].register(&ctx, k + 1) == Reg::Ready {
+            if regs.arms[k].register(&ctx, k + 1, &mut wake_at) == Reg::Ready {
                 ready = true;
                 break;
             }
         }
         let token = if !ready {
-            wait(&ctx.signal, ParkReason::Select, deadline)
+            wait(&ctx.signal, ParkReason::Select, wake_at)
         } else if ctx.signal.claim_self(ABORTED) {
             ABORTED
         } else {
@@ -354,9 +429,11 @@ pub fn run(arms: &mut [&mut dyn Arm], mode: Mode) -> bool {
         regs.finish(token);
         match token {
             ABORTED => continue,
+            // A timer arm's due time, not ours: try the arms again.
+            TIMED_OUT if deadline.is_none_or(|d| Instant::now() < d) => continue,
             TIMED_OUT => return false,
             CANCELLED => {
-                arms[start].cancel();
+                arms[order[0]].cancel();
                 return true;
             }
             _ => return true,
@@ -381,131 +458,4 @@ fn random_below(n: usize) -> usize {
         s.set(x);
         (((x >> 32) * n as u64) >> 32) as usize
     })
-}
-
-/// Waits on several channel operations and runs the arm of the one that completes.
-///
-/// ```text
-/// select! {
-///     recv(rx) -> msg => expr,            // msg: Result<T, RecvError>
-///     send(tx, value) -> res => expr,     // res: Result<(), SendError<T>>
-///     default => expr,                    // optional: nothing ready now
-///     default(Duration) => expr,          // or: nothing ready within the timeout
-/// }
-/// ```
-/// A closed channel's arm is ready (its result is the error). Among ready arms one is
-/// chosen at random, so none starves. Without `default` the calling fiber parks (a plain
-/// thread blocks) until an arm completes. A send arm's value is evaluated when the `select!`
-/// starts and dropped if another arm is chosen; arm bodies may `break`, `continue` or
-/// `return`. The receive side may be a [`Receiver`](crate::chan::Receiver) or a
-/// [`OneshotReceiver`](crate::chan::OneshotReceiver), by value or reference.
-///
-/// # Memory ordering
-/// As for `send`/`recv`: a send happens-before the receive that returns its value.
-///
-/// ```
-/// use fibra::chan;
-/// use std::time::Duration;
-/// # fibra::run(|| {
-/// let (tx, rx) = chan::bounded::<i32>(1);
-/// let (_quit_tx, quit_rx) = chan::unbounded::<()>();
-/// tx.send(7).unwrap();
-/// let got = fibra::select! {
-///     recv(rx) -> msg => msg.unwrap(),
-///     recv(quit_rx) -> _ => -1,
-///     default(Duration::from_millis(10)) => 0,
-/// };
-/// assert_eq!(got, 7);
-/// # });
-/// ```
-#[macro_export]
-macro_rules! select {
-    ($($tokens:tt)*) => {
-        $crate::__select_parse!(() () $($tokens)*)
-    };
-}
-
-/// `select!` step 1: collect the arms as `[recv (rx) pat body]` / `[send (tx) (v) pat body]`.
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __select_parse {
-    (($($arms:tt)*) $default:tt) => {
-        $crate::__select_emit!($default () $($arms)*)
-    };
-    (($($arms:tt)*) $default:tt $(,)? recv($rx:expr) -> $p:pat => $body:block $($rest:tt)*) => {
-        $crate::__select_parse!(($($arms)* [recv ($rx) $p $body]) $default $($rest)*)
-    };
-    (($($arms:tt)*) $default:tt $(,)? recv($rx:expr) -> $p:pat => $body:expr $(, $($rest:tt)*)?) => {
-        $crate::__select_parse!(($($arms)* [recv ($rx) $p $body]) $default $($($rest)*)?)
-    };
-    (($($arms:tt)*) $default:tt $(,)? send($tx:expr, $v:expr) -> $p:pat => $body:block $($rest:tt)*) => {
-        $crate::__select_parse!(($($arms)* [send ($tx) ($v) $p $body]) $default $($rest)*)
-    };
-    (($($arms:tt)*) $default:tt $(,)? send($tx:expr, $v:expr) -> $p:pat => $body:expr $(, $($rest:tt)*)?) => {
-        $crate::__select_parse!(($($arms)* [send ($tx) ($v) $p $body]) $default $($($rest)*)?)
-    };
-    (($($arms:tt)*) () $(,)? default => $body:block $($rest:tt)*) => {
-        $crate::__select_parse!(($($arms)*) (($crate::chan::__private::Mode::NonBlocking) $body) $($rest)*)
-    };
-    (($($arms:tt)*) () $(,)? default => $body:expr $(, $($rest:tt)*)?) => {
-        $crate::__select_parse!(($($arms)*) (($crate::chan::__private::Mode::NonBlocking) $body) $($($rest)*)?)
-    };
-    (($($arms:tt)*) () $(,)? default($d:expr) => $body:block $($rest:tt)*) => {
-        $crate::__select_parse!(($($arms)*) (($crate::chan::__private::Mode::Timeout($d)) $body) $($rest)*)
-    };
-    (($($arms:tt)*) () $(,)? default($d:expr) => $body:expr $(, $($rest:tt)*)?) => {
-        $crate::__select_parse!(($($arms)*) (($crate::chan::__private::Mode::Timeout($d)) $body) $($($rest)*)?)
-    };
-    (($($arms:tt)*) $default:tt , ) => {
-        $crate::__select_emit!($default () $($arms)*)
-    };
-    ($arms:tt $default:tt $($rest:tt)+) => {
-        ::core::compile_error!(concat!(
-            "fibra::select!: expected `recv(rx) -> msg => expr`, `send(tx, value) -> res => expr`, ",
-            "`default => expr` or `default(timeout) => expr` (one default at most), found: ",
-            stringify!($($rest)+)
-        ))
-    };
-}
-
-/// `select!` step 2: one local per arm (each step's `__fibra_arm` is a distinct binding by
-/// hygiene), then run and dispatch.
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __select_emit {
-    ($default:tt ($($done:tt)*) [recv $rx:tt $p:tt $body:tt] $($rest:tt)*) => {{
-        let __fibra_rx = &$rx; // a `let`, so a temporary `&rx` lives as long as the arm
-        let mut __fibra_arm = $crate::chan::__private::RecvArm::new(__fibra_rx);
-        $crate::__select_emit!($default ($($done)* [__fibra_arm $p $body]) $($rest)*)
-    }};
-    ($default:tt ($($done:tt)*) [send $tx:tt $v:tt $p:tt $body:tt] $($rest:tt)*) => {{
-        let __fibra_tx = &$tx;
-        let mut __fibra_arm = $crate::chan::__private::SendArm::new(__fibra_tx, $v);
-        $crate::__select_emit!($default ($($done)* [__fibra_arm $p $body]) $($rest)*)
-    }};
-    (() ($([$arm:ident $p:tt $body:tt])+)) => {{
-        $crate::chan::__private::run(
-            &mut [$(&mut $arm as &mut dyn $crate::chan::__private::Arm),+],
-            $crate::chan::__private::Mode::Block,
-        );
-        $( if let ::core::option::Option::Some(__fibra_res) = $arm.take() {
-            let $p = __fibra_res;
-            $body
-        } else )+ {
-            ::core::unreachable!("fibra::select!: no arm completed")
-        }
-    }};
-    (($mode:tt $default:tt) ($([$arm:ident $p:tt $body:tt])*)) => {{
-        let __fibra_done = $crate::chan::__private::run(
-            &mut [$(&mut $arm as &mut dyn $crate::chan::__private::Arm),*],
-            $mode,
-        );
-        $( if let ::core::option::Option::Some(__fibra_res) = $arm.take() {
-            let $p = __fibra_res;
-            $body
-        } else )* {
-            let _ = __fibra_done;
-            $default
-        }
-    }};
 }

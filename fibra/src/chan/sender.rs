@@ -1,6 +1,7 @@
 //! `Sender<T>`: the sending half, blocking and non-blocking.
 
 use std::fmt;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,7 +69,18 @@ impl<T> Sender<T> {
     /// assert_eq!(tx.try_send(2).unwrap_err().into_inner(), 2);
     /// # });
     /// ```
+    ///
+    /// Each call, whether it sends or not, counts against the calling fiber's
+    /// [cooperative budget](crate::coop), so a fiber polling in a loop lets the others on its
+    /// worker run (among them, perhaps, the receiver it polls for).
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        let res = self.try_send_uncounted(value);
+        coop::consume();
+        res
+    }
+
+    /// `try_send` without the budget: `select!` counts once for all its arms.
+    pub(crate) fn try_send_uncounted(&self, value: T) -> Result<(), TrySendError<T>> {
         let mut st = self.chan.lock();
         let woken = self.chan.try_send_locked(&mut st, value, None)?;
         drop(st);
@@ -194,6 +206,28 @@ impl<T> Sender<T> {
         (self.chan.cap != channel::UNBOUNDED).then_some(self.chan.cap)
     }
 }
+
+impl<T> Sender<T> {
+    /// True if `self` and `other` send to the same channel.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let (tx, _rx) = fibra::chan::bounded::<u8>(1);
+    /// let (other, _rx2) = fibra::chan::bounded::<u8>(1);
+    /// assert!(tx.same_channel(&tx.clone()));
+    /// assert!(!tx.same_channel(&other));
+    /// # });
+    /// ```
+    pub fn same_channel(&self, other: &Sender<T>) -> bool {
+        Arc::ptr_eq(&self.chan, &other.chan)
+    }
+}
+
+// As crossbeam-channel's: a panic in the middle of an operation leaves the channel usable (its
+// critical sections run no user code, `channel.rs`), so a caught panic observes no broken
+// state through a `Sender`.
+impl<T> UnwindSafe for Sender<T> {}
+impl<T> RefUnwindSafe for Sender<T> {}
 
 impl<T> Clone for Sender<T> {
     /// Another sender of the same channel.
