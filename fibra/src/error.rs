@@ -170,13 +170,14 @@ impl std::error::Error for BuildError {}
 /// let h = rt.block_on(|| fibra::spawn(|| fibra::sleep(std::time::Duration::from_secs(60))));
 /// let err = h.join().unwrap_err(); // the session ended before the sleeper did
 /// assert!(matches!(err, fibra::JoinError::Cancelled));
-/// assert_eq!(err.to_string(), "fiber was cancelled by runtime shutdown");
+/// assert_eq!(err.to_string(), "fiber was cancelled (JoinHandle::cancel or runtime shutdown)");
 /// ```
 #[non_exhaustive]
 pub enum JoinError {
     /// The fiber panicked; the payload is the value passed to `panic!`.
     Panicked(Box<dyn Any + Send + 'static>),
-    /// The fiber was unwound before it finished, because its runtime shut down.
+    /// The fiber was unwound before it finished: it was cancelled
+    /// ([`JoinHandle::cancel`](crate::JoinHandle::cancel)), or its runtime shut down.
     Cancelled,
     /// The fiber never ran: no stack could be reserved when a worker picked it up (stacks are
     /// taken at a fiber's first run, on the worker that runs it).
@@ -232,7 +233,7 @@ impl fmt::Display for JoinError {
             None if matches!(self, JoinError::Panicked(_)) => write!(f, "fiber panicked"),
             None => match self {
                 JoinError::NoStack(e) => write!(f, "fiber never ran: {e}"),
-                _ => write!(f, "fiber was cancelled by runtime shutdown"),
+                _ => write!(f, "fiber was cancelled (JoinHandle::cancel or runtime shutdown)"),
             },
         }
     }

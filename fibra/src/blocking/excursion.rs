@@ -59,6 +59,11 @@ use crate::sched::{context, Shared};
 /// The calling fiber stays on its thread; only `f` runs elsewhere, which is why it must be
 /// `Send`. A `thread_local!` read inside `f` is the pool thread's.
 ///
+/// # Cancellation
+/// A fiber cancelled ([`JoinHandle::cancel`](crate::JoinHandle::cancel)) while `f` runs is
+/// not interrupted: `f` may borrow the caller's frame, so the fiber waits for it and unwinds
+/// at its next park after this returns.
+///
 /// # Shutdown
 /// If the session ends while `f` runs, the calling fiber is unwound after the session's other
 /// fibers (which may be what `f` waits for) and only once `f` has returned: an `f` that waits
@@ -110,7 +115,9 @@ where
         if park::cancelling() {
             break; // the guard blocks the thread instead
         }
-        park::park(ParkReason::Blocking);
+        // Uncancellable: the closure may borrow this frame, so a `JoinHandle::cancel` waits
+        // for it; the request stays pending and the fiber unwinds at its next park after.
+        park::park_uncancellable(ParkReason::Blocking);
     }
     excursion.wait_blocking(); // returns at once unless we stopped parking (cancelling)
     std::mem::forget(guard); // the frame leaves normally: the guard's work is done
