@@ -40,6 +40,7 @@
 mod macros;
 mod block_on;
 mod blocking;
+pub mod cancel;
 pub mod chan;
 pub mod coop;
 pub mod debug;
@@ -60,6 +61,7 @@ mod time;
 
 pub use block_on::block_on;
 pub use blocking::{blocking, spawn_blocking};
+pub use cancel::CancellationToken;
 pub use error::{BuildError, JoinError, SpawnError};
 pub use fiber::{
     current, park, spawn, try_current, yield_now, AccessError, Builder, Fiber, FiberId, JoinHandle,
