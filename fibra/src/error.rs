@@ -54,7 +54,7 @@ impl fmt::Display for SpawnError {
         match self {
             SpawnError::NoRuntime => write!(
                 f,
-                "no fibra runtime on this thread: call fibra::spawn inside fibra::run(|| ...) or Runtime::block_on"
+                "no fibra runtime on this thread: call fibra::spawn inside fibra::run(|| ...) or Runtime::run"
             ),
             SpawnError::ShuttingDown => write!(f, "the fibra runtime is shutting down"),
             SpawnError::StackTooSmall { requested, minimum } => write!(
@@ -167,7 +167,7 @@ impl std::error::Error for BuildError {}
 ///
 /// ```
 /// let rt = fibra::Runtime::builder().workers(1).build().unwrap();
-/// let h = rt.block_on(|| fibra::spawn(|| fibra::sleep(std::time::Duration::from_secs(60))));
+/// let h = rt.run(|| fibra::spawn(|| fibra::sleep(std::time::Duration::from_secs(60))));
 /// let err = h.join().unwrap_err(); // the session ended before the sleeper did
 /// assert!(matches!(err, fibra::JoinError::Cancelled));
 /// assert_eq!(err.to_string(), "fiber was cancelled (JoinHandle::cancel or runtime shutdown)");

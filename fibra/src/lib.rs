@@ -17,7 +17,7 @@
 //! - **Fibers** ([`spawn`], [`Builder`], [`scope`]) are stackful: each has its own small,
 //!   lazily committed stack (64 KiB virtual by default, guard-paged, pooled), so code inside
 //!   one can block on [`sleep`], [`JoinHandle::join`], [`park`] or any future
-//!   ([`block_on`]) and only the fiber waits.
+//!   ([`await_future`]) and only the fiber waits.
 //! - **The scheduler** multiplexes fibers over one worker thread per core, with per-worker
 //!   run queues, a global queue, work stealing and idle workers that sleep.
 //! - **Networking** ([`net`], [`os::unix::net`]) mirrors `std::net`: a read, write, accept
@@ -38,7 +38,7 @@
 
 #[macro_use]
 mod macros;
-mod block_on;
+mod await_future;
 mod blocking;
 pub mod cancel;
 pub mod chan;
@@ -59,8 +59,10 @@ pub mod sync;
 pub(crate) mod sys;
 mod time;
 
-pub use block_on::block_on;
-pub use blocking::{blocking, spawn_blocking};
+#[allow(deprecated)]
+pub use await_future::{await_future, block_on};
+#[allow(deprecated)]
+pub use blocking::{blocking, run_blocking, spawn_blocking};
 pub use cancel::CancellationToken;
 pub use error::{BuildError, JoinError, SpawnError};
 pub use fiber::{
@@ -117,6 +119,6 @@ pub const MAX_STACK_SIZE: usize = stack::MAX_STACK_SIZE;
 /// assert!(fibra::DEFAULT_STACK_SIZE >= fibra::MIN_STACK_SIZE);
 /// // Pass it to a builder to keep the default explicitly.
 /// let rt = fibra::Runtime::builder().stack_size(fibra::DEFAULT_STACK_SIZE).build().unwrap();
-/// assert_eq!(rt.block_on(|| fibra::spawn(|| 1).join().unwrap()), 1);
+/// assert_eq!(rt.run(|| fibra::spawn(|| 1).join().unwrap()), 1);
 /// ```
 pub const DEFAULT_STACK_SIZE: usize = stack::DEFAULT_STACK_SIZE;

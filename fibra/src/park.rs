@@ -47,7 +47,7 @@ pub enum ParkReason {
     Sleep,
     /// `JoinHandle::join`.
     Join,
-    /// `fibra::block_on(future)`, waiting for the future's waker.
+    /// `fibra::await_future(future)`, waiting for the future's waker.
     BlockOn,
     /// The end of a `fibra::scope`, waiting for its fibers.
     Scope,
@@ -75,7 +75,7 @@ pub enum ParkReason {
     ChanRecv,
     /// `fibra::select!`, waiting for any of its arms.
     Select,
-    /// `fibra::blocking`, waiting for its closure to finish on a blocking-pool thread.
+    /// `fibra::run_blocking`, waiting for its closure to finish on a blocking-pool thread.
     Blocking,
     /// `JoinHandle::join` of a `fibra::spawn_blocking` task.
     BlockingJoin,
@@ -236,7 +236,7 @@ pub(crate) fn park(reason: ParkReason) {
 }
 
 /// `park`, but never unwinds for a cancel request (it stays pending for a later `park`): for
-/// waits whose frame must outlive what they wait for (`fibra::blocking`'s closure,
+/// waits whose frame must outlive what they wait for (`fibra::run_blocking`'s closure,
 /// `fibra::scope`'s children). A cancel request still wakes it (spuriously).
 pub(crate) fn park_uncancellable(reason: ParkReason) {
     Caller::current().park_uncancellable(reason);

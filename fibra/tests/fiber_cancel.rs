@@ -29,7 +29,7 @@ fn a_parked_fiber_unwinds_and_its_destructors_run() {
     let _w = watchdog("a_parked_fiber_unwinds_and_its_destructors_run");
     let dropped = Arc::new(AtomicUsize::new(0));
     let after_park = Arc::new(AtomicBool::new(false));
-    rt(2).block_on(|| {
+    rt(2).run(|| {
         let (_tx, rx) = fibra::chan::bounded::<()>(0);
         let (ready_tx, ready_rx) = fibra::chan::bounded::<()>(1);
         let (d, a) = (dropped.clone(), after_park.clone());
@@ -51,7 +51,7 @@ fn a_parked_fiber_unwinds_and_its_destructors_run() {
 #[test]
 fn every_kind_of_wait_is_a_cancellation_point() {
     let _w = watchdog("every_kind_of_wait_is_a_cancellation_point");
-    rt(2).block_on(|| {
+    rt(2).run(|| {
         let lock = Arc::new(fibra::sync::Mutex::new(()));
         let held = lock.lock();
         let (stx, _srx) = fibra::chan::bounded::<u8>(0); // nobody receives
@@ -66,7 +66,7 @@ fn every_kind_of_wait_is_a_cancellation_point() {
                 move || drop(lock.lock())
             }),
             Box::new(|| fibra::spawn(|| fibra::sleep(Duration::from_secs(3600))).join().map(drop).unwrap()),
-            Box::new(|| fibra::block_on(std::future::pending::<()>())),
+            Box::new(|| fibra::await_future(std::future::pending::<()>())),
             Box::new(|| {
                 // The scope's wait cancels its fiber and returns once it is gone (it must
                 // not leave early); the next park unwinds the owner.
@@ -96,7 +96,7 @@ fn every_kind_of_wait_is_a_cancellation_point() {
 fn a_running_fiber_is_cancelled_at_its_next_park() {
     let _w = watchdog("a_running_fiber_is_cancelled_at_its_next_park");
     let steps = Arc::new(AtomicUsize::new(0));
-    rt(1).block_on(|| {
+    rt(1).run(|| {
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         let (ran_tx, ran_rx) = std::sync::mpsc::channel::<()>();
         let s = steps.clone();
@@ -131,7 +131,7 @@ fn an_unstarted_fiber_never_runs_and_its_closure_is_dropped() {
     let _w = watchdog("an_unstarted_fiber_never_runs_and_its_closure_is_dropped");
     let dropped = Arc::new(AtomicUsize::new(0));
     let ran = Arc::new(AtomicBool::new(false));
-    rt(1).block_on(|| {
+    rt(1).run(|| {
         // One worker, and the root does not park before cancelling: the fiber cannot start.
         let (t, r) = (Tally(dropped.clone()), ran.clone());
         let h = fibra::spawn(move || {
@@ -148,7 +148,7 @@ fn an_unstarted_fiber_never_runs_and_its_closure_is_dropped() {
 #[test]
 fn cancelling_a_finished_fiber_keeps_its_result() {
     let _w = watchdog("cancelling_a_finished_fiber_keeps_its_result");
-    rt(2).block_on(|| {
+    rt(2).run(|| {
         let h = fibra::spawn(|| 42);
         while !h.is_finished() {
             fibra::yield_now();
@@ -163,7 +163,7 @@ fn cancel_racing_completion_gives_a_result_or_cancelled_and_drops_once() {
     let _w = watchdog("cancel_racing_completion_gives_a_result_or_cancelled_and_drops_once");
     const N: usize = if cfg!(debug_assertions) { 2_000 } else { 20_000 };
     let dropped = Arc::new(AtomicUsize::new(0));
-    let (ok, cancelled) = rt(2).block_on(|| {
+    let (ok, cancelled) = rt(2).run(|| {
         let (mut ok, mut cancelled) = (0, 0);
         for i in 0..N {
             let t = Tally(dropped.clone());
@@ -199,7 +199,7 @@ fn cancel_racing_completion_gives_a_result_or_cancelled_and_drops_once() {
 #[test]
 fn catching_the_cancellation_and_resuming_it_still_cancels() {
     let _w = watchdog("catching_the_cancellation_and_resuming_it_still_cancels");
-    rt(2).block_on(|| {
+    rt(2).run(|| {
         let h = fibra::spawn(|| {
             let r = panic::catch_unwind(|| fibra::sleep(Duration::from_secs(3600)));
             // Waits return at once while the fiber is being cancelled.
@@ -219,7 +219,7 @@ fn catching_the_cancellation_and_resuming_it_still_cancels() {
 #[test]
 fn dropping_a_caught_cancellation_ends_it() {
     let _w = watchdog("dropping_a_caught_cancellation_ends_it");
-    rt(2).block_on(|| {
+    rt(2).run(|| {
         let (tx, rx) = fibra::chan::bounded::<u32>(0);
         let (caught_tx, caught_rx) = fibra::chan::bounded::<()>(1);
         let h = fibra::spawn(move || {
@@ -251,7 +251,7 @@ fn a_destructors_waits_return_at_once_while_cancelling() {
         }
     }
     let saw = Arc::new(AtomicBool::new(false));
-    rt(2).block_on(|| {
+    rt(2).run(|| {
         let s = saw.clone();
         let h = fibra::spawn(move || {
             let sleeper = fibra::spawn(|| fibra::sleep(Duration::from_secs(3600)));
@@ -272,13 +272,13 @@ fn a_fiber_in_blocking_waits_for_its_closure_then_unwinds() {
     let _w = watchdog("a_fiber_in_blocking_waits_for_its_closure_then_unwinds");
     let closure_done = Arc::new(AtomicBool::new(false));
     let after = Arc::new(AtomicUsize::new(0));
-    rt(2).block_on(|| {
+    rt(2).run(|| {
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         let (c, a) = (closure_done.clone(), after.clone());
         let h = fibra::spawn(move || {
             let local = String::from("borrowed");
             let local = &local;
-            fibra::blocking(move || {
+            fibra::run_blocking(move || {
                 go_rx.recv().unwrap();
                 assert_eq!(local, "borrowed");
                 c.store(true, SeqCst);
@@ -304,7 +304,7 @@ fn a_fiber_in_blocking_waits_for_its_closure_then_unwinds() {
 fn a_panicking_scope_body_cancels_its_fibers_and_waits_for_them() {
     let _w = watchdog("a_panicking_scope_body_cancels_its_fibers_and_waits_for_them");
     let dropped = Arc::new(AtomicUsize::new(0));
-    rt(2).block_on(|| {
+    rt(2).run(|| {
         let (_tx, rx) = fibra::chan::bounded::<()>(0);
         let r = panic::catch_unwind(AssertUnwindSafe(|| {
             fibra::scope(|s| {
@@ -331,7 +331,7 @@ fn cancelling_a_scope_owner_cancels_its_fibers_first() {
     let _w = watchdog("cancelling_a_scope_owner_cancels_its_fibers_first");
     let dropped = Arc::new(AtomicUsize::new(0));
     let owner_saw = Arc::new(AtomicUsize::new(usize::MAX));
-    rt(2).block_on(|| {
+    rt(2).run(|| {
         for in_body in [true, false] {
             let (d, o) = (dropped.clone(), owner_saw.clone());
             let owner = fibra::spawn(move || {
@@ -377,7 +377,7 @@ fn cancelling_a_scope_owner_cancels_its_fibers_first() {
 #[test]
 fn a_cancelled_scoped_fiber_is_still_waited_for() {
     let _w = watchdog("a_cancelled_scoped_fiber_is_still_waited_for");
-    rt(2).block_on(|| {
+    rt(2).run(|| {
         let data = vec![1, 2, 3];
         let finished = AtomicUsize::new(0);
         fibra::scope(|s| {
@@ -405,7 +405,7 @@ fn a_cancelled_scoped_fiber_is_still_waited_for() {
 fn cancel_then_shutdown_and_cancel_during_shutdown() {
     let _w = watchdog("cancel_then_shutdown_and_cancel_during_shutdown");
     let dropped = Arc::new(AtomicUsize::new(0));
-    let handles = rt(2).block_on(|| {
+    let handles = rt(2).run(|| {
         let hs: Vec<_> = (0..64)
             .map(|i| {
                 let t = Tally(dropped.clone());

@@ -29,7 +29,7 @@ fn joined<T>(r: Result<T, fibra::JoinError>) -> Result<T, String> {
 }
 
 pub fn spawn(n: u64, workers: usize) -> Result<Figures, String> {
-    runtime(workers)?.block_on(move || {
+    runtime(workers)?.run(move || {
         let rss_before = vm_rss_bytes()?;
         let t0 = Instant::now();
         let handles: Vec<_> = (0..n)
@@ -93,7 +93,7 @@ fn player(
 }
 
 pub fn switch(rounds: u64, workers: usize) -> Result<Figures, String> {
-    runtime(workers)?.block_on(move || {
+    runtime(workers)?.run(move || {
         let turn = Arc::new(AtomicU64::new(0));
         let slots: Arc<[OnceLock<fibra::Fiber>; 2]> = Arc::new([OnceLock::new(), OnceLock::new()]);
         let t0 = Instant::now();
@@ -109,7 +109,7 @@ pub fn switch(rounds: u64, workers: usize) -> Result<Figures, String> {
 }
 
 pub fn churn(n: u64, workers: usize) -> Result<Figures, String> {
-    runtime(workers)?.block_on(move || {
+    runtime(workers)?.run(move || {
         let t0 = Instant::now();
         for batch in churn::batches(n) {
             let handles: Vec<_> = (0..batch).map(|_| fibra::spawn(|| {})).collect();
@@ -123,7 +123,7 @@ pub fn churn(n: u64, workers: usize) -> Result<Figures, String> {
 
 /// `chan`: fibra::chan and fibra::sync::Mutex between fibers.
 pub fn chan(case: Case, n: u64, workers: usize) -> Result<Figures, String> {
-    runtime(workers)?.block_on(move || {
+    runtime(workers)?.run(move || {
         let t0 = Instant::now();
         match case {
             Case::PingPong => ping_pong(n)?,
@@ -219,7 +219,7 @@ pub fn blocking(n: u64, workers: usize) -> Result<Figures, String> {
     let rt = builder
         .build()
         .map_err(|e| format!("could not build the fibra runtime: {e}"))?;
-    rt.block_on(move || {
+    rt.run(move || {
         let units: Vec<_> = (0..exp::UNITS)
             .map(|_| {
                 let board = board.clone();
@@ -231,7 +231,7 @@ pub fn blocking(n: u64, workers: usize) -> Result<Figures, String> {
         let blocker = fibra::Builder::new().name("blocker").spawn(move || {
             b.block_starts();
             match mode {
-                Mode::Offloaded => fibra::blocking(|| exp::block(kind)),
+                Mode::Offloaded => fibra::run_blocking(|| exp::block(kind)),
                 _ => exp::block(kind),
             }
             b.block_ends();
@@ -264,7 +264,7 @@ pub fn io_server(workers: usize, case: Option<&str>) -> Result<Figures, String> 
     let rt = builder
         .build()
         .map_err(|e| format!("could not build the fibra runtime: {e}"))?;
-    rt.block_on(|| {
+    rt.run(|| {
         let listener = fibra::net::TcpListener::bind("127.0.0.1:0")
             .map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
         child::announce(listener.local_addr())?;

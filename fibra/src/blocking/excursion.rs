@@ -1,4 +1,4 @@
-//! `fibra::blocking`: run a borrowing closure on a pool thread while the fiber parks.
+//! `fibra::run_blocking`: run a borrowing closure on a pool thread while the fiber parks.
 //!
 //! # Protocol
 //! ```text
@@ -50,7 +50,10 @@ use crate::sched::{context, Shared};
 /// fiber parks meanwhile, so its worker keeps running other fibers. Outside a fiber (or while
 /// the runtime unwinds the fiber at shutdown) it simply calls `f`.
 ///
-/// Unlike [`spawn_blocking`](crate::spawn_blocking), `f` may borrow the caller's locals.
+/// Unlike [`spawn_blocking`](crate::spawn_blocking), `f` may borrow the caller's locals,
+/// and the value comes back directly: *spawn* gives a handle, *run* waits for the value (as
+/// [`Runtime::run`](crate::Runtime::run) and [`fibra::run`](crate::run) do). It was
+/// `fibra::run_blocking` before 0.2.
 ///
 /// # Panics
 /// Resumes a panic of `f` in the caller.
@@ -72,12 +75,12 @@ use crate::sched::{context, Shared};
 /// ```
 /// # fibra::run(|| {
 /// let path = String::from("/proc/self/status");
-/// let text = fibra::blocking(|| std::fs::read_to_string(&path)).unwrap(); // borrows `path`
+/// let text = fibra::run_blocking(|| std::fs::read_to_string(&path)).unwrap(); // borrows `path`
 /// assert!(text.contains("Threads:"));
 /// # });
 /// ```
 #[inline(never)]
-pub fn blocking<F, T>(f: F) -> T
+pub fn run_blocking<F, T>(f: F) -> T
 where
     F: FnOnce() -> T + Send,
     T: Send,

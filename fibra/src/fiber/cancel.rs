@@ -29,7 +29,7 @@
 //!   destructor during a panic would otherwise panic again, which aborts. The request stays
 //!   pending for a later park. (The check can only say "yes" too often, when another fiber of
 //!   the same worker is parked mid-unwind, §6 of SOUNDNESS.md; that only delays.)
-//! - In a park that a frame's soundness depends on returning normally: `fibra::blocking`
+//! - In a park that a frame's soundness depends on returning normally: `fibra::run_blocking`
 //!   waiting for its closure (the closure may borrow the frame) and `fibra::scope` waiting for
 //!   its children (they may borrow it). They park with `park_uncancellable`, and act on the
 //!   request themselves: a scope cancels its children.

@@ -560,7 +560,7 @@ impl<T> JoinHandle<T> {
     ///   fiber's end gives either its result or `Cancelled`.
     /// - While it unwinds, the fiber's waits return at once, as during shutdown: a `join`
     ///   in a destructor reports `Cancelled`, a channel operation a disconnection.
-    /// - [`blocking`](crate::blocking) and [`scope`](crate::scope) are not cut short: the
+    /// - [`run_blocking`](crate::run_blocking) and [`scope`](crate::scope) are not cut short: the
     ///   fiber first waits for the closure (which may borrow its frame) or for the scope's
     ///   fibers, which the scope cancels in turn.
     /// - The unwind is a panic payload of fibra's (raised with `resume_unwind`, so no panic

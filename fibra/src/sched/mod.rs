@@ -155,7 +155,7 @@ pub(crate) struct Shared {
     /// Fibers spawned and not yet finished (completed or unwound). Blocking-pool tasks are
     /// not fibers and do not count.
     pub(crate) live: AtomicUsize,
-    /// The session's blocking pool (`fibra::spawn_blocking`, `fibra::blocking`).
+    /// The session's blocking pool (`fibra::spawn_blocking`, `fibra::run_blocking`).
     pub(crate) blocking: BlockingPool,
     /// Workers the monitor considers stuck now; a spare retires only when it is 0.
     pub(crate) stuck: AtomicUsize,

@@ -70,7 +70,7 @@ impl UnixStream {
             // A full backlog: a non-blocking connect cannot wait for room, a blocking one can
             // (on the blocking pool, so the worker keeps running).
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let s = crate::blocking(|| net::UnixStream::connect(path))?;
+                let s = crate::run_blocking(|| net::UnixStream::connect(path))?;
                 UnixStream::wrap(s, Arc::default())
             }
             Err(e) => Err(e),
