@@ -21,6 +21,9 @@ pub enum SpawnError {
     NoRuntime,
     /// The runtime is shutting down and accepts no new fibers.
     ShuttingDown,
+    /// [`Handle::spawn`](crate::Handle::spawn): the handle's runtime has no session running
+    /// (before [`Runtime::run`](crate::Runtime::run) starts one, or after it returned).
+    NotRunning,
     /// The requested stack is smaller than [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE).
     StackTooSmall {
         /// The size asked for, in bytes.
@@ -57,6 +60,11 @@ impl fmt::Display for SpawnError {
                 "no fibra runtime on this thread: call fibra::spawn inside fibra::run(|| ...) or Runtime::run"
             ),
             SpawnError::ShuttingDown => write!(f, "the fibra runtime is shutting down"),
+            SpawnError::NotRunning => write!(
+                f,
+                "the fibra runtime of this Handle is not running: Handle::spawn works only \
+                 while Runtime::run (or fibra::run) runs"
+            ),
             SpawnError::StackTooSmall { requested, minimum } => write!(
                 f,
                 "fiber stack of {requested} bytes is below fibra's minimum of {minimum} bytes"

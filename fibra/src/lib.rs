@@ -70,7 +70,7 @@ pub use fiber::{
     LocalKey,
 };
 pub use park::ParkReason;
-pub use runtime::{run, Runtime, RuntimeBuilder};
+pub use runtime::{run, Handle, Runtime, RuntimeBuilder};
 pub use sched::monitor::{StallKind, StallReport};
 pub use scope::{scope, Scope, ScopedJoinHandle};
 #[doc(hidden)]

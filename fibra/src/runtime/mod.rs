@@ -16,6 +16,9 @@ use crate::sched::monitor::{self, StallReport};
 use crate::sched::{context, worker::Worker, Config, Shared, StallHook};
 use crate::stack::{checked_stack_size, DEFAULT_STACK_SIZE};
 
+mod handle;
+pub use handle::Handle;
+
 /// Most worker slots (`workers + max_spare_workers`) a runtime may have. Every slot gets its
 /// ring, timers and I/O poller (an epoll and an eventfd) when a session starts, so this is a
 /// bound on set-up cost, not a tuning knob: 256x the largest machines' core counts (256),
@@ -537,7 +540,7 @@ impl Runtime {
             );
         }
         crate::stack::install_overflow_handler();
-        let shared = Arc::new(Shared::new(self.config.clone()));
+        let shared = Arc::new(Shared::new(self.config.clone(), self.key.clone()));
         let spec = SpawnSpec {
             name: Some("main".into()),
             stack_size: None,
@@ -612,6 +615,11 @@ fn start_workers(shared: &Arc<Shared>) -> Threads {
 /// waits for its pool task); queues are emptied so no reference cycle
 /// (fiber → session → queue → fiber) outlives it.
 fn finish_session(shared: &Arc<Shared>, threads: Threads) {
+    // First: no spawn from outside gets in after this (`Shared::accepts_outside`).
+    *shared
+        .accepts_outside
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = false;
     shared.begin_shutdown();
     if let Some(m) = &threads.monitor {
         m.thread().unpark();
