@@ -83,6 +83,60 @@ pub mod __fault {
 }
 pub use time::{park_timeout, sleep, sleep_until};
 
+/// Runs `main`'s body as the root fiber of a new [`Runtime`]: the same as building one and
+/// calling [`Runtime::run`] with the body. Optional arguments: `workers = N` (default: one
+/// per core) and `stack_size = BYTES` (default [`DEFAULT_STACK_SIZE`]), as on
+/// [`RuntimeBuilder`]. The function returns what the body returns (`T: Send`), so
+/// `-> Result<(), E>` works when `E: Send`.
+///
+/// ```
+/// #[fibra::main(workers = 2, stack_size = 131072)]
+/// fn main() {
+///     let h = fibra::spawn(|| fibra::current().name().is_none());
+///     assert!(h.join().unwrap());
+///     assert_eq!(fibra::current().name(), Some("main")); // the body is the root fiber
+/// }
+/// ```
+///
+/// A mistake is a compile error that says what is accepted:
+/// ```compile_fail
+/// #[fibra::main(wrokers = 2)] // unknown argument `wrokers`: expected `workers = N` or ...
+/// fn main() {}
+/// ```
+/// ```compile_fail
+/// #[fibra::main(workers = 0)] // `workers` must be at least 1
+/// fn main() {}
+/// ```
+/// ```compile_fail
+/// #[fibra::main]
+/// async fn main() {} // remove `async`: the body runs as a fiber, in blocking style
+/// ```
+pub use fibra_macros::main;
+
+/// A `#[test]` whose body runs as the root fiber of a new [`Runtime`], as with
+/// [`macro@main`]; the same optional `workers = N` and `stack_size = BYTES`. Other attributes
+/// (`#[should_panic]`, `#[ignore]`) stay on the test; a panic in the body fails it.
+///
+/// ```
+/// #[fibra::test(workers = 1)]
+/// fn sleeps_in_a_fiber() {
+///     fibra::sleep(std::time::Duration::from_millis(1));
+/// }
+/// # fn main() {} // doctests do not run #[test] functions; the test suite does
+/// ```
+/// ```compile_fail
+/// #[fibra::test]
+/// #[test] // #[fibra::test] already makes the function a test
+/// fn twice() {}
+/// # fn main() {}
+/// ```
+/// ```compile_fail
+/// #[fibra::test(stack_size = 1 << 20, stack_size = 1 << 21)] // `stack_size` given twice
+/// fn twice() {}
+/// # fn main() {}
+/// ```
+pub use fibra_macros::test;
+
 /// The smallest fiber stack fibra accepts, in bytes. A panic with `RUST_BACKTRACE=1` needs
 /// ~22 KiB of stack, so stacks this small suit only leaf fibers that never panic.
 ///

@@ -145,17 +145,15 @@ fn an_unstarted_fiber_never_runs_and_its_closure_is_dropped() {
     assert!(!ran.load(SeqCst));
 }
 
-#[test]
+#[fibra::test(workers = 2)]
 fn cancelling_a_finished_fiber_keeps_its_result() {
     let _w = watchdog("cancelling_a_finished_fiber_keeps_its_result");
-    rt(2).run(|| {
-        let h = fibra::spawn(|| 42);
-        while !h.is_finished() {
-            fibra::yield_now();
-        }
-        h.cancel();
-        assert_eq!(h.join().unwrap(), 42);
-    });
+    let h = fibra::spawn(|| 42);
+    while !h.is_finished() {
+        fibra::yield_now();
+    }
+    h.cancel();
+    assert_eq!(h.join().unwrap(), 42);
 }
 
 #[test]
@@ -196,47 +194,43 @@ fn cancel_racing_completion_gives_a_result_or_cancelled_and_drops_once() {
     assert_eq!(dropped.load(SeqCst), N, "each closure's capture dropped exactly once");
 }
 
-#[test]
+#[fibra::test(workers = 2)]
 fn catching_the_cancellation_and_resuming_it_still_cancels() {
     let _w = watchdog("catching_the_cancellation_and_resuming_it_still_cancels");
-    rt(2).run(|| {
-        let h = fibra::spawn(|| {
-            let r = panic::catch_unwind(|| fibra::sleep(Duration::from_secs(3600)));
-            // Waits return at once while the fiber is being cancelled.
-            fibra::sleep(Duration::from_secs(3600));
-            if let Err(p) = r {
-                panic::resume_unwind(p);
-            }
-        });
-        while h.fiber().park_reason() != fibra::ParkReason::Sleep {
-            fibra::yield_now();
+    let h = fibra::spawn(|| {
+        let r = panic::catch_unwind(|| fibra::sleep(Duration::from_secs(3600)));
+        // Waits return at once while the fiber is being cancelled.
+        fibra::sleep(Duration::from_secs(3600));
+        if let Err(p) = r {
+            panic::resume_unwind(p);
         }
-        h.cancel();
-        assert!(matches!(h.join(), Err(JoinError::Cancelled)));
     });
+    while h.fiber().park_reason() != fibra::ParkReason::Sleep {
+        fibra::yield_now();
+    }
+    h.cancel();
+    assert!(matches!(h.join(), Err(JoinError::Cancelled)));
 }
 
-#[test]
+#[fibra::test(workers = 2)]
 fn dropping_a_caught_cancellation_ends_it() {
     let _w = watchdog("dropping_a_caught_cancellation_ends_it");
-    rt(2).run(|| {
-        let (tx, rx) = fibra::chan::bounded::<u32>(0);
-        let (caught_tx, caught_rx) = fibra::chan::bounded::<()>(1);
-        let h = fibra::spawn(move || {
-            let r = panic::catch_unwind(AssertUnwindSafe(fibra::park));
-            assert!(r.is_err());
-            drop(r); // ends the cancellation
-            caught_tx.send(()).unwrap();
-            rx.recv().unwrap() // parks again, normally
-        });
-        while h.fiber().park_reason() != fibra::ParkReason::User {
-            fibra::yield_now();
-        }
-        h.cancel();
-        caught_rx.recv().unwrap();
-        tx.send(7).unwrap();
-        assert_eq!(h.join().unwrap(), 7);
+    let (tx, rx) = fibra::chan::bounded::<u32>(0);
+    let (caught_tx, caught_rx) = fibra::chan::bounded::<()>(1);
+    let h = fibra::spawn(move || {
+        let r = panic::catch_unwind(AssertUnwindSafe(fibra::park));
+        assert!(r.is_err());
+        drop(r); // ends the cancellation
+        caught_tx.send(()).unwrap();
+        rx.recv().unwrap() // parks again, normally
     });
+    while h.fiber().park_reason() != fibra::ParkReason::User {
+        fibra::yield_now();
+    }
+    h.cancel();
+    caught_rx.recv().unwrap();
+    tx.send(7).unwrap();
+    assert_eq!(h.join().unwrap(), 7);
 }
 
 #[test]
