@@ -124,9 +124,8 @@ fn expand(args: TokenStream2, item: TokenStream2, kind: Kind) -> TokenStream2 {
 
 fn try_expand(args: TokenStream2, item: TokenStream2, kind: Kind) -> syn::Result<TokenStream2> {
     let args = parse_args(args, kind)?;
-    let mut f: ItemFn = syn::parse2(item).map_err(|e| {
-        syn::Error::new(e.span(), format!("{} goes on a function", kind.name()))
-    })?;
+    let mut f: ItemFn = syn::parse2(item)
+        .map_err(|e| syn::Error::new(e.span(), format!("{} goes on a function", kind.name())))?;
     let sig = &f.sig;
     if let Some(a) = &sig.asyncness {
         return Err(syn::Error::new_spanned(
@@ -195,8 +194,9 @@ mod tests {
     #[::core::prelude::v1::test] // plain `test` is this crate's attribute
     fn bad_arguments_say_what_is_accepted() {
         let m = Kind::Main;
-        assert!(error("wrokers = 2", "fn main() {}", m)
-            .contains("unknown argument `wrokers`: expected `workers = N` or `stack_size = BYTES`"));
+        assert!(error("wrokers = 2", "fn main() {}", m).contains(
+            "unknown argument `wrokers`: expected `workers = N` or `stack_size = BYTES`"
+        ));
         assert!(error("workers = 0", "fn main() {}", m).contains("`workers` must be at least 1"));
         assert!(error("workers = 1, workers = 2", "fn main() {}", m).contains("given twice"));
         assert!(error("workers", "fn main() {}", m).contains("expected `workers = N`"));

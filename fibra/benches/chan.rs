@@ -167,9 +167,7 @@ fn main() {
     for producers in [1, 8] {
         for (fname, make) in flavours {
             let name = format!("{producers}->1 through {fname}, {workers} workers");
-            run(&name, &mut || {
-                rt.run(move || throughput(producers, make))
-            });
+            run(&name, &mut || rt.run(move || throughput(producers, make)));
         }
     }
 }

@@ -278,7 +278,9 @@ impl DropGuard {
     /// assert!(!guard.disarm().is_cancelled());
     /// ```
     pub fn disarm(mut self) -> CancellationToken {
-        self.token.take().expect("a guard holds its token until disarmed or dropped")
+        self.token
+            .take()
+            .expect("a guard holds its token until disarmed or dropped")
     }
 }
 

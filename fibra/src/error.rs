@@ -241,7 +241,10 @@ impl fmt::Display for JoinError {
             None if matches!(self, JoinError::Panicked(_)) => write!(f, "fiber panicked"),
             None => match self {
                 JoinError::NoStack(e) => write!(f, "fiber never ran: {e}"),
-                _ => write!(f, "fiber was cancelled (JoinHandle::cancel or runtime shutdown)"),
+                _ => write!(
+                    f,
+                    "fiber was cancelled (JoinHandle::cancel or runtime shutdown)"
+                ),
             },
         }
     }

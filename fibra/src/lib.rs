@@ -17,7 +17,9 @@
 //! - **Fibers** ([`spawn`], [`Builder`], [`scope`]) are stackful: each has its own small,
 //!   lazily committed stack (64 KiB virtual by default, guard-paged, pooled), so code inside
 //!   one can block on [`sleep`], [`JoinHandle::join`], [`park`] or any future
-//!   ([`await_future`]) and only the fiber waits.
+//!   ([`await_future`]) and only the fiber waits. [`JoinHandle::cancel`] unwinds a fiber at
+//!   its next park; a [`CancellationToken`] tells a tree of work to stop; a [`Handle`]
+//!   spawns into the runtime from any thread; [`macro@main`] and [`macro@test`] start one.
 //! - **The scheduler** multiplexes fibers over one worker thread per core, with per-worker
 //!   run queues, a global queue, work stealing and idle workers that sleep.
 //! - **Networking** ([`net`], [`os::unix::net`]) mirrors `std::net`: a read, write, accept

@@ -178,7 +178,8 @@ impl Caller {
 
     /// True while shutdown (not the fiber's own cancellation) unwinds the calling fiber.
     pub(crate) fn shutdown_cancelling(&self) -> bool {
-        self.fiber().is_some_and(|h| h.state.is_shutdown_cancelling())
+        self.fiber()
+            .is_some_and(|h| h.state.is_shutdown_cancelling())
     }
 
     /// If the calling fiber is unwinding for its own cancellation, lets its parks park again

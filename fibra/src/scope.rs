@@ -34,7 +34,8 @@ impl ScopeData {
     /// Cancels every fiber of the scope (`JoinHandle::cancel`): the body panicked, or the
     /// owner itself is being cancelled.
     fn cancel_children(&self) {
-        let children = std::mem::take(&mut *self.children.lock().unwrap_or_else(|e| e.into_inner()));
+        let children =
+            std::mem::take(&mut *self.children.lock().unwrap_or_else(|e| e.into_inner()));
         for child in &children {
             crate::fiber::cancel::request(child);
         }
@@ -200,7 +201,10 @@ where
     if paused {
         me.resume_self_cancel();
     }
-    data.children.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    data.children
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
     match result {
         Err(Some(payload)) => panic::resume_unwind(payload),
         Err(None) => {

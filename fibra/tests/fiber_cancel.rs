@@ -59,13 +59,22 @@ fn every_kind_of_wait_is_a_cancellation_point() {
         let waits: Vec<Box<dyn FnOnce() + Send>> = vec![
             Box::new(|| fibra::sleep(Duration::from_secs(3600))),
             Box::new(fibra::park),
-            Box::new(move || { let _ = srx.recv(); }),
-            Box::new(move || { let _ = stx.send(1); }),
+            Box::new(move || {
+                let _ = srx.recv();
+            }),
+            Box::new(move || {
+                let _ = stx.send(1);
+            }),
             Box::new({
                 let lock = lock.clone();
                 move || drop(lock.lock())
             }),
-            Box::new(|| fibra::spawn(|| fibra::sleep(Duration::from_secs(3600))).join().map(drop).unwrap()),
+            Box::new(|| {
+                fibra::spawn(|| fibra::sleep(Duration::from_secs(3600)))
+                    .join()
+                    .map(drop)
+                    .unwrap()
+            }),
             Box::new(|| fibra::await_future(std::future::pending::<()>())),
             Box::new(|| {
                 // The scope's wait cancels its fiber and returns once it is gone (it must
@@ -74,10 +83,7 @@ fn every_kind_of_wait_is_a_cancellation_point() {
                 fibra::park();
             }),
         ];
-        let handles: Vec<_> = waits
-            .into_iter()
-            .map(|wait| fibra::spawn(move || wait()))
-            .collect();
+        let handles: Vec<_> = waits.into_iter().map(fibra::spawn).collect();
         for h in &handles {
             while h.fiber().park_reason() == fibra::ParkReason::None {
                 fibra::yield_now();
@@ -159,7 +165,11 @@ fn cancelling_a_finished_fiber_keeps_its_result() {
 #[test]
 fn cancel_racing_completion_gives_a_result_or_cancelled_and_drops_once() {
     let _w = watchdog("cancel_racing_completion_gives_a_result_or_cancelled_and_drops_once");
-    const N: usize = if cfg!(debug_assertions) { 2_000 } else { 20_000 };
+    const N: usize = if cfg!(debug_assertions) {
+        2_000
+    } else {
+        20_000
+    };
     let dropped = Arc::new(AtomicUsize::new(0));
     let (ok, cancelled) = rt(2).run(|| {
         let (mut ok, mut cancelled) = (0, 0);
@@ -191,7 +201,11 @@ fn cancel_racing_completion_gives_a_result_or_cancelled_and_drops_once() {
     });
     assert_eq!(ok + cancelled, N);
     assert!(cancelled > 0);
-    assert_eq!(dropped.load(SeqCst), N, "each closure's capture dropped exactly once");
+    assert_eq!(
+        dropped.load(SeqCst),
+        N,
+        "each closure's capture dropped exactly once"
+    );
 }
 
 #[fibra::test(workers = 2)]

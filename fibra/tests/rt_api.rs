@@ -268,9 +268,15 @@ fn run_inside_a_fiber_names_the_call_that_was_made() {
         let by_method = panic::catch_unwind(AssertUnwindSafe(|| inner.run(|| ()))).unwrap_err();
         (message(&*by_fn), message(&*by_method))
     });
-    assert!(by_fn.starts_with("fibra::run called from inside a fiber"), "{by_fn}");
+    assert!(
+        by_fn.starts_with("fibra::run called from inside a fiber"),
+        "{by_fn}"
+    );
     assert!(!by_fn.contains("Runtime::"), "{by_fn}");
-    assert!(by_method.starts_with("Runtime::run called from inside a fiber"), "{by_method}");
+    assert!(
+        by_method.starts_with("Runtime::run called from inside a fiber"),
+        "{by_method}"
+    );
 }
 
 #[test]

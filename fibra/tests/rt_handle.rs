@@ -60,7 +60,11 @@ fn between_sessions_a_handle_says_not_running_and_works_again_later() {
     // Another runtime's session is not this handle's.
     let other = Runtime::builder().workers(1).build().unwrap();
     let h = handle.clone();
-    let r = other.run(move || std::thread::spawn(move || h.spawn(|| ()).map(drop)).join().unwrap());
+    let r = other.run(move || {
+        std::thread::spawn(move || h.spawn(|| ()).map(drop))
+            .join()
+            .unwrap()
+    });
     assert!(matches!(r, Err(SpawnError::NotRunning)));
 }
 

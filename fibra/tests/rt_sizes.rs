@@ -176,10 +176,7 @@ fn max_blocking_threads_bounds() {
         .blocking_keep_alive(Duration::MAX)
         .build()
         .unwrap();
-    assert_eq!(
-        rt.run(|| fibra::spawn_blocking(|| 5).join().unwrap()),
-        5
-    );
+    assert_eq!(rt.run(|| fibra::spawn_blocking(|| 5).join().unwrap()), 5);
     let rt = Runtime::builder()
         .workers(1)
         .blocking_keep_alive(Duration::ZERO)

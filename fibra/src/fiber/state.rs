@@ -408,7 +408,10 @@ mod loom_tests {
                 s.transition_to_parked() == AfterPark::Requeue
             };
             let scheduled = canceller.join().unwrap();
-            assert!(requeued ^ scheduled, "requeued={requeued} scheduled={scheduled}");
+            assert!(
+                requeued ^ scheduled,
+                "requeued={requeued} scheduled={scheduled}"
+            );
             // Resumed (by either path): the park's check.
             assert!(s.take_cancel_request());
             assert!(s.is_cancelling() && !s.is_shutdown_cancelling());
@@ -432,7 +435,10 @@ mod loom_tests {
             let t = thread::spawn(move || s2.request_cancel() == AfterCancel::Schedule);
             let claimed = s.claim_parked();
             let scheduled = t.join().unwrap();
-            assert!(claimed ^ scheduled, "claimed={claimed} scheduled={scheduled}");
+            assert!(
+                claimed ^ scheduled,
+                "claimed={claimed} scheduled={scheduled}"
+            );
             if scheduled {
                 assert!(s.take_cancel_request()); // its own unwind: shutdown never claims it
                 assert!(!s.claim_dequeued());
