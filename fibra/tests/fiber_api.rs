@@ -322,20 +322,33 @@ fn scope_panics_if_an_unjoined_fiber_panicked() {
         assert_eq!(message(&*r.unwrap_err()), "a scoped fiber panicked");
         assert_eq!(finished.load(Relaxed), 10);
 
-        // The closure's own panic resumes, also after the fibers finished.
+        // The closure's own panic resumes, after its fibers were cancelled (those not started
+        // never run; the others unwind at their next park) and are gone.
+        struct Gone<'a>(&'a AtomicUsize);
+        impl Drop for Gone<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Relaxed);
+            }
+        }
+        let gone = AtomicUsize::new(0);
         let r = panic::catch_unwind(AssertUnwindSafe(|| {
             fibra::scope(|s| {
                 for _ in 0..10 {
+                    let g = Gone(&gone);
                     s.spawn(|| {
+                        let _g = g;
                         fibra::yield_now();
+                        fibra::sleep(Duration::from_secs(3600)); // cancelled here
                         finished.fetch_add(1, Relaxed);
                     });
                 }
+                fibra::yield_now(); // let some start
                 panic!("closure boom");
             })
         }));
         assert_eq!(message(&*r.unwrap_err()), "closure boom");
-        assert_eq!(finished.load(Relaxed), 20);
+        assert_eq!(gone.load(Relaxed), 10);
+        assert_eq!(finished.load(Relaxed), 10);
     });
 }
 

@@ -479,7 +479,9 @@ impl Runtime {
         self.config.workers
     }
 
-    /// Runs `f` as the root fiber of a new session and returns its value. When `f` returns,
+    /// Runs `f` as the root fiber of a new session and returns its value (named as
+    /// [`fibra::run`](crate::run), which is this on a default runtime; `block_on` before 0.2,
+    /// which read as if it took a future). When `f` returns,
     /// every fiber still alive is unwound (its destructors run; joining it reports
     /// [`JoinError::Cancelled`](crate::JoinError::Cancelled)), every worker thread is joined
     /// and every stack is returned.
