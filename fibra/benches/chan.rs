@@ -148,14 +148,14 @@ fn main() {
     };
     let one = runtime(1);
     run("uncontended send+recv pair, fiber", &mut || {
-        one.block_on(pair_loop)
+        one.run(pair_loop)
     });
     run("uncontended send+recv pair, thread", &mut pair_loop);
     run("ping-pong bounded(1), 1 worker (per trip)", &mut || {
-        one.block_on(ping_pong)
+        one.run(ping_pong)
     });
     run("park/unpark ping-pong, no channel, 1 worker", &mut || {
-        one.block_on(park_pong)
+        one.run(park_pong)
     });
     drop(one);
     let rt = runtime(workers);
@@ -167,9 +167,7 @@ fn main() {
     for producers in [1, 8] {
         for (fname, make) in flavours {
             let name = format!("{producers}->1 through {fname}, {workers} workers");
-            run(&name, &mut || {
-                rt.block_on(move || throughput(producers, make))
-            });
+            run(&name, &mut || rt.run(move || throughput(producers, make)));
         }
     }
 }

@@ -20,7 +20,7 @@ fn runtime(budget: u32) -> fibra::Runtime {
 fn cost_per_operation() {
     const N: u32 = 10_000_000;
     for budget in [0, 128] {
-        let ns = runtime(budget).block_on(|| {
+        let ns = runtime(budget).run(|| {
             let t = Instant::now();
             for _ in 0..N {
                 fibra::coop::consume_budget();
@@ -37,7 +37,7 @@ fn producer_consumer_fairness() {
     const N: usize = 200_000;
     println!("budget  max queue  consumer turns  ms");
     for budget in [0, 16, 128, 1024] {
-        let (max_len, turns, ms) = runtime(budget).block_on(|| {
+        let (max_len, turns, ms) = runtime(budget).run(|| {
             let q = Arc::new(Mutex::new(VecDeque::new()));
             let done = Arc::new(AtomicBool::new(false));
             let t = Instant::now();

@@ -8,7 +8,7 @@ fn main() {
         .unwrap_or(1_000_000);
     let w: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2);
     let rt = fibra::Runtime::builder().workers(w).build().unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         let t = Instant::now();
         for _ in 0..n / 10_000 {
             let hs: Vec<_> = (0..10_000).map(|_| fibra::spawn(|| ())).collect();

@@ -35,7 +35,7 @@ fn main() {
         builder = builder.dump_on_signal(libc::SIGQUIT);
     }
     let rt = builder.build().expect("valid configuration");
-    rt.block_on(|| {
+    rt.run(|| {
         let mut senders = Vec::new();
         for i in 0..1000 {
             let (tx, rx) = fibra::chan::unbounded();

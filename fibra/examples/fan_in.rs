@@ -15,7 +15,7 @@ fn main() {
     // Non-zero: the consumer starts this many µs after the spawns, letting idle workers steal.
     let head_start = std::time::Duration::from_micros(args.next().unwrap_or(0));
     let rt = fibra::Runtime::builder().build().expect("runtime");
-    let (elapsed, metrics) = rt.block_on(move || {
+    let (elapsed, metrics) = rt.run(move || {
         let before = fibra::debug::metrics();
         let t0 = Instant::now();
         let (tx, rx) = fibra::chan::bounded::<u64>(cap);

@@ -11,7 +11,7 @@ fn main() {
         .unwrap_or(1_000_000);
     let w: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
     let rt = fibra::Runtime::builder().workers(w).build().unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         let turn = Arc::new(AtomicU64::new(0));
         let slots: Arc<[OnceLock<fibra::Fiber>; 2]> = Arc::new([OnceLock::new(), OnceLock::new()]);
         let t = Instant::now();

@@ -7,7 +7,7 @@ fn main() {
     let w: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
     let rt = fibra::Runtime::builder().workers(w).build().unwrap();
     let t = Instant::now();
-    rt.block_on(|| {
+    rt.run(|| {
         let started = Instant::now();
         let handles: Vec<_> = (0..n)
             .map(|i| {

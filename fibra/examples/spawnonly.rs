@@ -6,7 +6,7 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let rt = fibra::Runtime::builder().workers(1).build().unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         for round in 0..3 {
             let t = Instant::now();
             let hs: Vec<_> = (0..n).map(|_| fibra::spawn(|| ())).collect();

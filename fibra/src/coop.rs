@@ -97,7 +97,7 @@ mod tests {
                 .monitor(false)
                 .build()
                 .unwrap();
-            let turns_while_busy = rt.block_on(|| {
+            let turns_while_busy = rt.run(|| {
                 let busy_done = Arc::new(AtomicBool::new(false));
                 let turns = Arc::new(AtomicU64::new(0));
                 let (d, t) = (busy_done.clone(), turns.clone());

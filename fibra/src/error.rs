@@ -21,6 +21,9 @@ pub enum SpawnError {
     NoRuntime,
     /// The runtime is shutting down and accepts no new fibers.
     ShuttingDown,
+    /// [`Handle::spawn`](crate::Handle::spawn): the handle's runtime has no session running
+    /// (before [`Runtime::run`](crate::Runtime::run) starts one, or after it returned).
+    NotRunning,
     /// The requested stack is smaller than [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE).
     StackTooSmall {
         /// The size asked for, in bytes.
@@ -54,9 +57,14 @@ impl fmt::Display for SpawnError {
         match self {
             SpawnError::NoRuntime => write!(
                 f,
-                "no fibra runtime on this thread: call fibra::spawn inside fibra::run(|| ...) or Runtime::block_on"
+                "no fibra runtime on this thread: call fibra::spawn inside fibra::run(|| ...) or Runtime::run"
             ),
             SpawnError::ShuttingDown => write!(f, "the fibra runtime is shutting down"),
+            SpawnError::NotRunning => write!(
+                f,
+                "the fibra runtime of this Handle is not running: Handle::spawn works only \
+                 while Runtime::run (or fibra::run) runs"
+            ),
             SpawnError::StackTooSmall { requested, minimum } => write!(
                 f,
                 "fiber stack of {requested} bytes is below fibra's minimum of {minimum} bytes"
@@ -167,16 +175,17 @@ impl std::error::Error for BuildError {}
 ///
 /// ```
 /// let rt = fibra::Runtime::builder().workers(1).build().unwrap();
-/// let h = rt.block_on(|| fibra::spawn(|| fibra::sleep(std::time::Duration::from_secs(60))));
+/// let h = rt.run(|| fibra::spawn(|| fibra::sleep(std::time::Duration::from_secs(60))));
 /// let err = h.join().unwrap_err(); // the session ended before the sleeper did
 /// assert!(matches!(err, fibra::JoinError::Cancelled));
-/// assert_eq!(err.to_string(), "fiber was cancelled by runtime shutdown");
+/// assert_eq!(err.to_string(), "fiber was cancelled (JoinHandle::cancel or runtime shutdown)");
 /// ```
 #[non_exhaustive]
 pub enum JoinError {
     /// The fiber panicked; the payload is the value passed to `panic!`.
     Panicked(Box<dyn Any + Send + 'static>),
-    /// The fiber was unwound before it finished, because its runtime shut down.
+    /// The fiber was unwound before it finished: it was cancelled
+    /// ([`JoinHandle::cancel`](crate::JoinHandle::cancel)), or its runtime shut down.
     Cancelled,
     /// The fiber never ran: no stack could be reserved when a worker picked it up (stacks are
     /// taken at a fiber's first run, on the worker that runs it).
@@ -232,7 +241,10 @@ impl fmt::Display for JoinError {
             None if matches!(self, JoinError::Panicked(_)) => write!(f, "fiber panicked"),
             None => match self {
                 JoinError::NoStack(e) => write!(f, "fiber never ran: {e}"),
-                _ => write!(f, "fiber was cancelled by runtime shutdown"),
+                _ => write!(
+                    f,
+                    "fiber was cancelled (JoinHandle::cancel or runtime shutdown)"
+                ),
             },
         }
     }

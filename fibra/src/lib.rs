@@ -17,7 +17,9 @@
 //! - **Fibers** ([`spawn`], [`Builder`], [`scope`]) are stackful: each has its own small,
 //!   lazily committed stack (64 KiB virtual by default, guard-paged, pooled), so code inside
 //!   one can block on [`sleep`], [`JoinHandle::join`], [`park`] or any future
-//!   ([`block_on`]) and only the fiber waits.
+//!   ([`await_future`]) and only the fiber waits. [`JoinHandle::cancel`] unwinds a fiber at
+//!   its next park; a [`CancellationToken`] tells a tree of work to stop; a [`Handle`]
+//!   spawns into the runtime from any thread; [`macro@main`] and [`macro@test`] start one.
 //! - **The scheduler** multiplexes fibers over one worker thread per core, with per-worker
 //!   run queues, a global queue, work stealing and idle workers that sleep.
 //! - **Networking** ([`net`], [`os::unix::net`]) mirrors `std::net`: a read, write, accept
@@ -38,8 +40,9 @@
 
 #[macro_use]
 mod macros;
-mod block_on;
+mod await_future;
 mod blocking;
+pub mod cancel;
 pub mod chan;
 pub mod coop;
 pub mod debug;
@@ -58,15 +61,18 @@ pub mod sync;
 pub(crate) mod sys;
 mod time;
 
-pub use block_on::block_on;
-pub use blocking::{blocking, spawn_blocking};
+#[allow(deprecated)]
+pub use await_future::{await_future, block_on};
+#[allow(deprecated)]
+pub use blocking::{blocking, run_blocking, spawn_blocking};
+pub use cancel::CancellationToken;
 pub use error::{BuildError, JoinError, SpawnError};
 pub use fiber::{
     current, park, spawn, try_current, yield_now, AccessError, Builder, Fiber, FiberId, JoinHandle,
     LocalKey,
 };
 pub use park::ParkReason;
-pub use runtime::{run, Runtime, RuntimeBuilder};
+pub use runtime::{run, Handle, Runtime, RuntimeBuilder};
 pub use sched::monitor::{StallKind, StallReport};
 pub use scope::{scope, Scope, ScopedJoinHandle};
 #[doc(hidden)]
@@ -78,6 +84,60 @@ pub mod __fault {
     pub use crate::sys::{fail_thread_starts, pending_thread_start_failures, ThreadStart};
 }
 pub use time::{park_timeout, sleep, sleep_until};
+
+/// Runs `main`'s body as the root fiber of a new [`Runtime`]: the same as building one and
+/// calling [`Runtime::run`] with the body. Optional arguments: `workers = N` (default: one
+/// per core) and `stack_size = BYTES` (default [`DEFAULT_STACK_SIZE`]), as on
+/// [`RuntimeBuilder`]. The function returns what the body returns (`T: Send`), so
+/// `-> Result<(), E>` works when `E: Send`.
+///
+/// ```
+/// #[fibra::main(workers = 2, stack_size = 131072)]
+/// fn main() {
+///     let h = fibra::spawn(|| fibra::current().name().is_none());
+///     assert!(h.join().unwrap());
+///     assert_eq!(fibra::current().name(), Some("main")); // the body is the root fiber
+/// }
+/// ```
+///
+/// A mistake is a compile error that says what is accepted:
+/// ```compile_fail
+/// #[fibra::main(wrokers = 2)] // unknown argument `wrokers`: expected `workers = N` or ...
+/// fn main() {}
+/// ```
+/// ```compile_fail
+/// #[fibra::main(workers = 0)] // `workers` must be at least 1
+/// fn main() {}
+/// ```
+/// ```compile_fail
+/// #[fibra::main]
+/// async fn main() {} // remove `async`: the body runs as a fiber, in blocking style
+/// ```
+pub use fibra_macros::main;
+
+/// A `#[test]` whose body runs as the root fiber of a new [`Runtime`], as with
+/// [`macro@main`]; the same optional `workers = N` and `stack_size = BYTES`. Other attributes
+/// (`#[should_panic]`, `#[ignore]`) stay on the test; a panic in the body fails it.
+///
+/// ```
+/// #[fibra::test(workers = 1)]
+/// fn sleeps_in_a_fiber() {
+///     fibra::sleep(std::time::Duration::from_millis(1));
+/// }
+/// # fn main() {} // doctests do not run #[test] functions; the test suite does
+/// ```
+/// ```compile_fail
+/// #[fibra::test]
+/// #[test] // #[fibra::test] already makes the function a test
+/// fn twice() {}
+/// # fn main() {}
+/// ```
+/// ```compile_fail
+/// #[fibra::test(stack_size = 1 << 20, stack_size = 1 << 21)] // `stack_size` given twice
+/// fn twice() {}
+/// # fn main() {}
+/// ```
+pub use fibra_macros::test;
 
 /// The smallest fiber stack fibra accepts, in bytes. A panic with `RUST_BACKTRACE=1` needs
 /// ~22 KiB of stack, so stacks this small suit only leaf fibers that never panic.
@@ -115,6 +175,6 @@ pub const MAX_STACK_SIZE: usize = stack::MAX_STACK_SIZE;
 /// assert!(fibra::DEFAULT_STACK_SIZE >= fibra::MIN_STACK_SIZE);
 /// // Pass it to a builder to keep the default explicitly.
 /// let rt = fibra::Runtime::builder().stack_size(fibra::DEFAULT_STACK_SIZE).build().unwrap();
-/// assert_eq!(rt.block_on(|| fibra::spawn(|| 1).join().unwrap()), 1);
+/// assert_eq!(rt.run(|| fibra::spawn(|| 1).join().unwrap()), 1);
 /// ```
 pub const DEFAULT_STACK_SIZE: usize = stack::DEFAULT_STACK_SIZE;

@@ -6,6 +6,11 @@
 //!
 //! Like `std::thread::park`, a park may return spuriously: callers re-check their condition in
 //! a loop. A pending unpark (the `NOTIFIED` token) makes the next park return at once.
+//!
+//! A park is also where a fiber acts on `JoinHandle::cancel` (fiber/cancel.rs): `park`
+//! unwinds the fiber if a cancel request is pending when it is called; a request that comes
+//! while it is parked wakes it (a spurious return), and its caller's next park unwinds.
+//! `park_uncancellable` is for the few waits whose frame must not be left early.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -42,7 +47,7 @@ pub enum ParkReason {
     Sleep,
     /// `JoinHandle::join`.
     Join,
-    /// `fibra::block_on(future)`, waiting for the future's waker.
+    /// `fibra::await_future(future)`, waiting for the future's waker.
     BlockOn,
     /// The end of a `fibra::scope`, waiting for its fibers.
     Scope,
@@ -70,7 +75,7 @@ pub enum ParkReason {
     ChanRecv,
     /// `fibra::select!`, waiting for any of its arms.
     Select,
-    /// `fibra::blocking`, waiting for its closure to finish on a blocking-pool thread.
+    /// `fibra::run_blocking`, waiting for its closure to finish on a blocking-pool thread.
     Blocking,
     /// `JoinHandle::join` of a `fibra::spawn_blocking` task.
     BlockingJoin,
@@ -144,9 +149,64 @@ impl Caller {
     /// `park(reason)`, for this caller.
     pub(crate) fn park(&self, reason: ParkReason) {
         match self.fiber() {
+            Some(h) => {
+                // Before switching out only: a cancel request wakes a parked fiber like an
+                // unpark, so the park returns; its caller re-checks what it waits for (a
+                // value handed over meanwhile is taken, never lost to the unwind) and parks
+                // again, which unwinds here.
+                crate::fiber::cancel::check(h);
+                park_fiber(h, reason);
+            }
+            None => std::thread::park(),
+        }
+    }
+
+    /// Unwinds the calling fiber if it has a pending cancel request (fiber/cancel.rs).
+    pub(crate) fn check_cancel(&self) {
+        if let Some(h) = self.fiber() {
+            crate::fiber::cancel::check(h);
+        }
+    }
+
+    /// `park_uncancellable(reason)`, for this caller.
+    pub(crate) fn park_uncancellable(&self, reason: ParkReason) {
+        match self.fiber() {
             Some(h) => park_fiber(h, reason),
             None => std::thread::park(),
         }
+    }
+
+    /// True while shutdown (not the fiber's own cancellation) unwinds the calling fiber.
+    pub(crate) fn shutdown_cancelling(&self) -> bool {
+        self.fiber()
+            .is_some_and(|h| h.state.is_shutdown_cancelling())
+    }
+
+    /// If the calling fiber is unwinding for its own cancellation, lets its parks park again
+    /// until `resume_self_cancel` (a wait that must outlast what it waits for, inside a
+    /// destructor: `fibra::scope`). True if it did.
+    pub(crate) fn pause_self_cancel(&self) -> bool {
+        self.fiber().is_some_and(|h| h.state.end_self_cancel())
+    }
+
+    /// Undoes `pause_self_cancel`.
+    pub(crate) fn resume_self_cancel(&self) {
+        if let Some(h) = self.fiber() {
+            h.state.begin_self_cancel();
+        }
+    }
+
+    /// Unwinds the calling fiber as cancelled (a scope re-raising the cancellation it held
+    /// back). Returns on a plain thread, which has no cancellation.
+    pub(crate) fn raise_cancel(&self) {
+        if let Some(h) = self.fiber() {
+            crate::fiber::cancel::raise_now(h);
+        }
+    }
+
+    /// True if the calling fiber has a cancel request it has not acted on yet.
+    pub(crate) fn cancel_requested(&self) -> bool {
+        self.fiber().is_some_and(|h| h.state.cancel_requested())
     }
 
     /// `cancelling()`, for this caller.
@@ -173,15 +233,25 @@ impl Caller {
     }
 }
 
-/// Parks the calling fiber (or thread) until an unpark; may return spuriously.
+/// Parks the calling fiber (or thread) until an unpark; may return spuriously. Unwinds the
+/// fiber instead if it has a pending cancel request (`JoinHandle::cancel`).
 pub(crate) fn park(reason: ParkReason) {
     Caller::current().park(reason);
+}
+
+/// `park`, but never unwinds for a cancel request (it stays pending for a later `park`): for
+/// waits whose frame must outlive what they wait for (`fibra::run_blocking`'s closure,
+/// `fibra::scope`'s children). A cancel request still wakes it (spuriously).
+pub(crate) fn park_uncancellable(reason: ParkReason) {
+    Caller::current().park_uncancellable(reason);
 }
 
 #[inline]
 fn park_fiber(h: &Header, reason: ParkReason) {
     // During shutdown's unwinding nothing will ever unpark us: return and let the caller's
-    // loop see that (joins and sleeps check `is_cancelling`).
+    // loop see that (joins and sleeps check `is_cancelling`). A fiber unwinding for its own
+    // cancel request behaves the same, so its unwinding never switches out (shutdown can
+    // then never claim it midway).
     if h.state.take_notified() || h.state.is_cancelling() {
         // A dump's wake-up may have left this token: answer its backtrace request now.
         h.watch.serve_capture(h.identity.id);
@@ -200,9 +270,9 @@ fn park_fiber(h: &Header, reason: ParkReason) {
     h.reason.store(ParkReason::None as u8, Relaxed);
 }
 
-/// True when the calling fiber is being unwound by shutdown, or the calling thread drops a
-/// never-run fiber's closure for the runtime (`context::Discarding`): waits must not block
-/// then.
+/// True when the calling fiber is being unwound, by shutdown or by its own cancellation, or the
+/// calling thread drops a never-run fiber's closure for the runtime (`context::Discarding`):
+/// waits must not block then.
 pub(crate) fn cancelling() -> bool {
     Caller::current().cancelling()
 }

@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
 use crate::error::{JoinError, SpawnError};
@@ -17,9 +17,30 @@ pub(crate) struct ScopeData {
     running: AtomicUsize,
     a_fiber_panicked: AtomicBool,
     owner_waker: Waker,
+    /// The scope's fibers, for `cancel_children`; finished ones are pruned as it grows.
+    children: Mutex<Vec<FiberRef>>,
 }
 
 impl ScopeData {
+    fn add_child(&self, child: &FiberRef) {
+        let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        if children.len() >= 64 && children.len().is_power_of_two() {
+            // Amortised O(1) a spawn: a long scope keeps only its unfinished fibers.
+            children.retain(|c| !c.state.is_complete());
+        }
+        children.push(child.clone());
+    }
+
+    /// Cancels every fiber of the scope (`JoinHandle::cancel`): the body panicked, or the
+    /// owner itself is being cancelled.
+    fn cancel_children(&self) {
+        let children =
+            std::mem::take(&mut *self.children.lock().unwrap_or_else(|e| e.into_inner()));
+        for child in &children {
+            crate::fiber::cancel::request(child);
+        }
+    }
+
     pub(crate) fn decrement_running(&self, panicked: bool) {
         if panicked {
             self.a_fiber_panicked.store(true, Relaxed);
@@ -108,6 +129,12 @@ pub struct ScopedJoinHandle<'scope, T> {
 ///
 /// # Panics
 /// If `f` panics (its panic resumes here), or if a fiber panicked and was not joined.
+/// When `f` panics, the scope first [cancels](crate::JoinHandle::cancel) its fibers that are
+/// still running and waits for them to unwind.
+///
+/// # Cancellation
+/// Cancelling the fiber that runs the scope cancels the scope's fibers too; the scope still
+/// waits for them (they may borrow its caller's data), then the cancellation goes on.
 ///
 /// ```
 /// # fibra::run(|| {
@@ -130,6 +157,7 @@ where
         running: AtomicUsize::new(0),
         a_fiber_panicked: AtomicBool::new(false),
         owner_waker: park::current_waker(),
+        children: Mutex::new(Vec::new()),
     });
     let scope = Scope {
         data: data.clone(),
@@ -138,15 +166,52 @@ where
         env: PhantomData,
     };
     let result = panic::catch_unwind(AssertUnwindSafe(|| f(&scope)));
+    let me = park::Caller::current();
+    // A body that panicked (or was cancelled) will not join its fibers: cancel them rather
+    // than wait for them at their leisure. Its own cancellation is held back (the payload
+    // dropped, so its parks park) until they are gone, then raised again.
+    let mut children_cancelled = result.is_err();
+    if children_cancelled {
+        data.cancel_children();
+    }
+    let (result, cancelled) = match result {
+        Err(payload) if crate::fiber::cancel::is_payload(&*payload) => {
+            drop(payload);
+            (Err(None), true)
+        }
+        Err(payload) => (Err(Some(payload)), false),
+        Ok(v) => (Ok(v), false),
+    };
+    // A scope inside a destructor of a fiber being cancelled: its fibers may borrow that
+    // frame too, so its parks must park while it waits.
+    let paused = me.pause_self_cancel();
     // Acquire pairs with `decrement_running`'s Release.
     while data.running.load(Acquire) != 0 {
-        if park::cancelling() {
+        if me.shutdown_cancelling() {
             break; // shutdown unwinds us only after our fibers are gone (`ChildGuard`)
         }
-        park::park(ParkReason::Scope);
+        if !children_cancelled && me.cancel_requested() {
+            // Cancelling the owner cancels its scope's fibers; the owner unwinds at its next
+            // park once they are gone (this wait must not leave the frame early).
+            children_cancelled = true;
+            data.cancel_children();
+        }
+        me.park_uncancellable(ParkReason::Scope);
     }
+    if paused {
+        me.resume_self_cancel();
+    }
+    data.children
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
     match result {
-        Err(payload) => panic::resume_unwind(payload),
+        Err(Some(payload)) => panic::resume_unwind(payload),
+        Err(None) => {
+            debug_assert!(cancelled);
+            me.raise_cancel();
+            unreachable!("only a fiber is cancelled")
+        }
         Ok(_) if data.a_fiber_panicked.load(Relaxed) => panic!("a scoped fiber panicked"),
         Ok(value) => value,
     }
@@ -212,10 +277,13 @@ impl<'scope> Scope<'scope, '_> {
             unsafe { spawn_raw(&w.shared, Some(w), spec, Some(self.data.clone()), body) }
         });
         match spawned {
-            Ok(inner) => Ok(ScopedJoinHandle {
-                inner,
-                _scope: PhantomData,
-            }),
+            Ok(inner) => {
+                self.data.add_child(&inner.fiber().0);
+                Ok(ScopedJoinHandle {
+                    inner,
+                    _scope: PhantomData,
+                })
+            }
             Err(e) => {
                 // The closure (and its guard) was dropped by spawn_raw; undo the count.
                 self.data.decrement_running(false);
@@ -240,6 +308,24 @@ impl<T> ScopedJoinHandle<'_, T> {
     /// ```
     pub fn join(self) -> Result<T, JoinError> {
         self.inner.join()
+    }
+
+    /// Asks the fiber to stop at its next park; see [`JoinHandle::cancel`]. The scope still
+    /// waits for it to finish unwinding.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let (_tx, rx) = fibra::chan::bounded::<()>(0);
+    /// let r = fibra::scope(|s| {
+    ///     let h = s.spawn(|| rx.recv()); // borrows `rx`, waits for ever
+    ///     h.cancel();
+    ///     h.join()
+    /// });
+    /// assert!(matches!(r, Err(fibra::JoinError::Cancelled)));
+    /// # });
+    /// ```
+    pub fn cancel(&self) {
+        self.inner.cancel()
     }
 
     /// True once the fiber has finished.

@@ -1,4 +1,4 @@
-//! `fibra::blocking` and `fibra::spawn_blocking`: values, borrows, panics, the cap, joins from
+//! `fibra::run_blocking` and `fibra::spawn_blocking`: values, borrows, panics, the cap, joins from
 //! fibers and threads, and the pool's behaviour at session end.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
@@ -17,16 +17,16 @@ fn rt(workers: usize) -> Runtime {
 #[test]
 fn blocking_borrows_a_local_and_returns_its_value() {
     let _w = watchdog("blocking_borrows_a_local_and_returns_its_value");
-    rt(2).block_on(|| {
+    rt(2).run(|| {
         let mut data = vec![1u64, 2, 3];
-        let sum = fibra::blocking(|| {
+        let sum = fibra::run_blocking(|| {
             data.push(4); // a mutable borrow of the fiber's local
             data.iter().sum::<u64>()
         });
         assert_eq!(sum, 10);
         assert_eq!(data, [1, 2, 3, 4]);
         // It ran off the worker: the closure's thread is a pool thread.
-        let name = fibra::blocking(|| std::thread::current().name().map(str::to_owned));
+        let name = fibra::run_blocking(|| std::thread::current().name().map(str::to_owned));
         assert_eq!(name.as_deref(), Some("fibra-worker-blocking"));
     });
 }
@@ -34,31 +34,31 @@ fn blocking_borrows_a_local_and_returns_its_value() {
 #[test]
 fn blocking_outside_a_fiber_just_calls() {
     let here = std::thread::current().id();
-    assert_eq!(fibra::blocking(|| std::thread::current().id()), here);
+    assert_eq!(fibra::run_blocking(|| std::thread::current().id()), here);
 }
 
 #[test]
 fn blocking_propagates_a_panic() {
     let _w = watchdog("blocking_propagates_a_panic");
-    rt(1).block_on(|| {
-        let h = fibra::spawn(|| fibra::blocking(|| panic!("boom in the pool")));
+    rt(1).run(|| {
+        let h = fibra::spawn(|| fibra::run_blocking(|| panic!("boom in the pool")));
         let Err(JoinError::Panicked(p)) = h.join() else {
             panic!("expected a panic")
         };
         assert_eq!(p.downcast_ref::<&str>(), Some(&"boom in the pool"));
         // The fiber's worker is fine afterwards.
-        assert_eq!(fibra::blocking(|| 7), 7);
+        assert_eq!(fibra::run_blocking(|| 7), 7);
     });
 }
 
 #[test]
 fn blocking_parks_the_fiber_with_its_reason() {
     let _w = watchdog("blocking_parks_the_fiber_with_its_reason");
-    rt(1).block_on(|| {
+    rt(1).run(|| {
         let release = Arc::new(AtomicBool::new(false));
         let r2 = release.clone();
         let h = fibra::spawn(move || {
-            fibra::blocking(|| {
+            fibra::run_blocking(|| {
                 while !r2.load(Acquire) {
                     std::thread::sleep(Duration::from_millis(1));
                 }
@@ -75,7 +75,7 @@ fn blocking_parks_the_fiber_with_its_reason() {
 #[test]
 fn spawn_blocking_joins_from_fibers_and_threads() {
     let _w = watchdog("spawn_blocking_joins_from_fibers_and_threads");
-    rt(2).block_on(|| {
+    rt(2).run(|| {
         let h = fibra::spawn_blocking(|| {
             std::thread::sleep(Duration::from_millis(20));
             6 * 7
@@ -101,7 +101,7 @@ fn spawn_blocking_joins_from_fibers_and_threads() {
 #[test]
 fn spawn_blocking_join_parks_with_its_reason() {
     let _w = watchdog("spawn_blocking_join_parks_with_its_reason");
-    rt(1).block_on(|| {
+    rt(1).run(|| {
         let release = Arc::new(AtomicBool::new(false));
         let r2 = release.clone();
         let task = fibra::spawn_blocking(move || {
@@ -137,7 +137,7 @@ fn spawn_blocking_respects_its_cap() {
         .max_blocking_threads(CAP)
         .build()
         .unwrap();
-    runtime.block_on(|| {
+    runtime.run(|| {
         let handles: Vec<_> = (0..N)
             .map(|_| {
                 let (running, max_seen, done) = (running.clone(), max_seen.clone(), done.clone());
@@ -169,7 +169,7 @@ fn session_end_finishes_running_tasks_and_cancels_queued_ones() {
         .max_blocking_threads(1)
         .build()
         .unwrap()
-        .block_on(|| {
+        .run(|| {
             let (f2, s2) = (finished.clone(), started.clone());
             let running = fibra::spawn_blocking(move || {
                 s2.wait();
@@ -189,12 +189,12 @@ fn session_end_finishes_running_tasks_and_cancels_queued_ones() {
 
 #[test]
 fn shutdown_waits_for_a_fiber_parked_in_blocking() {
-    // The root returns while another fiber is parked in `fibra::blocking` with a borrow of
+    // The root returns while another fiber is parked in `fibra::run_blocking` with a borrow of
     // its own stack: shutdown unwinds that fiber only after the closure is done with it.
     let _w = watchdog("shutdown_waits_for_a_fiber_parked_in_blocking");
     let closure_done = Arc::new(AtomicBool::new(false));
     let unwound_after = Arc::new(AtomicBool::new(false));
-    rt(1).block_on(|| {
+    rt(1).run(|| {
         let (cd, ua) = (closure_done.clone(), unwound_after.clone());
         let h = fibra::spawn(move || {
             struct OnDrop(Arc<AtomicBool>, Arc<AtomicBool>);
@@ -206,7 +206,7 @@ fn shutdown_waits_for_a_fiber_parked_in_blocking() {
             }
             let _guard = OnDrop(cd.clone(), ua);
             let local = [7u8; 64];
-            fibra::blocking(|| {
+            fibra::run_blocking(|| {
                 std::thread::sleep(Duration::from_millis(100));
                 assert_eq!(local.len(), 64); // the borrow is still valid
                 cd.store(true, Release);

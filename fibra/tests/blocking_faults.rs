@@ -99,7 +99,7 @@ fn one_pool_thread() -> Runtime {
 /// panics, after its handle was dropped; then the pool must still serve. With fibra's rule
 /// (blocking/mod.rs, "Panics nobody can see") the child aborts at the drop instead.
 fn pool_drops_a_panicking_value(panic_with_it: bool) {
-    one_pool_thread().block_on(move || {
+    one_pool_thread().run(move || {
         let (tx, rx) = mpsc::channel::<()>();
         let h = fibra::spawn_blocking(move || {
             rx.recv().unwrap(); // the handle is gone by now
@@ -112,7 +112,7 @@ fn pool_drops_a_panicking_value(panic_with_it: bool) {
         drop(h);
         tx.send(()).unwrap();
         // The old pool lost its only thread here and waited for ever.
-        assert_eq!(fibra::blocking(|| 1), 1);
+        assert_eq!(fibra::run_blocking(|| 1), 1);
         assert_eq!(fibra::spawn_blocking(|| 2).join().unwrap(), 2);
     });
 }
@@ -143,13 +143,13 @@ fn panic_payload_panicking_on_drop_in_the_pool_aborts_with_a_message() {
 fn handle_dropping_a_panicking_payload_aborts() {
     const T: &str = "handle_dropping_a_panicking_payload_aborts";
     let in_child = child(T, || {
-        one_pool_thread().block_on(|| {
+        one_pool_thread().run(|| {
             let h = fibra::spawn_blocking(|| -> u8 {
                 panic::panic_any(PanicOnDrop("dropped by the handle"))
             });
             // The one pool thread runs jobs in order: once this returns, the task's job has
             // let go of its side, so the handle is the last one.
-            fibra::blocking(|| ());
+            fibra::run_blocking(|| ());
             assert!(h.is_finished());
             let _ = panic::catch_unwind(AssertUnwindSafe(|| drop(h)));
             eprintln!("child: survived the handle's drop");
@@ -164,7 +164,7 @@ fn handle_dropping_a_panicking_payload_aborts() {
 #[test]
 fn joined_panic_payload_is_the_callers_and_may_panic_on_drop() {
     let _w = watchdog("joined_panic_payload_is_the_callers_and_may_panic_on_drop");
-    one_pool_thread().block_on(|| {
+    one_pool_thread().run(|| {
         let h = fibra::spawn_blocking(|| -> u8 { panic::panic_any(PanicOnDrop("joined")) });
         let Err(JoinError::Panicked(payload)) = h.join() else {
             panic!("expected JoinError::Panicked")
@@ -173,14 +173,14 @@ fn joined_panic_payload_is_the_callers_and_may_panic_on_drop() {
         // Like std's `JoinHandle::join`: the payload is the caller's value, its drop the
         // caller's panic.
         assert!(panic::catch_unwind(AssertUnwindSafe(|| drop(payload))).is_err());
-        assert_eq!(fibra::blocking(|| 1), 1);
+        assert_eq!(fibra::run_blocking(|| 1), 1);
     });
 }
 
 #[test]
 fn spawn_blocking_panic_is_join_error_panicked() {
     let _w = watchdog("spawn_blocking_panic_is_join_error_panicked");
-    one_pool_thread().block_on(|| {
+    one_pool_thread().run(|| {
         let h = fibra::spawn_blocking(|| -> u8 { panic!("in the pool") });
         match h.join() {
             Err(JoinError::Panicked(p)) => {
@@ -210,8 +210,8 @@ fn pool_thread_start_failure_with_no_thread_retries_later() {
             .unwrap();
         // The first start (by `blocking`'s submit) and two retries (the monitor's) fail.
         fail_thread_starts(ThreadStart::BlockingPool, 3);
-        rt.block_on(|| {
-            assert_eq!(fibra::blocking(|| 1), 1);
+        rt.run(|| {
+            assert_eq!(fibra::run_blocking(|| 1), 1);
             assert_eq!(fibra::spawn_blocking(|| 2).join().unwrap(), 2);
         });
         assert_eq!(pending_thread_start_failures(ThreadStart::BlockingPool), 0);
@@ -233,7 +233,7 @@ fn pool_thread_start_failure_while_a_thread_runs_waits_for_it() {
             .monitor(false) // only later submits retry: the queued job waits for thread 1
             .build()
             .unwrap();
-        rt.block_on(|| {
+        rt.run(|| {
             let (tx, rx) = mpsc::channel::<()>();
             let (started_tx, started_rx) = mpsc::channel::<()>();
             let first = fibra::spawn_blocking(move || {
@@ -248,7 +248,7 @@ fn pool_thread_start_failure_while_a_thread_runs_waits_for_it() {
             tx.send(()).unwrap();
             assert_eq!(first.join().unwrap(), 1);
             assert_eq!(second.join().unwrap(), 2); // run by thread 1
-            assert_eq!(fibra::blocking(|| 3), 3);
+            assert_eq!(fibra::run_blocking(|| 3), 3);
             fail_thread_starts(ThreadStart::BlockingPool, 0);
         });
     });
@@ -270,17 +270,17 @@ fn pool_thread_start_failure_without_monitor_hands_the_job_back() {
             .build()
             .unwrap();
         fail_thread_starts(ThreadStart::BlockingPool, 2);
-        rt.block_on(|| {
+        rt.run(|| {
             // Nothing would retry: `spawn_blocking` reports Cancelled, `blocking` runs here.
             assert!(matches!(
                 fibra::spawn_blocking(|| 1).join(),
                 Err(JoinError::Cancelled)
             ));
-            let name = fibra::blocking(|| std::thread::current().name().map(str::to_owned));
+            let name = fibra::run_blocking(|| std::thread::current().name().map(str::to_owned));
             assert_eq!(name.as_deref(), Some("w-0"));
             // Starts work again: the pool serves as usual.
             assert_eq!(fibra::spawn_blocking(|| 2).join().unwrap(), 2);
-            let name = fibra::blocking(|| std::thread::current().name().map(str::to_owned));
+            let name = fibra::run_blocking(|| std::thread::current().name().map(str::to_owned));
             assert_eq!(name.as_deref(), Some("w-blocking"));
         });
     });
@@ -302,7 +302,7 @@ fn spare_worker_start_failure_is_reported_once_and_retried() {
             .build()
             .unwrap();
         fail_thread_starts(ThreadStart::SpareWorker, 2);
-        let spares = rt.block_on(|| {
+        let spares = rt.run(|| {
             // The root blocks its only worker in a syscall until a fiber queued behind it ran:
             // only a spare worker can run it, and the first two cannot start.
             let ran = Arc::new((Mutex::new(0usize), Condvar::new()));
@@ -355,7 +355,7 @@ fn on_stall_panics_are_caught_and_the_monitor_goes_on() {
             })
             .build()
             .unwrap();
-        rt.block_on(move || {
+        rt.run(move || {
             // Each recv blocks the worker until the monitor reports the stall (a new episode
             // each time: the yield ends the run).
             for i in 0..3 {

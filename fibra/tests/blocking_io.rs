@@ -23,7 +23,7 @@ fn a_stuck_workers_reactor_is_polled_for_the_others() {
         .on_stall(|_| {}) // expected: keep the test's output clean
         .build()
         .unwrap();
-    let (got_during_block, reader_thread, blocker_thread) = rt.block_on(|| {
+    let (got_during_block, reader_thread, blocker_thread) = rt.run(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         // The peer: a plain thread that writes once the blocker is blocking.

@@ -1,6 +1,6 @@
 //! A fiber blocks its worker (a blocking syscall, or a CPU loop) while 1,000 fibers loop on
 //! `fibra::sleep(1ms)`: the fibers not pinned to the blocked thread, and the fibers it had
-//! spawned but not started, keep running; with `fibra::blocking` every fiber does; the
+//! spawned but not started, keep running; with `fibra::run_blocking` every fiber does; the
 //! monitor reports the blocker by name; with the unsafe migration opt-in no fiber freezes.
 //!
 //! The bounds compare each group's wake-up rate during the block with its own rate before it
@@ -36,7 +36,7 @@ const MIN_RATE: f64 = 0.15;
 enum Block {
     Syscall,
     Cpu,
-    /// `std::thread::sleep` inside `fibra::blocking`.
+    /// `std::thread::sleep` inside `fibra::run_blocking`.
     Wrapped,
 }
 
@@ -76,7 +76,7 @@ fn run_scenario(block: Block, migrate: bool) -> Rates {
         builder = unsafe { builder.migrate_started_fibers() };
     }
     let rt = builder.build().unwrap();
-    let (sleepers, blocker_thread, late_done_in_block) = rt.block_on(|| {
+    let (sleepers, blocker_thread, late_done_in_block) = rt.run(|| {
         let phase = Arc::new(AtomicU8::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let sleepers: Arc<Vec<Sleeper>> =
@@ -122,7 +122,7 @@ fn run_scenario(block: Block, migrate: bool) -> Rates {
                             std::hint::spin_loop();
                         }
                     }
-                    Block::Wrapped => fibra::blocking(|| thread::sleep(BLOCK_FOR)),
+                    Block::Wrapped => fibra::run_blocking(|| thread::sleep(BLOCK_FOR)),
                 }
                 let in_block = ld.load(SeqCst);
                 p2.store(2, Relaxed);
@@ -230,7 +230,7 @@ fn wrapped_in_blocking_every_fiber_keeps_its_rate() {
             .reports
             .iter()
             .any(|r| r.fiber_name.as_deref() == Some("the-blocker")),
-        "a fiber parked in fibra::blocking was reported stuck: {:?}",
+        "a fiber parked in fibra::run_blocking was reported stuck: {:?}",
         rates.reports
     );
 }

@@ -19,7 +19,7 @@ fn surplus_threads_retire_under_a_steady_load() {
         .blocking_keep_alive(keep_alive)
         .build()
         .unwrap();
-    let (peak, end) = rt.block_on(|| {
+    let (peak, end) = rt.run(|| {
         // A burst: BURST jobs at once start BURST threads.
         let barrier = std::sync::Arc::new(std::sync::Barrier::new(BURST));
         let burst: Vec<_> = (0..BURST)
@@ -36,7 +36,7 @@ fn surplus_threads_retire_under_a_steady_load() {
         // if a job's waiter resubmits before its thread is idle again) is enough.
         let until = Instant::now() + keep_alive * 5;
         while Instant::now() < until {
-            fibra::blocking(|| std::thread::sleep(Duration::from_micros(100)));
+            fibra::run_blocking(|| std::thread::sleep(Duration::from_micros(100)));
         }
         (peak, pool_threads())
     });

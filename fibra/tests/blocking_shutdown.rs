@@ -25,7 +25,7 @@ fn session_end_joins_pool_monitor_and_spare_threads() {
         .build()
         .unwrap();
     for _ in 0..3 {
-        let during = rt.block_on(|| {
+        let during = rt.run(|| {
             // Several pool threads at once (each task waits for the others).
             let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
             let hs: Vec<_> = (0..4)
@@ -37,7 +37,7 @@ fn session_end_joins_pool_monitor_and_spare_threads() {
                 })
                 .collect();
             hs.into_iter().for_each(|h| h.join().unwrap());
-            fibra::blocking(|| thread::sleep(Duration::from_millis(5)));
+            fibra::run_blocking(|| thread::sleep(Duration::from_millis(5)));
             // A stall with both workers busy, so a spare may start too.
             let busy: Vec<_> = (0..2)
                 .map(|_| {

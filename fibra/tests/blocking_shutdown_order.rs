@@ -1,6 +1,6 @@
-//! Shutdown with a fiber parked in `fibra::blocking` whose closure waits for another fiber.
+//! Shutdown with a fiber parked in `fibra::run_blocking` whose closure waits for another fiber.
 //!
-//! Fiber A runs `fibra::blocking(|| rx.recv())`; fiber B holds the sender and sleeps; the root
+//! Fiber A runs `fibra::run_blocking(|| rx.recv())`; fiber B holds the sender and sleeps; the root
 //! returns. The closure ends only when B is unwound (dropping the sender), so shutdown must
 //! unwind B before it waits for A's closure: unwinding A first blocks A's worker in the
 //! excursion's guard, and on one worker B can then never be unwound (a hang, caught by the
@@ -36,14 +36,14 @@ fn scenario(test: &'static str, workers: usize, a_first: bool, chan: Chan) {
     let seen = Arc::new(AtomicU8::new(PENDING));
     let rt = Runtime::builder().workers(workers).build().unwrap();
     let s2 = seen.clone();
-    rt.block_on(move || {
+    rt.run(move || {
         // A's body and B's body, over either kind of channel.
         let (a_body, b_body): (Body, Body) = match chan {
             Chan::Std => {
                 let (tx, rx) = std::sync::mpsc::channel::<u32>();
                 (
                     Box::new(move || {
-                        fibra::blocking(move || {
+                        fibra::run_blocking(move || {
                             let r = rx.recv();
                             s2.store(if r.is_ok() { GOT_VALUE } else { DISCONNECTED }, SeqCst);
                         })
@@ -58,7 +58,7 @@ fn scenario(test: &'static str, workers: usize, a_first: bool, chan: Chan) {
                 let (tx, rx) = fibra::chan::bounded::<u32>(1);
                 (
                     Box::new(move || {
-                        fibra::blocking(move || {
+                        fibra::run_blocking(move || {
                             let r = rx.recv(); // on a pool thread: blocks that thread
                             s2.store(if r.is_ok() { GOT_VALUE } else { DISCONNECTED }, SeqCst);
                         })

@@ -25,7 +25,7 @@ fn spare_workers_converge_back_after_a_stall() {
         .on_stall(|_| {}) // quiet
         .build()
         .unwrap();
-    let (baseline, peak, after) = rt.block_on(|| {
+    let (baseline, peak, after) = rt.run(|| {
         fibra::sleep(Duration::from_millis(50));
         let baseline = threads(); // the workers, the monitor, this test's threads
         let stop = Arc::new(AtomicBool::new(false));

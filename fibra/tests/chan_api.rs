@@ -176,13 +176,13 @@ fn async_send_and_recv() {
     fibra::run(|| {
         let (tx, rx) = chan::bounded::<u32>(0);
         let h = fibra::spawn(move || {
-            fibra::block_on(async {
+            fibra::await_future(async {
                 for i in 0..50 {
                     tx.send_async(i).await.unwrap();
                 }
             })
         });
-        let got: Vec<u32> = fibra::block_on(async {
+        let got: Vec<u32> = fibra::await_future(async {
             let mut v = Vec::new();
             while let Ok(x) = rx.recv_async().await {
                 v.push(x);
@@ -352,7 +352,7 @@ fn a_sender_refilled_into_the_buffer_runs_once_the_receiver_parks() {
     let _w = common::watchdog("a_sender_refilled_into_the_buffer_runs_once_the_receiver_parks");
     let rt = fibra::Runtime::builder().workers(2).build().unwrap();
     for _ in 0..200 {
-        rt.block_on(|| {
+        rt.run(|| {
             let (tx, rx) = chan::bounded::<u32>(1);
             let (done_tx, done_rx) = chan::bounded::<()>(0);
             let sender = fibra::spawn(move || {

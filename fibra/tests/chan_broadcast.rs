@@ -55,7 +55,7 @@ fn every_kind_of_receiver_gets_every_item() {
         let fiber = fibra::spawn(move || in_fiber.iter().collect::<Vec<u64>>());
         let thread = std::thread::spawn(move || in_thread.iter().collect::<Vec<u64>>());
         let task = fibra::spawn(move || {
-            fibra::block_on(async move {
+            fibra::await_future(async move {
                 let mut got = Vec::new();
                 while let Ok(v) = in_async.recv_async().await {
                     got.push(v);

@@ -98,7 +98,7 @@ fn turns_beside(budget: u32, busy: impl FnOnce() + Send + 'static) -> u64 {
         .monitor(false)
         .build()
         .unwrap();
-    rt.block_on(move || {
+    rt.run(move || {
         let done = Arc::new(AtomicBool::new(false));
         let turns = Arc::new(AtomicU64::new(0));
         let (d, t) = (done.clone(), turns.clone());
@@ -206,7 +206,7 @@ fn a_poller_and_its_partner_finish_on_any_worker_count() {
     const EXCHANGES: u64 = 500;
     for workers in [1, 2, 4] {
         let rt = fibra::Runtime::builder().workers(workers).build().unwrap();
-        let got = rt.block_on(|| {
+        let got = rt.run(|| {
             let (ask_tx, ask_rx) = chan::bounded::<()>(0);
             let (answer_tx, answer_rx) = chan::bounded::<u64>(0);
             let poller = fibra::spawn(move || {

@@ -15,7 +15,7 @@ mod common;
 fn on_thread_and_fiber(f: fn()) {
     std::thread::spawn(f).join().unwrap();
     let rt = fibra::Runtime::builder().workers(2).build().unwrap();
-    rt.block_on(f);
+    rt.run(f);
 }
 
 #[test]
@@ -109,10 +109,10 @@ fn timer_channels_in_select_and_async() {
     });
     fibra::run(|| {
         let t = chan::after(Duration::from_millis(2));
-        assert!(fibra::block_on(t.recv_async()).is_ok());
+        assert!(fibra::await_future(t.recv_async()).is_ok());
         let ticks = chan::tick(Duration::from_millis(1));
         for _ in 0..3 {
-            assert!(fibra::block_on(ticks.recv_async()).is_ok());
+            assert!(fibra::await_future(ticks.recv_async()).is_ok());
         }
     });
 }

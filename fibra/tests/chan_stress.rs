@@ -370,7 +370,7 @@ fn shutdown_while_parked_drops_every_item_once() {
         // On a thread of its own, so a shutdown that hangs fails the test instead.
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            rt.block_on(move || {
+            rt.run(move || {
                 let next = AtomicUsize::new(0);
                 let item = || Item::new(next.fetch_add(1, SeqCst), &l);
                 let (full_tx, full_rx) = chan::bounded::<Item>(1);

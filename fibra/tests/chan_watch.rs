@@ -58,7 +58,7 @@ fn every_watcher_ends_on_the_last_value() {
             .collect();
         let mut arx = rx.clone();
         let task = fibra::spawn(move || {
-            fibra::block_on(async move {
+            fibra::await_future(async move {
                 let mut last = *arx.borrow_and_update();
                 while arx.changed_async().await.is_ok() {
                     let v = *arx.borrow_and_update();

@@ -13,7 +13,7 @@ use fibra::sync::Mutex;
 fn two_fiber_mutex_deadlock_is_reported_as_a_cycle() {
     let _w = common::watchdog("two_fiber_mutex_deadlock_is_reported_as_a_cycle");
     let rt = fibra::Runtime::builder().workers(2).build().unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         let a = Arc::new(Mutex::new(()));
         let b = Arc::new(Mutex::new(()));
         let holding = Arc::new(AtomicUsize::new(0));
@@ -92,7 +92,7 @@ fn two_fiber_mutex_deadlock_is_reported_as_a_cycle() {
 fn a_plain_wait_for_a_held_mutex_is_not_a_cycle() {
     let _w = common::watchdog("a_plain_wait_for_a_held_mutex_is_not_a_cycle");
     let rt = fibra::Runtime::builder().workers(1).build().unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         let m = Arc::new(Mutex::new(0));
         let g = m.lock();
         let m2 = m.clone();

@@ -79,7 +79,7 @@ fn dump_when_parked(names: &[&str]) -> Dump {
 fn dump_lists_each_wait_reason_with_its_backtrace() {
     let _w = common::watchdog("dump_lists_each_wait_reason_with_its_backtrace");
     let rt = fibra::Runtime::builder().workers(2).build().unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             fibra::Builder::new().name(name).spawn(f).unwrap()
         };
@@ -171,7 +171,7 @@ fn dump_lists_each_wait_reason_with_its_backtrace() {
 fn parked_since_survives_a_capture_wake_up() {
     let _w = common::watchdog("parked_since_survives_a_capture_wake_up");
     let rt = fibra::Runtime::builder().workers(1).build().unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         let h = fibra::Builder::new()
             .name("sleeper")
             .spawn(waits_in_sleep)
@@ -199,7 +199,7 @@ fn a_busy_worker_cannot_answer_and_is_reported() {
         .build()
         .unwrap();
     let rt2 = rt.clone();
-    rt.block_on(|| {
+    rt.run(|| {
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
         let parked = fibra::Builder::new()
@@ -241,7 +241,7 @@ fn ten_thousand_parked_fibers_group_into_one_entry() {
     let _w = common::watchdog("ten_thousand_parked_fibers_group_into_one_entry");
     const N: usize = 10_000;
     let rt = fibra::Runtime::builder().workers(2).build().unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         let stop = Arc::new(AtomicBool::new(false));
         let started = Arc::new(AtomicUsize::new(0));
         let hs: Vec<_> = (0..N)

@@ -82,7 +82,7 @@ fn waits_in_select(rx: &fibra::chan::Receiver<u32>) {
 
 #[inline(never)]
 fn waits_in_block_on() {
-    fibra::block_on(std::future::pending::<()>());
+    fibra::await_future(std::future::pending::<()>());
     black_box(());
 }
 
@@ -100,7 +100,7 @@ fn waits_in_scope(stop: &AtomicBool) {
 
 #[inline(never)]
 fn waits_in_blocking(rx: mpsc::Receiver<()>) {
-    fibra::blocking(move || rx.recv()).ok();
+    fibra::run_blocking(move || rx.recv()).ok();
     black_box(());
 }
 
@@ -170,7 +170,7 @@ fn dump_when_waiting(expect: &[(&str, ParkReason, &str)]) -> Dump {
 fn dump_names_every_other_wait_reason_with_its_backtrace() {
     let _w = common::watchdog("dump_names_every_other_wait_reason_with_its_backtrace");
     let rt = fibra::Runtime::builder().workers(2).build().unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             fibra::Builder::new().name(name).spawn(f).unwrap();
         };

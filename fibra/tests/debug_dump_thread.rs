@@ -23,7 +23,7 @@ fn dump_from_a_plain_thread_sees_the_running_session() {
     let _w = common::watchdog("dump_from_a_plain_thread_sees_the_running_session");
     let rt = fibra::Runtime::builder().workers(1).build().unwrap();
     let rt2 = rt.clone();
-    rt.block_on(|| {
+    rt.run(|| {
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
         let h = fibra::Builder::new()

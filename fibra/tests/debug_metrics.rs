@@ -14,7 +14,7 @@ fn counters_match_a_controlled_run() {
         .monitor(false)
         .build()
         .unwrap();
-    let (m, k) = rt.block_on(|| {
+    let (m, k) = rt.run(|| {
         let before = fibra::debug::metrics().unwrap();
         assert_eq!(before.workers[0].fibers_run, 1); // the root, running now
         let hs: Vec<_> = (0..N).map(|i| fibra::spawn(move || i)).collect();
@@ -59,7 +59,7 @@ fn counters_match_a_controlled_run() {
 fn blocking_threads_and_sleeps_are_counted() {
     let _w = common::watchdog("blocking_threads_and_sleeps_are_counted");
     let rt = fibra::Runtime::builder().workers(1).build().unwrap();
-    let (m, slept_before) = rt.block_on(|| {
+    let (m, slept_before) = rt.run(|| {
         let slept_before = fibra::debug::metrics().unwrap().workers[0].times_slept;
         // The only fiber sleeps: its worker has nothing to do and sleeps too.
         fibra::sleep(std::time::Duration::from_millis(20));
@@ -80,7 +80,7 @@ fn wake_to_run_samples_one_fiber_in_64() {
         .coop_budget(0)
         .build()
         .unwrap();
-    let (m, expected) = rt.block_on(|| {
+    let (m, expected) = rt.run(|| {
         let go = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let hs: Vec<_> = (0..N)
             .map(|_| {
@@ -134,7 +134,7 @@ fn reactor_polls_and_io_wakeups_are_counted() {
         .max_spare_workers(0)
         .build()
         .unwrap();
-    let (before, after) = rt.block_on(|| {
+    let (before, after) = rt.run(|| {
         let before = fibra::debug::metrics().unwrap();
         let listener = fibra::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();

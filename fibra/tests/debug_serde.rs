@@ -10,7 +10,7 @@ use std::sync::Arc;
 fn dump_and_metrics_serialise_to_json() {
     let _w = common::watchdog("dump_and_metrics_serialise_to_json");
     let rt = fibra::Runtime::builder().workers(1).build().unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
         let h = fibra::Builder::new()

@@ -36,7 +36,7 @@ fn signal_dump_does_not_disturb_running_fibers() {
         .build()
         .unwrap();
     let p2 = path.clone();
-    let (sent, sum, received) = rt.block_on(move || {
+    let (sent, sum, received) = rt.run(move || {
         assert_ne!(current_handler(libc::SIGUSR1), libc::SIG_DFL);
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();

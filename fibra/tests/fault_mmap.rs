@@ -90,7 +90,7 @@ fn spawning_past_a_failing_mmap_reports_and_keeps_serving() {
     }
     let _w = common::watchdog_for(TEST, Duration::from_secs(120));
     let rt = Runtime::builder().workers(1).build().unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         // Warm up: the first region, the worker's allocator arena, the timer and I/O tables.
         for _ in 0..64 {
             fibra::spawn(|| ()).join().unwrap();
@@ -151,7 +151,7 @@ fn a_root_fiber_without_a_stack_panics_with_the_cause() {
         .build()
         .unwrap();
     limit_address_space(1 << 30);
-    let run = std::panic::AssertUnwindSafe(|| rt.block_on(|| 1));
+    let run = std::panic::AssertUnwindSafe(|| rt.run(|| 1));
     let panic = std::panic::catch_unwind(run).unwrap_err();
     let msg = panic
         .downcast_ref::<String>()

@@ -146,7 +146,7 @@ fn a_big_stack_can_be_used() {
         .stack_size(256 * 1024)
         .build()
         .unwrap();
-    let (root, child) = rt.block_on(|| {
+    let (root, child) = rt.run(|| {
         let root = dig(stack_top(), 200 * 1024);
         let child = fibra::spawn(|| dig(stack_top(), 200 * 1024))
             .join()
@@ -322,20 +322,33 @@ fn scope_panics_if_an_unjoined_fiber_panicked() {
         assert_eq!(message(&*r.unwrap_err()), "a scoped fiber panicked");
         assert_eq!(finished.load(Relaxed), 10);
 
-        // The closure's own panic resumes, also after the fibers finished.
+        // The closure's own panic resumes, after its fibers were cancelled (those not started
+        // never run; the others unwind at their next park) and are gone.
+        struct Gone<'a>(&'a AtomicUsize);
+        impl Drop for Gone<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Relaxed);
+            }
+        }
+        let gone = AtomicUsize::new(0);
         let r = panic::catch_unwind(AssertUnwindSafe(|| {
             fibra::scope(|s| {
                 for _ in 0..10 {
+                    let g = Gone(&gone);
                     s.spawn(|| {
+                        let _g = g;
                         fibra::yield_now();
+                        fibra::sleep(Duration::from_secs(3600)); // cancelled here
                         finished.fetch_add(1, Relaxed);
                     });
                 }
+                fibra::yield_now(); // let some start
                 panic!("closure boom");
             })
         }));
         assert_eq!(message(&*r.unwrap_err()), "closure boom");
-        assert_eq!(finished.load(Relaxed), 20);
+        assert_eq!(gone.load(Relaxed), 10);
+        assert_eq!(finished.load(Relaxed), 10);
     });
 }
 
@@ -395,7 +408,7 @@ fn block_on_a_future_woken_from_another_thread() {
                         std::thread::sleep(Duration::from_millis(10));
                         send(&tx, i + 100);
                     });
-                    let v = fibra::block_on(rx);
+                    let v = fibra::await_future(rx);
                     assert!(start.elapsed() >= Duration::from_millis(10));
                     t.join().unwrap();
                     v
@@ -413,9 +426,9 @@ fn block_on_a_future_woken_from_another_thread() {
 fn block_on_parks_only_the_fiber() {
     let _w = watchdog("block_on_parks_only_the_fiber");
     let rt = Runtime::builder().workers(1).build().unwrap();
-    let v = rt.block_on(|| {
+    let v = rt.run(|| {
         let (tx, rx) = oneshot();
-        let waiter = fibra::spawn(move || fibra::block_on(rx));
+        let waiter = fibra::spawn(move || fibra::await_future(rx));
         while waiter.fiber().park_reason() != ParkReason::BlockOn {
             fibra::yield_now();
         }
@@ -441,7 +454,7 @@ fn block_on_a_self_waking_future() {
         }
     }
     let _w = watchdog("block_on_a_self_waking_future");
-    assert_eq!(fibra::run(|| fibra::block_on(WakeSelf(1000))), 99);
+    assert_eq!(fibra::run(|| fibra::await_future(WakeSelf(1000))), 99);
 }
 
 fibra::fiber_local! {
@@ -639,7 +652,7 @@ struct Aligned(u64);
 fn packets_are_dropped_when_both_sides_are_done() {
     let _w = watchdog("packets_are_dropped_when_both_sides_are_done");
     let rt = Runtime::builder().workers(2).build().unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         let drops = Arc::new(AtomicUsize::new(0));
         // Joined: the result is taken; the closure's capture went when it ran.
         let d = DropCount(drops.clone());
@@ -708,7 +721,7 @@ fn never_run_fibers_drop_their_code_once() {
     let _w = watchdog("never_run_fibers_drop_their_code_once");
     let drops = Arc::new(AtomicUsize::new(0));
     let rt = Runtime::builder().workers(1).build().unwrap();
-    let handles = rt.block_on(|| {
+    let handles = rt.run(|| {
         let mut hs = Vec::new();
         for i in 0..20 {
             let d = DropCount(drops.clone());
@@ -736,7 +749,7 @@ fn recycled_headers_start_fresh() {
         static COUNT: Cell<u32> = Cell::new(0);
     }
     let rt = Runtime::builder().workers(2).build().unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         let mut ids = HashSet::new();
         for round in 0..20u32 {
             let hs: Vec<_> = (0..200u32)

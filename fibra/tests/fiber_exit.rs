@@ -129,7 +129,7 @@ fn a_never_run_closure_that_panics_on_drop_aborts_at_shutdown() {
             .max_spare_workers(0)
             .build()
             .unwrap();
-        rt.block_on(|| {
+        rt.run(|| {
             let (tx, rx) = fibra::chan::bounded::<()>(1);
             drop(fibra::spawn(move || {
                 rx.recv().unwrap();
@@ -224,7 +224,7 @@ fn a_local_made_by_the_results_destructor_is_dropped_on_the_fiber() {
             drop(fiber); // the last reference to the header, on a plain thread
         });
         go_tx.send(()).unwrap();
-        fibra::blocking(|| holder.join().unwrap());
+        fibra::run_blocking(|| holder.join().unwrap());
     });
     let dropped = dropped.lock().unwrap();
     assert_eq!(dropped.len(), 1, "the local was dropped exactly once");
@@ -391,7 +391,7 @@ fn thread_local_destructors_on_a_worker_see_no_runtime() {
     thread_local! { static ON_WORKER: RefCell<Option<AsksForTheFiber>> = const { RefCell::new(None) }; }
     let _w = common::watchdog("thread_local_destructors_on_a_worker_see_no_runtime");
     let rt = fibra::Runtime::builder().workers(2).build().unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         let fibers: Vec<_> = (0..8)
             .map(|_| {
                 fibra::spawn(|| {
@@ -430,7 +430,7 @@ fn a_scoped_fibers_result_is_dropped_before_scope_returns() {
     }
     let _w = common::watchdog("a_scoped_fibers_result_is_dropped_before_scope_returns");
     let rt = fibra::Runtime::builder().workers(1).build().unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         let dropped = AtomicBool::new(false);
         fibra::scope(|s| {
             s.spawn(|| Late(&dropped)); // the handle is dropped: the fiber drops its result
@@ -506,7 +506,7 @@ fn shutdown_unwinds_a_scope_owner_after_its_childs_result() {
     let order = Arc::new(Mutex::new(Vec::new()));
     let o = order.clone();
     let rt = fibra::Runtime::builder().workers(1).build().unwrap();
-    rt.block_on(move || {
+    rt.run(move || {
         let parked = Arc::new(AtomicBool::new(false));
         let p = parked.clone();
         drop(fibra::spawn(move || {
@@ -532,7 +532,7 @@ fn a_cancellation_in_a_handles_drop_unwinds_the_code_around_it() {
     let order = Arc::new(Mutex::new(Vec::new()));
     let (o, o2) = (order.clone(), order.clone());
     let rt = fibra::Runtime::builder().workers(1).build().unwrap();
-    rt.block_on(move || {
+    rt.run(move || {
         let parked = Arc::new(AtomicBool::new(false));
         let p = parked.clone();
         let h = fibra::spawn(move || parks_on_drop(&p, Record(o, "rest of the result")));
@@ -564,7 +564,7 @@ fn shutdown_lets_a_fiber_parked_mid_unwind_finish_its_unwinding() {
         let rt = fibra::Runtime::builder().workers(1).build().unwrap();
         let order = Arc::new(Mutex::new(Vec::new()));
         let o = order.clone();
-        rt.block_on(move || {
+        rt.run(move || {
             let parked = Arc::new(AtomicBool::new(false));
             let p = parked.clone();
             drop(fibra::spawn(move || {
@@ -606,7 +606,7 @@ fn a_wait_in_a_discarded_closures_destructor_gives_up() {
         .max_spare_workers(0)
         .build()
         .unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         let (tx, rx) = fibra::chan::bounded::<u32>(1);
         tx.send(0).unwrap();
         let (hold, wait) = fibra::chan::bounded::<()>(0);

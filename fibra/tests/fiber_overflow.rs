@@ -19,7 +19,7 @@ fn recurse(depth: u64) -> u64 {
 
 fn child_overflows(stack: usize) {
     let rt = fibra::Runtime::builder().workers(2).build().unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         // A few healthy fibers first, so the offender is not fiber 1.
         for _ in 0..3 {
             fibra::spawn(fibra::yield_now).join().unwrap();

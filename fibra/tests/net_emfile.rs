@@ -56,7 +56,7 @@ fn accept_backs_off_on_emfile_and_recovers() {
         .monitor(false)
         .build()
         .unwrap();
-    let accepted = rt.block_on(|| {
+    let accepted = rt.run(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         // The clients connect first: the kernel completes their handshakes into the backlog.

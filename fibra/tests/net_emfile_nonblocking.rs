@@ -46,7 +46,7 @@ fn nonblocking_accept_returns_emfile_at_once() {
         .monitor(false)
         .build()
         .unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
         let unix = UnixListener::bind(&path).unwrap();
         // A connection waits in each backlog, so accept has one to take.

@@ -23,7 +23,7 @@ fn server() -> SocketAddr {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let rt = fibra::Runtime::builder().workers(2).build().unwrap();
-            rt.block_on(|| {
+            rt.run(|| {
                 let l = fibra::net::TcpListener::bind("127.0.0.1:0").unwrap();
                 tx.send(l.local_addr().unwrap()).unwrap();
                 let _ = http_hello::serve(l, Duration::from_millis(300));

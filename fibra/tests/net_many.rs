@@ -43,7 +43,7 @@ fn ten_thousand_connections_held_open_and_echoing_on_two_workers() {
 /// The parent: serves every connection with its own echo fiber and runs the child.
 fn server() {
     let _w = common::watchdog_for("ten_thousand_connections", Duration::from_secs(300));
-    let (status, peak, echoed) = rt().block_on(|| {
+    let (status, peak, echoed) = rt().run(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let open = Arc::new(AtomicUsize::new(0));
@@ -67,7 +67,7 @@ fn server() {
                 }
             });
         }
-        let status = fibra::blocking(|| {
+        let status = fibra::run_blocking(|| {
             Command::new(std::env::current_exe().unwrap())
                 .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
                 .env(CLIENT_ENV, addr.to_string())
@@ -93,7 +93,7 @@ fn clients(addr: SocketAddr) {
         "ten_thousand_connections (clients)",
         Duration::from_secs(280),
     );
-    let echoed = rt().block_on(|| {
+    let echoed = rt().run(|| {
         let all_open = Arc::new(Barrier::new(CLIENTS));
         let clients: Vec<_> = (0..CLIENTS)
             .map(|c| {

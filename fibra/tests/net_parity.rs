@@ -55,7 +55,7 @@ fn o_nonblock(fd: &impl AsFd) -> bool {
 #[test]
 fn listener_clones_share_the_nonblocking_mode() {
     let _w = common::watchdog("listener_clones_share_the_nonblocking_mode");
-    rt1().block_on(|| {
+    rt1().run(|| {
         let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = tcp.local_addr().unwrap();
         let tcp2 = tcp.try_clone().unwrap();
@@ -87,7 +87,7 @@ fn listener_clones_share_the_nonblocking_mode() {
 #[test]
 fn from_std_keeps_the_nonblocking_mode() {
     let _w = common::watchdog("from_std_keeps_the_nonblocking_mode");
-    rt1().block_on(|| {
+    rt1().run(|| {
         // TcpListener
         let std_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         std_l.set_nonblocking(true).unwrap();
@@ -162,7 +162,7 @@ fn from_std_keeps_the_nonblocking_mode() {
 #[test]
 fn into_std_and_released_fds_carry_the_mode_and_timeouts() {
     let _w = common::watchdog("into_std_and_released_fds_carry_the_mode");
-    rt1().block_on(|| {
+    rt1().run(|| {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         for nonblocking in [false, true] {
@@ -215,7 +215,7 @@ where
 #[test]
 fn fd_round_trips_keep_every_socket_working() {
     let _w = common::watchdog("fd_round_trips_keep_every_socket_working");
-    rt1().block_on(|| {
+    rt1().run(|| {
         // TCP: a parked accept and a parked read (each fd registered with the reactor first)
         // still wake after the round trip: the old registration is gone, a new one is made.
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -263,7 +263,7 @@ fn fd_round_trips_keep_every_socket_working() {
 #[test]
 fn adopted_blocking_fds_park_instead_of_blocking_the_worker() {
     let _w = common::watchdog("adopted_blocking_fds_park");
-    rt1().block_on(|| {
+    rt1().run(|| {
         // A blocking fd from std: were it left blocking, the read would block the only
         // worker, the writer fiber would never run, and the test would hang.
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
@@ -287,7 +287,7 @@ fn adopted_blocking_fds_park_instead_of_blocking_the_worker() {
 #[test]
 fn udp_multicast_round_trip_and_options() {
     let _w = common::watchdog("udp_multicast_round_trip_and_options");
-    rt1().block_on(|| {
+    rt1().run(|| {
         let group = Ipv4Addr::new(239, 255, 20, 20);
         let rx = UdpSocket::bind("0.0.0.0:0").unwrap();
         let port = rx.local_addr().unwrap().port();
@@ -339,7 +339,7 @@ fn udp_multicast_round_trip_and_options() {
 #[test]
 fn unix_sockets_by_socket_addr() {
     let _w = common::watchdog("unix_sockets_by_socket_addr");
-    rt1().block_on(|| {
+    rt1().run(|| {
         // Streams on an abstract name (no file to clean up) and on a path.
         let addr = abstract_addr("stream");
         let l = UnixListener::bind_addr(&addr).unwrap();

@@ -23,7 +23,7 @@ fn runtime() -> fibra::Runtime {
 #[test]
 fn many_connections_echo_through_the_shared_poller() {
     let _w = common::watchdog("many_connections_echo_through_the_shared_poller");
-    let total = runtime().block_on(|| {
+    let total = runtime().run(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         common::spawn_echo_server(listener);
@@ -37,7 +37,7 @@ fn many_connections_echo_through_the_shared_poller() {
 #[test]
 fn a_sleeping_runtime_wakes_for_the_shared_poller() {
     let _w = common::watchdog("a_sleeping_runtime_wakes_for_the_shared_poller");
-    let (took, metrics) = runtime().block_on(|| {
+    let (took, metrics) = runtime().run(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let writer = std::thread::spawn(move || {
@@ -75,7 +75,7 @@ fn a_sleeping_runtime_wakes_for_the_shared_poller() {
 fn shutdown_with_fibers_parked_on_the_shared_poller_returns() {
     let _w = common::watchdog("shutdown_with_fibers_parked_on_the_shared_poller_returns");
     let t0 = Instant::now();
-    let conns = runtime().block_on(|| {
+    let conns = runtime().run(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         common::spawn_echo_server(listener);

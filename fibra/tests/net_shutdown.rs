@@ -45,7 +45,7 @@ fn session_parked_on_sockets() {
     let dropped = Arc::new(AtomicUsize::new(0));
     let parked = Arc::new(AtomicUsize::new(0));
     let rt = fibra::Runtime::builder().workers(2).build().unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let idle_listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -53,7 +53,7 @@ fn loopback() -> SocketAddr {
 #[test]
 fn bind_listens_with_the_system_maximum() {
     let _w = common::watchdog("bind_listens_with_the_system_maximum");
-    rt().block_on(|| {
+    rt().run(|| {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         assert_eq!(accept_queue(&l).1, somaxconn());
         // The same for a listener taken over from std, whose backlog is std's (128): the
@@ -66,7 +66,7 @@ fn bind_listens_with_the_system_maximum() {
 #[test]
 fn listen_keeps_the_backlog_asked_for_capped_at_somaxconn() {
     let _w = common::watchdog("listen_keeps_the_backlog_asked_for");
-    rt().block_on(|| {
+    rt().run(|| {
         for (asked, kept) in [(16, 16), (1, 1), (u32::MAX, somaxconn())] {
             let s = TcpSocket::new_v4().unwrap();
             s.bind(loopback()).unwrap();
@@ -88,7 +88,7 @@ fn a_burst_of_connects_fits_the_default_backlog() {
         return;
     }
     common::raise_nofile(u64::from(CLIENTS) + 512).unwrap();
-    rt().block_on(|| {
+    rt().run(|| {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let clients: Vec<_> = (0..CLIENTS)
@@ -113,7 +113,7 @@ fn a_burst_of_connects_fits_the_default_backlog() {
 #[test]
 fn options_set_before_listen_and_connect_stick() {
     let _w = common::watchdog("options_set_before_listen_and_connect_stick");
-    rt().block_on(|| {
+    rt().run(|| {
         let s = TcpSocket::new_v4().unwrap();
         assert!(!s.reuseaddr().unwrap() && !s.reuseport().unwrap() && !s.nodelay().unwrap());
         s.set_reuseaddr(true).unwrap();
@@ -145,7 +145,7 @@ fn options_set_before_listen_and_connect_stick() {
 #[test]
 fn reuseport_lets_two_listeners_share_a_port() {
     let _w = common::watchdog("reuseport_lets_two_listeners_share_a_port");
-    rt().block_on(|| {
+    rt().run(|| {
         let a = TcpSocket::new_v4().unwrap();
         a.set_reuseport(true).unwrap();
         assert!(a.reuseport().unwrap());
@@ -178,7 +178,7 @@ fn reuseport_lets_two_listeners_share_a_port() {
 #[test]
 fn only_v6_decides_whether_ipv4_clients_get_in() {
     let _w = common::watchdog("only_v6_decides_whether_ipv4_clients_get_in");
-    rt().block_on(|| {
+    rt().run(|| {
         for only_v6 in [true, false] {
             let Ok(s) = TcpSocket::new_v6() else {
                 eprintln!("skipped: no IPv6");
@@ -210,7 +210,7 @@ fn connect_reports_refusal_and_works_on_a_plain_thread() {
     let closed = TcpSocket::new_v4().unwrap();
     closed.bind(loopback()).unwrap();
     let closed_addr = closed.local_addr().unwrap();
-    rt().block_on(move || {
+    rt().run(move || {
         let err = TcpSocket::new_v4()
             .unwrap()
             .connect(closed_addr)
@@ -251,7 +251,7 @@ fn sock_path(name: &str) -> std::path::PathBuf {
 #[test]
 fn unix_listeners_keep_their_backlog() {
     let _w = common::watchdog("unix_listeners_keep_their_backlog");
-    rt().block_on(|| {
+    rt().run(|| {
         // Linux lets a Unix listener queue backlog + 1 connections.
         let path = sock_path("backlog4");
         let l = UnixListener::bind_with_backlog(&path, 4).unwrap();

@@ -18,7 +18,7 @@ fn rt(workers: usize) -> fibra::Runtime {
 #[test]
 fn echo_round_trips_on_two_workers() {
     let _w = common::watchdog("echo_round_trips_on_two_workers");
-    let total = rt(2).block_on(|| {
+    let total = rt(2).run(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         common::spawn_echo_server(listener);
@@ -31,7 +31,7 @@ fn echo_round_trips_on_two_workers() {
 fn large_transfer_with_reader_and_writer_fibers() {
     let _w = common::watchdog("large_transfer_with_reader_and_writer_fibers");
     const LEN: usize = 8 << 20; // far beyond the socket buffers: both sides must park
-    rt(2).block_on(|| {
+    rt(2).run(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         common::spawn_echo_server(listener);
@@ -55,7 +55,7 @@ fn large_transfer_with_reader_and_writer_fibers() {
 #[test]
 fn try_clone_reads_while_the_original_writes() {
     let _w = common::watchdog("try_clone_reads_while_the_original_writes");
-    rt(2).block_on(|| {
+    rt(2).run(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         common::spawn_echo_server(listener);
@@ -76,7 +76,7 @@ fn try_clone_reads_while_the_original_writes() {
 #[test]
 fn read_timeout_fires() {
     let _w = common::watchdog("read_timeout_fires");
-    rt(1).block_on(|| {
+    rt(1).run(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (_s, _) = listener.accept().unwrap();
@@ -97,7 +97,7 @@ fn read_timeout_fires() {
 #[test]
 fn write_timeout_fires_when_the_peer_never_reads() {
     let _w = common::watchdog("write_timeout_fires_when_the_peer_never_reads");
-    rt(1).block_on(|| {
+    rt(1).run(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (_s, _) = listener.accept().unwrap();
@@ -118,7 +118,7 @@ fn write_timeout_fires_when_the_peer_never_reads() {
 #[test]
 fn a_timeout_does_not_stall_other_fibers() {
     let _w = common::watchdog("a_timeout_does_not_stall_other_fibers");
-    rt(1).block_on(|| {
+    rt(1).run(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (_s, _) = listener.accept().unwrap();
@@ -139,7 +139,7 @@ fn a_timeout_does_not_stall_other_fibers() {
 #[test]
 fn connect_to_a_closed_port_is_refused() {
     let _w = common::watchdog("connect_to_a_closed_port_is_refused");
-    rt(1).block_on(|| {
+    rt(1).run(|| {
         let addr = {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
@@ -176,7 +176,7 @@ fn reset(s: std::net::TcpStream) {
 #[test]
 fn peer_reset_is_an_io_error() {
     let _w = common::watchdog("peer_reset_is_an_io_error");
-    rt(2).block_on(|| {
+    rt(2).run(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         // Reset while the fibra side is parked in `read`.
@@ -220,12 +220,12 @@ fn accept_and_streams_work_on_plain_threads() {
 #[test]
 fn std_client_talks_to_a_fibra_server() {
     let _w = common::watchdog("std_client_talks_to_a_fibra_server");
-    rt(2).block_on(|| {
+    rt(2).run(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         common::spawn_echo_server(listener);
         // A std client on a pool thread, blocking as usual.
-        let echoed = fibra::blocking(|| {
+        let echoed = fibra::run_blocking(|| {
             let mut c = std::net::TcpStream::connect(addr).unwrap();
             c.write_all(b"from std").unwrap();
             let mut b = [0u8; 8];
@@ -239,7 +239,7 @@ fn std_client_talks_to_a_fibra_server() {
 #[test]
 fn reused_fds_never_misroute_data_or_wake_ups() {
     let _w = common::watchdog("reused_fds_never_misroute_data_or_wake_ups");
-    rt(1).block_on(|| {
+    rt(1).run(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let mut reused = 0;
@@ -273,7 +273,7 @@ fn reused_fds_never_misroute_data_or_wake_ups() {
 #[test]
 fn nonblocking_mode_returns_would_block() {
     let _w = common::watchdog("nonblocking_mode_returns_would_block");
-    rt(1).block_on(|| {
+    rt(1).run(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         assert_eq!(
@@ -294,7 +294,7 @@ fn nonblocking_mode_returns_would_block() {
 #[test]
 fn a_socket_moved_to_another_worker_still_wakes_its_fiber() {
     let _w = common::watchdog("a_socket_moved_to_another_worker_still_wakes_its_fiber");
-    rt(2).block_on(|| {
+    rt(2).run(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let mut client = TcpStream::connect(addr).unwrap();
@@ -336,7 +336,7 @@ fn a_socket_moved_to_another_worker_still_wakes_its_fiber() {
 #[test]
 fn a_socket_outliving_its_session_errors_instead_of_hanging() {
     let _w = common::watchdog("a_socket_outliving_its_session_errors_instead_of_hanging");
-    let (listener, _client) = rt(1).block_on(|| {
+    let (listener, _client) = rt(1).run(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (s, _) = listener.accept().unwrap();
@@ -344,7 +344,7 @@ fn a_socket_outliving_its_session_errors_instead_of_hanging() {
         assert!((&s).read(&mut [0u8; 1]).is_err()); // registered now
         (s, client)
     });
-    let e = rt(1).block_on(|| (&listener).read(&mut [0u8; 1]).unwrap_err());
+    let e = rt(1).run(|| (&listener).read(&mut [0u8; 1]).unwrap_err());
     assert_eq!(e.kind(), io::ErrorKind::Other, "{e}");
     // On a plain thread it still works (poll(2) fallback).
     listener
@@ -365,7 +365,7 @@ fn connect_timeout_fires_when_the_handshake_stalls() {
     // SAFETY: a valid listening fd; re-listening only changes its backlog.
     assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
     let addr = listener.local_addr().unwrap();
-    let kind = rt(1).block_on(|| {
+    let kind = rt(1).run(|| {
         let mut held = Vec::new();
         for _ in 0..16 {
             match TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {

@@ -15,7 +15,7 @@ fn rt() -> fibra::Runtime {
 #[test]
 fn datagrams_round_trip_between_fibers() {
     let _w = common::watchdog("datagrams_round_trip_between_fibers");
-    rt().block_on(|| {
+    rt().run(|| {
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = server.local_addr().unwrap();
         let echo = fibra::spawn(move || {
@@ -43,7 +43,7 @@ fn datagrams_round_trip_between_fibers() {
 #[test]
 fn recv_timeout_fires() {
     let _w = common::watchdog("recv_timeout_fires");
-    rt().block_on(|| {
+    rt().run(|| {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
         s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
         let e = s.recv_from(&mut [0u8; 8]).unwrap_err();
@@ -69,7 +69,7 @@ fn udp_works_on_plain_threads() {
 #[test]
 fn host_names_are_resolved() {
     let _w = common::watchdog("host_names_are_resolved");
-    rt().block_on(|| {
+    rt().run(|| {
         let l = TcpListener::bind("localhost:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let ip = l.local_addr().unwrap().ip();
@@ -99,7 +99,7 @@ impl std::net::ToSocketAddrs for SlowName {
 fn resolving_does_not_hold_the_worker() {
     let _w = common::watchdog("resolving_does_not_hold_the_worker");
     let one = fibra::Runtime::builder().workers(1).build().unwrap();
-    one.block_on(|| {
+    one.run(|| {
         let worker = std::thread::current().id();
         let resolved_on = Arc::new(Mutex::new(Vec::new()));
         let names = resolved_on.clone();

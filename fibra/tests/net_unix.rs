@@ -22,7 +22,7 @@ fn sock_path(name: &str) -> PathBuf {
 fn unix_stream_echo_through_a_listener() {
     let _w = common::watchdog("unix_stream_echo_through_a_listener");
     let path = sock_path("echo");
-    rt().block_on(|| {
+    rt().run(|| {
         let listener = UnixListener::bind(&path).unwrap();
         fibra::spawn(move || {
             for conn in listener.incoming() {
@@ -60,7 +60,7 @@ fn unix_stream_echo_through_a_listener() {
 #[test]
 fn unix_pair_large_transfer_and_timeout() {
     let _w = common::watchdog("unix_pair_large_transfer_and_timeout");
-    rt().block_on(|| {
+    rt().run(|| {
         let (a, mut b) = UnixStream::pair().unwrap();
         let writer = fibra::spawn(move || {
             let data = vec![3u8; 4 << 20];
@@ -83,7 +83,7 @@ fn unix_pair_large_transfer_and_timeout() {
 fn unix_datagrams_round_trip() {
     let _w = common::watchdog("unix_datagrams_round_trip");
     let path = sock_path("dgram");
-    rt().block_on(|| {
+    rt().run(|| {
         let server = UnixDatagram::bind(&path).unwrap();
         let echo = fibra::spawn(move || {
             let mut buf = [0u8; 64];
@@ -111,7 +111,7 @@ fn unix_datagrams_round_trip() {
 #[test]
 fn connecting_to_nothing_is_an_error() {
     let _w = common::watchdog("connecting_to_nothing_is_an_error");
-    rt().block_on(|| {
+    rt().run(|| {
         let e = UnixStream::connect(sock_path("nobody")).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
     });

@@ -466,7 +466,7 @@ fn check(p: &Program) -> Result<(), TestCaseError> {
             .workers(w)
             .build()
             .unwrap()
-            .block_on(root),
+            .run(root),
     };
     prop_assert_eq!(out.id, 0);
     drop(out);

@@ -81,7 +81,7 @@ fn builder_rejects_bad_configurations() {
 fn block_on_twice_on_the_same_runtime() {
     let rt = Runtime::builder().workers(2).build().unwrap();
     for round in 1..=3u64 {
-        let sum: u64 = rt.block_on(move || {
+        let sum: u64 = rt.run(move || {
             let hs: Vec<_> = (0..100u64)
                 .map(|i| {
                     fibra::spawn(move || {
@@ -104,7 +104,7 @@ fn workers_carry_the_configured_thread_name() {
         .thread_name("rtapi")
         .build()
         .unwrap();
-    let names: Vec<String> = rt.block_on(|| {
+    let names: Vec<String> = rt.run(|| {
         let hs: Vec<_> = (0..50)
             .map(|_| fibra::spawn(|| std::thread::current().name().unwrap_or("").to_owned()))
             .collect();
@@ -196,7 +196,7 @@ fn spawn_outside_a_runtime_panics_pointing_at_run() {
 
 #[test]
 fn block_on_future_outside_a_fiber_panics_clearly() {
-    let payload = panic::catch_unwind(|| fibra::block_on(async { 1 })).unwrap_err();
+    let payload = panic::catch_unwind(|| fibra::await_future(async { 1 })).unwrap_err();
     let msg = message(&*payload);
     assert!(msg.contains("inside a fiber"), "message: {msg}");
     assert!(msg.contains("fibra::run"), "message: {msg}");
@@ -223,7 +223,7 @@ fn builder_spawn_outside_a_runtime_is_no_runtime() {
 fn runtime_block_on_inside_a_fiber_panics() {
     let inner = Runtime::builder().workers(1).build().unwrap();
     let (nested_rt, nested_run) = fibra::run(move || {
-        let a = panic::catch_unwind(AssertUnwindSafe(|| inner.block_on(|| 1))).unwrap_err();
+        let a = panic::catch_unwind(AssertUnwindSafe(|| inner.run(|| 1))).unwrap_err();
         let b = panic::catch_unwind(|| fibra::run(|| 2)).unwrap_err();
         (message(&*a), message(&*b))
     });
@@ -243,7 +243,7 @@ fn block_on_root_may_borrow_the_callers_locals() {
     let total = AtomicU64::new(0);
     let mut seen = 0;
     let flag = AtomicBool::new(false);
-    rt.block_on(|| {
+    rt.run(|| {
         seen = data.len();
         fibra::scope(|s| {
             for x in &data {
@@ -256,4 +256,34 @@ fn block_on_root_may_borrow_the_callers_locals() {
     assert_eq!(seen, 100);
     assert_eq!(total.into_inner(), 5050);
     assert!(flag.into_inner());
+}
+
+#[test]
+fn run_inside_a_fiber_names_the_call_that_was_made() {
+    let _w = watchdog("run_inside_a_fiber_names_the_call_that_was_made");
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let (by_fn, by_method) = rt.run(|| {
+        let by_fn = panic::catch_unwind(|| fibra::run(|| ())).unwrap_err();
+        let inner = Runtime::builder().workers(1).build().unwrap();
+        let by_method = panic::catch_unwind(AssertUnwindSafe(|| inner.run(|| ()))).unwrap_err();
+        (message(&*by_fn), message(&*by_method))
+    });
+    assert!(
+        by_fn.starts_with("fibra::run called from inside a fiber"),
+        "{by_fn}"
+    );
+    assert!(!by_fn.contains("Runtime::"), "{by_fn}");
+    assert!(
+        by_method.starts_with("Runtime::run called from inside a fiber"),
+        "{by_method}"
+    );
+}
+
+#[test]
+#[allow(deprecated)]
+fn the_old_names_still_work() {
+    let _w = watchdog("the_old_names_still_work");
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let v = rt.block_on(|| fibra::block_on(async { 20 }) + fibra::blocking(|| 22));
+    assert_eq!(v, 42);
 }

@@ -30,7 +30,7 @@ where
 {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(f))));
+        let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(|| rt.run(f))));
     });
     match rx.recv_timeout(SHUTDOWN_LIMIT) {
         Ok(Ok(v)) => v,
@@ -235,7 +235,7 @@ fn shutdown_unwinds_fibers_in_every_kind_of_wait() {
 
             // block_on a future that never completes
             let fut = PendingWith(DropCount(d.clone()));
-            let h = fibra::spawn(move || fibra::block_on(fut));
+            let h = fibra::spawn(move || fibra::await_future(fut));
             waits.push((h.fiber().clone(), ParkReason::BlockOn));
             hs.push(h);
 

@@ -83,7 +83,7 @@ enum Wait {
 fn session(wait: Wait, n: usize, drops: &Arc<AtomicUsize>) -> (Vec<JoinHandle<()>>, usize) {
     let rt = Runtime::builder().workers(2).build().unwrap();
     let d = drops.clone();
-    rt.block_on(move || {
+    rt.run(move || {
         let never = Arc::new(AtomicBool::new(false));
         let mut guards = 0;
         let mut hs = Vec::with_capacity(n);
@@ -142,7 +142,7 @@ fn session(wait: Wait, n: usize, drops: &Arc<AtomicUsize>) -> (Vec<JoinHandle<()
                     (h, ParkReason::Scope)
                 }
                 Wait::BlockOn => {
-                    let h = fibra::spawn(move || fibra::block_on(Never(g)));
+                    let h = fibra::spawn(move || fibra::await_future(Never(g)));
                     (h, ParkReason::BlockOn)
                 }
             };

@@ -41,7 +41,7 @@ fn still_serves() {
 #[test]
 fn builder_refuses_stacks_above_the_max_at_spawn() {
     let _w = common::watchdog("builder_refuses_stacks_above_the_max_at_spawn");
-    one_worker().block_on(|| {
+    one_worker().run(|| {
         for size in TOO_LARGE {
             let err = Builder::new().stack_size(size).spawn(|| ()).unwrap_err();
             match err {
@@ -61,7 +61,7 @@ fn builder_refuses_stacks_above_the_max_at_spawn() {
 #[test]
 fn builder_accepts_the_max_stack() {
     let _w = common::watchdog("builder_accepts_the_max_stack");
-    one_worker().block_on(|| {
+    one_worker().run(|| {
         for size in [MAX_STACK_SIZE - 1, MAX_STACK_SIZE] {
             let h = Builder::new().stack_size(size).spawn(|| {
                 // Deeper than any default stack allows: the size really is ours.
@@ -87,7 +87,7 @@ fn runtime_builder_refuses_stacks_above_the_max() {
         }
         assert!(err.to_string().contains("fibra::MAX_STACK_SIZE"), "{err}");
     }
-    one_worker().block_on(still_serves);
+    one_worker().run(still_serves);
 }
 
 #[test]
@@ -98,7 +98,7 @@ fn runtime_builder_accepts_the_max_stack() {
         .stack_size(MAX_STACK_SIZE)
         .build()
         .unwrap();
-    let v = rt.block_on(|| {
+    let v = rt.run(|| {
         still_serves();
         let buf = std::hint::black_box([9u8; 4 << 20]); // the root fiber has the large stack
         buf[0]
@@ -161,7 +161,7 @@ fn worker_counts_that_overflow_are_refused() {
         .max_spare_workers(0)
         .build()
         .unwrap()
-        .block_on(still_serves);
+        .run(still_serves);
 }
 
 #[test]
@@ -176,16 +176,13 @@ fn max_blocking_threads_bounds() {
         .blocking_keep_alive(Duration::MAX)
         .build()
         .unwrap();
-    assert_eq!(
-        rt.block_on(|| fibra::spawn_blocking(|| 5).join().unwrap()),
-        5
-    );
+    assert_eq!(rt.run(|| fibra::spawn_blocking(|| 5).join().unwrap()), 5);
     let rt = Runtime::builder()
         .workers(1)
         .blocking_keep_alive(Duration::ZERO)
         .build()
         .unwrap();
-    assert_eq!(rt.block_on(|| fibra::blocking(|| 6)), 6);
+    assert_eq!(rt.run(|| fibra::run_blocking(|| 6)), 6);
 }
 
 /// The monitor added the threshold to a run's start time: `Duration::MAX` panicked it.
@@ -202,7 +199,7 @@ fn a_stall_threshold_past_the_clock_is_never_reached() {
         })
         .build()
         .unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         // Hold the worker long enough for the monitor (which samples at least every 10 ms)
         // to look at this run several times.
         std::thread::sleep(Duration::from_millis(100));
@@ -215,13 +212,13 @@ fn a_stall_threshold_past_the_clock_is_never_reached() {
         .coop_budget(u32::MAX)
         .build()
         .unwrap();
-    rt.block_on(still_serves);
+    rt.run(still_serves);
     let rt = Runtime::builder()
         .workers(1)
         .coop_budget(0)
         .build()
         .unwrap();
-    rt.block_on(still_serves);
+    rt.run(still_serves);
 }
 
 /// `now + Duration::MAX` is not an `Instant`: every timed wait treats it as no deadline, as
@@ -230,7 +227,7 @@ fn a_stall_threshold_past_the_clock_is_never_reached() {
 fn deadlines_past_the_clock_mean_never() {
     let _w = common::watchdog("deadlines_past_the_clock_mean_never");
     let far = Instant::now() + Duration::from_secs(1 << 40); // representable, far away
-    one_worker().block_on(|| {
+    one_worker().run(|| {
         let sleeper = fibra::spawn(|| fibra::sleep(Duration::MAX));
         let late = fibra::spawn(move || fibra::sleep_until(far));
         let parked = fibra::spawn(|| fibra::park_timeout(Duration::MAX));
@@ -289,7 +286,7 @@ fn deadlines_past_the_clock_mean_never() {
 #[test]
 fn sync_waits_past_the_clock_mean_never() {
     let _w = common::watchdog("sync_waits_past_the_clock_mean_never");
-    one_worker().block_on(|| {
+    one_worker().run(|| {
         let rw = Arc::new(RwLock::new(0));
         let w = rw.write();
         let (r2, r3) = (rw.clone(), rw.clone());
@@ -325,7 +322,7 @@ fn sync_waits_past_the_clock_mean_never() {
 #[test]
 fn a_dump_with_an_endless_timeout_waits_for_its_answers() {
     let _w = common::watchdog("a_dump_with_an_endless_timeout_waits_for_its_answers");
-    one_worker().block_on(|| {
+    one_worker().run(|| {
         let (tx, rx) = fibra::chan::bounded::<()>(0);
         let parked = fibra::Builder::new()
             .name("parked")
@@ -349,7 +346,7 @@ fn a_dump_with_an_endless_timeout_waits_for_its_answers() {
 #[test]
 fn socket_timeouts_past_the_clock_mean_never() {
     let _w = common::watchdog("socket_timeouts_past_the_clock_mean_never");
-    one_worker().block_on(|| {
+    one_worker().run(|| {
         let listener = fibra::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = fibra::spawn(move || {
@@ -429,7 +426,7 @@ fn wait_group_add_past_max_panics_and_changes_nothing() {
 #[test]
 fn barriers_and_channels_take_any_count() {
     let _w = common::watchdog("barriers_and_channels_take_any_count");
-    one_worker().block_on(|| {
+    one_worker().run(|| {
         assert!(Barrier::new(0).wait().is_leader());
         assert!(Barrier::new(1).wait().is_leader());
         let never = Barrier::new(usize::MAX);

@@ -20,7 +20,7 @@ fn one_worker() -> Runtime {
 #[test]
 fn yield_now_lets_others_run() {
     let _w = watchdog("yield_now_lets_others_run");
-    let spins = one_worker().block_on(|| {
+    let spins = one_worker().run(|| {
         let flag = Arc::new(AtomicBool::new(false));
         let f = flag.clone();
         let a = fibra::spawn(move || {
@@ -44,7 +44,7 @@ fn yield_now_lets_others_run() {
 #[test]
 fn yielding_fibers_share_the_worker_evenly() {
     let _w = watchdog("yielding_fibers_share_the_worker_evenly");
-    let (a, b) = one_worker().block_on(|| {
+    let (a, b) = one_worker().run(|| {
         let stop = Arc::new(AtomicBool::new(false));
         let counters: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
         let workers: Vec<_> = (0..2)
@@ -96,7 +96,7 @@ struct PingPong {
 /// before the pair gave up). `yielder_first`: the yielder has started before the pair
 /// begins; otherwise it is a new fiber, spawned after the pair.
 fn ping_pong_and_a_yielder(yielder_first: bool) -> (u64, u64, bool) {
-    one_worker().block_on(|| {
+    one_worker().run(|| {
         let pp = Arc::new(PingPong {
             turn: AtomicU64::new(0),
             fibers: [OnceLock::new(), OnceLock::new()],
@@ -210,7 +210,7 @@ fn ping_pong_pair_does_not_starve_a_new_fiber() {
 #[test]
 fn remote_wake_is_served_while_a_fiber_yields() {
     let _w = watchdog("remote_wake_is_served_while_a_fiber_yields");
-    one_worker().block_on(|| {
+    one_worker().run(|| {
         let flag = Arc::new(AtomicBool::new(false));
         let released = Arc::new(AtomicBool::new(false));
         let (f, r) = (flag.clone(), released.clone());
@@ -244,7 +244,7 @@ fn remote_wake_is_served_while_a_fiber_yields() {
 fn spawn_burst_runs_while_a_fiber_yields() {
     let _w = watchdog("spawn_burst_runs_while_a_fiber_yields");
     const N: usize = 2000;
-    let ran = one_worker().block_on(|| {
+    let ran = one_worker().run(|| {
         let ran = Arc::new(AtomicUsize::new(0));
         let r = ran.clone();
         let spinner = fibra::spawn(move || {

@@ -110,7 +110,7 @@ fn spawner(totals: &Arc<Totals>, check: bool) {
 fn workload(rt: &Runtime, check: bool) -> Totals {
     let totals = Arc::new(Totals::default());
     let t = totals.clone();
-    rt.block_on(move || {
+    rt.run(move || {
         let root_thread = thread::current().id();
         let mut hs = Vec::new();
         for _ in 0..FIBERS / 2 {

@@ -14,7 +14,7 @@ use common::{two_workers_without_monitor, watchdog};
 fn a_burst_spawned_with_spread_is_shared_out() {
     let _w = watchdog("a_burst_spawned_with_spread_is_shared_out");
     const N: usize = 20;
-    let per_thread = two_workers_without_monitor().block_on(|| {
+    let per_thread = two_workers_without_monitor().run(|| {
         let (stop_tx, stop_rx) = fibra::chan::bounded::<()>(0);
         let fibers: Vec<_> = (0..N)
             .map(|_| {

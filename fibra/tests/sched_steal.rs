@@ -12,7 +12,7 @@ use common::{two_workers_without_monitor, watchdog};
 fn a_fiber_queued_behind_a_spinning_one_is_stolen() {
     let _w = watchdog("a_fiber_queued_behind_a_spinning_one_is_stolen");
     let rt = two_workers_without_monitor();
-    let steals = rt.block_on(|| {
+    let steals = rt.run(|| {
         let spinner = fibra::spawn(|| {
             let flag = Arc::new(AtomicBool::new(false));
             let f = flag.clone();
@@ -40,7 +40,7 @@ fn a_fiber_queued_behind_a_spinning_one_is_stolen() {
 fn a_long_queue_of_short_fibers_is_shared() {
     let _w = watchdog("a_long_queue_of_short_fibers_is_shared");
     let rt = two_workers_without_monitor();
-    let shared = (0..5).any(|_| rt.block_on(batch_of_short_fibers) == 2);
+    let shared = (0..5).any(|_| rt.run(batch_of_short_fibers) == 2);
     assert!(
         shared,
         "5 batches of 250 queued fibers of 10 µs each ran on one worker only"
@@ -75,7 +75,7 @@ fn batch_of_short_fibers() -> usize {
 fn long_lived_fibers_started_one_by_one_even_out() {
     let _w = watchdog("long_lived_fibers_started_one_by_one_even_out");
     const N: usize = 64;
-    let per_thread = two_workers_without_monitor().block_on(|| {
+    let per_thread = two_workers_without_monitor().run(|| {
         let (started_tx, started_rx) = fibra::chan::unbounded();
         let (stop_tx, stop_rx) = fibra::chan::bounded::<()>(0);
         let fibers: Vec<_> = (0..N)

@@ -178,7 +178,7 @@ fn random_trees(rt: &Runtime, seed: u64, trees: usize) {
     let expected: u64 = roots.iter().map(|&s| expected_nodes(s, 0)).sum();
     let tally = Arc::new(Tally::default());
     let t = tally.clone();
-    rt.block_on(move || {
+    rt.run(move || {
         let hs: Vec<_> = roots
             .iter()
             .map(|&s| {

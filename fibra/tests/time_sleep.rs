@@ -45,7 +45,7 @@ fn sleep_lasts_at_least_its_duration() {
 fn sleep_until_a_past_instant_returns_promptly() {
     let _w = watchdog("sleep_until_a_past_instant_returns_promptly");
     let rt = Runtime::builder().workers(1).build().unwrap();
-    rt.block_on(|| {
+    rt.run(|| {
         let past = Instant::now();
         std::thread::sleep(Duration::from_millis(1));
         let start = Instant::now();
@@ -105,7 +105,7 @@ fn many_random_sleepers_wake_after_their_deadlines() {
 fn timers_fire_while_the_worker_is_busy() {
     let _w = watchdog("timers_fire_while_the_worker_is_busy");
     let rt = Runtime::builder().workers(1).build().unwrap();
-    let spins = rt.block_on(|| {
+    let spins = rt.run(|| {
         let woke = Arc::new(AtomicBool::new(false));
         let w = woke.clone();
         let sleeper = fibra::spawn(move || {
@@ -132,7 +132,7 @@ fn sleeping_fibers_all_wake_on_a_multi_worker_runtime() {
     let _w = watchdog("sleeping_fibers_all_wake_on_a_multi_worker_runtime");
     let rt = Runtime::builder().workers(3).build().unwrap();
     let woke = AtomicUsize::new(0);
-    rt.block_on(|| {
+    rt.run(|| {
         fibra::scope(|s| {
             for i in 0..300u64 {
                 let woke = &woke;

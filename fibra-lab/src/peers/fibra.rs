@@ -30,7 +30,7 @@ fn joined<T>(r: Result<T, fibra::JoinError>) -> Result<T, String> {
 }
 
 pub fn spawn(n: u64, workers: usize) -> Result<Figures, String> {
-    runtime(workers)?.block_on(move || {
+    runtime(workers)?.run(move || {
         let rss_before = vm_rss_bytes()?;
         let t0 = Instant::now();
         let handles: Vec<_> = (0..n)
@@ -94,7 +94,7 @@ fn player(
 }
 
 pub fn switch(rounds: u64, workers: usize) -> Result<Figures, String> {
-    runtime(workers)?.block_on(move || {
+    runtime(workers)?.run(move || {
         let turn = Arc::new(AtomicU64::new(0));
         let slots: Arc<[OnceLock<fibra::Fiber>; 2]> = Arc::new([OnceLock::new(), OnceLock::new()]);
         let t0 = Instant::now();
@@ -110,7 +110,7 @@ pub fn switch(rounds: u64, workers: usize) -> Result<Figures, String> {
 }
 
 pub fn churn(n: u64, workers: usize) -> Result<Figures, String> {
-    runtime(workers)?.block_on(move || {
+    runtime(workers)?.run(move || {
         let t0 = Instant::now();
         for batch in churn::batches(n) {
             let handles: Vec<_> = (0..batch).map(|_| fibra::spawn(|| {})).collect();
@@ -124,7 +124,7 @@ pub fn churn(n: u64, workers: usize) -> Result<Figures, String> {
 
 /// `chan`: fibra::chan and fibra::sync::Mutex between fibers.
 pub fn chan(case: Case, n: u64, workers: usize) -> Result<Figures, String> {
-    runtime(workers)?.block_on(move || {
+    runtime(workers)?.run(move || {
         let t0 = Instant::now();
         match case {
             Case::PingPong => ping_pong(n)?,
@@ -220,7 +220,7 @@ pub fn blocking(n: u64, workers: usize) -> Result<Figures, String> {
     let rt = builder
         .build()
         .map_err(|e| format!("could not build the fibra runtime: {e}"))?;
-    rt.block_on(move || {
+    rt.run(move || {
         let units: Vec<_> = (0..exp::UNITS)
             .map(|_| {
                 let board = board.clone();
@@ -232,7 +232,7 @@ pub fn blocking(n: u64, workers: usize) -> Result<Figures, String> {
         let blocker = fibra::Builder::new().name("blocker").spawn(move || {
             b.block_starts();
             match mode {
-                Mode::Offloaded => fibra::blocking(|| exp::block(kind)),
+                Mode::Offloaded => fibra::run_blocking(|| exp::block(kind)),
                 _ => exp::block(kind),
             }
             b.block_ends();
@@ -265,7 +265,7 @@ pub fn io_server(workers: usize, case: Option<&str>) -> Result<Figures, String> 
     let rt = builder
         .build()
         .map_err(|e| format!("could not build the fibra runtime: {e}"))?;
-    rt.block_on(|| {
+    rt.run(|| {
         let listener = fibra::net::TcpListener::bind("127.0.0.1:0")
             .map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
         child::announce(listener.local_addr())?;

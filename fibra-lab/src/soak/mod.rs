@@ -155,7 +155,7 @@ fn soak(run: Duration) -> Result<Vec<String>, String> {
     // fibra keeps one descriptor for the whole process, opened by the first session that maps
     // stacks (a pidfd of its own, for `process_madvise`; `sys/linux/mem.rs`): an empty
     // session opens it before the baseline is read.
-    rt.block_on(|| fibra::spawn(|| ()).join())
+    rt.run(|| fibra::spawn(|| ()).join())
         .map_err(|e| format!("an empty session failed: {e}"))?;
     let fds_before = open_fds()?;
     let fd_targets_before = fd_targets();
@@ -176,7 +176,7 @@ fn soak(run: Duration) -> Result<Vec<String>, String> {
         thread::Builder::new()
             .name("soak-runtime".into())
             .spawn(move || {
-                let drained = rt.block_on(move || root(&ctx, addr_tx, drain_rx));
+                let drained = rt.run(move || root(&ctx, addr_tx, drain_rx));
                 let _ = done_tx.send(drained);
             })
             .map_err(|e| format!("cannot start the runtime's thread: {e}"))?

@@ -454,7 +454,7 @@ fn blocker(ctx: &Ctx, i: u64) {
     while !ctx.stopping() {
         let nap = Duration::from_micros(rng.below(1_000));
         Tally::add(&t.blocking_submitted, 1);
-        let sum = fibra::blocking(|| {
+        let sum = fibra::run_blocking(|| {
             std::thread::sleep(nap);
             data.iter().sum::<u64>()
         });

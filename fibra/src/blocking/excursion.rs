@@ -1,4 +1,4 @@
-//! `fibra::blocking`: run a borrowing closure on a pool thread while the fiber parks.
+//! `fibra::run_blocking`: run a borrowing closure on a pool thread while the fiber parks.
 //!
 //! # Protocol
 //! ```text
@@ -50,7 +50,10 @@ use crate::sched::{context, Shared};
 /// fiber parks meanwhile, so its worker keeps running other fibers. Outside a fiber (or while
 /// the runtime unwinds the fiber at shutdown) it simply calls `f`.
 ///
-/// Unlike [`spawn_blocking`](crate::spawn_blocking), `f` may borrow the caller's locals.
+/// Unlike [`spawn_blocking`](crate::spawn_blocking), `f` may borrow the caller's locals,
+/// and the value comes back directly: *spawn* gives a handle, *run* waits for the value (as
+/// [`Runtime::run`](crate::Runtime::run) and [`fibra::run`](crate::run) do). It was
+/// `fibra::run_blocking` before 0.2.
 ///
 /// # Panics
 /// Resumes a panic of `f` in the caller.
@@ -58,6 +61,11 @@ use crate::sched::{context, Shared};
 /// # Migration
 /// The calling fiber stays on its thread; only `f` runs elsewhere, which is why it must be
 /// `Send`. A `thread_local!` read inside `f` is the pool thread's.
+///
+/// # Cancellation
+/// A fiber cancelled ([`JoinHandle::cancel`](crate::JoinHandle::cancel)) while `f` runs is
+/// not interrupted: `f` may borrow the caller's frame, so the fiber waits for it and unwinds
+/// at its next park after this returns.
 ///
 /// # Shutdown
 /// If the session ends while `f` runs, the calling fiber is unwound after the session's other
@@ -67,12 +75,12 @@ use crate::sched::{context, Shared};
 /// ```
 /// # fibra::run(|| {
 /// let path = String::from("/proc/self/status");
-/// let text = fibra::blocking(|| std::fs::read_to_string(&path)).unwrap(); // borrows `path`
+/// let text = fibra::run_blocking(|| std::fs::read_to_string(&path)).unwrap(); // borrows `path`
 /// assert!(text.contains("Threads:"));
 /// # });
 /// ```
 #[inline(never)]
-pub fn blocking<F, T>(f: F) -> T
+pub fn run_blocking<F, T>(f: F) -> T
 where
     F: FnOnce() -> T + Send,
     T: Send,
@@ -110,7 +118,9 @@ where
         if park::cancelling() {
             break; // the guard blocks the thread instead
         }
-        park::park(ParkReason::Blocking);
+        // Uncancellable: the closure may borrow this frame, so a `JoinHandle::cancel` waits
+        // for it; the request stays pending and the fiber unwinds at its next park after.
+        park::park_uncancellable(ParkReason::Blocking);
     }
     excursion.wait_blocking(); // returns at once unless we stopped parking (cancelling)
     std::mem::forget(guard); // the frame leaves normally: the guard's work is done

@@ -3,7 +3,7 @@
 //! A fiber that calls a blocking function (`std::fs`, a C library, `std::thread::sleep`) or
 //! computes for long holds its worker's OS thread, and every fiber pinned to that thread
 //! waits. Two ways out:
-//! - [`blocking(|| ...)`](blocking): runs a closure on a pool thread while the calling fiber
+//! - [`run_blocking(|| ...)`](run_blocking): runs a closure on a pool thread while the calling fiber
 //!   parks, then returns its value. The closure may borrow the caller's locals.
 //! - [`spawn_blocking(f)`](spawn_blocking): runs a `'static` closure on a pool thread and
 //!   returns a [`JoinHandle`] (join it from a fiber, which parks, or from a thread, which
@@ -38,7 +38,7 @@ mod pool;
 use std::panic::Location;
 use std::sync::Arc;
 
-pub use excursion::blocking;
+pub use excursion::run_blocking;
 use pool::Job;
 pub(crate) use pool::{pool_session, BlockingPool};
 
@@ -87,7 +87,7 @@ where
     let Some(shared) = current_session() else {
         panic!(
             "fibra::spawn_blocking called outside a fibra runtime: run this code inside \
-             fibra::run(|| ...) or Runtime::block_on"
+             fibra::run(|| ...) or Runtime::run"
         )
     };
     let identity = FiberIdentity {
@@ -150,4 +150,24 @@ impl Task {
 /// The session of the calling worker thread, or of the job this pool thread runs.
 pub(crate) fn current_session() -> Option<Arc<Shared>> {
     context::with_worker(|w| w.map(|w| w.shared.clone())).or_else(pool::pool_session)
+}
+
+/// Renamed [`run_blocking`]: it runs `f` on the blocking pool and waits for its value.
+///
+/// ```
+/// # #![allow(deprecated)]
+/// # fibra::run(|| {
+/// assert_eq!(fibra::blocking(|| 1), fibra::run_blocking(|| 1));
+/// # });
+/// ```
+#[deprecated(
+    since = "0.2.0",
+    note = "renamed to `fibra::run_blocking`: like `spawn_blocking`, but waits for the value"
+)]
+pub fn blocking<F, T>(f: F) -> T
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    run_blocking(f)
 }

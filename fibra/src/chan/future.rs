@@ -88,7 +88,7 @@ impl<T> Sender<T> {
     /// ```
     /// # fibra::run(|| {
     /// let (tx, rx) = fibra::chan::bounded(1);
-    /// fibra::block_on(async { tx.send_async(3).await.unwrap() });
+    /// fibra::await_future(async { tx.send_async(3).await.unwrap() });
     /// assert_eq!(rx.recv(), Ok(3));
     /// # });
     /// ```
@@ -115,7 +115,7 @@ impl<T> Receiver<T> {
     /// # fibra::run(|| {
     /// let (tx, rx) = fibra::chan::bounded(0);
     /// fibra::spawn(move || tx.send(9).unwrap());
-    /// assert_eq!(fibra::block_on(rx.recv_async()), Ok(9));
+    /// assert_eq!(fibra::await_future(rx.recv_async()), Ok(9));
     /// # });
     /// ```
     pub fn recv_async(&self) -> RecvFuture<'_, T> {
@@ -133,7 +133,7 @@ impl<T> Receiver<T> {
 /// # fibra::run(|| {
 /// let (tx, rx) = fibra::chan::unbounded();
 /// let fut: fibra::chan::SendFuture<'_, u8> = tx.send_async(1);
-/// fibra::block_on(fut).unwrap();
+/// fibra::await_future(fut).unwrap();
 /// assert_eq!(rx.try_recv(), Ok(1));
 /// # });
 /// ```
@@ -151,7 +151,7 @@ pub struct SendFuture<'a, T> {
 /// let (tx, rx) = fibra::chan::unbounded();
 /// tx.send('z').unwrap();
 /// let fut: fibra::chan::RecvFuture<'_, char> = rx.recv_async();
-/// assert_eq!(fibra::block_on(fut), Ok('z'));
+/// assert_eq!(fibra::await_future(fut), Ok('z'));
 /// # });
 /// ```
 #[must_use = "futures do nothing unless polled"]

@@ -146,7 +146,7 @@ impl<T> OneshotReceiver<T> {
     /// # fibra::run(|| {
     /// let (tx, rx) = fibra::chan::oneshot();
     /// fibra::spawn(move || tx.send(5).unwrap());
-    /// assert_eq!(fibra::block_on(rx.recv_async()), Ok(5));
+    /// assert_eq!(fibra::await_future(rx.recv_async()), Ok(5));
     /// # });
     /// ```
     pub fn recv_async(&self) -> RecvFuture<'_, T> {

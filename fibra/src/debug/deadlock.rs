@@ -39,7 +39,7 @@ pub struct WaitLink {
 /// A fiber that locks a mutex it already holds is a cycle of one:
 ///
 /// ```
-/// fibra::Runtime::builder().workers(1).build().unwrap().block_on(|| {
+/// fibra::Runtime::builder().workers(1).build().unwrap().run(|| {
 ///     let h = fibra::spawn(|| {
 ///         let m = fibra::sync::Mutex::new(());
 ///         let _held = m.lock();

@@ -20,7 +20,7 @@ const MIN_CAPTURE_STACK: usize = 32 * 1024;
 /// What a fiber is doing at the time of the dump.
 ///
 /// ```
-/// fibra::Runtime::builder().workers(1).build().unwrap().block_on(|| {
+/// fibra::Runtime::builder().workers(1).build().unwrap().run(|| {
 ///     use fibra::debug::FiberState;
 ///     let h = fibra::Builder::new().name("napper").spawn(fibra::park).unwrap();
 ///     while h.fiber().park_reason() != fibra::ParkReason::User { fibra::yield_now(); }
@@ -54,7 +54,7 @@ pub enum FiberState {
 /// A fiber waiting for a `fibra::sync::Mutex`.
 ///
 /// ```
-/// fibra::Runtime::builder().workers(1).build().unwrap().block_on(|| {
+/// fibra::Runtime::builder().workers(1).build().unwrap().run(|| {
 ///     let m = std::sync::Arc::new(fibra::sync::Mutex::new(0));
 ///     let (held, m2) = (m.lock(), m.clone());
 ///     let h = fibra::spawn(move || *m2.lock() += 1);
@@ -80,7 +80,7 @@ pub struct MutexWait {
 /// One fiber in a [`Dump`].
 ///
 /// ```
-/// fibra::Runtime::builder().workers(1).build().unwrap().block_on(|| {
+/// fibra::Runtime::builder().workers(1).build().unwrap().run(|| {
 ///     let (tx, rx) = fibra::chan::bounded(1);
 ///     let h = fibra::Builder::new().name("reader").spawn(move || rx.recv().unwrap()).unwrap();
 ///     while h.fiber().park_reason() != fibra::ParkReason::ChanRecv { fibra::yield_now(); }
@@ -124,7 +124,7 @@ pub struct FiberDump {
 /// Every fiber of the runtime(s) at one moment: see [`dump`](super::dump).
 ///
 /// ```
-/// fibra::Runtime::builder().workers(2).build().unwrap().block_on(|| {
+/// fibra::Runtime::builder().workers(2).build().unwrap().run(|| {
 ///     let (tx, rx) = fibra::chan::bounded::<()>(0);
 ///     let h = fibra::spawn(move || rx.recv().is_err());
 ///     let d = fibra::debug::dump();
@@ -334,7 +334,7 @@ fn capture_parked(seen: &[Seen], me: Option<u64>, timeout: Duration) -> HashMap<
         traces
     };
     if me.is_some() {
-        crate::blocking(symbolise_all)
+        crate::run_blocking(symbolise_all)
     } else {
         symbolise_all()
     }

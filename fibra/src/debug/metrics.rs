@@ -12,7 +12,7 @@ use crate::sched::Shared;
 ///
 /// ```
 /// let rt = fibra::Runtime::builder().workers(2).max_spare_workers(1).build().unwrap();
-/// let m = rt.block_on(|| fibra::debug::metrics().unwrap());
+/// let m = rt.run(|| fibra::debug::metrics().unwrap());
 /// let indexes: Vec<usize> = m.workers.iter().map(|w| w.index).collect();
 /// assert_eq!(indexes, [0, 1, 2]); // two workers, then the spare slot
 /// assert!(m.workers.iter().any(|w| w.active && w.fibers_run >= 1)); // the one running us
@@ -75,7 +75,7 @@ impl LatencyHistogram {
     /// An upper bound of the `p`-quantile (`0.0..=1.0`), or `None` without samples.
     ///
     /// ```
-    /// let m = fibra::Runtime::builder().workers(1).build().unwrap().block_on(|| {
+    /// let m = fibra::Runtime::builder().workers(1).build().unwrap().run(|| {
     ///     fibra::debug::metrics().unwrap()
     /// });
     /// if let Some(p99) = m.wake_to_run.quantile(0.99) {
@@ -129,7 +129,7 @@ fn human(d: Duration) -> String {
 /// One session's counters; see [`metrics`](super::metrics).
 ///
 /// ```
-/// let m = fibra::Runtime::builder().workers(1).build().unwrap().block_on(|| {
+/// let m = fibra::Runtime::builder().workers(1).build().unwrap().run(|| {
 ///     let (tx, rx) = fibra::chan::bounded::<()>(0);
 ///     let h = fibra::spawn(move || rx.recv().is_err());
 ///     let m = fibra::debug::metrics().unwrap();

@@ -69,7 +69,7 @@ fn dump_of(sessions: &[Arc<Shared>], timeout: Duration) -> Dump {
 /// [`DEFAULT_CAPTURE_TIMEOUT`] for backtraces; see [`dump_with_timeout`].
 ///
 /// ```
-/// fibra::Runtime::builder().workers(1).build().unwrap().block_on(|| {
+/// fibra::Runtime::builder().workers(1).build().unwrap().run(|| {
 ///     let h = fibra::Builder::new()
 ///         .name("napper")
 ///         .spawn(|| fibra::sleep(std::time::Duration::from_secs(60)))
@@ -108,7 +108,7 @@ impl crate::Runtime {
     /// let rt = fibra::Runtime::builder().workers(1).build().unwrap();
     /// assert_eq!(rt.dump().sessions, 0);
     /// let rt2 = rt.clone();
-    /// rt.block_on(|| {
+    /// rt.run(|| {
     ///     let t = std::thread::spawn(move || rt2.dump());
     ///     while !t.is_finished() { fibra::yield_now(); } // keep our worker free
     ///     let d = t.join().unwrap();
@@ -148,7 +148,7 @@ impl crate::Runtime {
 /// session (from a plain thread); `None` when no runtime runs.
 ///
 /// ```
-/// let m = fibra::Runtime::builder().workers(1).build().unwrap().block_on(|| {
+/// let m = fibra::Runtime::builder().workers(1).build().unwrap().run(|| {
 ///     fibra::spawn(|| ()).join().unwrap();
 ///     fibra::debug::metrics().unwrap()
 /// });

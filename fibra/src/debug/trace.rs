@@ -28,7 +28,7 @@ pub struct Frame {
 ///
 /// ```
 /// use fibra::debug::Trace;
-/// fibra::Runtime::builder().workers(1).build().unwrap().block_on(|| {
+/// fibra::Runtime::builder().workers(1).build().unwrap().run(|| {
 ///     let small = fibra::Builder::new().stack_size(fibra::MIN_STACK_SIZE);
 ///     let h = small.spawn(fibra::park).unwrap();
 ///     while h.fiber().park_reason() != fibra::ParkReason::User { fibra::yield_now(); }

@@ -224,8 +224,15 @@ pub fn try_current() -> Option<Fiber> {
 /// fibra::park();
 /// # });
 /// ```
+///
+/// # Cancellation
+/// A fiber [cancelled](crate::JoinHandle::cancel) while parked here unwinds from here.
 pub fn park() {
-    park::park(ParkReason::User);
+    let me = park::Caller::current();
+    me.park(ParkReason::User);
+    // Nothing is lost by unwinding now (fibra's own waits re-check what they wait for first
+    // and unwind at their next park).
+    me.check_cancel();
 }
 
 /// Lets the other runnable fibers of this worker run, then continues. Fair: the fiber goes

@@ -11,7 +11,7 @@
 //! | `join_waiter` | joiners and completion, under its mutex | same |
 //! | `watch` | see `watch.rs` | debugging |
 //! | `join_waiting` | the joiner, after storing its waker | completion (fence pairing, `wake_joiner`) |
-//! | `in_excursion` | the fiber (set, before submitting a `fibra::blocking` job); the pool thread (cleared, Release, when the job is done) | shutdown, after its claim (Acquire) |
+//! | `in_excursion` | the fiber (set, before submitting a `fibra::run_blocking` job); the pool thread (cleared, Release, when the job is done) | shutdown, after its claim (Acquire) |
 //! | `packet` | spawn, before publication (`join::install`); then its code by the fiber side, its result by the fiber before COMPLETE; dropped by the last side (join.rs) | the fiber side; the joiner after COMPLETE |
 
 //!
@@ -84,7 +84,7 @@ pub(crate) struct Header {
     pub(crate) scoped_children: AtomicU32,
     /// Slot in the home worker's registry (for shutdown and dumps).
     pub(crate) registry_key: AtomicU32,
-    /// A `fibra::blocking` closure of this fiber is still running on the pool (or queued for
+    /// A `fibra::run_blocking` closure of this fiber is still running on the pool (or queued for
     /// it). Shutdown unwinds the fiber only once this is false: unwinding it earlier would
     /// block the worker in the excursion's guard until the closure ends, and the closure may
     /// be waiting for a fiber pinned to that very worker (blocking/excursion.rs).

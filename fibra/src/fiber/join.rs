@@ -367,7 +367,14 @@ impl<T: Send, F: FnOnce() -> T + Send> Start for Packet<T, F> {
         let Some(f) = self.take_start() else { return };
         let result = match panic::catch_unwind(AssertUnwindSafe(f)) {
             Ok(v) => Ok(v),
-            Err(payload) if switch::is_cancellation(&*payload) => {
+            // Its own cancellation (`JoinHandle::cancel`, fiber/cancel.rs): the unwind ends
+            // here; dropping the payload ends the CANCELLING state (its parks park again).
+            Err(payload) if super::cancel::is_payload(&*payload) => {
+                drop(payload);
+                Err(JoinError::Cancelled)
+            }
+            // Shutdown's (`switch::Cancelled`): it ends at the root (`fiber_root`).
+            Err(payload) if switch::is_shutdown_cancellation(&*payload) => {
                 self.set(Err(JoinError::Cancelled));
                 // Let the cancellation finish unwinding: it ends at the root (`fiber_root`).
                 panic::resume_unwind(payload)
@@ -499,7 +506,8 @@ impl<T> JoinHandle<T> {
     ///
     /// # Errors
     /// [`JoinError::Panicked`] with the payload if the fiber panicked;
-    /// [`JoinError::Cancelled`] if the runtime shut down before it finished.
+    /// [`JoinError::Cancelled`] if it was [cancelled](Self::cancel) or the runtime shut down
+    /// before it finished.
     ///
     /// # Panics
     /// If a fiber tries to join itself.
@@ -561,6 +569,44 @@ impl<T> JoinHandle<T> {
     /// ```
     pub fn is_finished(&self) -> bool {
         self.fiber.is_finished()
+    }
+
+    /// Asks the fiber to stop: it unwinds at its next park (its destructors run, as when
+    /// the runtime shuts down), and [`join`](Self::join) returns
+    /// [`JoinError::Cancelled`]. Any thread may call it, any number of times.
+    ///
+    /// - A fiber parked now (in `recv`, `sleep`, `lock`, `join`, I/O, ...) is woken and
+    ///   unwinds from that wait. One that runs unwinds at its next park; one that never
+    ///   parks again is not interrupted (there is no preemption) and finishes normally.
+    /// - A fiber that has not started yet never runs: its closure is dropped.
+    /// - A finished fiber is unaffected; `join` returns its result. A cancel racing with the
+    ///   fiber's end gives either its result or `Cancelled`.
+    /// - While it unwinds, the fiber's waits return at once, as during shutdown: a `join`
+    ///   in a destructor reports `Cancelled`, a channel operation a disconnection.
+    /// - [`run_blocking`](crate::run_blocking) and [`scope`](crate::scope) are not cut short: the
+    ///   fiber first waits for the closure (which may borrow its frame) or for the scope's
+    ///   fibers, which the scope cancels in turn.
+    /// - The unwind is a panic payload of fibra's (raised with `resume_unwind`, so no panic
+    ///   message is printed). Code that catches it with `catch_unwind` should resume it, as
+    ///   with any panic it does not own; dropping it ends the cancellation, and the fiber
+    ///   goes on as if it had not been cancelled.
+    ///
+    /// A `spawn_blocking` task is not a fiber and has no parks: cancelling it does nothing.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let (tx, rx) = fibra::chan::bounded::<u32>(0);
+    /// let waiter = fibra::spawn(move || rx.recv()); // parks: nobody sends
+    /// fibra::yield_now();
+    /// waiter.cancel();
+    /// assert!(matches!(waiter.join(), Err(fibra::JoinError::Cancelled)));
+    /// assert!(tx.send(1).is_err()); // the receiver was dropped by the unwinding
+    /// # });
+    /// ```
+    pub fn cancel(&self) {
+        if !self.fiber.0.is_blocking_task() {
+            super::cancel::request(&self.fiber.0);
+        }
     }
 
     /// The fiber this handle joins.

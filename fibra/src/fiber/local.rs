@@ -135,7 +135,7 @@ impl std::error::Error for AccessError {}
 /// A `thread_local!` inside a fiber means "the OS thread running me now": that is stable under
 /// the sound default (a started fiber never changes threads) but not with the unsafe
 /// migration opt-in. A `fiber_local!` always follows the fiber. Inside a
-/// [`fibra::blocking`](crate::blocking) closure, which runs on a pool thread, a fiber-local is
+/// [`fibra::run_blocking`](crate::run_blocking) closure, which runs on a pool thread, a fiber-local is
 /// that thread's value.
 ///
 /// # Destruction

@@ -1,5 +1,6 @@
 //! Fibers: the control block, its state word, the stack switch, and the public handles.
 
+pub(crate) mod cancel;
 mod handle;
 pub(crate) mod header;
 pub(crate) mod identity;

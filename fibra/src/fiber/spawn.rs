@@ -176,7 +176,7 @@ impl Builder {
     ///
     /// ```
     /// let rt = fibra::Runtime::builder().workers(2).build().unwrap();
-    /// let (root, handlers) = rt.block_on(|| {
+    /// let (root, handlers) = rt.run(|| {
     ///     let here = || std::thread::current().name().map(str::to_owned);
     ///     let (done_tx, done_rx) = fibra::chan::bounded::<()>(0);
     ///     let handlers: Vec<_> = (0..8) // spawned in a burst, none started yet
@@ -263,7 +263,7 @@ where
         Ok(h) => h,
         Err(SpawnError::NoRuntime) => panic!(
             "fibra::spawn called outside a fibra runtime: run this code inside fibra::run(|| ...) \
-             or Runtime::block_on"
+             or Runtime::run"
         ),
         Err(SpawnError::ShuttingDown) => cancelled_handle(),
         Err(e) => panic!("fibra::spawn: {e}"),

@@ -8,7 +8,9 @@
 //!    running)                                   │ shutdown's registry walk
 //!      │ returns       popped at shutdown       ▼
 //!      ▼           ─────────────────────▶  CANCELLING ──▶ COMPLETE
-//!   COMPLETE
+//!   COMPLETE                                   ▲
+//!      ▲        its own park sees CANCEL_REQUESTED │ (+ SELF_CANCEL)
+//!      └── SCHEDULED ◀─────────────────────────────┘ payload dropped (cancel ends)
 //! ```
 //! `NOTIFIED` is the wake-up token of `park`/`unpark` (std's thread parking semantics): an
 //! `unpark` that finds the fiber SCHEDULED sets it, and the next `park` consumes it instead of
@@ -20,6 +22,16 @@
 //! run on another worker. Shutdown claims a fiber either by popping it from a queue (it is then
 //! SCHEDULED and the popper owns it) or, for a parked one, with the PARKED → CANCELLING CAS;
 //! a running fiber is neither, so it is never claimed.
+//!
+//! # Cancellation (`JoinHandle::cancel`, fiber/cancel.rs)
+//! `request_cancel` sets the sticky `CANCEL_REQUESTED` bit and wakes the fiber like an unpark
+//! (PARKED → SCHEDULED, or the `NOTIFIED` token). The fiber acts on it itself, on its own
+//! stack, at a park: `take_cancel_request` moves it SCHEDULED → CANCELLING with `SELF_CANCEL`
+//! (it is running, so it owns the word's lifecycle), and it unwinds. While CANCELLING it
+//! never switches out (parks and yields return at once, as in shutdown's unwind), so
+//! shutdown can never claim it; `SELF_CANCEL` tells its root frame (and `end_self_cancel`)
+//! the unwind is its own, not shutdown's forced one. Every transition below keeps the flag
+//! bits it does not own: `transition_to_parked` and `unpark` carry `CANCEL_REQUESTED` over.
 
 use crate::loom::{AtomicU32, Ordering::*};
 
@@ -30,6 +42,11 @@ const COMPLETE: u32 = 3;
 const LIFECYCLE: u32 = 0b11;
 /// Set by `unpark` while the fiber is scheduled; consumed by the next `park`.
 const NOTIFIED: u32 = 1 << 2;
+/// Set by `request_cancel`; consumed by the fiber's own `take_cancel_request`. Sticky across
+/// parks (a park that must not unwind, `park_uncancellable`, leaves it for a later one).
+const CANCEL_REQUESTED: u32 = 1 << 3;
+/// With CANCELLING: the fiber unwinds because of its own cancel request, not shutdown.
+const SELF_CANCEL: u32 = 1 << 4;
 
 pub(crate) struct State(AtomicU32);
 
@@ -54,6 +71,18 @@ pub(crate) enum AfterUnpark {
     Done,
 }
 
+/// What `request_cancel` must do.
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum AfterCancel {
+    /// The fiber was parked and is now SCHEDULED (with the request): the caller queues it,
+    /// adopting the parked state's reference count, as after `AfterUnpark::Schedule`.
+    Schedule,
+    /// The request is recorded (the fiber runs or is queued, and a token makes its next park
+    /// return), or there is nothing to cancel (unwinding already, or finished).
+    Done,
+}
+
 impl State {
     /// A new fiber is SCHEDULED: spawn pushes it onto a run queue.
     pub(crate) fn new() -> State {
@@ -75,10 +104,11 @@ impl State {
         let mut cur = self.0.load(Relaxed);
         loop {
             debug_assert_eq!(cur & LIFECYCLE, SCHEDULED);
+            let flags = cur & !(LIFECYCLE | NOTIFIED); // a cancel request stays
             let (next, after) = if cur & NOTIFIED != 0 {
-                (SCHEDULED, AfterPark::Requeue) // token consumed: park returns when it runs
+                (flags | SCHEDULED, AfterPark::Requeue) // token consumed: park returns when it runs
             } else {
-                (PARKED, AfterPark::Parked)
+                (flags | PARKED, AfterPark::Parked)
             };
             // Release publishes the fiber's writes to whoever unparks it (pairs with the
             // Acquire side of `unpark`'s AcqRel); Acquire pairs with the token's Release.
@@ -99,7 +129,7 @@ impl State {
         let mut cur = self.0.load(Relaxed);
         loop {
             let next = match cur & LIFECYCLE {
-                PARKED => SCHEDULED,
+                PARKED => (cur & !LIFECYCLE) | SCHEDULED,
                 SCHEDULED => cur | NOTIFIED,
                 _ => return AfterUnpark::Done,
             };
@@ -111,6 +141,89 @@ impl State {
                 Err(actual) => cur = actual,
             }
         }
+    }
+
+    /// Any thread (`JoinHandle::cancel`): records a cancel request and wakes the fiber, as
+    /// `unpark` does. A no-op once the fiber unwinds or has finished.
+    pub(crate) fn request_cancel(&self) -> AfterCancel {
+        let mut cur = self.0.load(Relaxed);
+        loop {
+            let next = match cur & LIFECYCLE {
+                PARKED => (cur & !LIFECYCLE) | SCHEDULED | CANCEL_REQUESTED,
+                SCHEDULED => cur | CANCEL_REQUESTED | NOTIFIED,
+                _ => return AfterCancel::Done,
+            };
+            // AcqRel, as in `unpark`: the same hand-off of a parked fiber, and the request is
+            // seen by the fiber's check after the park it ends (same word, coherence).
+            match self.0.compare_exchange_weak(cur, next, AcqRel, Relaxed) {
+                Ok(_) if cur & LIFECYCLE == PARKED => return AfterCancel::Schedule,
+                Ok(_) => return AfterCancel::Done,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// True if a cancel request waits for the fiber's next (cancellable) park. Any thread.
+    pub(crate) fn cancel_requested(&self) -> bool {
+        self.0.load(Relaxed) & CANCEL_REQUESTED != 0
+    }
+
+    /// The running fiber itself, at a park: SCHEDULED with a request → CANCELLING with
+    /// `SELF_CANCEL` (the request and any token consumed). True if the caller must now unwind.
+    pub(crate) fn take_cancel_request(&self) -> bool {
+        let mut cur = self.0.load(Relaxed);
+        while cur & CANCEL_REQUESTED != 0 && cur & LIFECYCLE == SCHEDULED {
+            // Acquire pairs with `request_cancel`'s Release: what the canceller did before
+            // `cancel()` is visible to the destructors that now run.
+            match self
+                .0
+                .compare_exchange_weak(cur, CANCELLING | SELF_CANCEL, Acquire, Relaxed)
+            {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+        false
+    }
+
+    /// The running fiber itself: SCHEDULED → CANCELLING with `SELF_CANCEL`, whether or not a
+    /// request is pending (a scope re-raising the cancellation it held back).
+    pub(crate) fn begin_self_cancel(&self) {
+        let mut cur = self.0.load(Relaxed);
+        while cur & LIFECYCLE == SCHEDULED {
+            match self
+                .0
+                .compare_exchange_weak(cur, CANCELLING | SELF_CANCEL, Acquire, Relaxed)
+            {
+                Ok(_) => return,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// The fiber's own cancellation ended (its payload was dropped: caught by its root frame,
+    /// or by user code): CANCELLING with `SELF_CANCEL` → SCHEDULED, so its later parks park
+    /// again. A no-op in any other state (shutdown's CANCELLING, COMPLETE). Any thread (a
+    /// payload can be sent away), but only the fiber can be in the source state, and it is
+    /// running then: the lifecycle stays its worker's.
+    /// True if it did end one.
+    pub(crate) fn end_self_cancel(&self) -> bool {
+        let mut cur = self.0.load(Relaxed);
+        while cur & (LIFECYCLE | SELF_CANCEL) == CANCELLING | SELF_CANCEL {
+            match self
+                .0
+                .compare_exchange_weak(cur, SCHEDULED, Relaxed, Relaxed)
+            {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+        false
+    }
+
+    /// True while shutdown (not the fiber's own cancel request) unwinds the fiber.
+    pub(crate) fn is_shutdown_cancelling(&self) -> bool {
+        self.0.load(Relaxed) & (LIFECYCLE | SELF_CANCEL) == CANCELLING
     }
 
     /// Shutdown, registry walk: PARKED → CANCELLING. True if the caller now owns the fiber's
@@ -159,7 +272,8 @@ impl State {
         self.0.load(Acquire) & LIFECYCLE == COMPLETE
     }
 
-    /// True while shutdown unwinds the fiber.
+    /// True while the fiber is unwound, by shutdown or by its own cancel request: its waits
+    /// return at once.
     pub(crate) fn is_cancelling(&self) -> bool {
         self.0.load(Relaxed) & LIFECYCLE == CANCELLING
     }
@@ -276,6 +390,62 @@ mod loom_tests {
                 assert!(s.claim_dequeued());
             }
             assert!(s.is_cancelling());
+        });
+    }
+
+    /// A cancel request races the fiber's park: whatever the interleaving the fiber is woken
+    /// exactly once (requeued by its worker, or scheduled by the canceller), and its check
+    /// after the park sees the request and starts its own unwind.
+    #[test]
+    fn cancel_vs_park_wakes_once_and_is_seen() {
+        loom::model(|| {
+            let s = Arc::new(State::new());
+            let s2 = s.clone();
+            let canceller = thread::spawn(move || s2.request_cancel() == AfterCancel::Schedule);
+            let requeued = if s.take_notified() {
+                true
+            } else {
+                s.transition_to_parked() == AfterPark::Requeue
+            };
+            let scheduled = canceller.join().unwrap();
+            assert!(
+                requeued ^ scheduled,
+                "requeued={requeued} scheduled={scheduled}"
+            );
+            // Resumed (by either path): the park's check.
+            assert!(s.take_cancel_request());
+            assert!(s.is_cancelling() && !s.is_shutdown_cancelling());
+            assert!(s.end_self_cancel());
+            assert!(!s.is_cancelling() && !s.cancel_requested());
+        });
+    }
+
+    /// A request that arrives while the fiber waits in an uncancellable park survives the
+    /// token's consumption and the next real park; shutdown's claim of the parked fiber
+    /// wins over it (exactly one of them takes the parked reference).
+    #[test]
+    fn cancel_request_is_sticky_and_claim_parked_excludes_it() {
+        loom::model(|| {
+            let s = Arc::new(State::new());
+            assert_eq!(s.request_cancel(), AfterCancel::Done); // running: request + token
+            assert!(s.take_notified()); // an uncancellable park returns once...
+            assert_eq!(s.transition_to_parked(), AfterPark::Parked); // ...then really parks
+            assert!(s.cancel_requested());
+            let s2 = s.clone();
+            let t = thread::spawn(move || s2.request_cancel() == AfterCancel::Schedule);
+            let claimed = s.claim_parked();
+            let scheduled = t.join().unwrap();
+            assert!(
+                claimed ^ scheduled,
+                "claimed={claimed} scheduled={scheduled}"
+            );
+            if scheduled {
+                assert!(s.take_cancel_request()); // its own unwind: shutdown never claims it
+                assert!(!s.claim_dequeued());
+            } else {
+                assert!(s.is_shutdown_cancelling());
+                assert!(!s.take_cancel_request());
+            }
         });
     }
 }

@@ -99,7 +99,13 @@ pub(crate) fn suspend(header: &Header, why: Suspend) {
 /// [`suspend`]. Ends at the fiber's root.
 pub(crate) struct Cancelled;
 
-/// True for the payload of a fiber's cancellation, false for a user's panic.
-pub(crate) fn is_cancellation(payload: &(dyn Any + Send)) -> bool {
+/// True for the payload of shutdown's cancellation of a fiber.
+pub(crate) fn is_shutdown_cancellation(payload: &(dyn Any + Send)) -> bool {
     payload.is::<Cancelled>()
+}
+
+/// True for the payload of a fiber's cancellation, by shutdown or by `JoinHandle::cancel`
+/// (`fiber/cancel.rs`); false for a user's panic.
+pub(crate) fn is_cancellation(payload: &(dyn Any + Send)) -> bool {
+    is_shutdown_cancellation(payload) || super::cancel::is_payload(payload)
 }

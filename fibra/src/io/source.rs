@@ -4,7 +4,7 @@
 //! An operation is attempted first; only on `WouldBlock` does the caller wait. Inside a fiber
 //! the fd is registered (once, lazily) with the reactor of the worker the fiber runs on, and
 //! the fiber parks until the reactor reports the direction ready (the readiness protocol is in
-//! `reactor/scheduled.rs`). On a plain thread (or a `fibra::blocking` closure) the thread
+//! `reactor/scheduled.rs`). On a plain thread (or a `fibra::run_blocking` closure) the thread
 //! blocks in `poll(2)` instead, so the types behave as `std::net`'s do.
 
 use std::io;

@@ -38,7 +38,7 @@
 //!
 //! # Name resolution
 //! Addresses are resolved with `std`'s [`ToSocketAddrs`] on the
-//! runtime's blocking pool ([`fibra::blocking`](crate::blocking)), so a slow DNS server never
+//! runtime's blocking pool ([`fibra::run_blocking`](crate::run_blocking)), so a slow DNS server never
 //! stalls a worker. That is why address arguments must be `Send`.
 //!
 //! # Listen backlog and socket options
@@ -91,7 +91,7 @@ pub use udp::UdpSocket;
 
 /// Resolves `addr` on the blocking pool (inline on a plain thread).
 pub(crate) fn resolve<A: ToSocketAddrs + Send>(addr: A) -> io::Result<Vec<SocketAddr>> {
-    crate::blocking(move || addr.to_socket_addrs().map(Iterator::collect))
+    crate::run_blocking(move || addr.to_socket_addrs().map(Iterator::collect))
 }
 
 /// Tries `f` on each resolved address in turn, as `std::net` does; returns the last error.

@@ -1,6 +1,6 @@
 //! `Runtime`, its builder, and `fibra::run`.
 //!
-//! A `Runtime` is a validated configuration. Each `block_on` is one *session*: it starts the
+//! A `Runtime` is a validated configuration. Each `run` is one *session*: it starts the
 //! worker threads, runs the closure as the root fiber, and when that returns it unwinds every
 //! remaining fiber, joins every worker thread and returns every stack, so nothing outlives the
 //! call (the same as `fibra::run`).
@@ -16,17 +16,20 @@ use crate::sched::monitor::{self, StallReport};
 use crate::sched::{context, worker::Worker, Config, Shared, StallHook};
 use crate::stack::{checked_stack_size, DEFAULT_STACK_SIZE};
 
+mod handle;
+pub use handle::Handle;
+
 /// Most worker slots (`workers + max_spare_workers`) a runtime may have. Every slot gets its
 /// ring, timers and I/O poller (an epoll and an eventfd) when a session starts, so this is a
 /// bound on set-up cost, not a tuning knob: 256x the largest machines' core counts (256),
 /// and worker indices then fit the `u32` fields that record a fiber's home.
 const MAX_WORKER_SLOTS: usize = 1 << 16;
 
-/// A configured fibra runtime; see [`Runtime::block_on`].
+/// A configured fibra runtime; see [`Runtime::run`].
 ///
 /// ```
 /// let rt = fibra::Runtime::builder().workers(2).stack_size(128 * 1024).build()?;
-/// let v = rt.block_on(|| fibra::spawn(|| 7).join().unwrap());
+/// let v = rt.run(|| fibra::spawn(|| 7).join().unwrap());
 /// assert_eq!(v, 7);
 /// # Ok::<(), fibra::BuildError>(())
 /// ```
@@ -79,7 +82,7 @@ impl RuntimeBuilder {
     ///
     /// ```
     /// let rt = fibra::Runtime::builder().workers(3).build().unwrap();
-    /// let thread = rt.block_on(|| std::thread::current().name().unwrap().to_owned());
+    /// let thread = rt.run(|| std::thread::current().name().unwrap().to_owned());
     /// let index: usize = thread.strip_prefix("fibra-worker-").unwrap().parse().unwrap();
     /// assert!(index < 3); // the root fiber ran on one of the three workers
     /// ```
@@ -105,7 +108,7 @@ impl RuntimeBuilder {
     /// let rt = fibra::Runtime::builder().stack_size(1 << 20).build().unwrap();
     /// // Every fiber gets 1 MiB unless its Builder says otherwise: room for a 256 KiB buffer.
     /// let big = || std::hint::black_box([1u8; 256 * 1024]).len();
-    /// assert_eq!(rt.block_on(|| fibra::spawn(big).join().unwrap()), 256 * 1024);
+    /// assert_eq!(rt.run(|| fibra::spawn(big).join().unwrap()), 256 * 1024);
     /// ```
     pub fn stack_size(mut self, bytes: usize) -> RuntimeBuilder {
         self.stack_size = bytes;
@@ -116,7 +119,7 @@ impl RuntimeBuilder {
     ///
     /// ```
     /// let rt = fibra::Runtime::builder().workers(1).thread_name("app").build().unwrap();
-    /// let name = rt.block_on(|| std::thread::current().name().map(str::to_owned));
+    /// let name = rt.run(|| std::thread::current().name().map(str::to_owned));
     /// assert_eq!(name.as_deref(), Some("app-0"));
     /// ```
     pub fn thread_name(mut self, prefix: impl Into<String>) -> RuntimeBuilder {
@@ -163,7 +166,7 @@ impl RuntimeBuilder {
     /// ```
     /// use std::io::{Read, Write};
     /// let rt = fibra::Runtime::builder().shared_poller().build().unwrap();
-    /// rt.block_on(|| {
+    /// rt.run(|| {
     ///     let l = fibra::net::TcpListener::bind("127.0.0.1:0").unwrap();
     ///     let addr = l.local_addr().unwrap();
     ///     let echo = fibra::spawn(move || {
@@ -186,14 +189,14 @@ impl RuntimeBuilder {
     }
 
     /// Most threads of the blocking pool ([`spawn_blocking`](crate::spawn_blocking),
-    /// [`blocking`](crate::blocking)); tasks beyond it queue. Default 512 (tokio's).
+    /// [`run_blocking`](crate::run_blocking)); tasks beyond it queue. Default 512 (tokio's).
     ///
     /// # Panics
     /// If `n` is 0.
     ///
     /// ```
     /// let rt = fibra::Runtime::builder().max_blocking_threads(2).build().unwrap();
-    /// assert_eq!(rt.block_on(|| fibra::spawn_blocking(|| 5).join().unwrap()), 5);
+    /// assert_eq!(rt.run(|| fibra::spawn_blocking(|| 5).join().unwrap()), 5);
     /// ```
     pub fn max_blocking_threads(mut self, n: usize) -> RuntimeBuilder {
         assert!(
@@ -211,7 +214,7 @@ impl RuntimeBuilder {
     ///     .blocking_keep_alive(std::time::Duration::from_millis(100))
     ///     .build()
     ///     .unwrap();
-    /// rt.block_on(|| fibra::blocking(|| ()));
+    /// rt.run(|| fibra::run_blocking(|| ()));
     /// ```
     pub fn blocking_keep_alive(mut self, keep_alive: Duration) -> RuntimeBuilder {
         self.blocking_keep_alive = keep_alive;
@@ -222,12 +225,12 @@ impl RuntimeBuilder {
     /// fiber blocks stalls every fiber queued behind it until the call returns, and nothing
     /// retries a blocking-pool thread that failed to start: with no pool thread alive,
     /// [`spawn_blocking`](crate::spawn_blocking) then reports
-    /// [`JoinError::Cancelled`](crate::JoinError::Cancelled) and [`blocking`](crate::blocking)
+    /// [`JoinError::Cancelled`](crate::JoinError::Cancelled) and [`run_blocking`](crate::run_blocking)
     /// runs its closure on the calling worker.
     ///
     /// ```
     /// let rt = fibra::Runtime::builder().monitor(false).build().unwrap();
-    /// rt.block_on(|| ());
+    /// rt.run(|| ());
     /// ```
     pub fn monitor(mut self, on: bool) -> RuntimeBuilder {
         self.monitor = on;
@@ -245,7 +248,7 @@ impl RuntimeBuilder {
     /// [`migrate_started_fibers`](Self::migrate_started_fibers)), so while that thread is
     /// stuck in a blocking call, **the fibers that already ran on it wait for it**. Fibers on
     /// other workers, fibers that have not started yet, and new spawns keep running.
-    /// Wrapping the call in [`fibra::blocking`](crate::blocking) (or building the runtime with
+    /// Wrapping the call in [`fibra::run_blocking`](crate::run_blocking) (or building the runtime with
     /// the migration opt-in) removes the stall.
     ///
     /// ```
@@ -253,7 +256,7 @@ impl RuntimeBuilder {
     ///     .stall_threshold(std::time::Duration::from_millis(50))
     ///     .build()
     ///     .unwrap();
-    /// rt.block_on(|| ());
+    /// rt.run(|| ());
     /// ```
     pub fn stall_threshold(mut self, threshold: Duration) -> RuntimeBuilder {
         self.stall_threshold = threshold;
@@ -271,7 +274,7 @@ impl RuntimeBuilder {
     ///
     /// ```
     /// let rt = fibra::Runtime::builder().workers(2).max_spare_workers(1).build().unwrap();
-    /// rt.block_on(|| ());
+    /// rt.run(|| ());
     /// ```
     pub fn max_spare_workers(mut self, n: usize) -> RuntimeBuilder {
         self.max_spare_workers = Some(n);
@@ -291,7 +294,7 @@ impl RuntimeBuilder {
     ///     .on_stall(|r: &fibra::StallReport| eprintln!("stall: {r}"))
     ///     .build()
     ///     .unwrap();
-    /// rt.block_on(|| ());
+    /// rt.run(|| ());
     /// ```
     pub fn on_stall(
         mut self,
@@ -307,7 +310,7 @@ impl RuntimeBuilder {
     ///
     /// ```
     /// let rt = fibra::Runtime::builder().coop_budget(64).build().unwrap();
-    /// rt.block_on(|| ());
+    /// rt.run(|| ());
     /// ```
     pub fn coop_budget(mut self, ops: u32) -> RuntimeBuilder {
         self.coop_budget = ops;
@@ -322,7 +325,7 @@ impl RuntimeBuilder {
     ///
     /// ```
     /// let rt = fibra::Runtime::builder().dump_on_signal(libc::SIGUSR1).build().unwrap();
-    /// rt.block_on(|| ());
+    /// rt.run(|| ());
     /// assert!(fibra::Runtime::builder().dump_on_signal(libc::SIGKILL).build().is_err());
     /// ```
     pub fn dump_on_signal(mut self, signal: libc::c_int) -> RuntimeBuilder {
@@ -339,7 +342,7 @@ impl RuntimeBuilder {
     ///     .dump_on_signal_to_file(libc::SIGUSR2, &path)
     ///     .build()
     ///     .unwrap();
-    /// rt.block_on(|| ());
+    /// rt.run(|| ());
     /// ```
     pub fn dump_on_signal_to_file(
         mut self,
@@ -424,7 +427,7 @@ impl Runtime {
     ///
     /// ```
     /// let rt = fibra::Runtime::builder().workers(1).build().unwrap();
-    /// let root = rt.block_on(|| fibra::current().name().map(str::to_owned));
+    /// let root = rt.run(|| fibra::current().name().map(str::to_owned));
     /// assert_eq!(root.as_deref(), Some("main")); // the closure runs as the fiber "main"
     /// ```
     pub fn builder() -> RuntimeBuilder {
@@ -452,8 +455,8 @@ impl Runtime {
     ///
     /// ```
     /// let rt = fibra::Runtime::new().unwrap();
-    /// let a = rt.block_on(|| fibra::spawn(|| 1).join().unwrap());
-    /// let b = rt.block_on(|| 2); // one runtime, any number of sessions
+    /// let a = rt.run(|| fibra::spawn(|| 1).join().unwrap());
+    /// let b = rt.run(|| 2); // one runtime, any number of sessions
     /// assert_eq!(a + b, 3);
     /// ```
     pub fn new() -> Result<Runtime, BuildError> {
@@ -476,7 +479,9 @@ impl Runtime {
         self.config.workers
     }
 
-    /// Runs `f` as the root fiber of a new session and returns its value. When `f` returns,
+    /// Runs `f` as the root fiber of a new session and returns its value (named as
+    /// [`fibra::run`](crate::run), which is this on a default runtime; `block_on` before 0.2,
+    /// which read as if it took a future). When `f` returns,
     /// every fiber still alive is unwound (its destructors run; joining it reports
     /// [`JoinError::Cancelled`](crate::JoinError::Cancelled)), every worker thread is joined
     /// and every stack is returned.
@@ -490,22 +495,54 @@ impl Runtime {
     /// ```
     /// let rt = fibra::Runtime::builder().workers(1).build().unwrap();
     /// let data = vec![1, 2, 3];
-    /// let n = rt.block_on(|| data.len()); // the root fiber may borrow
+    /// let n = rt.run(|| data.len()); // the root fiber may borrow
     /// assert_eq!(n, 3);
     /// ```
+    #[track_caller]
+    pub fn run<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + Send,
+        T: Send,
+    {
+        self.run_session(f, "Runtime::run")
+    }
+
+    /// Renamed [`run`](Self::run): it runs a closure (not a future) as the root fiber of a
+    /// session.
+    ///
+    /// ```
+    /// # #![allow(deprecated)]
+    /// let rt = fibra::Runtime::builder().workers(1).build().unwrap();
+    /// assert_eq!(rt.block_on(|| 1), rt.run(|| 1));
+    /// ```
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed to `Runtime::run`: it runs a closure as the root fiber of a session"
+    )]
     #[track_caller]
     pub fn block_on<F, T>(&self, f: F) -> T
     where
         F: FnOnce() -> T + Send,
         T: Send,
     {
-        assert!(
-            context::with_worker(|w| w.is_none()),
-            "Runtime::block_on called from inside a fiber: that would block a worker thread; \
-             spawn a fiber and join it instead"
-        );
+        self.run_session(f, "Runtime::run")
+    }
+
+    /// `run`, named `entry` in the message if it is called from inside a fiber.
+    #[track_caller]
+    fn run_session<F, T>(&self, f: F, entry: &str) -> T
+    where
+        F: FnOnce() -> T + Send,
+        T: Send,
+    {
+        if context::with_worker(|w| w.is_some()) {
+            panic!(
+                "{entry} called from inside a fiber: that would block a worker thread; \
+                 spawn a fiber and join it instead"
+            );
+        }
         crate::stack::install_overflow_handler();
-        let shared = Arc::new(Shared::new(self.config.clone()));
+        let shared = Arc::new(Shared::new(self.config.clone(), self.key.clone()));
         let spec = SpawnSpec {
             name: Some("main".into()),
             stack_size: None,
@@ -576,10 +613,15 @@ fn start_workers(shared: &Arc<Shared>) -> Threads {
 
 /// Shuts the session down: workers unwind what is left and exit, then the monitor (joining
 /// the spare workers it started), then the blocking pool (tasks already running finish,
-/// queued ones are cancelled; it goes last because a fiber unwound inside `fibra::blocking`
+/// queued ones are cancelled; it goes last because a fiber unwound inside `fibra::run_blocking`
 /// waits for its pool task); queues are emptied so no reference cycle
 /// (fiber → session → queue → fiber) outlives it.
 fn finish_session(shared: &Arc<Shared>, threads: Threads) {
+    // First: no spawn from outside gets in after this (`Shared::accepts_outside`).
+    *shared
+        .accepts_outside
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = false;
     shared.begin_shutdown();
     if let Some(m) = &threads.monitor {
         m.thread().unpark();
@@ -620,5 +662,5 @@ where
 {
     Runtime::new()
         .expect("the default runtime configuration is valid")
-        .block_on(f)
+        .run_session(f, "fibra::run")
 }

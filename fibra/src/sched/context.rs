@@ -1,7 +1,7 @@
 //! The runtime's thread-local: which worker this OS thread drives, and which fiber it runs.
 //!
 //! Read only through `#[inline(never)]` accessors with a compiler fence: a fiber may resume
-//! on another thread (migration opt-in, `fibra::blocking` excursions), and an inlined
+//! on another thread (migration opt-in, `fibra::run_blocking` excursions), and an inlined
 //! `thread_local!` access could reuse an address computed on the previous thread
 //! (ARCHITECTURE.md §4: reproduced in release builds).
 

@@ -155,7 +155,7 @@ pub(crate) struct Shared {
     /// Fibers spawned and not yet finished (completed or unwound). Blocking-pool tasks are
     /// not fibers and do not count.
     pub(crate) live: AtomicUsize,
-    /// The session's blocking pool (`fibra::spawn_blocking`, `fibra::blocking`).
+    /// The session's blocking pool (`fibra::spawn_blocking`, `fibra::run_blocking`).
     pub(crate) blocking: BlockingPool,
     /// Workers the monitor considers stuck now; a spare retires only when it is 0.
     pub(crate) stuck: AtomicUsize,
@@ -166,11 +166,21 @@ pub(crate) struct Shared {
     /// With `RuntimeBuilder::shared_poller`: the one poller every socket registers with, polled
     /// by whichever worker gets to it (`io/reactor`); the slots' own pollers then only sleep.
     pub(crate) shared_poller: Option<Arc<Reactor>>,
+    /// The `Runtime` this session belongs to (`Runtime::key_addr`): what a `Handle` names.
+    pub(crate) runtime_key: Arc<()>,
+    /// Whether spawns from outside the session's fibers (`Handle::spawn` from a plain thread)
+    /// are accepted. Such a spawner holds the lock across its whole spawn (`live` += 1, the
+    /// global queue push); `finish_session` clears it under the lock *before* shutdown
+    /// begins, so every accepted spawn is counted in `live` before a worker can see shutdown
+    /// and wait for `live` to reach 0, and none comes after (no fiber stranded in a queue of
+    /// a session that has ended, no `join` that waits for ever).
+    pub(crate) accepts_outside: Mutex<bool>,
 }
 
 impl Shared {
-    /// A session: `workers + max_spare_workers` slots, each with its ring.
-    pub(crate) fn new(config: Config) -> Shared {
+    /// A session of the runtime `runtime_key`: `workers + max_spare_workers` slots, each
+    /// with its ring.
+    pub(crate) fn new(config: Config, runtime_key: Arc<()>) -> Shared {
         let slots = (0..config.workers + config.max_spare_workers)
             .map(|_| {
                 let (local, stealer) = queue::local();
@@ -222,6 +232,8 @@ impl Shared {
             stuck: AtomicUsize::new(0),
             clock: clock::CoarseClock::new(),
             monitor_stats: stats::MonitorStats::default(),
+            runtime_key,
+            accepts_outside: Mutex::new(true),
         }
     }
 
@@ -333,5 +345,5 @@ pub(crate) fn test_shared() -> Arc<Shared> {
         coop_budget: crate::coop::DEFAULT_BUDGET,
         shared_poller: false,
     };
-    Arc::new(Shared::new(config))
+    Arc::new(Shared::new(config, Arc::new(())))
 }

@@ -33,7 +33,7 @@
 //! # Honest limits
 //! A started fiber is pinned to its home thread (ARCHITECTURE.md §4): fibers that already ran
 //! on the stuck thread, and its run-next slot, timers and inbox, wait for that thread. Every
-//! other fiber, every fiber not yet started, and new spawns keep moving. `fibra::blocking`
+//! other fiber, every fiber not yet started, and new spawns keep moving. `fibra::run_blocking`
 //! around the call, or the migration opt-in, removes the stall.
 //!
 //! # Sampling
@@ -148,7 +148,7 @@ impl RunSignal {
 ///     .build()
 ///     .unwrap();
 /// // The root fiber blocks its worker in a system call until the monitor reports it.
-/// let kind = rt.block_on(move || rx.recv().unwrap());
+/// let kind = rt.run(move || rx.recv().unwrap());
 /// assert_eq!(kind, fibra::StallKind::Syscall);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +176,7 @@ pub enum StallKind {
 ///     .on_stall(move |r: &fibra::StallReport| *s2.lock().unwrap() = Some(r.fiber_name.clone()))
 ///     .build()
 ///     .unwrap();
-/// rt.block_on(|| {
+/// rt.run(|| {
 ///     let h = fibra::Builder::new().name("sleepy").spawn(|| {
 ///         std::thread::sleep(std::time::Duration::from_millis(100)) // blocks its worker
 ///     });
@@ -220,7 +220,7 @@ impl fmt::Display for StallReport {
         match self.kind {
             StallKind::Syscall => write!(
                 f,
-                ", looks like a blocking syscall (thread state {state}): wrap it in fibra::blocking"
+                ", looks like a blocking syscall (thread state {state}): wrap it in fibra::run_blocking"
             ),
             StallKind::CpuLoop => write!(
                 f,
@@ -434,7 +434,7 @@ impl Monitor {
             {
                 eprintln!(
                     "fibra: all {} spare workers are in use while workers are stuck; raise \
-                     RuntimeBuilder::max_spare_workers, or wrap blocking calls in fibra::blocking",
+                     RuntimeBuilder::max_spare_workers, or wrap blocking calls in fibra::run_blocking",
                     shared.config.max_spare_workers
                 );
             }

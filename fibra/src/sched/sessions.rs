@@ -14,7 +14,7 @@ fn sessions() -> std::sync::MutexGuard<'static, Vec<(usize, Weak<Shared>)>> {
     SESSIONS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Session start (`Runtime::block_on`).
+/// Session start (`Runtime::run`).
 pub(crate) fn enter(runtime_key: usize, shared: &Arc<Shared>) {
     sessions().push((runtime_key, Arc::downgrade(shared)));
 }

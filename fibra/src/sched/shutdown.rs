@@ -5,7 +5,7 @@
 //! the runtime is left (`Shared::live`). Two kinds of fiber wait for a later pass:
 //! - one with unfinished scoped children (not claimed yet), so data borrowed by
 //!   `fibra::scope` fibers outlives them;
-//! - one whose `fibra::blocking` closure still runs on the pool (`Header::in_excursion`,
+//! - one whose `fibra::run_blocking` closure still runs on the pool (`Header::in_excursion`,
 //!   checked after the claim): unwinding it would block this worker in the excursion's guard
 //!   until the closure ends, and the closure may wait for another fiber of this very worker
 //!   (blocking/excursion.rs). The claimed fiber stays in this worker's `excursions` list until
@@ -28,7 +28,7 @@ const MAX_PASS_PAUSE: Duration = Duration::from_millis(1);
 
 impl Worker {
     pub(crate) fn shutdown_phase(&self) {
-        // Claimed fibers whose `fibra::blocking` closure still runs (module docs).
+        // Claimed fibers whose `fibra::run_blocking` closure still runs (module docs).
         let mut excursions: Vec<FiberRef> = Vec::new();
         let mut pause = PASS_PAUSE;
         loop {
@@ -97,7 +97,7 @@ impl Worker {
         }
     }
 
-    /// A fiber whose claim this worker just won: unwound now, or, while its `fibra::blocking`
+    /// A fiber whose claim this worker just won: unwound now, or, while its `fibra::run_blocking`
     /// closure runs, kept (with the reference the claim gave us) for a later pass.
     fn unwind_or_defer(&self, fiber: FiberRef, excursions: &mut Vec<FiberRef>) {
         // Acquire: the claim's Acquire already shows the fiber's own store (it precedes its

@@ -357,6 +357,7 @@ impl Worker {
             return self.leave_for_shutdown(fiber);
         }
         match fiber.home() {
+            None if fiber.state.cancel_requested() => return self.discard_unstarted(fiber),
             None => {
                 self.adopt(&fiber);
                 if fiber.identity.name.is_some() {
@@ -412,6 +413,19 @@ impl Worker {
             Switched::Finished => self.complete(fiber),
         }
         self.flush_deferred_wakes();
+    }
+
+    /// A fiber cancelled (`JoinHandle::cancel`) before its first run: it never runs; its
+    /// closure is dropped here, and its `join` reports `Cancelled`.
+    fn discard_unstarted(&self, fiber: FiberRef) {
+        // SAFETY: popping the fiber from a run queue made this worker the owner of its run
+        // (header.rs field table); it never ran, so its code is still in `start`.
+        let start = unsafe { (*fiber.start.get()).take() };
+        if let Some(start) = start {
+            start.discard(); // its closure is `Send`: dropping it on any worker is fine
+        }
+        self.finish(&fiber);
+        self.spare_headers.recycle(fiber);
     }
 
     /// The running fiber's deferred wakes, now that it has switched out (or been unwound).

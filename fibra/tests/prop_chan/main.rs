@@ -197,5 +197,5 @@ fn run_on<R: Send + 'static>(workers: usize, f: impl FnOnce() -> R + Send + 'sta
         .workers(workers)
         .build()
         .unwrap()
-        .block_on(f)
+        .run(f)
 }

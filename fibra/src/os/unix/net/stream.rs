@@ -103,7 +103,7 @@ impl UnixStream {
             // A full backlog: a non-blocking connect cannot wait for room, a blocking one can
             // (on the blocking pool, so the worker keeps running).
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                UnixStream::wrap(crate::blocking(blocking)?, Arc::default())
+                UnixStream::wrap(crate::run_blocking(blocking)?, Arc::default())
             }
             Err(e) => Err(e),
         }
