@@ -26,6 +26,15 @@
 //! `errno` is saved before a park and restored after, so other fibers of the worker never
 //! leak theirs into the caller.
 //!
+//! # Cost
+//! A call that does not block costs the table lookup (one load of a chunk pointer, one of
+//! the slot's flags) and, on a managed fd, one read of `errno`, on top of libc's call:
+//! `cargo bench -p fibra --features hooks --bench hooks` (fastest of 401 batches of 2,000,
+//! hooked minus libc's own definition, three runs on a shared 2-core VM): +3.0 ns for
+//! `write` to /dev/null and +4.4 ns for `recv(MSG_PEEK)` on a plain thread; +0.0 ns and
+//! +1.8–2.4 ns in a fiber, on an unmanaged fd and a managed socket. The first `EAGAIN` takes
+//! the slow path (registration snapshot, one retry of the call, then the park).
+//!
 //! `RuntimeBuilder::hooks(false)` turns the hooks off for one runtime: its fibers' calls
 //! pass to libc (and block the worker). Cargo unifies features, so any crate in the graph
 //! that enables `fibra/hooks` enables it for the whole binary; the builder switch is the way

@@ -34,9 +34,31 @@ pub(super) fn do_io(
     timeout: Option<Duration>,
     mut op: impl FnMut() -> isize,
 ) -> isize {
+    // The fast path: the call does not block. No registration, no clock, no fiber lookup.
     let saved = errno();
-    let mut deadline = None;
-    let mut fiber: Option<Option<FiberRef>> = None;
+    let n = op();
+    if n >= 0 || errno() != libc::EAGAIN || nonblocking_call || slot.nonblocking() {
+        return n;
+    }
+    wait_and_retry(fd, slot, dir, reason, timeout, saved, op)
+}
+
+/// `do_io` after a first `EAGAIN`. The readiness protocol needs a snapshot taken before a
+/// failed attempt, so the first round here retries the call after taking it: one more
+/// syscall on a path that is about to park anyway.
+#[cold]
+#[inline(never)]
+fn wait_and_retry(
+    fd: RawFd,
+    slot: &Slot,
+    dir: Direction,
+    reason: ParkReason,
+    timeout: Option<Duration>,
+    saved: i32,
+    mut op: impl FnMut() -> isize,
+) -> isize {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let fiber = hooked_fiber();
     loop {
         let reg = slot.registration();
         let snap = reg.as_ref().map(|r| r.io.snapshot());
@@ -45,13 +67,10 @@ pub(super) fn do_io(
             set_errno(saved);
             return n;
         }
-        if errno() != libc::EAGAIN || nonblocking_call || slot.nonblocking() {
+        if errno() != libc::EAGAIN || slot.nonblocking() {
             return n;
         }
-        let deadline = *deadline.get_or_insert_with(|| {
-            timeout.and_then(|t| Instant::now().checked_add(t))
-        });
-        let waited = match fiber.get_or_insert_with(hooked_fiber) {
+        let waited = match &fiber {
             None => wait_thread(fd, dir, deadline),
             Some(f) => {
                 if must_stop() {
