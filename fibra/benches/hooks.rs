@@ -73,19 +73,39 @@ fn cases(place: &str) {
     let fd = s.as_raw_fd();
     let mut b = [0u8; 1];
     let p = b.as_mut_ptr().cast();
-    // SAFETY (both closures): a one-byte peek into a live buffer.
     let peek = compare(
-        || assert_eq!(unsafe { libc::recv(fd, p, 1, libc::MSG_PEEK) }, 1),
-        || assert_eq!(unsafe { real_recv(fd, p, 1, libc::MSG_PEEK) }, 1),
+        || {
+            // SAFETY: a one-byte peek into a live buffer.
+            let n = unsafe { libc::recv(fd, p, 1, libc::MSG_PEEK) };
+            assert_eq!(n, 1);
+        },
+        || {
+            // SAFETY: as above.
+            let n = unsafe { real_recv(fd, p, 1, libc::MSG_PEEK) };
+            assert_eq!(n, 1);
+        },
     );
     let managed = if place == "fiber" { "managed" } else { "plain" };
-    report(&format!("{place}: recv(MSG_PEEK) on a {managed} socket"), peek);
-    let null = std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap();
+    report(
+        &format!("{place}: recv(MSG_PEEK) on a {managed} socket"),
+        peek,
+    );
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
     let nfd = null.as_raw_fd();
-    // SAFETY (both closures): one byte from a live buffer.
     let w = compare(
-        || assert_eq!(unsafe { libc::write(nfd, b"x".as_ptr().cast(), 1) }, 1),
-        || assert_eq!(unsafe { real_write(nfd, b"x".as_ptr().cast(), 1) }, 1),
+        || {
+            // SAFETY: one byte from a live buffer.
+            let n = unsafe { libc::write(nfd, b"x".as_ptr().cast(), 1) };
+            assert_eq!(n, 1);
+        },
+        || {
+            // SAFETY: as above.
+            let n = unsafe { real_write(nfd, b"x".as_ptr().cast(), 1) };
+            assert_eq!(n, 1);
+        },
     );
     report(&format!("{place}: write to /dev/null (unmanaged fd)"), w);
 }

@@ -33,7 +33,10 @@ fn user_flags(fd: i32) -> i32 {
 
 fn no_spares() {
     let m = fibra::debug::metrics().unwrap();
-    assert_eq!(m.spares_started, 0, "a worker was blocked: the monitor added a thread");
+    assert_eq!(
+        m.spares_started, 0,
+        "a worker was blocked: the monitor added a thread"
+    );
 }
 
 #[test]
@@ -62,7 +65,10 @@ fn std_tcp_echo_between_fibers() {
                     })
                 })
                 .collect();
-            handlers.into_iter().map(|h| h.join().unwrap()).sum::<usize>()
+            handlers
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .sum::<usize>()
         });
         let clients: Vec<_> = (0..CONNS)
             .map(|c| {
@@ -142,10 +148,17 @@ fn hooks_false_turns_them_off() {
         let r = ran.clone();
         let other = fibra::spawn(move || r.store(true, SeqCst));
         std::thread::sleep(Duration::from_millis(20));
-        assert!(!ran.load(SeqCst), "hooks(false): the sleep blocks the worker");
+        assert!(
+            !ran.load(SeqCst),
+            "hooks(false): the sleep blocks the worker"
+        );
         other.join().unwrap();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        assert_eq!(kernel_flags(l.as_raw_fd()) & libc::O_NONBLOCK, 0, "not managed");
+        assert_eq!(
+            kernel_flags(l.as_raw_fd()) & libc::O_NONBLOCK,
+            0,
+            "not managed"
+        );
     });
     // The same binary, another runtime: on again.
     rt_on_again();
@@ -194,14 +207,25 @@ fn o_nonblock_stays_invisible() {
         let c = TcpStream::connect(addr).unwrap();
         let (s, _) = l.accept().unwrap();
         for fd in [l.as_raw_fd(), c.as_raw_fd(), s.as_raw_fd()] {
-            assert_ne!(kernel_flags(fd) & libc::O_NONBLOCK, 0, "non-blocking underneath");
-            assert_eq!(user_flags(fd) & libc::O_NONBLOCK, 0, "blocking for its owner");
+            assert_ne!(
+                kernel_flags(fd) & libc::O_NONBLOCK,
+                0,
+                "non-blocking underneath"
+            );
+            assert_eq!(
+                user_flags(fd) & libc::O_NONBLOCK,
+                0,
+                "blocking for its owner"
+            );
         }
         // The owner's own switch (ioctl FIONBIO) is seen, and honoured.
         let mut s = s;
         s.set_nonblocking(true).unwrap();
         assert_ne!(user_flags(s.as_raw_fd()) & libc::O_NONBLOCK, 0);
-        assert_eq!(s.read(&mut [0u8; 4]).unwrap_err().kind(), ErrorKind::WouldBlock);
+        assert_eq!(
+            s.read(&mut [0u8; 4]).unwrap_err().kind(),
+            ErrorKind::WouldBlock
+        );
         s.set_nonblocking(false).unwrap();
         assert_eq!(user_flags(s.as_raw_fd()) & libc::O_NONBLOCK, 0);
         assert_ne!(kernel_flags(s.as_raw_fd()) & libc::O_NONBLOCK, 0);
@@ -210,7 +234,10 @@ fn o_nonblock_stays_invisible() {
         // SAFETY: F_SETFL with an int, on our fd.
         unsafe { libc::fcntl(fd, libc::F_SETFL, user_flags(fd) | libc::O_NONBLOCK) };
         assert_ne!(user_flags(fd) & libc::O_NONBLOCK, 0);
-        assert_eq!(s.read(&mut [0u8; 4]).unwrap_err().kind(), ErrorKind::WouldBlock);
+        assert_eq!(
+            s.read(&mut [0u8; 4]).unwrap_err().kind(),
+            ErrorKind::WouldBlock
+        );
         // SAFETY: as above.
         unsafe { libc::fcntl(fd, libc::F_SETFL, user_flags(fd) & !libc::O_NONBLOCK) };
         assert_eq!(user_flags(fd) & libc::O_NONBLOCK, 0);
@@ -242,18 +269,25 @@ fn set_read_timeout_fires_and_parks_only_the_fiber() {
         let r = ran.clone();
         let other = fibra::spawn(move || r.store(true, SeqCst));
         let e = c.read(&mut [0u8; 8]).unwrap_err();
-        assert!(matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut), "{e:?}");
+        assert!(
+            matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "{e:?}"
+        );
         assert!(ran.load(SeqCst), "the read blocked the only worker");
         other.join().unwrap();
         // Write timeout: fill the socket until the write times out.
-        c.set_write_timeout(Some(Duration::from_millis(30))).unwrap();
+        c.set_write_timeout(Some(Duration::from_millis(30)))
+            .unwrap();
         let chunk = vec![0u8; 1 << 16];
         let e = loop {
             if let Err(e) = c.write(&chunk) {
                 break e;
             }
         };
-        assert!(matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut), "{e:?}");
+        assert!(
+            matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "{e:?}"
+        );
     });
 }
 
@@ -299,7 +333,8 @@ fn fd_reuse_and_dup_never_misroute() {
         let f = std::fs::File::open(&path).unwrap();
         // SAFETY: dup2 of two fds we own; `l2`'s fd is replaced (and owned by `l2` still,
         // which closes the file at drop).
-        assert_eq!(unsafe { libc::dup2(f.as_raw_fd(), l2.as_raw_fd()) }, l2.as_raw_fd());
+        let got = unsafe { libc::dup2(f.as_raw_fd(), l2.as_raw_fd()) };
+        assert_eq!(got, l2.as_raw_fd());
         let mut buf = [0u8; 4];
         // SAFETY: read into a live buffer from the file now at that number.
         let n = unsafe { libc::read(l2.as_raw_fd(), buf.as_mut_ptr().cast(), 4) };
@@ -366,7 +401,7 @@ fn poll_and_connect_timeout_park() {
         assert_ne!(pfd.revents & libc::POLLIN, 0);
         assert!(ran.load(SeqCst));
         let _c = writer.join().unwrap(); // kept open: its end must not read as EOF
-        // A timeout with nothing ready: 0.
+                                         // A timeout with nothing ready: 0.
         let mut pfd = libc::pollfd {
             fd: s.as_raw_fd(),
             events: libc::POLLOUT | libc::POLLIN,

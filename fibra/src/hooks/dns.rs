@@ -5,8 +5,12 @@ use libc::{addrinfo, c_char, c_int};
 
 use super::in_hooked_fiber;
 
-type RealGetaddrinfo =
-    unsafe extern "C" fn(*const c_char, *const c_char, *const addrinfo, *mut *mut addrinfo) -> c_int;
+type RealGetaddrinfo = unsafe extern "C" fn(
+    *const c_char,
+    *const c_char,
+    *const addrinfo,
+    *mut *mut addrinfo,
+) -> c_int;
 
 /// Hooked `getaddrinfo(3)`.
 #[no_mangle]
@@ -21,7 +25,12 @@ pub unsafe extern "C" fn getaddrinfo(
         // SAFETY: the caller's arguments, unchanged.
         return unsafe { real(node, service, hints, res) };
     }
-    struct Args(*const c_char, *const c_char, *const addrinfo, *mut *mut addrinfo);
+    struct Args(
+        *const c_char,
+        *const c_char,
+        *const addrinfo,
+        *mut *mut addrinfo,
+    );
     // SAFETY: the pointers are used only by the pool thread while the fiber, whose caller
     // owns what they point to, waits for it (`run_blocking` returns after the closure).
     unsafe impl Send for Args {}

@@ -95,7 +95,9 @@ fn enabled(shared: &Arc<Shared>) -> bool {
 
 #[cold]
 fn off_list_has(session: usize) -> bool {
-    OFF.lock().unwrap_or_else(|e| e.into_inner()).contains(&session)
+    OFF.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&session)
 }
 
 /// A session of a runtime built with `hooks(false)`, for as long as it runs

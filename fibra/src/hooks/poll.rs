@@ -45,7 +45,11 @@ pub unsafe extern "C" fn ppoll(
     timeout: *const timespec,
     sigmask: *const sigset_t,
 ) -> c_int {
-    let fiber = if sigmask.is_null() { hooked_fiber() } else { None };
+    let fiber = if sigmask.is_null() {
+        hooked_fiber()
+    } else {
+        None
+    };
     let Some(fiber) = fiber else {
         let real = real!(PPOLL: unsafe extern "C" fn(*mut pollfd, nfds_t, *const timespec, *const sigset_t) -> c_int);
         // SAFETY: the caller's arguments, unchanged.
@@ -85,7 +89,8 @@ unsafe fn poll_fiber(
     let all_managed = {
         // SAFETY: the caller's `nfds` pollfds (function docs); a shared view while we only read.
         let set = unsafe { std::slice::from_raw_parts(fds, n) };
-        set.iter().all(|p| p.fd < 0 || table::managed(p.fd).is_some())
+        set.iter()
+            .all(|p| p.fd < 0 || table::managed(p.fd).is_some())
     };
     if !all_managed {
         return on_pool(fds, nfds, deadline);
@@ -177,10 +182,7 @@ fn on_pool(fds: *mut pollfd, nfds: nfds_t, deadline: Option<Instant>) -> c_int {
     // caller's frame, waits for it (`run_blocking` returns after the closure).
     unsafe impl Send for Set {}
     let set = Set(fds);
-    let timeout = match super::wait::poll_timeout(deadline) {
-        Some(ms) => ms,
-        None => 0,
-    };
+    let timeout = super::wait::poll_timeout(deadline).unwrap_or_default();
     let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         crate::run_blocking(move || {
             let set = set;
@@ -207,7 +209,7 @@ fn on_pool(fds: *mut pollfd, nfds: nfds_t, deadline: Option<Instant>) -> c_int {
 /// `poll` with no fds: a sleep (for ever without a deadline, until shutdown unwinds us).
 fn sleep_until(deadline: Option<Instant>) -> c_int {
     let saved = errno();
-    while !deadline.is_some_and(|d| Instant::now() >= d) && !crate::park::cancelling() {
+    while deadline.is_none_or(|d| Instant::now() < d) && !crate::park::cancelling() {
         if park_guarded(ParkReason::Sleep, deadline).is_err() {
             break;
         }

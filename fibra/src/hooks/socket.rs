@@ -22,14 +22,30 @@ use crate::park::ParkReason;
 fn read_io(fd: RawFd, slot: &Slot, flags: c_int, op: impl FnMut() -> isize) -> isize {
     let dontwait = flags & libc::MSG_DONTWAIT != 0;
     let timeout = slot.rcv_timeout();
-    do_io(fd, slot, Direction::Read, ParkReason::IoRead, dontwait, timeout, op)
+    do_io(
+        fd,
+        slot,
+        Direction::Read,
+        ParkReason::IoRead,
+        dontwait,
+        timeout,
+        op,
+    )
 }
 
 /// A write-family call on a managed fd: waits for writability, `SO_SNDTIMEO` as its deadline.
 fn write_io(fd: RawFd, slot: &Slot, flags: c_int, op: impl FnMut() -> isize) -> isize {
     let dontwait = flags & libc::MSG_DONTWAIT != 0;
     let timeout = slot.snd_timeout();
-    do_io(fd, slot, Direction::Write, ParkReason::IoWrite, dontwait, timeout, op)
+    do_io(
+        fd,
+        slot,
+        Direction::Write,
+        ParkReason::IoWrite,
+        dontwait,
+        timeout,
+        op,
+    )
 }
 
 /// Hooked `socket(2)`: inside a hooked fiber, an `AF_INET`/`AF_INET6`/`AF_UNIX` socket is
@@ -67,7 +83,8 @@ pub unsafe extern "C" fn accept4(
     len: *mut socklen_t,
     flags: c_int,
 ) -> c_int {
-    let real = real!(ACCEPT4: unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int);
+    let real =
+        real!(ACCEPT4: unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int);
     let Some(slot) = table::managed(fd) else {
         // SAFETY: the caller's arguments, unchanged.
         return unsafe { real(fd, addr, len, flags) };
@@ -80,7 +97,8 @@ pub unsafe extern "C" fn accept4(
     };
     // SAFETY: the caller's arguments, `SOCK_NONBLOCK` added; on EAGAIN nothing was written
     // through `addr`/`len`, so a retry passes them as the caller did.
-    let n = read_io(fd, slot, 0, || unsafe { real(fd, addr, len, real_flags) } as isize) as c_int;
+    let n = read_io(fd, slot, 0, || unsafe { real(fd, addr, len, real_flags) }
+        as isize) as c_int;
     if n >= 0 && hooked && !table::manage(n, flags & libc::SOCK_NONBLOCK != 0) {
         set_fd_nonblocking(n, flags & libc::SOCK_NONBLOCK != 0);
     }
@@ -119,7 +137,15 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
         }
     };
     let timeout = slot.snd_timeout();
-    let w = do_io(fd, slot, Direction::Write, ParkReason::Connect, false, timeout, writable);
+    let w = do_io(
+        fd,
+        slot,
+        Direction::Write,
+        ParkReason::Connect,
+        false,
+        timeout,
+        writable,
+    );
     if w < 0 {
         if errno() == libc::EAGAIN {
             set_errno(libc::EINPROGRESS); // SO_SNDTIMEO passed (connect(2))
@@ -287,7 +313,11 @@ unsafe fn fcntl_with(real: Fcntl, fd: c_int, cmd: c_int, arg: usize) -> c_int {
             if fl < 0 {
                 return fl;
             }
-            let mode = if slot.nonblocking() { libc::O_NONBLOCK } else { 0 };
+            let mode = if slot.nonblocking() {
+                libc::O_NONBLOCK
+            } else {
+                0
+            };
             (fl & !libc::O_NONBLOCK) | mode
         }
         libc::F_SETFL => {
@@ -369,7 +399,11 @@ fn set_fd_nonblocking(fd: RawFd, on: bool) {
     unsafe {
         let fl = real(fd, libc::F_GETFL);
         if fl >= 0 {
-            let fl = if on { fl | libc::O_NONBLOCK } else { fl & !libc::O_NONBLOCK };
+            let fl = if on {
+                fl | libc::O_NONBLOCK
+            } else {
+                fl & !libc::O_NONBLOCK
+            };
             real(fd, libc::F_SETFL, fl);
         }
     }

@@ -136,10 +136,8 @@ pub(super) fn manage(fd: RawFd, nonblocking: bool) -> bool {
 pub(super) fn copy(from: &Slot, to: RawFd) {
     if manage(to, from.nonblocking()) {
         if let Some(s) = slot(to) {
-            s.rcv_timeout
-                .store(from.rcv_timeout.load(Relaxed), Relaxed);
-            s.snd_timeout
-                .store(from.snd_timeout.load(Relaxed), Relaxed);
+            s.rcv_timeout.store(from.rcv_timeout.load(Relaxed), Relaxed);
+            s.snd_timeout.store(from.snd_timeout.load(Relaxed), Relaxed);
         }
     }
 }
@@ -156,7 +154,9 @@ pub(super) fn unmanage(fd: RawFd) {
 }
 
 fn nanos(d: Option<Duration>) -> u64 {
-    d.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1))
+    d.map_or(0, |d| {
+        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+    })
 }
 
 impl Slot {
