@@ -40,7 +40,8 @@ pub struct Runtime {
     pub(crate) key: Arc<()>,
     dump_signal: Option<SignalDumpConfig>,
     /// `RuntimeBuilder::hooks`: kept here, not in the scheduler's `Config` (the hooks are a
-    /// layer above the scheduler, which never names them).
+    /// layer above the scheduler, which never names them). Read only with the feature.
+    #[cfg_attr(not(feature = "hooks"), allow(dead_code))]
     hooks: bool,
 }
 
