@@ -8,6 +8,9 @@ gate() { printf '\n==> %s\n' "$*"; }
 gate "unit, integration and doc tests (debug)"
 cargo test --workspace
 
+gate "libc hooks (feature hooks): std sockets and sleeps on fibers"
+cargo test -p fibra --features hooks --test hooks_std
+
 gate "stress tests at full size (release)"
 cargo test --release -p fibra --tests
 

@@ -48,6 +48,12 @@ pub mod coop;
 pub mod debug;
 mod error;
 pub(crate) mod fiber;
+#[cfg(all(
+    feature = "hooks",
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+mod hooks;
 pub(crate) mod io;
 pub(crate) mod loom;
 pub mod net;

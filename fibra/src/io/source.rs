@@ -160,13 +160,7 @@ impl<S: AsRawFd> Source<S> {
         if self.reg.get().is_some() {
             return Ok(());
         }
-        let reactor = context::with_worker(|w| {
-            w.map(|w| match &w.shared.shared_poller {
-                Some(shared) => shared.clone(),
-                None => w.shared.slots[w.index].reactor.clone(),
-            })
-        });
-        let Some(reactor) = reactor else {
+        let Some(reactor) = current_reactor() else {
             return Ok(()); // not on a worker: `wait` falls back to poll(2) next time
         };
         let (token, io) = reactor.register(self.get_ref().as_raw_fd())?;
@@ -181,6 +175,17 @@ impl<S: AsRawFd> Drop for Source<S> {
         // Before `io` closes the fd: epoll would otherwise keep reporting it while a dup lives.
         self.deregister();
     }
+}
+
+/// The reactor a socket used on this thread registers with: the running worker's, or the
+/// session's shared poller if it has one. `None` off the workers.
+pub(crate) fn current_reactor() -> Option<Arc<Reactor>> {
+    context::with_worker(|w| {
+        w.map(|w| match &w.shared.shared_poller {
+            Some(shared) => shared.clone(),
+            None => w.shared.slots[w.index].reactor.clone(),
+        })
+    })
 }
 
 /// Removes the fiber from the waiters however the wait ends, including an unwind at shutdown.

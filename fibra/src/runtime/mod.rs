@@ -39,6 +39,10 @@ pub struct Runtime {
     /// Tells this runtime's sessions (and its clones') apart from others' (`Runtime::dump`).
     pub(crate) key: Arc<()>,
     dump_signal: Option<SignalDumpConfig>,
+    /// `RuntimeBuilder::hooks`: kept here, not in the scheduler's `Config` (the hooks are a
+    /// layer above the scheduler, which never names them). Read only with the feature.
+    #[cfg_attr(not(feature = "hooks"), allow(dead_code))]
+    hooks: bool,
 }
 
 /// Configures a [`Runtime`]; from [`Runtime::builder`].
@@ -65,6 +69,7 @@ pub struct RuntimeBuilder {
     coop_budget: u32,
     dump_signal: Option<SignalDumpConfig>,
     shared_poller: bool,
+    hooks: bool,
 }
 
 impl RuntimeBuilder {
@@ -356,6 +361,23 @@ impl RuntimeBuilder {
         self
     }
 
+    /// With the Cargo feature `hooks`, whether this runtime's fibers get the libc hooks
+    /// (default: on): a blocking `std::net` socket made in a fiber, a `std::thread::sleep`,
+    /// a `getaddrinfo` park the fiber instead of blocking the worker. `hooks(false)` makes
+    /// every such call in this runtime's fibers go straight to libc (and block the worker),
+    /// as without the feature. Cargo unifies features, so another crate of the build may
+    /// have switched the feature on: this is the way to turn it off. Without the feature the
+    /// setting does nothing.
+    ///
+    /// ```
+    /// let rt = fibra::Runtime::builder().hooks(false).build().unwrap();
+    /// rt.run(|| std::thread::sleep(std::time::Duration::from_millis(1))); // blocks the worker
+    /// ```
+    pub fn hooks(mut self, on: bool) -> RuntimeBuilder {
+        self.hooks = on;
+        self
+    }
+
     /// Checks the configuration.
     ///
     /// # Errors
@@ -417,6 +439,7 @@ impl RuntimeBuilder {
             config,
             key: Arc::new(()),
             dump_signal: self.dump_signal,
+            hooks: self.hooks,
         })
     }
 }
@@ -445,6 +468,7 @@ impl Runtime {
             coop_budget: crate::coop::DEFAULT_BUDGET,
             dump_signal: None,
             shared_poller: false,
+            hooks: true,
         }
     }
 
@@ -562,6 +586,13 @@ impl Runtime {
                 .map_err(|e| eprintln!("fibra: dump_on_signal({}) not installed: {e}", cfg.signal))
                 .ok()
         });
+        // Before any fiber of the session runs; dropped after the session ended.
+        #[cfg(all(
+            feature = "hooks",
+            target_os = "linux",
+            any(target_arch = "x86_64", target_arch = "aarch64")
+        ))]
+        let _hooks_off = crate::hooks::SessionOff::enter(&shared, self.hooks);
         let threads = start_workers(&shared);
         wait_complete(&root.fiber().0);
         drop(signal_dump);

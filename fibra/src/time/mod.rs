@@ -65,6 +65,12 @@ pub fn park_timeout(dur: Duration) {
 /// The timed wait under every fibra timeout: arms a timer on the current worker, parks, and
 /// disarms it (by generation, without touching the heap) however the park ended.
 pub(crate) fn park_until(reason: ParkReason, deadline: Instant) {
+    park_until_with(reason, deadline, park::park);
+}
+
+/// `park_until`, parking with `park_fn` (`park::park_uncancellable` for a wait whose frame
+/// must return normally: the libc hooks, whose callers are C-ABI frames).
+pub(crate) fn park_until_with(reason: ParkReason, deadline: Instant, park_fn: fn(ParkReason)) {
     let armed = context::with_worker(|w| {
         let w = w?;
         // SAFETY: see `context::with_current_fiber`: non-null `current` is the running fiber.
@@ -75,7 +81,7 @@ pub(crate) fn park_until(reason: ParkReason, deadline: Instant) {
     });
     match armed {
         Some(fiber) => {
-            park::park(reason);
+            park_fn(reason);
             // Release pairs with the Acquire check in `Worker::fire_timers`.
             fiber.timer_gen.fetch_add(1, Release);
         }

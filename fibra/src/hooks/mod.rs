@@ -1,0 +1,168 @@
+//! Opt-in interposition of libc's blocking socket and sleep calls (Cargo feature `hooks`), so
+//! unchanged blocking code (`std::net`, the sync `redis` crate, a C client library) parks
+//! its fiber instead of its worker thread.
+//!
+//! # How
+//! With the feature, the final binary defines `socket`, `accept`, `accept4`, `connect`,
+//! `read`, `readv`, `recv`, `recvfrom`, `recvmsg`, `write`, `writev`, `send`, `sendto`,
+//! `sendmsg`, `poll`, `ppoll`, `nanosleep`, `clock_nanosleep`, `usleep`, `sleep`,
+//! `getaddrinfo`, `close`, `dup`, `dup2`, `dup3`, `fcntl`, `fcntl64`, `ioctl` and
+//! `setsockopt`. The linker binds every call to these names in the executable (Rust crates,
+//! statically linked C) to them; each forwards to libc's own definition, found once with
+//! `dlsym(RTLD_NEXT)` (`real.rs`).
+//!
+//! # Sound by scope
+//! Only fds made by a hooked `socket` or `accept` *inside a fiber* of a runtime with hooks on
+//! are managed (`table.rs`): the kernel sees them non-blocking, their owner sees the mode it
+//! set (`O_NONBLOCK`, `FIONBIO` and `SOCK_NONBLOCK` are tracked, `F_GETFL` answers with
+//! them), and a call that would block parks the fiber on the worker's reactor, honouring
+//! `SO_RCVTIMEO`/`SO_SNDTIMEO` (timeout: `EAGAIN`, what std's `set_read_timeout` expects).
+//! Everything else (stdio, files, pipes, inherited fds, `fibra::net` sockets made outside a
+//! fiber, every call from a plain thread or a blocking-pool thread) goes straight to libc
+//! after one table lookup. A managed fd used from a plain thread (moved there, or used
+//! after its session ended) blocks that thread in `poll(2)`, as a blocking fd would.
+//! Sleeps park only inside a hooked fiber; `poll`/`ppoll` over managed fds park on the
+//! reactor, over any other fd run on the blocking pool; `getaddrinfo` runs on the pool.
+//! `errno` is saved before a park and restored after, so other fibers of the worker never
+//! leak theirs into the caller.
+//!
+//! # Cost
+//! A call that does not block costs the table lookup (one load of a chunk pointer, one of
+//! the slot's flags) and, on a managed fd, one read of `errno`, on top of libc's call:
+//! `cargo bench -p fibra --features hooks --bench hooks` (fastest of 401 batches of 2,000,
+//! hooked minus libc's own definition, three runs on a shared 2-core VM): +3.0 ns for
+//! `write` to /dev/null and +4.4 ns for `recv(MSG_PEEK)` on a plain thread; +0.0 ns and
+//! +1.8–2.4 ns in a fiber, on an unmanaged fd and a managed socket. The first `EAGAIN` takes
+//! the slow path (registration snapshot, one retry of the call, then the park).
+//!
+//! `RuntimeBuilder::hooks(false)` turns the hooks off for one runtime: its fibers' calls
+//! pass to libc (and block the worker). Cargo unifies features, so any crate in the graph
+//! that enables `fibra/hooks` enables it for the whole binary; the builder switch is the way
+//! out.
+//!
+//! # Unwinding and cancellation
+//! A hook is an `extern "C"` function: nothing may unwind through it. So its parks are
+//! uncancellable (a `JoinHandle::cancel` request stays pending for the next fibra park; a
+//! hooked I/O wait returns `ECANCELED` at once when it sees one, a hooked sleep runs to its
+//! end), and each park runs inside `catch_unwind`: if shutdown force-unwinds a fiber parked in
+//! a hook, the unwind stops there and the call fails with `ECANCELED` (a sleep returns early).
+//! The fiber then runs on with every fibra wait and every hooked wait returning at once, so
+//! ordinary code (which returns on errors) finishes; code that ignores the errors in a loop
+//! holds its worker at shutdown as a CPU loop does (docs/SOUNDNESS.md §11).
+//!
+//! # What hooks cannot reach
+//! - `std::sync` locks and condvars (`futex`), `parking_lot`: a guard held across a hooked
+//!   call deadlocks the worker when another fiber of it wants the lock (as Java's pinning).
+//! - Raw syscalls that bypass libc: rustix's `linux_raw` backend (so `mio`/`tokio` code on
+//!   it), Go-style static binaries, `syscall(SYS_read, ..)`.
+//! - libc's internal calls (C stdio's `fread` on a socket, `getaddrinfo`'s own sockets) and
+//!   the fortified `__read_chk`/`__recv_chk` of C built with `_FORTIFY_SOURCE`.
+//! - Shared libraries resolve these names in the executable only if it exports them
+//!   (`-C link-arg=-rdynamic`); Rust crates and static C libraries need nothing.
+//! - `epoll_wait` (an event loop inside a library, e.g. the sync `postgres` crate's tokio
+//!   runtime), `select`, `pselect`, `shutdown` are not hooked; a partial `write` on a blocking
+//!   managed socket returns the count written, as a signal-interrupted write would.
+//! - The cooperative budget does not count hooked calls that did not block.
+
+#[macro_use]
+mod real;
+mod dns;
+mod poll;
+mod sleep;
+mod socket;
+mod table;
+mod wait;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::fiber::FiberRef;
+use crate::park::{self, ParkReason};
+use crate::sched::{context, Shared};
+
+/// Sessions whose runtime said `hooks(false)` (their `Shared` addresses), and how many there
+/// are: 0 (one relaxed load) on every hooked call unless some runtime turned hooks off.
+static OFF: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+static OFF_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+fn enabled(shared: &Arc<Shared>) -> bool {
+    // Relaxed: a session is added before its first fiber runs (the worker threads start
+    // after, which orders it) and removed after its last one ended.
+    OFF_COUNT.load(Relaxed) == 0 || !off_list_has(Arc::as_ptr(shared) as usize)
+}
+
+#[cold]
+fn off_list_has(session: usize) -> bool {
+    OFF.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&session)
+}
+
+/// A session of a runtime built with `hooks(false)`, for as long as it runs
+/// (`Runtime::run`).
+pub(crate) struct SessionOff(usize);
+
+impl SessionOff {
+    /// Before the session's workers start.
+    pub(crate) fn enter(shared: &Arc<Shared>, hooks: bool) -> Option<SessionOff> {
+        if hooks {
+            return None;
+        }
+        let me = Arc::as_ptr(shared) as usize;
+        OFF.lock().unwrap_or_else(|e| e.into_inner()).push(me);
+        OFF_COUNT.fetch_add(1, Relaxed);
+        Some(SessionOff(me))
+    }
+}
+
+impl Drop for SessionOff {
+    fn drop(&mut self) {
+        let mut off = OFF.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = off.iter().position(|&s| s == self.0) {
+            off.swap_remove(i);
+            OFF_COUNT.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
+/// True when the caller runs in a fiber of a runtime with hooks on.
+#[inline]
+fn in_hooked_fiber() -> bool {
+    context::with_current_fiber(|h| h.is_some_and(|h| enabled(&h.shared)))
+}
+
+/// The calling fiber, if it runs on a runtime with hooks on.
+fn hooked_fiber() -> Option<FiberRef> {
+    context::with_current_fiber(|h| h.filter(|h| enabled(&h.shared)).map(|h| h.to_ref()))
+}
+
+/// True when a hooked wait must not wait: the fiber is being unwound (shutdown, or its own
+/// cancellation in progress) or has a cancel request pending.
+fn must_stop() -> bool {
+    let me = park::Caller::current();
+    me.cancelling() || me.cancel_requested()
+}
+
+/// Parks the calling fiber (uncancellable) until an unpark or `deadline`. An unwind that
+/// reaches this park (shutdown's forced unwind) is stopped here: `Err(ECANCELED)`.
+fn park_guarded(reason: ParkReason, deadline: Option<Instant>) -> Result<(), i32> {
+    let parked = catch_unwind(AssertUnwindSafe(|| match deadline {
+        Some(d) => crate::time::park_until_with(reason, d, park::park_uncancellable),
+        None => park::park_uncancellable(reason),
+    }));
+    // The payload (corosensei's forced-unwind marker) is dropped here; the fiber goes on as
+    // one being unwound (every wait returns at once) until its code returns.
+    parked.map_err(|_payload| libc::ECANCELED)
+}
+
+fn errno() -> i32 {
+    // SAFETY: `__errno_location` returns this thread's errno, valid for the thread's life.
+    unsafe { *libc::__errno_location() }
+}
+
+fn set_errno(e: i32) {
+    // SAFETY: as in `errno`.
+    unsafe { *libc::__errno_location() = e };
+}

@@ -1,0 +1,262 @@
+//! The fd table: which fds the hooks manage, with the blocking mode and timeouts their owner
+//! sees, indexed by fd number.
+//!
+//! A flat two-level array of atomics: `CHUNKS` pointers to chunks of `CHUNK` slots, a chunk
+//! allocated the first time an fd in its range is managed and never freed. A lookup for an
+//! fd the hooks do not manage (every fd of a program that never made a socket in a fiber) is
+//! one load of a null chunk pointer, or of a slot whose `MANAGED` bit is clear. fds at or
+//! above `CHUNKS * CHUNK` (1,048,576) are never managed: they pass straight to libc.
+//!
+//! # Life of a slot
+//! ```text
+//! hooked socket/accept in a fiber ─ manage ──▶ MANAGED (+ NONBLOCK if the caller asked)
+//!   dup/dup2/dup3/F_DUPFD of a managed fd ─ copy ──▶ the new fd MANAGED, same mode/timeouts
+//! close (or dup2/dup3 onto it) ─ unmanage ──▶ 0, registration deregistered, *then* libc closes
+//! ```
+//! `unmanage` runs before the kernel frees the number, so a number the kernel hands out again
+//! (to a file, a pipe, a socket made on a plain thread) is never seen as managed: fd reuse
+//! cannot misroute. An fd closed behind libc's back (a raw `close` syscall, `close_range`)
+//! leaves its slot behind; the next hooked socket or accept that gets the number overwrites it.
+//!
+//! # The registration
+//! A managed fd that had to wait in a fiber is registered with a reactor (the worker's, as
+//! `fibra::net` sockets are) and keeps that registration until it is closed; a registration
+//! whose session ended is replaced by the next fiber that waits. `reg` is an
+//! `Arc<Registration>` pointer guarded by the slot's `LOCKED` bit: taken only to clone,
+//! install or remove it (a few instructions, plus one `epoll_ctl` while installing), never
+//! across a park.
+
+use std::alloc::{alloc_zeroed, Layout};
+use std::os::fd::RawFd;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::Token;
+
+use crate::io::reactor::{Reactor, ScheduledIo};
+
+const MANAGED: u32 = 1;
+/// The mode the fd's owner set (`SOCK_NONBLOCK`, `O_NONBLOCK`, `FIONBIO`); the fd itself is
+/// always non-blocking.
+const NONBLOCK: u32 = 2;
+/// Guards `reg`.
+const LOCKED: u32 = 4;
+
+const CHUNK_BITS: usize = 12;
+const CHUNK: usize = 1 << CHUNK_BITS;
+const CHUNKS: usize = 256;
+
+/// A managed fd's registration with a reactor.
+pub(super) struct Registration {
+    reactor: Arc<Reactor>,
+    token: Token,
+    pub(super) io: Arc<ScheduledIo>,
+}
+
+impl Registration {
+    fn is_open(&self) -> bool {
+        self.reactor.is_open()
+    }
+}
+
+/// One fd's entry. All zero is "not managed".
+pub(super) struct Slot {
+    flags: AtomicU32,
+    /// `SO_RCVTIMEO` / `SO_SNDTIMEO` in nanoseconds, 0 for none.
+    rcv_timeout: AtomicU64,
+    snd_timeout: AtomicU64,
+    /// `Arc::into_raw` of the registration, or null (under `LOCKED`).
+    reg: AtomicPtr<Registration>,
+}
+
+static TABLE: [AtomicPtr<Slot>; CHUNKS] = [const { AtomicPtr::new(ptr::null_mut()) }; CHUNKS];
+
+/// The slot of `fd` if its chunk exists.
+#[inline(always)]
+fn slot(fd: RawFd) -> Option<&'static Slot> {
+    let fd = usize::try_from(fd).ok()?;
+    // Acquire pairs with `slot_or_alloc`'s Release CAS: the zeroed chunk is visible.
+    let chunk = TABLE.get(fd >> CHUNK_BITS)?.load(Acquire);
+    if chunk.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null chunk pointer is an allocation of `CHUNK` slots that is never freed,
+    // and `fd & (CHUNK - 1)` is below `CHUNK`.
+    Some(unsafe { &*chunk.add(fd & (CHUNK - 1)) })
+}
+
+fn slot_or_alloc(fd: RawFd) -> Option<&'static Slot> {
+    if let Some(s) = slot(fd) {
+        return Some(s);
+    }
+    let entry = TABLE.get(usize::try_from(fd).ok()? >> CHUNK_BITS)?;
+    let layout = Layout::array::<Slot>(CHUNK).ok()?;
+    // SAFETY: `layout` has a non-zero size; all-zero bytes are a valid `Slot` (atomics and a
+    // null pointer).
+    let fresh = unsafe { alloc_zeroed(layout) }.cast::<Slot>();
+    if fresh.is_null() {
+        return None; // out of memory: the fd stays unmanaged (it passes to libc)
+    }
+    // Release publishes the zeroed chunk; pairs with `slot`'s Acquire load.
+    if let Err(_winner) = entry.compare_exchange(ptr::null_mut(), fresh, Release, Acquire) {
+        // SAFETY: `fresh` came from `alloc_zeroed(layout)` and was never published.
+        unsafe { std::alloc::dealloc(fresh.cast(), layout) };
+    }
+    slot(fd)
+}
+
+/// The slot of a managed `fd`, or `None` for every fd the hooks leave to libc. The fast path
+/// of every hook.
+#[inline(always)]
+pub(super) fn managed(fd: RawFd) -> Option<&'static Slot> {
+    // Relaxed: the flag only says which path to take; the fd's owner made it managed before
+    // handing the fd to anyone (the `socket`/`accept` that returned it).
+    slot(fd).filter(|s| s.flags.load(Relaxed) & MANAGED != 0)
+}
+
+/// Marks `fd`, just made by a hooked `socket`/`accept` in a fiber, as managed.
+pub(super) fn manage(fd: RawFd, nonblocking: bool) -> bool {
+    let Some(s) = slot_or_alloc(fd) else {
+        return false;
+    };
+    let stale = s.take_registration(); // a slot left by a close behind libc's back
+    drop(stale); // its fd is gone (epoll forgot it with the file): nothing to deregister
+    s.rcv_timeout.store(0, Relaxed);
+    s.snd_timeout.store(0, Relaxed);
+    let mode = if nonblocking { NONBLOCK } else { 0 };
+    s.flags.fetch_and(LOCKED, Relaxed);
+    s.flags.fetch_or(MANAGED | mode, Release);
+    true
+}
+
+/// `to`, a duplicate of the managed `from` (dup, dup2, dup3, `F_DUPFD`), becomes managed with
+/// the same mode and timeouts (the kernel shares them between the two: one open file).
+pub(super) fn copy(from: &Slot, to: RawFd) {
+    if manage(to, from.nonblocking()) {
+        if let Some(s) = slot(to) {
+            s.rcv_timeout.store(from.rcv_timeout.load(Relaxed), Relaxed);
+            s.snd_timeout.store(from.snd_timeout.load(Relaxed), Relaxed);
+        }
+    }
+}
+
+/// Before libc closes `fd` (close, or dup2/dup3 onto it): forgets it and deregisters it
+/// while the fd is still open.
+pub(super) fn unmanage(fd: RawFd) {
+    let Some(s) = managed(fd) else { return };
+    let reg = s.take_registration();
+    s.flags.fetch_and(LOCKED, Release);
+    if let Some(reg) = reg {
+        reg.reactor.deregister(fd, reg.token);
+    }
+}
+
+fn nanos(d: Option<Duration>) -> u64 {
+    d.map_or(0, |d| {
+        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+    })
+}
+
+impl Slot {
+    /// The blocking mode the fd's owner sees.
+    pub(super) fn nonblocking(&self) -> bool {
+        self.flags.load(Relaxed) & NONBLOCK != 0
+    }
+
+    pub(super) fn set_nonblocking(&self, on: bool) {
+        if on {
+            self.flags.fetch_or(NONBLOCK, Relaxed);
+        } else {
+            self.flags.fetch_and(!NONBLOCK, Relaxed);
+        }
+    }
+
+    pub(super) fn rcv_timeout(&self) -> Option<Duration> {
+        match self.rcv_timeout.load(Relaxed) {
+            0 => None,
+            n => Some(Duration::from_nanos(n)),
+        }
+    }
+
+    pub(super) fn snd_timeout(&self) -> Option<Duration> {
+        match self.snd_timeout.load(Relaxed) {
+            0 => None,
+            n => Some(Duration::from_nanos(n)),
+        }
+    }
+
+    pub(super) fn set_rcv_timeout(&self, d: Option<Duration>) {
+        self.rcv_timeout.store(nanos(d), Relaxed);
+    }
+
+    pub(super) fn set_snd_timeout(&self, d: Option<Duration>) {
+        self.snd_timeout.store(nanos(d), Relaxed);
+    }
+
+    fn lock(&self) -> SlotLock<'_> {
+        // Acquire pairs with `SlotLock::drop`'s Release: the previous holder's `reg` store.
+        while self.flags.fetch_or(LOCKED, Acquire) & LOCKED != 0 {
+            std::hint::spin_loop();
+        }
+        SlotLock(self)
+    }
+
+    fn take_registration(&self) -> Option<Arc<Registration>> {
+        let _l = self.lock();
+        let p = self.reg.swap(ptr::null_mut(), Relaxed);
+        // SAFETY: a non-null `reg` owns one count of an `Arc` made by `into_raw`; swapping
+        // it out under the lock hands that count to us.
+        (!p.is_null()).then(|| unsafe { Arc::from_raw(p) })
+    }
+
+    /// The fd's live registration, if any (`None` also when its session ended).
+    pub(super) fn registration(&self) -> Option<Arc<Registration>> {
+        let _l = self.lock();
+        let p = self.reg.load(Relaxed);
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: under the lock `reg` keeps its count (only lock holders take it), so the
+        // `Arc` is alive; we add a count for the clone we return.
+        let reg = unsafe {
+            Arc::increment_strong_count(p);
+            Arc::from_raw(p)
+        };
+        reg.is_open().then_some(reg)
+    }
+
+    /// Registers `fd` with `reactor` unless a live registration exists (a stale one is
+    /// replaced). Returns the errno of a failed registration.
+    pub(super) fn register(&self, fd: RawFd, reactor: Arc<Reactor>) -> Result<(), i32> {
+        let l = self.lock();
+        let p = self.reg.load(Relaxed);
+        // SAFETY: as in `registration`: `reg` is alive under the lock.
+        if !p.is_null() && unsafe { (*p).is_open() } {
+            return Ok(());
+        }
+        let stale = self.reg.swap(ptr::null_mut(), Relaxed);
+        if !stale.is_null() {
+            // SAFETY: as in `take_registration`: the swapped-out count is ours.
+            let stale = unsafe { Arc::from_raw(stale) };
+            stale.reactor.deregister(fd, stale.token); // the fd is open: we are using it
+        }
+        let (token, io) = reactor
+            .register(fd)
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::ENOMEM))?;
+        let reg = Arc::new(Registration { reactor, token, io });
+        self.reg.store(Arc::into_raw(reg).cast_mut(), Relaxed);
+        drop(l);
+        Ok(())
+    }
+}
+
+struct SlotLock<'a>(&'a Slot);
+
+impl Drop for SlotLock<'_> {
+    fn drop(&mut self) {
+        // Release publishes our `reg` changes to the next holder's Acquire.
+        self.0.flags.fetch_and(!LOCKED, Release);
+    }
+}
