@@ -89,6 +89,20 @@ pub fn __uring_available() -> bool {
     uring::available()
 }
 
+/// Hidden test hook: the calling thread's counts of reads and writes served by
+/// `[RWF_NOWAIT, the ring, the pool]`. Not API.
+#[doc(hidden)]
+pub fn __paths() -> [u64; 3] {
+    route::paths()
+}
+
+/// Hidden test hook: ring operation buffers alive in this process (0 once every ring has
+/// drained). Not API.
+#[doc(hidden)]
+pub fn __live_buffers() -> usize {
+    uring::live_buffers()
+}
+
 /// Reads the whole file at `path` (`std::fs::read`): opened on the pool, read through
 /// [`File`]'s path (a cached file costs no hand-off after the open).
 ///

@@ -48,6 +48,32 @@ impl Kind {
     }
 }
 
+thread_local! {
+    /// Operations this thread sent down each path: `RWF_NOWAIT` successes, ring operations,
+    /// pool excursions (`fibra::fs::__paths`, for tests).
+    static PATHS: std::cell::Cell<[u64; 3]> = const { std::cell::Cell::new([0; 3]) };
+}
+
+#[derive(Clone, Copy)]
+enum Path {
+    NoWait = 0,
+    Ring = 1,
+    Pool = 2,
+}
+
+fn count(p: Path) {
+    PATHS.with(|c| {
+        let mut v = c.get();
+        v[p as usize] += 1;
+        c.set(v);
+    });
+}
+
+/// The calling thread's counts: `[nowait, ring, pool]`.
+pub(super) fn paths() -> [u64; 3] {
+    PATHS.with(|c| c.get())
+}
+
 /// Is a fiber running on this thread (one that can park)?
 fn in_fiber() -> bool {
     crate::io::worker_io().is_some()
@@ -83,6 +109,7 @@ pub(super) fn read(
         if k & NO_READ_NOWAIT == 0 {
             match nowait::read(fd, buf, off) {
                 Ok(n) => {
+                    count(Path::NoWait);
                     // A read that could have parked and did not counts against the budget.
                     crate::coop::consume();
                     return Ok(n);
@@ -93,6 +120,7 @@ pub(super) fn read(
             }
         }
         if let Some(ring) = Ring::current() {
+            count(Path::Ring);
             let len = buf.len().min(MAX_RW) as u32;
             let (res, mut data) = ring.execute(Vec::new(), uring::read_entry(fd, len, off))?;
             let n = result(res)?;
@@ -106,6 +134,7 @@ pub(super) fn read(
             return Ok(n);
         }
     }
+    count(Path::Pool);
     crate::run_blocking(|| blocking_read(file, buf, off))
 }
 
@@ -120,6 +149,7 @@ pub(super) fn write(file: &StdFile, kind: &Kind, buf: &[u8], off: Option<u64>) -
         if k & NO_WRITE_NOWAIT == 0 {
             match nowait::write(fd, buf, off) {
                 Ok(n) => {
+                    count(Path::NoWait);
                     crate::coop::consume();
                     return Ok(n);
                 }
@@ -129,11 +159,13 @@ pub(super) fn write(file: &StdFile, kind: &Kind, buf: &[u8], off: Option<u64>) -
             }
         }
         if let Some(ring) = Ring::current() {
+            count(Path::Ring);
             let data = buf[..buf.len().min(MAX_RW)].to_vec();
             let (res, _) = ring.execute(data, uring::write_entry(fd, off))?;
             return result(res);
         }
     }
+    count(Path::Pool);
     crate::run_blocking(|| blocking_write(file, buf, off))
 }
 
@@ -141,6 +173,7 @@ pub(super) fn write(file: &StdFile, kind: &Kind, buf: &[u8], off: Option<u64>) -
 pub(super) fn sync(file: &StdFile, datasync: bool) -> io::Result<()> {
     if in_fiber() {
         if let Some(ring) = Ring::current() {
+            count(Path::Ring);
             let entry = uring::fsync_entry(file.as_raw_fd(), datasync);
             let (res, _) = ring.execute(Vec::new(), entry)?;
             return result(res).map(drop);

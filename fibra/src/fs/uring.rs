@@ -42,7 +42,7 @@ use std::collections::VecDeque;
 use std::io::{self, Write as _};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::task::Waker;
 
 use io_uring::{opcode, squeue, types, IoUring};
@@ -67,6 +67,14 @@ const NO: u8 = 2;
 static AVAILABLE: AtomicU8 = AtomicU8::new(UNKNOWN);
 /// The test hook (`fibra::fs::__force_pool`): behave as if io_uring were unavailable.
 static FORCED_OFF: AtomicBool = AtomicBool::new(false);
+
+/// Operation buffers owned by rings in this process (submitted, not yet freed): a test checks
+/// it returns to 0 once the threads of a session have exited.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+pub(super) fn live_buffers() -> usize {
+    LIVE.load(Relaxed)
+}
 
 pub(super) fn force_off(off: bool) {
     FORCED_OFF.store(off, Relaxed);
@@ -113,6 +121,7 @@ struct State {
 impl State {
     fn insert(&mut self, op: Op) -> u32 {
         self.in_flight += 1;
+        LIVE.fetch_add(1, Relaxed);
         match self.free.pop() {
             Some(i) => {
                 self.ops[i as usize] = Some(op);
@@ -128,6 +137,7 @@ impl State {
     fn remove(&mut self, i: u32) -> Option<Op> {
         let op = self.ops.get_mut(i as usize)?.take()?;
         self.free.push(i);
+        LIVE.fetch_sub(1, Relaxed);
         Some(op)
     }
 
@@ -411,6 +421,8 @@ impl Drop for Ring {
         let ring = self.uring.get_mut();
         let st = self.state.get_mut();
         if st.in_flight == 0 {
+            let freed = st.ops.iter().filter(|o| o.is_some()).count();
+            LIVE.fetch_sub(freed, Relaxed);
             return;
         }
         let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
@@ -442,6 +454,8 @@ impl Drop for Ring {
                 }
             }
         }
+        let freed = st.ops.iter().filter(|o| o.is_some()).count();
+        LIVE.fetch_sub(freed, Relaxed);
     }
 }
 
