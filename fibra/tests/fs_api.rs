@@ -72,7 +72,11 @@ fn rt() -> fibra::Runtime {
 }
 
 fn delta(before: [u64; 3], after: [u64; 3]) -> [u64; 3] {
-    [after[0] - before[0], after[1] - before[1], after[2] - before[2]]
+    [
+        after[0] - before[0],
+        after[1] - before[1],
+        after[2] - before[2],
+    ]
 }
 
 #[test]
@@ -96,8 +100,14 @@ fn every_api_matches_std() {
             fibra::fs::read_to_string(&a).unwrap_err().kind(),
             std::fs::read_to_string(&a).unwrap_err().kind()
         );
-        let (m, sm) = (fibra::fs::metadata(&a).unwrap(), std::fs::metadata(&a).unwrap());
-        assert_eq!((m.len(), m.is_file(), m.modified().unwrap()), (sm.len(), sm.is_file(), sm.modified().unwrap()));
+        let (m, sm) = (
+            fibra::fs::metadata(&a).unwrap(),
+            std::fs::metadata(&a).unwrap(),
+        );
+        assert_eq!(
+            (m.len(), m.is_file(), m.modified().unwrap()),
+            (sm.len(), sm.is_file(), sm.modified().unwrap())
+        );
         assert_eq!(
             fibra::fs::metadata(d.join("none")).unwrap_err().kind(),
             std::fs::metadata(d.join("none")).unwrap_err().kind()
@@ -109,7 +119,10 @@ fn every_api_matches_std() {
         f.read_exact(&mut b1).unwrap();
         s.read_exact(&mut b2).unwrap();
         assert_eq!(b1, b2);
-        assert_eq!(f.seek(SeekFrom::End(-10)).unwrap(), s.seek(SeekFrom::End(-10)).unwrap());
+        assert_eq!(
+            f.seek(SeekFrom::End(-10)).unwrap(),
+            s.seek(SeekFrom::End(-10)).unwrap()
+        );
         let (mut r1, mut r2) = (Vec::new(), Vec::new());
         (&f).read_to_end(&mut r1).unwrap();
         (&s).read_to_end(&mut r2).unwrap();
@@ -139,7 +152,10 @@ fn every_api_matches_std() {
         let mut ap = fibra::fs::File::options().append(true).open(&w).unwrap();
         ap.write_all(b"!").unwrap();
         assert_eq!(std::fs::read(&w).unwrap(), b"hello\0\0\0!");
-        assert_eq!(fw.metadata().unwrap().len(), std::fs::metadata(&w).unwrap().len());
+        assert_eq!(
+            fw.metadata().unwrap().len(),
+            std::fs::metadata(&w).unwrap().len()
+        );
         // into_std / from_std keep the position
         let mut f = fibra::fs::File::open(&a).unwrap();
         f.seek(SeekFrom::Start(10)).unwrap();
@@ -156,16 +172,32 @@ fn every_api_matches_std() {
             std::fs::File::open(d.join("none")).unwrap_err().kind()
         );
         assert_eq!(
-            fibra::fs::OpenOptions::new().write(true).create_new(true).open(&a).unwrap_err().kind(),
-            std::fs::OpenOptions::new().write(true).create_new(true).open(&a).unwrap_err().kind()
+            fibra::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&a)
+                .unwrap_err()
+                .kind(),
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&a)
+                .unwrap_err()
+                .kind()
         );
         // directories, rename, copy, canonicalize, remove
         fibra::fs::create_dir_all(d.join("x/y/z")).unwrap();
         assert!(std::fs::metadata(d.join("x/y/z")).unwrap().is_dir());
         fibra::fs::write(d.join("x/y/f1"), "1").unwrap();
         fibra::fs::write(d.join("x/y/f2"), "2").unwrap();
-        let mut ours: Vec<_> = fibra::fs::read_dir(d.join("x/y")).unwrap().map(|e| e.unwrap().file_name()).collect();
-        let mut theirs: Vec<_> = std::fs::read_dir(d.join("x/y")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let mut ours: Vec<_> = fibra::fs::read_dir(d.join("x/y"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let mut theirs: Vec<_> = std::fs::read_dir(d.join("x/y"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         ours.sort();
         theirs.sort();
         assert_eq!(ours, theirs);
@@ -201,7 +233,11 @@ fn works_on_a_plain_thread() {
     let mut s = String::new();
     (&f).read_to_string(&mut s).unwrap();
     assert_eq!(s, "plain");
-    assert_eq!(fibra::fs::__paths(), [0, 0, 0], "no path counted outside a fiber");
+    assert_eq!(
+        fibra::fs::__paths(),
+        [0, 0, 0],
+        "no path counted outside a fiber"
+    );
 }
 
 /// A cached read is one `RWF_NOWAIT` syscall; an evicted one goes to the ring (or, where
@@ -234,7 +270,11 @@ fn nowait_hit_and_miss_paths() {
         let before = fibra::fs::__paths();
         f.read_exact_at(&mut buf, AT as u64).unwrap(); // now cached
         assert_eq!(&buf[..], &data[AT..AT + 4096]);
-        assert_eq!(delta(before, fibra::fs::__paths()), [1, 0, 0], "a hit is one nowait read");
+        assert_eq!(
+            delta(before, fibra::fs::__paths()),
+            [1, 0, 0],
+            "a hit is one nowait read"
+        );
     });
     assert_eq!(fibra::fs::__live_buffers(), 0);
 }
@@ -277,7 +317,10 @@ fn large_files() {
     let data = pattern(64 << 20);
     write_cold(&p, &data);
     rt().run(move || {
-        assert!(fibra::fs::read(&p).unwrap() == data, "whole-file read differs");
+        assert!(
+            fibra::fs::read(&p).unwrap() == data,
+            "whole-file read differs"
+        );
         evict(&p);
         let f = fibra::fs::File::open(&p).unwrap();
         let mut buf = vec![0u8; 8 << 20];
@@ -378,7 +421,11 @@ fn cancel_and_shutdown_with_reads_in_flight() {
             assert!(parked + parked_at_end > 0, "no read was ever in flight: the test proves nothing");
         }
     });
-    assert_eq!(fibra::fs::__live_buffers(), 0, "a ring buffer outlived its session");
+    assert_eq!(
+        fibra::fs::__live_buffers(),
+        0,
+        "a ring buffer outlived its session"
+    );
     // The file is intact and a new session reads it.
     evict(&p);
     rt().run(move || assert!(fibra::fs::read(&p).unwrap() == data));

@@ -36,34 +36,38 @@ fn forced_off_misses_go_to_the_pool() {
     let data = pattern(4 << 20);
     write_cold(&p, &data);
     let (p2, d2) = (p.clone(), data.clone());
-    fibra::Runtime::builder().workers(1).build().unwrap().run(move || {
-        let f = std::sync::Arc::new(fibra::fs::File::open(&p2).unwrap());
-        let before = fibra::fs::__paths();
-        let hs: Vec<_> = (0..64u64)
-            .map(|i| {
-                let (f, d) = (f.clone(), d2.clone());
-                fibra::spawn(move || {
-                    let off = (i * 977 % 1024) * 4096;
-                    let mut b = vec![0u8; 4096];
-                    f.read_exact_at(&mut b, off).unwrap();
-                    assert_eq!(&b[..], &d[off as usize..off as usize + 4096]);
+    fibra::Runtime::builder()
+        .workers(1)
+        .build()
+        .unwrap()
+        .run(move || {
+            let f = std::sync::Arc::new(fibra::fs::File::open(&p2).unwrap());
+            let before = fibra::fs::__paths();
+            let hs: Vec<_> = (0..64u64)
+                .map(|i| {
+                    let (f, d) = (f.clone(), d2.clone());
+                    fibra::spawn(move || {
+                        let off = (i * 977 % 1024) * 4096;
+                        let mut b = vec![0u8; 4096];
+                        f.read_exact_at(&mut b, off).unwrap();
+                        assert_eq!(&b[..], &d[off as usize..off as usize + 4096]);
+                    })
                 })
-            })
-            .collect();
-        for h in hs {
-            h.join().unwrap();
-        }
-        let mut all = Vec::new();
-        (&*f).read_to_end(&mut all).unwrap();
-        assert!(all == d2);
-        let after = fibra::fs::__paths();
-        assert_eq!(after[1], before[1], "no operation went to a ring");
-        f.sync_all().unwrap();
-        let w = fibra::fs::File::create(p2.with_extension("w")).unwrap();
-        w.write_all_at(b"pool", 0).unwrap();
-        w.sync_data().unwrap();
-        assert_eq!(fibra::fs::__paths()[1], before[1]);
-    });
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            let mut all = Vec::new();
+            (&*f).read_to_end(&mut all).unwrap();
+            assert!(all == d2);
+            let after = fibra::fs::__paths();
+            assert_eq!(after[1], before[1], "no operation went to a ring");
+            f.sync_all().unwrap();
+            let w = fibra::fs::File::create(p2.with_extension("w")).unwrap();
+            w.write_all_at(b"pool", 0).unwrap();
+            w.sync_data().unwrap();
+            assert_eq!(fibra::fs::__paths()[1], before[1]);
+        });
     assert_eq!(fibra::fs::__live_buffers(), 0);
     fibra::fs::__force_pool(false);
     std::fs::remove_dir_all(&dir).unwrap();

@@ -139,7 +139,12 @@ pub(super) fn read(
 }
 
 /// Writes from `buf` at `off` (None: at the file position, or the end in append mode).
-pub(super) fn write(file: &StdFile, kind: &Kind, buf: &[u8], off: Option<u64>) -> io::Result<usize> {
+pub(super) fn write(
+    file: &StdFile,
+    kind: &Kind,
+    buf: &[u8],
+    off: Option<u64>,
+) -> io::Result<usize> {
     if buf.is_empty() || !in_fiber() {
         return blocking_write(file, buf, off);
     }

@@ -377,9 +377,7 @@ fn enter(ring: &mut IoUring, min_complete: u32) -> io::Result<()> {
         match r {
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EBUSY)) => {
-                return Ok(())
-            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EBUSY)) => return Ok(()),
             Err(e) => return Err(e),
         }
     }
@@ -461,7 +459,11 @@ impl Drop for Ring {
 
 /// What `Ring::execute` needs to read into an owned buffer of `len` bytes at `off` (None:
 /// the file position, which the read advances).
-pub(super) fn read_entry(fd: RawFd, len: u32, off: Option<u64>) -> impl FnOnce(&mut Vec<u8>) -> squeue::Entry {
+pub(super) fn read_entry(
+    fd: RawFd,
+    len: u32,
+    off: Option<u64>,
+) -> impl FnOnce(&mut Vec<u8>) -> squeue::Entry {
     move |buf| {
         buf.reserve_exact(len as usize);
         opcode::Read::new(types::Fd(fd), buf.as_mut_ptr(), len)
@@ -471,7 +473,10 @@ pub(super) fn read_entry(fd: RawFd, len: u32, off: Option<u64>) -> impl FnOnce(&
 }
 
 /// Writes `buf`'s contents at `off` (None: the file position, or the end in append mode).
-pub(super) fn write_entry(fd: RawFd, off: Option<u64>) -> impl FnOnce(&mut Vec<u8>) -> squeue::Entry {
+pub(super) fn write_entry(
+    fd: RawFd,
+    off: Option<u64>,
+) -> impl FnOnce(&mut Vec<u8>) -> squeue::Entry {
     move |buf| {
         opcode::Write::new(types::Fd(fd), buf.as_ptr(), buf.len() as u32)
             .offset(off.unwrap_or(u64::MAX))
