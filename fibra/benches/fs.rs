@@ -5,7 +5,9 @@
 //! cold (evicted with `posix_fadvise(DONTNEED)` before each rep), at concurrency 1, 64 and
 //! 1,024, plus 1 MiB sequential reads; ops/s and p99 latency, median of `REPS` reps. Two
 //! workers for fibra and tokio. `FIBRA_FS_BENCH_DIR` chooses where the file lives (default:
-//! the temp dir), `FIBRA_FS_BENCH_REPS` the reps.
+//! the temp dir), `FIBRA_FS_BENCH_REPS` the reps, `FIBRA_FS_BENCH_ONLY=warm` the cases whose
+//! name contains it, `FIBRA_FS_BENCH_MONITOR=0` turns fibra's monitor off,
+//! `FIBRA_FS_BENCH_CPU=1` prints how many cores each run kept busy.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
@@ -49,6 +51,7 @@ enum Who {
 /// Runs `conc` readers doing `per` reads each; returns (ops/s, p99 µs).
 fn measure(who: Who, path: &Path, conc: usize, per: usize, seq: bool) -> (f64, f64) {
     let path = path.to_path_buf();
+    let cpu0 = cpu_secs();
     let t = Instant::now();
     let mut lat: Vec<Duration> = match who {
         Who::Threads => {
@@ -65,7 +68,12 @@ fn measure(who: Who, path: &Path, conc: usize, per: usize, seq: bool) -> (f64, f
             hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
         }
         Who::Fibra => {
-            let rt = fibra::Runtime::builder().workers(2).build().unwrap();
+            let monitor = std::env::var("FIBRA_FS_BENCH_MONITOR").map_or(true, |v| v != "0");
+            let rt = fibra::Runtime::builder()
+                .workers(2)
+                .monitor(monitor)
+                .build()
+                .unwrap();
             rt.run(move || {
                 let f = Arc::new(fibra::fs::File::open(&path).unwrap());
                 let hs: Vec<_> = (0..conc)
@@ -94,7 +102,11 @@ fn measure(who: Who, path: &Path, conc: usize, per: usize, seq: bool) -> (f64, f
                             let mut b = vec![0u8; size];
                             let mut lat = Vec::with_capacity(per);
                             for i in 0..per {
-                                let off = if seq { (i * SEQ_BLOCK) as u64 % FILE_SIZE } else { offset(r as u64, i as u64) };
+                                let off = if seq {
+                                    (i * SEQ_BLOCK) as u64 % FILE_SIZE
+                                } else {
+                                    offset(r as u64, i as u64)
+                                };
                                 let t = Instant::now();
                                 f.seek(SeekFrom::Start(off)).await.unwrap();
                                 f.read_exact(&mut b).await.unwrap();
@@ -113,6 +125,9 @@ fn measure(who: Who, path: &Path, conc: usize, per: usize, seq: bool) -> (f64, f
         }
     };
     let secs = t.elapsed().as_secs_f64();
+    if std::env::var_os("FIBRA_FS_BENCH_CPU").is_some() {
+        eprintln!("  cores busy: {:.2}", (cpu_secs() - cpu0) / secs);
+    }
     lat.sort_unstable();
     let p99 = lat[(lat.len() * 99 / 100).min(lat.len() - 1)];
     (lat.len() as f64 / secs, p99.as_secs_f64() * 1e6)
@@ -128,7 +143,11 @@ fn reader_sync(
     let mut b = vec![0u8; size];
     let mut lat = Vec::with_capacity(per);
     for i in 0..per {
-        let off = if seq { (i * SEQ_BLOCK) as u64 % FILE_SIZE } else { offset(r as u64, i as u64) };
+        let off = if seq {
+            (i * SEQ_BLOCK) as u64 % FILE_SIZE
+        } else {
+            offset(r as u64, i as u64)
+        };
         let t = Instant::now();
         let mut done = 0;
         while done < size {
@@ -141,6 +160,18 @@ fn reader_sync(
     lat
 }
 
+/// User + system CPU time of this process so far.
+fn cpu_secs() -> f64 {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: `ru` is valid for writes of one `rusage`, which `getrusage` fills on success.
+    let ru = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr());
+        ru.assume_init()
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -151,7 +182,10 @@ fn main() {
         return; // `cargo test --benches` lists; nothing to list
     }
     let dir = std::env::var_os("FIBRA_FS_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
-    let reps: usize = std::env::var("FIBRA_FS_BENCH_REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let reps: usize = std::env::var("FIBRA_FS_BENCH_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let path = dir.join(format!("fibra-fs-bench-{}", std::process::id()));
     {
         let mut f = std::fs::File::create(&path).unwrap();
@@ -173,7 +207,11 @@ fn main() {
         ("warm seq 1M", 1, 256, false, true),
         ("cold seq 1M", 1, 256, true, true),
     ];
+    let only = std::env::var("FIBRA_FS_BENCH_ONLY").unwrap_or_default();
     for &(name, conc, per, cold, seq) in cases {
+        if !name.contains(only.as_str()) {
+            continue;
+        }
         for who in [Who::Fibra, Who::Threads, Who::Tokio] {
             let mut ops = Vec::new();
             let mut p99s = Vec::new();
