@@ -9,7 +9,7 @@
 //! name contains it, `FIBRA_FS_BENCH_MONITOR=0` turns fibra's monitor off,
 //! `FIBRA_FS_BENCH_CPU=1` prints how many cores each run kept busy.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
