@@ -25,6 +25,9 @@
 //! - **Networking** ([`net`], [`os::unix::net`]) mirrors `std::net`: a read, write, accept
 //!   or connect that would block parks only its fiber, and each worker polls its own
 //!   `epoll` instance (through `mio`) for the sockets of the fibers it runs.
+//! - **Files** ([`fs`]) mirror `std::fs`: a read served from the page cache stays one
+//!   syscall on the worker; a miss parks the fiber on the worker's own io_uring (or the
+//!   blocking pool where io_uring is unavailable).
 //! - **Sound by default**: a fiber may be stolen by another worker only before it first
 //!   runs; afterwards it stays on its OS thread, because its stack may hold `!Send` values and
 //!   compiled code may keep thread-local addresses across a switch. Go-style migration is the
@@ -48,6 +51,7 @@ pub mod coop;
 pub mod debug;
 mod error;
 pub(crate) mod fiber;
+pub mod fs;
 #[cfg(all(
     feature = "hooks",
     target_os = "linux",

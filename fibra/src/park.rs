@@ -87,6 +87,8 @@ pub enum ParkReason {
     Accept,
     /// A `fibra::net` `connect`, waiting for the handshake to finish.
     Connect,
+    /// A `fibra::fs` operation, waiting for its io_uring completion.
+    FileIo,
 }
 
 impl ParkReason {
@@ -115,6 +117,7 @@ impl ParkReason {
             21 => ParkReason::IoWrite,
             22 => ParkReason::Accept,
             23 => ParkReason::Connect,
+            24 => ParkReason::FileIo,
             _ => ParkReason::None,
         }
     }

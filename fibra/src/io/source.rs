@@ -78,6 +78,13 @@ impl<S: AsRawFd> Source<S> {
         }
     }
 
+    /// The registration's readiness word before an attempt (step 1 in `reactor/scheduled.rs`),
+    /// or None before the first registration. Pass it to [`Source::wait`] after the attempt
+    /// failed.
+    pub(crate) fn snapshot(&self) -> Option<usize> {
+        self.reg.get().map(|r| r.io.snapshot())
+    }
+
     /// Runs `op` until it does not return `WouldBlock`, waiting for `dir` readiness between
     /// attempts (parking as `reason`). Past `deadline` it returns [`timed_out`].
     pub(crate) fn do_io<R>(

@@ -1,0 +1,207 @@
+//! The path each file operation takes, cheapest first (the protocol is in `fs/mod.rs`):
+//! `RWF_NOWAIT` on the worker, then the worker's ring, then the blocking pool. On a plain
+//! thread (no fiber to park) every operation is the plain blocking syscall, as in `std::fs`.
+
+use std::fs::File as StdFile;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+
+use super::nowait;
+use super::uring::{self, Ring};
+
+/// Linux moves at most this much in one read or write (`MAX_RW_COUNT`); the ring's length
+/// field is 32 bits anyway.
+const MAX_RW: usize = 0x7fff_f000;
+
+const CHECKED: u8 = 1;
+const REGULAR: u8 = 2;
+const NO_READ_NOWAIT: u8 = 4;
+const NO_WRITE_NOWAIT: u8 = 8;
+
+/// What a file's fd has shown about itself: a regular file (the only kind the nowait and ring
+/// paths take: a pipe or a tty read may wait for ever), and which `RWF_NOWAIT` attempts it
+/// refused. Learned on first use; Relaxed: a race only repeats a harmless `fstat` or attempt.
+#[derive(Debug, Default)]
+pub(super) struct Kind(AtomicU8);
+
+impl Kind {
+    fn get(&self, fd: RawFd) -> u8 {
+        let k = self.0.load(Relaxed);
+        if k & CHECKED != 0 {
+            return k;
+        }
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: `st` is valid for writes of one `stat`; `fstat` initialises it on success.
+        let regular = unsafe { libc::fstat(fd, st.as_mut_ptr()) } == 0 && {
+            // SAFETY: `fstat` returned 0, so it filled `st`.
+            let st = unsafe { st.assume_init() };
+            st.st_mode & libc::S_IFMT == libc::S_IFREG
+        };
+        let k = CHECKED | if regular { REGULAR } else { 0 };
+        self.0.fetch_or(k, Relaxed) | k
+    }
+
+    fn set(&self, bit: u8) {
+        self.0.fetch_or(bit, Relaxed);
+    }
+}
+
+thread_local! {
+    /// Operations this thread sent down each path: `RWF_NOWAIT` successes, ring operations,
+    /// pool excursions (`fibra::fs::__paths`, for tests).
+    static PATHS: std::cell::Cell<[u64; 3]> = const { std::cell::Cell::new([0; 3]) };
+}
+
+#[derive(Clone, Copy)]
+enum Path {
+    NoWait = 0,
+    Ring = 1,
+    Pool = 2,
+}
+
+fn count(p: Path) {
+    PATHS.with(|c| {
+        let mut v = c.get();
+        v[p as usize] += 1;
+        c.set(v);
+    });
+}
+
+/// The calling thread's counts: `[nowait, ring, pool]`.
+pub(super) fn paths() -> [u64; 3] {
+    PATHS.with(|c| c.get())
+}
+
+/// Is a fiber running on this thread (one that can park)?
+fn in_fiber() -> bool {
+    crate::io::worker_io().is_some()
+}
+
+fn blocking_read(file: &StdFile, buf: &mut [u8], off: Option<u64>) -> io::Result<usize> {
+    match off {
+        None => (&*file).read(buf),
+        Some(o) => file.read_at(buf, o),
+    }
+}
+
+fn blocking_write(file: &StdFile, buf: &[u8], off: Option<u64>) -> io::Result<usize> {
+    match off {
+        None => (&*file).write(buf),
+        Some(o) => file.write_at(buf, o),
+    }
+}
+
+/// Reads into `buf` at `off` (None: at the file position, advancing it).
+pub(super) fn read(
+    file: &StdFile,
+    kind: &Kind,
+    buf: &mut [u8],
+    off: Option<u64>,
+) -> io::Result<usize> {
+    if buf.is_empty() || !in_fiber() {
+        return blocking_read(file, buf, off);
+    }
+    let fd = file.as_raw_fd();
+    let k = kind.get(fd);
+    if k & REGULAR != 0 {
+        if k & NO_READ_NOWAIT == 0 {
+            match nowait::read(fd, buf, off) {
+                Ok(n) => {
+                    count(Path::NoWait);
+                    // A read that could have parked and did not counts against the budget.
+                    crate::coop::consume();
+                    return Ok(n);
+                }
+                Err(e) if nowait::would_block(&e) => {}
+                Err(e) if nowait::unsupported(&e) => kind.set(NO_READ_NOWAIT),
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(ring) = Ring::current() {
+            count(Path::Ring);
+            let len = buf.len().min(MAX_RW) as u32;
+            let (res, mut data) = ring.execute(Vec::new(), uring::read_entry(fd, len, off))?;
+            let n = result(res)?;
+            if n > data.capacity() {
+                fatal!("fs::route::read: the kernel read {n} bytes into a {len}-byte buffer");
+            }
+            // SAFETY: the completion says the kernel wrote the first `n` bytes of the buffer's
+            // allocation, and `n` is within its capacity (checked above).
+            unsafe { data.set_len(n) };
+            buf[..n].copy_from_slice(&data);
+            return Ok(n);
+        }
+    }
+    count(Path::Pool);
+    crate::run_blocking(|| blocking_read(file, buf, off))
+}
+
+/// Writes from `buf` at `off` (None: at the file position, or the end in append mode).
+pub(super) fn write(
+    file: &StdFile,
+    kind: &Kind,
+    buf: &[u8],
+    off: Option<u64>,
+) -> io::Result<usize> {
+    if buf.is_empty() || !in_fiber() {
+        return blocking_write(file, buf, off);
+    }
+    let fd = file.as_raw_fd();
+    let k = kind.get(fd);
+    if k & REGULAR != 0 {
+        if k & NO_WRITE_NOWAIT == 0 {
+            match nowait::write(fd, buf, off) {
+                Ok(n) => {
+                    count(Path::NoWait);
+                    crate::coop::consume();
+                    return Ok(n);
+                }
+                Err(e) if nowait::would_block(&e) => {}
+                Err(e) if nowait::unsupported(&e) => kind.set(NO_WRITE_NOWAIT),
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(ring) = Ring::current() {
+            count(Path::Ring);
+            let data = buf[..buf.len().min(MAX_RW)].to_vec();
+            let (res, _) = ring.execute(data, uring::write_entry(fd, off))?;
+            return result(res);
+        }
+    }
+    count(Path::Pool);
+    crate::run_blocking(|| blocking_write(file, buf, off))
+}
+
+/// `fsync` (`datasync`: `fdatasync`): through the ring where there is one, else the pool.
+pub(super) fn sync(file: &StdFile, datasync: bool) -> io::Result<()> {
+    if in_fiber() {
+        if let Some(ring) = Ring::current() {
+            count(Path::Ring);
+            let entry = uring::fsync_entry(file.as_raw_fd(), datasync);
+            let (res, _) = ring.execute(Vec::new(), entry)?;
+            return result(res).map(drop);
+        }
+    }
+    pool(|| {
+        if datasync {
+            file.sync_data()
+        } else {
+            file.sync_all()
+        }
+    })
+}
+
+/// Runs a blocking call on the pool while the fiber parks (plainly, outside a fiber).
+pub(super) fn pool<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    crate::run_blocking(f)
+}
+
+fn result(res: i32) -> io::Result<usize> {
+    if res < 0 {
+        Err(io::Error::from_raw_os_error(-res))
+    } else {
+        Ok(res as usize)
+    }
+}

@@ -1,0 +1,94 @@
+//! `fibra::fs` where io_uring is unavailable (forced off, as on an old kernel, under seccomp or
+//! with `kernel.io_uring_disabled`): a miss goes to the blocking pool and returns the same
+//! bytes. Its own test binary: forcing io_uring off is process-wide.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use common::watchdog;
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8)
+        .collect()
+}
+
+fn write_cold(path: &Path, data: &[u8]) {
+    let f = std::fs::File::create(path).unwrap();
+    (&f).write_all(data).unwrap();
+    f.sync_all().unwrap();
+    // SAFETY: plain syscall on an fd we own.
+    let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(r, 0);
+}
+
+#[test]
+fn forced_off_misses_go_to_the_pool() {
+    let _w = watchdog("forced_off_misses_go_to_the_pool");
+    fibra::fs::__force_pool(true);
+    assert!(!fibra::fs::__uring_available());
+    let dir = std::env::temp_dir().join(format!("fibra-fs-fallback-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("f");
+    let data = pattern(4 << 20);
+    write_cold(&p, &data);
+    let (p2, d2) = (p.clone(), data.clone());
+    fibra::Runtime::builder()
+        .workers(1)
+        .build()
+        .unwrap()
+        .run(move || {
+            let f = std::sync::Arc::new(fibra::fs::File::open(&p2).unwrap());
+            let before = fibra::fs::__paths();
+            let hs: Vec<_> = (0..64u64)
+                .map(|i| {
+                    let (f, d) = (f.clone(), d2.clone());
+                    fibra::spawn(move || {
+                        let off = (i * 977 % 1024) * 4096;
+                        let mut b = vec![0u8; 4096];
+                        f.read_exact_at(&mut b, off).unwrap();
+                        assert_eq!(&b[..], &d[off as usize..off as usize + 4096]);
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            let mut all = Vec::new();
+            (&*f).read_to_end(&mut all).unwrap();
+            assert!(all == d2);
+            let after = fibra::fs::__paths();
+            assert_eq!(after[1], before[1], "no operation went to a ring");
+            f.sync_all().unwrap();
+            let w = fibra::fs::File::create(p2.with_extension("w")).unwrap();
+            w.write_all_at(b"pool", 0).unwrap();
+            w.sync_data().unwrap();
+            assert_eq!(fibra::fs::__paths()[1], before[1]);
+        });
+    assert_eq!(fibra::fs::__live_buffers(), 0);
+    fibra::fs::__force_pool(false);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Under the migration opt-in a parked fiber may resume on another thread, away from its
+/// ring: misses go to the pool.
+#[test]
+fn migration_uses_the_pool() {
+    let _w = watchdog("migration_uses_the_pool");
+    let dir = std::env::temp_dir().join(format!("fibra-fs-migrate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("f");
+    let data = pattern(1 << 20);
+    write_cold(&p, &data);
+    let b = fibra::Runtime::builder().workers(2);
+    // SAFETY: the fibers below hold no `!Send` values or thread-local addresses across parks.
+    let rt = unsafe { b.migrate_started_fibers() }.build().unwrap();
+    let p2 = p.clone();
+    rt.run(move || {
+        assert_eq!(fibra::fs::read(&p2).unwrap(), data);
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
