@@ -638,12 +638,17 @@ fn a_fiber_local_that_panics_on_drop_aborts_at_shutdown_too() {
     if is_child("a_fiber_local_that_panics_on_drop_aborts_at_shutdown_too") {
         fibra::run(|| {
             let (tx, rx) = fibra::chan::bounded::<()>(0);
+            let set = Arc::new(AtomicBool::new(false));
+            let s = set.clone();
             drop(fibra::spawn(move || {
                 let _keep = tx;
                 BAD.with(|b| *b.borrow_mut() = Some(PanicsOnDrop));
+                s.store(true, SeqCst);
                 let _ = rx.recv(); // parked until shutdown
             }));
-            fibra::yield_now();
+            while !set.load(SeqCst) {
+                fibra::yield_now();
+            }
         });
         unreachable!("the session ended after a fiber-local panicked on drop");
     }

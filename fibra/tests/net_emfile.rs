@@ -36,15 +36,6 @@ fn soft_nofile() -> u64 {
     lim.rlim_cur
 }
 
-/// The highest open fd number.
-fn max_fd() -> u64 {
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
-        .max()
-        .unwrap()
-}
-
 #[test]
 fn accept_backs_off_on_emfile_and_recovers() {
     let _w = common::watchdog_for("accept_backs_off_on_emfile", Duration::from_secs(60));
@@ -67,7 +58,7 @@ fn accept_backs_off_on_emfile_and_recovers() {
         // holes lie below it, which depend on what the test harness inherited); the fillers
         // take all of it, so the process is out of descriptors. The last few fillers are the
         // ballast given back later.
-        set_soft_nofile(max_fd() + 1 + 2 * CLIENTS as u64);
+        set_soft_nofile(common::max_fd() + 1 + 2 * CLIENTS as u64);
         let mut filler = Vec::new();
         while let Ok(f) = std::fs::File::open("/dev/null") {
             filler.push(f);

@@ -26,15 +26,6 @@ fn set_soft_nofile(n: u64) -> u64 {
     }
 }
 
-/// The highest open fd number.
-fn max_fd() -> u64 {
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
-        .max()
-        .unwrap()
-}
-
 #[test]
 fn nonblocking_accept_returns_emfile_at_once() {
     let _w = common::watchdog_for("nonblocking_accept_returns_emfile", Duration::from_secs(30));
@@ -54,7 +45,7 @@ fn nonblocking_accept_returns_emfile_at_once() {
         let _c2 = UnixStream::connect(&path).unwrap();
         tcp.set_nonblocking(true).unwrap();
         unix.set_nonblocking(true).unwrap();
-        let original = set_soft_nofile(max_fd() + 1 + 8);
+        let original = set_soft_nofile(common::max_fd() + 1 + 8);
         let mut filler = Vec::new();
         while let Ok(f) = std::fs::File::open("/dev/null") {
             filler.push(f);

@@ -295,6 +295,12 @@ mod loom_tests {
     use loom::sync::Arc;
     use loom::thread;
 
+    /// The fiber's side of a park: parks unless a token is already there. True if it stays
+    /// runnable (a token, or a wake between its park and the worker's switch-out).
+    fn fiber_parks_or_requeues(s: &State) -> bool {
+        s.take_notified() || s.transition_to_parked() == AfterPark::Requeue
+    }
+
     /// A fiber parks while another thread unparks it: whatever the interleaving, the fiber
     /// ends up either requeued by the worker or scheduled by the unparker — exactly once.
     #[test]
@@ -303,12 +309,7 @@ mod loom_tests {
             let s = Arc::new(State::new());
             let s2 = s.clone();
             let waker = thread::spawn(move || s2.unpark() == AfterUnpark::Schedule);
-            // The fiber: park unless a token is already there.
-            let requeued = if s.take_notified() {
-                true
-            } else {
-                s.transition_to_parked() == AfterPark::Requeue
-            };
+            let requeued = fiber_parks_or_requeues(&s);
             let scheduled = waker.join().unwrap();
             assert!(
                 requeued ^ scheduled,
@@ -402,11 +403,7 @@ mod loom_tests {
             let s = Arc::new(State::new());
             let s2 = s.clone();
             let canceller = thread::spawn(move || s2.request_cancel() == AfterCancel::Schedule);
-            let requeued = if s.take_notified() {
-                true
-            } else {
-                s.transition_to_parked() == AfterPark::Requeue
-            };
+            let requeued = fiber_parks_or_requeues(&s);
             let scheduled = canceller.join().unwrap();
             assert!(
                 requeued ^ scheduled,

@@ -188,3 +188,12 @@ pub fn two_workers_without_monitor() -> fibra::Runtime {
         .build()
         .unwrap()
 }
+
+/// The highest open fd number of this process.
+pub fn max_fd() -> u64 {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .unwrap()
+}
