@@ -12,7 +12,8 @@ use std::time::Duration;
 use crate::debug::signal::{install as install_signal_dump, valid_signal, SignalDumpConfig};
 use crate::error::{BuildError, SpawnError};
 use crate::fiber::{spawn_raw, wait_complete, SpawnSpec};
-use crate::sched::monitor::{self, StallReport};
+use crate::sched::monitor;
+use crate::sched::stall::StallReport;
 use crate::sched::{context, worker::Worker, Config, Shared, StallHook};
 use crate::stack::{checked_stack_size, DEFAULT_STACK_SIZE};
 

@@ -51,6 +51,8 @@ mod registry;
 pub(crate) mod sessions;
 mod shutdown;
 mod spare;
+pub(crate) mod stall;
+mod stall_log;
 pub(crate) mod stats;
 mod steal;
 pub(crate) mod worker;
@@ -70,9 +72,10 @@ use crate::time::Timers;
 pub(crate) use idle::{Idle, Sleeper, Unblock};
 use inbox::Inbox;
 pub(crate) use inbox::Linked;
-use monitor::{RunSignal, StallReport};
+use monitor::RunSignal;
 use queue::{Inject, Local, Stealer};
 pub(crate) use registry::Registry;
+use stall::StallReport;
 
 /// What the runtime builder decided, fixed for a session.
 #[derive(Clone, Debug)]

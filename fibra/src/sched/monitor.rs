@@ -17,9 +17,11 @@
 //!    once when hit). A CPU loop gets no spare: every core is already busy, and a spare would
 //!    only add a thread (Go likewise hands a P to a new thread only for syscalls). A spare runs the normal worker loop and retires when it has
 //!    been idle for a while with nothing homed on it and no worker stuck (`worker.rs`).
-//! 3. Reports the fiber once per episode through the `on_stall` hook: id, name, spawn
-//!    location, how long, and the thread's state in `/proc/self/task/<tid>/stat` (`S`/`D`: a
-//!    blocking syscall, `R`: a CPU loop).
+//! 3. Reports the fiber once per episode: id, name, spawn location, how long, and the cause
+//!    with advice that fits it, judged from the thread's CPU time over the stall and the
+//!    system call it sits in (`stall.rs`). The `on_stall` hook gets each episode as it begins;
+//!    without one, the default log prints a begin and an end line, sums up repeats and keeps
+//!    to a rate limit (`stall_log.rs`).
 //!
 //! # Failures
 //! - A spare that cannot start (`RLIMIT_NPROC`, `EAGAIN`) is reported once per session; the
@@ -42,15 +44,18 @@
 //! scheduling quantum). A run approaching the threshold shortens the next sleep, so a stall is
 //! seen within ~one sample of the threshold and a quiet runtime costs ~100 wake-ups a second.
 
-use std::fmt;
 use std::panic::Location;
 use std::ptr;
-use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering::*};
+use std::sync::atomic::{
+    fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicU8, Ordering::*,
+};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::queue::{self, Local};
+use super::stall::{cpu_time, syscall_of, thread_state, Evidence, StallKind, StallReport};
+use super::stall_log::{Shown, StallLog};
 use super::worker::Worker;
 use super::Shared;
 use crate::fiber::{FiberId, FiberRef};
@@ -65,6 +70,14 @@ const QUIET_SAMPLES: u32 = 50;
 /// (a contended lock, a page fault), and a spare would only add a thread there.
 const SYSCALL_FOR: Duration = Duration::from_millis(1);
 
+/// Values of [`RunSignal::activity`]: set by the driving thread around work the monitor
+/// should not mistake for a stall's cause (the panic hook, `debug/panic.rs`).
+pub(crate) mod activity {
+    pub(crate) const NONE: u8 = 0;
+    /// Inside the panic hook (the default hook captures a backtrace when asked to).
+    pub(crate) const PANICKING: u8 = 1;
+}
+
 /// What a slot's driving thread publishes for the monitor (see the module header).
 pub(crate) struct RunSignal {
     /// Odd while a fiber runs, even between runs. Written by the driving thread only.
@@ -74,6 +87,10 @@ pub(crate) struct RunSignal {
     spawned_at: AtomicPtr<Location<'static>>,
     /// The Linux thread id of the driving thread.
     tid: AtomicI32,
+    /// The driving thread's CPU clock (`pthread_getcpuclockid`), or -1.
+    cpu_clock: AtomicI32,
+    /// What the running fiber is busy with that the monitor should know ([`activity`]).
+    pub(crate) activity: AtomicU8,
     /// A thread drives this slot. Set by whoever starts the thread; cleared by a retiring spare.
     pub(crate) active: AtomicBool,
 }
@@ -85,6 +102,8 @@ impl RunSignal {
             fiber_id: AtomicU64::new(0),
             spawned_at: AtomicPtr::new(ptr::null_mut()),
             tid: AtomicI32::new(0),
+            cpu_clock: AtomicI32::new(-1),
+            activity: AtomicU8::new(activity::NONE),
             active: AtomicBool::new(false),
         }
     }
@@ -93,6 +112,7 @@ impl RunSignal {
     pub(crate) fn thread_start(&self) -> u64 {
         // SAFETY: `gettid` has no preconditions.
         self.tid.store(unsafe { libc::gettid() }, Relaxed);
+        self.cpu_clock.store(super::stall::own_cpu_clock(), Relaxed);
         self.seq.load(Relaxed) // our own slot: only we (or this slot's earlier thread) wrote it
     }
 
@@ -136,101 +156,6 @@ impl RunSignal {
     }
 }
 
-/// Why the monitor thinks a worker is stuck, from the thread's scheduler state.
-///
-/// ```
-/// let (tx, rx) = std::sync::mpsc::channel();
-/// let rt = fibra::Runtime::builder()
-///     .workers(1)
-///     .on_stall(move |r: &fibra::StallReport| {
-///         let _ = tx.send(r.kind);
-///     })
-///     .build()
-///     .unwrap();
-/// // The root fiber blocks its worker in a system call until the monitor reports it.
-/// let kind = rt.run(move || rx.recv().unwrap());
-/// assert_eq!(kind, fibra::StallKind::Syscall);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StallKind {
-    /// The thread sleeps in the kernel (state `S` or `D`): a blocking syscall.
-    Syscall,
-    /// The thread is runnable (state `R`): a CPU loop.
-    CpuLoop,
-    /// The state could not be read, or is another one.
-    Unknown,
-}
-
-/// A worker that stayed inside one fiber run longer than the stall threshold; handed to the
-/// [`on_stall`](crate::RuntimeBuilder::on_stall) hook once per episode. Its `Display` is the
-/// default report line.
-///
-/// ```
-/// use std::sync::{Arc, Mutex};
-/// let seen = Arc::new(Mutex::new(None));
-/// let s2 = seen.clone();
-/// let rt = fibra::Runtime::builder()
-///     .workers(2)
-///     .stall_threshold(std::time::Duration::from_millis(5))
-///     .on_stall(move |r: &fibra::StallReport| *s2.lock().unwrap() = Some(r.fiber_name.clone()))
-///     .build()
-///     .unwrap();
-/// rt.run(|| {
-///     let h = fibra::Builder::new().name("sleepy").spawn(|| {
-///         std::thread::sleep(std::time::Duration::from_millis(100)) // blocks its worker
-///     });
-///     h.unwrap().join().unwrap();
-/// });
-/// assert_eq!(*seen.lock().unwrap(), Some(Some("sleepy".to_string())));
-/// ```
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct StallReport {
-    /// The stuck worker's index.
-    pub worker: usize,
-    /// The fiber it runs.
-    pub fiber_id: FiberId,
-    /// The fiber's name, if it has one.
-    pub fiber_name: Option<String>,
-    /// Where the fiber was spawned.
-    pub spawned_at: &'static Location<'static>,
-    /// How long the run has lasted so far (a lower bound).
-    pub stuck_for: Duration,
-    /// Syscall or CPU loop, from the thread's state.
-    pub kind: StallKind,
-    /// The state letter of `/proc/self/task/<tid>/stat`, if it could be read.
-    pub thread_state: Option<char>,
-}
-
-impl fmt::Display for StallReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "fibra: worker {} stuck {} ms in fiber {}",
-            self.worker,
-            self.stuck_for.as_millis(),
-            self.fiber_id
-        )?;
-        if let Some(name) = &self.fiber_name {
-            write!(f, " {name:?}")?;
-        }
-        write!(f, " (spawned at {})", self.spawned_at)?;
-        let state = self.thread_state.unwrap_or('?');
-        match self.kind {
-            StallKind::Syscall => write!(
-                f,
-                ", looks like a blocking syscall (thread state {state}): wrap it in fibra::run_blocking"
-            ),
-            StallKind::CpuLoop => write!(
-                f,
-                ", looks like a CPU loop (thread state {state}): call fibra::yield_now in it"
-            ),
-            StallKind::Unknown => write!(f, " (thread state {state})"),
-        }
-    }
-}
-
 /// Per slot: what the monitor saw last.
 #[derive(Default)]
 struct Watch {
@@ -240,6 +165,11 @@ struct Watch {
     reported: bool,
     /// Since when every sample saw the stuck thread sleeping in the kernel.
     in_kernel_since: Option<Instant>,
+    /// The thread's CPU clock and the slot's spawn count when this run was first seen.
+    cpu_at_start: Option<Duration>,
+    spawns_at_start: u64,
+    /// The report of the stall under way (begun), and what the default log did with it.
+    begun: Option<(StallReport, Shown)>,
 }
 
 /// A thread state that means the thread sleeps in the kernel (a blocking syscall).
@@ -249,6 +179,8 @@ fn in_syscall(state: Option<char>) -> bool {
 
 pub(crate) struct Monitor {
     shared: Arc<Shared>,
+    /// The default report (quiet: begin and end lines, repeats summed up, rate-limited).
+    log: StallLog,
     watch: Vec<Watch>,
     /// Threads started on spare slots, by slot - workers.
     spares: Vec<Option<JoinHandle<()>>>,
@@ -266,6 +198,7 @@ pub(crate) fn start(shared: &Arc<Shared>) -> std::io::Result<Option<JoinHandle<(
     }
     let monitor = Monitor {
         shared: shared.clone(),
+        log: StallLog::new(Instant::now()),
         watch: (0..shared.slots.len()).map(|_| Watch::default()).collect(),
         spares: (0..shared.config.max_spare_workers).map(|_| None).collect(),
         scratch: queue::local().0,
@@ -319,11 +252,23 @@ impl Monitor {
             let seq = signal.seq.load(Relaxed);
             let w = &mut self.watch[idx];
             if !active || seq != w.seq || seq % 2 == 0 {
+                let ended = std::mem::take(&mut w.begun);
+                let ran = w.since.map(|t| now - t);
+                // A new run: note the thread's CPU clock and the spawn count to judge it by,
+                // should it get stuck (one `clock_gettime` per run the monitor sees).
+                let fresh = active && seq % 2 == 1;
                 *w = Watch {
                     seq,
                     since: Some(now),
+                    cpu_at_start: fresh
+                        .then(|| cpu_time(signal.cpu_clock.load(Relaxed)))
+                        .flatten(),
+                    spawns_at_start: self.shared.slots[idx].stats.spawns.load(Relaxed),
                     ..Watch::default()
                 };
+                if let (Some((report, shown)), Some(ran)) = (ended, ran) {
+                    self.log.ended(&report, ran.max(report.stuck_for), shown);
+                }
                 continue;
             }
             let since = *w.since.get_or_insert(now);
@@ -337,6 +282,16 @@ impl Monitor {
             }
             w.stuck = true;
             stuck_now += 1;
+            if let Some((report, _)) = &mut w.begun {
+                // Keep the judgement current for the end line: CPU over the whole stall.
+                report.stuck_for = now - since;
+                if let (Some(c0), Some(c)) =
+                    (w.cpu_at_start, cpu_time(signal.cpu_clock.load(Relaxed)))
+                {
+                    report.cpu_time = Some(c.saturating_sub(c0));
+                    report.kind = rejudge(report);
+                }
+            }
             w.in_kernel_since = match in_syscall(thread_state(signal.tid.load(Relaxed))) {
                 true => Some(w.in_kernel_since.unwrap_or(now)),
                 false => None,
@@ -344,6 +299,7 @@ impl Monitor {
             let in_kernel_for = w.in_kernel_since.map(|t| now - t);
             in_syscalls += usize::from(in_kernel_for.is_some_and(|d| d >= SYSCALL_FOR));
             let report = !std::mem::replace(&mut w.reported, true);
+            let (cpu_at_start, spawns_at_start) = (w.cpu_at_start, w.spawns_at_start);
             acted |= self.hand_off(idx);
             acted |= self.poll_io_of(idx);
             if self.shared.config.migrate {
@@ -361,9 +317,11 @@ impl Monitor {
                 };
             }
             if report {
-                self.report(idx, seq, now - since);
+                let begun = self.report(idx, seq, now, now - since, cpu_at_start, spawns_at_start);
+                self.watch[idx].begun = begun;
             }
         }
+        self.log.tick(now);
         self.shared.stuck.store(stuck_now, Relaxed); // a hint for retiring spares
         if stuck_now > 0 {
             acted |= self.add_capacity(in_syscalls);
@@ -471,16 +429,28 @@ impl Monitor {
         true
     }
 
-    /// Reports the fiber running on stuck slot `idx` (whose counter read `seq`).
-    fn report(&self, idx: usize, seq: u64, stuck_for: Duration) {
-        let signal = &self.shared.slots[idx].signal;
+    /// Reports the fiber running on stuck slot `idx` (whose counter read `seq`): judges the
+    /// cause, hands the report to the hook or the default log. Returns the report and what the
+    /// log did with it, for the end line.
+    fn report(
+        &mut self,
+        idx: usize,
+        seq: u64,
+        now: Instant,
+        stuck_for: Duration,
+        cpu_at_start: Option<Duration>,
+        spawns_at_start: u64,
+    ) -> Option<(StallReport, Shown)> {
+        let slot = &self.shared.slots[idx];
+        let signal = &slot.signal;
         let id = signal.fiber_id.load(Relaxed);
         let at = signal.spawned_at.load(Relaxed);
+        let panicking = signal.activity.load(Relaxed) == activity::PANICKING;
         // Seqlock read: the Acquire fence pairs with `run_start`'s Release store, and an
-        // unchanged `seq` means the two loads above belong to the run we saw stuck.
+        // unchanged `seq` means the loads above belong to the run we saw stuck.
         fence(Acquire);
         if signal.seq.load(Relaxed) != seq || id == 0 || at.is_null() {
-            return;
+            return None;
         }
         // SAFETY: `spawned_at` only ever holds null or a `&'static Location` (`run_start`).
         let spawned_at: &'static Location<'static> = unsafe { &*at };
@@ -490,31 +460,67 @@ impl Monitor {
                 .find(id)
                 .map(|f| f.identity.name.as_deref().map(str::to_owned))
         });
-        let thread_state = thread_state(signal.tid.load(Relaxed));
+        let tid = signal.tid.load(Relaxed);
+        let cpu_now = cpu_time(signal.cpu_clock.load(Relaxed));
+        let evidence = Evidence {
+            cpu_time: cpu_at_start.zip(cpu_now).map(|(a, b)| b.saturating_sub(a)),
+            wall: stuck_for,
+            syscall: syscall_of(tid),
+            thread_state: thread_state(tid),
+            spawned: slot
+                .stats
+                .spawns
+                .load(Relaxed)
+                .wrapping_sub(spawns_at_start),
+            panicking,
+        };
         let report = StallReport {
             worker: idx,
             fiber_id: FiberId::new(id),
             fiber_name: fiber_name.flatten(),
             spawned_at,
             stuck_for,
-            kind: match thread_state {
-                Some('S' | 'D') => StallKind::Syscall,
-                Some('R') => StallKind::CpuLoop,
-                _ => StallKind::Unknown,
-            },
-            thread_state,
+            kind: evidence.judge(),
+            cpu_time: evidence.cpu_time,
+            syscall: evidence.syscall.as_ref().map(|c| c.describe()),
+            waiting: slot.registry.len().saturating_sub(1),
+            spawned: evidence.spawned,
+            thread_state: evidence.thread_state,
         };
         super::stats::bump(&self.shared.monitor_stats.stall_reports);
-        let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            match &self.shared.config.on_stall {
-                Some(hook) => (hook.0)(&report),
-                None => eprintln!("{report}"),
+        let shown = match &self.shared.config.on_stall {
+            None => self.log.began(&report, now),
+            Some(hook) => {
+                let delivered =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (hook.0)(&report)));
+                if let Err(payload) = delivered {
+                    eprintln!("fibra: the on_stall hook panicked; the report was: {report}");
+                    drop_payload(payload);
+                }
+                Shown::Aggregated // the hook had it; the default log prints no end line
             }
-        }));
-        if let Err(payload) = delivered {
-            eprintln!("fibra: the on_stall hook panicked; the report was: {report}");
-            drop_payload(payload);
+        };
+        Some((report, shown))
+    }
+}
+
+/// The cause of a stall under way, judged again with the CPU time over all of it so far: a
+/// loop stays a loop, and a thread first seen waiting for a core that then used most of it
+/// becomes one. A blocked call stays what it was.
+fn rejudge(r: &StallReport) -> StallKind {
+    match r.kind {
+        StallKind::Preempted | StallKind::CpuLoop | StallKind::Unknown => {
+            let wall = r.stuck_for.as_secs_f64();
+            let share = r.cpu_time.map_or(0.0, |c| c.as_secs_f64() / wall.max(1e-9));
+            if share >= 0.2 {
+                StallKind::CpuLoop
+            } else if r.kind == StallKind::CpuLoop {
+                StallKind::Preempted
+            } else {
+                r.kind
+            }
         }
+        k => k,
     }
 }
 
@@ -526,11 +532,4 @@ fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
         eprintln!("fibra: dropping the on_stall hook's panic payload panicked too; leaking it");
         std::mem::forget(again);
     }
-}
-
-/// The state letter of a thread of this process (`man 5 proc`: the field after `(comm)`).
-fn thread_state(tid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    after_comm.split_whitespace().next()?.chars().next()
 }
