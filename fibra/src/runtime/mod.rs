@@ -282,8 +282,14 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Replaces the stall report (default: one line on stderr, [`StallReport`]'s `Display`).
-    /// Called on the monitor thread, once per stuck episode; keep it short (log it, count it).
+    /// Replaces the default stall report with `hook`, called on the monitor thread once per
+    /// stuck episode, as it begins; keep it short (log it, count it).
+    ///
+    /// The default report is a quiet log on stderr: a line when a stall begins
+    /// ([`StallReport`]'s `Display`: the fiber, the cause and advice that fits it), a line when
+    /// it ends (with its length), repeats of one fiber's stalls summed up in one line per
+    /// 10 s ("fiber 42 stalled 37 more times in 10 s, worst 120 ms"), and at most 10 begin
+    /// lines at once, then one a second.
     ///
     /// # Panics
     /// A panic in `hook` is caught on the monitor thread and reported on stderr with the

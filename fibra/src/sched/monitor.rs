@@ -168,6 +168,8 @@ struct Watch {
     /// The thread's CPU clock and the slot's spawn count when this run was first seen.
     cpu_at_start: Option<Duration>,
     spawns_at_start: u64,
+    /// The spawn count at the last look before the threshold.
+    spawns_prev: u64,
     /// The report of the stall under way (begun), and what the default log did with it.
     begun: Option<(StallReport, Shown)>,
 }
@@ -257,13 +259,15 @@ impl Monitor {
                 // A new run: note the thread's CPU clock and the spawn count to judge it by,
                 // should it get stuck (one `clock_gettime` per run the monitor sees).
                 let fresh = active && seq % 2 == 1;
+                let spawns = self.shared.slots[idx].stats.spawns.load(Relaxed);
                 *w = Watch {
                     seq,
                     since: Some(now),
                     cpu_at_start: fresh
                         .then(|| cpu_time(signal.cpu_clock.load(Relaxed)))
                         .flatten(),
-                    spawns_at_start: self.shared.slots[idx].stats.spawns.load(Relaxed),
+                    spawns_at_start: spawns,
+                    spawns_prev: spawns,
                     ..Watch::default()
                 };
                 if let (Some((report, shown)), Some(ran)) = (ended, ran) {
@@ -277,7 +281,12 @@ impl Monitor {
                 continue;
             };
             if now < due {
-                next_due = Some(next_due.map_or(due, |t| t.min(due)));
+                // One look shortly before the threshold, so that a report can tell a fiber
+                // still spawning from one that spawned a batch long ago and then looped.
+                w.spawns_prev = self.shared.slots[idx].stats.spawns.load(Relaxed);
+                let look = due - threshold / 8;
+                let next = if now < look { look } else { due };
+                next_due = Some(next_due.map_or(next, |t| t.min(next)));
                 continue;
             }
             w.stuck = true;
@@ -299,7 +308,8 @@ impl Monitor {
             let in_kernel_for = w.in_kernel_since.map(|t| now - t);
             in_syscalls += usize::from(in_kernel_for.is_some_and(|d| d >= SYSCALL_FOR));
             let report = !std::mem::replace(&mut w.reported, true);
-            let (cpu_at_start, spawns_at_start) = (w.cpu_at_start, w.spawns_at_start);
+            let spawns = (w.spawns_at_start, w.spawns_prev);
+            let cpu_at_start = w.cpu_at_start;
             acted |= self.hand_off(idx);
             acted |= self.poll_io_of(idx);
             if self.shared.config.migrate {
@@ -317,7 +327,7 @@ impl Monitor {
                 };
             }
             if report {
-                let begun = self.report(idx, seq, now, now - since, cpu_at_start, spawns_at_start);
+                let begun = self.report(idx, seq, now, now - since, cpu_at_start, spawns);
                 self.watch[idx].begun = begun;
             }
         }
@@ -439,7 +449,7 @@ impl Monitor {
         now: Instant,
         stuck_for: Duration,
         cpu_at_start: Option<Duration>,
-        spawns_at_start: u64,
+        (spawns_at_start, spawns_prev): (u64, u64),
     ) -> Option<(StallReport, Shown)> {
         let slot = &self.shared.slots[idx];
         let signal = &slot.signal;
@@ -462,16 +472,14 @@ impl Monitor {
         });
         let tid = signal.tid.load(Relaxed);
         let cpu_now = cpu_time(signal.cpu_clock.load(Relaxed));
+        let spawns_now = slot.stats.spawns.load(Relaxed);
         let evidence = Evidence {
             cpu_time: cpu_at_start.zip(cpu_now).map(|(a, b)| b.saturating_sub(a)),
             wall: stuck_for,
             syscall: syscall_of(tid),
             thread_state: thread_state(tid),
-            spawned: slot
-                .stats
-                .spawns
-                .load(Relaxed)
-                .wrapping_sub(spawns_at_start),
+            spawned: spawns_now.wrapping_sub(spawns_at_start),
+            still_spawning: spawns_now != spawns_prev,
             panicking,
         };
         let report = StallReport {

@@ -210,6 +210,8 @@ pub(crate) struct Evidence {
     pub(crate) syscall: Option<Syscall>,
     pub(crate) thread_state: Option<char>,
     pub(crate) spawned: u64,
+    /// The spawn count moved since the monitor's last look (≥ threshold / 8 before).
+    pub(crate) still_spawning: bool,
     pub(crate) panicking: bool,
 }
 
@@ -244,7 +246,7 @@ impl Evidence {
             _ => None,
         };
         let busy = share.is_some_and(|s| s >= CPU_LOOP_SHARE);
-        if busy && self.spawned >= SPAWN_BATCH {
+        if busy && self.still_spawning && self.spawned >= SPAWN_BATCH {
             return StallKind::Spawning;
         }
         // Sitting in a call now, and not busy: the call is the cause. A busy thread seen in a
@@ -495,6 +497,7 @@ mod tests {
             syscall: call,
             thread_state: Some(state),
             spawned: 0,
+            still_spawning: false,
             panicking: false,
         }
     }
@@ -551,6 +554,8 @@ mod tests {
     fn spawning_and_panicking_are_told_apart() {
         let mut e = ev(40, 50, None, 'R');
         e.spawned = 1000;
+        assert_eq!(e.judge(), StallKind::CpuLoop); // spawned a batch, then looped
+        e.still_spawning = true;
         assert_eq!(e.judge(), StallKind::Spawning);
         e.panicking = true;
         assert_eq!(e.judge(), StallKind::Panicking);
