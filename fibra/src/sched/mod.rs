@@ -98,6 +98,8 @@ pub(crate) struct Config {
     pub(crate) coop_budget: u32,
     /// One I/O poller for all workers instead of one each (`io/reactor`).
     pub(crate) shared_poller: bool,
+    /// Panics in this session's fibers name the fiber (`debug/panic.rs`).
+    pub(crate) panic_names_fiber: bool,
 }
 
 /// The user's stall hook (`RuntimeBuilder::on_stall`).
@@ -347,6 +349,7 @@ pub(crate) fn test_shared() -> Arc<Shared> {
         on_stall: None,
         coop_budget: crate::coop::DEFAULT_BUDGET,
         shared_poller: false,
+        panic_names_fiber: true,
     };
     Arc::new(Shared::new(config, Arc::new(())))
 }

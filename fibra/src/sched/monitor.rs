@@ -78,6 +78,15 @@ pub(crate) mod activity {
     pub(crate) const PANICKING: u8 = 1;
 }
 
+/// Sets the calling worker's [`activity`] and returns what it was; a no-op returning
+/// `activity::NONE` on a thread that is not a worker. Driving thread only (the one writer).
+pub(crate) fn set_activity(a: u8) -> u8 {
+    super::context::with_worker(|w| match w {
+        Some(w) => w.slot().signal.activity.swap(a, Relaxed),
+        None => activity::NONE,
+    })
+}
+
 /// What a slot's driving thread publishes for the monitor (see the module header).
 pub(crate) struct RunSignal {
     /// Odd while a fiber runs, even between runs. Written by the driving thread only.
@@ -236,6 +245,14 @@ impl Monitor {
             // `finish_session` unparks us at shutdown.
             thread::park_timeout(delay.min(until_due).max(MIN_DELAY));
         }
+        // Stalls still under way end with the session: their end lines.
+        let now = Instant::now();
+        for w in &mut self.watch {
+            if let (Some((report, shown)), Some(since)) = (w.begun.take(), w.since) {
+                self.log.ended(&report, (now - since).max(report.stuck_for), shown);
+            }
+        }
+        self.log.tick(now);
         for t in self.spares.iter_mut().filter_map(Option::take) {
             let _ = t.join(); // a worker that panicked already reported it on stderr
         }
