@@ -166,6 +166,19 @@ fn a_cpu_loop_is_reported_as_one() {
     assert_eq!(begin.len(), 1, "stderr:\n{err}");
     assert!(begin[0].contains("a CPU loop ("), "stderr:\n{err}");
     assert!(begin[0].contains("fibra::yield_now"), "stderr:\n{err}");
+    // The stuck thread's stack, taken without stopping it, follows the begin line.
+    let after = &err[err.find(begin[0]).unwrap()..];
+    let stack: Vec<_> = after
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .collect();
+    assert!(
+        stack
+            .iter()
+            .any(|l| l.contains("debug_stall::spin_here at ") && l.contains("debug_stall.rs:")),
+        "stderr:\n{err}"
+    );
     assert_eq!(lines_with(&err, "free again").len(), 1, "stderr:\n{err}");
 }
 
@@ -248,5 +261,66 @@ fn panics_do_not_name_the_fiber_when_turned_off() {
     assert!(
         err.contains("boom") && !err.contains("fibra: panic in fiber"),
         "stderr:\n{err}"
+    );
+}
+
+#[inline(never)]
+fn spin_until(stop: &std::sync::atomic::AtomicBool) {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::hint::spin_loop();
+    }
+}
+
+/// `dump()` shows a running fiber's stack: its worker thread copies it in a signal handler
+/// while the fiber keeps running.
+#[test]
+fn dump_shows_the_stack_of_a_running_fiber() {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    use std::sync::Arc;
+    let _w = watchdog_for("dump_shows_the_stack_of_a_running_fiber", CHILD_LIMIT);
+    let rt = Runtime::builder()
+        .workers(2)
+        .monitor(false)
+        .build()
+        .unwrap();
+    let rt2 = rt.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (stop2, stop3) = (stop.clone(), stop.clone());
+    let spinning = Arc::new(AtomicBool::new(false));
+    let spinning2 = spinning.clone();
+    let dumper = std::thread::spawn(move || {
+        while !spinning2.load(Relaxed) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let d = rt2.dump();
+        stop3.store(true, Relaxed);
+        d
+    });
+    rt.run(move || {
+        let h = fibra::Builder::new().name("spinner").spawn(move || {
+            spinning.store(true, Relaxed);
+            spin_until(&stop2);
+        });
+        h.unwrap().join().unwrap();
+    });
+    let _ = stop;
+    let d = dumper.join().unwrap();
+    let f = d
+        .fibers
+        .iter()
+        .find(|f| f.name.as_deref() == Some("spinner"))
+        .unwrap();
+    assert!(
+        matches!(f.state, fibra::debug::FiberState::Running { .. }),
+        "{d}"
+    );
+    let fibra::debug::Trace::Frames(frames) = &f.backtrace else {
+        panic!("no backtrace for the running fiber: {d}")
+    };
+    assert!(
+        frames
+            .iter()
+            .any(|fr| fr.function.ends_with("debug_stall::spin_until")),
+        "{d}"
     );
 }

@@ -47,7 +47,7 @@
 use std::panic::Location;
 use std::ptr;
 use std::sync::atomic::{
-    fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicU8, Ordering::*,
+    fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering::*,
 };
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -98,6 +98,9 @@ pub(crate) struct RunSignal {
     tid: AtomicI32,
     /// The driving thread's CPU clock (`pthread_getcpuclockid`), or -1.
     cpu_clock: AtomicI32,
+    /// The driving thread's own stack `[lo, hi)`, for a capture of it (0, 0: unknown).
+    stack_lo: AtomicUsize,
+    stack_hi: AtomicUsize,
     /// What the running fiber is busy with that the monitor should know ([`activity`]).
     pub(crate) activity: AtomicU8,
     /// A thread drives this slot. Set by whoever starts the thread; cleared by a retiring spare.
@@ -112,6 +115,8 @@ impl RunSignal {
             spawned_at: AtomicPtr::new(ptr::null_mut()),
             tid: AtomicI32::new(0),
             cpu_clock: AtomicI32::new(-1),
+            stack_lo: AtomicUsize::new(0),
+            stack_hi: AtomicUsize::new(0),
             activity: AtomicU8::new(activity::NONE),
             active: AtomicBool::new(false),
         }
@@ -122,6 +127,9 @@ impl RunSignal {
         // SAFETY: `gettid` has no preconditions.
         self.tid.store(unsafe { libc::gettid() }, Relaxed);
         self.cpu_clock.store(super::stall::own_cpu_clock(), Relaxed);
+        let (lo, hi) = crate::sys::own_stack_bounds().unwrap_or((0, 0));
+        self.stack_lo.store(lo, Relaxed);
+        self.stack_hi.store(hi, Relaxed);
         self.seq.load(Relaxed) // our own slot: only we (or this slot's earlier thread) wrote it
     }
 
@@ -249,7 +257,8 @@ impl Monitor {
         let now = Instant::now();
         for w in &mut self.watch {
             if let (Some((report, shown)), Some(since)) = (w.begun.take(), w.since) {
-                self.log.ended(&report, (now - since).max(report.stuck_for), shown);
+                self.log
+                    .ended(&report, (now - since).max(report.stuck_for), shown);
             }
         }
         self.log.tick(now);
@@ -511,11 +520,21 @@ impl Monitor {
             waiting: slot.registry.len().saturating_sub(1),
             spawned: evidence.spawned,
             thread_state: evidence.thread_state,
+            stack: Vec::new(),
         };
         super::stats::bump(&self.shared.monitor_stats.stall_reports);
+        let mut report = report;
         let shown = match &self.shared.config.on_stall {
-            None => self.log.began(&report, now),
+            None => {
+                let shown = self.log.admit(&report, now);
+                if shown == Shown::Printed {
+                    report.stack = stack_of(signal);
+                    self.log.print_begin(&report);
+                }
+                shown
+            }
             Some(hook) => {
+                report.stack = stack_of(signal);
                 let delivered =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (hook.0)(&report)));
                 if let Err(payload) = delivered {
@@ -527,6 +546,37 @@ impl Monitor {
         };
         Some((report, shown))
     }
+}
+
+/// The stack of the thread driving `signal`'s slot, now, from the running fiber's frames
+/// down to its entry: a signal makes the thread copy its registers and live stack
+/// (`sys/linux/capture.rs`); the copy is unwound and symbolised here. Empty if the thread did
+/// not answer within 100 ms (it cannot be interrupted: stopped, or the signal blocked).
+fn stack_of(signal: &RunSignal) -> Vec<String> {
+    running_stack(signal)
+        .map(super::stall::fiber_frames)
+        .unwrap_or_default()
+}
+
+/// The symbolised stack, `(function, file:line:col)` innermost first, of the thread driving
+/// `signal`'s slot, taken now without stopping it (see [`stack_of`]); `None` if it did not
+/// answer, or its run ended meanwhile. Any thread but that one. `debug::dump` shows it for running fibers.
+pub(crate) fn running_stack(signal: &RunSignal) -> Option<Vec<(String, Option<String>)>> {
+    let tid = signal.tid.load(Relaxed);
+    // SAFETY: `gettid` has no preconditions.
+    if tid == 0 || tid == unsafe { libc::gettid() } {
+        return None;
+    }
+    let bounds = (signal.stack_lo.load(Relaxed), signal.stack_hi.load(Relaxed));
+    let bounds = (bounds.1 != 0).then_some(bounds);
+    // The same run before and after the copy, or the copy may show another fiber (or none).
+    let seq = signal.seq.load(Acquire);
+    let snap = crate::sys::capture_thread(tid, bounds, Duration::from_millis(100))?;
+    if seq % 2 == 0 || signal.seq.load(Acquire) != seq {
+        return None;
+    }
+    let frames = crate::sys::unwind(snap.ip, snap.sp, snap.bp, &snap.stack);
+    Some(crate::sys::symbolise(&frames))
 }
 
 /// The cause of a stall under way, judged again with the CPU time over all of it so far: a

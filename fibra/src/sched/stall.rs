@@ -119,6 +119,9 @@ pub struct StallReport {
     pub spawned: u64,
     /// The state letter of `/proc/self/task/<tid>/stat`, if it could be read.
     pub thread_state: Option<char>,
+    /// The stuck thread's stack when the stall began, innermost first, down to the fiber's
+    /// entry: `function at file:line:col` (empty if it could not be taken).
+    pub stack: Vec<String>,
 }
 
 impl StallReport {
@@ -198,8 +201,47 @@ impl fmt::Display for StallReport {
             self.stuck_for.as_millis(),
             self.who(),
             self.cause()
-        )
+        )?;
+        for frame in &self.stack {
+            write!(f, "\n    {frame}")?;
+        }
+        Ok(())
     }
+}
+
+/// Keeps a stuck thread's frames down to the fiber's entry (the trampoline and the worker
+/// loop below it say nothing about the stall), as `function at file:line:col`.
+pub(crate) fn fiber_frames(frames: Vec<(String, Option<String>)>) -> Vec<String> {
+    let is_entry = |f: &str| {
+        f.starts_with("corosensei::")
+            || f.starts_with("fibra::fiber::switch::")
+            || f.contains("fibra::fiber::join::Start")
+            || f.starts_with("<fibra::fiber::join::Packet")
+    };
+    let is_signal = |f: &str| f.starts_with("fibra::sys::linux::capture::");
+    // The closure shims between the entry and the fiber's code (catch_unwind and friends).
+    let is_shim = |f: &str| {
+        f.starts_with("std::panic")
+            || f.starts_with("core::ops::function")
+            || f.starts_with("__rust")
+            || f.starts_with("<core::panic::unwind_safe")
+            || f.starts_with("<alloc::boxed::Box<F")
+            || f.starts_with("fibra::fiber::")
+    };
+    let mut kept: Vec<_> = frames
+        .into_iter()
+        .filter(|(f, _)| !is_signal(f))
+        .take_while(|(f, _)| !is_entry(f))
+        .collect();
+    while kept.last().is_some_and(|(f, _)| is_shim(f)) {
+        kept.pop();
+    }
+    kept.into_iter()
+        .map(|(f, loc)| match loc {
+            Some(l) => format!("{f} at {l}"),
+            None => f,
+        })
+        .collect()
 }
 
 /// What the monitor read about a stuck thread, before it is judged.

@@ -74,8 +74,25 @@ impl StallLog {
         }
     }
 
-    /// A stall began.
+    /// A stall began: admits and prints its begin line ([`admit`](Self::admit), then
+    /// [`print_begin`](Self::print_begin) if admitted).
+    #[cfg(test)]
     pub(crate) fn began(&mut self, r: &StallReport, now: Instant) -> Shown {
+        let shown = self.admit(r, now);
+        if shown == Shown::Printed {
+            self.print_begin(r);
+        }
+        shown
+    }
+
+    /// Prints the begin line of a stall that [`admit`](Self::admit) let through.
+    pub(crate) fn print_begin(&mut self, r: &StallReport) {
+        (self.out)(&r.to_string());
+    }
+
+    /// A stall began: is its begin line printed, folded into a repeat count or held back by
+    /// the rate limit? (The monitor takes the stack only for lines that print.)
+    pub(crate) fn admit(&mut self, r: &StallReport, now: Instant) -> Shown {
         let key = (r.fiber_id.as_u64(), r.spawned_at);
         if let Some(rep) = self.repeats.get_mut(&key) {
             rep.times += 1;
@@ -98,7 +115,6 @@ impl StallLog {
             return Shown::Limited;
         }
         self.tokens -= 1;
-        (self.out)(&r.to_string());
         Shown::Printed
     }
 
@@ -213,6 +229,7 @@ mod tests {
             waiting: 3,
             spawned: 0,
             thread_state: Some('S'),
+            stack: Vec::new(),
         }
     }
 
