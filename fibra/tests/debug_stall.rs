@@ -21,7 +21,11 @@ const CHILD_LIMIT: Duration = Duration::from_secs(60);
 /// Long enough that a busy 2-core machine does not stall a healthy run past it.
 const THRESHOLD: Duration = Duration::from_millis(50);
 
+/// One child at a time: the socket test's busy processes would starve the others' loops.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run_child(test: &str) -> String {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let out: Output = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(CHILD, test)
@@ -277,6 +281,7 @@ fn spin_until(stop: &std::sync::atomic::AtomicBool) {
 fn dump_shows_the_stack_of_a_running_fiber() {
     use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
     use std::sync::Arc;
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let _w = watchdog_for("dump_shows_the_stack_of_a_running_fiber", CHILD_LIMIT);
     let rt = Runtime::builder()
         .workers(2)

@@ -54,7 +54,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::queue::{self, Local};
-use super::stall::{cpu_time, syscall_of, thread_state, Evidence, StallKind, StallReport};
+use super::stall::{
+    cpu_time, sched_stat, syscall_of, thread_state, Evidence, StallKind, StallReport,
+};
 use super::stall_log::{Shown, StallLog};
 use super::worker::Worker;
 use super::Shared;
@@ -187,6 +189,8 @@ struct Watch {
     spawns_at_start: u64,
     /// The spawn count at the last look before the threshold.
     spawns_prev: u64,
+    /// When the look at half the threshold was, and the thread's CPU and run-queue wait then.
+    sched_at_half: Option<(Instant, (Duration, Duration))>,
     /// The report of the stall under way (begun), and what the default log did with it.
     begun: Option<(StallReport, Shown)>,
 }
@@ -307,11 +311,21 @@ impl Monitor {
                 continue;
             };
             if now < due {
-                // One look shortly before the threshold, so that a report can tell a fiber
-                // still spawning from one that spawned a batch long ago and then looped.
+                // A look at half the threshold notes the thread's scheduler times (a file
+                // read, so only for runs that last), to tell a starved loop (runnable all
+                // along) from a thread that slept; one shortly before the threshold tells a
+                // fiber still spawning from one that spawned a batch and then looped.
+                let half = since + threshold / 2;
+                if w.sched_at_half.is_none() && now >= half {
+                    w.sched_at_half = sched_stat(signal.tid.load(Relaxed)).map(|s| (now, s));
+                }
                 w.spawns_prev = self.shared.slots[idx].stats.spawns.load(Relaxed);
                 let look = due - threshold / 8;
-                let next = if now < look { look } else { due };
+                let next = match () {
+                    _ if now < half => half,
+                    _ if now < look => look,
+                    _ => due,
+                };
                 next_due = Some(next_due.map_or(next, |t| t.min(next)));
                 continue;
             }
@@ -335,6 +349,7 @@ impl Monitor {
             in_syscalls += usize::from(in_kernel_for.is_some_and(|d| d >= SYSCALL_FOR));
             let report = !std::mem::replace(&mut w.reported, true);
             let spawns = (w.spawns_at_start, w.spawns_prev);
+            let sched_at_half = w.sched_at_half;
             let cpu_at_start = w.cpu_at_start;
             acted |= self.hand_off(idx);
             acted |= self.poll_io_of(idx);
@@ -353,7 +368,15 @@ impl Monitor {
                 };
             }
             if report {
-                let begun = self.report(idx, seq, now, now - since, cpu_at_start, spawns);
+                let begun = self.report(
+                    idx,
+                    seq,
+                    now,
+                    now - since,
+                    cpu_at_start,
+                    spawns,
+                    sched_at_half,
+                );
                 self.watch[idx].begun = begun;
             }
         }
@@ -476,6 +499,7 @@ impl Monitor {
         stuck_for: Duration,
         cpu_at_start: Option<Duration>,
         (spawns_at_start, spawns_prev): (u64, u64),
+        sched_at_half: Option<(Instant, (Duration, Duration))>,
     ) -> Option<(StallReport, Shown)> {
         let slot = &self.shared.slots[idx];
         let signal = &slot.signal;
@@ -499,10 +523,27 @@ impl Monitor {
         let tid = signal.tid.load(Relaxed);
         let cpu_now = cpu_time(signal.cpu_clock.load(Relaxed));
         let spawns_now = slot.stats.spawns.load(Relaxed);
+        let cpu_time = cpu_at_start.zip(cpu_now).map(|(a, b)| b.saturating_sub(a));
+        // On a CPU or waiting for one, since the look at half the threshold.
+        let runnable_share = sched_at_half.zip(sched_stat(tid)).and_then(|((t, a), b)| {
+            let wall = now.saturating_duration_since(t).as_secs_f64();
+            let on = (b.0 + b.1).saturating_sub(a.0 + a.1).as_secs_f64();
+            (wall > 0.0).then(|| on / wall)
+        });
+        // A thread that was woken a moment ago is between calls: look again a few times.
+        let mut syscall = syscall_of(tid);
+        for _ in 0..10 {
+            if syscall.is_some() || runnable_share.is_some_and(|s| s >= 0.5) {
+                break;
+            }
+            thread::sleep(Duration::from_micros(100));
+            syscall = syscall_of(tid);
+        }
         let evidence = Evidence {
-            cpu_time: cpu_at_start.zip(cpu_now).map(|(a, b)| b.saturating_sub(a)),
+            cpu_time,
+            runnable_share,
             wall: stuck_for,
-            syscall: syscall_of(tid),
+            syscall,
             thread_state: thread_state(tid),
             spawned: spawns_now.wrapping_sub(spawns_at_start),
             still_spawning: spawns_now != spawns_prev,
@@ -548,10 +589,14 @@ impl Monitor {
     }
 }
 
+/// How long a stack capture waits for the thread to run its signal handler: a thread that
+/// is runnable but starved of a core by other processes can take a few scheduler slices.
+const CAPTURE_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// The stack of the thread driving `signal`'s slot, now, from the running fiber's frames
 /// down to its entry: a signal makes the thread copy its registers and live stack
 /// (`sys/linux/capture.rs`); the copy is unwound and symbolised here. Empty if the thread did
-/// not answer within 100 ms (it cannot be interrupted: stopped, or the signal blocked).
+/// not answer within `CAPTURE_TIMEOUT` (it cannot be interrupted: stopped, or the signal blocked).
 fn stack_of(signal: &RunSignal) -> Vec<String> {
     running_stack(signal)
         .map(super::stall::fiber_frames)
@@ -571,7 +616,7 @@ pub(crate) fn running_stack(signal: &RunSignal) -> Option<Vec<(String, Option<St
     let bounds = (bounds.1 != 0).then_some(bounds);
     // The same run before and after the copy, or the copy may show another fiber (or none).
     let seq = signal.seq.load(Acquire);
-    let snap = crate::sys::capture_thread(tid, bounds, Duration::from_millis(100))?;
+    let snap = crate::sys::capture_thread(tid, bounds, CAPTURE_TIMEOUT)?;
     if seq % 2 == 0 || signal.seq.load(Acquire) != seq {
         return None;
     }
@@ -580,17 +625,16 @@ pub(crate) fn running_stack(signal: &RunSignal) -> Option<Vec<(String, Option<St
 }
 
 /// The cause of a stall under way, judged again with the CPU time over all of it so far: a
-/// loop stays a loop, and a thread first seen waiting for a core that then used most of it
-/// becomes one. A blocked call stays what it was.
+/// thread first seen waiting for a core that then used a fair share of one is a loop. Every
+/// other judgement stands (a starved loop was judged by its run-queue time, which this does
+/// not re-read).
 fn rejudge(r: &StallReport) -> StallKind {
     match r.kind {
-        StallKind::Preempted | StallKind::CpuLoop | StallKind::Unknown => {
+        StallKind::Preempted | StallKind::Unknown => {
             let wall = r.stuck_for.as_secs_f64();
             let share = r.cpu_time.map_or(0.0, |c| c.as_secs_f64() / wall.max(1e-9));
             if share >= 0.2 {
                 StallKind::CpuLoop
-            } else if r.kind == StallKind::CpuLoop {
-                StallKind::Preempted
             } else {
                 r.kind
             }

@@ -28,6 +28,11 @@ use crate::fiber::FiberId;
 /// a syscall, including one that keeps waking and sleeping again, stays below 5%.
 const CPU_LOOP_SHARE: f64 = 0.2;
 
+/// A thread runnable (on a CPU or queued for one) for at least this share of the time is in
+/// a CPU loop however little CPU it got: a thread blocked in a call is runnable only for the
+/// moments after each wake-up.
+const RUNNABLE_SHARE: f64 = 0.5;
+
 /// Why the monitor thinks a worker is stuck.
 ///
 /// ```
@@ -248,6 +253,9 @@ pub(crate) fn fiber_frames(frames: Vec<(String, Option<String>)>) -> Vec<String>
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Evidence {
     pub(crate) cpu_time: Option<Duration>,
+    /// Share of the wall time on a CPU or waiting in its run queue, over the second half of
+    /// the threshold (`/proc/self/task/<tid>/schedstat`).
+    pub(crate) runnable_share: Option<f64>,
     pub(crate) wall: Duration,
     pub(crate) syscall: Option<Syscall>,
     pub(crate) thread_state: Option<char>,
@@ -287,7 +295,9 @@ impl Evidence {
             (Some(c), w) if w > 0.0 => Some(c.as_secs_f64() / w),
             _ => None,
         };
-        let busy = share.is_some_and(|s| s >= CPU_LOOP_SHARE);
+        // A loop starved by other processes gets little CPU, but it is runnable all along.
+        let busy = share.is_some_and(|s| s >= CPU_LOOP_SHARE)
+            || self.runnable_share.is_some_and(|s| s >= RUNNABLE_SHARE);
         if busy && self.still_spawning && self.spawned >= SPAWN_BATCH {
             return StallKind::Spawning;
         }
@@ -441,7 +451,7 @@ fn syscall_name(nr: i64) -> Option<&'static str> {
 /// (`running`) or is stopped outside a call (`-1`). `man 5 proc`: `/proc/pid/syscall`.
 pub(crate) fn syscall_of(tid: i32) -> Option<Syscall> {
     let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
-    parse_syscall(&text, |fd| fd_kind(fd))
+    parse_syscall(&text, fd_kind)
 }
 
 fn parse_syscall(text: &str, fd_kind: impl Fn(u64) -> Option<FdKind>) -> Option<Syscall> {
@@ -494,6 +504,17 @@ fn fd_kind(fd: u64) -> Option<FdKind> {
     })
 }
 
+/// CPU time and run-queue wait of thread `tid` of this process
+/// (`/proc/self/task/<tid>/schedstat`: nanoseconds on a CPU, nanoseconds waiting, slices).
+pub(crate) fn sched_stat(tid: i32) -> Option<(Duration, Duration)> {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+    let mut f = text.split_whitespace().map(|v| v.parse::<u64>().ok());
+    Some((
+        Duration::from_nanos(f.next()??),
+        Duration::from_nanos(f.next()??),
+    ))
+}
+
 /// The state letter of a thread of this process (`man 5 proc`: the field after `(comm)`).
 pub(crate) fn thread_state(tid: i32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
@@ -535,6 +556,7 @@ mod tests {
     fn ev(cpu_ms: u64, wall_ms: u64, call: Option<Syscall>, state: char) -> Evidence {
         Evidence {
             cpu_time: Some(Duration::from_millis(cpu_ms)),
+            runnable_share: None,
             wall: Duration::from_millis(wall_ms),
             syscall: call,
             thread_state: Some(state),
@@ -555,6 +577,10 @@ mod tests {
         assert_eq!(ev(90, 100, None, 'R').judge(), StallKind::CpuLoop);
         // Starved by other processes, a loop still gets a fair share of a core.
         assert_eq!(ev(30, 100, None, 'R').judge(), StallKind::CpuLoop);
+        // Starved harder, it is still runnable all along.
+        let mut starved = ev(8, 100, None, 'R');
+        starved.runnable_share = Some(0.95);
+        assert_eq!(starved.judge(), StallKind::CpuLoop);
     }
 
     #[test]

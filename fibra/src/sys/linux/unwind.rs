@@ -15,39 +15,87 @@ const MAX_FRAMES: usize = 256;
 
 /// The loaded objects' unwind tables, read once: fibra does not follow `dlopen`s made later
 /// (their frames end the unwind).
+///
+/// # Why the tables may be borrowed for `'static`
+/// The unwinder keeps slices of each object's mapped sections. The program itself and the
+/// vDSO are never unmapped; every other object is first made undeletable with
+/// `dlopen(name, RTLD_NOLOAD | RTLD_NODELETE)` (a no-op for the libraries the program was
+/// linked with, which are never unloaded anyway), and only objects that pin succeeds for are
+/// read, in a second walk after the pins.
 fn unwinder() -> &'static UnwinderX86_64<&'static [u8]> {
     static UNWINDER: OnceLock<UnwinderX86_64<&'static [u8]>> = OnceLock::new();
     UNWINDER.get_or_init(|| {
+        let is_fixed = |name: &str| name.is_empty() || name.contains("linux-vdso");
+        let mut pinned = Vec::new();
+        for name in walk(|info, _| Some(object_name(info))) {
+            if is_fixed(&name) {
+                continue;
+            }
+            let Ok(c) = std::ffi::CString::new(name.clone()) else {
+                continue;
+            };
+            let flags = libc::RTLD_NOLOAD | libc::RTLD_NODELETE | libc::RTLD_LAZY;
+            // SAFETY: `c` is a NUL-terminated path; RTLD_NOLOAD loads nothing new, it only
+            // returns (and, with RTLD_NODELETE, pins) an object already loaded. The handle is
+            // deliberately never closed.
+            if !unsafe { libc::dlopen(c.as_ptr(), flags) }.is_null() {
+                pinned.push(name);
+            }
+        }
         let mut u = UnwinderX86_64::new();
-        for m in modules() {
+        let modules = walk(|info, phdrs| {
+            let name = object_name(info);
+            (is_fixed(&name) || pinned.contains(&name))
+                .then(|| module_of(info, phdrs))
+                .flatten()
+        });
+        for m in modules {
             u.add_module(m);
         }
         u
     })
 }
 
-/// One `Module` per loaded object that has executable code and an `.eh_frame_hdr`.
-fn modules() -> Vec<Module<&'static [u8]>> {
-    let mut out: Vec<Module<&'static [u8]>> = Vec::new();
-    unsafe extern "C" fn each(
+/// The loader's name for an object ("" for the program itself).
+fn object_name(info: &libc::dl_phdr_info) -> String {
+    if info.dlpi_name.is_null() {
+        return String::new();
+    }
+    // SAFETY: a NUL-terminated name owned by the loader, valid during the walk.
+    unsafe { CStr::from_ptr(info.dlpi_name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+type Visit<'a, T> = &'a mut dyn FnMut(&libc::dl_phdr_info, &[libc::Elf64_Phdr]) -> Option<T>;
+
+/// Calls `visit` on each loaded object (`dl_iterate_phdr`) and collects what it returns.
+fn walk<T>(mut visit: impl FnMut(&libc::dl_phdr_info, &[libc::Elf64_Phdr]) -> Option<T>) -> Vec<T> {
+    unsafe extern "C" fn each<T>(
         info: *mut libc::dl_phdr_info,
         _size: libc::size_t,
         data: *mut libc::c_void,
     ) -> libc::c_int {
         // SAFETY: `dl_iterate_phdr` passes a valid `dl_phdr_info` for the duration of the
-        // call, and `data` is the `&mut Vec` we handed it (below).
-        let (info, out) = unsafe { (&*info, &mut *data.cast::<Vec<Module<&'static [u8]>>>()) };
-        // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers of a loaded object.
-        let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum.into()) };
-        if let Some(m) = module_of(info, phdrs) {
-            out.push(m);
+        // call, and `data` is the `&mut state` that `walk` handed it, of this very `T`.
+        let (info, state) = unsafe { (&*info, &mut *data.cast::<(Visit<'_, T>, Vec<T>)>()) };
+        let phdrs = if info.dlpi_phdr.is_null() {
+            &[][..]
+        } else {
+            // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers of a loaded object.
+            unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum.into()) }
+        };
+        if let Some(v) = (state.0)(info, phdrs) {
+            state.1.push(v);
         }
         0
     }
-    // SAFETY: `each` matches the callback type and only reads what it is given; `out`
-    // outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(each), std::ptr::from_mut(&mut out).cast()) };
-    out
+    let mut state: (Visit<'_, T>, Vec<T>) = (&mut visit, Vec::new());
+    // SAFETY: `each::<T>` matches the callback type and only uses what it is given; `state`
+    // outlives the call. `visit` only reads headers and allocates, so nothing unwinds
+    // through the loader's frames.
+    unsafe { libc::dl_iterate_phdr(Some(each::<T>), std::ptr::from_mut(&mut state).cast()) };
+    state.1
 }
 
 fn module_of(
@@ -66,11 +114,10 @@ fn module_of(
         .map(|p| p.p_vaddr..p.p_vaddr + p.p_memsz)?;
     let hdr = phdrs.iter().find(|p| p.p_type == libc::PT_GNU_EH_FRAME)?;
     let hdr_svma = hdr.p_vaddr..hdr.p_vaddr + hdr.p_memsz;
-    // SAFETY: the object is loaded (we are inside `dl_iterate_phdr` for it) and stays loaded:
-    // fibra's own binary and the libraries it started with are not unloaded while it runs
-    // (objects `dlclose`d later are not followed; see `unwinder`). Each range lies in a
-    // `PT_LOAD` segment, which is mapped.
     let bytes = |r: &Range<u64>| -> &'static [u8] {
+        // SAFETY: the object is loaded (we are inside `dl_iterate_phdr` for it) and stays
+        // loaded: only the program, the vDSO and pinned objects get here (`unwinder`). Each
+        // range lies in a `PT_LOAD` segment, which is mapped.
         unsafe {
             std::slice::from_raw_parts((base + r.start) as *const u8, (r.end - r.start) as usize)
         }
@@ -80,10 +127,7 @@ fn module_of(
     // `.eh_frame`'s length is not recorded; it runs at most to the end of its segment.
     let seg = loads.iter().find(|r| r.contains(&eh_frame_start))?;
     let eh_frame_svma = eh_frame_start..seg.end;
-    // SAFETY: a NUL-terminated name owned by the loader.
-    let name = unsafe { CStr::from_ptr(info.dlpi_name) }
-        .to_string_lossy()
-        .into_owned();
+    let name = object_name(info);
     let info = ExplicitModuleSectionInfo {
         base_svma: 0,
         text_svma: Some(text.clone()),
