@@ -200,6 +200,15 @@ fn in_syscall(state: Option<char>) -> bool {
     matches!(state, Some('S' | 'D'))
 }
 
+/// What the monitor noted about a run before it got stuck (from its [`Watch`]).
+#[derive(Clone, Copy)]
+struct RunSeen {
+    cpu_at_start: Option<Duration>,
+    spawns_at_start: u64,
+    spawns_prev: u64,
+    sched_at_half: Option<(Instant, (Duration, Duration))>,
+}
+
 pub(crate) struct Monitor {
     shared: Arc<Shared>,
     /// The default report (quiet: begin and end lines, repeats summed up, rate-limited).
@@ -348,9 +357,12 @@ impl Monitor {
             let in_kernel_for = w.in_kernel_since.map(|t| now - t);
             in_syscalls += usize::from(in_kernel_for.is_some_and(|d| d >= SYSCALL_FOR));
             let report = !std::mem::replace(&mut w.reported, true);
-            let spawns = (w.spawns_at_start, w.spawns_prev);
-            let sched_at_half = w.sched_at_half;
-            let cpu_at_start = w.cpu_at_start;
+            let seen = RunSeen {
+                cpu_at_start: w.cpu_at_start,
+                spawns_at_start: w.spawns_at_start,
+                spawns_prev: w.spawns_prev,
+                sched_at_half: w.sched_at_half,
+            };
             acted |= self.hand_off(idx);
             acted |= self.poll_io_of(idx);
             if self.shared.config.migrate {
@@ -368,15 +380,7 @@ impl Monitor {
                 };
             }
             if report {
-                let begun = self.report(
-                    idx,
-                    seq,
-                    now,
-                    now - since,
-                    cpu_at_start,
-                    spawns,
-                    sched_at_half,
-                );
+                let begun = self.report(idx, seq, now, now - since, seen);
                 self.watch[idx].begun = begun;
             }
         }
@@ -497,10 +501,14 @@ impl Monitor {
         seq: u64,
         now: Instant,
         stuck_for: Duration,
-        cpu_at_start: Option<Duration>,
-        (spawns_at_start, spawns_prev): (u64, u64),
-        sched_at_half: Option<(Instant, (Duration, Duration))>,
+        seen: RunSeen,
     ) -> Option<(StallReport, Shown)> {
+        let RunSeen {
+            cpu_at_start,
+            spawns_at_start,
+            spawns_prev,
+            sched_at_half,
+        } = seen;
         let slot = &self.shared.slots[idx];
         let signal = &slot.signal;
         let id = signal.fiber_id.load(Relaxed);
