@@ -538,15 +538,29 @@ impl Monitor {
             let on = (b.0 + b.1).saturating_sub(a.0 + a.1).as_secs_f64();
             (wall > 0.0).then(|| on / wall)
         });
-        // A thread that was woken a moment ago is between calls: look again a few times.
+        // A thread that was woken a moment ago is between calls: look again a few times,
+        // and measure how runnable it is meanwhile (a loop starved of cores is runnable all
+        // along; the monitor may have missed the look at half the threshold).
         let mut syscall = syscall_of(tid);
+        let (t0, before) = (Instant::now(), sched_stat(tid));
+        let mut looked = false;
         for _ in 0..10 {
             if syscall.is_some() || runnable_share.is_some_and(|s| s >= 0.5) {
                 break;
             }
+            looked = true;
             thread::sleep(Duration::from_micros(100));
             syscall = syscall_of(tid);
         }
+        let runnable_share = match (looked && syscall.is_none(), before, sched_stat(tid)) {
+            (true, Some(a), Some(b)) => {
+                let wall = t0.elapsed().as_secs_f64();
+                let on = (b.0 + b.1).saturating_sub(a.0 + a.1).as_secs_f64();
+                let window = on / wall.max(1e-9);
+                Some(runnable_share.map_or(window, |s| s.max(window)))
+            }
+            _ => runnable_share,
+        };
         let evidence = Evidence {
             cpu_time,
             runnable_share,
