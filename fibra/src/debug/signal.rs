@@ -39,9 +39,12 @@ const REFUSED: [c_int; 6] = [
     libc::SIGFPE,
 ];
 
-/// True if `sig` can carry a dump request.
+/// True if `sig` can carry a dump request (not one of [`REFUSED`], nor the signal that asks a
+/// stuck worker for its stack, `sys::capture_signal`).
 pub(crate) fn valid_signal(sig: c_int) -> bool {
-    (1..=libc::SIGRTMAX()).contains(&sig) && !REFUSED.contains(&sig)
+    (1..=libc::SIGRTMAX()).contains(&sig)
+        && !REFUSED.contains(&sig)
+        && sig != crate::sys::capture_signal()
 }
 
 /// Where a signal dump goes.

@@ -70,6 +70,18 @@ pub(crate) fn frames_of(bt: &Backtrace) -> Vec<Frame> {
     trim(parse(&bt.to_string()))
 }
 
+/// Keeps the fiber's own frames of a running fiber's stack, copied and symbolised by
+/// `sched::monitor::running_stack` (function names already without hashes).
+pub(crate) fn frames_of_running(frames: Vec<(String, Option<String>)>) -> Vec<Frame> {
+    trim(
+        frames
+            .into_iter()
+            .filter(|(f, _)| !f.starts_with("fibra::sys::"))
+            .map(|(function, location)| Frame { function, location })
+            .collect(),
+    )
+}
+
 /// Parses std's backtrace format: `  N: function` lines, each optionally followed by
 /// `at file:line:col`.
 fn parse(text: &str) -> Vec<Frame> {

@@ -51,6 +51,8 @@ mod registry;
 pub(crate) mod sessions;
 mod shutdown;
 mod spare;
+pub(crate) mod stall;
+mod stall_log;
 pub(crate) mod stats;
 mod steal;
 pub(crate) mod worker;
@@ -70,9 +72,10 @@ use crate::time::Timers;
 pub(crate) use idle::{Idle, Sleeper, Unblock};
 use inbox::Inbox;
 pub(crate) use inbox::Linked;
-use monitor::{RunSignal, StallReport};
+use monitor::RunSignal;
 use queue::{Inject, Local, Stealer};
 pub(crate) use registry::Registry;
+use stall::StallReport;
 
 /// What the runtime builder decided, fixed for a session.
 #[derive(Clone, Debug)]
@@ -95,6 +98,8 @@ pub(crate) struct Config {
     pub(crate) coop_budget: u32,
     /// One I/O poller for all workers instead of one each (`io/reactor`).
     pub(crate) shared_poller: bool,
+    /// Panics in this session's fibers name the fiber (`debug/panic.rs`).
+    pub(crate) panic_names_fiber: bool,
 }
 
 /// The user's stall hook (`RuntimeBuilder::on_stall`).
@@ -344,6 +349,7 @@ pub(crate) fn test_shared() -> Arc<Shared> {
         on_stall: None,
         coop_budget: crate::coop::DEFAULT_BUDGET,
         shared_poller: false,
+        panic_names_fiber: true,
     };
     Arc::new(Shared::new(config, Arc::new(())))
 }

@@ -17,9 +17,11 @@
 //!    once when hit). A CPU loop gets no spare: every core is already busy, and a spare would
 //!    only add a thread (Go likewise hands a P to a new thread only for syscalls). A spare runs the normal worker loop and retires when it has
 //!    been idle for a while with nothing homed on it and no worker stuck (`worker.rs`).
-//! 3. Reports the fiber once per episode through the `on_stall` hook: id, name, spawn
-//!    location, how long, and the thread's state in `/proc/self/task/<tid>/stat` (`S`/`D`: a
-//!    blocking syscall, `R`: a CPU loop).
+//! 3. Reports the fiber once per episode: id, name, spawn location, how long, and the cause
+//!    with advice that fits it, judged from the thread's CPU time over the stall and the
+//!    system call it sits in (`stall.rs`). The `on_stall` hook gets each episode as it begins;
+//!    without one, the default log prints a begin and an end line, sums up repeats and keeps
+//!    to a rate limit (`stall_log.rs`).
 //!
 //! # Failures
 //! - A spare that cannot start (`RLIMIT_NPROC`, `EAGAIN`) is reported once per session; the
@@ -42,15 +44,20 @@
 //! scheduling quantum). A run approaching the threshold shortens the next sleep, so a stall is
 //! seen within ~one sample of the threshold and a quiet runtime costs ~100 wake-ups a second.
 
-use std::fmt;
 use std::panic::Location;
 use std::ptr;
-use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering::*};
+use std::sync::atomic::{
+    fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering::*,
+};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::queue::{self, Local};
+use super::stall::{
+    cpu_time, sched_stat, syscall_of, thread_state, Evidence, StallKind, StallReport,
+};
+use super::stall_log::{Shown, StallLog};
 use super::worker::Worker;
 use super::Shared;
 use crate::fiber::{FiberId, FiberRef};
@@ -65,6 +72,23 @@ const QUIET_SAMPLES: u32 = 50;
 /// (a contended lock, a page fault), and a spare would only add a thread there.
 const SYSCALL_FOR: Duration = Duration::from_millis(1);
 
+/// Values of [`RunSignal::activity`]: set by the driving thread around work the monitor
+/// should not mistake for a stall's cause (the panic hook, `debug/panic.rs`).
+pub(crate) mod activity {
+    pub(crate) const NONE: u8 = 0;
+    /// Inside the panic hook (the default hook captures a backtrace when asked to).
+    pub(crate) const PANICKING: u8 = 1;
+}
+
+/// Sets the calling worker's [`activity`] and returns what it was; a no-op returning
+/// `activity::NONE` on a thread that is not a worker. Driving thread only (the one writer).
+pub(crate) fn set_activity(a: u8) -> u8 {
+    super::context::with_worker(|w| match w {
+        Some(w) => w.slot().signal.activity.swap(a, Relaxed),
+        None => activity::NONE,
+    })
+}
+
 /// What a slot's driving thread publishes for the monitor (see the module header).
 pub(crate) struct RunSignal {
     /// Odd while a fiber runs, even between runs. Written by the driving thread only.
@@ -74,6 +98,13 @@ pub(crate) struct RunSignal {
     spawned_at: AtomicPtr<Location<'static>>,
     /// The Linux thread id of the driving thread.
     tid: AtomicI32,
+    /// The driving thread's CPU clock (`pthread_getcpuclockid`), or -1.
+    cpu_clock: AtomicI32,
+    /// The driving thread's own stack `[lo, hi)`, for a capture of it (0, 0: unknown).
+    stack_lo: AtomicUsize,
+    stack_hi: AtomicUsize,
+    /// What the running fiber is busy with that the monitor should know ([`activity`]).
+    pub(crate) activity: AtomicU8,
     /// A thread drives this slot. Set by whoever starts the thread; cleared by a retiring spare.
     pub(crate) active: AtomicBool,
 }
@@ -85,6 +116,10 @@ impl RunSignal {
             fiber_id: AtomicU64::new(0),
             spawned_at: AtomicPtr::new(ptr::null_mut()),
             tid: AtomicI32::new(0),
+            cpu_clock: AtomicI32::new(-1),
+            stack_lo: AtomicUsize::new(0),
+            stack_hi: AtomicUsize::new(0),
+            activity: AtomicU8::new(activity::NONE),
             active: AtomicBool::new(false),
         }
     }
@@ -93,6 +128,10 @@ impl RunSignal {
     pub(crate) fn thread_start(&self) -> u64 {
         // SAFETY: `gettid` has no preconditions.
         self.tid.store(unsafe { libc::gettid() }, Relaxed);
+        self.cpu_clock.store(super::stall::own_cpu_clock(), Relaxed);
+        let (lo, hi) = crate::sys::own_stack_bounds().unwrap_or((0, 0));
+        self.stack_lo.store(lo, Relaxed);
+        self.stack_hi.store(hi, Relaxed);
         self.seq.load(Relaxed) // our own slot: only we (or this slot's earlier thread) wrote it
     }
 
@@ -136,101 +175,6 @@ impl RunSignal {
     }
 }
 
-/// Why the monitor thinks a worker is stuck, from the thread's scheduler state.
-///
-/// ```
-/// let (tx, rx) = std::sync::mpsc::channel();
-/// let rt = fibra::Runtime::builder()
-///     .workers(1)
-///     .on_stall(move |r: &fibra::StallReport| {
-///         let _ = tx.send(r.kind);
-///     })
-///     .build()
-///     .unwrap();
-/// // The root fiber blocks its worker in a system call until the monitor reports it.
-/// let kind = rt.run(move || rx.recv().unwrap());
-/// assert_eq!(kind, fibra::StallKind::Syscall);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StallKind {
-    /// The thread sleeps in the kernel (state `S` or `D`): a blocking syscall.
-    Syscall,
-    /// The thread is runnable (state `R`): a CPU loop.
-    CpuLoop,
-    /// The state could not be read, or is another one.
-    Unknown,
-}
-
-/// A worker that stayed inside one fiber run longer than the stall threshold; handed to the
-/// [`on_stall`](crate::RuntimeBuilder::on_stall) hook once per episode. Its `Display` is the
-/// default report line.
-///
-/// ```
-/// use std::sync::{Arc, Mutex};
-/// let seen = Arc::new(Mutex::new(None));
-/// let s2 = seen.clone();
-/// let rt = fibra::Runtime::builder()
-///     .workers(2)
-///     .stall_threshold(std::time::Duration::from_millis(5))
-///     .on_stall(move |r: &fibra::StallReport| *s2.lock().unwrap() = Some(r.fiber_name.clone()))
-///     .build()
-///     .unwrap();
-/// rt.run(|| {
-///     let h = fibra::Builder::new().name("sleepy").spawn(|| {
-///         std::thread::sleep(std::time::Duration::from_millis(100)) // blocks its worker
-///     });
-///     h.unwrap().join().unwrap();
-/// });
-/// assert_eq!(*seen.lock().unwrap(), Some(Some("sleepy".to_string())));
-/// ```
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct StallReport {
-    /// The stuck worker's index.
-    pub worker: usize,
-    /// The fiber it runs.
-    pub fiber_id: FiberId,
-    /// The fiber's name, if it has one.
-    pub fiber_name: Option<String>,
-    /// Where the fiber was spawned.
-    pub spawned_at: &'static Location<'static>,
-    /// How long the run has lasted so far (a lower bound).
-    pub stuck_for: Duration,
-    /// Syscall or CPU loop, from the thread's state.
-    pub kind: StallKind,
-    /// The state letter of `/proc/self/task/<tid>/stat`, if it could be read.
-    pub thread_state: Option<char>,
-}
-
-impl fmt::Display for StallReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "fibra: worker {} stuck {} ms in fiber {}",
-            self.worker,
-            self.stuck_for.as_millis(),
-            self.fiber_id
-        )?;
-        if let Some(name) = &self.fiber_name {
-            write!(f, " {name:?}")?;
-        }
-        write!(f, " (spawned at {})", self.spawned_at)?;
-        let state = self.thread_state.unwrap_or('?');
-        match self.kind {
-            StallKind::Syscall => write!(
-                f,
-                ", looks like a blocking syscall (thread state {state}): wrap it in fibra::run_blocking"
-            ),
-            StallKind::CpuLoop => write!(
-                f,
-                ", looks like a CPU loop (thread state {state}): call fibra::yield_now in it"
-            ),
-            StallKind::Unknown => write!(f, " (thread state {state})"),
-        }
-    }
-}
-
 /// Per slot: what the monitor saw last.
 #[derive(Default)]
 struct Watch {
@@ -240,6 +184,15 @@ struct Watch {
     reported: bool,
     /// Since when every sample saw the stuck thread sleeping in the kernel.
     in_kernel_since: Option<Instant>,
+    /// The thread's CPU clock and the slot's spawn count when this run was first seen.
+    cpu_at_start: Option<Duration>,
+    spawns_at_start: u64,
+    /// The spawn count at the last look before the threshold.
+    spawns_prev: u64,
+    /// When the look at half the threshold was, and the thread's CPU and run-queue wait then.
+    sched_at_half: Option<(Instant, (Duration, Duration))>,
+    /// The report of the stall under way (begun), and what the default log did with it.
+    begun: Option<(StallReport, Shown)>,
 }
 
 /// A thread state that means the thread sleeps in the kernel (a blocking syscall).
@@ -247,8 +200,19 @@ fn in_syscall(state: Option<char>) -> bool {
     matches!(state, Some('S' | 'D'))
 }
 
+/// What the monitor noted about a run before it got stuck (from its [`Watch`]).
+#[derive(Clone, Copy)]
+struct RunSeen {
+    cpu_at_start: Option<Duration>,
+    spawns_at_start: u64,
+    spawns_prev: u64,
+    sched_at_half: Option<(Instant, (Duration, Duration))>,
+}
+
 pub(crate) struct Monitor {
     shared: Arc<Shared>,
+    /// The default report (quiet: begin and end lines, repeats summed up, rate-limited).
+    log: StallLog,
     watch: Vec<Watch>,
     /// Threads started on spare slots, by slot - workers.
     spares: Vec<Option<JoinHandle<()>>>,
@@ -266,6 +230,7 @@ pub(crate) fn start(shared: &Arc<Shared>) -> std::io::Result<Option<JoinHandle<(
     }
     let monitor = Monitor {
         shared: shared.clone(),
+        log: StallLog::new(Instant::now()),
         watch: (0..shared.slots.len()).map(|_| Watch::default()).collect(),
         spares: (0..shared.config.max_spare_workers).map(|_| None).collect(),
         scratch: queue::local().0,
@@ -301,6 +266,15 @@ impl Monitor {
             // `finish_session` unparks us at shutdown.
             thread::park_timeout(delay.min(until_due).max(MIN_DELAY));
         }
+        // Stalls still under way end with the session: their end lines.
+        let now = Instant::now();
+        for w in &mut self.watch {
+            if let (Some((report, shown)), Some(since)) = (w.begun.take(), w.since) {
+                self.log
+                    .ended(&report, (now - since).max(report.stuck_for), shown);
+            }
+        }
+        self.log.tick(now);
         for t in self.spares.iter_mut().filter_map(Option::take) {
             let _ = t.join(); // a worker that panicked already reported it on stderr
         }
@@ -319,11 +293,25 @@ impl Monitor {
             let seq = signal.seq.load(Relaxed);
             let w = &mut self.watch[idx];
             if !active || seq != w.seq || seq % 2 == 0 {
+                let ended = std::mem::take(&mut w.begun);
+                let ran = w.since.map(|t| now - t);
+                // A new run: note the thread's CPU clock and the spawn count to judge it by,
+                // should it get stuck (one `clock_gettime` per run the monitor sees).
+                let fresh = active && seq % 2 == 1;
+                let spawns = self.shared.slots[idx].stats.spawns.load(Relaxed);
                 *w = Watch {
                     seq,
                     since: Some(now),
+                    cpu_at_start: fresh
+                        .then(|| cpu_time(signal.cpu_clock.load(Relaxed)))
+                        .flatten(),
+                    spawns_at_start: spawns,
+                    spawns_prev: spawns,
                     ..Watch::default()
                 };
+                if let (Some((report, shown)), Some(ran)) = (ended, ran) {
+                    self.log.ended(&report, ran.max(report.stuck_for), shown);
+                }
                 continue;
             }
             let since = *w.since.get_or_insert(now);
@@ -332,11 +320,36 @@ impl Monitor {
                 continue;
             };
             if now < due {
-                next_due = Some(next_due.map_or(due, |t| t.min(due)));
+                // A look at half the threshold notes the thread's scheduler times (a file
+                // read, so only for runs that last), to tell a starved loop (runnable all
+                // along) from a thread that slept; one shortly before the threshold tells a
+                // fiber still spawning from one that spawned a batch and then looped.
+                let half = since + threshold / 2;
+                if w.sched_at_half.is_none() && now >= half {
+                    w.sched_at_half = sched_stat(signal.tid.load(Relaxed)).map(|s| (now, s));
+                }
+                w.spawns_prev = self.shared.slots[idx].stats.spawns.load(Relaxed);
+                let look = due - threshold / 8;
+                let next = match () {
+                    _ if now < half => half,
+                    _ if now < look => look,
+                    _ => due,
+                };
+                next_due = Some(next_due.map_or(next, |t| t.min(next)));
                 continue;
             }
             w.stuck = true;
             stuck_now += 1;
+            if let Some((report, _)) = &mut w.begun {
+                // Keep the judgement current for the end line: CPU over the whole stall.
+                report.stuck_for = now - since;
+                if let (Some(c0), Some(c)) =
+                    (w.cpu_at_start, cpu_time(signal.cpu_clock.load(Relaxed)))
+                {
+                    report.cpu_time = Some(c.saturating_sub(c0));
+                    report.kind = rejudge(report);
+                }
+            }
             w.in_kernel_since = match in_syscall(thread_state(signal.tid.load(Relaxed))) {
                 true => Some(w.in_kernel_since.unwrap_or(now)),
                 false => None,
@@ -344,6 +357,12 @@ impl Monitor {
             let in_kernel_for = w.in_kernel_since.map(|t| now - t);
             in_syscalls += usize::from(in_kernel_for.is_some_and(|d| d >= SYSCALL_FOR));
             let report = !std::mem::replace(&mut w.reported, true);
+            let seen = RunSeen {
+                cpu_at_start: w.cpu_at_start,
+                spawns_at_start: w.spawns_at_start,
+                spawns_prev: w.spawns_prev,
+                sched_at_half: w.sched_at_half,
+            };
             acted |= self.hand_off(idx);
             acted |= self.poll_io_of(idx);
             if self.shared.config.migrate {
@@ -361,9 +380,11 @@ impl Monitor {
                 };
             }
             if report {
-                self.report(idx, seq, now - since);
+                let begun = self.report(idx, seq, now, now - since, seen);
+                self.watch[idx].begun = begun;
             }
         }
+        self.log.tick(now);
         self.shared.stuck.store(stuck_now, Relaxed); // a hint for retiring spares
         if stuck_now > 0 {
             acted |= self.add_capacity(in_syscalls);
@@ -471,16 +492,33 @@ impl Monitor {
         true
     }
 
-    /// Reports the fiber running on stuck slot `idx` (whose counter read `seq`).
-    fn report(&self, idx: usize, seq: u64, stuck_for: Duration) {
-        let signal = &self.shared.slots[idx].signal;
+    /// Reports the fiber running on stuck slot `idx` (whose counter read `seq`): judges the
+    /// cause, hands the report to the hook or the default log. Returns the report and what the
+    /// log did with it, for the end line.
+    fn report(
+        &mut self,
+        idx: usize,
+        seq: u64,
+        now: Instant,
+        stuck_for: Duration,
+        seen: RunSeen,
+    ) -> Option<(StallReport, Shown)> {
+        let RunSeen {
+            cpu_at_start,
+            spawns_at_start,
+            spawns_prev,
+            sched_at_half,
+        } = seen;
+        let slot = &self.shared.slots[idx];
+        let signal = &slot.signal;
         let id = signal.fiber_id.load(Relaxed);
         let at = signal.spawned_at.load(Relaxed);
+        let panicking = signal.activity.load(Relaxed) == activity::PANICKING;
         // Seqlock read: the Acquire fence pairs with `run_start`'s Release store, and an
-        // unchanged `seq` means the two loads above belong to the run we saw stuck.
+        // unchanged `seq` means the loads above belong to the run we saw stuck.
         fence(Acquire);
         if signal.seq.load(Relaxed) != seq || id == 0 || at.is_null() {
-            return;
+            return None;
         }
         // SAFETY: `spawned_at` only ever holds null or a `&'static Location` (`run_start`).
         let spawned_at: &'static Location<'static> = unsafe { &*at };
@@ -490,31 +528,140 @@ impl Monitor {
                 .find(id)
                 .map(|f| f.identity.name.as_deref().map(str::to_owned))
         });
-        let thread_state = thread_state(signal.tid.load(Relaxed));
+        let tid = signal.tid.load(Relaxed);
+        let cpu_now = cpu_time(signal.cpu_clock.load(Relaxed));
+        let spawns_now = slot.stats.spawns.load(Relaxed);
+        let cpu_time = cpu_at_start.zip(cpu_now).map(|(a, b)| b.saturating_sub(a));
+        // On a CPU or waiting for one, since the look at half the threshold.
+        let runnable_share = sched_at_half.zip(sched_stat(tid)).and_then(|((t, a), b)| {
+            let wall = now.saturating_duration_since(t).as_secs_f64();
+            let on = (b.0 + b.1).saturating_sub(a.0 + a.1).as_secs_f64();
+            (wall > 0.0).then(|| on / wall)
+        });
+        // A thread that was woken a moment ago is between calls: look again a few times,
+        // and measure how runnable it is meanwhile (a loop starved of cores is runnable all
+        // along; the monitor may have missed the look at half the threshold).
+        let mut syscall = syscall_of(tid);
+        let (t0, before) = (Instant::now(), sched_stat(tid));
+        let mut looked = false;
+        for _ in 0..10 {
+            if syscall.is_some() || runnable_share.is_some_and(|s| s >= 0.5) {
+                break;
+            }
+            looked = true;
+            thread::sleep(Duration::from_micros(100));
+            syscall = syscall_of(tid);
+        }
+        let runnable_share = match (looked && syscall.is_none(), before, sched_stat(tid)) {
+            (true, Some(a), Some(b)) => {
+                let wall = t0.elapsed().as_secs_f64();
+                let on = (b.0 + b.1).saturating_sub(a.0 + a.1).as_secs_f64();
+                let window = on / wall.max(1e-9);
+                Some(runnable_share.map_or(window, |s| s.max(window)))
+            }
+            _ => runnable_share,
+        };
+        let evidence = Evidence {
+            cpu_time,
+            runnable_share,
+            wall: stuck_for,
+            syscall,
+            thread_state: thread_state(tid),
+            spawned: spawns_now.wrapping_sub(spawns_at_start),
+            still_spawning: spawns_now != spawns_prev,
+            panicking,
+        };
         let report = StallReport {
             worker: idx,
             fiber_id: FiberId::new(id),
             fiber_name: fiber_name.flatten(),
             spawned_at,
             stuck_for,
-            kind: match thread_state {
-                Some('S' | 'D') => StallKind::Syscall,
-                Some('R') => StallKind::CpuLoop,
-                _ => StallKind::Unknown,
-            },
-            thread_state,
+            kind: evidence.judge(),
+            cpu_time: evidence.cpu_time,
+            syscall: evidence.syscall.as_ref().map(|c| c.describe()),
+            waiting: slot.registry.len().saturating_sub(1),
+            spawned: evidence.spawned,
+            thread_state: evidence.thread_state,
+            stack: Vec::new(),
         };
         super::stats::bump(&self.shared.monitor_stats.stall_reports);
-        let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            match &self.shared.config.on_stall {
-                Some(hook) => (hook.0)(&report),
-                None => eprintln!("{report}"),
+        let mut report = report;
+        let shown = match &self.shared.config.on_stall {
+            None => {
+                let shown = self.log.admit(&report, now);
+                if shown == Shown::Printed {
+                    report.stack = stack_of(signal);
+                    self.log.print_begin(&report);
+                }
+                shown
             }
-        }));
-        if let Err(payload) = delivered {
-            eprintln!("fibra: the on_stall hook panicked; the report was: {report}");
-            drop_payload(payload);
+            Some(hook) => {
+                report.stack = stack_of(signal);
+                let delivered =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (hook.0)(&report)));
+                if let Err(payload) = delivered {
+                    eprintln!("fibra: the on_stall hook panicked; the report was: {report}");
+                    drop_payload(payload);
+                }
+                Shown::Aggregated // the hook had it; the default log prints no end line
+            }
+        };
+        Some((report, shown))
+    }
+}
+
+/// How long a stack capture waits for the thread to run its signal handler: a thread that
+/// is runnable but starved of a core by other processes can take a few scheduler slices.
+const CAPTURE_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// The stack of the thread driving `signal`'s slot, now, from the running fiber's frames
+/// down to its entry: a signal makes the thread copy its registers and live stack
+/// (`sys/linux/capture.rs`); the copy is unwound and symbolised here. Empty if the thread did
+/// not answer within `CAPTURE_TIMEOUT` (it cannot be interrupted: stopped, or the signal blocked).
+fn stack_of(signal: &RunSignal) -> Vec<String> {
+    running_stack(signal)
+        .map(super::stall::fiber_frames)
+        .unwrap_or_default()
+}
+
+/// The symbolised stack, `(function, file:line:col)` innermost first, of the thread driving
+/// `signal`'s slot, taken now without stopping it (see [`stack_of`]); `None` if it did not
+/// answer, or its run ended meanwhile. Any thread but that one. `debug::dump` shows it for running fibers.
+pub(crate) fn running_stack(signal: &RunSignal) -> Option<Vec<(String, Option<String>)>> {
+    let tid = signal.tid.load(Relaxed);
+    // SAFETY: `gettid` has no preconditions.
+    if tid == 0 || tid == unsafe { libc::gettid() } {
+        return None;
+    }
+    let bounds = (signal.stack_lo.load(Relaxed), signal.stack_hi.load(Relaxed));
+    let bounds = (bounds.1 != 0).then_some(bounds);
+    // The same run before and after the copy, or the copy may show another fiber (or none).
+    let seq = signal.seq.load(Acquire);
+    let snap = crate::sys::capture_thread(tid, bounds, CAPTURE_TIMEOUT)?;
+    if seq % 2 == 0 || signal.seq.load(Acquire) != seq {
+        return None;
+    }
+    let frames = crate::sys::unwind(snap.ip, snap.sp, snap.bp, &snap.stack);
+    Some(crate::sys::symbolise(&frames))
+}
+
+/// The cause of a stall under way, judged again with the CPU time over all of it so far: a
+/// thread first seen waiting for a core that then used a fair share of one is a loop. Every
+/// other judgement stands (a starved loop was judged by its run-queue time, which this does
+/// not re-read).
+fn rejudge(r: &StallReport) -> StallKind {
+    match r.kind {
+        StallKind::Preempted | StallKind::Unknown => {
+            let wall = r.stuck_for.as_secs_f64();
+            let share = r.cpu_time.map_or(0.0, |c| c.as_secs_f64() / wall.max(1e-9));
+            if share >= 0.2 {
+                StallKind::CpuLoop
+            } else {
+                r.kind
+            }
         }
+        k => k,
     }
 }
 
@@ -526,11 +673,4 @@ fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
         eprintln!("fibra: dropping the on_stall hook's panic payload panicked too; leaking it");
         std::mem::forget(again);
     }
-}
-
-/// The state letter of a thread of this process (`man 5 proc`: the field after `(comm)`).
-fn thread_state(tid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    after_comm.split_whitespace().next()?.chars().next()
 }

@@ -50,6 +50,12 @@ impl Registry {
             .cloned()
     }
 
+    /// Fibers registered (the monitor's "N fibers wait on this worker").
+    pub(crate) fn len(&self) -> usize {
+        let slab = self.slab.lock().unwrap_or_else(|e| e.into_inner());
+        slab.entries.len() - slab.free.len()
+    }
+
     /// No fiber registered (a spare worker retires only then).
     pub(crate) fn is_empty(&self) -> bool {
         let slab = self.slab.lock().unwrap_or_else(|e| e.into_inner());

@@ -68,6 +68,8 @@ pub(crate) struct WorkerStats {
     pub(crate) steals: AtomicU64,
     /// Picks served by the run-next slot.
     pub(crate) run_next_hits: AtomicU64,
+    /// Fibers spawned by fibers running here (read by the monitor, `stall.rs`).
+    pub(crate) spawns: AtomicU64,
     /// Sampled wake-to-run latencies of fibers run here (see [`LATENCY_BUCKETS`]).
     pub(crate) wake_latency: [AtomicU64; LATENCY_BUCKETS],
 }
@@ -77,6 +79,7 @@ impl Default for WorkerStats {
         WorkerStats {
             steals: AtomicU64::new(0),
             run_next_hits: AtomicU64::new(0),
+            spawns: AtomicU64::new(0),
             wake_latency: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }

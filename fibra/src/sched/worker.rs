@@ -577,6 +577,8 @@ impl Worker {
     /// share of started fibers and sends it to start on another (`placement.rs`).
     /// `spread`: the spawner asked for the least loaded worker (`Builder::spread`).
     pub(crate) fn schedule_new(&self, fiber: FiberRef, spread: bool) {
+        // The monitor tells a fiber spawning a batch from a CPU loop by this (`stall.rs`).
+        super::stats::bump(&self.slot().stats.spawns);
         if !self.shared.config.migrate {
             let shared = &self.shared;
             let workers = shared.config.workers;

@@ -21,6 +21,8 @@ const HINT: &str =
 /// calls it. Any thread.
 pub(crate) fn install_overflow_handler() {
     sys::install_fault_handler(on_fault);
+    // The stuck-thread capture (`sys/linux/capture.rs`) finds fiber stacks the same way.
+    sys::install_capture_handler(registry::slot_end);
 }
 
 /// Gives the calling thread an alternate signal stack if it lacks one, so an overflow can be

@@ -90,6 +90,30 @@ pub(super) fn unregister(reg: Registration) {
     while !entry.write(entry.seq.load(Acquire), |e| e.start.store(0, Relaxed)) {}
 }
 
+/// The end (exclusive) of the slot holding `addr`: the top of a fiber stack.
+/// Async-signal-safe: atomics only, bounded loop, no allocation.
+pub(super) fn slot_end(addr: usize) -> Option<usize> {
+    let used = USED.load(Acquire); // pairs with `fetch_max` in `register`
+    for entry in &TABLE[..used.min(CAPACITY)] {
+        let seq = entry.seq.load(Acquire); // pairs with the Release store ending a write
+        if seq % 2 == 1 {
+            continue;
+        }
+        let start = entry.start.load(Relaxed);
+        let len = entry.len.load(Relaxed);
+        let slot_size = entry.slot_size.load(Relaxed);
+        fence(Acquire); // pairs with the writer's Release fence (module doc)
+        if entry.seq.load(Relaxed) != seq || start == 0 || slot_size == 0 {
+            continue;
+        }
+        if addr < start || addr - start >= len {
+            continue;
+        }
+        return Some(addr - (addr - start) % slot_size + slot_size);
+    }
+    None
+}
+
 /// A slot whose guard page contains the faulting address.
 pub(super) struct GuardHit {
     pub(super) slot_start: usize,

@@ -19,6 +19,9 @@
 mod linux;
 pub(crate) mod valgrind;
 
+pub(crate) use linux::capture::{
+    capture_signal, capture_thread, install_capture_handler, own_stack_bounds,
+};
 pub(crate) use linux::mem::{
     discard, force_mprotect_guards, guard_madvise, guard_madvise_many, guard_mprotect,
     max_map_count, page_size, release, reserve,
@@ -27,3 +30,4 @@ pub(crate) use linux::signal::{ensure_alt_stack, install_fault_handler, write_st
 pub(crate) use linux::thread::spawn_thread;
 #[doc(hidden)]
 pub use linux::thread::{fail_thread_starts, pending_thread_start_failures, ThreadStart};
+pub(crate) use linux::unwind::{symbolise, unwind};
