@@ -162,12 +162,15 @@ impl StallReport {
             )),
             StallKind::Socket => s.push_str(&format!(
                 "blocked in a socket call ({call}): use fibra::net (sockets that park the fiber), \
-                 or call the client inside fibra::run_blocking"
+                 the `hooks` feature (a library's own sockets park too), or call the client \
+                 inside fibra::run_blocking"
             )),
             StallKind::File => s.push_str(&format!(
-                "blocked on a file ({call}): wrap it in fibra::run_blocking"
+                "blocked on a file ({call}): use fibra::fs, or wrap it in fibra::run_blocking"
             )),
-            StallKind::Sleep => s.push_str("sleeping in std::thread::sleep: use fibra::sleep"),
+            StallKind::Sleep => s.push_str(
+                "sleeping in std::thread::sleep: use fibra::sleep (or the `hooks` feature)",
+            ),
             StallKind::Syscall => s.push_str(&format!(
                 "blocked in a system call ({call}): wrap it in fibra::run_blocking"
             )),
