@@ -85,6 +85,7 @@ pub(crate) fn read_uninit<T: PollStream>(
 }
 
 /// Reads into an initialised `buf`.
+#[cfg(feature = "futures-io")]
 pub(crate) fn read<T: PollStream>(
     s: &T,
     cx: &mut Context<'_>,
