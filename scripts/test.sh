@@ -8,6 +8,10 @@ gate() { printf '\n==> %s\n' "$*"; }
 gate "unit, integration and doc tests (debug)"
 cargo test --workspace
 
+gate "async adapters and bridges (features futures-io, tokio-io, hyper, tokio-compat): tests and doctests"
+cargo test -p fibra --features futures-io,tokio-io,hyper,tokio-compat --test 'async_*'
+cargo test -p fibra --features futures-io,tokio-io,hyper,tokio-compat --doc compat
+
 gate "stress tests at full size (release)"
 cargo test --release -p fibra --tests
 
