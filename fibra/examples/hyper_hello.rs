@@ -31,7 +31,11 @@ use hyper::{Request, Response};
 
 /// hyper's connection futures nest deeper than `http_hello`'s plain code: 64 KiB is enough in
 /// release builds, but debug builds need more (tests/async_hyper.rs gives 1 MiB).
-const STACK: usize = if cfg!(debug_assertions) { 1 << 20 } else { 64 * 1024 };
+const STACK: usize = if cfg!(debug_assertions) {
+    1 << 20
+} else {
+    64 * 1024
+};
 
 fn main() {
     let addr = std::env::args()
@@ -46,7 +50,10 @@ fn main() {
     };
     let result = rt.run(move || -> io::Result<()> {
         let listener = TcpListener::bind(addr.as_str())?;
-        eprintln!("hyper_hello: listening on http://{}", listener.local_addr()?);
+        eprintln!(
+            "hyper_hello: listening on http://{}",
+            listener.local_addr()?
+        );
         serve(listener, header_read_timeout())
     });
     if let Err(e) = result {

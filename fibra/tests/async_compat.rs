@@ -23,7 +23,9 @@ fn rt(workers: usize) -> fibra::Runtime {
 /// closes the connection.
 fn serve_paths(listener: TcpListener) {
     fibra::spawn(move || loop {
-        let Ok((s, _)) = listener.accept() else { return };
+        let Ok((s, _)) = listener.accept() else {
+            return;
+        };
         fibra::spawn(move || answer(s));
     });
 }
@@ -92,12 +94,10 @@ impl Drop for DropSignal {
 }
 
 /// A future that starts on tokio (and says so), then waits forever, holding a `DropSignal`.
-fn forever(started: mpsc::Sender<&'static str>, dropped: mpsc::Sender<&'static str>) -> impl std::future::Future<Output = ()> {
-    async move {
-        let _g = DropSignal(dropped);
-        let _ = started.send("started");
-        std::future::pending::<()>().await;
-    }
+async fn forever(started: mpsc::Sender<&'static str>, dropped: mpsc::Sender<&'static str>) {
+    let _g = DropSignal(dropped);
+    let _ = started.send("started");
+    std::future::pending::<()>().await;
 }
 
 /// Cancelling the waiting fiber unwinds it; the unwind aborts the tokio task, which drops
@@ -109,10 +109,16 @@ fn cancelling_the_fiber_aborts_the_tokio_task() {
         let (started_tx, started_rx) = mpsc::channel();
         let (dropped_tx, dropped_rx) = mpsc::channel();
         let waiter = fibra::spawn(move || bridge::run(forever(started_tx, dropped_tx)));
-        assert_eq!(fibra::run_blocking(move || started_rx.recv().unwrap()), "started");
+        assert_eq!(
+            fibra::run_blocking(move || started_rx.recv().unwrap()),
+            "started"
+        );
         waiter.cancel();
         assert!(matches!(waiter.join(), Err(fibra::JoinError::Cancelled)));
-        assert_eq!(fibra::run_blocking(move || dropped_rx.recv().unwrap()), "dropped");
+        assert_eq!(
+            fibra::run_blocking(move || dropped_rx.recv().unwrap()),
+            "dropped"
+        );
     });
 }
 
@@ -124,10 +130,16 @@ fn runtime_shutdown_aborts_a_waiting_call() {
     let (dropped_tx, dropped_rx) = mpsc::channel();
     rt(1).run(move || {
         fibra::spawn(move || bridge::run(forever(started_tx, dropped_tx)));
-        assert_eq!(fibra::run_blocking(move || started_rx.recv().unwrap()), "started");
+        assert_eq!(
+            fibra::run_blocking(move || started_rx.recv().unwrap()),
+            "started"
+        );
         // Returning from the root fiber shuts the runtime down with the call still waiting.
     });
-    assert_eq!(dropped_rx.recv_timeout(Duration::from_secs(30)), Ok("dropped"));
+    assert_eq!(
+        dropped_rx.recv_timeout(Duration::from_secs(30)),
+        Ok("dropped")
+    );
 }
 
 /// A panic in the future is resumed in the calling fiber.

@@ -33,7 +33,9 @@ fn websocket_echo_over_fibra_tcp() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         fibra::spawn(move || loop {
-            let Ok((stream, _)) = listener.accept() else { return };
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
             fibra::spawn(move || {
                 fibra::await_future(async move {
                     let mut ws = async_tungstenite::accept_async(stream).await.unwrap();
@@ -61,7 +63,10 @@ fn websocket_echo_over_fibra_tcp() {
                             assert_eq!(back.into_text().unwrap().as_str(), text);
                         }
                         // A large message takes many reads and writes, parking in between.
-                        let big = vec![0xabu8; std::env::var("BIG").map_or(1 << 20, |v| v.parse().unwrap())];
+                        let big = vec![
+                            0xabu8;
+                            std::env::var("BIG").map_or(1 << 20, |v| v.parse().unwrap())
+                        ];
                         ws.send(Message::binary(big.clone())).await.unwrap();
                         let back = ws.next().await.unwrap().unwrap();
                         assert_eq!(back.into_data().as_ref(), &big[..]);
@@ -87,7 +92,9 @@ fn unix_stream_read_to_end_and_close() {
             let mut a = a;
             fibra::await_future(async move {
                 for i in 0..100u32 {
-                    AsyncWriteExt::write_all(&mut a, &[i as u8; 1000]).await.unwrap();
+                    AsyncWriteExt::write_all(&mut a, &[i as u8; 1000])
+                        .await
+                        .unwrap();
                 }
                 a.close().await.unwrap();
             })
@@ -96,7 +103,10 @@ fn unix_stream_read_to_end_and_close() {
         fibra::await_future((&b).read_to_end(&mut all)).unwrap();
         writer.join().unwrap();
         assert_eq!(all.len(), 100_000);
-        assert!(all.chunks(1000).enumerate().all(|(i, c)| c.iter().all(|&x| x == i as u8)));
+        assert!(all
+            .chunks(1000)
+            .enumerate()
+            .all(|(i, c)| c.iter().all(|&x| x == i as u8)));
     });
 }
 
@@ -143,7 +153,10 @@ fn a_foreign_executor_thread_waits_on_a_registered_socket() {
             let mut fut = pin!(a.read_exact(&mut buf));
             // One poll that must be pending (nothing written yet), then tell the writer.
             let waker = Waker::noop();
-            assert!(fut.as_mut().poll(&mut Context::from_waker(waker)).is_pending());
+            assert!(fut
+                .as_mut()
+                .poll(&mut Context::from_waker(waker))
+                .is_pending());
             ready_tx.send(()).unwrap();
             block_on_thread(fut).unwrap();
             buf

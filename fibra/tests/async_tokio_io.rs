@@ -24,7 +24,9 @@ fn line_echo_over_tcp_with_tokio_io_helpers() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         fibra::spawn(move || loop {
-            let Ok((stream, _)) = listener.accept() else { return };
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
             fibra::spawn(move || {
                 fibra::await_future(async move {
                     let (r, mut w) = (&stream, &stream);
@@ -43,7 +45,9 @@ fn line_echo_over_tcp_with_tokio_io_helpers() {
                     fibra::await_future(async move {
                         let mut expect = String::new();
                         for i in 0..100 {
-                            s.write_all(format!("c{c} line {i}\n").as_bytes()).await.unwrap();
+                            s.write_all(format!("c{c} line {i}\n").as_bytes())
+                                .await
+                                .unwrap();
                             expect.push_str(&format!("c{c} line {i}!\n"));
                         }
                         AsyncWriteExt::shutdown(&mut s).await.unwrap(); // FIN: the server's lines end

@@ -101,7 +101,11 @@ fn a_sleep_polled_off_the_runtime_completes() {
     let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
     let deadline = Instant::now() + Duration::from_millis(2);
     let mut s = pin!(Sleep::until(deadline));
-    while s.as_mut().poll(&mut Context::from_waker(&waker)).is_pending() {
+    while s
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending()
+    {
         std::thread::park();
     }
     assert!(Instant::now() >= deadline);

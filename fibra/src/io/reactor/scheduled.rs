@@ -115,7 +115,12 @@ impl ScheduledIo {
 
     /// Owner worker (step a–b): records an event and moves the fibers it releases to `woken`
     /// and other executors' wakers to `tasks` (the caller wakes them once unlocked).
-    pub(crate) fn set_ready(&self, ready: usize, woken: &mut Vec<FiberRef>, tasks: &mut Vec<Waker>) {
+    pub(crate) fn set_ready(
+        &self,
+        ready: usize,
+        woken: &mut Vec<FiberRef>,
+        tasks: &mut Vec<Waker>,
+    ) {
         let ready = ready & BITS;
         // AcqRel RMW: pairs with `clear`'s CAS and with `snapshot`.
         self.readiness
