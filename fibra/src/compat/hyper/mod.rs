@@ -40,6 +40,13 @@
 //! ```
 //!
 //! See [`fibra::compat`](crate::compat) for where such futures may run.
+//!
+//! # Stacks
+//! A fiber polling hyper's connection future needs more stack in debug builds than in release
+//! ones (unoptimised futures are large and their polls nest): the default 64 KiB served the
+//! lab's release server, while the debug-built HTTP/2 tests overflowed it and use 1 MiB
+//! ([`RuntimeBuilder::stack_size`](crate::RuntimeBuilder::stack_size); only touched pages
+//! cost memory). [`Executor`] spawns with the runtime's default size.
 
 mod executor;
 mod io;
