@@ -33,7 +33,10 @@ pub fn listing() -> String {
         let _ = writeln!(s, "  {:<8} {}", e.name(), e.description());
     }
     s += "contenders (--peers):\n";
-    for c in Contender::DEFAULT.into_iter().chain([Contender::FibraHyper]) {
+    for c in Contender::DEFAULT
+        .into_iter()
+        .chain([Contender::FibraHyper])
+    {
         let _ = writeln!(s, "  {:<11} {}", c.name(), c.description());
     }
     s
