@@ -11,6 +11,10 @@ cargo test --workspace
 gate "libc hooks (feature hooks): std sockets and sleeps on fibers"
 cargo test -p fibra --features hooks --test hooks_std
 
+gate "async adapters and bridges (features futures-io, tokio-io, hyper, tokio-compat): tests and doctests"
+cargo test -p fibra --features futures-io,tokio-io,hyper,tokio-compat --test 'async_*'
+cargo test -p fibra --features futures-io,tokio-io,hyper,tokio-compat --doc compat
+
 gate "stress tests at full size (release)"
 cargo test --release -p fibra --tests
 

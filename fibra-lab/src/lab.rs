@@ -33,8 +33,11 @@ pub fn listing() -> String {
         let _ = writeln!(s, "  {:<8} {}", e.name(), e.description());
     }
     s += "contenders (--peers):\n";
-    for c in Contender::DEFAULT {
-        let _ = writeln!(s, "  {:<8} {}", c.name(), c.description());
+    for c in Contender::DEFAULT
+        .into_iter()
+        .chain([Contender::FibraHyper])
+    {
+        let _ = writeln!(s, "  {:<11} {}", c.name(), c.description());
     }
     s
 }

@@ -131,7 +131,11 @@ fn lab_main(cli: &Cli, experiments: &[Experiment]) -> ExitCode {
         .size
         .unwrap_or(if cli.full { Size::Full } else { Size::Quick });
     let mut contenders = dedup(if cli.peers.is_empty() {
-        Contender::DEFAULT.to_vec()
+        let mut all = Contender::DEFAULT.to_vec();
+        if experiments.contains(&Experiment::Io) {
+            all.insert(1, Contender::FibraHyper); // beside fibra's own server
+        }
+        all
     } else {
         cli.peers.clone()
     });

@@ -47,6 +47,7 @@ mod await_future;
 mod blocking;
 pub mod cancel;
 pub mod chan;
+pub mod compat;
 pub mod coop;
 pub mod debug;
 mod error;
@@ -93,7 +94,7 @@ pub use stack::test_support as __stack_test_support;
 pub mod __fault {
     pub use crate::sys::{fail_thread_starts, pending_thread_start_failures, ThreadStart};
 }
-pub use time::{park_timeout, sleep, sleep_until};
+pub use time::{park_timeout, sleep, sleep_until, Sleep};
 
 /// Runs `main`'s body as the root fiber of a new [`Runtime`]: the same as building one and
 /// calling [`Runtime::run`] with the body. Optional arguments: `workers = N` (default: one

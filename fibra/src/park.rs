@@ -326,6 +326,24 @@ pub(crate) fn fiber_waker(fiber: FiberRef) -> Waker {
     unsafe { Waker::from_raw(raw) }
 }
 
+/// The fiber a [`fiber_waker`] wakes, with a count of its own; `None` for any other waker.
+/// Lets a registration that a future made on a fiber (`fibra::await_future`) join the same
+/// waiter lists as a blocking wait, so its wake-up is queued on the poller's worker like any
+/// unparked fiber's (io/reactor/scheduled.rs).
+pub(crate) fn waker_fiber(waker: &Waker) -> Option<FiberRef> {
+    if !std::ptr::eq(waker.vtable(), &FIBER_WAKER_VTABLE) {
+        return None;
+    }
+    let data = waker.data().cast::<Header>();
+    // SAFETY: a waker with this vtable was built by `fiber_waker` (or cloned from one), so
+    // `data` came from `Arc::<Header>::into_raw` and owns a count that keeps it alive while
+    // `waker` lives; we add a count for the `FiberRef` we return.
+    unsafe {
+        Arc::increment_strong_count(data);
+        Some(Arc::from_raw(data))
+    }
+}
+
 static FIBER_WAKER_VTABLE: RawWakerVTable =
     RawWakerVTable::new(waker_clone, waker_wake, waker_wake_by_ref, waker_drop);
 

@@ -23,7 +23,9 @@ pub const DESCRIPTION: &str =
 
 pub const NOTE: &str =
     "Servers: fibra = fibra/examples/http_hello.rs itself (a fiber per connection, \
-httparse); threads = a thread per connection on std::net (64 KiB stacks); tokio = tokio + \
+httparse); fibra-hyper = fibra/examples/hyper_hello.rs itself (hyper 1.x's http1 server on \
+fibra sockets, a fiber per connection awaiting hyper's connection future, fibra's Timer for \
+the header read timeout); threads = a thread per connection on std::net (64 KiB stacks); tokio = tokio + \
 hyper 1.x, a task per connection (hyper::server::conn::http1, keep-alive, no Date header); \
 go = net/http. Two workers (GOMAXPROCS 2). \
 Load: wrk -t2 -c<conns> --latency when wrk is on PATH, else the lab's own generator (2 threads, \

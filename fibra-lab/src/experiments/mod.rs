@@ -208,6 +208,9 @@ impl Experiment {
 
     /// Why `contender` has nothing to measure in a row, if so (shown as "skipped").
     pub fn not_applicable(self, contender: Contender, params: &Params) -> Option<String> {
+        if contender == Contender::FibraHyper && self != Experiment::Io {
+            return Some("hyper's server on fibra: the io experiment only".into());
+        }
         match self {
             Experiment::Blocking => blocking::not_applicable(contender, params),
             Experiment::Chan => chan::not_applicable(contender, params),

@@ -18,6 +18,11 @@ use crate::machine::vm_rss_bytes;
 #[allow(dead_code)] // the example's `main` and the constants only its binary uses
 pub mod http_hello;
 
+// The fibra-hyper contender: the `hyper_hello` example's server, compiled in the same way.
+#[path = "../../../fibra/examples/hyper_hello.rs"]
+#[allow(dead_code)] // the example's `main`
+pub mod hyper_hello;
+
 fn runtime(workers: usize) -> Result<fibra::Runtime, String> {
     fibra::Runtime::builder()
         .workers(workers.max(1))
@@ -270,6 +275,23 @@ pub fn io_server(workers: usize, case: Option<&str>) -> Result<Figures, String> 
             .map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
         child::announce(listener.local_addr())?;
         http_hello::serve(listener, http_hello::read_timeout())
+            .map_err(|e| format!("the server stopped: {e}"))?;
+        Err("the server stopped".to_string())
+    })
+}
+
+/// io: the `hyper_hello` example's server (hyper's http1 server on fibra), until the lab
+/// kills the process. Its header read timeout is http_hello's read timeout (the same env).
+pub fn io_hyper_server(workers: usize) -> Result<Figures, String> {
+    let rt = fibra::Runtime::builder()
+        .workers(workers.max(1))
+        .build()
+        .map_err(|e| format!("could not build the fibra runtime: {e}"))?;
+    rt.run(|| {
+        let listener = fibra::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
+        child::announce(listener.local_addr())?;
+        hyper_hello::serve(listener, hyper_hello::header_read_timeout())
             .map_err(|e| format!("the server stopped: {e}"))?;
         Err("the server stopped".to_string())
     })

@@ -19,6 +19,10 @@ use crate::experiments::Experiment;
 pub enum Contender {
     /// fibra fibers.
     Fibra,
+    /// hyper's HTTP/1 server on fibra (fibra/examples/hyper_hello.rs): the io experiment only.
+    #[serde(rename = "fibra-hyper")]
+    #[value(name = "fibra-hyper")]
+    FibraHyper,
     /// OS threads (std::thread).
     Threads,
     /// tokio tasks on a multi-thread runtime.
@@ -43,6 +47,7 @@ impl Contender {
     pub fn name(self) -> &'static str {
         match self {
             Contender::Fibra => "fibra",
+            Contender::FibraHyper => "fibra-hyper",
             Contender::Threads => "threads",
             Contender::Tokio => "tokio",
             Contender::Go => "go",
@@ -53,6 +58,7 @@ impl Contender {
     pub fn description(self) -> &'static str {
         match self {
             Contender::Fibra => "fibra fibers (stackful, M:N, work stealing)",
+            Contender::FibraHyper => "hyper's server on fibra sockets and fibers (io only)",
             Contender::Threads => "OS threads (std::thread, 64 KiB stacks where it matters)",
             Contender::Tokio => "tokio tasks (stackless, multi-thread runtime)",
             Contender::Go => "Go goroutines (bundled Go program; needs `go` on PATH)",
@@ -91,5 +97,7 @@ pub fn measure(
         (Contender::Threads, Experiment::Io) => threads::io_server(),
         (Contender::Tokio, Experiment::Io) => tokio::io_server(workers),
         (Contender::Fibra, Experiment::Io) => fibra::io_server(workers, case),
+        (Contender::FibraHyper, Experiment::Io) => fibra::io_hyper_server(workers),
+        (Contender::FibraHyper, _) => Err("fibra-hyper runs in the io experiment only".into()),
     }
 }

@@ -10,6 +10,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use mio::Token;
@@ -39,6 +40,13 @@ pub(crate) fn timed_out() -> io::Error {
     io::Error::new(
         io::ErrorKind::WouldBlock,
         "fibra: the I/O operation timed out",
+    )
+}
+
+fn ended_session() -> io::Error {
+    io::Error::other(
+        "fibra: this socket was registered by a runtime session that has ended; \
+         use it in one session only (or convert it with into_std / from_std)",
     )
 }
 
@@ -132,10 +140,7 @@ impl<S: AsRawFd> Source<S> {
             return self.register();
         };
         if !reg.reactor.is_open() {
-            return Err(io::Error::other(
-                "fibra: this socket was registered by a runtime session that has ended; \
-                 use it in one session only (or convert it with into_std / from_std)",
-            ));
+            return Err(ended_session());
         }
         if !reg.io.clear(snap, dir) {
             return Ok(()); // an edge arrived after the attempt began: retry at once
@@ -156,6 +161,60 @@ impl<S: AsRawFd> Source<S> {
                 Some(d) if Instant::now() >= d => return Err(timed_out()),
                 Some(d) => crate::time::park_until(reason, d),
                 None => park::park(reason),
+            }
+        }
+    }
+
+    /// The future-shaped `do_io`: runs `op`; on `WouldBlock` leaves `cx`'s waker with the
+    /// registration (`ScheduledIo::register_waker`, the same steps as a fiber's wait) and
+    /// returns `Pending`. Timeouts and fibra's non-blocking flag do not apply: a future is
+    /// given up by dropping it.
+    ///
+    /// The first wait registers the fd with the poller of the worker this runs on. A socket
+    /// never registered cannot wait on a thread that is not a fibra worker: nobody would poll
+    /// for it there, so that is an error, not a hang (`compat/mod.rs`, "Where futures run").
+    #[cfg_attr(
+        not(any(feature = "futures-io", feature = "tokio-io", feature = "hyper")),
+        allow(dead_code) // only the async adapters (`fibra::compat`) poll
+    )]
+    pub(crate) fn poll_io<R>(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        mut op: impl FnMut(&S) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            let snap = self.reg.get().map(|r| r.io.snapshot());
+            match op(self.get_ref()) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+                Ok(v) => {
+                    crate::coop::consume();
+                    return Poll::Ready(Ok(v));
+                }
+            }
+            let (Some(reg), Some(snap)) = (self.reg.get(), snap) else {
+                if let Err(e) = self.register() {
+                    return Poll::Ready(Err(e));
+                }
+                if self.reg.get().is_none() {
+                    return Poll::Ready(Err(io::Error::other(
+                        "fibra: a socket must first wait for readiness on a fibra worker (poll \
+                         it inside fibra::await_future once) before a future on another \
+                         thread can wait on it",
+                    )));
+                }
+                continue; // registered: the registration's first edge reports readiness
+            };
+            if !reg.reactor.is_open() {
+                return Poll::Ready(Err(ended_session()));
+            }
+            if !reg.io.clear(snap, dir) {
+                continue; // an edge arrived after the attempt began: retry at once
+            }
+            if reg.io.register_waker(dir, cx.waker()) {
+                return Poll::Pending;
             }
         }
     }

@@ -11,7 +11,7 @@ use crate::io::source::Source;
 use crate::park::ParkReason;
 
 pub(crate) struct Evented<S: AsRawFd> {
-    source: Source<S>,
+    pub(crate) source: Source<S>,
     pub(crate) opts: Arc<Opts>,
 }
 

@@ -36,7 +36,8 @@ use crate::park::ParkReason;
 /// # }).unwrap();
 /// ```
 pub struct TcpStream {
-    source: Source<net::TcpStream>,
+    /// Also polled by the async adapters (`fibra::compat`).
+    pub(crate) source: Source<net::TcpStream>,
     opts: Arc<Opts>,
 }
 

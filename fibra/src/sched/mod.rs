@@ -323,7 +323,12 @@ pub(crate) fn schedule_woken(fiber: FiberRef) {
     context::with_worker(|w| {
         let here = w.filter(|w| Arc::ptr_eq(&w.shared, &fiber.shared));
         match (here, home) {
-            (Some(w), Some(h)) if w.index == h || migrate => w.schedule_started(fiber, true),
+            // Run-next only when a running fiber woke it (it inherits that fiber's slice).
+            // A waker the scheduler itself runs (a future's, from a poll or a timer) files
+            // it in the queues, which the worker's poll reports (`Worker::poll_io`).
+            (Some(w), Some(h)) if w.index == h || migrate => {
+                w.schedule_started(fiber, !w.current.get().is_null())
+            }
             // The session is reached through the fiber, which the queue takes: a clone of the
             // `Arc` only on these cross-thread paths (two contended RMWs per local wake-up
             // otherwise, ~8% of a ping-pong round trip).

@@ -321,7 +321,14 @@ impl Worker {
         self.slot()
             .reactor
             .poll_now(|fiber| here |= self.place_woken(fiber));
-        here | self.poll_shared()
+        here | self.poll_shared() | self.woken_by_wakers()
+    }
+
+    /// Did a waker the scheduler ran (a future's, woken by a poll or a timer rather than
+    /// handed back as a fiber) queue a fiber here? Called only where the local queues were
+    /// empty before the poll (`run_loop`, `search`), so anything in them is new.
+    fn woken_by_wakers(&self) -> bool {
+        !self.pinned.borrow().is_empty() || !self.local.borrow().is_empty()
     }
 
     /// Polls the session's shared poller, if it has one (`RuntimeBuilder::shared_poller`),
@@ -620,7 +627,7 @@ impl Worker {
         crate::time::fire_due(timers, Instant::now(), |fiber| {
             woke |= self.place_woken(fiber);
         });
-        woke
+        woke | self.woken_by_wakers()
     }
 
     fn timers_due(&self) -> bool {

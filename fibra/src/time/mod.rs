@@ -1,5 +1,7 @@
-//! Sleeping: a fiber parks and its worker's timer heap unparks it.
+//! Sleeping: a fiber parks and its worker's timer heap unparks it; a [`Sleep`] future is
+//! woken by the same timers (`sleep_future.rs`).
 
+mod sleep_future;
 mod timers;
 
 use std::time::{Duration, Instant};
@@ -8,6 +10,7 @@ use crate::park::{self, ParkReason};
 use std::sync::atomic::Ordering::*;
 
 use crate::sched::context;
+pub use sleep_future::Sleep;
 pub(crate) use timers::{fire_due, Timers};
 
 /// Parks the calling fiber for at least `dur`; its worker runs other fibers meanwhile.

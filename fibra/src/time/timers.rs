@@ -1,4 +1,5 @@
-//! A worker's timers: deadline → fiber to unpark.
+//! A worker's timers: deadline → fiber to unpark, or a [`Sleep`](crate::Sleep) future's
+//! waker to wake (`Target`).
 //!
 //! Two parts: a FIFO `run` for deadlines that arrive in non-decreasing order (the common case:
 //! many fibers sleeping or timing out for the same duration), with O(1) insert and pop, and a
@@ -15,9 +16,10 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::Ordering::Acquire;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::sleep_future::TaskTimer;
 use crate::fiber::FiberRef;
 
 /// Fewest entries worth a sweep for stale ones.
@@ -36,10 +38,31 @@ pub(crate) struct Timers {
 pub(crate) struct Entry {
     deadline: Instant,
     seq: u64,
-    /// The fiber's `timer_gen` when armed; a later value means the wait ended already and
-    /// this entry is stale (cancellation without removal from the heap).
+    /// The target's generation when armed (a fiber's `timer_gen`, a `TaskTimer`'s); a later
+    /// value means the wait ended already and this entry is stale (cancellation without
+    /// removal from the heap).
     generation: u32,
-    fiber: FiberRef,
+    target: Target,
+}
+
+/// Who an entry wakes.
+pub(crate) enum Target {
+    /// A fiber in a timed park (`park_until`).
+    Fiber(FiberRef),
+    /// A pending [`Sleep`](crate::Sleep) future.
+    Task(Arc<TaskTimer>),
+}
+
+impl Target {
+    /// Is the wait this entry was armed for (`generation`) still going on?
+    fn is_live(&self, generation: u32) -> bool {
+        // Acquire pairs with the Release increment that ends a timed wait (`park_until`,
+        // `TaskTimer::disarm`).
+        match self {
+            Target::Fiber(f) => f.timer_gen.load(Acquire) == generation,
+            Target::Task(t) => t.generation() == generation,
+        }
+    }
 }
 
 impl PartialEq for Entry {
@@ -61,12 +84,21 @@ impl Ord for Entry {
 
 impl Timers {
     pub(crate) fn insert(&mut self, deadline: Instant, generation: u32, fiber: FiberRef) {
+        self.insert_target(deadline, generation, Target::Fiber(fiber));
+    }
+
+    /// Arms a [`Sleep`](crate::Sleep) future's timer.
+    pub(crate) fn insert_task(&mut self, deadline: Instant, generation: u32, task: Arc<TaskTimer>) {
+        self.insert_target(deadline, generation, Target::Task(task));
+    }
+
+    fn insert_target(&mut self, deadline: Instant, generation: u32, target: Target) {
         self.seq += 1;
         let entry = Entry {
             deadline,
             seq: self.seq,
             generation,
-            fiber,
+            target,
         };
         match self.run.back() {
             Some(last) if last.deadline > deadline => self.heap.push(Reverse(entry)),
@@ -85,7 +117,7 @@ impl Timers {
 
     /// The earliest entry whose deadline is at or before `now`, with the generation it was
     /// armed with.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(FiberRef, u32)> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Target, u32)> {
         let from_run = match (self.run.front(), self.heap.peek()) {
             (Some(r), Some(h)) => r <= &h.0,
             (Some(_), None) => true,
@@ -96,12 +128,12 @@ impl Timers {
             if self.run.front()?.deadline > now {
                 return None;
             }
-            self.run.pop_front().map(|e| (e.fiber, e.generation))
+            self.run.pop_front().map(|e| (e.target, e.generation))
         } else {
             if self.heap.peek()?.0.deadline > now {
                 return None;
             }
-            self.heap.pop().map(|e| (e.0.fiber, e.0.generation))
+            self.heap.pop().map(|e| (e.0.target, e.0.generation))
         }
     }
 
@@ -121,8 +153,7 @@ impl Timers {
         if len < SWEEP_MIN.max(2 * self.after_last_sweep) {
             return Vec::new();
         }
-        // Acquire pairs with the Release increment that ends a timed wait (`park_until`).
-        let live = |e: &Entry| e.fiber.timer_gen.load(Acquire) == e.generation;
+        let live = |e: &Entry| e.target.is_live(e.generation);
         let (keep, stale): (VecDeque<Entry>, VecDeque<Entry>) = self.run.drain(..).partition(live);
         self.run = keep; // `partition` keeps the order: still non-decreasing
         let mut stale = Vec::from(stale);
@@ -144,8 +175,9 @@ impl Timers {
 
 /// Pops the entries of `timers` due at `now` and unparks each fiber whose timed wait is still
 /// the one armed (its generation unchanged); `woken` receives every fiber that unpark made
-/// runnable, holding its parked reference, for the caller to queue. The lock is not held
-/// while `woken` runs. The owner worker calls it, and the monitor for a stuck worker under
+/// runnable, holding its parked reference, for the caller to queue. A live `Sleep`'s waker
+/// is woken (a fiber's waker, `fibra::await_future`'s, goes to `woken` like a fiber). The
+/// lock is not held while `woken` or a waker runs. The owner worker calls it, and the monitor for a stuck worker under
 /// the migration opt-in.
 pub(crate) fn fire_due(timers: &Mutex<Timers>, now: Instant, mut woken: impl FnMut(FiberRef)) {
     let lock = || timers.lock().unwrap_or_else(|e| e.into_inner());
@@ -155,17 +187,38 @@ pub(crate) fn fire_due(timers: &Mutex<Timers>, now: Instant, mut woken: impl FnM
         (t.sweep_stale(), t.pop_due(now))
     };
     drop(stale);
-    while let Some((fiber, generation)) = due {
-        // The real clock was read anyway (sched/clock.rs).
-        fiber.shared.clock.refresh(now);
-        // Acquire pairs with the Release increment that ends the wait in `park_until`; a
-        // later generation means the timed wait ended before its deadline.
-        if fiber.timer_gen.load(Acquire) == generation {
-            if let Some(fiber) = crate::park::unpark_owned(fiber) {
-                woken(fiber); // the heap's reference goes to the queue
+    while let Some((target, generation)) = due {
+        match target {
+            Target::Fiber(fiber) => {
+                // The real clock was read anyway (sched/clock.rs).
+                fiber.shared.clock.refresh(now);
+                // Acquire pairs with the Release increment that ends the wait in
+                // `park_until`; a later generation means the timed wait ended before its
+                // deadline.
+                if fiber.timer_gen.load(Acquire) == generation {
+                    if let Some(fiber) = crate::park::unpark_owned(fiber) {
+                        woken(fiber); // the heap's reference goes to the queue
+                    }
+                }
+            }
+            Target::Task(task) => {
+                if let Some(waker) = task.fire(generation) {
+                    match crate::park::waker_fiber(&waker) {
+                        Some(fiber) => woken_fiber(fiber, &mut woken),
+                        None => waker.wake(),
+                    }
+                }
             }
         }
         due = lock().pop_due(now);
+    }
+}
+
+/// A fiber a `Sleep`'s waker names: unparked and, if that made it runnable, queued by the
+/// caller like a timed park's.
+fn woken_fiber(fiber: FiberRef, woken: &mut impl FnMut(FiberRef)) {
+    if let Some(fiber) = crate::park::unpark_owned(fiber) {
+        woken(fiber);
     }
 }
 
@@ -173,6 +226,13 @@ pub(crate) fn fire_due(timers: &Mutex<Timers>, now: Instant, mut woken: impl FnM
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    fn id(t: &Target) -> u64 {
+        match t {
+            Target::Fiber(f) => f.identity.id,
+            Target::Task(_) => 0,
+        }
+    }
 
     /// Entries come out in deadline order whichever part holds them.
     #[test]
@@ -193,7 +253,7 @@ mod tests {
         );
         let mut popped = Vec::new();
         while let Some((f, _)) = timers.pop_due(base + Duration::from_secs(1)) {
-            popped.push(f.identity.id);
+            popped.push(id(&f));
         }
         assert!(timers.is_empty());
         let deadlines: Vec<u64> = popped.iter().map(|id| offsets[*id as usize - 1]).collect();
@@ -227,14 +287,14 @@ mod tests {
         timers.insert(base, 0, ended.clone()); // SWEEP_MIN entries: over the bar
         let swept = timers.sweep_stale();
         assert_eq!(swept.len() as u64, n / 2);
-        assert!(swept.iter().all(|e| e.fiber.identity.id == 2));
+        assert!(swept.iter().all(|e| id(&e.target) == 2));
         assert_eq!(timers.len() as u64, n / 2);
         let mut previous = None;
         while let Some(next) = timers.next_deadline() {
             assert!(previous.is_none_or(|p| p <= next), "out of deadline order");
             previous = Some(next);
             let (f, _) = timers.pop_due(next).expect("the earliest entry is due");
-            assert_eq!(f.identity.id, 1);
+            assert_eq!(id(&f), 1);
         }
         assert!(timers.sweep_stale().is_empty(), "nothing left to sweep");
     }
@@ -261,14 +321,14 @@ mod tests {
         assert_eq!(
             timers
                 .pop_due(base + Duration::from_millis(6))
-                .map(|f| f.0.identity.id),
+                .map(|f| id(&f.0)),
             Some(2)
         );
         assert!(timers.pop_due(base + Duration::from_millis(6)).is_none());
         assert_eq!(
             timers
                 .pop_due(base + Duration::from_millis(10))
-                .map(|f| f.0.identity.id),
+                .map(|f| id(&f.0)),
             Some(1)
         );
     }

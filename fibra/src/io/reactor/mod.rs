@@ -250,6 +250,9 @@ impl Reactor {
         if events.is_empty() {
             return; // the common case of a searching worker's poll: no table lock
         }
+        // Other executors' wakers, woken below once the table is unlocked (a waker runs
+        // foreign code). Allocates only if there are some.
+        let mut tasks = Vec::new();
         let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         for ev in events.iter() {
             if ev.token() == WAKE_TOKEN || ev.token() == SHARED_TOKEN {
@@ -265,10 +268,12 @@ impl Reactor {
             if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
                 ready |= WRITABLE;
             }
-            io.set_ready(ready, woken);
+            io.set_ready(ready, woken, &mut tasks);
         }
+        drop(table);
         self.released
-            .fetch_add((woken.len() - before) as u64, Relaxed);
+            .fetch_add((woken.len() - before + tasks.len()) as u64, Relaxed);
+        tasks.into_iter().for_each(std::task::Waker::wake);
     }
 
     /// `(epoll_wait calls, fiber wake-ups released)` so far.

@@ -18,9 +18,21 @@
 //! pairs with b–c through the mutex: if the reactor locks first, its step a happened before
 //! and step 4 sees the bit; if the fiber locks first, the reactor finds it enqueued. A wake
 //! may still be spurious (the fiber retries, sees WouldBlock, and waits again).
+//!
+//! # Futures wait the same way
+//! A `poll_read` (the async adapters, `fibra::compat`) runs steps 1–3 and, at step 4, leaves
+//! its `cx.waker()` where a fiber would enqueue itself (`register_waker`). A waker made for a
+//! fiber (`fibra::await_future`'s) is turned back into that fiber and joins the same list, so
+//! its wake-up is queued by the poller like a blocking reader's. Any other executor's waker
+//! takes the direction's one `task` slot (a later poll replaces it: only the last waker given
+//! to `poll_*` must be woken, as the `AsyncRead` contract says); the reactor wakes it after
+//! releasing its table lock. Unlike a fiber's wait, such an entry outlives the poll that
+//! made it (the future may be dropped without a word): it is woken or dropped at the next
+//! edge, or with the socket.
 
 use std::sync::atomic::{AtomicUsize, Ordering::*};
 use std::sync::Mutex;
+use std::task::Waker;
 
 use crate::fiber::FiberRef;
 
@@ -50,6 +62,9 @@ const TICK: usize = !(TICK_ONE - 1);
 struct Waiters {
     readers: Vec<FiberRef>,
     writers: Vec<FiberRef>,
+    /// The wakers of futures polled by other executors, per direction (`register_waker`).
+    read_task: Option<Waker>,
+    write_task: Option<Waker>,
 }
 
 impl Waiters {
@@ -57,6 +72,13 @@ impl Waiters {
         match dir {
             Direction::Read => &mut self.readers,
             Direction::Write => &mut self.writers,
+        }
+    }
+
+    fn task(&mut self, dir: Direction) -> &mut Option<Waker> {
+        match dir {
+            Direction::Read => &mut self.read_task,
+            Direction::Write => &mut self.write_task,
         }
     }
 }
@@ -91,8 +113,14 @@ impl ScheduledIo {
             .is_ok()
     }
 
-    /// Owner worker (step a–b): records an event and moves the fibers it releases to `woken`.
-    pub(crate) fn set_ready(&self, ready: usize, woken: &mut Vec<FiberRef>) {
+    /// Owner worker (step a–b): records an event and moves the fibers it releases to `woken`
+    /// and other executors' wakers to `tasks` (the caller wakes them once unlocked).
+    pub(crate) fn set_ready(
+        &self,
+        ready: usize,
+        woken: &mut Vec<FiberRef>,
+        tasks: &mut Vec<Waker>,
+    ) {
         let ready = ready & BITS;
         // AcqRel RMW: pairs with `clear`'s CAS and with `snapshot`.
         self.readiness
@@ -103,9 +131,11 @@ impl ScheduledIo {
         let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         if ready & READABLE != 0 {
             woken.append(&mut w.readers);
+            tasks.extend(w.read_task.take());
         }
         if ready & WRITABLE != 0 {
             woken.append(&mut w.writers);
+            tasks.extend(w.write_task.take());
         }
     }
 
@@ -119,6 +149,30 @@ impl ScheduledIo {
         let list = w.list(dir);
         if !list.iter().any(|f| std::sync::Arc::ptr_eq(f, fiber)) {
             list.push(fiber.clone());
+        }
+        true
+    }
+
+    /// Step 4 for a future: leaves `waker` to be woken at `dir`'s next edge unless `dir` is
+    /// ready. Returns false if it is ready (the caller retries its operation).
+    pub(crate) fn register_waker(&self, dir: Direction, waker: &Waker) -> bool {
+        let fiber = crate::park::waker_fiber(waker);
+        let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        // The lock orders this load after any `set_ready` that locked before us.
+        if self.readiness.load(Acquire) & dir.bit() != 0 {
+            return false;
+        }
+        match fiber {
+            Some(fiber) => {
+                let list = w.list(dir);
+                if !list.iter().any(|f| std::sync::Arc::ptr_eq(f, &fiber)) {
+                    list.push(fiber);
+                }
+            }
+            None => match w.task(dir) {
+                Some(old) if old.will_wake(waker) => {}
+                slot => *slot = Some(waker.clone()),
+            },
         }
         true
     }

@@ -29,7 +29,8 @@ use crate::park::ParkReason;
 /// # });
 /// ```
 pub struct UnixStream {
-    inner: Evented<net::UnixStream>,
+    /// Also polled by the async adapters (`fibra::compat`).
+    pub(crate) inner: Evented<net::UnixStream>,
 }
 
 impl UnixStream {
