@@ -4,6 +4,15 @@
 
 mod common;
 
+/// The ring's live-buffer count and the read-path counters are process-wide, and the test
+/// harness runs tests on parallel threads: each test here runs alone, so what one reads is its
+/// own (a read in flight in another test showed up as a "leaked" buffer).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -92,6 +101,7 @@ fn delta(before: [u64; 3], after: [u64; 3]) -> [u64; 3] {
 
 #[test]
 fn every_api_matches_std() {
+    let _alone = alone();
     let _w = watchdog("every_api_matches_std");
     let dir = TempDir::new("api");
     let d = dir.0.clone();
@@ -237,6 +247,7 @@ fn every_api_matches_std() {
 /// Outside a fiber every call is std's, including `Read for &File`.
 #[test]
 fn works_on_a_plain_thread() {
+    let _alone = alone();
     let dir = TempDir::new("plain");
     let p = dir.join("f");
     fibra::fs::write(&p, b"plain").unwrap();
@@ -255,6 +266,7 @@ fn works_on_a_plain_thread() {
 /// io_uring is unavailable, the pool) and returns the same bytes.
 #[test]
 fn nowait_hit_and_miss_paths() {
+    let _alone = alone();
     let _w = watchdog("nowait_hit_and_miss_paths");
     let dir = TempDir::new("paths");
     let p = dir.join("f");
@@ -300,6 +312,7 @@ fn nowait_hit_and_miss_paths() {
 /// hands off between them).
 #[test]
 fn concurrent_misses_on_one_worker() {
+    let _alone = alone();
     let _w = watchdog("concurrent_misses_on_one_worker");
     let dir = TempDir::new("concurrent");
     let p = dir.join("f");
@@ -328,6 +341,7 @@ fn concurrent_misses_on_one_worker() {
 /// Large files: a 64 MiB file read whole (cold), and with 8 MiB `read_at`s.
 #[test]
 fn large_files() {
+    let _alone = alone();
     let _w = watchdog("large_files");
     let dir = TempDir::new("large");
     let p = dir.join("f");
@@ -358,6 +372,7 @@ fn large_files() {
 /// Short reads: at the end of the file, past it, and into a buffer larger than the file.
 #[test]
 fn short_reads() {
+    let _alone = alone();
     let _w = watchdog("short_reads");
     let dir = TempDir::new("short");
     let p = dir.join("f");
@@ -388,6 +403,7 @@ fn short_reads() {
 /// after it is freed: the workers' rings drain on exit).
 #[test]
 fn cancel_and_shutdown_with_reads_in_flight() {
+    let _alone = alone();
     let _w = watchdog("cancel_and_shutdown_with_reads_in_flight");
     let dir = TempDir::new("shutdown");
     let p = dir.join("f");
@@ -456,6 +472,7 @@ fn cancel_and_shutdown_with_reads_in_flight() {
 /// Two sessions on one runtime: each worker thread's ring belongs to its session.
 #[test]
 fn a_runtime_reused_across_sessions() {
+    let _alone = alone();
     let _w = watchdog("a_runtime_reused_across_sessions");
     let dir = TempDir::new("sessions");
     let p = dir.join("f");

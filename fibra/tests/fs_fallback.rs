@@ -4,6 +4,15 @@
 
 mod common;
 
+/// The ring's live-buffer count and the read-path counters are process-wide, and the test
+/// harness runs tests on parallel threads: each test here runs alone, so what one reads is its
+/// own (a read in flight in another test showed up as a "leaked" buffer).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -27,6 +36,7 @@ fn write_cold(path: &Path, data: &[u8]) {
 
 #[test]
 fn forced_off_misses_go_to_the_pool() {
+    let _alone = alone();
     let _w = watchdog("forced_off_misses_go_to_the_pool");
     fibra::fs::__force_pool(true);
     assert!(!fibra::fs::__uring_available());
@@ -77,6 +87,7 @@ fn forced_off_misses_go_to_the_pool() {
 /// ring: misses go to the pool.
 #[test]
 fn migration_uses_the_pool() {
+    let _alone = alone();
     let _w = watchdog("migration_uses_the_pool");
     let dir = std::env::temp_dir().join(format!("fibra-fs-migrate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
