@@ -30,13 +30,10 @@ const MAKE_MEM_UNDEFINED: usize = 0x4d43_0001;
 fn client_request(default: usize, request: usize, args: [usize; 5]) -> usize {
     let block: [usize; 6] = [request, args[0], args[1], args[2], args[3], args[4]];
     let result: usize;
-    // SAFETY: on hardware the sequence changes nothing we rely on: `rdi` is rotated by
-    // 3 + 13 + 61 + 51 = 128 bits, twice its width, so it ends as it began; `xchg rbx, rbx`
-    // swaps a register with itself; only the flags change, and the compiler assumes they do
-    // (no `preserves_flags`). Valgrind recognises the sequence, reads the six words at `rax`
-    // (`block`, live on our stack for the whole statement) and writes its answer to `rdx`;
-    // the requests used here change memcheck's bookkeeping, never our memory. Not `nomem`, so
-    // the stores to `block` happen before the sequence.
+    // SAFETY: on hardware nothing we rely on changes: `rdi` turns 128 bits (3+13+61+51), back
+    // where it was; `xchg rbx, rbx` is a no-op; only flags change (no `preserves_flags`).
+    // Valgrind reads the six words at `rax` (`block`, alive for the statement; not `nomem`, so
+    // they are stored first), answers in `rdx`, and changes only its own bookkeeping.
     unsafe {
         std::arch::asm!(
             "rol rdi, 3",
