@@ -42,6 +42,8 @@ enum Block {
 
 #[derive(Default)]
 struct Sleeper {
+    /// The thread it last ran on before the block (with the migration opt-in, a fiber first
+    /// run on one worker may since have moved; without it, this is the first run's).
     home: Mutex<Option<ThreadId>>,
     /// Wake-ups during the baseline, during the block.
     wakes: [AtomicU64; 2],
@@ -91,6 +93,10 @@ fn run_scenario(block: Block, migrate: bool) -> Rates {
                         fibra::sleep(Duration::from_millis(1));
                         if let p @ 0..=1 = phase.load(Relaxed) {
                             me.wakes[p as usize].fetch_add(1, Relaxed);
+                            if p == 0 {
+                                // Where it ran last before the block: its group.
+                                *me.home.lock().unwrap() = Some(this_thread());
+                            }
                         }
                     }
                 })
@@ -159,7 +165,9 @@ fn run_scenario(block: Block, migrate: bool) -> Rates {
     let reports = reports.lock().unwrap().clone();
     Rates {
         same: ratio(same),
-        other: ratio(other).expect("some sleepers ran on the other worker"),
+        other: ratio(other).unwrap_or_else(|| {
+            panic!("no sleeper ran on the other worker before the block: {same:?} {other:?}")
+        }),
         late_done_in_block,
         frozen,
         reports,

@@ -65,6 +65,9 @@ use crate::sys::{spawn_thread, ThreadStart};
 
 const MIN_DELAY: Duration = Duration::from_micros(20);
 const MAX_DELAY: Duration = Duration::from_millis(10);
+/// How long the monitor watches a stuck run's spawn count when its last look is stale: a
+/// spawning loop spawns many fibers in it (each spawn takes well under a microsecond).
+const SPAWN_LOOK: Duration = Duration::from_micros(500);
 /// Quiet samples before the delay starts doubling (Go: 50 × 20 µs = 1 ms).
 const QUIET_SAMPLES: u32 = 50;
 /// A stuck thread counts as "in a syscall" (and may get a spare) once every sample for this
@@ -187,8 +190,9 @@ struct Watch {
     /// The thread's CPU clock and the slot's spawn count when this run was first seen.
     cpu_at_start: Option<Duration>,
     spawns_at_start: u64,
-    /// The spawn count at the last look before the threshold.
+    /// The spawn count at the last look before the threshold, and when that look was.
     spawns_prev: u64,
+    spawns_looked_at: Option<Instant>,
     /// When the look at half the threshold was, and the thread's CPU and run-queue wait then.
     sched_at_half: Option<(Instant, (Duration, Duration))>,
     /// The report of the stall under way (begun), and what the default log did with it.
@@ -206,6 +210,7 @@ struct RunSeen {
     cpu_at_start: Option<Duration>,
     spawns_at_start: u64,
     spawns_prev: u64,
+    spawns_looked_at: Option<Instant>,
     sched_at_half: Option<(Instant, (Duration, Duration))>,
 }
 
@@ -307,6 +312,7 @@ impl Monitor {
                         .flatten(),
                     spawns_at_start: spawns,
                     spawns_prev: spawns,
+                    spawns_looked_at: Some(now),
                     ..Watch::default()
                 };
                 if let (Some((report, shown)), Some(ran)) = (ended, ran) {
@@ -329,6 +335,7 @@ impl Monitor {
                     w.sched_at_half = sched_stat(signal.tid.load(Relaxed)).map(|s| (now, s));
                 }
                 w.spawns_prev = self.shared.slots[idx].stats.spawns.load(Relaxed);
+                w.spawns_looked_at = Some(now);
                 let look = due - threshold / 8;
                 let next = match () {
                     _ if now < half => half,
@@ -361,6 +368,7 @@ impl Monitor {
                 cpu_at_start: w.cpu_at_start,
                 spawns_at_start: w.spawns_at_start,
                 spawns_prev: w.spawns_prev,
+                spawns_looked_at: w.spawns_looked_at,
                 sched_at_half: w.sched_at_half,
             };
             acted |= self.hand_off(idx);
@@ -390,6 +398,27 @@ impl Monitor {
             acted |= self.add_capacity(in_syscalls);
         }
         (acted, next_due)
+    }
+
+    /// Whether the stuck run on slot `idx` is still spawning. The count at the last look
+    /// before the threshold tells, when that look was recent; a monitor that slept past the
+    /// looks (its delay grows to the threshold when quiet) may have last looked while a batch
+    /// was under way, before a loop, so it looks again over a short window instead.
+    fn still_spawning(
+        &self,
+        idx: usize,
+        now: Instant,
+        spawns_now: u64,
+        spawns_prev: u64,
+        looked_at: Option<Instant>,
+    ) -> bool {
+        let threshold = self.shared.config.stall_threshold;
+        let recent = looked_at.is_some_and(|t| now.saturating_duration_since(t) <= threshold / 4);
+        if recent || spawns_now == spawns_prev {
+            return spawns_now != spawns_prev;
+        }
+        thread::sleep(SPAWN_LOOK);
+        self.shared.slots[idx].stats.spawns.load(Relaxed) != spawns_now
     }
 
     /// Moves the stuck worker's ring to the global queue. True if it moved anything.
@@ -507,6 +536,7 @@ impl Monitor {
             cpu_at_start,
             spawns_at_start,
             spawns_prev,
+            spawns_looked_at,
             sched_at_half,
         } = seen;
         let slot = &self.shared.slots[idx];
@@ -568,7 +598,13 @@ impl Monitor {
             syscall,
             thread_state: thread_state(tid),
             spawned: spawns_now.wrapping_sub(spawns_at_start),
-            still_spawning: spawns_now != spawns_prev,
+            still_spawning: self.still_spawning(
+                idx,
+                now,
+                spawns_now,
+                spawns_prev,
+                spawns_looked_at,
+            ),
             panicking,
         };
         let report = StallReport {
