@@ -17,7 +17,10 @@ Go (no park/unpark): two unbuffered channels, GOMAXPROCS = workers. \
 With 2 workers, fibra's two fibers are placed on different workers (the first spins until the \
 second has started elsewhere; started fibers stay put), so its row is a cross-thread ping-pong; \
 tokio and threads place the units where they like: the placement table shows \
-how often (sampled every 1024 trips) both were on the same OS thread.";
+how often (sampled every 1024 trips) both were on the same OS thread. \
+The \"placed by fibra\" row is fibra's 2-worker case without the forced split: the second fiber \
+starts wherever fibra's scheduler puts it (an idle worker steals it only if it waited long enough, \
+sched/steal.rs), which is the figure to compare with tokio's and Go's 2-worker rows.";
 
 pub const FIGURES: &[Figure] = &[
     Figure {
@@ -39,6 +42,9 @@ pub const PLOTS: &[PlotSpec] = &[PlotSpec {
     axis: "ns per round trip (log)",
     shape: PlotShape::Bars { log: true },
 }];
+
+/// `--case` of fibra's row where its scheduler places the two fibers (no forced split).
+pub const PLACED: &str = "placed";
 
 /// Figure: where the scheduler put the two units.
 pub const SAME_THREAD_KEY: &str = "same_thread_pct";
@@ -83,7 +89,7 @@ fn rounds(size: Size) -> u64 {
 
 pub fn plan(size: Size, contenders: &[Contender]) -> Vec<Row> {
     let n = rounds(size);
-    [1usize, 2]
+    let mut rows: Vec<Row> = [1usize, 2]
         .into_iter()
         .map(|workers| Row {
             label: format!(
@@ -110,7 +116,23 @@ pub fn plan(size: Size, contenders: &[Contender]) -> Vec<Row> {
                 })
                 .collect(),
         })
-        .collect()
+        .collect();
+    // The other contenders already place their units as they like in the 2-worker row.
+    if contenders.contains(&Contender::Fibra) {
+        rows.push(Row {
+            label: format!("2 workers, placed by fibra, {} trips", short_count(n)),
+            cells: vec![(
+                Contender::Fibra,
+                Params {
+                    n,
+                    workers: 2,
+                    pin_one_cpu: false,
+                    case: Some(PLACED.to_string()),
+                },
+            )],
+        });
+    }
+    rows
 }
 
 /// The figures of one run; `placement` of the two units where it means something (not for

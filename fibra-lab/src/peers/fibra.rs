@@ -98,16 +98,23 @@ fn player(
     placement
 }
 
-pub fn switch(rounds: u64, workers: usize) -> Result<Figures, String> {
+/// `case`: [`switch_exp::PLACED`] lets the scheduler place the pair on 2 workers; otherwise
+/// 2 workers force them apart.
+pub fn switch(rounds: u64, workers: usize, case: Option<&str>) -> Result<Figures, String> {
+    let across_workers = match case {
+        None => workers > 1,
+        Some(switch_exp::PLACED) => false,
+        Some(other) => return Err(format!("switch: unknown case {other:?}")),
+    };
     runtime(workers)?.run(move || {
         let turn = Arc::new(AtomicU64::new(0));
         let slots: Arc<[OnceLock<fibra::Fiber>; 2]> = Arc::new([OnceLock::new(), OnceLock::new()]);
         let t0 = Instant::now();
         let a = {
             let (turn, slots) = (turn.clone(), slots.clone());
-            fibra::spawn(move || player(0, rounds, turn, slots, workers > 1))
+            fibra::spawn(move || player(0, rounds, turn, slots, across_workers))
         };
-        let b = fibra::spawn(move || player(1, rounds, turn, slots, workers > 1));
+        let b = fibra::spawn(move || player(1, rounds, turn, slots, across_workers));
         let a = joined(a.join())?;
         let b = joined(b.join())?;
         Ok(switch_exp::figures(rounds, t0.elapsed(), Some((&a, &b))))

@@ -91,7 +91,7 @@ pub fn measure(
         (Contender::Tokio, Experiment::Churn) => tokio::churn(n, workers),
         (Contender::Tokio, Experiment::Chan) => tokio::chan(chan_case()?, n, workers),
         (Contender::Fibra, Experiment::Spawn) => fibra::spawn(n, workers),
-        (Contender::Fibra, Experiment::Switch) => fibra::switch(n, workers),
+        (Contender::Fibra, Experiment::Switch) => fibra::switch(n, workers, case),
         (Contender::Fibra, Experiment::Churn) => fibra::churn(n, workers),
         (Contender::Fibra, Experiment::Chan) => fibra::chan(chan_case()?, n, workers),
         (Contender::Threads, Experiment::Io) => threads::io_server(),
