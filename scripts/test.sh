@@ -29,4 +29,7 @@ scripts/valgrind.sh
 gate "memory errors: AddressSanitizer over the same tests (scripts/asan.sh; skipped without nightly)"
 scripts/asan.sh
 
+gate "debuggers: the gdb extension on a live process and a core dump (scripts/gdb.sh; skipped without gdb or ptrace)"
+scripts/gdb.sh
+
 gate "all gates passed"
