@@ -29,4 +29,10 @@ scripts/valgrind.sh
 gate "memory errors: AddressSanitizer over the same tests (scripts/asan.sh; skipped without nightly)"
 scripts/asan.sh
 
+gate "debuggers: the gdb extension on a live process and a core dump (scripts/gdb.sh; skipped without gdb or ptrace)"
+scripts/gdb.sh
+
+gate "profilers: perf record -g and --call-graph dwarf end fiber stacks at the fiber's entry (scripts/perf.sh; skipped without perf or permission)"
+scripts/perf.sh
+
 gate "all gates passed"

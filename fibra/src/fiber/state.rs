@@ -50,6 +50,13 @@ const SELF_CANCEL: u32 = 1 << 4;
 
 pub(crate) struct State(AtomicU32);
 
+/// Where the word sits in `State` (the debugger anchor, sched/anchor.rs, reads it).
+pub(crate) const WORD_OFFSET: usize = std::mem::offset_of!(State, 0);
+/// The lifecycle mask and its values for scheduled, parked, cancelling, complete, as the
+/// debugger anchor documents them.
+pub(crate) const DEBUGGER_LIFECYCLE: (u32, [u32; 4]) =
+    (LIFECYCLE, [SCHEDULED, PARKED, CANCELLING, COMPLETE]);
+
 /// What the worker does with a fiber that just suspended to park.
 #[must_use]
 #[derive(Debug, PartialEq, Eq)]

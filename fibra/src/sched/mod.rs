@@ -40,6 +40,7 @@
 //! `0..workers` are the configured workers; slots `workers..workers + max_spare` are spares,
 //! dormant until the monitor starts one, retired again when idle (`worker.rs`, `retire`).
 
+pub(crate) mod anchor;
 pub(crate) mod clock;
 pub(crate) mod context;
 mod idle;

@@ -16,6 +16,10 @@ fn sessions() -> std::sync::MutexGuard<'static, Vec<(usize, Weak<Shared>)>> {
 
 /// Session start (`Runtime::run`).
 pub(crate) fn enter(runtime_key: usize, shared: &Arc<Shared>) {
+    /// Sessions started so far: numbers them for debuggers (sched/anchor.rs).
+    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    super::anchor::link(shared, n);
     sessions().push((runtime_key, Arc::downgrade(shared)));
 }
 
