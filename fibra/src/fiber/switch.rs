@@ -110,41 +110,61 @@ pub(crate) fn suspend(header: &Header, why: Suspend) {
 }
 
 /// A suspended fiber's registers at one instruction inside [`suspend`]: with the stack above
-/// `sp`, enough to unwind it with the unwind tables (`sys::unwind`). `repr(C)`: the monitor
-/// reads it as three words from a kernel copy of the fiber's stack.
+/// `sp`, enough to unwind it with the unwind tables (`sys::unwind`). The callee-saved
+/// registers complete the picture of what the fiber's frames hold: a caller's value kept in
+/// one of them across the park is saved below `sp` (by corosensei's switch) or nowhere, so it
+/// is taken here. `repr(C)`: the monitor reads it as words from a kernel copy of the stack.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SavedRegs {
     pub(crate) ip: u64,
     pub(crate) sp: u64,
     pub(crate) bp: u64,
+    /// `rbx`, `r12`, `r13`, `r14`, `r15`.
+    pub(crate) callee_saved: [u64; 5],
 }
 
 impl SavedRegs {
     /// Bytes of a `SavedRegs` as the monitor copies it.
-    pub(crate) const SIZE: usize = 24;
+    pub(crate) const SIZE: usize = 64;
 
     /// The registers at this point of the caller (always inlined, so it is the caller's
     /// frame the three describe: the caller must be a function whose frame outlives the
     /// suspension, `suspend`).
     #[inline(always)]
     fn here() -> SavedRegs {
-        let (ip, sp, bp): (u64, u64, u64);
-        // SAFETY: copies three registers into locals: no memory is read or written, the stack
-        // pointer is only read. `ip` is the next instruction's address, so `ip` and `sp` are
-        // taken at the same instruction, which is what an unwinder needs.
+        let (ip, sp, bp, rbx, r12, r13, r14, r15): (u64, u64, u64, u64, u64, u64, u64, u64);
+        // SAFETY: copies registers into caller-saved ones named explicitly (so none of them
+        // is overwritten before it is read): no memory is read or written, the stack pointer
+        // is only read. `ip` is the next instruction's address, so `ip` and `sp` are taken at
+        // the same instruction, which is what an unwinder needs.
         unsafe {
             std::arch::asm!(
-                "lea {ip}, [rip]",
-                "mov {sp}, rsp",
-                "mov {bp}, rbp",
-                ip = out(reg) ip,
-                sp = out(reg) sp,
-                bp = out(reg) bp,
+                "lea rax, [rip]",
+                "mov rcx, rsp",
+                "mov rdx, rbp",
+                "mov rsi, rbx",
+                "mov rdi, r12",
+                "mov r8, r13",
+                "mov r9, r14",
+                "mov r10, r15",
+                out("rax") ip,
+                out("rcx") sp,
+                out("rdx") bp,
+                out("rsi") rbx,
+                out("rdi") r12,
+                out("r8") r13,
+                out("r9") r14,
+                out("r10") r15,
                 options(nomem, nostack, preserves_flags),
             );
         }
-        SavedRegs { ip, sp, bp }
+        SavedRegs {
+            ip,
+            sp,
+            bp,
+            callee_saved: [rbx, r12, r13, r14, r15],
+        }
     }
 
     /// Reads one from the bytes of a copy (`SIZE` bytes, little-endian words).
@@ -156,6 +176,7 @@ impl SavedRegs {
             ip: word(0)?,
             sp: word(1)?,
             bp: word(2)?,
+            callee_saved: [word(3)?, word(4)?, word(5)?, word(6)?, word(7)?],
         })
     }
 }

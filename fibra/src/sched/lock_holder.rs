@@ -29,8 +29,10 @@
 //! # What it cannot tell
 //! A parked fiber that holds a plain `&Mutex` (or a `Box<Mutex>`, or a reference to a struct
 //! whose first field is the mutex) without holding the lock looks the same. The report says
-//! "very likely" for that reason. A reference held in a register only (never spilled) is not
-//! seen, but a suspended fiber has spilled everything: a switch saves no caller-saved register.
+//! "very likely" for that reason. A reference that a caller keeps in a callee-saved register
+//! across the park is saved below `suspend`'s frame by corosensei, or nowhere: `suspend`
+//! takes those registers too (`SavedRegs::callee_saved`) and they are looked at with the
+//! stack. A caller-saved register holds nothing across a call.
 //! `parking_lot` waits on a per-thread word, not on the lock: never matched.
 
 use super::WorkerSlot;
@@ -91,7 +93,10 @@ pub(crate) fn find(
         let Some((regs, stack)) = copy_stack(&fiber) else {
             continue;
         };
-        let Some(dist) = nearest_reference(&stack, regs.sp as usize, futex) else {
+        // The live frames, and what the fiber's callers keep in callee-saved registers.
+        let held = regs.callee_saved.into_iter().chain([regs.bp]);
+        let words = stack_words(&stack, regs.sp as usize).chain(held.map(|w| w as usize));
+        let Some(dist) = nearest_reference(words, futex) else {
             continue;
         };
         let better = best
@@ -123,19 +128,20 @@ fn copy_stack(fiber: &FiberRef) -> Option<(SavedRegs, Vec<u8>)> {
     Some((regs, stack))
 }
 
-/// How far below `futex` the nearest word of `stack` (copied from address `sp`) points that
-/// lies within [`REACH`] of it; 0 is an exact hit. Words are read at 8-aligned addresses,
-/// where the compiler keeps pointers.
-fn nearest_reference(stack: &[u8], sp: usize, futex: usize) -> Option<usize> {
-    let skip = sp.next_multiple_of(8) - sp;
-    stack
-        .get(skip..)?
+/// The words of `stack` (copied from address `sp`), read at 8-aligned addresses, where the
+/// compiler keeps pointers.
+fn stack_words(stack: &[u8], sp: usize) -> impl Iterator<Item = usize> + '_ {
+    let skip = (sp.next_multiple_of(8) - sp).min(stack.len());
+    stack[skip..]
         .chunks_exact(8)
-        .filter_map(|w| {
-            let w = usize::from_le_bytes(w.try_into().ok()?);
-            let below = futex.checked_sub(w)?;
-            (below <= REACH).then_some(below)
-        })
+        .map(|w| usize::from_le_bytes(w.try_into().expect("8 bytes")))
+}
+
+/// How far below `futex` the nearest of `words` points that lies within [`REACH`] of it; 0 is
+/// an exact hit.
+fn nearest_reference(words: impl Iterator<Item = usize>, futex: usize) -> Option<usize> {
+    words
+        .filter_map(|w| futex.checked_sub(w).filter(|&below| below <= REACH))
         .min()
 }
 
@@ -150,18 +156,20 @@ mod tests {
     #[test]
     fn a_guard_points_at_the_lock_an_arc_does_not() {
         let futex = 0x7f00_0000_1000usize;
+        let nearest = |b: &[u8], sp: usize| nearest_reference(stack_words(b, sp), futex);
         // An exact hit wins over one a word below.
         let s = words(&[1, futex - 8, 3, futex, 5]);
-        assert_eq!(nearest_reference(&s, 0x1000, futex), Some(0));
-        assert_eq!(nearest_reference(&words(&[futex - 4]), 0x1000, futex), Some(4));
+        assert_eq!(nearest(&s, 0x1000), Some(0));
+        assert_eq!(nearest(&words(&[futex - 4]), 0x1000), Some(4));
         // An `Arc<Mutex>`'s pointer (16 below), and anything above the word, are not a hold.
         let arc_only = words(&[futex - 16, futex + 8, 0, usize::MAX]);
-        assert_eq!(nearest_reference(&arc_only, 0x1000, futex), None);
+        assert_eq!(nearest(&arc_only, 0x1000), None);
         // Words are read at 8-aligned addresses even when `sp` is not.
         let mut odd = vec![0u8; 4];
         odd.extend(words(&[futex]));
-        assert_eq!(nearest_reference(&odd, 0x1004, futex), Some(0));
-        assert_eq!(nearest_reference(&odd[..11], 0x1004, futex), None);
+        assert_eq!(nearest(&odd, 0x1004), Some(0));
+        assert_eq!(nearest(&odd[..11], 0x1004), None);
+        assert_eq!(nearest(&odd[..2], 0x1004), None);
     }
 
     #[test]
