@@ -93,9 +93,13 @@ fn child_command(test: &str) -> Command {
 /// The report block of a deadlock in `lines`: its begin line, the stuck thread's frames, the
 /// holder's line and the holder's frames; `None` until all of them are there.
 fn report_block(lines: &[String]) -> Option<(String, Vec<String>, String, Vec<String>)> {
-    let at = lines.iter().position(|l| l.contains(" stuck ") && l.contains("deadlock"))?;
+    let at = lines
+        .iter()
+        .position(|l| l.contains(" stuck ") && l.contains("deadlock"))?;
     let rest = &lines[at + 1..];
-    let split = rest.iter().position(|l| l.contains("holds the lock, parked at:"))?;
+    let split = rest
+        .iter()
+        .position(|l| l.contains("holds the lock, parked at:"))?;
     let stuck: Vec<String> = rest[..split].to_vec();
     let holder: Vec<String> = rest[split + 1..]
         .iter()
@@ -146,8 +150,14 @@ fn a_std_guard_held_across_a_park_is_reported_as_a_deadlock_with_both_stacks() {
     };
     // The begin line names the stuck fiber, the futex and the holder.
     assert!(begin.contains("fibra: worker 0 stuck "), "{all}");
-    assert!(begin.contains(" in fiber ") && begin.contains("\"locker\""), "{all}");
-    assert!(begin.contains("deadlock: blocked on a std::sync lock (futex 0x"), "{all}");
+    assert!(
+        begin.contains(" in fiber ") && begin.contains("\"locker\""),
+        "{all}"
+    );
+    assert!(
+        begin.contains("deadlock: blocked on a std::sync lock (futex 0x"),
+        "{all}"
+    );
     assert!(begin.contains("\"guard-holder\" (spawned at "), "{all}");
     assert!(begin.contains("very likely holds"), "{all}");
     assert!(begin.contains("fibra::sync::Mutex"), "{all}");
@@ -160,10 +170,10 @@ fn a_std_guard_held_across_a_park_is_reported_as_a_deadlock_with_both_stacks() {
     );
     assert!(holder.contains("\"guard-holder\" (spawned at fibra/tests/debug_stall_deadlock.rs:"));
     assert!(
-        held_at
-            .iter()
-            .any(|l| l.contains("debug_stall_deadlock::hold_across_sleep at ")
-                && l.contains("debug_stall_deadlock.rs:")),
+        held_at.iter().any(
+            |l| l.contains("debug_stall_deadlock::hold_across_sleep at ")
+                && l.contains("debug_stall_deadlock.rs:")
+        ),
         "{all}"
     );
     // The holder's stack starts at the code that parked, not in fibra's switch.
@@ -172,7 +182,9 @@ fn a_std_guard_held_across_a_park_is_reported_as_a_deadlock_with_both_stacks() {
         "{all}"
     );
     // One report for the episode.
-    let begins = lines.iter().filter(|l| l.contains(" stuck ") && l.contains("deadlock:"));
+    let begins = lines
+        .iter()
+        .filter(|l| l.contains(" stuck ") && l.contains("deadlock:"));
     assert_eq!(begins.count(), 1, "{all}");
 }
 
@@ -193,7 +205,10 @@ fn the_on_stall_hook_gets_the_deadlock_with_the_holder_and_both_stacks() {
         let h = r.holder.as_ref().expect("a holder");
         assert_eq!(h.fiber_name.as_deref(), Some("guard-holder"), "{r}");
         assert_ne!(h.fiber_id, r.fiber_id);
-        assert!(h.stack.iter().any(|f| f.contains("hold_across_sleep")), "{r}");
+        assert!(
+            h.stack.iter().any(|f| f.contains("hold_across_sleep")),
+            "{r}"
+        );
         eprintln!("child: done");
         // The workers stay deadlocked; the process ends here, its checks passed.
         std::process::exit(0);
@@ -252,6 +267,10 @@ fn a_std_mutex_held_by_a_plain_thread_is_a_futex_stall_not_a_deadlock() {
     assert!(r.holder.is_none(), "{r}");
     assert_eq!(r.fiber_name.as_deref(), Some("locker"), "{r}");
     assert!(r.futex.is_some(), "{r}");
-    assert!(r.to_string().contains("blocked on a std::sync lock or condvar (futex 0x"), "{r}");
+    assert!(
+        r.to_string()
+            .contains("blocked on a std::sync lock or condvar (futex 0x"),
+        "{r}"
+    );
     assert_eq!(*m.lock().unwrap(), 2);
 }

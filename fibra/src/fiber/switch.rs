@@ -170,7 +170,9 @@ impl SavedRegs {
     /// Reads one from the bytes of a copy (`SIZE` bytes, little-endian words).
     pub(crate) fn from_bytes(b: &[u8]) -> Option<SavedRegs> {
         let word = |i: usize| -> Option<u64> {
-            Some(u64::from_le_bytes(b.get(i * 8..i * 8 + 8)?.try_into().ok()?))
+            Some(u64::from_le_bytes(
+                b.get(i * 8..i * 8 + 8)?.try_into().ok()?,
+            ))
         };
         Some(SavedRegs {
             ip: word(0)?,

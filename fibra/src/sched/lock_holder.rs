@@ -67,7 +67,9 @@ impl Holder {
         // The switch and the park: how it waits, not where.
         let machinery = frames
             .iter()
-            .take_while(|(f, _)| f.starts_with("fibra::fiber::switch::") || f.starts_with("fibra::park::"))
+            .take_while(|(f, _)| {
+                f.starts_with("fibra::fiber::switch::") || f.starts_with("fibra::park::")
+            })
             .count();
         frames.drain(..machinery);
         super::stall::fiber_frames(frames)
@@ -99,9 +101,7 @@ pub(crate) fn find(
         let Some(dist) = nearest_reference(words, futex) else {
             continue;
         };
-        let better = best
-            .as_ref()
-            .is_none_or(|(d, i, _)| (dist, id) < (*d, *i));
+        let better = best.as_ref().is_none_or(|(d, i, _)| (dist, id) < (*d, *i));
         if better {
             best = Some((dist, id, Holder { fiber, regs, stack }));
         }

@@ -55,8 +55,8 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::queue::{self, Local};
 use super::lock_holder;
+use super::queue::{self, Local};
 use super::stall::{
     cpu_time, sched_stat, syscall_of, thread_state, Evidence, LockHolder, StallKind, StallReport,
     Syscall,
@@ -613,7 +613,9 @@ impl Monitor {
         };
         let mut kind = evidence.judge();
         let call = evidence.syscall.as_ref();
-        let futex = call.filter(|c| c.nr == libc::SYS_futex).map(|c| c.args[0] as usize);
+        let futex = call
+            .filter(|c| c.nr == libc::SYS_futex)
+            .map(|c| c.args[0] as usize);
         // A wait no timeout ends, on a lock a fiber pinned here holds: a deadlock. Under the
         // migration opt-in pinned fibers may run elsewhere: not looked for (lock_holder.rs).
         let holder = match call.and_then(Syscall::untimed_futex_wait) {

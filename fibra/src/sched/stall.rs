@@ -226,7 +226,9 @@ impl StallReport {
                 ));
             }
         };
-        let futex = self.futex.map_or_else(|| "futex".to_owned(), |a| format!("futex {a:#x}"));
+        let futex = self
+            .futex
+            .map_or_else(|| "futex".to_owned(), |a| format!("futex {a:#x}"));
         let mut s = String::new();
         match self.kind {
             StallKind::Futex => s.push_str(&format!(
@@ -745,9 +747,15 @@ mod tests {
         // FUTEX_WAIT | FUTEX_PRIVATE_FLAG with no timeout: a wait only a wake ends.
         assert_eq!(c.untimed_futex_wait(), Some(0x7f00));
         // std's FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG (0x89), with and without a timeout.
-        let bitset = parse_syscall("202 0x7f08 0x89 0x2 0x0 0x0 0xffffffff 0x7ffd 0x7f01", |_| None);
+        let bitset = parse_syscall(
+            "202 0x7f08 0x89 0x2 0x0 0x0 0xffffffff 0x7ffd 0x7f01",
+            |_| None,
+        );
         assert_eq!(bitset.unwrap().untimed_futex_wait(), Some(0x7f08));
-        let timed = parse_syscall("202 0x7f08 0x89 0x2 0x7ffc 0x0 0xffffffff 0x7ffd 0x7f01", |_| None);
+        let timed = parse_syscall(
+            "202 0x7f08 0x89 0x2 0x7ffc 0x0 0xffffffff 0x7ffd 0x7f01",
+            |_| None,
+        );
         assert_eq!(timed.unwrap().untimed_futex_wait(), None);
         // A wake is no wait.
         let wake = parse_syscall("202 0x7f08 0x81 0x1 0x0 0x0 0x0 0x7ffd 0x7f01", |_| None);

@@ -63,7 +63,8 @@ mod tests {
         };
         assert_ne!(p, libc::MAP_FAILED);
         // SAFETY: the second page of our own mapping, which nothing references.
-        assert_eq!(unsafe { libc::munmap(p.cast::<u8>().add(page).cast(), page) }, 0);
+        let unmapped = unsafe { libc::munmap(p.cast::<u8>().add(page).cast(), page) };
+        assert_eq!(unmapped, 0);
         let err = read_own(p as usize + page, 8).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EFAULT));
         // A range running off the end of the mapping is cut short.
