@@ -44,6 +44,12 @@ use std::sync::atomic::Ordering::Relaxed;
 /// sits in the frames near the place the fiber parked, which are read first.
 const MAX_SCAN: usize = 256 * 1024;
 
+/// Bytes copied per search at most, over all fibers: a parked fiber uses a few KiB of stack,
+/// so this covers ~10,000 of them, and copying it takes the monitor ~10 ms (a `memcpy` through
+/// the kernel). Fibers past it are not looked at (a worker with more parked fibers than that
+/// may get the futex advice instead of the deadlock).
+const MAX_TOTAL: usize = 32 << 20;
+
 /// How far below the futex word a guard's reference may point (see the module doc). 16 would
 /// also match an `Arc<Mutex>`'s pointer (two counts before the mutex): any clone of the
 /// `Arc`, held by a fiber that never locked, would then pass for the holder.
@@ -87,14 +93,19 @@ pub(crate) fn find(
     unchanged: impl Fn() -> bool,
 ) -> Option<Holder> {
     let mut best: Option<(usize, u64, Holder)> = None;
+    let mut budget = MAX_TOTAL;
     for fiber in slot.registry.snapshot() {
+        if budget == 0 {
+            break;
+        }
         let id = fiber.identity.id;
         if id == running || fiber.state.is_complete() {
             continue;
         }
-        let Some((regs, stack)) = copy_stack(&fiber) else {
+        let Some((regs, stack)) = copy_stack(&fiber, budget) else {
             continue;
         };
+        budget -= stack.len();
         // The live frames, and what the fiber's callers keep in callee-saved registers.
         let held = regs.callee_saved.into_iter().chain([regs.bp]);
         let words = stack_words(&stack, regs.sp as usize).chain(held.map(|w| w as usize));
@@ -110,9 +121,9 @@ pub(crate) fn find(
     best.filter(|_| unchanged()).map(|(_, _, h)| h)
 }
 
-/// A suspended fiber's saved registers and live stack, copied by the kernel; `None` if it is
-/// not suspended, or its stack is not where its registers say.
-fn copy_stack(fiber: &FiberRef) -> Option<(SavedRegs, Vec<u8>)> {
+/// A suspended fiber's saved registers and live stack (at most `budget` bytes of it), copied
+/// by the kernel; `None` if it is not suspended, or its stack is not where its registers say.
+fn copy_stack(fiber: &FiberRef, budget: usize) -> Option<(SavedRegs, Vec<u8>)> {
     let at = fiber.watch.suspended_at.load(Relaxed);
     if at == 0 {
         return None;
@@ -124,7 +135,7 @@ fn copy_stack(fiber: &FiberRef) -> Option<(SavedRegs, Vec<u8>)> {
     if !(sp <= at && at < base) {
         return None;
     }
-    let stack = crate::sys::read_own(sp, (base - sp).min(MAX_SCAN)).ok()?;
+    let stack = crate::sys::read_own(sp, (base - sp).min(MAX_SCAN).min(budget)).ok()?;
     Some((regs, stack))
 }
 
