@@ -84,7 +84,7 @@ pub use fiber::{
 };
 pub use park::ParkReason;
 pub use runtime::{run, Handle, Runtime, RuntimeBuilder};
-pub use sched::stall::{StallKind, StallReport};
+pub use sched::stall::{LockHolder, StallKind, StallReport};
 pub use scope::{scope, Scope, ScopedJoinHandle};
 #[doc(hidden)]
 pub use stack::test_support as __stack_test_support;

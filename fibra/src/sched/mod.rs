@@ -45,6 +45,7 @@ pub(crate) mod clock;
 pub(crate) mod context;
 mod idle;
 mod inbox;
+mod lock_holder;
 pub(crate) mod monitor;
 mod placement;
 pub(crate) mod queue;

@@ -19,7 +19,9 @@
 //!    been idle for a while with nothing homed on it and no worker stuck (`worker.rs`).
 //! 3. Reports the fiber once per episode: id, name, spawn location, how long, and the cause
 //!    with advice that fits it, judged from the thread's CPU time over the stall and the
-//!    system call it sits in (`stall.rs`). The `on_stall` hook gets each episode as it begins;
+//!    system call it sits in (`stall.rs`). A futex wait on a lock that a fiber pinned to the
+//!    same worker holds is a deadlock, reported with the holder and its stack
+//!    (`lock_holder.rs`). The `on_stall` hook gets each episode as it begins;
 //!    without one, the default log prints a begin and an end line, sums up repeats and keeps
 //!    to a rate limit (`stall_log.rs`).
 //!
@@ -53,9 +55,11 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::lock_holder;
 use super::queue::{self, Local};
 use super::stall::{
-    cpu_time, sched_stat, syscall_of, thread_state, Evidence, StallKind, StallReport,
+    cpu_time, sched_stat, syscall_of, thread_state, Evidence, LockHolder, StallKind, StallReport,
+    Syscall,
 };
 use super::stall_log::{Shown, StallLog};
 use super::worker::Worker;
@@ -607,15 +611,37 @@ impl Monitor {
             ),
             panicking,
         };
+        let mut kind = evidence.judge();
+        let call = evidence.syscall.as_ref();
+        let futex = call
+            .filter(|c| c.nr == libc::SYS_futex)
+            .map(|c| c.args[0] as usize);
+        // A wait no timeout ends, on a lock a fiber pinned here holds: a deadlock. Under the
+        // migration opt-in pinned fibers may run elsewhere: not looked for (lock_holder.rs).
+        let holder = match call.and_then(Syscall::untimed_futex_wait) {
+            Some(word) if kind == StallKind::Futex && !self.shared.config.migrate => {
+                lock_holder::find(slot, id, word, || {
+                    // The seqlock read again: the same run all along, so the copies are whole.
+                    fence(Acquire);
+                    signal.seq.load(Relaxed) == seq
+                })
+            }
+            _ => None,
+        };
+        if holder.is_some() {
+            kind = StallKind::Deadlock;
+        }
         let report = StallReport {
             worker: idx,
             fiber_id: FiberId::new(id),
             fiber_name: fiber_name.flatten(),
             spawned_at,
             stuck_for,
-            kind: evidence.judge(),
+            kind,
             cpu_time: evidence.cpu_time,
-            syscall: evidence.syscall.as_ref().map(|c| c.describe()),
+            syscall: call.map(Syscall::describe),
+            futex,
+            holder: None,
             waiting: slot.registry.len().saturating_sub(1),
             spawned: evidence.spawned,
             thread_state: evidence.thread_state,
@@ -623,17 +649,27 @@ impl Monitor {
         };
         super::stats::bump(&self.shared.monitor_stats.stall_reports);
         let mut report = report;
+        // Both stacks, for a report that is shown (unwinding and symbolising cost).
+        let fill = |report: &mut StallReport| {
+            report.stack = stack_of(signal);
+            report.holder = holder.as_ref().map(|h| LockHolder {
+                fiber_id: FiberId::new(h.fiber.identity.id),
+                fiber_name: h.fiber.identity.name.as_deref().map(str::to_owned),
+                spawned_at: h.fiber.identity.location,
+                stack: h.frames(),
+            });
+        };
         let shown = match &self.shared.config.on_stall {
             None => {
                 let shown = self.log.admit(&report, now);
                 if shown == Shown::Printed {
-                    report.stack = stack_of(signal);
+                    fill(&mut report);
                     self.log.print_begin(&report);
                 }
                 shown
             }
             Some(hook) => {
-                report.stack = stack_of(signal);
+                fill(&mut report);
                 let delivered =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (hook.0)(&report)));
                 if let Err(payload) = delivered {

@@ -53,6 +53,12 @@ const RUNNABLE_SHARE: f64 = 0.5;
 pub enum StallKind {
     /// Blocked in a `futex` wait: a `std::sync` lock, condvar or channel.
     Futex,
+    /// Blocked in a `futex` wait, with no timeout, on a lock that a fiber parked on this same
+    /// worker very likely holds: its stack points at the lock. That fiber can only run on
+    /// this worker, so neither ever proceeds: a `std::sync` guard held across a fibra park.
+    /// [`StallReport::holder`] names the fiber, with its stack; see [`LockHolder`] for an
+    /// example. Found only without the migration opt-in (`sched/lock_holder.rs`).
+    Deadlock,
     /// Blocked in a socket call (or in `poll`/`epoll_wait`/`select` on descriptors).
     Socket,
     /// Blocked on a file (a read, write, open, `fsync`, ... of a path).
@@ -71,6 +77,75 @@ pub enum StallKind {
     Panicking,
     /// No evidence could be read.
     Unknown,
+}
+
+/// The fiber a [`StallKind::Deadlock`] waits for: parked on the stuck worker, with a
+/// reference to the lock on its stack.
+///
+/// The deadlock below is real, so the runtime runs on a thread of its own and the example
+/// ends its process once it has the report:
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let rt = fibra::Runtime::builder()
+///     .workers(1)
+///     .stall_threshold(Duration::from_millis(20))
+///     .on_stall(move |r: &fibra::StallReport| {
+///         let _ = tx.send(r.clone());
+///     })
+///     .build()
+///     .unwrap();
+/// std::thread::spawn(move || {
+///     rt.run(|| {
+///         let m = Arc::new(Mutex::new(0));
+///         let m2 = m.clone();
+///         let holder = fibra::Builder::new().name("holder").spawn(move || {
+///             let mut n = m2.lock().unwrap();
+///             fibra::sleep(Duration::from_millis(1)); // parks, the guard held
+///             *n += 1;
+///         });
+///         let holder = holder.unwrap();
+///         while holder.fiber().park_reason() != fibra::ParkReason::Sleep {
+///             fibra::yield_now();
+///         }
+///         *m.lock().unwrap() += 1; // blocks the one worker the holder can run on
+///     })
+/// });
+/// let r = rx.recv().unwrap();
+/// assert_eq!(r.kind, fibra::StallKind::Deadlock);
+/// let holder = r.holder.unwrap();
+/// assert_eq!(holder.fiber_name.as_deref(), Some("holder"));
+/// assert!(r.futex.is_some() && !holder.stack.is_empty());
+/// std::process::exit(0);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LockHolder {
+    /// The holder's id.
+    pub fiber_id: FiberId,
+    /// Its name, if it has one.
+    pub fiber_name: Option<String>,
+    /// Where it was spawned.
+    pub spawned_at: &'static Location<'static>,
+    /// Its stack where it parked, innermost first, down to its entry: `function at
+    /// file:line:col` (empty if it could not be unwound).
+    pub stack: Vec<String>,
+}
+
+impl LockHolder {
+    /// `fiber 42 "conn-17" (spawned at src/main.rs:31:5)`.
+    fn who(&self) -> String {
+        who(self.fiber_id, self.fiber_name.as_deref(), self.spawned_at)
+    }
+}
+
+fn who(id: FiberId, name: Option<&str>, at: &Location<'_>) -> String {
+    match name {
+        Some(n) => format!("fiber {id} {n:?} (spawned at {at})"),
+        None => format!("fiber {id} (spawned at {at})"),
+    }
 }
 
 /// A worker that stayed inside one fiber run longer than the stall threshold; handed to the
@@ -118,6 +193,10 @@ pub struct StallReport {
     /// The system call the thread sits in, with what it is on (`"futex"`,
     /// `"read on a socket"`, `"openat"`), if it sits in one.
     pub syscall: Option<String>,
+    /// The address of the futex word the thread waits on, when it sits in a `futex` wait.
+    pub futex: Option<usize>,
+    /// For a [`StallKind::Deadlock`]: the fiber that holds the lock.
+    pub holder: Option<LockHolder>,
     /// Other fibers pinned to this worker: they wait for it to come back.
     pub waiting: usize,
     /// Fibers the run spawned so far (a batch spawned from one run).
@@ -132,13 +211,7 @@ pub struct StallReport {
 impl StallReport {
     /// `fiber 42 "conn-17" (spawned at src/main.rs:31:5)`.
     pub(crate) fn who(&self) -> String {
-        match &self.fiber_name {
-            Some(n) => format!(
-                "fiber {} {n:?} (spawned at {})",
-                self.fiber_id, self.spawned_at
-            ),
-            None => format!("fiber {} (spawned at {})", self.fiber_id, self.spawned_at),
-        }
+        who(self.fiber_id, self.fiber_name.as_deref(), self.spawned_at)
     }
 
     /// The cause and the advice that fits it.
@@ -153,12 +226,24 @@ impl StallReport {
                 ));
             }
         };
+        let futex = self
+            .futex
+            .map_or_else(|| "futex".to_owned(), |a| format!("futex {a:#x}"));
         let mut s = String::new();
         match self.kind {
             StallKind::Futex => s.push_str(&format!(
-                "blocked on a std::sync lock or condvar (futex) while {} fibers wait on this \
+                "blocked on a std::sync lock or condvar ({futex}) while {} fibers wait on this \
                  worker; a std guard held across a fibra park deadlocks its worker: use fibra::sync",
                 self.waiting
+            )),
+            StallKind::Deadlock => s.push_str(&format!(
+                "deadlock: blocked on a std::sync lock ({futex}) that {} very likely holds \
+                 (its stack points at the lock); it is parked on this same worker and can only \
+                 run here, so neither will ever proceed: do not hold a std guard across a fibra \
+                 park (sleep, channel, I/O, join), or use fibra::sync::Mutex",
+                self.holder
+                    .as_ref()
+                    .map_or_else(|| "a fiber".to_owned(), LockHolder::who)
             )),
             StallKind::Socket => s.push_str(&format!(
                 "blocked in a socket call ({call}): use fibra::net (sockets that park the fiber), \
@@ -212,6 +297,12 @@ impl fmt::Display for StallReport {
         )?;
         for frame in &self.stack {
             write!(f, "\n    {frame}")?;
+        }
+        if let Some(h) = &self.holder {
+            write!(f, "\n  {} holds the lock, parked at:", h.who())?;
+            for frame in &h.stack {
+                write!(f, "\n    {frame}")?;
+            }
         }
         Ok(())
     }
@@ -272,8 +363,8 @@ pub(crate) struct Evidence {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Syscall {
     pub(crate) nr: i64,
-    /// The first argument (an fd, or a futex's address).
-    pub(crate) arg0: u64,
+    /// The six arguments (the first: an fd, or a futex's address).
+    pub(crate) args: [u64; 6],
     pub(crate) fd: Option<FdKind>,
 }
 
@@ -395,6 +486,14 @@ impl Syscall {
         }
     }
 
+    /// The futex word's address, when this is a `futex` wait with no timeout (`FUTEX_WAIT` or
+    /// `FUTEX_WAIT_BITSET`, which std's locks use): a wait only a wake ends.
+    pub(crate) fn untimed_futex_wait(&self) -> Option<usize> {
+        let op = self.args[1] as i32 & libc::FUTEX_CMD_MASK;
+        let wait = op == libc::FUTEX_WAIT || op == libc::FUTEX_WAIT_BITSET;
+        (self.nr == libc::SYS_futex && wait && self.args[3] == 0).then_some(self.args[0] as usize)
+    }
+
     /// `"futex"`, `"read on a socket"`, `"read on /var/log/x"`, `"syscall 61"`.
     pub(crate) fn describe(&self) -> String {
         let name =
@@ -463,7 +562,11 @@ fn parse_syscall(text: &str, fd_kind: impl Fn(u64) -> Option<FdKind>) -> Option<
     if nr < 0 {
         return None;
     }
-    let arg0 = u64::from_str_radix(fields.next()?.trim_start_matches("0x"), 16).ok()?;
+    let mut args = [0u64; 6];
+    for a in &mut args {
+        *a = u64::from_str_radix(fields.next()?.trim_start_matches("0x"), 16).ok()?;
+    }
+    let arg0 = args[0];
     let takes_fd = [
         libc::SYS_read,
         libc::SYS_write,
@@ -489,7 +592,7 @@ fn parse_syscall(text: &str, fd_kind: impl Fn(u64) -> Option<FdKind>) -> Option<
         libc::SYS_fcntl,
     ];
     let fd = takes_fd.contains(&nr).then(|| fd_kind(arg0)).flatten();
-    Some(Syscall { nr, arg0, fd })
+    Some(Syscall { nr, args, fd })
 }
 
 /// What fd `fd` of this process is (`/proc/self/fd/<fd>` links to `socket:[ino]`, a path, ...).
@@ -570,7 +673,11 @@ mod tests {
     }
 
     fn call(nr: i64, fd: Option<FdKind>) -> Option<Syscall> {
-        Some(Syscall { nr, arg0: 3, fd })
+        Some(Syscall {
+            nr,
+            args: [3, 0, 0, 0, 0, 0],
+            fd,
+        })
     }
 
     #[test]
@@ -635,8 +742,24 @@ mod tests {
     #[test]
     fn parses_proc_syscall() {
         let c = parse_syscall("202 0x7f00 0x80 0x2 0x0 0x0 0x0 0x7ffd 0x7f01\n", |_| None).unwrap();
-        assert_eq!((c.nr, c.arg0), (libc::SYS_futex, 0x7f00));
+        assert_eq!((c.nr, c.args[0]), (libc::SYS_futex, 0x7f00));
         assert_eq!(c.describe(), "futex");
+        // FUTEX_WAIT | FUTEX_PRIVATE_FLAG with no timeout: a wait only a wake ends.
+        assert_eq!(c.untimed_futex_wait(), Some(0x7f00));
+        // std's FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG (0x89), with and without a timeout.
+        let bitset = parse_syscall(
+            "202 0x7f08 0x89 0x2 0x0 0x0 0xffffffff 0x7ffd 0x7f01",
+            |_| None,
+        );
+        assert_eq!(bitset.unwrap().untimed_futex_wait(), Some(0x7f08));
+        let timed = parse_syscall(
+            "202 0x7f08 0x89 0x2 0x7ffc 0x0 0xffffffff 0x7ffd 0x7f01",
+            |_| None,
+        );
+        assert_eq!(timed.unwrap().untimed_futex_wait(), None);
+        // A wake is no wait.
+        let wake = parse_syscall("202 0x7f08 0x81 0x1 0x0 0x0 0x0 0x7ffd 0x7f01", |_| None);
+        assert_eq!(wake.unwrap().untimed_futex_wait(), None);
         let r = parse_syscall("0 0x5 0x1 0x2 0 0 0 0 0", |_| Some(FdKind::Socket)).unwrap();
         assert_eq!(r.describe(), "read on a socket");
         assert_eq!(parse_syscall("running\n", |_| None), None);

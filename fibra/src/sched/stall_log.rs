@@ -188,6 +188,7 @@ impl StallLog {
 pub(crate) fn kind_word(kind: StallKind) -> &'static str {
     match kind {
         StallKind::Futex => "a std::sync lock or condvar",
+        StallKind::Deadlock => "a deadlock on a std::sync lock",
         StallKind::Socket => "a socket call",
         StallKind::File => "a file",
         StallKind::Sleep => "std::thread::sleep",
@@ -226,6 +227,8 @@ mod tests {
             kind: StallKind::Futex,
             cpu_time: None,
             syscall: Some("futex".into()),
+            futex: None,
+            holder: None,
             waiting: 3,
             spawned: 0,
             thread_state: Some('S'),

@@ -100,6 +100,13 @@ pub(crate) fn checked_stack_size(size: usize) -> Result<usize, SpawnError> {
         .ok_or(too_large)
 }
 
+/// The base (highest address, exclusive) of the usable stack of the slot holding `addr`, if
+/// `addr` lies in a slot. Any thread; async-signal-safe. The slot may be reused or unmapped
+/// at any time after: read what it holds only through `sys::read_own`.
+pub(crate) fn stack_base_of(addr: usize) -> Option<usize> {
+    registry::slot_end(addr).map(|end| end - HEADER_SIZE)
+}
+
 /// Lives in the top [`HEADER_SIZE`] bytes of every slot.
 #[repr(C, align(64))]
 struct Header {

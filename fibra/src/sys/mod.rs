@@ -6,6 +6,7 @@
 //!   no memory map) and [`guard_mprotect`] (the fallback that costs one), [`max_map_count`].
 //! - Signals: [`install_fault_handler`] (which chains to the previous handler for faults the
 //!   policy declines), [`ensure_alt_stack`], [`write_stderr`].
+//! - Memory of our own process read through the kernel: [`read_own`] (no fault, no race).
 //! - Threads: [`spawn_thread`] for the runtime's elastic threads (pool threads, spare workers),
 //!   with a hidden switch that makes starts fail for tests (`linux/thread.rs`).
 //! - Valgrind: [`valgrind`] client requests (stacks, memcheck's view of memory); no-ops unless
@@ -26,6 +27,7 @@ pub(crate) use linux::mem::{
     discard, force_mprotect_guards, guard_madvise, guard_madvise_many, guard_mprotect,
     max_map_count, page_size, release, reserve,
 };
+pub(crate) use linux::peek::read_own;
 pub(crate) use linux::signal::{ensure_alt_stack, install_fault_handler, write_stderr};
 pub(crate) use linux::thread::spawn_thread;
 #[doc(hidden)]
