@@ -67,6 +67,7 @@
 #[macro_use]
 mod real;
 mod dns;
+mod epoll;
 mod poll;
 mod sleep;
 mod socket;
@@ -100,29 +101,54 @@ fn off_list_has(session: usize) -> bool {
         .contains(&session)
 }
 
-/// A session of a runtime built with `hooks(false)`, for as long as it runs
-/// (`Runtime::run`).
-pub(crate) struct SessionOff(usize);
+/// Sessions whose runtime said `hooks_epoll(true)`: read only by an `epoll_wait` on an
+/// instance made in a fiber, about to block (`epoll.rs`).
+static EPOLL_ON: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
-impl SessionOff {
+fn epoll_enabled(shared: &Arc<Shared>) -> bool {
+    let me = Arc::as_ptr(shared) as usize;
+    EPOLL_ON
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&me)
+}
+
+/// A session's hook settings other than the default, for as long as it runs
+/// (`Runtime::run`): listed in `OFF` (`hooks(false)`) or `EPOLL_ON` (`hooks_epoll(true)`).
+pub(crate) struct Session {
+    me: usize,
+    off: bool,
+    epoll: bool,
+}
+
+impl Session {
     /// Before the session's workers start.
-    pub(crate) fn enter(shared: &Arc<Shared>, hooks: bool) -> Option<SessionOff> {
-        if hooks {
-            return None;
-        }
+    pub(crate) fn enter(shared: &Arc<Shared>, hooks: bool, epoll: bool) -> Session {
         let me = Arc::as_ptr(shared) as usize;
-        OFF.lock().unwrap_or_else(|e| e.into_inner()).push(me);
-        OFF_COUNT.fetch_add(1, Relaxed);
-        Some(SessionOff(me))
+        let (off, epoll) = (!hooks, hooks && epoll);
+        if off {
+            OFF.lock().unwrap_or_else(|e| e.into_inner()).push(me);
+            OFF_COUNT.fetch_add(1, Relaxed);
+        }
+        if epoll {
+            EPOLL_ON.lock().unwrap_or_else(|e| e.into_inner()).push(me);
+        }
+        Session { me, off, epoll }
     }
 }
 
-impl Drop for SessionOff {
+impl Drop for Session {
     fn drop(&mut self) {
-        let mut off = OFF.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = off.iter().position(|&s| s == self.0) {
-            off.swap_remove(i);
+        fn remove(list: &Mutex<Vec<usize>>, me: usize) -> bool {
+            let mut l = list.lock().unwrap_or_else(|e| e.into_inner());
+            let at = l.iter().position(|&s| s == me);
+            at.map(|i| l.swap_remove(i)).is_some()
+        }
+        if self.off && remove(&OFF, self.me) {
             OFF_COUNT.fetch_sub(1, Relaxed);
+        }
+        if self.epoll {
+            remove(&EPOLL_ON, self.me);
         }
     }
 }
@@ -136,6 +162,14 @@ fn in_hooked_fiber() -> bool {
 /// The calling fiber, if it runs on a runtime with hooks on.
 fn hooked_fiber() -> Option<FiberRef> {
     context::with_current_fiber(|h| h.filter(|h| enabled(&h.shared)).map(|h| h.to_ref()))
+}
+
+/// The calling fiber, if it runs on a runtime with hooks and `hooks_epoll` on.
+fn epoll_fiber() -> Option<FiberRef> {
+    context::with_current_fiber(|h| {
+        h.filter(|h| enabled(&h.shared) && epoll_enabled(&h.shared))
+            .map(|h| h.to_ref())
+    })
 }
 
 /// True when a hooked wait must not wait: the fiber is being unwound (shutdown, or its own
