@@ -2,7 +2,8 @@
 //! event loop run by a library (its own epoll instance, e.g. `mio::Poll` used directly) parks
 //! its fiber instead of its worker.
 //!
-//! An epoll instance made in a hooked fiber is managed (`table::manage_epoll`). A wait on it
+//! Opt-in (`RuntimeBuilder::hooks_epoll`; `mod.rs` says why). An epoll instance made in a
+//! fiber of such a runtime is managed (`table::manage_epoll`). A wait on it
 //! that would block registers the epoll fd itself with the worker's reactor (an epoll fd is
 //! pollable: it reads ready while its own ready list is not empty, and nesting one epoll in
 //! another is what Linux allows for exactly this), takes the readiness snapshot, retries the
@@ -21,14 +22,15 @@ use libc::{c_int, epoll_event, sigset_t};
 
 use super::table::{self, Slot};
 use super::wait::{park_on, register, Woke};
-use super::{epoll_fiber, errno, in_hooked_fiber, must_stop, set_errno};
+use super::{epoll_fiber, errno, must_stop, set_errno};
 use crate::fiber::FiberRef;
 use crate::io::reactor::Direction;
 use crate::park::ParkReason;
 
 type RealWait = unsafe extern "C" fn(c_int, *mut epoll_event, c_int, c_int) -> c_int;
 
-/// Hooked `epoll_create1(2)`: in a hooked fiber the new instance is managed.
+/// Hooked `epoll_create1(2)`: in a fiber of a runtime with hooks and `hooks_epoll` on, the
+/// new instance is managed.
 #[no_mangle]
 pub unsafe extern "C" fn epoll_create1(flags: c_int) -> c_int {
     let real = real!(EPOLL_CREATE1: unsafe extern "C" fn(c_int) -> c_int);
@@ -46,10 +48,12 @@ pub unsafe extern "C" fn epoll_create(size: c_int) -> c_int {
     manage_if_hooked(fd)
 }
 
+/// Manages `fd` if the caller is a fiber of a runtime with `hooks_epoll(true)`; without the
+/// opt-in the instance stays libc's in every respect.
 fn manage_if_hooked(fd: c_int) -> c_int {
     // Without table memory the instance stays unmanaged: its waits block the worker, as
     // they would without the hooks.
-    if fd >= 0 && in_hooked_fiber() {
+    if fd >= 0 && epoll_fiber().is_some() {
         table::manage_epoll(fd);
     }
     fd
