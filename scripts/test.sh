@@ -8,8 +8,9 @@ gate() { printf '\n==> %s\n' "$*"; }
 gate "unit, integration and doc tests (debug)"
 cargo test --workspace
 
-gate "libc hooks (feature hooks): std sockets and sleeps on fibers"
-cargo test -p fibra --features hooks --test hooks_std
+gate "libc hooks (feature hooks): std sockets, sleeps and epoll on fibers; unchanged redis, postgres, ureq clients against real servers"
+scripts/install-servers.sh
+cargo test -p fibra --features hooks --test 'hooks_*'
 
 gate "async adapters and bridges (features futures-io, tokio-io, hyper, tokio-compat): tests and doctests"
 cargo test -p fibra --features futures-io,tokio-io,hyper,tokio-compat --test 'async_*'

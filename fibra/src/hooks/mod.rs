@@ -5,9 +5,9 @@
 //! # How
 //! With the feature, the final binary defines `socket`, `accept`, `accept4`, `connect`,
 //! `read`, `readv`, `recv`, `recvfrom`, `recvmsg`, `write`, `writev`, `send`, `sendto`,
-//! `sendmsg`, `poll`, `ppoll`, `nanosleep`, `clock_nanosleep`, `usleep`, `sleep`,
-//! `getaddrinfo`, `close`, `dup`, `dup2`, `dup3`, `fcntl`, `fcntl64`, `ioctl` and
-//! `setsockopt`. The linker binds every call to these names in the executable (Rust crates,
+//! `sendmsg`, `poll`, `ppoll`, `epoll_create`, `epoll_create1`, `epoll_wait`, `epoll_pwait`,
+//! `nanosleep`, `clock_nanosleep`, `usleep`, `sleep`, `getaddrinfo`, `close`, `dup`, `dup2`,
+//! `dup3`, `fcntl`, `fcntl64`, `ioctl` and `setsockopt`. The linker binds every call to these names in the executable (Rust crates,
 //! statically linked C) to them; each forwards to libc's own definition, found once with
 //! `dlsym(RTLD_NEXT)` (`real.rs`).
 //!
@@ -23,6 +23,8 @@
 //! after its session ended) blocks that thread in `poll(2)`, as a blocking fd would.
 //! Sleeps park only inside a hooked fiber; `poll`/`ppoll` over managed fds park on the
 //! reactor, over any other fd run on the blocking pool; `getaddrinfo` runs on the pool.
+//! With `RuntimeBuilder::hooks_epoll(true)`, an `epoll_wait` on an instance made in a fiber
+//! parks on the reactor too (`epoll.rs`); it is opt-in because of thread-locals (below).
 //! `errno` is saved before a park and restored after, so other fibers of the worker never
 //! leak theirs into the caller.
 //!
@@ -59,14 +61,22 @@
 //!   the fortified `__read_chk`/`__recv_chk` of C built with `_FORTIFY_SOURCE`.
 //! - Shared libraries resolve these names in the executable only if it exports them
 //!   (`-C link-arg=-rdynamic`); Rust crates and static C libraries need nothing.
-//! - `epoll_wait` (an event loop inside a library, e.g. the sync `postgres` crate's tokio
-//!   runtime), `select`, `pselect`, `shutdown` are not hooked; a partial `write` on a blocking
-//!   managed socket returns the count written, as a signal-interrupted write would.
+//! - An event loop that keeps thread-local state across its wait. A worker's fibers share its
+//!   thread-locals, so parking inside such a loop lets another fiber of the worker see the
+//!   state. tokio's `block_on` marks its thread as inside a runtime for the whole call: the
+//!   sync `postgres` crate runs one per query, and with `hooks_epoll(true)` a second fiber of
+//!   the worker that queries panics ("Cannot start a runtime from within a runtime";
+//!   tests/hooks_postgres.rs runs 100 such clients on two workers under the default). So
+//!   epoll waits park only with the opt-in; by default they block the worker, and postgres's
+//!   sockets, non-blocking to tokio, never park.
+//! - `epoll_pwait2`, `select`, `pselect`, `shutdown` are not hooked; a partial `write` on a
+//!   blocking managed socket returns the count written, as a signal-interrupted write would.
 //! - The cooperative budget does not count hooked calls that did not block.
 
 #[macro_use]
 mod real;
 mod dns;
+mod epoll;
 mod poll;
 mod sleep;
 mod socket;
@@ -100,29 +110,54 @@ fn off_list_has(session: usize) -> bool {
         .contains(&session)
 }
 
-/// A session of a runtime built with `hooks(false)`, for as long as it runs
-/// (`Runtime::run`).
-pub(crate) struct SessionOff(usize);
+/// Sessions whose runtime said `hooks_epoll(true)`: read only by an `epoll_wait` on an
+/// instance made in a fiber, about to block (`epoll.rs`).
+static EPOLL_ON: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
-impl SessionOff {
+fn epoll_enabled(shared: &Arc<Shared>) -> bool {
+    let me = Arc::as_ptr(shared) as usize;
+    EPOLL_ON
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&me)
+}
+
+/// A session's hook settings other than the default, for as long as it runs
+/// (`Runtime::run`): listed in `OFF` (`hooks(false)`) or `EPOLL_ON` (`hooks_epoll(true)`).
+pub(crate) struct Session {
+    me: usize,
+    off: bool,
+    epoll: bool,
+}
+
+impl Session {
     /// Before the session's workers start.
-    pub(crate) fn enter(shared: &Arc<Shared>, hooks: bool) -> Option<SessionOff> {
-        if hooks {
-            return None;
-        }
+    pub(crate) fn enter(shared: &Arc<Shared>, hooks: bool, epoll: bool) -> Session {
         let me = Arc::as_ptr(shared) as usize;
-        OFF.lock().unwrap_or_else(|e| e.into_inner()).push(me);
-        OFF_COUNT.fetch_add(1, Relaxed);
-        Some(SessionOff(me))
+        let (off, epoll) = (!hooks, hooks && epoll);
+        if off {
+            OFF.lock().unwrap_or_else(|e| e.into_inner()).push(me);
+            OFF_COUNT.fetch_add(1, Relaxed);
+        }
+        if epoll {
+            EPOLL_ON.lock().unwrap_or_else(|e| e.into_inner()).push(me);
+        }
+        Session { me, off, epoll }
     }
 }
 
-impl Drop for SessionOff {
+impl Drop for Session {
     fn drop(&mut self) {
-        let mut off = OFF.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = off.iter().position(|&s| s == self.0) {
-            off.swap_remove(i);
+        fn remove(list: &Mutex<Vec<usize>>, me: usize) -> bool {
+            let mut l = list.lock().unwrap_or_else(|e| e.into_inner());
+            let at = l.iter().position(|&s| s == me);
+            at.map(|i| l.swap_remove(i)).is_some()
+        }
+        if self.off && remove(&OFF, self.me) {
             OFF_COUNT.fetch_sub(1, Relaxed);
+        }
+        if self.epoll {
+            remove(&EPOLL_ON, self.me);
         }
     }
 }
@@ -136,6 +171,14 @@ fn in_hooked_fiber() -> bool {
 /// The calling fiber, if it runs on a runtime with hooks on.
 fn hooked_fiber() -> Option<FiberRef> {
     context::with_current_fiber(|h| h.filter(|h| enabled(&h.shared)).map(|h| h.to_ref()))
+}
+
+/// The calling fiber, if it runs on a runtime with hooks and `hooks_epoll` on.
+fn epoll_fiber() -> Option<FiberRef> {
+    context::with_current_fiber(|h| {
+        h.filter(|h| enabled(&h.shared) && epoll_enabled(&h.shared))
+            .map(|h| h.to_ref())
+    })
 }
 
 /// True when a hooked wait must not wait: the fiber is being unwound (shutdown, or its own

@@ -102,6 +102,10 @@ reals! {
     FCNTL = c"fcntl";
     IOCTL = c"ioctl";
     SETSOCKOPT = c"setsockopt";
+    EPOLL_CREATE = c"epoll_create";
+    EPOLL_CREATE1 = c"epoll_create1";
+    EPOLL_WAIT = c"epoll_wait";
+    EPOLL_PWAIT = c"epoll_pwait";
 }
 
 /// Not in `resolve_all`: glibc before 2.28 has no `fcntl64`, and only code built against a

@@ -43,6 +43,10 @@ const MANAGED: u32 = 1;
 const NONBLOCK: u32 = 2;
 /// Guards `reg`.
 const LOCKED: u32 = 4;
+/// An epoll instance (`epoll_create1` in a fiber, `epoll.rs`), not a socket: only
+/// `epoll_wait`/`epoll_pwait` treat it differently; the other hooks' calls on it fail as
+/// libc's would (`read` on an epoll fd is `EINVAL` either way).
+const EPOLL: u32 = 8;
 
 const CHUNK_BITS: usize = 12;
 const CHUNK: usize = 1 << CHUNK_BITS;
@@ -118,6 +122,16 @@ pub(super) fn managed(fd: RawFd) -> Option<&'static Slot> {
 
 /// Marks `fd`, just made by a hooked `socket`/`accept` in a fiber, as managed.
 pub(super) fn manage(fd: RawFd, nonblocking: bool) -> bool {
+    manage_as(fd, if nonblocking { NONBLOCK } else { 0 })
+}
+
+/// Marks `fd`, an epoll instance just made by a hooked `epoll_create1` in a fiber, as managed.
+pub(super) fn manage_epoll(fd: RawFd) -> bool {
+    manage_as(fd, EPOLL)
+}
+
+/// `fd` becomes managed with the `NONBLOCK`/`EPOLL` bits in `mode`.
+fn manage_as(fd: RawFd, mode: u32) -> bool {
     let Some(s) = slot_or_alloc(fd) else {
         return false;
     };
@@ -125,7 +139,6 @@ pub(super) fn manage(fd: RawFd, nonblocking: bool) -> bool {
     drop(stale); // its fd is gone (epoll forgot it with the file): nothing to deregister
     s.rcv_timeout.store(0, Relaxed);
     s.snd_timeout.store(0, Relaxed);
-    let mode = if nonblocking { NONBLOCK } else { 0 };
     s.flags.fetch_and(LOCKED, Relaxed);
     s.flags.fetch_or(MANAGED | mode, Release);
     true
@@ -134,7 +147,7 @@ pub(super) fn manage(fd: RawFd, nonblocking: bool) -> bool {
 /// `to`, a duplicate of the managed `from` (dup, dup2, dup3, `F_DUPFD`), becomes managed with
 /// the same mode and timeouts (the kernel shares them between the two: one open file).
 pub(super) fn copy(from: &Slot, to: RawFd) {
-    if manage(to, from.nonblocking()) {
+    if manage_as(to, from.flags.load(Relaxed) & (NONBLOCK | EPOLL)) {
         if let Some(s) = slot(to) {
             s.rcv_timeout.store(from.rcv_timeout.load(Relaxed), Relaxed);
             s.snd_timeout.store(from.snd_timeout.load(Relaxed), Relaxed);
@@ -163,6 +176,11 @@ impl Slot {
     /// The blocking mode the fd's owner sees.
     pub(super) fn nonblocking(&self) -> bool {
         self.flags.load(Relaxed) & NONBLOCK != 0
+    }
+
+    /// True for an epoll instance (`manage_epoll`).
+    pub(super) fn is_epoll(&self) -> bool {
+        self.flags.load(Relaxed) & EPOLL != 0
     }
 
     pub(super) fn set_nonblocking(&self, on: bool) {

@@ -44,6 +44,9 @@ pub struct Runtime {
     /// layer above the scheduler, which never names them). Read only with the feature.
     #[cfg_attr(not(feature = "hooks"), allow(dead_code))]
     hooks: bool,
+    /// `RuntimeBuilder::hooks_epoll`, likewise.
+    #[cfg_attr(not(feature = "hooks"), allow(dead_code))]
+    hooks_epoll: bool,
 }
 
 /// Configures a [`Runtime`]; from [`Runtime::builder`].
@@ -71,6 +74,7 @@ pub struct RuntimeBuilder {
     dump_signal: Option<SignalDumpConfig>,
     shared_poller: bool,
     hooks: bool,
+    hooks_epoll: bool,
     panic_names_fiber: bool,
 }
 
@@ -403,6 +407,27 @@ impl RuntimeBuilder {
         self
     }
 
+    /// With the Cargo feature `hooks` (and `hooks(true)`), whether `epoll_wait`/`epoll_pwait`
+    /// on an epoll instance made inside one of this runtime's fibers parks the fiber until
+    /// the instance has events (default: off, the call blocks the worker).
+    ///
+    /// Turn it on only for event loops that keep no thread-local state across the wait (raw
+    /// `epoll`, `mio::Poll` used directly). A loop that marks its thread as "inside" for the
+    /// duration, as tokio's `block_on` does (the sync `postgres` crate runs one per call),
+    /// breaks when the fiber parks: another fiber of the same worker that enters such a loop
+    /// finds the thread already inside one, and tokio panics with "Cannot start a runtime
+    /// from within a runtime" (a worker's fibers share its thread-locals). Without the
+    /// feature the setting does nothing.
+    ///
+    /// ```
+    /// let rt = fibra::Runtime::builder().hooks_epoll(true).build().unwrap();
+    /// assert_eq!(rt.run(|| 1 + 1), 2);
+    /// ```
+    pub fn hooks_epoll(mut self, on: bool) -> RuntimeBuilder {
+        self.hooks_epoll = on;
+        self
+    }
+
     /// Checks the configuration.
     ///
     /// # Errors
@@ -466,6 +491,7 @@ impl RuntimeBuilder {
             key: Arc::new(()),
             dump_signal: self.dump_signal,
             hooks: self.hooks,
+            hooks_epoll: self.hooks_epoll,
         })
     }
 }
@@ -495,6 +521,7 @@ impl Runtime {
             dump_signal: None,
             shared_poller: false,
             hooks: true,
+            hooks_epoll: false,
             panic_names_fiber: true,
         }
     }
@@ -622,7 +649,7 @@ impl Runtime {
             target_os = "linux",
             any(target_arch = "x86_64", target_arch = "aarch64")
         ))]
-        let _hooks_off = crate::hooks::SessionOff::enter(&shared, self.hooks);
+        let _hooks = crate::hooks::Session::enter(&shared, self.hooks, self.hooks_epoll);
         let threads = start_workers(&shared);
         wait_complete(&root.fiber().0);
         drop(signal_dump);
