@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use super::channel::{Chan, State};
+use super::channel::{wake, Chan, State};
 use super::waiters::{Node, Signal, Waiters, CANCELLED, CLAIMING, TIMED_OUT, WAITING};
 use crate::loom::lock::MutexGuard;
 use crate::park::{self, ParkReason};
@@ -88,7 +88,9 @@ pub(crate) fn block<'a, T>(
     // other way out (own claim, unwinding) goes through `Registration::finish`, which unlinks
     // it under the lock (waiting out any claim in progress, which holds that lock).
     unsafe { side.list(&mut st).push(&node, &signal) };
+    let watchers = chan.queued_locked(&mut st, side);
     drop(st);
+    wake(watchers);
     let reg = Registration {
         chan,
         node: &node,
