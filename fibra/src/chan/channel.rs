@@ -160,6 +160,7 @@ impl<T> Chan<T> {
 
     /// Under the lock: sends `v` now if it can (to a waiting receiver, else into the buffer).
     /// `own`: the caller's `select!` waiter, whose own entries are not partners.
+    #[inline] // as before watchers: the watcher steps are outlined (`claim_watchers`)
     pub(crate) fn try_send_locked(
         &self,
         st: &mut State<T>,
@@ -212,10 +213,13 @@ impl<T> Chan<T> {
             }
             return Ok((v, woken));
         }
-        if let Some(mut c) = st.senders.claim(own) {
-            // Rendezvous (or a just-drained buffer): take the value from the sender itself.
-            let v = c.take_offer();
-            return Ok((v, c.finish()));
+        // The emptiness test keeps the common miss inline (the search is not inlined).
+        if !st.senders.is_empty() {
+            if let Some(mut c) = st.senders.claim(own) {
+                // Rendezvous (or a just-drained buffer): take the value from the sender itself.
+                let v = c.take_offer();
+                return Ok((v, c.finish()));
+            }
         }
         if let Some(timer) = &mut st.timer {
             return timer.fire(Instant::now()).map(|v| (v, None));
@@ -276,6 +280,7 @@ impl<T> Chan<T> {
     /// possible, so its watchers go. Elsewhere the other queue holds no waiting watcher (a
     /// sender queues only on a full buffer, where a receive never blocks; a receiver only on an
     /// empty one), and the test is one load.
+    #[inline]
     pub(crate) fn queued_locked(&self, st: &mut State<T>, side: Side) -> Wake {
         let other = match side {
             Side::Send => &mut st.receivers,

@@ -320,11 +320,8 @@ impl<T> Waiters<T> {
             };
             if watcher {
                 // Passed over: a send spent on a watcher would strand a receiver behind it.
-                // SAFETY: as above.
-                if unsafe { (*signal).state.load(Relaxed) } != WAITING {
-                    // SAFETY: `cur` is linked here; we hold the lock.
-                    unsafe { self.unlink(cur) }; // stale
-                }
+                // SAFETY: `cur` is linked here and `signal` is its signal.
+                unsafe { self.pass_watcher(cur, signal) };
             } else if !is_own(signal, own) {
                 // SAFETY: as above.
                 if unsafe { self.try_claim(cur, signal) } {
@@ -334,6 +331,19 @@ impl<T> Waiters<T> {
             cur = next;
         }
         None
+    }
+
+    /// Under the lock: leaves a waiting watcher queued, unlinks a stale one.
+    ///
+    /// # Safety
+    /// `node` is linked in this list and `signal` is its signal.
+    #[cold]
+    unsafe fn pass_watcher(&mut self, node: *const Node<T>, signal: *const Signal) {
+        // SAFETY: linked nodes' signals are valid (push's contract).
+        if unsafe { (*signal).state.load(Relaxed) } != WAITING {
+            // SAFETY: linked here (the caller's duty); we hold the lock.
+            unsafe { self.unlink(node) };
+        }
     }
 
     /// Under the lock: CAS `signal` `WAITING → CLAIMING` and unlink `node` (claimed now, or
@@ -358,6 +368,7 @@ impl<T> Waiters<T> {
     /// it (an item buffered, a slot freed, a partner queued on a rendezvous): claims every
     /// waiting watcher, unlinks stale ones, and returns the wakers to wake after unlocking
     /// (several folded into one). Partner nodes are left alone.
+    #[cold] // only with watchers queued: kept out of the `send`/`recv` paths' code
     pub(crate) fn claim_watchers(&mut self) -> Option<Waker> {
         let mut woken = Woken::default();
         let mut cur = self.head;
