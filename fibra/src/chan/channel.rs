@@ -29,6 +29,24 @@
 //! Rejected: wake while holding the lock (the woken fiber would run into the held lock);
 //! leaving the node for its owner to remove (every woken waiter re-took the lock: ~1/3 of a
 //! ping-pong round trip, measured with callgrind).
+//!
+//! # Readiness
+//! A readiness watcher (`Select::ready`) waits in the queue of the side it watches, takes
+//! nothing, and registers only while its operation would block (checked under the same lock).
+//! So a *waiting* receive watcher exists only while a receive would block, and a send watcher
+//! only while a send would; every step that ends that wakes them (`claim_watchers`):
+//!
+//! | a receive becomes possible              | a send becomes possible                    |
+//! |-----------------------------------------|--------------------------------------------|
+//! | an item is buffered (`try_send_locked`, `reinject_locked`) | a slot is freed with no sender queued to refill it (`try_recv_locked`) |
+//! | a sender queues on a rendezvous (`queued_locked`) | a receiver queues on a rendezvous (`queued_locked`) |
+//! | every sender is gone (`claim_all`)      | every receiver is gone (`claim_all`)       |
+//! | a timer's item falls due (the watcher's deadline) | |
+//!
+//! A partner search passes over watchers, and an item or slot taken by a partner changes
+//! nothing a watcher waits for, so a watcher never takes a wake-up meant for a real party.
+//! Each of these steps runs only where a queue was already found non-empty: with no watcher
+//! the `send`/`recv` paths run the instructions they ran before watchers existed.
 
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
@@ -37,6 +55,7 @@ use std::time::Instant;
 
 use super::error::{TryRecvError, TrySendError};
 use super::timer::Timer;
+use super::wait::Side;
 use super::waiters::{Signal, Waiters};
 use crate::loom::lock::{Mutex, MutexGuard};
 use crate::loom::{AtomicUsize, Ordering::*};
@@ -141,6 +160,7 @@ impl<T> Chan<T> {
 
     /// Under the lock: sends `v` now if it can (to a waiting receiver, else into the buffer).
     /// `own`: the caller's `select!` waiter, whose own entries are not partners.
+    #[inline] // as before watchers: the watcher steps are outlined (`claim_watchers`)
     pub(crate) fn try_send_locked(
         &self,
         st: &mut State<T>,
@@ -150,9 +170,17 @@ impl<T> Chan<T> {
         if st.receivers_gone {
             return Err(TrySendError::Disconnected(v));
         }
-        if let Some(mut c) = st.receivers.claim(own) {
-            c.give(v);
-            return Ok(c.finish());
+        if !st.receivers.is_empty() {
+            if let Some(mut c) = st.receivers.claim(own) {
+                c.give(v);
+                return Ok(c.finish());
+            }
+            if st.buf.len() < self.cap {
+                st.buf.push_back(v);
+                // No receiver waits: what is queued now are watchers (or `own`'s nodes).
+                return Ok(st.receivers.claim_watchers());
+            }
+            return Err(TrySendError::Full(v));
         }
         if st.buf.len() < self.cap {
             st.buf.push_back(v);
@@ -175,6 +203,9 @@ impl<T> Chan<T> {
                 if let Some(mut c) = st.senders.claim(own) {
                     st.buf.push_back(c.take_offer());
                     woken = c.finish().and_then(defer_wake);
+                } else {
+                    // No sender waits to refill the slot: send watchers may go.
+                    woken = st.senders.claim_watchers();
                 }
             }
             if st.buf.capacity() > self.keep && st.buf.len() <= st.buf.capacity() / 4 {
@@ -182,10 +213,13 @@ impl<T> Chan<T> {
             }
             return Ok((v, woken));
         }
-        if let Some(mut c) = st.senders.claim(own) {
-            // Rendezvous (or a just-drained buffer): take the value from the sender itself.
-            let v = c.take_offer();
-            return Ok((v, c.finish()));
+        // The emptiness test keeps the common miss inline (the search is not inlined).
+        if !st.senders.is_empty() {
+            if let Some(mut c) = st.senders.claim(own) {
+                // Rendezvous (or a just-drained buffer): take the value from the sender itself.
+                let v = c.take_offer();
+                return Ok((v, c.finish()));
+            }
         }
         if let Some(timer) = &mut st.timer {
             return timer.fire(Instant::now()).map(|v| (v, None));
@@ -238,7 +272,24 @@ impl<T> Chan<T> {
             return Ok(c.finish());
         }
         st.buf.push_front(v);
-        Ok(None)
+        Ok(st.receivers.claim_watchers())
+    }
+
+    /// Under the lock, after a partner node was queued on `side` (a blocked `send`/`recv`, a
+    /// `select!` arm, a future): on a rendezvous that makes the other side's operation
+    /// possible, so its watchers go. Elsewhere the other queue holds no waiting watcher (a
+    /// sender queues only on a full buffer, where a receive never blocks; a receiver only on an
+    /// empty one), and the test is one load.
+    #[inline]
+    pub(crate) fn queued_locked(&self, st: &mut State<T>, side: Side) -> Wake {
+        let other = match side {
+            Side::Send => &mut st.receivers,
+            Side::Recv => &mut st.senders,
+        };
+        if other.is_empty() {
+            return None;
+        }
+        other.claim_watchers()
     }
 
     /// The last `Sender` is gone: wake every receiver (they drain the buffer, then see

@@ -172,6 +172,50 @@ pub struct TrySelectError;
 #[derive(PartialEq, Eq, Clone, Copy, Debug)]
 pub struct SelectTimeoutError;
 
+/// [`Select::try_ready`](super::Select::try_ready) found no operation ready.
+///
+/// ```
+/// # fibra::run(|| {
+/// let (_tx, rx) = fibra::chan::bounded::<u8>(1);
+/// let mut sel = fibra::chan::Select::new();
+/// sel.recv(&rx);
+/// let err = sel.try_ready().unwrap_err();
+/// assert_eq!(err, fibra::chan::TryReadyError);
+/// assert_eq!(err.to_string(), "no operation was ready");
+/// # });
+/// ```
+#[derive(PartialEq, Eq, Clone, Copy, Debug)]
+pub struct TryReadyError;
+
+/// [`Select::ready_timeout`](super::Select::ready_timeout) saw no operation ready in time.
+///
+/// ```
+/// # fibra::run(|| {
+/// let never = fibra::chan::never::<u8>();
+/// let mut sel = fibra::chan::Select::new();
+/// sel.recv(&never);
+/// let err = sel.ready_timeout(std::time::Duration::from_millis(1)).unwrap_err();
+/// assert_eq!(err.to_string(), "no operation became ready before the deadline");
+/// # });
+/// ```
+#[derive(PartialEq, Eq, Clone, Copy, Debug)]
+pub struct ReadyTimeoutError;
+
+impl fmt::Display for TryReadyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no operation was ready")
+    }
+}
+
+impl fmt::Display for ReadyTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no operation became ready before the deadline")
+    }
+}
+
+impl Error for TryReadyError {}
+impl Error for ReadyTimeoutError {}
+
 impl fmt::Display for TrySelectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("no operation was ready")

@@ -22,7 +22,7 @@ use super::channel::wake;
 use super::error::{RecvError, SendError, TryRecvError, TrySendError};
 use super::receiver::Receiver;
 use super::sender::Sender;
-use super::wait::TOKEN;
+use super::wait::{Side, TOKEN};
 use super::waiters::{Node, Signal, Waiters, WAITING};
 
 /// A pending future's registration: its node and signal, on the heap (a future may move
@@ -197,6 +197,9 @@ impl<T> Future for SendFuture<'_, T> {
             Err(TrySendError::Disconnected(v)) => Poll::Ready(Err(SendError(v))),
             Err(TrySendError::Full(v)) => {
                 this.slot = Some(SlotPtr::register(&mut st.senders, cx.waker(), Some(v)));
+                let watchers = chan.queued_locked(&mut st, Side::Send);
+                drop(st);
+                wake(watchers);
                 Poll::Pending
             }
         }
@@ -242,8 +245,10 @@ impl<T> Future for RecvFuture<'_, T> {
             Err(TryRecvError::Disconnected) => Poll::Ready(Err(RecvError)),
             Err(TryRecvError::Empty) => {
                 this.slot = Some(SlotPtr::register(&mut st.receivers, cx.waker(), None));
+                let watchers = chan.queued_locked(&mut st, Side::Recv);
                 let due = chan.timer_due(&st);
                 drop(st);
+                wake(watchers);
                 this.wake_when_due(due, cx);
                 Poll::Pending
             }

@@ -240,3 +240,150 @@ fn loom_disconnect_vs_send_wakes_the_receiver() {
         assert_eq!(try_recv(&chan), Err(TryRecvError::Disconnected));
     });
 }
+
+/// A readiness watcher queued in front of a waiting receiver on an empty `bounded(1)`, while
+/// the watcher's owner gives up concurrently: the send goes to the receiver (claimed, woken,
+/// value in its packet), never to the watcher, which is neither handed the value nor woken
+/// (the channel stayed empty). Nothing is buffered.
+#[test]
+fn loom_a_watcher_is_passed_over_for_a_receiver() {
+    loom::model(|| {
+        let chan = Arc::new(Chan::<u32>::new(1));
+        let (wsig, wflag) = signal();
+        let (rsig, rflag) = signal();
+        let (wnode, rnode) = (Node::new(1, None), Node::new(TOKEN, None));
+        // SAFETY: nodes and signals outlive the model body; both are unlinked below.
+        unsafe {
+            let mut st = chan.lock();
+            st.receivers.push_watcher(&wnode, &wsig);
+            st.receivers.push(&rnode, &rsig);
+        }
+        let c = chan.clone();
+        let sender = thread::spawn(move || try_send(&c, 7));
+        let gave_up = wsig.claim_self(TIMED_OUT);
+        sender.join().unwrap().unwrap();
+        {
+            let mut st = chan.lock();
+            // SAFETY: each node was only pushed into this list.
+            unsafe { st.receivers.remove(&wnode) };
+            assert_eq!(wnode.take_packet(), None, "a watcher was handed a value");
+            assert!(st.buf.is_empty(), "buffered while a receiver waited");
+        }
+        assert_eq!(rsig.state(), TOKEN);
+        assert!(rflag.0.load(SeqCst), "the receiver was never woken");
+        assert_eq!(rnode.take_packet(), Some(7));
+        assert!(
+            gave_up,
+            "the watcher was claimed: the item went to a receiver"
+        );
+        assert!(!wflag.0.load(SeqCst));
+    });
+}
+
+/// A receive watcher registers (look under the lock, queue if not ready) while a sender
+/// sends; for `bounded(0)` the sender then queues itself as `block` does. Either the watcher
+/// saw the channel ready, or it was claimed with its token and woken; and the item is never
+/// consumed by it (still buffered, or still offered by the queued sender).
+#[test]
+fn loom_no_lost_readiness_recv_watcher_vs_send() {
+    for cap in [0, 1] {
+        loom::model(move || {
+            let chan = Arc::new(Chan::<u32>::new(cap));
+            let (wsig, wflag) = signal();
+            let wnode = Node::new(3, None);
+            let (ssig, _sflag) = signal();
+            let snode = Node::new(TOKEN, Some(7)); // what a blocked sender of 7 queues
+            let c = chan.clone();
+            let queue = Parts(&snode, &ssig);
+            let sender = thread::spawn(move || {
+                let queue = queue;
+                let mut st = c.lock();
+                match c.try_send_locked(&mut st, 7, None) {
+                    Ok(w) => {
+                        drop(st);
+                        super::channel::wake(w);
+                        false
+                    }
+                    Err(TrySendError::Full(_)) => {
+                        // As `block`: queue the offer, then wake the other side's watchers.
+                        // SAFETY: `Parts`: node and signal outlive this thread (joined
+                        // below) and the node is unlinked before they go.
+                        unsafe { st.senders.push(&*queue.0, &*queue.1) };
+                        let w = c.queued_locked(&mut st, super::wait::Side::Send);
+                        drop(st);
+                        super::channel::wake(w);
+                        true
+                    }
+                    Err(e) => panic!("{e:?}"),
+                }
+            });
+            let saw_ready = {
+                let mut st = chan.lock();
+                let ready = chan.recv_ready(&st, None);
+                if !ready {
+                    // SAFETY: `wnode` and `wsig` outlive the model body; unlinked below.
+                    unsafe { st.receivers.push_watcher(&wnode, &wsig) };
+                }
+                ready
+            };
+            let queued = sender.join().unwrap();
+            if !saw_ready {
+                assert_eq!(wsig.state(), 3, "a watcher missed the item");
+                assert!(wflag.0.load(SeqCst), "claimed but never woken");
+            }
+            let mut st = chan.lock();
+            // SAFETY: only ever pushed into these lists.
+            unsafe { st.receivers.remove(&wnode) };
+            assert_eq!(wnode.take_packet(), None);
+            if queued {
+                // SAFETY: as above.
+                unsafe { st.senders.remove(&snode) };
+                assert_eq!(
+                    snode.take_packet(),
+                    Some(7),
+                    "the offer is still the sender's"
+                );
+            } else {
+                assert_eq!(st.buf.pop_front(), Some(7), "the item is still buffered");
+            }
+        });
+    }
+}
+
+/// A node and signal on the model body's stack, lent to a thread it joins before they go.
+struct Parts(*const Node<u32>, *const Signal);
+// SAFETY: the thread only touches them under the channel's lock, as a blocked party's
+// notifier would, and is joined before the body's frame (which owns them) ends.
+unsafe impl Send for Parts {}
+
+/// A send watcher on a full `bounded(1)` registers while a receiver takes the item: the
+/// watcher saw room, or was claimed and woken; the item was received exactly once.
+#[test]
+fn loom_no_lost_readiness_send_watcher_vs_recv() {
+    loom::model(|| {
+        let chan = Arc::new(Chan::<u32>::new(1));
+        try_send(&chan, 1).unwrap();
+        let (wsig, wflag) = signal();
+        let wnode = Node::new(2, None);
+        let c = chan.clone();
+        let receiver = thread::spawn(move || try_recv(&c));
+        let saw_ready = {
+            let mut st = chan.lock();
+            let ready = chan.send_ready(&st, None);
+            if !ready {
+                // SAFETY: `wnode` and `wsig` outlive the model body; unlinked below.
+                unsafe { st.senders.push_watcher(&wnode, &wsig) };
+            }
+            ready
+        };
+        assert_eq!(receiver.join().unwrap(), Ok(1));
+        if !saw_ready {
+            assert_eq!(wsig.state(), 2, "a watcher missed the free slot");
+            assert!(wflag.0.load(SeqCst));
+        }
+        let mut st = chan.lock();
+        // SAFETY: only ever pushed into this list.
+        unsafe { st.senders.remove(&wnode) };
+        assert!(st.buf.is_empty());
+    });
+}

@@ -1,7 +1,7 @@
 //! Channels that park fibers, not threads: MPMC [`bounded`] (including `bounded(0)`, a
 //! rendezvous), [`unbounded`], [`oneshot`], timer channels ([`after`], [`at`], [`tick`],
 //! [`never`]), and [`select!`](crate::select) / [`select_biased!`](crate::select_biased) /
-//! [`Select`] over any of them; and [`broadcast`] (every receiver gets every item) and
+//! [`Select`] over any of them ([`Select::ready`] waits for readiness without performing); and [`broadcast`] (every receiver gets every item) and
 //! [`watch`] (the latest value).
 //!
 //! ```
@@ -56,6 +56,7 @@ mod channel;
 mod error;
 mod future;
 mod oneshot;
+mod ready;
 mod receiver;
 mod select;
 mod select_dyn;
@@ -72,8 +73,8 @@ mod loom_tests;
 use std::sync::Arc;
 
 pub use error::{
-    RecvError, RecvTimeoutError, SelectTimeoutError, SendError, SendTimeoutError, TryRecvError,
-    TrySelectError, TrySendError,
+    ReadyTimeoutError, RecvError, RecvTimeoutError, SelectTimeoutError, SendError,
+    SendTimeoutError, TryReadyError, TryRecvError, TrySelectError, TrySendError,
 };
 pub use future::{RecvFuture, SendFuture};
 pub use oneshot::{oneshot, OneshotReceiver, OneshotSender};

@@ -78,6 +78,19 @@ pub struct Ctx {
     signal: Signal,
 }
 
+impl Ctx {
+    /// A signal that wakes the calling fiber (or thread).
+    pub(crate) fn new() -> Ctx {
+        Ctx {
+            signal: Signal::new(park::current_waker()),
+        }
+    }
+
+    pub(crate) fn signal(&self) -> &Signal {
+        &self.signal
+    }
+}
+
 /// An arm's registered node, from `Box::leak`; freed by `take` once unlinked.
 struct ArmNode<T>(NonNull<Node<T>>);
 
@@ -89,6 +102,15 @@ impl<T> ArmNode<T> {
         // lock; `ctx` outlives every registration (`run` takes them all back before it
         // returns, or `Registrations::drop` does when unwinding); `list` is its only list.
         unsafe { list.push(node.as_ref(), &ctx.signal) };
+        ArmNode(node)
+    }
+
+    /// Under the lock: queues a readiness watcher with `token` in `list`, for `ctx`.
+    fn watch(list: &mut Waiters<T>, ctx: &Ctx, token: usize) -> Self {
+        let node = NonNull::from(Box::leak(Box::new(Node::new(token, None))));
+        // SAFETY: as in `register` (`ready::run` takes every watcher back before it returns,
+        // or `Watches::drop` does when unwinding); the packet is empty.
+        unsafe { list.push_watcher(node.as_ref(), &ctx.signal) };
         ArmNode(node)
     }
 
@@ -129,6 +151,13 @@ pub trait Arm {
     fn cancel(&mut self);
     /// True if this arm holds an outcome (it was the one selected).
     fn completed(&self) -> bool;
+    /// `Select::ready`: true if the operation would not block now (it is not performed).
+    fn ready_now(&self) -> bool;
+    /// `Select::ready`: queues a watcher for `ctx` with `token` unless the operation would
+    /// not block now. A timer channel's arm lowers `wake_at` to its due time.
+    fn watch(&mut self, ctx: &Ctx, token: usize, wake_at: &mut Option<Instant>) -> Reg;
+    /// Takes the watcher back, if one is queued.
+    fn unwatch(&mut self);
 }
 
 /// Anything a `recv(...)` arm accepts: a receiver, or anything that derefs to one (`&rx`,
@@ -223,6 +252,9 @@ impl<T> Arm for RecvArm<'_, T> {
         }
         *wake_at = earliest(*wake_at, chan.timer_due(&st));
         self.node = Some(ArmNode::register(&mut st.receivers, ctx, token, None));
+        let watchers = chan.queued_locked(&mut st, Side::Recv);
+        drop(st);
+        wake(watchers);
         Reg::Registered
     }
 
@@ -256,6 +288,29 @@ impl<T> Arm for RecvArm<'_, T> {
 
     fn completed(&self) -> bool {
         self.result.is_some()
+    }
+
+    fn ready_now(&self) -> bool {
+        let chan = &*self.rx.chan;
+        chan.recv_ready(&chan.lock(), None)
+    }
+
+    fn watch(&mut self, ctx: &Ctx, token: usize, wake_at: &mut Option<Instant>) -> Reg {
+        let chan = &*self.rx.chan;
+        let mut st = chan.lock();
+        if chan.recv_ready(&st, Some(&ctx.signal)) {
+            return Reg::Ready;
+        }
+        *wake_at = earliest(*wake_at, chan.timer_due(&st));
+        self.node = Some(ArmNode::watch(&mut st.receivers, ctx, token));
+        Reg::Registered
+    }
+
+    fn unwatch(&mut self) {
+        if let Some(node) = self.node.take() {
+            let packet = node.take(&mut self.rx.chan.lock().receivers);
+            debug_assert!(packet.is_none(), "a watcher is never handed a value");
+        }
     }
 }
 
@@ -313,6 +368,9 @@ impl<T> Arm for SendArm<'_, T> {
             return Reg::Ready;
         }
         self.node = Some(ArmNode::register(&mut st.senders, ctx, token, Some(v)));
+        let watchers = chan.queued_locked(&mut st, Side::Send);
+        drop(st);
+        wake(watchers);
         Reg::Registered
     }
 
@@ -334,6 +392,29 @@ impl<T> Arm for SendArm<'_, T> {
 
     fn completed(&self) -> bool {
         self.result.is_some()
+    }
+
+    // Readiness is the channel's: a spent operation (its value sent) still watches it.
+    fn ready_now(&self) -> bool {
+        let chan = &*self.tx.chan;
+        chan.send_ready(&chan.lock(), None)
+    }
+
+    fn watch(&mut self, ctx: &Ctx, token: usize, _wake_at: &mut Option<Instant>) -> Reg {
+        let chan = &*self.tx.chan;
+        let mut st = chan.lock();
+        if chan.send_ready(&st, Some(&ctx.signal)) {
+            return Reg::Ready;
+        }
+        self.node = Some(ArmNode::watch(&mut st.senders, ctx, token));
+        Reg::Registered
+    }
+
+    fn unwatch(&mut self) {
+        if let Some(node) = self.node.take() {
+            let packet = node.take(&mut self.tx.chan.lock().senders);
+            debug_assert!(packet.is_none(), "a watcher never offers a value");
+        }
     }
 }
 
@@ -401,9 +482,7 @@ pub fn run(arms: &mut [&mut dyn Arm], mode: Mode, biased: bool) -> bool {
             Mode::Deadline(d) if d.is_some_and(|d| Instant::now() >= d) => return false,
             _ => {}
         }
-        let ctx = Ctx {
-            signal: Signal::new(park::current_waker()),
-        };
+        let ctx = Ctx::new();
         let regs = Registrations {
             arms: &mut *arms,
             ctx: &ctx,
@@ -443,7 +522,7 @@ pub fn run(arms: &mut [&mut dyn Arm], mode: Mode, biased: bool) -> bool {
 
 /// A pseudo-random number below `n` (> 0): per-thread xorshift, seeded from std's hasher
 /// keys. Only fairness depends on it.
-fn random_below(n: usize) -> usize {
+pub(crate) fn random_below(n: usize) -> usize {
     thread_local! {
         static STATE: Cell<u64> = Cell::new({
             use std::hash::{BuildHasher, Hasher};

@@ -9,7 +9,10 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-use super::error::{RecvError, SelectTimeoutError, SendError, TrySelectError};
+use super::error::{
+    ReadyTimeoutError, RecvError, SelectTimeoutError, SendError, TryReadyError, TrySelectError,
+};
+use super::ready;
 use super::receiver::Receiver;
 use super::select::{run, Arm, Mode, RecvArm, SendArm};
 use super::sender::Sender;
@@ -23,7 +26,8 @@ struct Op<'a> {
 }
 
 /// Waits on a list of operations built at run time; completes exactly one per
-/// [`select`](Select::select).
+/// [`select`](Select::select), or reports one that could proceed with
+/// [`ready`](Select::ready) (performing nothing).
 ///
 /// `recv` operations can be selected again and again. A `send` operation carries its value
 /// (as a case of Go's `reflect.Select`; crossbeam-channel's takes it later): once chosen its
@@ -205,6 +209,110 @@ impl<'a> Select<'a> {
     ) -> Result<SelectedOperation<'_, 'a>, SelectTimeoutError> {
         self.run(Mode::Deadline(Some(deadline)))
             .ok_or(SelectTimeoutError)
+    }
+
+    /// Waits until one of the operations could proceed without blocking (the fiber parks; a
+    /// thread blocks), and returns its index **without performing it**: a `recv` whose channel
+    /// holds an item, has a sender waiting (`bounded(0)`), is disconnected, or is a timer that
+    /// fell due; a `send` whose channel has room, has a receiver waiting (`bounded(0)`), or
+    /// has lost every receiver. Chosen at random among the ready ones ([`new_biased`]: the
+    /// first in order). A `send` operation's value stays in it; send your own.
+    ///
+    /// Readiness is a snapshot: by the time you act on it another receiver may have taken the
+    /// item (or another sender the slot), so follow it with `try_recv`/`try_send` (and call
+    /// `ready` again if they fail) or with a blocking operation.
+    ///
+    /// [`new_biased`]: Self::new_biased
+    ///
+    /// # Panics
+    /// If there are no operations (it would wait for ever).
+    ///
+    /// ```
+    /// use fibra::chan::{self, Select};
+    /// # fibra::run(|| {
+    /// let (tx1, rx1) = chan::unbounded::<i32>();
+    /// let (_tx2, rx2) = chan::unbounded::<i32>();
+    /// fibra::spawn(move || tx1.send(10).unwrap());
+    /// let mut sel = Select::new();
+    /// let a = sel.recv(&rx1);
+    /// sel.recv(&rx2);
+    /// assert_eq!(sel.ready(), a);
+    /// assert_eq!(rx1.len(), 1); // not received: `ready` only looks
+    /// assert_eq!(rx1.try_recv(), Ok(10));
+    /// # });
+    /// ```
+    pub fn ready(&mut self) -> usize {
+        assert!(!self.ops.is_empty(), "Select::ready with no operations");
+        match self.run_ready(Mode::Block) {
+            Some(i) => i,
+            None => unreachable!("a blocking ready returns an operation"),
+        }
+    }
+
+    /// The index of an operation that could proceed now without blocking, if any (see
+    /// [`ready`](Self::ready)); it is not performed.
+    ///
+    /// # Errors
+    /// [`TryReadyError`] if none is ready.
+    ///
+    /// ```
+    /// # fibra::run(|| {
+    /// let (tx, rx) = fibra::chan::bounded(1);
+    /// let mut sel = fibra::chan::Select::new();
+    /// let r = sel.recv(&rx);
+    /// assert!(sel.try_ready().is_err()); // empty
+    /// tx.send(1).unwrap();
+    /// assert_eq!(sel.try_ready(), Ok(r));
+    /// # });
+    /// ```
+    pub fn try_ready(&mut self) -> Result<usize, TryReadyError> {
+        self.run_ready(Mode::NonBlocking).ok_or(TryReadyError)
+    }
+
+    /// Like [`ready`](Self::ready), but gives up after `timeout`.
+    ///
+    /// # Errors
+    /// [`ReadyTimeoutError`] if no operation became ready in time.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # fibra::run(|| {
+    /// let (tx, _rx) = fibra::chan::bounded(0);
+    /// let mut sel = fibra::chan::Select::new();
+    /// sel.send(&tx, 1); // nobody receives
+    /// assert!(sel.ready_timeout(Duration::from_millis(2)).is_err());
+    /// # });
+    /// ```
+    pub fn ready_timeout(&mut self, timeout: Duration) -> Result<usize, ReadyTimeoutError> {
+        self.run_ready(Mode::Deadline(Instant::now().checked_add(timeout)))
+            .ok_or(ReadyTimeoutError)
+    }
+
+    /// Like [`ready`](Self::ready), but gives up at `deadline`.
+    ///
+    /// # Errors
+    /// [`ReadyTimeoutError`] if no operation became ready in time.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// # fibra::run(|| {
+    /// let tick = fibra::chan::tick(Duration::from_millis(1));
+    /// let mut sel = fibra::chan::Select::new();
+    /// let t = sel.recv(&tick);
+    /// assert_eq!(sel.ready_deadline(Instant::now() + Duration::from_secs(5)), Ok(t));
+    /// assert!(tick.try_recv().is_ok()); // the tick is still there to take
+    /// # });
+    /// ```
+    pub fn ready_deadline(&mut self, deadline: Instant) -> Result<usize, ReadyTimeoutError> {
+        self.run_ready(Mode::Deadline(Some(deadline)))
+            .ok_or(ReadyTimeoutError)
+    }
+
+    fn run_ready(&mut self, mode: Mode) -> Option<usize> {
+        let mut arms: Vec<&mut dyn Arm> = (self.ops.iter_mut())
+            .map(|op| &mut *op.arm as &mut dyn Arm)
+            .collect();
+        ready::run(&mut arms, mode, self.biased)
     }
 
     fn run(&mut self, mode: Mode) -> Option<SelectedOperation<'_, 'a>> {

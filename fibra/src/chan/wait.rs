@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use super::channel::{Chan, State};
+use super::channel::{wake, Chan, State};
 use super::waiters::{Node, Signal, Waiters, CANCELLED, CLAIMING, TIMED_OUT, WAITING};
 use crate::loom::lock::MutexGuard;
 use crate::park::{self, ParkReason};
@@ -73,6 +73,12 @@ impl<T> Drop for Registration<'_, '_, T> {
 
 /// Pushes a node with `packet` into `side`'s queue (the caller checked, under this same lock,
 /// that the operation cannot complete now), unlocks, and waits.
+///
+/// Inlined into `send`/`recv`, where `side` is a constant: the call overhead this saves
+/// more than pays for the readiness step (`queued_locked`). Callgrind, ping-pong over
+/// `bounded(1)`: 1,323 instructions per round trip before watchers, 1,371 with them and
+/// `block` called, 1,255 with it inlined.
+#[inline]
 pub(crate) fn block<'a, T>(
     chan: &'a Chan<T>,
     mut st: MutexGuard<'a, State<T>>,
@@ -88,7 +94,13 @@ pub(crate) fn block<'a, T>(
     // other way out (own claim, unwinding) goes through `Registration::finish`, which unlinks
     // it under the lock (waiting out any claim in progress, which holds that lock).
     unsafe { side.list(&mut st).push(&node, &signal) };
-    drop(st);
+    match chan.queued_locked(&mut st, side) {
+        None => drop(st),
+        watchers => {
+            drop(st);
+            wake(watchers);
+        }
+    }
     let reg = Registration {
         chan,
         node: &node,

@@ -11,6 +11,15 @@
 //! node per signal; a `select!` has one node per arm, all sharing its signal, so the first
 //! claim through any arm wins and the others see the signal taken.
 //!
+//! # Readiness watchers
+//! A *watcher* (`push_watcher`; `Select::ready`, `ready.rs`) is a node that waits for its
+//! operation to become possible and takes nothing: its packet stays empty. It sits in the
+//! queue of the side it watches (a receive's watcher among the receivers), so the channel's
+//! existing "is anybody queued?" tests cover it and a channel without watchers pays nothing.
+//! A partner search (`claim`) passes over watchers, so a send never spends itself on a
+//! watcher while a receiver waits behind it; `claim_watchers` wakes them once the state they
+//! wait for arrives with nobody to take it (`channel.rs`, "Readiness").
+//!
 //! # The selection word
 //! ```text
 //! WAITING ──notifier's CAS (under the lock)──▶ CLAIMING ──store(token, Release)──▶ token
@@ -113,6 +122,8 @@ struct Links<T> {
     prev: *const Node<T>,
     next: *const Node<T>,
     linked: bool,
+    /// A readiness watcher (module docs): never a partner, woken by `claim_watchers`.
+    watcher: bool,
     signal: *const Signal,
 }
 
@@ -130,6 +141,7 @@ impl<T> Node<T> {
                 prev: ptr::null(),
                 next: ptr::null(),
                 linked: false,
+                watcher: false,
                 signal: ptr::null(),
             }),
             packet: UnsafeCell::new(packet),
@@ -188,6 +200,23 @@ impl<T> Waiters<T> {
     /// valid, and are not moved, until the node is unlinked and no notifier can still touch
     /// it (module docs, "Who removes a node"). The caller holds the lock.
     pub(crate) unsafe fn push(&mut self, node: &Node<T>, signal: &Signal) {
+        // SAFETY: the caller's duties are `push_as`'s.
+        unsafe { self.push_as(node, signal, false) };
+    }
+
+    /// Owner: queues `node` as a readiness watcher (module docs): it is woken by
+    /// `claim_watchers` or `claim_all`, never handed a value nor asked for one.
+    ///
+    /// # Safety
+    /// As for `push`; and `node`'s packet is empty.
+    pub(crate) unsafe fn push_watcher(&mut self, node: &Node<T>, signal: &Signal) {
+        // SAFETY: the caller's duties are `push_as`'s.
+        unsafe { self.push_as(node, signal, true) };
+    }
+
+    /// # Safety
+    /// As for `push`.
+    unsafe fn push_as(&mut self, node: &Node<T>, signal: &Signal, watcher: bool) {
         let tail = self.tail;
         node.links.with_mut(|l| {
             // SAFETY: under the lock (the caller's duty), `links` is ours.
@@ -197,6 +226,7 @@ impl<T> Waiters<T> {
                 prev: tail,
                 next: ptr::null(),
                 linked: true,
+                watcher,
                 signal,
             };
         });
@@ -252,15 +282,22 @@ impl<T> Waiters<T> {
         }
     }
 
-    /// True if some node (not `own`'s) could still be claimed. A hint under the lock: its
-    /// owner may time out concurrently, so a claim may still fail.
+    /// True if some partner node (not `own`'s, not a watcher) could still be claimed. A hint
+    /// under the lock: its owner may time out concurrently, so a claim may still fail.
     pub(crate) fn has_claimable(&self, own: Option<&Signal>) -> bool {
         let mut cur = self.head;
         while !cur.is_null() {
             // SAFETY: under the lock; linked nodes and their signals are valid (push's contract).
-            let (signal, next) = unsafe { (*cur).links.with(|l| ((*l).signal, (*l).next)) };
-            // SAFETY: as above.
-            if !is_own(signal, own) && unsafe { (*signal).state.load(Relaxed) } == WAITING {
+            let (signal, next, watcher) = unsafe {
+                (*cur)
+                    .links
+                    .with(|l| ((*l).signal, (*l).next, (*l).watcher))
+            };
+            if !watcher
+                && !is_own(signal, own)
+                // SAFETY: as above.
+                && unsafe { (*signal).state.load(Relaxed) } == WAITING
+            {
                 return true;
             }
             cur = next;
@@ -268,29 +305,27 @@ impl<T> Waiters<T> {
         false
     }
 
-    /// Notifier, under the lock: claims the oldest claimable node (never one of `own`'s: a
-    /// `select!` must not pair its send arm with its own receive arm), unlinks it and returns
-    /// it for the caller to fill or empty. Stale nodes met on the way are unlinked.
+    /// Notifier, under the lock: claims the oldest claimable partner node (never one of
+    /// `own`'s: a `select!` must not pair its send arm with its own receive arm; never a
+    /// watcher, which takes nothing), unlinks it and returns it for the caller to fill or
+    /// empty. Stale nodes met on the way are unlinked; waiting watchers stay.
     pub(crate) fn claim(&mut self, own: Option<&Signal>) -> Option<Claim<'_, T>> {
         let mut cur = self.head;
         while !cur.is_null() {
             // SAFETY: under the lock; linked nodes and their signals are valid (push's contract).
-            let (signal, next) = unsafe { (*cur).links.with(|l| ((*l).signal, (*l).next)) };
-            if !is_own(signal, own) {
-                // Relaxed: the lock orders the packet and the waker; a loss means the owner
-                // (or another channel) took the signal, and we touch neither.
+            let (signal, next, watcher) = unsafe {
+                (*cur)
+                    .links
+                    .with(|l| ((*l).signal, (*l).next, (*l).watcher))
+            };
+            if watcher {
+                // Passed over: a send spent on a watcher would strand a receiver behind it.
+                // SAFETY: `cur` is linked here and `signal` is its signal.
+                unsafe { self.pass_watcher(cur, signal) };
+            } else if !is_own(signal, own) {
                 // SAFETY: as above.
-                let won = unsafe { &(*signal).state }
-                    .compare_exchange(WAITING, CLAIMING, Relaxed, Relaxed)
-                    .is_ok();
-                // SAFETY: `cur` is linked here; we hold the lock.
-                unsafe { self.unlink(cur) }; // claimed now, or stale
-                if won {
-                    return Some(Claim {
-                        node: cur,
-                        signal,
-                        _list: std::marker::PhantomData,
-                    });
+                if unsafe { self.try_claim(cur, signal) } {
+                    return Some(Claim::new(cur, signal));
                 }
             }
             cur = next;
@@ -298,14 +333,117 @@ impl<T> Waiters<T> {
         None
     }
 
-    /// Disconnection, under the lock: claims every claimable node, packets untouched (so
-    /// they tell their owners what happened); returns the wakers to wake after unlocking.
+    /// Under the lock: leaves a waiting watcher queued, unlinks a stale one.
+    ///
+    /// # Safety
+    /// `node` is linked in this list and `signal` is its signal.
+    #[cold]
+    unsafe fn pass_watcher(&mut self, node: *const Node<T>, signal: *const Signal) {
+        // SAFETY: linked nodes' signals are valid (push's contract).
+        if unsafe { (*signal).state.load(Relaxed) } != WAITING {
+            // SAFETY: linked here (the caller's duty); we hold the lock.
+            unsafe { self.unlink(node) };
+        }
+    }
+
+    /// Under the lock: CAS `signal` `WAITING → CLAIMING` and unlink `node` (claimed now, or
+    /// stale); true if the CAS won, and then the caller must finish a `Claim` of it.
+    ///
+    /// # Safety
+    /// `node` is linked in this list and `signal` is its signal.
+    #[inline]
+    unsafe fn try_claim(&mut self, node: *const Node<T>, signal: *const Signal) -> bool {
+        // Relaxed: the lock orders the packet and the waker; a loss means the owner (or
+        // another channel) took the signal, and we touch neither.
+        // SAFETY: linked nodes' signals are valid (push's contract).
+        let won = unsafe { &(*signal).state }
+            .compare_exchange(WAITING, CLAIMING, Relaxed, Relaxed)
+            .is_ok();
+        // SAFETY: linked here (the caller's duty); we hold the lock.
+        unsafe { self.unlink(node) };
+        won
+    }
+
+    /// Under the lock, once the state a watcher waits for has arrived with no partner to take
+    /// it (an item buffered, a slot freed, a partner queued on a rendezvous): claims every
+    /// waiting watcher, unlinks stale ones, and returns the wakers to wake after unlocking
+    /// (several folded into one). Partner nodes are left alone.
+    #[cold] // only with watchers queued: kept out of the `send`/`recv` paths' code
+    pub(crate) fn claim_watchers(&mut self) -> Option<Waker> {
+        let mut woken = Woken::default();
+        let mut cur = self.head;
+        while !cur.is_null() {
+            // SAFETY: under the lock; linked nodes are valid (push's contract).
+            let (signal, next, watcher) = unsafe {
+                (*cur)
+                    .links
+                    .with(|l| ((*l).signal, (*l).next, (*l).watcher))
+            };
+            if watcher {
+                // SAFETY: `cur` is linked here and `signal` is its signal.
+                if unsafe { self.try_claim(cur, signal) } {
+                    woken.add(Claim::<T>::new(cur, signal).finish());
+                }
+            }
+            cur = next;
+        }
+        woken.into_waker()
+    }
+
+    /// Disconnection, under the lock: claims every claimable node, watchers included, packets
+    /// untouched (so they tell their owners what happened); returns the wakers to wake after
+    /// unlocking.
     pub(crate) fn claim_all(&mut self) -> Vec<Waker> {
         let mut woken = Vec::new();
-        while let Some(c) = self.claim(None) {
-            woken.extend(c.finish());
+        let mut cur = self.head;
+        while !cur.is_null() {
+            // SAFETY: under the lock; linked nodes are valid (push's contract).
+            let (signal, next) = unsafe { (*cur).links.with(|l| ((*l).signal, (*l).next)) };
+            // SAFETY: `cur` is linked here and `signal` is its signal.
+            if unsafe { self.try_claim(cur, signal) } {
+                woken.extend(Claim::<T>::new(cur, signal).finish());
+            }
+            cur = next;
         }
         woken
+    }
+}
+
+/// Wakers gathered under a lock, to wake after it: the first kept as is, any more folded into
+/// one waker (an allocation only when two or more watchers wait).
+#[derive(Default)]
+struct Woken {
+    first: Option<Waker>,
+    more: Vec<Waker>,
+}
+
+impl Woken {
+    fn add(&mut self, w: Option<Waker>) {
+        match (&self.first, w) {
+            (_, None) => {}
+            (None, w) => self.first = w,
+            (Some(_), Some(w)) => self.more.push(w),
+        }
+    }
+
+    fn into_waker(mut self) -> Option<Waker> {
+        if self.more.is_empty() {
+            return self.first;
+        }
+        self.more.extend(self.first);
+        Some(Waker::from(std::sync::Arc::new(Several(self.more))))
+    }
+}
+
+/// A waker that wakes several.
+struct Several(Vec<Waker>);
+
+impl std::task::Wake for Several {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.0.iter().for_each(Waker::wake_by_ref);
     }
 }
 
@@ -323,6 +461,15 @@ pub(crate) struct Claim<'a, T> {
 }
 
 impl<T> Claim<'_, T> {
+    /// A node whose signal `try_claim` just won (`CLAIMING`), now unlinked.
+    fn new(node: *const Node<T>, signal: *const Signal) -> Self {
+        Claim {
+            node,
+            signal,
+            _list: std::marker::PhantomData,
+        }
+    }
+
     /// The value a waiting sender offered (taken now; its owner will find the packet empty).
     pub(crate) fn take_offer(&mut self) -> T {
         // SAFETY: the claim is ours and the owner waits for `finish`, so the node is valid and
