@@ -192,7 +192,16 @@ fn check_report(rates: &Rates, kind: StallKind) {
         .iter()
         .find(|r| r.fiber_name.as_deref() == Some("the-blocker"))
         .unwrap_or_else(|| panic!("no stall report names the blocker: {:?}", rates.reports));
-    assert_eq!(r.kind, kind, "{r}");
+    // A loop whose thread got (almost) no CPU before the report cannot be told from a thread
+    // that lost its core mid-run (another process holds the CPUs): the monitor then says
+    // "preempted", and the CPU time it prints shows why. Only then is that accepted.
+    let starved = |r: &StallReport| {
+        r.cpu_time
+            .is_some_and(|c| c.as_secs_f64() < 0.2 * r.stuck_for.as_secs_f64())
+    };
+    if !(kind == StallKind::CpuLoop && r.kind == StallKind::Preempted && starved(r)) {
+        assert_eq!(r.kind, kind, "{r}");
+    }
     assert!(r.spawned_at.file().ends_with("blocking_monitor.rs"), "{r}");
     // Threshold 10 ms; the report comes one sample (≤ 10 ms) later. 500 ms is generous.
     assert!(
