@@ -271,7 +271,7 @@ impl RawRwLock {
         loop {
             match park(&waiter) {
                 GRANTED => return true, // counted before the claim, whose Release publishes it
-                TRY_AGAIN => {}         // writers only
+                TRY_AGAIN => debug_assert_eq!(kind, Kind::Write, "readers are granted, not woken"),
                 _ => {
                     self.withdraw(&waiter); // TIMED_OUT or CANCELLED
                     return false;
