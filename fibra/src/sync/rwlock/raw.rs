@@ -32,8 +32,10 @@ pub(super) const TRY_AGAIN: usize = 2;
 
 /// Barges a queued writer tolerates before unlock hands it the lock: the mutex's value and for
 /// the same reason (`Mutex`'s `MAX_BARGES`: 8 fibers on 2 workers, 139 ns a lock/unlock with
-/// 8, 37 with 128), confirmed on this lock by `fibra-lab child chan fibra 100000 --workers 2
-/// --case rwlock` (module docs). Half the u8 counter's range, so B - stamp never wraps.
+/// 8, 37 with 128). Not re-tuned for this lock: with it, `fibra-lab child chan fibra 100000
+/// --workers 2 --case rwlock` went from 947 ns a lock/unlock (strict hand-off) to 136, the
+/// mutex taking 99 in the same runs (module docs). Half the u8 counter's range, so B - stamp
+/// never wraps.
 /// Shrunk under loom so the models reach hand-off.
 pub(super) const MAX_BARGES: u8 = if cfg!(loom) { 2 } else { 128 };
 /// Go's starvationThresholdNs, as the mutex: a writer that keeps losing for longer than this is
@@ -188,6 +190,7 @@ impl RawRwLock {
     }
 
     /// Any thread. Joins the readers unless a writer holds the lock or anyone waits.
+    #[inline]
     pub(super) fn try_read(&self) -> bool {
         let mut s = self.state.load(Relaxed);
         while readable(s) {
@@ -231,6 +234,7 @@ impl RawRwLock {
     }
 
     /// Locks for `kind`, parking until `deadline`; false on timeout or cancellation.
+    #[inline]
     pub(super) fn lock(&self, kind: Kind, deadline: Option<Instant>) -> bool {
         let fast = match kind {
             Kind::Read => self.try_read(),
@@ -406,6 +410,7 @@ impl RawRwLock {
     }
 
     /// A reader only.
+    #[inline]
     pub(super) fn read_unlock(&self) {
         let mut s = self.state.load(Relaxed);
         loop {
@@ -433,6 +438,7 @@ impl RawRwLock {
     }
 
     /// The writer only.
+    #[inline]
     pub(super) fn write_unlock(&self) {
         // Release pairs with the Acquire of whichever CAS takes the lock next.
         if self
