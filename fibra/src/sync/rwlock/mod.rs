@@ -6,9 +6,10 @@
 //! while that waiter is woken and scheduled, and serialises every contended acquisition behind
 //! a wake-up (see [`Mutex`'s protocol](super::Mutex) for the same story). 8 writer fibers on 2
 //! workers (`fibra-lab child chan fibra 100000 --workers 2 --case rwlock`, 10 runs interleaved
-//! with `--case mutex` on a loaded 2-core machine, medians): 947 ns a lock/unlock with
-//! hand-off, 136 with barging; the mutex took 99-102 in the same runs. CPU time per
-//! lock/unlock (`perf stat -e task-clock`): 708 ns, then 81; the mutex's 58-63. So a write unlock frees
+//! with `--case mutex` on a loaded 2-core machine, medians): 1,243 ns a lock/unlock with
+//! hand-off, 104 with barging; the mutex took 98-119 in the same runs. CPU time per
+//! lock/unlock (`perf stat -e task-clock`): 729 ns, then 74; the mutex's 69-73. Under
+//! callgrind (20,000 × 8): 2,136 instructions a lock/unlock, then 154; the mutex's 191-240. So a write unlock frees
 //! the lock and wakes the front writer to *race* for it; a running writer may take it first,
 //! counted, and after [`MAX_BARGES`](raw::MAX_BARGES) barges (or 1 ms of losing) the front
 //! writer is handed the lock.

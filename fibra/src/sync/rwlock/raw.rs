@@ -33,9 +33,9 @@ pub(super) const TRY_AGAIN: usize = 2;
 /// Barges a queued writer tolerates before unlock hands it the lock: the mutex's value and for
 /// the same reason (`Mutex`'s `MAX_BARGES`: 8 fibers on 2 workers, 139 ns a lock/unlock with
 /// 8, 37 with 128). Not re-tuned for this lock: with it, `fibra-lab child chan fibra 100000
-/// --workers 2 --case rwlock` went from 947 ns a lock/unlock (strict hand-off) to 136, the
-/// mutex taking 99 in the same runs (module docs). Half the u8 counter's range, so B - stamp
-/// never wraps.
+/// --workers 2 --case rwlock` went from 1,243 ns a lock/unlock (strict hand-off) to 104, the
+/// mutex taking 98-119 in the same runs (module docs). Half the u8 counter's range, so
+/// B - stamp never wraps.
 /// Shrunk under loom so the models reach hand-off.
 pub(super) const MAX_BARGES: u8 = if cfg!(loom) { 2 } else { 128 };
 /// Go's starvationThresholdNs, as the mutex: a writer that keeps losing for longer than this is
