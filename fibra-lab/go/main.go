@@ -257,9 +257,9 @@ func chanExperiment(chanCase string, n uint64) (figures, error) {
 		if sum := produce(producers, n, capacity); sum != n*(n-1)/2 {
 			return nil, fmt.Errorf("items lost: sum %d", sum)
 		}
-	case "mutex":
+	case "mutex", "rwlock":
 		ops = many * n
-		if total := contend(n); total != ops {
+		if total := contend(n, chanCase == "rwlock"); total != ops {
 			return nil, fmt.Errorf("lost increments: %d", total)
 		}
 	case "1p-unbounded", "8p-unbounded":
@@ -327,9 +327,13 @@ func produce(producers, n uint64, capacity int) uint64 {
 	return sum
 }
 
-// `many` goroutines each lock, increment and unlock one sync.Mutex n times.
-func contend(n uint64) uint64 {
-	var mu sync.Mutex
+// `many` goroutines each lock, increment and unlock one sync.Mutex (rw: a sync.RWMutex's
+// write lock) n times.
+func contend(n uint64, rw bool) uint64 {
+	var mu sync.Locker = &sync.Mutex{}
+	if rw {
+		mu = &sync.RWMutex{} // Lock/Unlock: the write lock
+	}
 	var wg sync.WaitGroup
 	counter := uint64(0)
 	for u := 0; u < many; u++ {

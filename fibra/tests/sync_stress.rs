@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fibra::sync::{Barrier, Mutex, OnceCell, RwLock, Semaphore, WaitGroup};
+use fibra::sync::{Barrier, Mutex, OnceCell, RwLock, RwLockWriteGuard, Semaphore, WaitGroup};
 
 const FIBERS: usize = 8;
 const THREADS: usize = 8;
@@ -131,6 +131,79 @@ fn rwlock_readers_and_writers_never_overlap() {
         "{} writes, at most {} readers at once",
         g.0,
         max_readers.load(SeqCst)
+    );
+}
+
+/// Exact accounting while writers barge: parties (fibers and threads) write with and without
+/// timeouts, downgrade, and read with and without timeouts; the final count is the sum of the
+/// writes each party made, no reader sees a torn pair, a downgraded hold still sees its own
+/// write, and the lock ends free.
+#[test]
+fn rwlock_write_count_is_exact_with_barging_timeouts_and_downgrades() {
+    const PER: u64 = 5_000;
+    let lock = Arc::new(RwLock::new((0u64, 0u64)));
+    let written = Arc::new(AtomicU64::new(0));
+    let timeouts = Arc::new(AtomicU64::new(0));
+    let (l, w, t) = (lock.clone(), written.clone(), timeouts.clone());
+    fibers_and_threads(move |party, is_fiber| {
+        let mut rng = Rng(party as u64 * 0x9E37_79B9 + 3);
+        let mut mine = 0;
+        for _ in 0..PER {
+            let r = rng.next();
+            let yield_now = |every| {
+                if is_fiber && r % every == 0 {
+                    fibra::yield_now(); // held across a yield: the others queue meanwhile
+                }
+            };
+            match r % 8 {
+                0 => match l.read_timeout(Duration::from_micros(r % 50)) {
+                    Some(g) => assert_eq!(g.0, g.1, "torn write seen"),
+                    None => _ = t.fetch_add(1, Relaxed),
+                },
+                1 | 2 => {
+                    let g = l.read();
+                    yield_now(5);
+                    assert_eq!(g.0, g.1, "torn write seen");
+                }
+                3 => {
+                    let Some(mut g) = l.write_timeout(Duration::from_micros(r % 50)) else {
+                        t.fetch_add(1, Relaxed);
+                        continue;
+                    };
+                    g.0 += 1;
+                    g.1 += 1;
+                    mine += 1;
+                }
+                4 => {
+                    let mut g = l.write();
+                    g.0 += 1;
+                    g.1 += 1;
+                    mine += 1;
+                    let ours = *g;
+                    let g = RwLockWriteGuard::downgrade(g);
+                    yield_now(3);
+                    assert_eq!(*g, ours, "a writer got in during a downgrade");
+                }
+                _ => {
+                    let mut g = l.write();
+                    g.0 += 1;
+                    yield_now(7);
+                    g.1 += 1;
+                    mine += 1;
+                }
+            }
+        }
+        w.fetch_add(mine, SeqCst);
+    });
+    let g = lock.read();
+    assert_eq!(g.0, written.load(SeqCst), "lost or doubled writes");
+    assert_eq!(g.1, g.0);
+    drop(g);
+    assert!(lock.try_write().is_some(), "the lock was left held");
+    println!(
+        "{} writes, {} timeouts",
+        written.load(SeqCst),
+        timeouts.load(Relaxed)
     );
 }
 

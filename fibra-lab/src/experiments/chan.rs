@@ -1,6 +1,7 @@
 //! `chan`: channels and a contended mutex. Ping-pong over two `bounded(1)` channels (ns per
 //! round trip); 1 and 8 producers → 1 consumer through `bounded(128)`, `bounded(0)` and
-//! `unbounded()` (ns per item); 8 units × K lock/unlock of one mutex (ns per lock/unlock).
+//! `unbounded()` (ns per item); 8 units × K lock/unlock of one mutex, and of one reader-writer
+//! lock taken for writing (ns per lock/unlock).
 //!
 //! Each row is one [`Case`]; it travels to the child as `--case <name>`.
 
@@ -14,7 +15,8 @@ use crate::peers::Contender;
 
 pub const DESCRIPTION: &str =
     "channels: ping-pong over bounded(1); 1 and 8 producers -> 1 consumer \
-through bounded(128), bounded(0), unbounded; 8 units contending for one mutex";
+through bounded(128), bounded(0), unbounded; 8 units contending for one mutex, and for one \
+RwLock's write lock";
 
 pub const NOTE: &str = "fibra: fibra::chan and fibra::sync::Mutex between fibers. OS threads: \
 crossbeam-channel and std::sync::Mutex between std threads (the 1-worker ping-pong runs them pinned \
@@ -22,7 +24,8 @@ to one CPU with taskset). tokio: tokio::sync::mpsc (bounded(0) is mpsc::channel(
 rendezvous channel; unbounded is unbounded_channel) and tokio::sync::Mutex between tasks. Go: \
 channels (bounded(0) is an unbuffered channel; Go has no unbounded one) and sync.Mutex. Producer \
 rows: N items in total (OS threads through bounded(0): N/10), split evenly, the consumer sums them (checked); fibra, tokio and Go run on \
-one worker per core. Mutex: 8 units each lock, increment, unlock K times.";
+one worker per core. Mutex: 8 units each lock, increment, unlock K times. RwLock: the same with \
+write locks of fibra::sync::RwLock, std::sync::RwLock, tokio::sync::RwLock and Go's sync.RWMutex.";
 
 pub const FIGURES: &[Figure] = &[
     Figure {
@@ -74,10 +77,12 @@ pub enum Case {
     Producers { producers: u64, flavour: Flavour },
     /// [`MANY`] units each lock, increment and unlock one mutex `n` times.
     Mutex,
+    /// As `Mutex`, with the write lock of a reader-writer lock.
+    RwLock,
 }
 
 impl Case {
-    pub const ALL: [Case; 8] = [
+    pub const ALL: [Case; 9] = [
         Case::PingPong,
         Case::Producers {
             producers: 1,
@@ -104,15 +109,18 @@ impl Case {
             flavour: Flavour::Unbounded,
         },
         Case::Mutex,
+        Case::RwLock,
     ];
 }
 
-/// The `--case` names: `ping-pong`, `1p-bounded128`, `8p-bounded0`, `8p-unbounded`, `mutex`.
+/// The `--case` names: `ping-pong`, `1p-bounded128`, `8p-bounded0`, `8p-unbounded`, `mutex`,
+/// `rwlock`.
 impl fmt::Display for Case {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Case::PingPong => f.write_str("ping-pong"),
             Case::Mutex => f.write_str("mutex"),
+            Case::RwLock => f.write_str("rwlock"),
             Case::Producers { producers, flavour } => {
                 let flavour = match flavour {
                     Flavour::Buffered => "bounded128",
@@ -200,9 +208,14 @@ pub fn plan(size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
                     sizes.items,
                     cores,
                 ),
-                Case::Mutex => (
+                Case::Mutex | Case::RwLock => (
                     format!(
-                        "mutex, {MANY} × {} lock/unlock",
+                        "{}, {MANY} × {} lock/unlock",
+                        if case == Case::Mutex {
+                            "mutex"
+                        } else {
+                            "rwlock write"
+                        },
                         short_count(sizes.locks_per_unit)
                     ),
                     sizes.locks_per_unit,
@@ -269,7 +282,7 @@ pub fn figures(ops: u64, elapsed: Duration) -> Figures {
 pub fn ops(case: Case, n: u64) -> u64 {
     match case {
         Case::PingPong | Case::Producers { .. } => n,
-        Case::Mutex => MANY * n,
+        Case::Mutex | Case::RwLock => MANY * n,
     }
 }
 

@@ -168,28 +168,40 @@ pub fn chan(case: Case, n: u64, workers: usize) -> Result<Figures, String> {
                 }
             }
             Case::Mutex => {
-                let counter = Arc::new(fibra::sync::Mutex::new(0u64));
-                let units: Vec<_> = (0..chan_exp::MANY)
-                    .map(|_| {
-                        let counter = counter.clone();
-                        fibra::spawn(move || {
-                            for _ in 0..n {
-                                *counter.lock() += 1;
-                            }
-                        })
-                    })
-                    .collect();
-                for u in units {
-                    joined(u.join())?;
-                }
-                let total = *counter.lock();
-                if total != chan_exp::MANY * n {
-                    return Err(format!("lost increments: {total}"));
-                }
+                let lock = Arc::new(fibra::sync::Mutex::new(0u64));
+                let total = lock.clone();
+                contend(n, move || *lock.lock() += 1, move || *total.lock())?;
+            }
+            Case::RwLock => {
+                let lock = Arc::new(fibra::sync::RwLock::new(0u64));
+                let total = lock.clone();
+                contend(n, move || *lock.write() += 1, move || *total.read())?;
             }
         }
         Ok(chan_exp::figures(chan_exp::ops(case, n), t0.elapsed()))
     })
+}
+
+/// [`chan_exp::MANY`] fibers each run `incr` `n` times; `total` then reads the counter.
+fn contend(
+    n: u64,
+    incr: impl Fn() + Clone + Send + 'static,
+    total: impl FnOnce() -> u64,
+) -> Result<(), String> {
+    let units: Vec<_> = (0..chan_exp::MANY)
+        .map(|_| {
+            let incr = incr.clone();
+            fibra::spawn(move || (0..n).for_each(|_| incr()))
+        })
+        .collect();
+    for u in units {
+        joined(u.join())?;
+    }
+    let total = total();
+    if total != chan_exp::MANY * n {
+        return Err(format!("lost increments: {total}"));
+    }
+    Ok(())
 }
 
 /// `n` round trips with an echo fiber over two `bounded(1)` channels.

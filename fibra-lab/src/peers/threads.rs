@@ -100,7 +100,7 @@ pub fn churn(n: u64) -> Result<Figures, String> {
     Ok(churn::figures(n, t0.elapsed()))
 }
 
-/// `chan`: crossbeam-channel and std::sync::Mutex between OS threads.
+/// `chan`: crossbeam-channel, std::sync::Mutex and std::sync::RwLock between OS threads.
 pub fn chan(case: Case, n: u64) -> Result<Figures, String> {
     let t0 = Instant::now();
     match case {
@@ -154,6 +154,29 @@ pub fn chan(case: Case, n: u64) -> Result<Figures, String> {
                 u.join().map_err(|_| "a thread panicked".to_string())?;
             }
             let total = *counter.lock().unwrap_or_else(|e| e.into_inner());
+            if total != chan_exp::MANY * n {
+                return Err(format!("lost increments: {total}"));
+            }
+        }
+        Case::RwLock => {
+            let counter = Arc::new(std::sync::RwLock::new(0u64));
+            let units = (0..chan_exp::MANY)
+                .map(|i| {
+                    let counter = counter.clone();
+                    start(
+                        move || {
+                            for _ in 0..n {
+                                *counter.write().unwrap_or_else(|e| e.into_inner()) += 1;
+                            }
+                        },
+                        i,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            for u in units {
+                u.join().map_err(|_| "a thread panicked".to_string())?;
+            }
+            let total = *counter.read().unwrap_or_else(|e| e.into_inner());
             if total != chan_exp::MANY * n {
                 return Err(format!("lost increments: {total}"));
             }

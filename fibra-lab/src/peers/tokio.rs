@@ -105,7 +105,7 @@ pub fn churn(n: u64, workers: usize) -> Result<Figures, String> {
     })
 }
 
-/// `chan`: tokio::sync::mpsc and tokio::sync::Mutex between tasks (all spawned: `block_on`'s
+/// `chan`: tokio::sync::mpsc, tokio::sync::Mutex and RwLock between tasks (all spawned: `block_on`'s
 /// own future runs outside the workers, which would add a thread hop per message).
 pub fn chan(case: Case, n: u64, workers: usize) -> Result<Figures, String> {
     runtime(workers)?.block_on(async move {
@@ -141,6 +141,26 @@ pub fn chan(case: Case, n: u64, workers: usize) -> Result<Figures, String> {
                     joined(u.await)?;
                 }
                 let total = *counter.lock().await;
+                if total != chan_exp::MANY * n {
+                    return Err(format!("lost increments: {total}"));
+                }
+            }
+            Case::RwLock => {
+                let counter = Arc::new(tokio::sync::RwLock::new(0u64));
+                let units: Vec<_> = (0..chan_exp::MANY)
+                    .map(|_| {
+                        let counter = counter.clone();
+                        tokio::spawn(async move {
+                            for _ in 0..n {
+                                *counter.write().await += 1;
+                            }
+                        })
+                    })
+                    .collect();
+                for u in units {
+                    joined(u.await)?;
+                }
+                let total = *counter.read().await;
                 if total != chan_exp::MANY * n {
                     return Err(format!("lost increments: {total}"));
                 }

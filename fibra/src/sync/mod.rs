@@ -19,12 +19,12 @@
 //! - **Every blocking call has a timeout variant** (`lock_timeout`, `acquire_timeout`,
 //!   `wait_timeout`, ...), and every wait shows a distinct [`ParkReason`](crate::ParkReason)
 //!   (`MutexLock`, `RwLockRead`, `Condvar`, ...) in debugging output.
-//! - **Fair under contention.** Waiters queue FIFO. `RwLock` and `Semaphore` hand ownership (or
-//!   a permit) straight to the oldest waiter, and `RwLock` queues readers behind a waiting
-//!   writer. `Mutex` lets running fibers take a free lock ahead of the queue ("barging", as
-//!   Go's and parking_lot's do) but counts it: the oldest waiter is handed the lock after 128
-//!   barges, so no fiber waits behind more than 128 + N − 1 acquisitions (see
-//!   [`Mutex`'s fairness](Mutex#fairness)).
+//! - **Fair under contention.** Waiters queue FIFO. `Semaphore` hands a permit straight to the
+//!   oldest waiter, and `RwLock` queues readers behind a waiting writer. `Mutex` and `RwLock`'s
+//!   writers let running fibers take a free lock ahead of the queue ("barging", as Go's and
+//!   parking_lot's do) but count it: the oldest waiter is handed the lock after 128 barges, so
+//!   no fiber waits behind more than 128 + N − 1 acquisitions (see
+//!   [`Mutex`'s fairness](Mutex#fairness)); `RwLock`'s readers never barge.
 //! - **No poisoning.** At shutdown fibra unwinds every parked fiber; a lock held by one of them
 //!   is released by its guard's destructor and stays usable.
 //! - **`const` constructors.** Every `new` is a `const fn`, so each primitive can be a

@@ -238,26 +238,6 @@ impl WaitList {
         }
         None
     }
-
-    /// Claims and wakes the oldest still-waiting entry, but only if `pred` accepts its token;
-    /// otherwise leaves it queued and returns `None`. Never skips an entry (unlike
-    /// `notify_first`), so FIFO order holds: a writer at the front stops a run of readers.
-    pub(crate) fn notify_front_if(
-        &mut self,
-        mut pred: impl FnMut(usize) -> bool,
-    ) -> Option<(Arc<Waiter>, usize)> {
-        while let Some(token) = self.front() {
-            if !pred(token) {
-                return None;
-            }
-            let (waiter, token) = self.entries.pop_front().expect("front checked");
-            if waiter.try_select(token) {
-                waiter.wake();
-                return Some((waiter, token));
-            }
-        }
-        None
-    }
 }
 
 /// Added for `fibra::sync::Mutex`'s barging protocol (appended here to keep the API above stable).
@@ -312,5 +292,17 @@ impl Waiter {
     /// True if waking this waiter would wake the same task as `waker`.
     pub(crate) fn will_wake(&self, waker: &Waker) -> bool {
         self.waker.will_wake(waker)
+    }
+}
+
+/// Added for `fibra::sync::RwLock`'s barging protocol (appended here to keep the API above stable).
+impl WaitList {
+    /// Pops the front entry and claims it with `claim`, *without* waking it; the waiter if the
+    /// claim won. The caller has just read the entry's token with [`front`](WaitList::front)
+    /// and already counted what the claim hands over (the waiter may run at once); on `None`
+    /// the entry was claimed elsewhere meanwhile (timeout) and is gone: undo and look again.
+    pub(crate) fn try_claim_front(&mut self, claim: usize) -> Option<Arc<Waiter>> {
+        let (waiter, _) = self.entries.pop_front()?;
+        waiter.try_select(claim).then_some(waiter)
     }
 }
