@@ -25,7 +25,9 @@ import sys
 
 import lldb
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 import fibra_cfi  # noqa: E402  (beside this file; lldb imports this one by path)
 
 ANCHOR_SYMBOL = "FIBRA_DEBUGGER_ANCHOR"
