@@ -3,6 +3,7 @@
 # example (fibers parked sleeping, on a channel, in fibra::park), checks `fibers` and
 # `fiber N bt` on the live process, writes a core dump with gdb's `gcore` (lldb 14 cannot
 # write one for a Linux process), kills the process, and checks both commands on the core.
+# First, the unit tests of the extension's CFI unwinder (fibra/lldb/test_fibra_cfi.py).
 # Skips, with the reason, where lldb (with its Python) or gdb cannot be installed, or lldb may
 # not attach (ptrace).
 set -euo pipefail
@@ -10,6 +11,12 @@ cd "$(dirname "$0")/.."
 
 skip() { echo "lldb: skipped: $*"; exit 0; }
 fail() { echo "lldb: FAILED: $*" >&2; exit 1; }
+
+# The CFI unwinder's unit tests need Python 3 only (no lldb, no process).
+command -v python3 >/dev/null 2>&1 || skip "no python3 (the extension is a Python script)"
+units=$(PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s fibra/lldb -p 'test_*.py' 2>&1) \
+  || { echo "$units" >&2; fail "the CFI unwinder's unit tests (fibra/lldb/test_fibra_cfi.py)"; }
+echo "lldb: the CFI unwinder's unit tests: $(grep -E '^Ran [0-9]+ tests' <<<"$units"), OK"
 
 [ "$(uname -m)" = x86_64 ] || skip "the extension reads x86-64 saved registers only, not $(uname -m)"
 scripts/install-tools.sh lldb gdb || skip "lldb or gdb is not installed and could not be installed"
