@@ -64,7 +64,7 @@ expect() { # expect NAME TEXT REGEX: REGEX matches a line of TEXT
 }
 
 # The live process.
-live=$(lldb_run -p "$pid" -o 'fibers' -o "fiber $reader bt") || true
+live=$(lldb_run -p "$pid" -o 'fibers' -o "fiber $reader bt" -o 'fiber list' -o 'fiber x bt') || true
 if grep -qi 'attach failed\|Operation not permitted' <<<"$live"; then
   skip "lldb may not attach to a process here (ptrace): $(grep -i 'attach failed\|not permitted' <<<"$live" | head -1)"
 fi
@@ -73,6 +73,8 @@ expect "live fiber bt" "$live" "in gdb_target::reader_waits at .*fibra/examples/
 expect "live fiber bt" "$live" "in fibra::chan::receiver::Receiver<T>::recv at "
 expect "live fiber bt" "$live" "in fibra::fiber::join::fiber_root at"
 expect "live fiber bt" "$live" "^#0 +0x[0-9a-f]+ in corosensei::"
+[ "$(grep -c '^4 fiber(s)' <<<"$live")" -eq 2 ] || { echo "$live" >&2; fail "fiber list is not fibers"; }
+expect "live bad usage" "$live" "error: usage: fibers \| fiber list \| fiber N \[bt\]"
 
 gdb -batch -nx -p "$pid" -ex "gcore $work/core" >"$work/gcore.log" 2>&1 || { cat "$work/gcore.log"; fail "gcore"; }
 kill "$pid"

@@ -187,7 +187,10 @@ class EhFrame:
             length = struct.unpack_from("<I", b, off)[0]
             if length == 0:
                 break  # the terminator
-            step = 4 + length if length != 0xFFFFFFFF else 12 + struct.unpack_from("<Q", b, off + 4)[0]
+            if length == 0xFFFFFFFF:  # the 64-bit form
+                step = 12 + struct.unpack_from("<Q", b, off + 4)[0]
+            else:
+                step = 4 + length
             head = self._fde_header(off)
             if head:
                 out.append((head[1], off))

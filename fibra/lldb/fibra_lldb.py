@@ -296,6 +296,8 @@ def _run(exe_ctx, result, body):
         result.SetStatus(lldb.eReturnStatusSuccessFinishResult)
     except FibraError as e:
         result.SetError(str(e))
+    except Exception as e:  # a bug or a layout this script does not expect: say which
+        result.SetError("fibra: %s: %s (please report it)" % (type(e).__name__, e))
 
 
 def fibers_command(debugger, command, exe_ctx, result, internal_dict):
@@ -311,20 +313,21 @@ def fiber_command(debugger, command, exe_ctx, result, internal_dict):
     """fiber N bt: backtrace of fibra fiber N (suspended: parked or queued), down to its
     entry. fiber N: what `fibers` says of fiber N. fiber list: `fibers`."""
     args = command.split()
-    bt = ("bt", "backtrace")
     if args == ["list"]:
         _run(exe_ctx, result, lambda t, p: _list(t, p, result))
         return
+    bt = ("bt", "backtrace")
     if len(args) == 2 and args[0] in bt:
-        args = [args[1], args[0]]
-    if not args or not args[0].isdigit() or not (args[1:] == [] or (len(args) == 2 and args[1] in bt)):
+        args.reverse()  # `fiber bt N`
+    want_bt = len(args) == 2 and args[1] in bt
+    if not (len(args) == 1 or want_bt) or not args[0].isdigit():
         result.SetError(USAGE)
         return
 
     def body(target, process):
         f = Anchor(target, process).find(int(args[0]))
         result.AppendMessage(_header(f))
-        if args[1:]:
+        if want_bt:
             for line in fiber_backtrace(target, process, f):
                 result.AppendMessage(line)
 
