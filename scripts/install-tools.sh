@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Installs the debugging tools the gates use, from the distribution's packages: `gdb` (the
-# gdb extension's gate, scripts/gdb.sh) and `perf` (the profiler gate, scripts/perf.sh;
-# Debian's package is linux-perf). Usage: install-tools.sh [gdb] [perf] (default: both).
+# gdb extension's gate, scripts/gdb.sh), `lldb` (the lldb extension's gate, scripts/lldb.sh;
+# Debian's `lldb` pulls in lldb-14 and its Python module, python3-lldb-14) and `perf` (the
+# profiler gate, scripts/perf.sh; Debian's package is linux-perf).
+# Usage: install-tools.sh [gdb] [lldb] [perf] (default: all three).
 # Skips what is already on PATH. Debian/Ubuntu (apt-get); run as root or with sudo available.
 # Exits non-zero, saying why, when a tool is missing and cannot be installed.
 set -euo pipefail
 
 want=("$@")
-[ ${#want[@]} -eq 0 ] && want=(gdb perf)
+[ ${#want[@]} -eq 0 ] && want=(gdb lldb perf)
 need=()
 for tool in "${want[@]}"; do
   case "$tool" in
     gdb) command -v gdb >/dev/null 2>&1 || need+=(gdb) ;;
+    lldb) command -v lldb >/dev/null 2>&1 || need+=(lldb) ;;
     perf) command -v perf >/dev/null 2>&1 || need+=(linux-perf) ;;
-    *) echo "install-tools: unknown tool $tool (gdb, perf)" >&2; exit 2 ;;
+    *) echo "install-tools: unknown tool $tool (gdb, lldb, perf)" >&2; exit 2 ;;
   esac
 done
 

@@ -33,6 +33,9 @@ scripts/asan.sh
 gate "debuggers: the gdb extension on a live process and a core dump (scripts/gdb.sh; skipped without gdb or ptrace)"
 scripts/gdb.sh
 
+gate "debuggers: the lldb extension on a live process and a core dump (scripts/lldb.sh; skipped without lldb's Python or ptrace)"
+scripts/lldb.sh
+
 gate "profilers: perf record -g and --call-graph dwarf end fiber stacks at the fiber's entry (scripts/perf.sh; skipped without perf or permission)"
 scripts/perf.sh
 

@@ -1,6 +1,7 @@
-//! The debugger anchor: one `#[no_mangle]` static that a debugger (gdb, `fibra/gdb/fibra_gdb.py`)
-//! finds by name and walks with fixed, documented layouts, in a live process or a core dump,
-//! without running any of the process's code.
+//! The debugger anchor: one `#[no_mangle]` static that a debugger (gdb, `fibra/gdb/fibra_gdb.py`;
+//! lldb, `fibra/lldb/fibra_lldb.py`) finds by name and walks with fixed, documented layouts, in
+//! a live process or a core dump, without running any of the process's code. A change here is a
+//! change to both scripts.
 //!
 //! # Why an anchor, not the debug info
 //! The runtime keeps its fibers in std containers (`Mutex<Vec<Weak<Shared>>>`, `Arc`s), whose
@@ -43,7 +44,7 @@ use std::sync::{Mutex, Once};
 use crate::fiber::header::Header;
 use crate::fiber::identity::FiberIdentity;
 
-/// Bumped whenever a field's meaning or the walk changes; the script refuses other versions.
+/// Bumped whenever a field's meaning or the walk changes; the scripts refuse other versions.
 pub(crate) const VERSION: u32 = 1;
 
 /// The `ParkReason` names, in discriminant order (a unit test checks them against the enum).
@@ -75,7 +76,7 @@ pub(crate) struct Anchor {
 // an atomic. Sharing the anchor between threads shares nothing mutable without atomics.
 unsafe impl Sync for Anchor {}
 
-/// The anchor gdb looks up by this exact symbol name.
+/// The anchor the debugger scripts look up by this exact symbol name.
 #[no_mangle]
 #[used]
 pub(crate) static FIBRA_DEBUGGER_ANCHOR: Anchor = Anchor {
