@@ -727,7 +727,11 @@ fn rejudge(r: &StallReport) -> StallKind {
         StallKind::Preempted | StallKind::Unknown => {
             let wall = r.stuck_for.as_secs_f64();
             let share = r.cpu_time.map_or(0.0, |c| c.as_secs_f64() / wall.max(1e-9));
-            if share >= 0.2 {
+            // A run that got its core back and ended at once used microseconds; a loop that
+            // got a core keeps it for whole time slices, and a starved one still gets well
+            // over the 5% a thread waking and sleeping in calls uses.
+            let ran_on = r.cpu_time.is_some_and(|c| c >= 2 * super::stall::LOOP_CPU);
+            if share >= 0.2 || ran_on && share >= 0.05 {
                 StallKind::CpuLoop
             } else {
                 r.kind

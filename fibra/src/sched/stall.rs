@@ -29,9 +29,17 @@ use crate::fiber::FiberId;
 const CPU_LOOP_SHARE: f64 = 0.2;
 
 /// A thread runnable (on a CPU or queued for one) for at least this share of the time is in
-/// a CPU loop however little CPU it got: a thread blocked in a call is runnable only for the
-/// moments after each wake-up.
+/// a CPU loop however little CPU it got, as long as it got some ([`LOOP_CPU`]): a thread
+/// blocked in a call is runnable only for the moments after each wake-up.
 const RUNNABLE_SHARE: f64 = 0.5;
+
+/// The least CPU time a runnable thread must have used during the stall to be judged a loop.
+/// A thread that got no core at all since the run began cannot be told from one preempted
+/// in the middle of a short run (machines shared with other builds showed "0 ms on a CPU in
+/// 10 ms" for both): it is reported as preempted, and judged again at the stall's end
+/// (`monitor::rejudge`), by which time a real loop has had a core. A starved loop on a 2-core
+/// machine under load 10 still gets ~1.7 ms of every 10.
+pub(crate) const LOOP_CPU: Duration = Duration::from_millis(1);
 
 /// Why the monitor thinks a worker is stuck.
 ///
@@ -391,7 +399,8 @@ impl Evidence {
         };
         // A loop starved by other processes gets little CPU, but it is runnable all along.
         let busy = share.is_some_and(|s| s >= CPU_LOOP_SHARE)
-            || self.runnable_share.is_some_and(|s| s >= RUNNABLE_SHARE);
+            || self.runnable_share.is_some_and(|s| s >= RUNNABLE_SHARE)
+                && self.cpu_time.is_none_or(|c| c >= LOOP_CPU);
         if busy && self.still_spawning && self.spawned >= SPAWN_BATCH {
             return StallKind::Spawning;
         }
@@ -691,6 +700,10 @@ mod tests {
         let mut starved = ev(8, 100, None, 'R');
         starved.runnable_share = Some(0.95);
         assert_eq!(starved.judge(), StallKind::CpuLoop);
+        // Runnable all along but never on a core: nothing says it loops.
+        let mut never_ran = ev(0, 12, None, 'R');
+        never_ran.runnable_share = Some(1.0);
+        assert_eq!(never_ran.judge(), StallKind::Preempted);
     }
 
     #[test]
