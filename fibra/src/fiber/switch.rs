@@ -5,8 +5,6 @@
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
-use std::ptr;
-use std::sync::atomic::Ordering::Relaxed;
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
@@ -80,106 +78,25 @@ pub(crate) fn resume(co: &mut FiberCoroutine) -> Switched {
 /// mid-unwind makes this test true for the other fibers of its thread too, until it is
 /// resumed: docs/SOUNDNESS.md §6.)
 ///
-/// # Where it stopped
-/// While suspended, the fiber's `Watch::suspended_at` points at a [`SavedRegs`] in this
-/// function's frame: registers read at one instruction here, so that the monitor can unwind
-/// the fiber's stack from outside, from a kernel copy, while its worker is stuck
-/// (`sched/lock_holder.rs`). The frame stays put until the fiber resumes, and the pointer is
-/// cleared before this returns or unwinds on (the clear follows the `catch_unwind`).
+/// While suspended, the registers the fiber stopped with are where corosensei's switch left
+/// them (its saved stack pointer, in the coroutine), which is where debuggers and the
+/// monitor's lock-holder search read them (`sched/anchor.rs`): nothing is stored here for
+/// them, so a park costs nothing for it.
 #[inline(never)]
 pub(crate) fn suspend(header: &Header, why: Suspend) {
     let yielder = header.yielder.get() as *const FiberYielder;
     debug_assert!(!yielder.is_null(), "suspend before the fiber started");
-    let regs = SavedRegs::here();
-    // Relaxed: read only by the monitor of this fiber's own stuck worker, which saw the store
-    // through the Release of the worker's next `run_start` (monitor.rs, "seqlock").
-    (header.watch.suspended_at).store(ptr::from_ref(&regs) as usize, Relaxed);
     let resumed = panic::catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: `yielder` was set by `new_coroutine`'s entry on this fiber's stack and lives
         // as long as the coroutine; we are running on that stack (callers check that `header`
         // is the current fiber), so the yielder is the live parent link of this coroutine.
         unsafe { (*yielder).suspend(why) }
     }));
-    (header.watch.suspended_at).store(0, Relaxed); // running again: `regs` is about to go
     if let Err(forced) = resumed {
         drop(forced); // corosensei's forced unwind: the only unwind out of `Yielder::suspend`
         if !std::thread::panicking() {
             panic::resume_unwind(Box::new(Cancelled));
         }
-    }
-}
-
-/// A suspended fiber's registers at one instruction inside [`suspend`]: with the stack above
-/// `sp`, enough to unwind it with the unwind tables (`sys::unwind`). The callee-saved
-/// registers complete the picture of what the fiber's frames hold: a caller's value kept in
-/// one of them across the park is saved below `sp` (by corosensei's switch) or nowhere, so it
-/// is taken here. `repr(C)`: the monitor reads it as words from a kernel copy of the stack.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SavedRegs {
-    pub(crate) ip: u64,
-    pub(crate) sp: u64,
-    pub(crate) bp: u64,
-    /// `rbx`, `r12`, `r13`, `r14`, `r15`.
-    pub(crate) callee_saved: [u64; 5],
-}
-
-impl SavedRegs {
-    /// Bytes of a `SavedRegs` as the monitor copies it.
-    pub(crate) const SIZE: usize = 64;
-
-    /// The registers at this point of the caller (always inlined, so it is the caller's
-    /// frame the three describe: the caller must be a function whose frame outlives the
-    /// suspension, `suspend`).
-    #[inline(always)]
-    fn here() -> SavedRegs {
-        let (ip, sp, bp, rbx, r12, r13, r14, r15): (u64, u64, u64, u64, u64, u64, u64, u64);
-        // SAFETY: copies registers into caller-saved ones named explicitly (so none of them
-        // is overwritten before it is read): no memory is read or written, the stack pointer
-        // is only read. `ip` is the next instruction's address, so `ip` and `sp` are taken at
-        // the same instruction, which is what an unwinder needs.
-        unsafe {
-            std::arch::asm!(
-                "lea rax, [rip]",
-                "mov rcx, rsp",
-                "mov rdx, rbp",
-                "mov rsi, rbx",
-                "mov rdi, r12",
-                "mov r8, r13",
-                "mov r9, r14",
-                "mov r10, r15",
-                out("rax") ip,
-                out("rcx") sp,
-                out("rdx") bp,
-                out("rsi") rbx,
-                out("rdi") r12,
-                out("r8") r13,
-                out("r9") r14,
-                out("r10") r15,
-                options(nomem, nostack, preserves_flags),
-            );
-        }
-        SavedRegs {
-            ip,
-            sp,
-            bp,
-            callee_saved: [rbx, r12, r13, r14, r15],
-        }
-    }
-
-    /// Reads one from the bytes of a copy (`SIZE` bytes, little-endian words).
-    pub(crate) fn from_bytes(b: &[u8]) -> Option<SavedRegs> {
-        let word = |i: usize| -> Option<u64> {
-            Some(u64::from_le_bytes(
-                b.get(i * 8..i * 8 + 8)?.try_into().ok()?,
-            ))
-        };
-        Some(SavedRegs {
-            ip: word(0)?,
-            sp: word(1)?,
-            bp: word(2)?,
-            callee_saved: [word(3)?, word(4)?, word(5)?, word(6)?, word(7)?],
-        })
     }
 }
 

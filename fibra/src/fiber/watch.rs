@@ -7,7 +7,6 @@
 //! | `parked_at` | the fiber, in `park` (coarse session clock, ms) | dumps |
 //! | `waits_for`, `waits_for_holder` | the fiber, before it waits for a mutex or a channel | dumps |
 //! | `woken_at` | an unparker of a sampled fiber; its runner resets it | its runner |
-//! | `suspended_at` | the fiber, in `switch::suspend` (set before the switch, 0 after) | the monitor, for a fiber of its stuck worker (`sched/lock_holder.rs`) |
 //! | `capture` | a dumper (CAS null → request), the fiber (swap → null), a dumper withdrawing | both |
 //!
 //! # Capture hand-shake (ARCHITECTURE.md §8)
@@ -113,10 +112,6 @@ pub(crate) struct Watch {
     pub(crate) waits_for: AtomicUsize,
     /// The holder's fiber id as seen when the fiber queued (0: a thread, or unknown).
     pub(crate) waits_for_holder: AtomicU64,
-    /// While the fiber is suspended: the address, on its own stack, of the registers it
-    /// stopped with (`switch::SavedRegs`); 0 while it runs. Only ever read through a kernel
-    /// copy (`sys::read_own`): the pointee may be gone by the time it is read.
-    pub(crate) suspended_at: AtomicUsize,
     /// Null, or a request from `Arc::into_raw(CaptureRound)` owning one count.
     capture: AtomicPtr<CaptureRound>,
     /// Sampled fibers only: session nanoseconds of the wake that made it runnable, or 0
@@ -138,7 +133,6 @@ impl Watch {
             parked_at: AtomicU64::new(0),
             waits_for: AtomicUsize::new(0),
             waits_for_holder: AtomicU64::new(0),
-            suspended_at: AtomicUsize::new(0),
             capture: AtomicPtr::new(ptr::null_mut()),
             woken_at: AtomicU64::new(0),
         }

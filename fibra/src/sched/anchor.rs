@@ -240,6 +240,18 @@ mod probe {
     }
 }
 
+/// The address, inside `fiber`'s header, of the word where its coroutine keeps its saved
+/// stack pointer while suspended (0 while it runs); `None` if the start-up probe could not
+/// find that word. For readers that copy it through the kernel (`sched/lock_holder.rs`).
+pub(crate) fn saved_sp_slot(fiber: &Header) -> Option<usize> {
+    let off = FIBRA_DEBUGGER_ANCHOR.header_saved_sp.load(Relaxed) as usize;
+    (off != 0).then(|| std::ptr::from_ref(fiber) as usize + off)
+}
+
+/// Bytes corosensei's switch pushes at a suspended coroutine's saved stack pointer: the
+/// resume address, `rbx`, `rbp` (module doc).
+pub(crate) const SAVED_WORDS: usize = 3;
+
 /// The anchor's view of `fiber`'s saved registers `(ip, sp after resume, rbx, rbp)` if it is
 /// suspended, read the way the gdb script reads them (for the tests).
 #[cfg(all(test, not(any(miri, loom)), target_arch = "x86_64"))]

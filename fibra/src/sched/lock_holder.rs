@@ -12,9 +12,11 @@
 //! it (pinned, docs/SOUNDNESS.md §2), suspended, other than the stuck run's own fiber.
 //!
 //! # Reading a suspended fiber's stack from the monitor
-//! - **Where it stopped.** `switch::suspend` leaves the registers of one of its instructions
-//!   in its own frame and their address in `Watch::suspended_at` (fiber/switch.rs, "Where it
-//!   stopped"): the live part of the stack is `[sp, base)`, and the registers unwind it.
+//! - **Where it stopped.** corosensei's switch pushed the resume address, `rbx` and `rbp` at
+//!   the suspended coroutine's saved stack pointer, which it keeps in the coroutine, in the
+//!   fiber's header (the word the debugger anchor's start-up probe found, `sched/anchor.rs`):
+//!   the live part of the stack is `[sp, base)`, and those registers unwind it. Nothing is
+//!   stored for this on the park path.
 //! - **No fault, no race.** Every byte (the registers too) is copied by the kernel
 //!   (`sys::read_own`, `process_vm_readv` on our own pid): a stack given back or unmapped
 //!   meanwhile fails with `EFAULT` instead of faulting, and a fiber that runs meanwhile is no
@@ -30,15 +32,24 @@
 //! A parked fiber that holds a plain `&Mutex` (or a `Box<Mutex>`, or a reference to a struct
 //! whose first field is the mutex) without holding the lock looks the same. The report says
 //! "very likely" for that reason. A reference that a caller keeps in a callee-saved register
-//! across the park is saved below `suspend`'s frame by corosensei, or nowhere: `suspend`
-//! takes those registers too (`SavedRegs::callee_saved`) and they are looked at with the
-//! stack. A caller-saved register holds nothing across a call.
+//! across the park is on the stack too: corosensei's switch pushes `rbx` and `rbp` and
+//! declares the other callee-saved registers clobbered, so the compiler saves them in the
+//! frames above. A caller-saved register holds nothing across a call.
 //! `parking_lot` waits on a per-thread word, not on the lock: never matched.
 
+use super::anchor::{saved_sp_slot, SAVED_WORDS};
 use super::WorkerSlot;
-use crate::fiber::switch::SavedRegs;
 use crate::fiber::FiberRef;
-use std::sync::atomic::Ordering::Relaxed;
+
+/// A suspended fiber's registers, as its switch left them.
+#[derive(Clone, Copy)]
+struct Regs {
+    ip: u64,
+    /// The stack pointer once resumed (past the words the switch pushed).
+    sp: u64,
+    bp: u64,
+    bx: u64,
+}
 
 /// Bytes of a parked stack looked through at most: 4× the default stack, and a guard usually
 /// sits in the frames near the place the fiber parked, which are read first.
@@ -58,7 +69,7 @@ const REACH: usize = 8;
 /// A fiber pinned to the stuck worker that very likely holds the futex.
 pub(crate) struct Holder {
     pub(crate) fiber: FiberRef,
-    regs: SavedRegs,
+    regs: Regs,
     /// Kernel copy of its stack from `regs.sp` up.
     stack: Vec<u8>,
 }
@@ -70,11 +81,16 @@ impl Holder {
     pub(crate) fn frames(&self) -> Vec<String> {
         let addrs = crate::sys::unwind(self.regs.ip, self.regs.sp, self.regs.bp, &self.stack);
         let mut frames = crate::sys::symbolise(&addrs);
-        // The switch and the park: how it waits, not where.
+        // The switch and the park, with the `catch_unwind` around the switch: how it waits,
+        // not where.
         let machinery = frames
             .iter()
             .take_while(|(f, _)| {
-                f.starts_with("fibra::fiber::switch::") || f.starts_with("fibra::park::")
+                ["corosensei::", "fibra::fiber::switch::", "fibra::park::"]
+                    .iter()
+                    .chain(&["core::ops::function::", "<core::panic::unwind_safe::"])
+                    .chain(&["std::panicking::", "std::panic::", "__rust_try"])
+                    .any(|p| f.starts_with(p))
             })
             .count();
         frames.drain(..machinery);
@@ -106,9 +122,9 @@ pub(crate) fn find(
             continue;
         };
         budget -= stack.len();
-        // The live frames, and what the fiber's callers keep in callee-saved registers.
-        let held = regs.callee_saved.into_iter().chain([regs.bp]);
-        let words = stack_words(&stack, regs.sp as usize).chain(held.map(|w| w as usize));
+        // The live frames, and what the switch saved of the callee-saved registers.
+        let held = [regs.bx, regs.bp].map(|w| w as usize);
+        let words = stack_words(&stack, regs.sp as usize).chain(held);
         let Some(dist) = nearest_reference(words, futex) else {
             continue;
         };
@@ -122,20 +138,29 @@ pub(crate) fn find(
 }
 
 /// A suspended fiber's saved registers and live stack (at most `budget` bytes of it), copied
-/// by the kernel; `None` if it is not suspended, or its stack is not where its registers say.
-fn copy_stack(fiber: &FiberRef, budget: usize) -> Option<(SavedRegs, Vec<u8>)> {
-    let at = fiber.watch.suspended_at.load(Relaxed);
-    if at == 0 {
-        return None;
+/// by the kernel; `None` if it is not suspended, or its stack is not where its saved stack
+/// pointer says.
+fn copy_stack(fiber: &FiberRef, budget: usize) -> Option<(Regs, Vec<u8>)> {
+    let word = |b: &[u8], i: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(
+            b.get(i * 8..i * 8 + 8)?.try_into().ok()?,
+        ))
+    };
+    let slot = saved_sp_slot(fiber)?;
+    let sp = word(&crate::sys::read_own(slot, 8).ok()?, 0)? as usize;
+    if sp == 0 {
+        return None; // running, or never suspended
     }
-    let base = crate::stack::stack_base_of(at)?;
-    let regs = SavedRegs::from_bytes(&crate::sys::read_own(at, SavedRegs::SIZE).ok()?)?;
-    let sp = regs.sp as usize;
-    // The registers live in `suspend`'s frame, above the stack pointer they record.
-    if !(sp <= at && at < base) {
-        return None;
-    }
-    let stack = crate::sys::read_own(sp, (base - sp).min(MAX_SCAN).min(budget)).ok()?;
+    let base = crate::stack::stack_base_of(sp)?;
+    let pushed = SAVED_WORDS * 8;
+    let mut stack = crate::sys::read_own(sp, (base - sp).min(MAX_SCAN).min(budget)).ok()?;
+    let regs = Regs {
+        ip: word(&stack, 0)?,
+        bx: word(&stack, 1)?,
+        bp: word(&stack, 2)?,
+        sp: (sp + pushed) as u64,
+    };
+    stack.drain(..pushed);
     Some((regs, stack))
 }
 
