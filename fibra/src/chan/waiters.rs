@@ -309,6 +309,7 @@ impl<T> Waiters<T> {
     /// `own`'s: a `select!` must not pair its send arm with its own receive arm; never a
     /// watcher, which takes nothing), unlinks it and returns it for the caller to fill or
     /// empty. Stale nodes met on the way are unlinked; waiting watchers stay.
+    #[inline]
     pub(crate) fn claim(&mut self, own: Option<&Signal>) -> Option<Claim<'_, T>> {
         let mut cur = self.head;
         while !cur.is_null() {
