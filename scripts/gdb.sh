@@ -13,30 +13,9 @@ fail() { echo "gdb: FAILED: $*" >&2; exit 1; }
 [ "$(uname -m)" = x86_64 ] || skip "the extension reads x86-64 saved registers only, not $(uname -m)"
 scripts/install-tools.sh gdb || skip "gdb is not installed and could not be installed"
 
-cargo build -q -p fibra --example gdb_target
-exe=target/debug/examples/gdb_target
+tool=gdb
+source scripts/debug-target.sh
 script=fibra/gdb/fibra_gdb.py
-work=$(mktemp -d)
-pid=
-cleanup() {
-  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# mprotect guard pages: gdb's gcore stops copying a mapping at the first page it cannot read,
-# and MADV_GUARD_INSTALL guards are such pages (docs/DEBUGGING.md, "Core dumps").
-FIBRA_FORCE_MPROTECT_GUARDS=1 "$exe" 120 >"$work/out" &
-pid=$!
-for _ in $(seq 300); do
-  grep -q '^ready' "$work/out" && break
-  kill -0 "$pid" 2>/dev/null || fail "gdb_target exited before it was ready"
-  sleep 0.1
-done
-ready=$(grep '^ready' "$work/out") || fail "gdb_target was not ready within 30 s"
-id() { sed -E "s/.* $1=([0-9]+).*/\1/" <<<"$ready"; }
-sleeper=$(id sleeper) reader=$(id reader) anon=$(id anon)
-echo "gdb: $ready (pid $pid)"
 
 gdb_run() { timeout 120 gdb -batch -nx -ex "source $script" "$@" 2>&1; }
 

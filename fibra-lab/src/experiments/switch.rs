@@ -18,9 +18,9 @@ With 2 workers, fibra's two fibers are placed on different workers (the first sp
 second has started elsewhere; started fibers stay put), so its row is a cross-thread ping-pong; \
 tokio and threads place the units where they like: the placement table shows \
 how often (sampled every 1024 trips) both were on the same OS thread. \
-The \"placed by fibra\" row is fibra's 2-worker case without the forced split: the second fiber \
-starts wherever fibra's scheduler puts it (an idle worker steals it only if it waited long enough, \
-sched/steal.rs), which is the figure to compare with tokio's and Go's 2-worker rows.";
+In the \"placed by the scheduler\" row every runtime places the units itself: fibra without the \
+forced split (the second fiber starts wherever fibra's scheduler puts it; an idle worker steals it \
+only if it waited long enough, sched/steal.rs), the others as in the 2-worker row.";
 
 pub const FIGURES: &[Figure] = &[
     Figure {
@@ -117,21 +117,31 @@ pub fn plan(size: Size, contenders: &[Contender]) -> Vec<Row> {
                 .collect(),
         })
         .collect();
-    // The other contenders already place their units as they like in the 2-worker row.
-    if contenders.contains(&Contender::Fibra) {
-        rows.push(Row {
-            label: format!("2 workers, placed by fibra, {} trips", short_count(n)),
-            cells: vec![(
-                Contender::Fibra,
-                Params {
-                    n,
+    // Every runtime places the two units itself: fibra without its forced split; the others
+    // as in the 2-worker row (they place their units as they like there too).
+    rows.push(Row {
+        label: format!(
+            "2 workers, placed by the scheduler, {} trips (threads: {})",
+            short_count(n),
+            short_count(n / THREADS_SHARE)
+        ),
+        cells: contenders
+            .iter()
+            .map(|&c| {
+                let params = Params {
+                    n: if c == Contender::Threads {
+                        n / THREADS_SHARE
+                    } else {
+                        n
+                    },
                     workers: 2,
                     pin_one_cpu: false,
-                    case: Some(PLACED.to_string()),
-                },
-            )],
-        });
-    }
+                    case: (c == Contender::Fibra).then(|| PLACED.to_string()),
+                };
+                (c, params)
+            })
+            .collect(),
+    });
     rows
 }
 
