@@ -481,12 +481,15 @@ mod tests {
             seq: false,
             conc: 64,
         };
+        // 1,000 draws from 65,536 blocks: ~992 distinct expected (birthday collisions).
+        let big = 256 << 20;
         let offs: std::collections::HashSet<u64> =
-            (0..1_000).map(|i| offset(rand, len, 3, i)).collect();
+            (0..1_000).map(|i| offset(rand, big, 3, i)).collect();
         assert!(offs
             .iter()
-            .all(|o| o % BLOCK as u64 == 0 && o + BLOCK as u64 <= len));
-        assert!(offs.len() > 900, "only {} distinct offsets", offs.len());
+            .all(|o| o % BLOCK as u64 == 0 && o + BLOCK as u64 <= big));
+        assert!(offs.len() > 950, "only {} distinct offsets", offs.len());
+        assert!((0..1_000).all(|i| offset(rand, len, 7, i) + BLOCK as u64 <= len));
         assert_ne!(offset(rand, len, 0, 5), offset(rand, len, 1, 5));
         let seq = Case { seq: true, ..rand };
         let seq_offs: Vec<u64> = (0..10).map(|i| offset(seq, len, 0, i)).collect();
