@@ -47,6 +47,8 @@ func main() {
 		f, err = blocking(n)
 	case "io":
 		err = serveHTTP()
+	case "fs":
+		f, err = fsReads(n, chanCase)
 	default:
 		err = fmt.Errorf("the Go peer has no %q experiment", experiment)
 	}
@@ -466,4 +468,123 @@ func serveHTTP() error {
 		w.Write(hello)
 	})
 	return fmt.Errorf("the server stopped: %v", http.Serve(ln, handler))
+}
+
+// fs: units read a file at 4 KiB random offsets (or 1 MiB front to back) with os.File.ReadAt
+// (src/experiments/fs.rs). The lab prepares the page cache and names the file in
+// FIBRA_LAB_FS_FILE; n carries the time cap (ms) in its high bits and the reads in its low 40.
+func fsReads(n uint64, fsCase string) (figures, error) {
+	const block, seqBlock = 4096, 1 << 20
+	var cold, seq string
+	var conc uint64
+	parts := strings.Split(fsCase, "-")
+	if len(parts) != 3 || !strings.HasPrefix(parts[2], "c") {
+		return nil, fmt.Errorf("unknown fs case %q", fsCase)
+	}
+	cold, seq = parts[0], parts[1]
+	conc, err := strconv.ParseUint(parts[2][1:], 10, 64)
+	if err != nil || conc == 0 || (cold != "warm" && cold != "cold") || (seq != "rand" && seq != "seq") {
+		return nil, fmt.Errorf("unknown fs case %q", fsCase)
+	}
+	sequential := seq == "seq"
+	reads, capDur := n&(1<<40-1), time.Duration(n>>40)*time.Millisecond
+	path := os.Getenv("FIBRA_LAB_FS_FILE")
+	if path == "" {
+		return nil, fmt.Errorf("fs: FIBRA_LAB_FS_FILE is not set (the lab sets it)")
+	}
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	info, err := file.Stat()
+	if err != nil {
+		return nil, err
+	}
+	fileLen := uint64(info.Size())
+	size := block
+	if sequential {
+		size = seqBlock
+	}
+	offset := func(unit, i uint64) uint64 {
+		if sequential {
+			return (i % (fileLen / seqBlock)) * seqBlock
+		}
+		x := (unit+1)*0x9E3779B97F4A7C15 ^ i*0xD1B54A32D192ED03
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		return (x % (fileLen / block)) * block
+	}
+	lats := make([][]uint32, conc)
+	starts, ends := make([]time.Time, conc), make([]time.Time, conc)
+	errs := make([]error, conc)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for u := uint64(0); u < conc; u++ {
+		wg.Add(1)
+		go func(unit uint64) {
+			defer wg.Done()
+			<-start
+			starts[unit] = time.Now()
+			ends[unit] = starts[unit]
+			until := starts[unit].Add(capDur)
+			mine := reads / conc
+			if unit == 0 {
+				mine += reads % conc
+			}
+			buf := make([]byte, size)
+			lat := make([]uint32, 0, mine)
+			for i := uint64(0); i < mine; i++ {
+				off := offset(unit, i)
+				t := time.Now()
+				if _, err := file.ReadAt(buf, int64(off)); err != nil {
+					errs[unit] = fmt.Errorf("fs: read at %d: %v", off, err)
+					return
+				}
+				now := time.Now()
+				d := now.Sub(t).Nanoseconds()
+				if d > math.MaxUint32 {
+					d = math.MaxUint32
+				}
+				lat = append(lat, uint32(d))
+				ends[unit] = now
+				if !now.Before(until) {
+					break
+				}
+			}
+			lats[unit] = lat
+		}(u)
+	}
+	close(start)
+	wg.Wait()
+	// The run's time: the first unit's start to the last one's end (as the Rust peers).
+	first, last := starts[0], ends[0]
+	var all []uint32
+	for u := range lats {
+		if errs[u] != nil {
+			return nil, errs[u]
+		}
+		all = append(all, lats[u]...)
+		if starts[u].Before(first) {
+			first = starts[u]
+		}
+		if ends[u].After(last) {
+			last = ends[u]
+		}
+	}
+	elapsed := last.Sub(first).Seconds()
+	if len(all) == 0 {
+		return nil, fmt.Errorf("fs: no read completed")
+	}
+	sort.Slice(all, func(a, b int) bool { return all[a] < all[b] })
+	p99 := all[int(math.Round(float64(len(all)-1)*0.99))]
+	ops := float64(len(all))
+	return figures{
+		"kops":       ops / elapsed / 1e3,
+		"us_per_op":  elapsed * 1e6 / ops,
+		"p99_us":     float64(p99) / 1e3,
+		"reads":      ops,
+		"elapsed_ms": elapsed * 1e3,
+	}, nil
 }

@@ -194,15 +194,17 @@ impl Drop for Server {
 }
 
 /// Parent side: run one measurement in a fresh child process: `program`, or this binary if
-/// `None`.
+/// `None`, with `envs` added to its environment.
 pub fn launch(
     program: Option<&Path>,
     experiment: Experiment,
     contender: Contender,
     params: &Params,
     timeout: Duration,
+    envs: &[(&str, &str)],
 ) -> Result<Figures, String> {
     let mut cmd = command(program, experiment, contender, params)?;
+    cmd.envs(envs.iter().copied());
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("could not start child process: {e}"))?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::child::{self, Figures};
-use crate::experiments::{io, spawn, Experiment, Params, Size};
+use crate::experiments::{fs, io, spawn, Experiment, Params, Size};
 use crate::load;
 use crate::machine::{self, Machine};
 use crate::peers::Contender;
@@ -102,6 +102,17 @@ fn run_experiment(config: &Config, experiment: Experiment) -> ExperimentResult {
         println!("\nio: load from {}", load::Generator::choose().describe());
     }
     let rows = experiment.plan(config.size, config.cores, &config.contenders);
+    // The fs experiment's file: written once, removed when the experiment is done.
+    let scratch = match experiment {
+        Experiment::Fs => match fs::Scratch::create(fs::file_size(config.size)) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let reason = format!("could not write the file to read: {e}");
+                return failed_experiment(config, experiment, rows, &reason);
+            }
+        },
+        _ => None,
+    };
     let cells: usize = rows.iter().map(|r| r.cells.len()).sum();
     let bar = progress_bar(experiment, cells as u64 * u64::from(config.reps));
     let timeout = experiment.timeout(config.size);
@@ -155,8 +166,16 @@ fn run_experiment(config: &Config, experiment: Experiment) -> ExperimentResult {
             .filter(|(_, o)| o.is_none())
             .map(|((c, p), _)| (*c, p))
             .collect();
-        let mut measured =
-            measure_row(config, experiment, &to_measure, &row.label, timeout, &bar).into_iter();
+        let mut measured = measure_row(
+            config,
+            experiment,
+            &to_measure,
+            &row.label,
+            timeout,
+            &bar,
+            scratch.as_ref(),
+        )
+        .into_iter();
         let mut cell_results = Vec::with_capacity(row.cells.len());
         for ((contender, params), outcome) in row.cells.into_iter().zip(outcomes) {
             let outcome = match outcome {
@@ -226,6 +245,7 @@ fn measure_row(
     label: &str,
     timeout: Duration,
     bar: &ProgressBar,
+    scratch: Option<&fs::Scratch>,
 ) -> Vec<Outcome> {
     let mut runs: Vec<Vec<Figures>> = cells.iter().map(|_| Vec::new()).collect();
     let mut failed: Vec<Option<Outcome>> = cells.iter().map(|_| None).collect();
@@ -239,7 +259,7 @@ fn measure_row(
             contender.name(),
             config.reps
         ));
-        match measure_once(config, experiment, contender, params, timeout) {
+        match measure_once(config, experiment, contender, params, timeout, scratch) {
             Ok(figures) => {
                 runs[i].push(figures);
                 bar.inc(1);
@@ -270,6 +290,7 @@ fn measure_once(
     contender: Contender,
     params: &Params,
     timeout: Duration,
+    scratch: Option<&fs::Scratch>,
 ) -> Result<Figures, String> {
     let program = match contender {
         Contender::Go => config.go_program.as_deref(),
@@ -278,7 +299,56 @@ fn measure_once(
     match experiment {
         // The child is a server; the load runs from here.
         Experiment::Io => io::measure(program, contender, params, config.size),
-        _ => child::launch(program, experiment, contender, params, timeout),
+        // Every contender starts from the same page cache: the file read through, or evicted.
+        Experiment::Fs => {
+            let scratch = scratch.ok_or("fs: no file to read")?;
+            let case: fs::Case = params.case.as_deref().unwrap_or("").parse()?;
+            scratch
+                .prepare(case)
+                .map_err(|e| format!("fs: preparing the page cache: {e}"))?;
+            let path = scratch
+                .path()
+                .to_str()
+                .ok_or("fs: the temp path is not UTF-8")?;
+            let envs = [(fs::FILE_ENV, path)];
+            child::launch(program, experiment, contender, params, timeout, &envs)
+        }
+        _ => child::launch(program, experiment, contender, params, timeout, &[]),
+    }
+}
+
+/// Every cell of `rows` failed for `reason` (the experiment could not be set up).
+fn failed_experiment(
+    config: &Config,
+    experiment: Experiment,
+    rows: Vec<crate::experiments::Row>,
+    reason: &str,
+) -> ExperimentResult {
+    let rows = rows
+        .into_iter()
+        .map(|row| RowResult {
+            label: row.label,
+            cells: row
+                .cells
+                .into_iter()
+                .map(|(contender, params)| CellResult {
+                    contender,
+                    params,
+                    outcome: Outcome::Failed {
+                        reason: reason.to_string(),
+                        reps_done: 0,
+                    },
+                })
+                .collect(),
+        })
+        .collect();
+    ExperimentResult {
+        experiment,
+        description: experiment.description(),
+        note: experiment.note(),
+        figures: experiment.figures(),
+        timeout_s: experiment.timeout(config.size).as_secs(),
+        rows,
     }
 }
 

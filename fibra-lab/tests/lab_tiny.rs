@@ -49,7 +49,7 @@ fn describe(output: &Output) -> String {
     )
 }
 
-const EXPERIMENTS: [&str; 6] = ["spawn", "switch", "churn", "chan", "io", "blocking"];
+const EXPERIMENTS: [&str; 7] = ["spawn", "switch", "churn", "chan", "io", "blocking", "fs"];
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("fibra-lab-test-{}-{name}", std::process::id()));

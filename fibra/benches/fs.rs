@@ -1,5 +1,6 @@
-//! `fibra::fs` random reads against OS threads with `pread` and `tokio::fs`, the quick
-//! version of the lab's planned `fs` experiment: `cargo bench -p fibra --bench fs`.
+//! `fibra::fs` random reads against OS threads with `pread` and `tokio::fs`, a quick
+//! version of the lab's `fs` experiment (`fibra-lab run fs`, with Go's peer and the report):
+//! `cargo bench -p fibra --bench fs`.
 //!
 //! 4 KiB reads at random 4 KiB-aligned offsets of a 256 MiB file, warm (the file cached) and
 //! cold (evicted with `posix_fadvise(DONTNEED)` before each rep), at concurrency 1, 64 and

@@ -4,6 +4,7 @@
 pub mod blocking;
 pub mod chan;
 pub mod churn;
+pub mod fs;
 pub mod io;
 pub mod spawn;
 pub mod switch;
@@ -31,6 +32,8 @@ pub enum Experiment {
     Blocking,
     /// An HTTP/1.1 hello server under keep-alive load: req/s, p50/p99 latency, server RSS.
     Io,
+    /// File reads: 4 KiB random (warm, cold; 1, 64, 1,024 units) and 1 MiB sequential.
+    Fs,
 }
 
 /// Problem sizes.
@@ -119,13 +122,14 @@ pub enum PlotShape {
 }
 
 impl Experiment {
-    pub const ALL: [Experiment; 6] = [
+    pub const ALL: [Experiment; 7] = [
         Experiment::Spawn,
         Experiment::Switch,
         Experiment::Churn,
         Experiment::Chan,
         Experiment::Io,
         Experiment::Blocking,
+        Experiment::Fs,
     ];
 
     pub fn name(self) -> &'static str {
@@ -136,6 +140,7 @@ impl Experiment {
             Experiment::Chan => "chan",
             Experiment::Blocking => "blocking",
             Experiment::Io => "io",
+            Experiment::Fs => "fs",
         }
     }
 
@@ -147,6 +152,7 @@ impl Experiment {
             Experiment::Chan => chan::DESCRIPTION,
             Experiment::Blocking => blocking::DESCRIPTION,
             Experiment::Io => io::DESCRIPTION,
+            Experiment::Fs => fs::DESCRIPTION,
         }
     }
 
@@ -159,6 +165,7 @@ impl Experiment {
             Experiment::Chan => chan::NOTE,
             Experiment::Blocking => blocking::NOTE,
             Experiment::Io => io::NOTE,
+            Experiment::Fs => fs::NOTE,
         }
     }
 
@@ -171,6 +178,7 @@ impl Experiment {
             Experiment::Chan => chan::FIGURES,
             Experiment::Blocking => blocking::FIGURES,
             Experiment::Io => io::FIGURES,
+            Experiment::Fs => fs::FIGURES,
         }
     }
 
@@ -183,6 +191,7 @@ impl Experiment {
             Experiment::Chan => chan::PLOTS,
             Experiment::Blocking => blocking::PLOTS,
             Experiment::Io => io::PLOTS,
+            Experiment::Fs => fs::PLOTS,
         }
     }
 
@@ -203,6 +212,7 @@ impl Experiment {
             Experiment::Chan => chan::plan(size, cores, contenders),
             Experiment::Blocking => blocking::plan(size, cores, contenders),
             Experiment::Io => io::plan(size, cores, contenders),
+            Experiment::Fs => fs::plan(size, cores, contenders),
         }
     }
 

@@ -315,3 +315,31 @@ pub fn io_hyper_server(workers: usize) -> Result<Figures, String> {
         Err("the server stopped".to_string())
     })
 }
+
+/// `fs`: one fiber per unit, `fibra::fs::File::read_at` on one shared file.
+pub fn fs(job: &crate::experiments::fs::Job, workers: usize) -> Result<Figures, String> {
+    use crate::experiments::fs as exp;
+    let job = Arc::new(job.clone());
+    runtime(workers)?.run(move || {
+        let file = Arc::new(
+            fibra::fs::File::open(&job.path).map_err(|e| format!("{}: {e}", job.path.display()))?,
+        );
+        // The units start reading together, once every fiber exists.
+        let gate = Arc::new(fibra::sync::Barrier::new(job.case.conc as usize + 1));
+        let units: Vec<_> = (0..job.case.conc)
+            .map(|unit| {
+                let (file, gate, job) = (file.clone(), gate.clone(), job.clone());
+                fibra::spawn(move || {
+                    gate.wait();
+                    exp::unit_loop(&job, unit, |b, o| file.read_at(b, o))
+                })
+            })
+            .collect();
+        gate.wait();
+        let runs = units
+            .into_iter()
+            .map(|u| joined(u.join())?)
+            .collect::<Result<Vec<_>, String>>()?;
+        exp::figures(runs)
+    })
+}

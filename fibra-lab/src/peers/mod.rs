@@ -75,6 +75,7 @@ pub fn measure(
     workers: usize,
     case: Option<&str>,
 ) -> Result<Figures, String> {
+    let fs_job = || crate::experiments::fs::Job::from_child(n, case);
     let chan_case = || -> Result<Case, String> { case.ok_or("chan needs --case")?.parse() };
     match (contender, experiment) {
         (Contender::Crash, _) => std::process::abort(),
@@ -98,6 +99,9 @@ pub fn measure(
         (Contender::Tokio, Experiment::Io) => tokio::io_server(workers),
         (Contender::Fibra, Experiment::Io) => fibra::io_server(workers, case),
         (Contender::FibraHyper, Experiment::Io) => fibra::io_hyper_server(workers),
+        (Contender::Threads, Experiment::Fs) => threads::fs(&fs_job()?),
+        (Contender::Tokio, Experiment::Fs) => tokio::fs(&fs_job()?, workers),
+        (Contender::Fibra, Experiment::Fs) => fibra::fs(&fs_job()?, workers),
         (Contender::FibraHyper, _) => Err("fibra-hyper runs in the io experiment only".into()),
     }
 }

@@ -289,3 +289,47 @@ fn io_connection(mut stream: std::net::TcpStream) {
         end -= answered.consumed;
     }
 }
+
+/// `fs`: one OS thread per unit, `pread` (`FileExt::read_at`) on one shared `std::fs::File`.
+pub fn fs(job: &crate::experiments::fs::Job) -> Result<Figures, String> {
+    use crate::experiments::fs as exp;
+    use std::os::unix::fs::FileExt;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::RwLock;
+    let file =
+        std::fs::File::open(&job.path).map_err(|e| format!("{}: {e}", job.path.display()))?;
+    // The clock starts once every thread exists (creating 1,024 threads is not reading): the
+    // threads wait for this lock, which is held until then.
+    let gate = RwLock::new(());
+    let abort = AtomicBool::new(false);
+    thread::scope(|s| {
+        let held = gate.write().map_err(|_| "poisoned gate")?;
+        let units = (0..job.case.conc)
+            .map(|unit| {
+                let (file, gate, abort) = (&file, &gate, &abort);
+                thread::Builder::new()
+                    .stack_size(64 << 10)
+                    .spawn_scoped(s, move || {
+                        drop(gate.read());
+                        if abort.load(Ordering::Relaxed) {
+                            return Err("aborted".to_string());
+                        }
+                        exp::unit_loop(job, unit, |b, o| file.read_at(b, o))
+                    })
+                    .map_err(|e| format!("thread {unit}: {e}"))
+            })
+            .collect::<Result<Vec<_>, String>>();
+        if units.is_err() {
+            abort.store(true, Ordering::Relaxed);
+        }
+        drop(held);
+        let runs = units?
+            .into_iter()
+            .map(|u| {
+                u.join()
+                    .map_err(|_| "a reader thread panicked".to_string())?
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        exp::figures(runs)
+    })
+}

@@ -343,3 +343,63 @@ async fn hello(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible
     headers.insert(CONTENT_LENGTH, HeaderValue::from(HELLO.len()));
     Ok(response)
 }
+
+/// `fs`: one task per unit, each with its own `tokio::fs::File` (it keeps a position): seek,
+/// then `read_exact`, the way tokio::fs reads at an offset.
+pub fn fs(job: &crate::experiments::fs::Job, workers: usize) -> Result<Figures, String> {
+    use crate::experiments::fs as exp;
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let job = Arc::new(job.clone());
+    runtime(workers)?.block_on(async move {
+        let conc = job.case.conc;
+        // Opened before the clock starts, like the other contenders' one file.
+        let mut files = Vec::with_capacity(conc as usize);
+        for _ in 0..conc {
+            files.push(
+                tokio::fs::File::open(&job.path)
+                    .await
+                    .map_err(|e| format!("{}: {e}", job.path.display()))?,
+            );
+        }
+        let gate = Arc::new(tokio::sync::Barrier::new(conc as usize + 1));
+        let units: Vec<_> = files
+            .into_iter()
+            .enumerate()
+            .map(|(unit, mut file)| {
+                let (gate, job) = (gate.clone(), job.clone());
+                tokio::spawn(async move {
+                    gate.wait().await;
+                    let start = Instant::now();
+                    let until = start + job.cap;
+                    let mut end = start;
+                    let unit = unit as u64;
+                    let reads = exp::share(unit, job.case.conc, job.reads);
+                    let mut buf = vec![0u8; job.case.block()];
+                    let mut lat = Vec::with_capacity(reads.min(1 << 20) as usize);
+                    for i in 0..reads {
+                        let off = exp::offset(job.case, job.file_len, unit, i);
+                        let t = Instant::now();
+                        file.seek(std::io::SeekFrom::Start(off))
+                            .await
+                            .map_err(|e| format!("fs: seek to {off}: {e}"))?;
+                        file.read_exact(&mut buf)
+                            .await
+                            .map_err(|e| format!("fs: read at {off}: {e}"))?;
+                        end = Instant::now();
+                        lat.push(exp::nanos(end - t));
+                        if end >= until {
+                            break;
+                        }
+                    }
+                    Ok::<_, String>(exp::UnitRun { lat, start, end })
+                })
+            })
+            .collect();
+        gate.wait().await;
+        let mut runs = Vec::with_capacity(units.len());
+        for u in units {
+            runs.push(joined(u.await)??);
+        }
+        exp::figures(runs)
+    })
+}

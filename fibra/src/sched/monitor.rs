@@ -649,8 +649,16 @@ impl Monitor {
         };
         super::stats::bump(&self.shared.monitor_stats.stall_reports);
         let mut report = report;
-        // Both stacks, for a report that is shown (unwinding and symbolising cost).
+        // Both stacks, for a report that is shown (unwinding and symbolising cost). Not for a
+        // thread that is only waiting for a core: its stack says nothing about the cause, and
+        // the first symbolisation costs ~100 ms of CPU (loading the debug info), taken from the
+        // very cores the thread is waiting for (a warm fs read loop on a loaded 2-core machine
+        // lost ~20% of its CPU share to it, `fibra-lab run fs`).
+        let preempted = report.kind == StallKind::Preempted;
         let fill = |report: &mut StallReport| {
+            if preempted {
+                return;
+            }
             report.stack = stack_of(signal);
             report.holder = holder.as_ref().map(|h| LockHolder {
                 fiber_id: FiberId::new(h.fiber.identity.id),

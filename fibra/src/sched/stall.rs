@@ -212,7 +212,8 @@ pub struct StallReport {
     /// The state letter of `/proc/self/task/<tid>/stat`, if it could be read.
     pub thread_state: Option<char>,
     /// The stuck thread's stack when the stall began, innermost first, down to the fiber's
-    /// entry: `function at file:line:col` (empty if it could not be taken).
+    /// entry: `function at file:line:col` (empty if it could not be taken, and for
+    /// [`StallKind::Preempted`]: a thread waiting for a core is not stuck in its code).
     pub stack: Vec<String>,
 }
 
