@@ -168,7 +168,11 @@ fn yielding_fibers_all_make_progress() {
             (locked, steps)
         });
         assert!(steps.iter().all(|&s| s >= ITERS), "{steps:?}");
-        assert_eq!(locked, steps.iter().sum::<u64>(), "the mutex lost an update");
+        assert_eq!(
+            locked,
+            steps.iter().sum::<u64>(),
+            "the mutex lost an update"
+        );
     });
 }
 

@@ -298,3 +298,34 @@ impl SpareHeaders {
         drop(spares);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What every fiber carries on the heap, printed for `examples/sleeper_memory.rs`'s
+    /// accounting; the bounds catch a field that grows the header past its malloc size class.
+    #[test]
+    fn header_sizes() {
+        use std::mem::size_of;
+        let rows = [
+            ("Header", size_of::<Header>()),
+            ("ArcInner<Header>", size_of::<Header>() + 16),
+            ("FiberIdentity", size_of::<FiberIdentity>()),
+            ("State", size_of::<State>()),
+            (
+                "Option<FiberCoroutine>",
+                size_of::<Option<FiberCoroutine>>(),
+            ),
+            ("Option<StartRef>", size_of::<Option<StartRef>>()),
+            ("LocalMap", size_of::<LocalMap>()),
+            ("Mutex<Option<Waker>>", size_of::<Mutex<Option<Waker>>>()),
+            ("Watch", size_of::<Watch>()),
+            ("PacketSlot", size_of::<PacketSlot>()),
+        ];
+        for (name, size) in rows {
+            println!("{name}: {size} B");
+        }
+        assert!(size_of::<Header>() + 16 <= 512);
+    }
+}
