@@ -45,7 +45,11 @@ where
     F: FnOnce() -> T + Send,
     T: Send,
 {
-    let stack_size = checked_stack_size(spec.stack_size.unwrap_or(shared.config.stack_size))?;
+    // The runtime's size was checked and rounded when it was built.
+    let stack_size = match spec.stack_size {
+        None => shared.config.stack_size,
+        Some(size) => checked_stack_size(size)?,
+    };
     if shared.shutdown.load(Acquire) {
         return Err(SpawnError::ShuttingDown);
     }
@@ -58,13 +62,16 @@ where
         location: spec.location,
         stack_size,
     };
-    let mut header = Header::new(identity, shared.clone());
     // The packet's type keeps its borrow lifetimes, but nothing in the header does: erasing
     // them is our caller's promise (what `f` and `T` borrow outlives the fiber and packet).
-    join::install(&mut header, Packet::new(Some(f), scope));
+    let fill = |header: &mut Header| join::install(header, Packet::new(Some(f), scope));
     let header = match worker {
-        Some(w) => w.spare_headers.make(header),
-        None => Arc::new(header),
+        Some(w) => w.spare_headers.make(identity, shared.clone(), fill),
+        None => {
+            let mut header = Header::new(identity, shared.clone());
+            fill(&mut header);
+            Arc::new(header)
+        }
     };
     // SAFETY: the packet was just installed, this is its one fiber side, and it lives in the
     // header (`start`, then the coroutine it owns).

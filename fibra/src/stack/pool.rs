@@ -168,6 +168,11 @@ impl StackPool {
     /// # Errors
     /// [`SpawnError::MapCountBudget`].
     pub(crate) fn check_guard_budget(&self) -> Result<(), SpawnError> {
+        // Guard markers cost no memory map: nothing to check, and no load of `live`, which
+        // every worker's cache writes (a shared cache line on every spawn).
+        if !self.guards.mprotect_mode() {
+            return Ok(());
+        }
         // In `mprotect` mode every carved slot has one guard, so guards - live = pooled slots.
         if self.guards.mprotect_guards() > self.live() {
             return Ok(());
