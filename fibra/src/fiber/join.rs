@@ -399,11 +399,11 @@ impl<T, F> Drop for Packet<T, F> {
         let unhandled_panic = matches!(self.result.get_mut(), Some(Err(JoinError::Panicked(_))));
         // Both before the scope hears of it: a scoped fiber's closure and result may borrow
         // what `fibra::scope` protects, which is only until `decrement_running`.
-        let start = drop_or_abort(
+        let start = drop_some_or_abort(
             self.start.get_mut().take(),
             "a fiber's closure (it never ran)",
         );
-        let result = drop_or_abort(self.result.get_mut().take(), "a fiber's result");
+        let result = drop_some_or_abort(self.result.get_mut().take(), "a fiber's result");
         if let Some(scope) = &self.scope {
             scope.decrement_running(unhandled_panic);
         }
@@ -413,6 +413,17 @@ impl<T, F> Drop for Packet<T, F> {
         if let Err(cancelled) = start.and(result) {
             panic::resume_unwind(cancelled);
         }
+    }
+}
+
+/// `drop_or_abort` for what is there: a joined packet's result and a started fiber's closure
+/// are already gone, and the unwind guard around dropping `None` cost ~35 instructions of a
+/// ~1,150-instruction spawn-and-join (callgrind, lab `churn`).
+#[inline]
+fn drop_some_or_abort<V>(value: Option<V>, what: &str) -> Result<(), Box<dyn Any + Send>> {
+    match value {
+        None => Ok(()),
+        Some(v) => drop_or_abort(v, what),
     }
 }
 
