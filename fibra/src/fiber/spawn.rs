@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::handle::Fiber;
 use super::header::Header;
 use super::identity::FiberIdentity;
-use super::join::{self, JoinHandle, Packet, StartRef};
+use super::join::{self, JoinHandle, Packet};
 use crate::error::SpawnError;
 use crate::sched::{context, worker::Worker, Shared};
 use crate::stack::checked_stack_size;
@@ -64,7 +64,11 @@ where
     };
     // The packet's type keeps its borrow lifetimes, but nothing in the header does: erasing
     // them is our caller's promise (what `f` and `T` borrow outlives the fiber and packet).
-    let fill = |header: &mut Header| join::install(header, Packet::new(Some(f), scope));
+    // The header holds the packet's fiber side until the first run (`Header::take_start`).
+    let fill = |header: &mut Header| {
+        join::install(header, Packet::new(Some(f), scope));
+        header.set_start_pending();
+    };
     let header = match worker {
         Some(w) => w.spare_headers.make(identity, shared.clone(), fill),
         None => {
@@ -73,11 +77,6 @@ where
             Arc::new(header)
         }
     };
-    // SAFETY: the packet was just installed, this is its one fiber side, and it lives in the
-    // header (`start`, then the coroutine it owns).
-    let start = unsafe { StartRef::new(Arc::as_ptr(&header)) };
-    // SAFETY: the header is not shared with any other thread yet.
-    unsafe { *header.start.get() = Some(start) };
     shared.live.fetch_add(1, Relaxed);
     match worker {
         Some(w) => w.schedule_new(header.clone(), spec.spread),

@@ -185,6 +185,9 @@ impl Worker {
     /// the migration opt-in, fibers that may run anywhere), so the ring may hold them.
     fn pop_global(&self) -> Option<FiberRef> {
         let inject = &self.shared.inject;
+        if inject.is_empty() {
+            return None; // the common case, before the division and the ring's borrow
+        }
         let share = (inject.len() / self.shared.config.workers.max(1)).min(LOCAL_CAPACITY / 2);
         let mut local = self.local.borrow_mut();
         inject.pop_batch(share, |f| local.push_if_room(f))
@@ -439,8 +442,9 @@ impl Worker {
     /// closure is dropped here, and its `join` reports `Cancelled`.
     fn discard_unstarted(&self, fiber: FiberRef) {
         // SAFETY: popping the fiber from a run queue made this worker the owner of its run
-        // (header.rs field table); it never ran, so its code is still in `start`.
-        let start = unsafe { (*fiber.start.get()).take() };
+        // (header.rs field table); it never ran, so its code is still in the header; the
+        // `StartRef` is dropped (by `discard`'s caller, here) before `fiber`.
+        let start = unsafe { fiber.take_start() };
         if let Some(start) = start {
             start.discard(); // its closure is `Send`: dropping it on any worker is fine
         }
@@ -490,8 +494,9 @@ impl Worker {
 
     /// First run: the fiber's stack comes from this worker's cache, and its code moves onto it.
     fn create_coroutine(&self, fiber: &FiberRef) -> Result<FiberCoroutine, crate::SpawnError> {
-        // SAFETY: we own the run (see `run`).
-        let start = unsafe { (*fiber.start.get()).take() };
+        // SAFETY: we own the run (see `run`); the `StartRef` moves into the coroutine, which
+        // the header owns.
+        let start = unsafe { fiber.take_start() };
         let Some(start) = start else {
             fatal!("sched::worker::run: fiber without code")
         };
