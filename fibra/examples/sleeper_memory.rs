@@ -164,6 +164,9 @@ fn main() {
         let (rss1, heap1, live1) = (rss_bytes(), heap_in_use(), live());
         let frames = FRAMES.get().expect("set above");
         let pages: usize = frames.iter().map(|f| resident_stack_pages(f.load(Relaxed))).sum();
+        // How far below its page's end a parked fiber's frame lies: the slot header (64 B)
+        // plus the frames from the fiber's root down to this one (the park itself is deeper).
+        let depth: usize = frames.iter().map(|f| PAGE - f.load(Relaxed) % PAGE).sum();
         let per = |b: usize| b as f64 / n as f64;
         let rss = rss1.saturating_sub(rss0);
         let heap = heap1.saturating_sub(heap0);
@@ -178,6 +181,10 @@ fn main() {
             per(heap),
             per(rss).max(per(stack + heap)) - per(stack + heap),
             std::mem::size_of::<fibra::JoinHandle<()>>(),
+        );
+        println!(
+            "  the sleeper's own frame sits {:.0} B below its stack's top page end",
+            per(depth)
         );
         print_growth(&live0, &live1, n);
         if Instant::now() >= *WAKE_AT.get().expect("set above") {
