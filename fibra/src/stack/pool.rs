@@ -183,8 +183,8 @@ impl StackPool {
     /// Moves up to `n` default-size stacks into `out`, still free: the cache
     /// [`lend`](FiberStack::lend)s each when a fiber takes it. Returns how many. Free slots
     /// first; then, with guard markers, freshly carved ones too (a carve error just ends the
-    /// batch: the caller's `take` reports it). Carving one slot per lock had 100k sleepers'
-    /// first runs queue on this lock (the workers were on a CPU half the time, `perf stat`);
+    /// batch: the caller's `take` reports it). Carving one slot per lock, 100k sleepers'
+    /// first runs took this lock once each, and a stall report caught a worker blocked on it;
     /// carving ahead costs address space only. `mprotect` guards are budgeted, so they are
     /// still carved one at a time, on demand.
     pub(super) fn take_default_batch(&self, out: &mut Vec<FiberStack>, n: usize) -> usize {
