@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `identity` | spawn, before publication | anyone; the overflow handler through the stack slot |
 //! | `state` | atomics, see `state.rs` | anyone |
-//! | `start`, `coroutine`, `start_error` | the thread that owns the run: the worker that popped it (QUEUED→RUNNING), or shutdown's claimer (→CANCELLING) | same |
+//! | `start_pending`, `coroutine`, `start_error` | the thread that owns the run: the worker that popped it (QUEUED→RUNNING), or shutdown's claimer (→CANCELLING) | same |
 //! | `yielder`, `locals`, `locals_closed`, `reason` | the fiber itself, on its own stack (`locals` emptied and closed by `fiber_root`) | the fiber itself; `reason` by debugging |
 //! | `home` | the worker of the first run | unpark (Acquire) |
 //! | `join_waiter` | joiners and completion, under its mutex | same |
@@ -60,9 +60,10 @@ pub(crate) struct Header {
     /// The runtime session this fiber belongs to (keeps its queues alive for late wakers).
     pub(crate) shared: Arc<Shared>,
     pub(crate) home: AtomicU32,
-    /// The fiber side of the packet until its first run; then it lives on the coroutine's
-    /// stack.
-    pub(crate) start: UnsafeCell<Option<StartRef>>,
+    /// The header still holds the fiber side of its packet (until the first run takes it,
+    /// `take_start`; it then lives on the coroutine's stack). A flag, not the `StartRef`
+    /// itself, which would only point back at this header: 16 bytes less a fiber.
+    start_pending: Cell<bool>,
     /// Created at the first run, on the worker that runs it, so stack pages are first touched
     /// (and page-faulted) in parallel by the workers and a stack is taken from the runner's
     /// warm cache, not the spawner's.
@@ -116,13 +117,14 @@ unsafe impl Send for Header {}
 impl Header {
     /// A header to fill in (its packet: `join::install`) before it goes into its `Arc`.
     /// Every header lives in an `Arc` (`to_ref` relies on it).
+    #[inline]
     pub(crate) fn new(identity: FiberIdentity, shared: Arc<Shared>) -> Header {
         Header {
             identity,
             state: State::new(),
             shared,
             home: AtomicU32::new(NO_HOME),
-            start: UnsafeCell::new(None),
+            start_pending: Cell::new(false),
             coroutine: UnsafeCell::new(None),
             start_error: UnsafeCell::new(None),
             yielder: Cell::new(std::ptr::null()),
@@ -139,6 +141,28 @@ impl Header {
             watch: Watch::new(),
             packet: PacketSlot::empty(),
         }
+    }
+
+    /// Hands the fiber side of the packet (installed by `join::install`) to the header, until
+    /// `take_start`. Before the header is shared.
+    pub(crate) fn set_start_pending(&mut self) {
+        self.start_pending.set(true);
+    }
+
+    /// The fiber side of the packet, if the header still holds it (the fiber never ran).
+    ///
+    /// # Safety
+    /// The caller owns the fiber's run (field table: `start_pending`), and drops the returned
+    /// `StartRef` before its last reference to this header (or moves it into the coroutine
+    /// this header owns).
+    pub(crate) unsafe fn take_start(&self) -> Option<StartRef> {
+        if !self.start_pending.replace(false) {
+            return None;
+        }
+        // SAFETY: `set_start_pending` was called after the packet was installed with its
+        // fiber side, and the flag, now cleared, made this the one `StartRef`; it lives no
+        // longer than the header (the caller's promise).
+        Some(unsafe { StartRef::new(self) })
     }
 
     /// A new counted reference to this header.
@@ -209,7 +233,10 @@ impl Drop for Header {
     fn drop(&mut self) {
         // A fiber that never ran (and was never discarded) still holds its packet's fiber
         // side here; release it through `&mut self` before the fields go.
-        if let Some(start) = self.start.get_mut().take() {
+        if self.start_pending.replace(false) {
+            // SAFETY: the flag was set, so the packet's fiber side is still here, and
+            // clearing it made this the one `StartRef`, released at once through `&mut self`.
+            let start = unsafe { StartRef::new(self) };
             start.release_in(self);
         }
         // A started, unfinished coroutine must be unwound on its home thread (shutdown does
@@ -239,29 +266,35 @@ impl crate::sched::Linked for Header {
 pub(crate) struct SpareHeaders(RefCell<Vec<Arc<MaybeUninit<Header>>>>);
 
 impl SpareHeaders {
-    /// At most this many spares per worker (~350 bytes each); idle workers drop them all.
+    /// At most this many spares per worker (~340 bytes each); idle workers drop them all.
     const CAP: usize = if cfg!(loom) { 4 } else { 16 * 1024 };
 
     pub(crate) fn new() -> SpareHeaders {
         SpareHeaders(RefCell::new(Vec::new()))
     }
 
-    /// `header` in a spare allocation if there is one, else in a new one.
-    pub(crate) fn make(&self, header: Header) -> FiberRef {
+    /// A header built in place (`Header::new`, then `fill`, e.g. `join::install`) in a spare
+    /// allocation if there is one, else in a new one. In place, because building it on the
+    /// stack and moving it in cost a 336-byte `memcpy` a spawn (~65 of ~1,300 instructions a
+    /// spawn-and-join, callgrind).
+    #[inline]
+    pub(crate) fn make(
+        &self,
+        identity: FiberIdentity,
+        shared: Arc<Shared>,
+        fill: impl FnOnce(&mut Header),
+    ) -> FiberRef {
         let spare = self.0.borrow_mut().pop();
-        let Some(mut spare) = spare else {
-            return Arc::new(header);
+        let mut spare = spare.unwrap_or_else(Arc::new_uninit);
+        let Some(slot) = Arc::get_mut(&mut spare) else {
+            fatal!("fiber::header: a spare header is shared");
         };
-        match Arc::get_mut(&mut spare) {
-            Some(slot) => {
-                slot.write(header);
-            }
-            None => fatal!("fiber::header: a spare header is shared"),
-        }
+        fill(slot.write(Header::new(identity, shared)));
         let raw = Arc::into_raw(spare).cast::<Header>();
         // SAFETY: the allocation came from an `Arc<MaybeUninit<Header>>`, whose value has
         // `Header`'s size and alignment (what `Arc::from_raw` asks of a cast), and holds an
-        // initialised header (written just above).
+        // initialised header (written just above). If `fill` panics, `spare` (a
+        // `MaybeUninit`) frees the memory and leaks the header's fields, which is safe.
         unsafe { Arc::from_raw(raw) }
     }
 
@@ -296,5 +329,36 @@ impl SpareHeaders {
     pub(crate) fn clear(&self) {
         let spares = std::mem::take(&mut *self.0.borrow_mut());
         drop(spares);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What every fiber carries on the heap, printed for `examples/sleeper_memory.rs`'s
+    /// accounting; the bounds catch a field that grows the header past its malloc size class.
+    #[test]
+    fn header_sizes() {
+        use std::mem::size_of;
+        let rows = [
+            ("Header", size_of::<Header>()),
+            ("ArcInner<Header>", size_of::<Header>() + 16),
+            ("FiberIdentity", size_of::<FiberIdentity>()),
+            ("State", size_of::<State>()),
+            (
+                "Option<FiberCoroutine>",
+                size_of::<Option<FiberCoroutine>>(),
+            ),
+            ("LocalMap", size_of::<LocalMap>()),
+            ("Mutex<Option<Waker>>", size_of::<Mutex<Option<Waker>>>()),
+            ("Watch", size_of::<Watch>()),
+            ("PacketSlot", size_of::<PacketSlot>()),
+        ];
+        for (name, size) in rows {
+            println!("{name}: {size} B");
+        }
+        // 320 bytes with the `Arc`'s counts (a 336-byte malloc chunk): keep it there.
+        assert!(size_of::<Header>() + 16 <= 320);
     }
 }

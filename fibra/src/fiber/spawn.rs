@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::handle::Fiber;
 use super::header::Header;
 use super::identity::FiberIdentity;
-use super::join::{self, JoinHandle, Packet, StartRef};
+use super::join::{self, JoinHandle, Packet};
 use crate::error::SpawnError;
 use crate::sched::{context, worker::Worker, Shared};
 use crate::stack::checked_stack_size;
@@ -45,7 +45,11 @@ where
     F: FnOnce() -> T + Send,
     T: Send,
 {
-    let stack_size = checked_stack_size(spec.stack_size.unwrap_or(shared.config.stack_size))?;
+    // The runtime's size was checked and rounded when it was built.
+    let stack_size = match spec.stack_size {
+        None => shared.config.stack_size,
+        Some(size) => checked_stack_size(size)?,
+    };
     if shared.shutdown.load(Acquire) {
         return Err(SpawnError::ShuttingDown);
     }
@@ -58,19 +62,21 @@ where
         location: spec.location,
         stack_size,
     };
-    let mut header = Header::new(identity, shared.clone());
     // The packet's type keeps its borrow lifetimes, but nothing in the header does: erasing
     // them is our caller's promise (what `f` and `T` borrow outlives the fiber and packet).
-    join::install(&mut header, Packet::new(Some(f), scope));
-    let header = match worker {
-        Some(w) => w.spare_headers.make(header),
-        None => Arc::new(header),
+    // The header holds the packet's fiber side until the first run (`Header::take_start`).
+    let fill = |header: &mut Header| {
+        join::install(header, Packet::new(Some(f), scope));
+        header.set_start_pending();
     };
-    // SAFETY: the packet was just installed, this is its one fiber side, and it lives in the
-    // header (`start`, then the coroutine it owns).
-    let start = unsafe { StartRef::new(Arc::as_ptr(&header)) };
-    // SAFETY: the header is not shared with any other thread yet.
-    unsafe { *header.start.get() = Some(start) };
+    let header = match worker {
+        Some(w) => w.spare_headers.make(identity, shared.clone(), fill),
+        None => {
+            let mut header = Header::new(identity, shared.clone());
+            fill(&mut header);
+            Arc::new(header)
+        }
+    };
     shared.live.fetch_add(1, Relaxed);
     match worker {
         Some(w) => w.schedule_new(header.clone(), spec.spread),

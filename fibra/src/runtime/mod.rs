@@ -456,8 +456,9 @@ impl RuntimeBuilder {
                 })
             }
         }
-        match checked_stack_size(self.stack_size) {
-            Ok(_) => {}
+        // Stored rounded: `spawn_raw` takes the runtime's size as it is, unchecked.
+        let stack_size = match checked_stack_size(self.stack_size) {
+            Ok(size) => size,
             Err(SpawnError::StackTooSmall { requested, minimum }) => {
                 return Err(BuildError::StackTooSmall { requested, minimum })
             }
@@ -465,7 +466,7 @@ impl RuntimeBuilder {
                 return Err(BuildError::StackTooLarge { requested, max })
             }
             Err(e) => unreachable!("checked_stack_size only checks bounds: {e}"),
-        }
+        };
         if let Some(d) = &self.dump_signal {
             if !valid_signal(d.signal) {
                 return Err(BuildError::BadDumpSignal(d.signal));
@@ -473,7 +474,7 @@ impl RuntimeBuilder {
         }
         let config = Config {
             workers,
-            stack_size: self.stack_size,
+            stack_size,
             migrate: self.migrate,
             shared_poller: self.shared_poller,
             panic_names_fiber: self.panic_names_fiber,

@@ -112,8 +112,8 @@ impl Worker {
     /// Unwinds (or, if it never ran, drops) a fiber whose claim this worker won.
     fn unwind(&self, fiber: &FiberRef) {
         // SAFETY: the claim (`claim_parked` / `claim_dequeued`) made this thread the owner of
-        // the fiber's stack and code.
-        let (start, co) = unsafe { ((*fiber.start.get()).take(), (*fiber.coroutine.get()).take()) };
+        // the fiber's stack and code; the `StartRef` is dropped below, before `fiber`.
+        let (start, co) = unsafe { (fiber.take_start(), (*fiber.coroutine.get()).take()) };
         if let Some(start) = start {
             start.discard(); // never ran: its closure is `Send`, dropping it here is fine
         }

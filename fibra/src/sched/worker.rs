@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::context;
 use super::placement::Placement;
-use super::queue::Local;
+use super::queue::{Local, CAPACITY as LOCAL_CAPACITY};
 use super::steal::StealPolicy;
 use super::Shared;
 use crate::fiber::header::{SpareHeaders, NOT_REGISTERED};
@@ -174,7 +174,23 @@ impl Worker {
         } else {
             from_ring().or_else(from_pinned)
         };
-        found.or_else(|| self.shared.inject.pop())
+        found.or_else(|| self.pop_global())
+    }
+
+    /// The global queue's oldest fiber, and a fair share of the next ones moved into our ring
+    /// (Go's `globrunqget`: `len / workers`, at most half a ring). A worker fed by the global
+    /// queue (the thief of a spawner whose ring overflows) took its lock once per fiber, ~47
+    /// instructions of a ~1,150-instruction spawn-and-join (callgrind, lab `churn`); now once
+    /// per batch. The moved fibers have no home (the global queue holds only those, or, under
+    /// the migration opt-in, fibers that may run anywhere), so the ring may hold them.
+    fn pop_global(&self) -> Option<FiberRef> {
+        let inject = &self.shared.inject;
+        if inject.is_empty() {
+            return None; // the common case, before the division and the ring's borrow
+        }
+        let share = (inject.len() / self.shared.config.workers.max(1)).min(LOCAL_CAPACITY / 2);
+        let mut local = self.local.borrow_mut();
+        inject.pop_batch(share, |f| local.push_if_room(f))
     }
 
     /// Idle: look for work for a while before sleeping. Stealing is left to at most half the
@@ -192,7 +208,7 @@ impl Worker {
         let mut round = 0u32;
         let found = loop {
             if searching {
-                if let Some(f) = self.steal().or_else(|| self.shared.inject.pop()) {
+                if let Some(f) = self.steal().or_else(|| self.pop_global()) {
                     break Some(f);
                 }
             }
@@ -426,8 +442,9 @@ impl Worker {
     /// closure is dropped here, and its `join` reports `Cancelled`.
     fn discard_unstarted(&self, fiber: FiberRef) {
         // SAFETY: popping the fiber from a run queue made this worker the owner of its run
-        // (header.rs field table); it never ran, so its code is still in `start`.
-        let start = unsafe { (*fiber.start.get()).take() };
+        // (header.rs field table); it never ran, so its code is still in the header; the
+        // `StartRef` is dropped (by `discard`'s caller, here) before `fiber`.
+        let start = unsafe { fiber.take_start() };
         if let Some(start) = start {
             start.discard(); // its closure is `Send`: dropping it on any worker is fine
         }
@@ -477,8 +494,9 @@ impl Worker {
 
     /// First run: the fiber's stack comes from this worker's cache, and its code moves onto it.
     fn create_coroutine(&self, fiber: &FiberRef) -> Result<FiberCoroutine, crate::SpawnError> {
-        // SAFETY: we own the run (see `run`).
-        let start = unsafe { (*fiber.start.get()).take() };
+        // SAFETY: we own the run (see `run`); the `StartRef` moves into the coroutine, which
+        // the header owns.
+        let start = unsafe { fiber.take_start() };
         let Some(start) = start else {
             fatal!("sched::worker::run: fiber without code")
         };

@@ -168,6 +168,11 @@ impl StackPool {
     /// # Errors
     /// [`SpawnError::MapCountBudget`].
     pub(crate) fn check_guard_budget(&self) -> Result<(), SpawnError> {
+        // Guard markers cost no memory map: nothing to check, and no load of `live`, which
+        // every worker's cache writes (a shared cache line on every spawn).
+        if !self.guards.mprotect_mode() {
+            return Ok(());
+        }
         // In `mprotect` mode every carved slot has one guard, so guards - live = pooled slots.
         if self.guards.mprotect_guards() > self.live() {
             return Ok(());
@@ -175,12 +180,24 @@ impl StackPool {
         self.guards.check_budget()
     }
 
-    /// Moves up to `n` free default-size stacks into `out` (no carving), still free: the
-    /// cache [`lend`](FiberStack::lend)s each when a fiber takes it. Returns how many.
+    /// Moves up to `n` default-size stacks into `out`, still free: the cache
+    /// [`lend`](FiberStack::lend)s each when a fiber takes it. Returns how many. Free slots
+    /// first; then, with guard markers, freshly carved ones too (a carve error just ends the
+    /// batch: the caller's `take` reports it). Carving one slot per lock, 100k sleepers'
+    /// first runs took this lock once each, and a stall report caught a worker blocked on it;
+    /// carving ahead costs address space only. `mprotect` guards are budgeted, so they are
+    /// still carved one at a time, on demand.
     pub(super) fn take_default_batch(&self, out: &mut Vec<FiberStack>, n: usize) -> usize {
         let mut class = lock(&self.default);
         let before = out.len();
         out.extend(std::iter::from_fn(|| class.pop()).take(n));
+        // Re-checked each time: the first carve of a process learns whether markers work.
+        while out.len() - before < n && !self.guards.mprotect_mode() {
+            match class.take(&self.guards, &self.regions) {
+                Ok(stack) => out.push(stack),
+                Err(_) => break,
+            }
+        }
         let moved = out.len() - before;
         self.live.fetch_add(moved, Relaxed);
         moved

@@ -95,9 +95,15 @@ impl Guards {
         Ok(true)
     }
 
+    /// Whether the next slot carved would get an `mprotect` guard (until the first carve
+    /// learns whether guard markers work, it is assumed they do).
+    pub(super) fn mprotect_mode(&self) -> bool {
+        self.force_mprotect || MADV_GUARD.load(Relaxed) == MADV_UNSUPPORTED
+    }
+
     /// `Err` if carving one more slot would need an `mprotect` guard beyond the budget.
     pub(super) fn check_budget(&self) -> Result<(), SpawnError> {
-        let mprotect = self.force_mprotect || MADV_GUARD.load(Relaxed) == MADV_UNSUPPORTED;
+        let mprotect = self.mprotect_mode();
         let global = MPROTECT_GUARDS.load(Relaxed);
         let local = self.pool_mprotect.load(Relaxed);
         if !mprotect || (global < Self::process_budget() && local < self.pool_budget) {

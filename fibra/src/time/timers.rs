@@ -17,7 +17,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::Ordering::Acquire;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::sleep_future::TaskTimer;
 use crate::fiber::FiberRef;
@@ -25,19 +25,25 @@ use crate::fiber::FiberRef;
 /// Fewest entries worth a sweep for stale ones.
 const SWEEP_MIN: usize = 4096;
 
-#[derive(Default)]
 pub(crate) struct Timers {
+    /// What entries' deadlines count from: an `Instant` takes 16 bytes, nanoseconds since
+    /// this 8, which makes an entry 32 bytes instead of 48 (100k sleepers hold 100k entries;
+    /// with the run's doubling, ~21 bytes a sleeper less).
+    epoch: Instant,
     /// Non-decreasing deadlines, oldest first.
     run: VecDeque<Entry>,
     heap: BinaryHeap<Reverse<Entry>>,
-    seq: u64,
+    seq: u32,
     /// Entries left by the last sweep: the next one comes at twice as many.
     after_last_sweep: usize,
 }
 
 pub(crate) struct Entry {
-    deadline: Instant,
-    seq: u64,
+    /// Nanoseconds from `Timers::epoch` (`Timers::ticks`).
+    deadline: u64,
+    /// Insertion order among equal deadlines in the heap (wraps every 2^32 inserts, which can
+    /// only reorder entries with the same deadline: a courtesy, not a promise).
+    seq: u32,
     /// The target's generation when armed (a fiber's `timer_gen`, a `TaskTimer`'s); a later
     /// value means the wait ended already and this entry is stale (cancellation without
     /// removal from the heap).
@@ -82,7 +88,32 @@ impl Ord for Entry {
     }
 }
 
+impl Default for Timers {
+    fn default() -> Timers {
+        Timers {
+            epoch: Instant::now(),
+            run: VecDeque::new(),
+            heap: BinaryHeap::new(),
+            seq: 0,
+            after_last_sweep: 0,
+        }
+    }
+}
+
 impl Timers {
+    /// `at` in nanoseconds from the epoch: monotone in `at`, and 0 for anything before the
+    /// epoch (due at once either way); saturates ~584 years out.
+    fn ticks(&self, at: Instant) -> u64 {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos).unwrap_or(u64::MAX)
+    }
+
+    /// The instant `ticks` stands for (the epoch for 0). At most ~584 years past the epoch,
+    /// far inside Linux's `Instant` range (a signed 64-bit count of seconds).
+    fn instant(&self, ticks: u64) -> Instant {
+        self.epoch + Duration::from_nanos(ticks)
+    }
+
     pub(crate) fn insert(&mut self, deadline: Instant, generation: u32, fiber: FiberRef) {
         self.insert_target(deadline, generation, Target::Fiber(fiber));
     }
@@ -93,7 +124,8 @@ impl Timers {
     }
 
     fn insert_target(&mut self, deadline: Instant, generation: u32, target: Target) {
-        self.seq += 1;
+        self.seq = self.seq.wrapping_add(1);
+        let deadline = self.ticks(deadline);
         let entry = Entry {
             deadline,
             seq: self.seq,
@@ -109,15 +141,17 @@ impl Timers {
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let run = self.run.front().map(|e| e.deadline);
         let heap = self.heap.peek().map(|e| e.0.deadline);
-        match (run, heap) {
+        let earliest = match (run, heap) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        }
+        };
+        earliest.map(|t| self.instant(t))
     }
 
     /// The earliest entry whose deadline is at or before `now`, with the generation it was
     /// armed with.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Target, u32)> {
+        let now = self.ticks(now);
         let from_run = match (self.run.front(), self.heap.peek()) {
             (Some(r), Some(h)) => r <= &h.0,
             (Some(_), None) => true,
@@ -297,6 +331,30 @@ mod tests {
             assert_eq!(id(&f), 1);
         }
         assert!(timers.sweep_stale().is_empty(), "nothing left to sweep");
+    }
+
+    /// Deadlines count from the timers' epoch: one before it is due at once, one past the
+    /// ~584 years nanoseconds can count is kept (far) away, and an entry is 32 bytes.
+    #[test]
+    fn deadlines_before_the_epoch_are_due_and_far_ones_saturate() {
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
+        let shared = crate::sched::test_shared();
+        let before = Instant::now();
+        let mut timers = Timers::default();
+        let year = Duration::from_secs(365 * 24 * 3600);
+        timers.insert(
+            before + 1000 * year,
+            0,
+            crate::fiber::test_fiber(&shared, 1),
+        );
+        timers.insert(before, 0, crate::fiber::test_fiber(&shared, 2));
+        let now = Instant::now();
+        assert_eq!(timers.pop_due(now).map(|f| id(&f.0)), Some(2));
+        assert!(timers.pop_due(now).is_none());
+        let far = timers
+            .next_deadline()
+            .expect("the far entry is still there");
+        assert!(far >= now + 500 * year, "saturated, not wrapped");
     }
 
     #[test]

@@ -62,6 +62,33 @@ impl<T> Inject<T> {
         value
     }
 
+    /// Removes the oldest item and hands up to `more` of the next ones, oldest first, to
+    /// `keep`, all under one lock (Go's `globrunqget`): a worker that lives off the global
+    /// queue (a thief of a spawner whose ring overflows) then takes the lock once per batch,
+    /// not once per fiber. `keep` gives an item back when it has no room; that item goes back
+    /// to the front and the batch ends. `keep` runs under the lock: it must not touch this
+    /// queue. Any thread.
+    pub(crate) fn pop_batch(
+        &self,
+        more: usize,
+        mut keep: impl FnMut(T) -> Result<(), T>,
+    ) -> Option<T> {
+        if self.is_empty() {
+            return None; // the fast path of `pop`, same argument
+        }
+        let mut queue = self.lock();
+        let first = queue.pop_front();
+        for _ in 0..more {
+            let Some(item) = queue.pop_front() else { break };
+            if let Err(item) = keep(item) {
+                queue.push_front(item);
+                break;
+            }
+        }
+        self.len.store(queue.len(), Relaxed); // under the lock: see "Memory ordering" on `len`
+        first
+    }
+
     /// Number of queued items: a lock-free snapshot. Any thread.
     ///
     /// # Memory ordering

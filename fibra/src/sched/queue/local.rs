@@ -218,6 +218,24 @@ impl<T> Local<T> {
         }
     }
 
+    /// Appends `value` at the newest end if the ring has room, else hands it back (never
+    /// touches the global queue, so it may run under its lock: `Inject::pop_batch`). Owner
+    /// worker only.
+    pub(crate) fn push_if_room(&mut self, value: T) -> Result<(), T> {
+        // Relaxed: only we store `tail`.
+        let tail = self.inner.tail.load(Relaxed);
+        // Acquire: as in `push_back`.
+        let (steal, _) = unpack(self.inner.head.load(Acquire));
+        if tail.wrapping_sub(steal) >= CAP {
+            return Err(value);
+        }
+        // SAFETY: `tail − steal < CAPACITY`, so position `tail` is free; we are the owner.
+        unsafe { self.inner.write(tail, value) };
+        // Release publishes slot `tail`; pairs with the Acquire load of `tail` in `claim`.
+        self.inner.tail.store(tail.wrapping_add(1), Release);
+        Ok(())
+    }
+
     /// The ring is full (`tail − real == CAPACITY`, no thief): moves the HALF oldest items and
     /// `value` to `inject`. Returns `value` if a thief claimed items first.
     #[cold]

@@ -71,6 +71,37 @@ mod tests {
     }
 
     #[test]
+    fn pop_batch_moves_a_batch_in_order_and_stops_at_a_full_ring() {
+        let inject = Inject::new();
+        inject.push_batch(0..10u64);
+        let (mut local, _stealer) = local();
+        // The first comes back; the next 4 go to the ring, oldest first.
+        assert_eq!(inject.pop_batch(4, |v| local.push_if_room(v)), Some(0));
+        assert_eq!(inject.len(), 5);
+        assert_eq!(
+            std::iter::from_fn(|| local.pop()).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+        // A ring with room for only 2: the third item goes back to the front of the queue.
+        for i in 100..100 + CAPACITY as u64 - 2 {
+            local.push_back(i, &inject);
+        }
+        assert_eq!(inject.pop_batch(4, |v| local.push_if_room(v)), Some(5));
+        assert_eq!(local.push_if_room(999), Err(999));
+        assert_eq!(
+            std::iter::from_fn(|| inject.pop()).collect::<Vec<_>>(),
+            [8, 9]
+        );
+        let ring: Vec<u64> = std::iter::from_fn(|| local.pop()).collect();
+        assert_eq!(&ring[ring.len() - 2..], [6, 7]);
+        // Empty: nothing, and `keep` is not called.
+        assert_eq!(
+            inject.pop_batch(4, |_| panic!("called on an empty queue")),
+            None
+        );
+    }
+
+    #[test]
     fn steal_takes_oldest_half() {
         let inject = Inject::new();
         let (mut victim, stealer) = local();
@@ -330,6 +361,26 @@ mod loom_tests {
             got.extend(th.join().unwrap());
             assert!(inject.is_empty());
             assert_exactly_once(got, 4);
+        });
+    }
+
+    #[test]
+    fn loom_pop_batch_into_a_ring_being_stolen_from() {
+        loom::model(|| {
+            let inject = Inject::new();
+            let (mut owner, stealer) = local();
+            // One free slot (CAPACITY is 4 under loom) until the thief frees more.
+            for i in 0..3 {
+                owner.push_back(i, &inject);
+            }
+            inject.push_batch(3..6);
+            let th = thief(stealer);
+            let first = inject.pop_batch(3, |v| owner.push_if_room(v));
+            let mut got: Vec<u32> = first.into_iter().collect();
+            got.extend(std::iter::from_fn(|| owner.pop()));
+            got.extend(std::iter::from_fn(|| inject.pop()));
+            got.extend(th.join().unwrap());
+            assert_exactly_once(got, 6);
         });
     }
 
