@@ -102,7 +102,7 @@ pub fn busiest_delta(before: &Snapshot, after: &Snapshot, busiest: usize) -> Swi
         })
         .collect();
     // Most CPU first; ties keep thread-id order (the sort is stable).
-    deltas.sort_by(|x, y| y.0.cmp(&x.0));
+    deltas.sort_by_key(|d| std::cmp::Reverse(d.0));
     deltas
         .iter()
         .take(busiest)

@@ -323,7 +323,7 @@ fn io_with_the_builtin_load_generator_writes_json_and_svg() {
         }
         // A busy server thread either blocks or is preempted now and then: over a second of
         // load its workers cannot have switched zero times.
-        let switches = median("cs_vol_per_req") + median("cs_invol_per_req");
+        let switches = median("cs_vol_per_1k_req") + median("cs_invol_per_1k_req");
         assert!(switches > 0.0, "{who}: no context switch counted");
         // Waiting on a run queue is a share of each worker's wall time (a little slack for
         // the reads of /proc not being at the same instant as the clock's).

@@ -37,7 +37,7 @@ closed loop); the load generator shares the machine's cores with the server, so 
 loopback figure of both. RSS = the server's peak VmRSS sampled every 100 ms under load; \
 idle = the server's VmRSS with that many keep-alive connections open and quiet (--full). \
 Context switches: of the server's 2 threads that used the most CPU during the load \
-(/proc/PID/task/*/status), per request served; voluntary = the thread blocked (slept in \
+(/proc/PID/task/*/status), per 1,000 requests served; voluntary = the thread blocked (slept in \
 epoll_wait, a futex), involuntary = it lost its core while it could run (preempted, or a \
 sched_yield that let another thread in); run-queue wait = time those threads were runnable \
 but off a core (/proc/PID/task/*/schedstat), % of the load's wall time each. How may's and \
@@ -77,12 +77,13 @@ pub const FIGURES: &[Figure] = &[
     },
     Figure {
         key: CS_VOLUNTARY,
-        title: "voluntary context switches of the busiest threads per request",
+        title: "voluntary context switches of the busiest threads per 1,000 requests",
         cost: false,
     },
     Figure {
         key: CS_INVOLUNTARY,
-        title: "involuntary context switches (preemptions) of the busiest threads per request",
+        title:
+            "involuntary context switches (preemptions) of the busiest threads per 1,000 requests",
         cost: true,
     },
     Figure {
@@ -114,11 +115,11 @@ pub const PLOTS: &[PlotSpec] = &[
     },
 ];
 
-/// Context switches per request of the server's `workers` busiest threads over the load
+/// Context switches per 1,000 requests of the server's `workers` busiest threads over the load
 /// (`task_stat`): voluntary (the thread blocked: it had nothing to do, or waited in a
 /// syscall) and involuntary (the kernel preempted it while it could run).
-pub const CS_VOLUNTARY: &str = "cs_vol_per_req";
-pub const CS_INVOLUNTARY: &str = "cs_invol_per_req";
+pub const CS_VOLUNTARY: &str = "cs_vol_per_1k_req";
+pub const CS_INVOLUNTARY: &str = "cs_invol_per_1k_req";
 /// The time those threads were runnable but off a core (`schedstat`), as a % of the load's
 /// wall time, averaged over them: what preemption costs the fibers queued behind them.
 pub const RUNQ_WAIT: &str = "runq_wait_pct";
@@ -285,7 +286,7 @@ fn under_load(server: &Server, params: &Params, duration: Duration) -> Result<Fi
     let load = load.map_err(|e| format!("{}: {e}", generator.name()))?;
     let switches = task_stat::busiest_delta(&threads_before, &threads_after, params.workers);
     // The generators report a rate over their run, which is `duration` long.
-    let requests = (load.req_per_s * duration.as_secs_f64()).max(1.0);
+    let kilo_requests = (load.req_per_s * duration.as_secs_f64() / 1_000.0).max(0.001);
     let peak = peak.load(Ordering::Relaxed).max(machine::rss_of(pid)?);
     Ok(Figures::from([
         ("req_per_s".to_string(), load.req_per_s),
@@ -295,11 +296,11 @@ fn under_load(server: &Server, params: &Params, duration: Duration) -> Result<Fi
         ("errors".to_string(), load.errors as f64),
         (
             CS_VOLUNTARY.to_string(),
-            switches.voluntary as f64 / requests,
+            switches.voluntary as f64 / kilo_requests,
         ),
         (
             CS_INVOLUNTARY.to_string(),
-            switches.involuntary as f64 / requests,
+            switches.involuntary as f64 / kilo_requests,
         ),
         (
             RUNQ_WAIT.to_string(),
