@@ -36,8 +36,8 @@ Load: wrk -t2 -c<conns> --latency when wrk is on PATH, else the lab's own genera
 closed loop); the load generator shares the machine's cores with the server, so req/s is a \
 loopback figure of both. RSS = the server's peak VmRSS sampled every 100 ms under load; \
 idle = the server's VmRSS with that many keep-alive connections open and quiet (--full). \
-Context switches: of the server's 2 threads that used the most CPU during the load \
-(/proc/PID/task/*/status), per 1,000 requests served; voluntary = the thread blocked (slept in \
+Context switches: of the server's 2 threads that used the most CPU during the load (threads: \
+all its threads) (/proc/PID/task/*/status), per 1,000 requests served; voluntary = the thread blocked (slept in \
 epoll_wait, a futex), involuntary = it lost its core while it could run (preempted, or a \
 sched_yield that let another thread in); run-queue wait = time those threads were runnable \
 but off a core (/proc/PID/task/*/schedstat), % of the load's wall time each. How may's and \
@@ -248,7 +248,12 @@ pub fn measure(
     let figures = if params.case.as_deref() == Some(IDLE_CASE) {
         idle(&server, params.n)
     } else {
-        under_load(&server, params, load_duration(size))
+        under_load(
+            &server,
+            busiest_threads(contender, params),
+            params.n,
+            load_duration(size),
+        )
     };
     // A server that died mid-run explains a load failure better than the load's own error.
     match server.died() {
@@ -261,7 +266,21 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-fn under_load(server: &Server, params: &Params, duration: Duration) -> Result<Figures, String> {
+/// Whose context switches count: a runtime's workers, the `workers` threads that use the most
+/// CPU; every thread of the thread-per-connection server, whose connections are its workers.
+fn busiest_threads(contender: Contender, params: &Params) -> usize {
+    match contender {
+        Contender::Threads => usize::MAX,
+        _ => params.workers,
+    }
+}
+
+fn under_load(
+    server: &Server,
+    busiest: usize,
+    conns: u64,
+    duration: Duration,
+) -> Result<Figures, String> {
     let generator = Generator::choose();
     let pid = server.pid();
     let threads_before = task_stat::snapshot(pid)?;
@@ -277,14 +296,15 @@ fn under_load(server: &Server, params: &Params, duration: Duration) -> Result<Fi
                 thread::sleep(Duration::from_millis(100));
             }
         });
-        let load = generator.run(server.addr, params.n, duration);
+        let load = generator.run(server.addr, conns, duration);
         done.store(true, Ordering::Relaxed);
         load
     });
     let threads_after = task_stat::snapshot(pid)?;
-    let wall_ns = started.elapsed().as_nanos().max(1) as f64 * params.workers.max(1) as f64;
+    let threads = busiest.min(threads_after.len()).max(1);
+    let wall_ns = started.elapsed().as_nanos().max(1) as f64 * threads as f64;
     let load = load.map_err(|e| format!("{}: {e}", generator.name()))?;
-    let switches = task_stat::busiest_delta(&threads_before, &threads_after, params.workers);
+    let switches = task_stat::busiest_delta(&threads_before, &threads_after, busiest);
     // The generators report a rate over their run, which is `duration` long.
     let kilo_requests = (load.req_per_s * duration.as_secs_f64() / 1_000.0).max(0.001);
     let peak = peak.load(Ordering::Relaxed).max(machine::rss_of(pid)?);
