@@ -36,9 +36,9 @@ Load: wrk -t2 -c<conns> --latency when wrk is on PATH, else the lab's own genera
 closed loop); the load generator shares the machine's cores with the server, so req/s is a \
 loopback figure of both. RSS = the server's peak VmRSS sampled every 100 ms under load; \
 idle = the server's VmRSS with that many keep-alive connections open and quiet (--full). \
-Context switches: of the server's 2 threads that used the most CPU during the load (threads: \
-all its threads) (/proc/PID/task/*/status), per 1,000 requests served; voluntary = the thread blocked (slept in \
-epoll_wait, a futex), involuntary = it lost its core while it could run (preempted, or a \
+Context switches: of the 2 server threads that used the most CPU during the load (of every \
+thread for threads), from /proc/PID/task/*/status, per 1,000 requests served; voluntary = \
+the thread blocked (slept in epoll_wait, a futex), involuntary = it lost its core while it could run (preempted, or a \
 sched_yield that let another thread in); run-queue wait = time those threads were runnable \
 but off a core (/proc/PID/task/*/schedstat), % of the load's wall time each. How may's and \
 fibra's workers wait for work: docs/lab/IDLE.md. \
