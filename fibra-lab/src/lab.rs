@@ -35,7 +35,7 @@ pub fn listing() -> String {
     s += "contenders (--peers):\n";
     for c in Contender::DEFAULT
         .into_iter()
-        .chain([Contender::FibraHyper])
+        .chain([Contender::FibraHyper, Contender::May])
     {
         let _ = writeln!(s, "  {:<11} {}", c.name(), c.description());
     }

@@ -15,6 +15,7 @@ mod peers;
 mod report;
 mod soak;
 mod stats;
+mod task_stat;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -134,6 +135,7 @@ fn lab_main(cli: &Cli, experiments: &[Experiment]) -> ExitCode {
         let mut all = Contender::DEFAULT.to_vec();
         if experiments.contains(&Experiment::Io) {
             all.insert(1, Contender::FibraHyper); // beside fibra's own server
+            all.push(Contender::May); // the stackful peer (issue 21)
         }
         all
     } else {

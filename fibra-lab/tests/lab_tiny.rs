@@ -279,7 +279,7 @@ fn io_with_the_builtin_load_generator_writes_json_and_svg() {
     let plots = temp_dir("io-plots");
     let output = Command::new(env!("CARGO_BIN_EXE_fibra-lab"))
         .args(["run", "io", "--size", "tiny", "--reps", "1"])
-        .args(["--peers", "threads,tokio,fibra"])
+        .args(["--peers", "threads,tokio,fibra,may"])
         .args(["--json", json.to_str().expect("utf-8 temp path")])
         .args(["--plots", plots.to_str().expect("utf-8 temp path")])
         .env("FIBRA_LAB_LOADGEN", "builtin")
@@ -293,8 +293,12 @@ fn io_with_the_builtin_load_generator_writes_json_and_svg() {
     let cells = cells(&report);
     assert_eq!(
         cells.len(),
-        3 * 3,
-        "two load rows and an idle row, of three contenders"
+        3 * 4,
+        "two load rows and an idle row, of four contenders"
+    );
+    assert!(
+        cells.iter().any(|(_, _, c)| c["contender"] == "may"),
+        "may_minihttp is a contender"
     );
     for (_, row, cell) in &cells {
         let who = format!("{row} / {}", cell["contender"]);
@@ -307,12 +311,23 @@ fn io_with_the_builtin_load_generator_writes_json_and_svg() {
             );
             continue;
         }
-        for key in ["req_per_s", "p50_ms", "p99_ms", "rss_mib", "errors"] {
+        let median = |key: &str| {
             let median = cell["figures"][key]["median"]
                 .as_f64()
                 .unwrap_or_else(|| panic!("{who}: no {key}"));
             assert!(median.is_finite() && median >= 0.0, "{who} / {key}");
+            median
+        };
+        for key in ["req_per_s", "p50_ms", "p99_ms", "rss_mib", "errors"] {
+            median(key);
         }
+        // A busy server thread either blocks or is preempted now and then: over a second of
+        // load its workers cannot have switched zero times.
+        let switches = median("cs_vol_per_1k_req") + median("cs_invol_per_1k_req");
+        assert!(switches > 0.0, "{who}: no context switch counted");
+        // Waiting on a run queue is a share of each worker's wall time (a little slack for
+        // the reads of /proc not being at the same instant as the clock's).
+        assert!(median("runq_wait_pct") <= 110.0, "{who}");
         assert!(
             cell["figures"]["req_per_s"]["median"].as_f64() > Some(0.0),
             "{who}"
@@ -409,7 +424,7 @@ fn list_names_experiments_and_contenders() {
     assert!(output.status.success(), "{}", describe(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     for name in [
-        "spawn", "switch", "churn", "io", "fibra", "threads", "tokio",
+        "spawn", "switch", "churn", "io", "fibra", "threads", "tokio", "may",
     ] {
         assert!(
             stdout.contains(name),

@@ -17,6 +17,7 @@ use crate::child::{Figures, Server};
 use crate::load::Generator;
 use crate::machine;
 use crate::peers::Contender;
+use crate::task_stat;
 
 pub const DESCRIPTION: &str =
     "HTTP/1.1 hello server under keep-alive load (wrk, or the lab's generator): req/s, p50/p99 latency, server RSS";
@@ -27,11 +28,20 @@ httparse); fibra-hyper = fibra/examples/hyper_hello.rs itself (hyper 1.x's http1
 fibra sockets, a fiber per connection awaiting hyper's connection future, fibra's Timer for \
 the header read timeout); threads = a thread per connection on std::net (64 KiB stacks); tokio = tokio + \
 hyper 1.x, a task per connection (hyper::server::conn::http1, keep-alive, no Date header); \
-go = net/http. Two workers (GOMAXPROCS 2). \
+go = net/http; may = may_minihttp's hello server (HttpServiceFactory) on the may runtime, \
+stackful coroutines with 32 KiB stacks, a connection's coroutine started on the worker that \
+polls its socket, may's defaults otherwise (workers pinned to cores; a Date and a Server \
+header). Two workers (GOMAXPROCS 2). \
 Load: wrk -t2 -c<conns> --latency when wrk is on PATH, else the lab's own generator (2 threads, \
 closed loop); the load generator shares the machine's cores with the server, so req/s is a \
 loopback figure of both. RSS = the server's peak VmRSS sampled every 100 ms under load; \
 idle = the server's VmRSS with that many keep-alive connections open and quiet (--full). \
+Context switches: of the 2 server threads that used the most CPU during the load (of every \
+thread for threads), from /proc/PID/task/*/status, per 1,000 requests served; voluntary = \
+the thread blocked (slept in epoll_wait, a futex), involuntary = it lost its core while it could run (preempted, or a \
+sched_yield that let another thread in); run-queue wait = time those threads were runnable \
+but off a core (/proc/PID/task/*/schedstat), % of the load's wall time each. How may's and \
+fibra's workers wait for work: docs/lab/IDLE.md. \
 \"fibra shared poller\" rows (--full): fibra with RuntimeBuilder::shared_poller, one epoll for \
 all workers instead of one per worker (the default); \"fibra migration\" rows (--full): fibra with \
 the unsafe RuntimeBuilder::migrate_started_fibers opt-in, so a started fiber may resume on \
@@ -66,6 +76,22 @@ pub const FIGURES: &[Figure] = &[
         cost: true,
     },
     Figure {
+        key: CS_VOLUNTARY,
+        title: "voluntary context switches of the busiest threads per 1,000 requests",
+        cost: false,
+    },
+    Figure {
+        key: CS_INVOLUNTARY,
+        title:
+            "involuntary context switches (preemptions) of the busiest threads per 1,000 requests",
+        cost: true,
+    },
+    Figure {
+        key: RUNQ_WAIT,
+        title: "time the busiest threads waited on a run queue, % of the load's wall time each",
+        cost: true,
+    },
+    Figure {
         key: "errors",
         title: "socket errors, timeouts and non-2xx answers",
         cost: false,
@@ -88,6 +114,15 @@ pub const PLOTS: &[PlotSpec] = &[
         shape: PlotShape::LinesOverN,
     },
 ];
+
+/// Context switches per 1,000 requests of the server's `workers` busiest threads over the load
+/// (`task_stat`): voluntary (the thread blocked: it had nothing to do, or waited in a
+/// syscall) and involuntary (the kernel preempted it while it could run).
+pub const CS_VOLUNTARY: &str = "cs_vol_per_1k_req";
+pub const CS_INVOLUNTARY: &str = "cs_invol_per_1k_req";
+/// The time those threads were runnable but off a core (`schedstat`), as a % of the load's
+/// wall time, averaged over them: what preemption costs the fibers queued behind them.
+pub const RUNQ_WAIT: &str = "runq_wait_pct";
 
 /// The row variant whose cell holds idle connections instead of load.
 pub const IDLE_CASE: &str = "idle";
@@ -213,7 +248,12 @@ pub fn measure(
     let figures = if params.case.as_deref() == Some(IDLE_CASE) {
         idle(&server, params.n)
     } else {
-        under_load(&server, params.n, load_duration(size))
+        under_load(
+            &server,
+            busiest_threads(contender, params),
+            params.n,
+            load_duration(size),
+        )
     };
     // A server that died mid-run explains a load failure better than the load's own error.
     match server.died() {
@@ -226,9 +266,25 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-fn under_load(server: &Server, conns: u64, duration: Duration) -> Result<Figures, String> {
+/// Whose context switches count: a runtime's workers, the `workers` threads that use the most
+/// CPU; every thread of the thread-per-connection server, whose connections are its workers.
+fn busiest_threads(contender: Contender, params: &Params) -> usize {
+    match contender {
+        Contender::Threads => usize::MAX,
+        _ => params.workers,
+    }
+}
+
+fn under_load(
+    server: &Server,
+    busiest: usize,
+    conns: u64,
+    duration: Duration,
+) -> Result<Figures, String> {
     let generator = Generator::choose();
     let pid = server.pid();
+    let threads_before = task_stat::snapshot(pid)?;
+    let started = Instant::now();
     let peak = AtomicU64::new(0);
     let done = AtomicBool::new(false);
     let load = thread::scope(|s| {
@@ -244,7 +300,13 @@ fn under_load(server: &Server, conns: u64, duration: Duration) -> Result<Figures
         done.store(true, Ordering::Relaxed);
         load
     });
+    let threads_after = task_stat::snapshot(pid)?;
+    let threads = busiest.min(threads_after.len()).max(1);
+    let wall_ns = started.elapsed().as_nanos().max(1) as f64 * threads as f64;
     let load = load.map_err(|e| format!("{}: {e}", generator.name()))?;
+    let switches = task_stat::busiest_delta(&threads_before, &threads_after, busiest);
+    // The generators report a rate over their run, which is `duration` long.
+    let kilo_requests = (load.req_per_s * duration.as_secs_f64() / 1_000.0).max(0.001);
     let peak = peak.load(Ordering::Relaxed).max(machine::rss_of(pid)?);
     Ok(Figures::from([
         ("req_per_s".to_string(), load.req_per_s),
@@ -252,6 +314,18 @@ fn under_load(server: &Server, conns: u64, duration: Duration) -> Result<Figures
         ("p99_ms".to_string(), load.p99_ms),
         ("rss_mib".to_string(), mib(peak)),
         ("errors".to_string(), load.errors as f64),
+        (
+            CS_VOLUNTARY.to_string(),
+            switches.voluntary as f64 / kilo_requests,
+        ),
+        (
+            CS_INVOLUNTARY.to_string(),
+            switches.involuntary as f64 / kilo_requests,
+        ),
+        (
+            RUNQ_WAIT.to_string(),
+            100.0 * switches.runq_wait_ns as f64 / wall_ns,
+        ),
     ]))
 }
 

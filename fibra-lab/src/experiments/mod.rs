@@ -221,6 +221,9 @@ impl Experiment {
         if contender == Contender::FibraHyper && self != Experiment::Io {
             return Some("hyper's server on fibra: the io experiment only".into());
         }
+        if contender == Contender::May && self != Experiment::Io {
+            return Some("may_minihttp's server: the io experiment only".into());
+        }
         match self {
             Experiment::Blocking => blocking::not_applicable(contender, params),
             Experiment::Chan => chan::not_applicable(contender, params),
@@ -274,6 +277,27 @@ mod tests {
         assert_eq!(short_count(100_000), "100k");
         assert_eq!(short_count(1_000_000), "1M");
         assert_eq!(short_count(1_500), "1500");
+    }
+
+    #[test]
+    fn io_only_contenders_are_skipped_elsewhere() {
+        let params = Params {
+            n: 10,
+            workers: 2,
+            pin_one_cpu: false,
+            case: None,
+        };
+        for contender in [Contender::May, Contender::FibraHyper] {
+            for exp in Experiment::ALL {
+                let skipped = exp.not_applicable(contender, &params).is_some();
+                assert_eq!(
+                    skipped,
+                    exp != Experiment::Io,
+                    "{contender:?} {}",
+                    exp.name()
+                );
+            }
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod fibra;
 pub mod go;
+pub mod may;
 pub mod threads;
 pub mod tokio;
 
@@ -29,6 +30,8 @@ pub enum Contender {
     Tokio,
     /// Go goroutines: the bundled Go program, when a `go` toolchain is on PATH.
     Go,
+    /// may_minihttp's server on may's stackful coroutines: the io experiment only.
+    May,
     /// Test-only: aborts in the child, to show that a crashing contender is reported.
     #[value(hide = true)]
     Crash,
@@ -51,6 +54,7 @@ impl Contender {
             Contender::Threads => "threads",
             Contender::Tokio => "tokio",
             Contender::Go => "go",
+            Contender::May => "may",
             Contender::Crash => "crash",
         }
     }
@@ -62,6 +66,7 @@ impl Contender {
             Contender::Threads => "OS threads (std::thread, 64 KiB stacks where it matters)",
             Contender::Tokio => "tokio tasks (stackless, multi-thread runtime)",
             Contender::Go => "Go goroutines (bundled Go program; needs `go` on PATH)",
+            Contender::May => "may_minihttp on may's stackful coroutines (io only)",
             Contender::Crash => "test-only contender that aborts",
         }
     }
@@ -103,5 +108,7 @@ pub fn measure(
         (Contender::Tokio, Experiment::Fs) => tokio::fs(&fs_job()?, workers),
         (Contender::Fibra, Experiment::Fs) => fibra::fs(&fs_job()?, workers),
         (Contender::FibraHyper, _) => Err("fibra-hyper runs in the io experiment only".into()),
+        (Contender::May, Experiment::Io) => may::io_server(workers),
+        (Contender::May, _) => Err("may runs in the io experiment only".into()),
     }
 }

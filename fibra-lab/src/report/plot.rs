@@ -145,6 +145,7 @@ pub fn colour(contender: Contender) -> RGBColor {
         Contender::Threads => RGBColor(27, 158, 119),
         Contender::Tokio => RGBColor(117, 112, 179),
         Contender::Go => RGBColor(231, 41, 138),
+        Contender::May => RGBColor(102, 166, 30),
         Contender::Crash => RGBColor(128, 128, 128),
     }
 }
