@@ -32,6 +32,9 @@ const GLOBAL_QUEUE_INTERVAL: u32 = 61;
 /// (~5 µs on these VMs) when the target sleeps and ~100 ns when it is searching; 50 µs of
 /// spinning covers a ping-pong partner's turn many times over at ≤ 1/2 of the cores.
 const SEARCH_FOR: Duration = Duration::from_micros(50);
+/// Search rounds (each polls the reactor once) of a worker that serves sockets before it
+/// sleeps in `epoll_wait` (see `search`).
+const IO_SEARCH_ROUNDS: u32 = 4;
 
 /// Cold stacks returned to the kernel per idle pass: 32 × ~5 µs keeps a wake-up's extra
 /// delay under ~0.2 ms.
@@ -205,6 +208,12 @@ impl Worker {
         }
         let give_up = Instant::now() + SEARCH_FOR;
         let next_timer = self.timers().next_deadline();
+        // A worker that serves sockets waits for them in `epoll_wait` rather than spinning
+        // (may's workers do): the sleep ends on its sockets' readiness as soon as a poll
+        // would, and a spin that never ends under steady load (requests arrive within
+        // SEARCH_FOR) leaves the kernel no way to run the load's other threads but to preempt
+        // the worker mid-run, with its pinned fibers behind it (docs/lab/IDLE.md).
+        let serving_io = self.slot().reactor.has_registrations();
         let mut round = 0u32;
         let found = loop {
             if searching {
@@ -229,7 +238,7 @@ impl Worker {
                     break Some(f);
                 }
             }
-            if self.shared.shutdown.load(Relaxed) {
+            if self.shared.shutdown.load(Relaxed) || serving_io && round >= IO_SEARCH_ROUNDS {
                 break None;
             }
             round += 1;
