@@ -110,6 +110,36 @@ fn unix_stream_read_to_end_and_close() {
     });
 }
 
+/// One edge brings the last bytes and the end of stream; after the short read that empties
+/// the socket (which spares the next read its syscall), the end of stream must still be seen.
+#[test]
+fn end_of_stream_after_a_short_async_read() {
+    let _w = common::watchdog("end_of_stream_after_a_short_async_read");
+    rt(1).run(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (b, _) = listener.accept().unwrap();
+        let reader = fibra::spawn(move || {
+            fibra::await_future(async move {
+                let mut b = b;
+                let mut buf = [0u8; 100];
+                let mut total = 0;
+                loop {
+                    match AsyncReadExt::read(&mut b, &mut buf).await.unwrap() {
+                        0 => return total,
+                        n => total += n,
+                    }
+                }
+            })
+        });
+        // One worker: the reader parks on its empty socket before the bytes and the close.
+        fibra::sleep(std::time::Duration::from_millis(10));
+        Write::write_all(&mut a, &[1u8; 10]).unwrap();
+        drop(a);
+        assert_eq!(reader.join().unwrap(), 10);
+    });
+}
+
 /// A minimal executor for a plain thread: polls `fut`, parking the thread between polls.
 fn block_on_thread<F: Future>(fut: F) -> F::Output {
     struct ThreadWaker(std::thread::Thread);

@@ -71,7 +71,8 @@ pub(crate) fn read_uninit<T: PollStream>(
     cx: &mut Context<'_>,
     buf: &mut [MaybeUninit<u8>],
 ) -> Poll<io::Result<usize>> {
-    s.source().poll_io(cx, Direction::Read, |io| {
+    let len = buf.len();
+    s.source().poll_stream_read(cx, len, |io| {
         // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call, and
         // `read(2)` only writes into it (never reads it), so uninitialised bytes are fine;
         // the kernel writes at most `len` bytes and reports how many.

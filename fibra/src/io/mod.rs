@@ -34,3 +34,13 @@ pub(crate) fn worker_io() -> Option<WorkerIo> {
         })
     })
 }
+
+/// The bytes a vectored read may deliver: the sum of the lengths of the buffers `readv(2)` is
+/// given (std passes at most the first 1,024, Linux's `IOV_MAX`), so that a read filling
+/// less than this emptied the socket.
+pub(crate) fn vectored_len(bufs: &[std::io::IoSliceMut<'_>]) -> usize {
+    const IOV_MAX: usize = 1024;
+    bufs.iter()
+        .take(IOV_MAX)
+        .fold(0usize, |n, b| n.saturating_add(b.len()))
+}

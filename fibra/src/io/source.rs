@@ -100,21 +100,64 @@ impl<S: AsRawFd> Source<S> {
         dir: Direction,
         reason: ParkReason,
         deadline: Option<Instant>,
+        op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.do_io_draining(dir, reason, deadline, |_| false, op)
+    }
+
+    /// [`Source::do_io`] for a stream socket's read of `len` bytes: a read that returns fewer
+    /// (but some) bytes emptied the receive queue, so the next read waits for an edge without
+    /// first trying a syscall that would say `WouldBlock` (tokio does the same). Never for
+    /// datagrams (one per read) or `peek` (it empties nothing).
+    pub(crate) fn do_stream_read(
+        &self,
+        reason: ParkReason,
+        deadline: Option<Instant>,
+        len: usize,
+        op: impl FnMut(&S) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        self.do_io_draining(Direction::Read, reason, deadline, |&n| n > 0 && n < len, op)
+    }
+
+    fn do_io_draining<R>(
+        &self,
+        dir: Direction,
+        reason: ParkReason,
+        deadline: Option<Instant>,
+        drained: impl Fn(&R) -> bool,
         mut op: impl FnMut(&S) -> io::Result<R>,
     ) -> io::Result<R> {
+        // Only the first attempt may be skipped: after any wait the caller tries again, since
+        // a thread outside a fiber waits in poll(2), which updates no readiness word.
+        let mut first = true;
         loop {
             let snap = self.reg.get().map(|r| r.io.snapshot());
-            match op(self.get_ref()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-                Ok(v) => {
-                    // It could have parked and did not: count it against the fiber's budget.
-                    crate::coop::consume();
-                    return Ok(v);
+            // Known not ready: the attempt would only say `WouldBlock`.
+            let skip = first && snap.is_some_and(|s| dir.known_not_ready(s));
+            first = false;
+            if !skip {
+                match op(self.get_ref()) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                    Ok(v) => {
+                        self.forget_if_drained(snap, dir, drained(&v));
+                        // It could have parked and did not: count it against the fiber's budget.
+                        crate::coop::consume();
+                        return Ok(v);
+                    }
                 }
             }
             self.wait(dir, reason, snap, deadline)?;
+        }
+    }
+
+    /// After an attempt that emptied the socket (`drained`), clears `dir`'s readiness as a
+    /// `WouldBlock` would (step 3 of `reactor/scheduled.rs`): unless an edge arrived since
+    /// `snap`, the next attempt goes straight to waiting.
+    fn forget_if_drained(&self, snap: Option<usize>, dir: Direction, drained: bool) {
+        if let (true, Some(reg), Some(snap)) = (drained, self.reg.get(), snap) {
+            reg.io.clear(snap, dir);
         }
     }
 
@@ -181,17 +224,49 @@ impl<S: AsRawFd> Source<S> {
         &self,
         cx: &mut Context<'_>,
         dir: Direction,
+        op: impl FnMut(&S) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        self.poll_io_draining(cx, dir, |_| false, op)
+    }
+
+    /// [`Source::poll_io`] for a stream read of `len` bytes: see [`Source::do_stream_read`].
+    #[cfg_attr(
+        not(any(feature = "futures-io", feature = "tokio-io", feature = "hyper")),
+        allow(dead_code) // only the async adapters (`fibra::compat`) poll
+    )]
+    pub(crate) fn poll_stream_read(
+        &self,
+        cx: &mut Context<'_>,
+        len: usize,
+        op: impl FnMut(&S) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        self.poll_io_draining(cx, Direction::Read, |&n| n > 0 && n < len, op)
+    }
+
+    #[cfg_attr(
+        not(any(feature = "futures-io", feature = "tokio-io", feature = "hyper")),
+        allow(dead_code) // only the async adapters (`fibra::compat`) poll
+    )]
+    fn poll_io_draining<R>(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        drained: impl Fn(&R) -> bool,
         mut op: impl FnMut(&S) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
         loop {
             let snap = self.reg.get().map(|r| r.io.snapshot());
-            match op(self.get_ref()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-                Ok(v) => {
-                    crate::coop::consume();
-                    return Poll::Ready(Ok(v));
+            // Known not ready: skip the attempt, it would only say `WouldBlock`.
+            if !snap.is_some_and(|s| dir.known_not_ready(s)) {
+                match op(self.get_ref()) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Poll::Ready(Err(e)),
+                    Ok(v) => {
+                        self.forget_if_drained(snap, dir, drained(&v));
+                        crate::coop::consume();
+                        return Poll::Ready(Ok(v));
+                    }
                 }
             }
             let (Some(reg), Some(snap)) = (self.reg.get(), snap) else {

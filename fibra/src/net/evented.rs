@@ -42,6 +42,22 @@ impl<S: AsRawFd> Evented<S> {
         self.io(Direction::Read, reason, self.opts.read_timeout(), op)
     }
 
+    /// Reads up to `len` bytes from a stream socket, parking until readable (up to the read
+    /// timeout); a short read spares the next read its failing syscall
+    /// (`Source::do_stream_read`).
+    pub(crate) fn stream_read(
+        &self,
+        len: usize,
+        mut op: impl FnMut(&S) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        if self.opts.is_nonblocking() {
+            return op(self.get_ref());
+        }
+        let deadline = Opts::deadline(self.opts.read_timeout());
+        self.source
+            .do_stream_read(ParkReason::IoRead, deadline, len, op)
+    }
+
     /// Runs a write-side operation, parking until writable (up to the write timeout).
     pub(crate) fn write_op<R>(
         &self,

@@ -455,6 +455,21 @@ impl TcpStream {
         )
     }
 
+    /// A read of up to `len` bytes: a short one spares the next read its failing syscall
+    /// (`Source::do_stream_read`).
+    fn stream_read(
+        &self,
+        len: usize,
+        mut op: impl FnMut(&net::TcpStream) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        if self.opts.is_nonblocking() {
+            return op(self.std());
+        }
+        let deadline = Opts::deadline(self.opts.read_timeout());
+        self.source
+            .do_stream_read(ParkReason::IoRead, deadline, len, op)
+    }
+
     fn write_op<R>(&self, op: impl FnMut(&net::TcpStream) -> io::Result<R>) -> io::Result<R> {
         self.io(
             Direction::Write,
@@ -480,11 +495,13 @@ impl TcpStream {
 
 impl Read for &TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_op(|mut s| s.read(buf))
+        let len = buf.len();
+        self.stream_read(len, |mut s| s.read(buf))
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.read_op(|mut s| s.read_vectored(bufs))
+        let len = crate::io::vectored_len(bufs);
+        self.stream_read(len, |mut s| s.read_vectored(bufs))
     }
 }
 

@@ -58,7 +58,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 
 use crate::fiber::FiberRef;
 pub(crate) use scheduled::{Direction, ScheduledIo};
-use scheduled::{READABLE, WRITABLE};
+use scheduled::{READABLE, READ_CLOSED, WRITABLE, WRITE_CLOSED};
 
 /// The token of the slot's `mio::Waker` (no table index reaches it).
 const WAKE_TOKEN: Token = Token(usize::MAX);
@@ -267,6 +267,12 @@ impl Reactor {
             }
             if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
                 ready |= WRITABLE;
+            }
+            if ev.is_read_closed() || ev.is_error() {
+                ready |= READ_CLOSED;
+            }
+            if ev.is_write_closed() || ev.is_error() {
+                ready |= WRITE_CLOSED;
             }
             io.set_ready(ready, woken, &mut tasks);
         }

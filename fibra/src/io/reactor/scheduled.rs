@@ -50,11 +50,33 @@ impl Direction {
             Direction::Write => WRITABLE,
         }
     }
+
+    fn closed_bit(self) -> usize {
+        match self {
+            Direction::Read => READ_CLOSED,
+            Direction::Write => WRITE_CLOSED,
+        }
+    }
+
+    /// Whether readiness word `snap` proves an attempt in this direction would say
+    /// `WouldBlock`: its bit was cleared after one (or after a read that emptied the socket)
+    /// and no edge has come since, or none has come yet since the registration (adding an fd
+    /// to epoll reports its readiness as an edge), and the direction was never closed (a
+    /// closed direction's end-of-stream or error is reported once, but lasts). Edge-triggered
+    /// epoll reports any later readiness, so the caller may wait without attempting.
+    pub(crate) fn known_not_ready(self, snap: usize) -> bool {
+        snap & (self.bit() | self.closed_bit()) == 0
+    }
 }
 
 pub(crate) const READABLE: usize = 1;
 pub(crate) const WRITABLE: usize = 2;
+/// Sticky: the peer closed its side or the socket has an error (EPOLLRDHUP, EPOLLHUP,
+/// EPOLLERR); `clear` never removes these, so `known_not_ready` stays false for good.
+pub(crate) const READ_CLOSED: usize = 4;
+pub(crate) const WRITE_CLOSED: usize = 8;
 const BITS: usize = READABLE | WRITABLE;
+const CLOSED: usize = READ_CLOSED | WRITE_CLOSED;
 const TICK_ONE: usize = 1 << 8;
 const TICK: usize = !(TICK_ONE - 1);
 
@@ -121,11 +143,11 @@ impl ScheduledIo {
         woken: &mut Vec<FiberRef>,
         tasks: &mut Vec<Waker>,
     ) {
-        let ready = ready & BITS;
+        let ready = ready & (BITS | CLOSED);
         // AcqRel RMW: pairs with `clear`'s CAS and with `snapshot`.
         self.readiness
             .fetch_update(AcqRel, Acquire, |cur| {
-                Some((cur & TICK).wrapping_add(TICK_ONE) | (cur & BITS) | ready)
+                Some((cur & TICK).wrapping_add(TICK_ONE) | (cur & (BITS | CLOSED)) | ready)
             })
             .ok();
         let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());

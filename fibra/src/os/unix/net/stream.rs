@@ -335,12 +335,13 @@ impl UnixStream {
 
 impl Read for &UnixStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read_op(ParkReason::IoRead, |mut s| s.read(buf))
+        let len = buf.len();
+        self.inner.stream_read(len, |mut s| s.read(buf))
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.inner
-            .read_op(ParkReason::IoRead, |mut s| s.read_vectored(bufs))
+        let len = crate::io::vectored_len(bufs);
+        self.inner.stream_read(len, |mut s| s.read_vectored(bufs))
     }
 }
 
