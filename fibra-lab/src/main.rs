@@ -87,6 +87,15 @@ enum Command {
         #[arg(value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
         seconds: u64,
     },
+    /// io's conns rows: hold CONNS connections to ADDR, then ping each once a second for
+    /// SECS seconds (used by the lab itself; see `load::ping`).
+    #[command(hide = true)]
+    PingClient {
+        addr: std::net::SocketAddr,
+        conns: u64,
+        #[arg(long)]
+        secs: u64,
+    },
     /// One measurement in this process; prints one JSON line (used by the lab itself).
     #[command(hide = true)]
     Child {
@@ -114,6 +123,7 @@ fn main() -> ExitCode {
         }) => child::main(experiment, contender, n, workers, case.as_deref()),
         Some(Command::Run { ref experiments }) => lab_main(&cli, experiments),
         Some(Command::Soak { seconds }) => soak::main(seconds),
+        Some(Command::PingClient { addr, conns, secs }) => load::ping::main(addr, conns, secs),
         Some(Command::Replot { ref from }) => replot(&cli, from),
         None if cli.list => {
             print!("{}", lab::listing());
