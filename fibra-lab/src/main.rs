@@ -57,6 +57,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     reps: Option<u32>,
 
+    /// Only the rows whose label contains TEXT (e.g. `--rows "conns open"` for io's
+    /// many-connection rows).
+    #[arg(long, global = true, value_name = "TEXT")]
+    rows: Option<String>,
+
     /// List the experiments and contenders, then exit.
     #[arg(long, global = true)]
     list: bool,
@@ -173,6 +178,7 @@ fn lab_main(cli: &Cli, experiments: &[Experiment]) -> ExitCode {
         contenders,
         cores: machine::cores(),
         go_program,
+        rows: cli.rows.clone(),
     };
     let report = lab::run(&config, &dedup(experiments.to_vec()));
     match write_outputs(cli, &report) {
