@@ -174,7 +174,9 @@ pub fn measure(
             return Err("the ping client did not report in time".into());
         }
     };
-    let drops = listen_drops().zip(drops_before).map(|(a, b)| a.saturating_sub(b));
+    let drops = listen_drops()
+        .zip(drops_before)
+        .map(|(a, b)| a.saturating_sub(b));
     drop(client);
     let mut server = server;
     if let Some(reason) = server.died() {
@@ -231,7 +233,11 @@ fn kinds(errors: &BTreeMap<String, u64>) -> String {
 /// SYNs the kernel dropped at listen queues so far (TcpExt ListenDrops, which includes
 /// ListenOverflows): machine-wide, so another program's drops count too.
 fn listen_drops() -> Option<u64> {
-    netstat_field(&std::fs::read_to_string("/proc/net/netstat").ok()?, "TcpExt:", "ListenDrops")
+    netstat_field(
+        &std::fs::read_to_string("/proc/net/netstat").ok()?,
+        "TcpExt:",
+        "ListenDrops",
+    )
 }
 
 /// A field of /proc/net/netstat: a line of names, then a line of values, per protocol.
@@ -334,7 +340,12 @@ impl PingClient {
                     .stderr
                     .take()
                     .and_then(|h| h.join().ok())
-                    .and_then(|s| s.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_string))
+                    .and_then(|s| {
+                        s.lines()
+                            .rev()
+                            .find(|l| !l.trim().is_empty())
+                            .map(str::to_string)
+                    })
                     .unwrap_or_default();
                 Err(format!("the ping client exited ({status}): {why}"))
             }

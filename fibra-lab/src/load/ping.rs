@@ -363,7 +363,10 @@ impl Client {
         if self.in_flight > 0 {
             *self
                 .errors
-                .entry(format!("no answer {} s after the last slot", GRACE.as_secs()))
+                .entry(format!(
+                    "no answer {} s after the last slot",
+                    GRACE.as_secs()
+                ))
                 .or_default() += self.in_flight;
         }
         if not_sent > 0 {
