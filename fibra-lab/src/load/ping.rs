@@ -251,7 +251,8 @@ impl Client {
                     .and_then(|c| c.since)
                     .is_some_and(|t| now.duration_since(t) > OPEN_TIMEOUT);
                 if late {
-                    self.fail(i, "not open within 10 s", None);
+                    let what = format!("not open within {} s", OPEN_TIMEOUT.as_secs());
+                    self.fail(i, &what, None);
                     opening.retain(|&j| j != i);
                 }
             }
