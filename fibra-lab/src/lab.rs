@@ -24,6 +24,8 @@ pub struct Config {
     pub cores: usize,
     /// The Go peer's program, when `Contender::Go` is among the contenders.
     pub go_program: Option<PathBuf>,
+    /// `--rows`: only the rows whose label contains this.
+    pub rows: Option<String>,
 }
 
 /// `--list`.
@@ -101,7 +103,10 @@ fn run_experiment(config: &Config, experiment: Experiment) -> ExperimentResult {
     if experiment == Experiment::Io {
         println!("\nio: load from {}", load::Generator::choose().describe());
     }
-    let rows = experiment.plan(config.size, config.cores, &config.contenders);
+    let mut rows = experiment.plan(config.size, config.cores, &config.contenders);
+    if let Some(only) = &config.rows {
+        rows.retain(|r| r.label.contains(only.as_str()));
+    }
     // The fs experiment's file: written once, removed when the experiment is done.
     let scratch = match experiment {
         Experiment::Fs => match fs::Scratch::create(fs::file_size(config.size)) {

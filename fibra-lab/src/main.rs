@@ -57,6 +57,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     reps: Option<u32>,
 
+    /// Only the rows whose label contains TEXT (e.g. `--rows "conns open"` for io's
+    /// many-connection rows).
+    #[arg(long, global = true, value_name = "TEXT")]
+    rows: Option<String>,
+
     /// List the experiments and contenders, then exit.
     #[arg(long, global = true)]
     list: bool,
@@ -87,6 +92,15 @@ enum Command {
         #[arg(value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
         seconds: u64,
     },
+    /// io's conns rows: hold CONNS connections to ADDR, then ping each once a second for
+    /// SECS seconds (used by the lab itself; see `load::ping`).
+    #[command(hide = true)]
+    PingClient {
+        addr: std::net::SocketAddr,
+        conns: u64,
+        #[arg(long)]
+        secs: u64,
+    },
     /// One measurement in this process; prints one JSON line (used by the lab itself).
     #[command(hide = true)]
     Child {
@@ -114,6 +128,7 @@ fn main() -> ExitCode {
         }) => child::main(experiment, contender, n, workers, case.as_deref()),
         Some(Command::Run { ref experiments }) => lab_main(&cli, experiments),
         Some(Command::Soak { seconds }) => soak::main(seconds),
+        Some(Command::PingClient { addr, conns, secs }) => load::ping::main(addr, conns, secs),
         Some(Command::Replot { ref from }) => replot(&cli, from),
         None if cli.list => {
             print!("{}", lab::listing());
@@ -163,6 +178,7 @@ fn lab_main(cli: &Cli, experiments: &[Experiment]) -> ExitCode {
         contenders,
         cores: machine::cores(),
         go_program,
+        rows: cli.rows.clone(),
     };
     let report = lab::run(&config, &dedup(experiments.to_vec()));
     match write_outputs(cli, &report) {

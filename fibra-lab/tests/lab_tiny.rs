@@ -293,8 +293,8 @@ fn io_with_the_builtin_load_generator_writes_json_and_svg() {
     let cells = cells(&report);
     assert_eq!(
         cells.len(),
-        3 * 4,
-        "two load rows and an idle row, of four contenders"
+        4 * 4,
+        "two load rows, an idle row and a conns row, of four contenders"
     );
     assert!(
         cells.iter().any(|(_, _, c)| c["contender"] == "may"),
@@ -303,6 +303,10 @@ fn io_with_the_builtin_load_generator_writes_json_and_svg() {
     for (_, row, cell) in &cells {
         let who = format!("{row} / {}", cell["contender"]);
         assert_eq!(cell["status"], "ok", "{who}: {cell}");
+        if row.contains("conns open") {
+            assert_conns_row(&who, &cell["figures"]);
+            continue;
+        }
         if row.contains("idle") {
             let rss = cell["figures"]["idle_rss_mib"]["median"].as_f64();
             assert!(
@@ -341,6 +345,32 @@ fn io_with_the_builtin_load_generator_writes_json_and_svg() {
         assert_well_formed_svg(&plots.join(stem));
     }
     let _ = std::fs::remove_dir_all(&plots);
+}
+
+/// io's tiny conns row: 50 connections from the ping client, each pinging once in 1 s.
+fn assert_conns_row(who: &str, figures: &Value) {
+    let median = |key: &str| {
+        let v = figures[key]["median"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{who}: no {key} in {figures}"));
+        assert!(v.is_finite(), "{who} / {key} = {v}");
+        v
+    };
+    assert_eq!(median("conns_open"), 50.0, "{who}");
+    // One slot per connection in a 1 s window: every ping sent and answered, none late.
+    assert_eq!(median("ping_sent"), 50.0, "{who}");
+    assert_eq!(median("ping_requests"), 50.0, "{who}");
+    assert_eq!(median("ping_errors"), 0.0, "{who}");
+    assert!(median("ping_p50_ms") > 0.0, "{who}");
+    assert!(median("ping_p99_ms") >= median("ping_p50_ms"), "{who}");
+    // Connections cost the server memory, and the projection scales that cost up.
+    assert!(median("idle_rss_mib") > median("rss_before_mib"), "{who}");
+    assert!(median("idle_b_per_conn") > 0.0, "{who}");
+    assert!(
+        median("projected_100k_mib") > median("idle_rss_mib"),
+        "{who}"
+    );
+    assert!(median("fd_limit") >= 50.0, "{who}");
 }
 
 /// A server that dies before announcing its address is that contender's failure, with the

@@ -1,6 +1,8 @@
 //! `io`: an HTTP/1.1 hello server per contender, driven over loopback keep-alive connections
 //! by `wrk` (or the lab's own generator): req/s, p50/p99 latency, server RSS; in `--full` also
-//! the server's RSS with 10,000 idle keep-alive connections open.
+//! the server's RSS with 10,000 idle keep-alive connections open, and the conns rows
+//! (`conns`): as many connections as the descriptor limit allows, idle then pinging once a
+//! second, from the lab's own client in a separate process.
 //!
 //! Unlike the other experiments, the child process is only the server: the lab itself runs
 //! the load against the address the child announces and reads the child's RSS from /proc.
@@ -12,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{short_count, Figure, Params, PlotShape, PlotSpec, Row, Size};
+use super::{conns, short_count, Figure, Params, PlotShape, PlotSpec, Row, Size};
 use crate::child::{Figures, Server};
 use crate::load::Generator;
 use crate::machine;
@@ -47,9 +49,34 @@ all workers instead of one per worker (the default); \"fibra migration\" rows (-
 the unsafe RuntimeBuilder::migrate_started_fibers opt-in, so a started fiber may resume on \
 whichever worker is free (as a tokio task can; the server holds no thread-local across a park); \
 neither variant is in the plots. \
-RLIMIT_NOFILE is raised to its hard limit for the lab, the load generator and the server.";
+RLIMIT_NOFILE is raised to its hard limit for the lab, the load generator and the server. \
+\"conns open, 1 req/s each\" rows (--full): the same servers hold N connections from the lab's own \
+client, a separate process on the same cores (one thread, one epoll, sockets spread over \
+loopback source addresses 127.0.0.x, at most 64 connects in flight); N = 10,000 and the largest \
+the hard RLIMIT_NOFILE (in the label) allows each process with 500 descriptors spare, 100,000 \
+if it allows that. Each connection has one request answered, then the server's RSS is read \
+with all of them idle; then each sends one request a second for 10 s, staggered evenly (p50/p99 \
+from the write to the answer's last byte; RSS = the peak). Per connection = (RSS − RSS before \
+connecting) / N. The 100,000 figure is a projection from that idle cost unless N reached \
+100,000. Errors count failed connects (by errno), resets, non-2xx and missing answers, and \
+slots skipped because the previous ping was unanswered; listen drops are the machine's.";
 
-pub const FIGURES: &[Figure] = &[
+pub const FIGURES: &[Figure] =
+    &concat::<{ LOAD_FIGURES.len() + conns::FIGURES.len() }>(LOAD_FIGURES, conns::FIGURES);
+
+/// `a` then `b`, in a constant.
+const fn concat<const N: usize>(a: &[Figure], b: &[Figure]) -> [Figure; N] {
+    let mut out = [a[0]; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = if i < a.len() { a[i] } else { b[i - a.len()] };
+        i += 1;
+    }
+    out
+}
+
+/// The closed-loop rows' figures (and the idle row's).
+const LOAD_FIGURES: &[Figure] = &[
     Figure {
         key: "req_per_s",
         title: "requests per second (higher is better)",
@@ -211,6 +238,15 @@ pub fn plan(size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
             cells: super::same_for_all(contenders, &params(n, Some(IDLE_CASE))),
         });
     }
+    // The limit both processes of a conns row live under (the lab raises its soft limit to
+    // it, and they inherit it); getrlimit does not fail on Linux.
+    let limit = machine::raise_nofile().unwrap_or(0);
+    for n in conns::sizes(size, limit) {
+        rows.push(Row {
+            label: conns::label(n, limit),
+            cells: super::same_for_all(contenders, &params(n, Some(conns::CASE))),
+        });
+    }
     rows
 }
 
@@ -235,6 +271,10 @@ pub fn measure(
     params: &Params,
     size: Size,
 ) -> Result<Figures, String> {
+    let envs = [(READ_TIMEOUT_ENV, READ_TIMEOUT_MS)];
+    if params.case.as_deref() == Some(conns::CASE) {
+        return conns::measure(program, contender, params, size, &envs);
+    }
     // Raised here so the server and wrk inherit it.
     let limit = machine::raise_nofile()?;
     if limit < params.n + FD_MARGIN {
@@ -243,7 +283,6 @@ pub fn measure(
             params.n
         ));
     }
-    let envs = [(READ_TIMEOUT_ENV, READ_TIMEOUT_MS)];
     let mut server = Server::start(program, super::Experiment::Io, contender, params, &envs)?;
     let figures = if params.case.as_deref() == Some(IDLE_CASE) {
         idle(&server, params.n)

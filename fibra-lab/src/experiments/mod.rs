@@ -4,6 +4,7 @@
 pub mod blocking;
 pub mod chan;
 pub mod churn;
+pub mod conns;
 pub mod fs;
 pub mod io;
 pub mod spawn;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use super::{quantile, Load};
 
 const THREADS: u64 = 2;
-const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+pub(crate) const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 const REQUEST_CLOSE: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
 /// A server silent for this long on one connection has failed it.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -339,7 +339,7 @@ impl Conn {
 
 /// The length of the complete answer at the front of `buf` and whether it is a 2xx, or `None`
 /// while it is incomplete.
-fn complete(buf: &[u8]) -> io::Result<Option<(usize, bool)>> {
+pub(crate) fn complete(buf: &[u8]) -> io::Result<Option<(usize, bool)>> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut res = httparse::Response::new(&mut headers);
     let head = match res.parse(buf) {

@@ -2,6 +2,7 @@
 //! Both keep `conns` keep-alive connections busy for a while and report the same figures.
 
 pub mod builtin;
+pub mod ping;
 pub mod wrk;
 
 use std::net::SocketAddr;
