@@ -137,6 +137,9 @@ fn lab_main(cli: &Cli, experiments: &[Experiment]) -> ExitCode {
             all.insert(1, Contender::FibraHyper); // beside fibra's own server
             all.push(Contender::May); // the stackful peer (issue 21)
         }
+        if experiments.contains(&Experiment::Client) {
+            all.insert(1, Contender::FibraHooks); // unchanged blocking clients, hooked
+        }
         all
     } else {
         cli.peers.clone()
@@ -153,6 +156,18 @@ fn lab_main(cli: &Cli, experiments: &[Experiment]) -> ExitCode {
     } else {
         None
     };
+    let hooks_program = if contenders.contains(&Contender::FibraHooks) {
+        match peers::hooks::prepare() {
+            Ok(program) => Some(program),
+            Err(reason) => {
+                println!("fibra-hooks: skipped — {reason}");
+                contenders.retain(|&c| c != Contender::FibraHooks);
+                None
+            }
+        }
+    } else {
+        None
+    };
     if contenders.is_empty() {
         eprintln!("fibra-lab: no contender left to measure");
         return ExitCode::FAILURE;
@@ -163,6 +178,7 @@ fn lab_main(cli: &Cli, experiments: &[Experiment]) -> ExitCode {
         contenders,
         cores: machine::cores(),
         go_program,
+        hooks_program,
     };
     let report = lab::run(&config, &dedup(experiments.to_vec()));
     match write_outputs(cli, &report) {

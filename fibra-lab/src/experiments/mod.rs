@@ -4,6 +4,7 @@
 pub mod blocking;
 pub mod chan;
 pub mod churn;
+pub mod client;
 pub mod fs;
 pub mod io;
 pub mod spawn;
@@ -34,6 +35,8 @@ pub enum Experiment {
     Io,
     /// File reads: 4 KiB random (warm, cold; 1, 64, 1,024 units) and 1 MiB sequential.
     Fs,
+    /// HTTP GETs at concurrency 10, 100, 1,000 against one shared server; redis INCRs.
+    Client,
 }
 
 /// Problem sizes.
@@ -122,7 +125,7 @@ pub enum PlotShape {
 }
 
 impl Experiment {
-    pub const ALL: [Experiment; 7] = [
+    pub const ALL: [Experiment; 8] = [
         Experiment::Spawn,
         Experiment::Switch,
         Experiment::Churn,
@@ -130,6 +133,7 @@ impl Experiment {
         Experiment::Io,
         Experiment::Blocking,
         Experiment::Fs,
+        Experiment::Client,
     ];
 
     pub fn name(self) -> &'static str {
@@ -141,6 +145,7 @@ impl Experiment {
             Experiment::Blocking => "blocking",
             Experiment::Io => "io",
             Experiment::Fs => "fs",
+            Experiment::Client => "client",
         }
     }
 
@@ -153,6 +158,7 @@ impl Experiment {
             Experiment::Blocking => blocking::DESCRIPTION,
             Experiment::Io => io::DESCRIPTION,
             Experiment::Fs => fs::DESCRIPTION,
+            Experiment::Client => client::DESCRIPTION,
         }
     }
 
@@ -166,6 +172,7 @@ impl Experiment {
             Experiment::Blocking => blocking::NOTE,
             Experiment::Io => io::NOTE,
             Experiment::Fs => fs::NOTE,
+            Experiment::Client => client::NOTE,
         }
     }
 
@@ -179,6 +186,7 @@ impl Experiment {
             Experiment::Blocking => blocking::FIGURES,
             Experiment::Io => io::FIGURES,
             Experiment::Fs => fs::FIGURES,
+            Experiment::Client => client::FIGURES,
         }
     }
 
@@ -192,6 +200,7 @@ impl Experiment {
             Experiment::Blocking => blocking::PLOTS,
             Experiment::Io => io::PLOTS,
             Experiment::Fs => fs::PLOTS,
+            Experiment::Client => client::PLOTS,
         }
     }
 
@@ -199,6 +208,7 @@ impl Experiment {
     pub fn n_axis(self) -> &'static str {
         match self {
             Experiment::Io => "connections (log)",
+            Experiment::Client => "concurrent clients (log)",
             _ => "N (units alive at once, log)",
         }
     }
@@ -213,6 +223,7 @@ impl Experiment {
             Experiment::Blocking => blocking::plan(size, cores, contenders),
             Experiment::Io => io::plan(size, cores, contenders),
             Experiment::Fs => fs::plan(size, cores, contenders),
+            Experiment::Client => client::plan(size, cores, contenders),
         }
     }
 
@@ -224,7 +235,11 @@ impl Experiment {
         if contender == Contender::May && self != Experiment::Io {
             return Some("may_minihttp's server: the io experiment only".into());
         }
+        if contender == Contender::FibraHooks && self != Experiment::Client {
+            return Some("unchanged blocking clients on hooked fibra: the client experiment only".into());
+        }
         match self {
+            Experiment::Client => client::not_applicable(contender, params),
             Experiment::Blocking => blocking::not_applicable(contender, params),
             Experiment::Chan => chan::not_applicable(contender, params),
             Experiment::Io => io::not_applicable(contender, params),
