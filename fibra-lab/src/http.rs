@@ -73,7 +73,10 @@ pub fn answer(data: &[u8], out: &mut Vec<u8>) -> Answered {
 /// The client experiment's native GET: one keep-alive request on `stream`, the response read
 /// to the end of its `Content-Length` body and checked to be a 200. `buf` is the caller's
 /// read buffer, reused across requests.
-pub fn get(stream: &mut (impl std::io::Read + std::io::Write), buf: &mut Vec<u8>) -> std::io::Result<()> {
+pub fn get(
+    stream: &mut (impl std::io::Read + std::io::Write),
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
     use std::io::{Error, ErrorKind};
     stream.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
     buf.clear();
@@ -98,7 +101,13 @@ pub fn get(stream: &mut (impl std::io::Read + std::io::Write), buf: &mut Vec<u8>
             .headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-            .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
+            .and_then(|h| {
+                std::str::from_utf8(h.value)
+                    .ok()?
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+            })
             .ok_or_else(|| Error::new(ErrorKind::InvalidData, "no Content-Length"))?;
         let mut have = buf.len() - head;
         while have < length {

@@ -35,10 +35,11 @@ pub fn listing() -> String {
         let _ = writeln!(s, "  {:<8} {}", e.name(), e.description());
     }
     s += "contenders (--peers):\n";
-    for c in Contender::DEFAULT
-        .into_iter()
-        .chain([Contender::FibraHyper, Contender::May, Contender::FibraHooks])
-    {
+    for c in Contender::DEFAULT.into_iter().chain([
+        Contender::FibraHyper,
+        Contender::May,
+        Contender::FibraHooks,
+    ]) {
         let _ = writeln!(s, "  {:<11} {}", c.name(), c.description());
     }
     s

@@ -26,7 +26,7 @@ use experiments::{Experiment, Size};
 use peers::Contender;
 
 /// Threads vs fibra vs tokio vs Go: spawn cost, memory per unit, switches, channels, HTTP I/O,
-/// blocking.
+/// blocking, files, HTTP and redis clients.
 #[derive(Parser, Debug)]
 #[command(name = "fibra-lab", version, about, long_about = None)]
 struct Cli {

@@ -49,7 +49,9 @@ fn describe(output: &Output) -> String {
     )
 }
 
-const EXPERIMENTS: [&str; 7] = ["spawn", "switch", "churn", "chan", "io", "blocking", "fs"];
+const EXPERIMENTS: [&str; 8] = [
+    "spawn", "switch", "churn", "chan", "io", "blocking", "fs", "client",
+];
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("fibra-lab-test-{}-{name}", std::process::id()));

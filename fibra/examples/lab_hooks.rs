@@ -62,6 +62,10 @@ fn parse(args: &[String]) -> Result<(u64, usize, Option<&str>), String> {
     Ok((units, workers, case))
 }
 
+fn joined<T>(r: Result<T, fibra::JoinError>) -> Result<T, String> {
+    r.map_err(|e| format!("fiber failed: {e}"))
+}
+
 fn measure(args: &[String]) -> Result<Figures, String> {
     let (units, workers, case) = parse(args)?;
     let job = Job::from_child(units, case)?;
@@ -69,7 +73,6 @@ fn measure(args: &[String]) -> Result<Figures, String> {
         .workers(workers.max(1))
         .build()
         .map_err(|e| format!("could not build the fibra runtime: {e}"))?;
-    let joined = |r: Result<_, fibra::JoinError>| r.map_err(|e| format!("fiber failed: {e}"));
     if !job.redis {
         return rt.run(|| {
             let start = Instant::now();

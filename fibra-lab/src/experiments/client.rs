@@ -142,9 +142,9 @@ pub fn plan(size: Size, cores: usize, contenders: &[Contender]) -> Vec<Row> {
 pub fn not_applicable(contender: Contender, params: &Params) -> Option<String> {
     let redis = params.case.as_deref() == Some(REDIS_CASE);
     match contender {
-        Contender::Fibra if redis => Some(
-            "the redis row measures the unchanged sync crate: see fibra-hooks".into(),
-        ),
+        Contender::Fibra if redis => {
+            Some("the redis row measures the unchanged sync crate: see fibra-hooks".into())
+        }
         Contender::Go if redis => Some("the Go peer has no redis client (no modules)".into()),
         _ => None,
     }
@@ -234,7 +234,10 @@ mod tests {
             .collect();
         assert_eq!(skipped, [true, false, true]);
         for row in &rows[..rows.len() - 1] {
-            assert!(row.cells.iter().all(|(c, p)| not_applicable(*c, p).is_none()));
+            assert!(row
+                .cells
+                .iter()
+                .all(|(c, p)| not_applicable(*c, p).is_none()));
         }
     }
 }

@@ -236,7 +236,9 @@ impl Experiment {
             return Some("may_minihttp's server: the io experiment only".into());
         }
         if contender == Contender::FibraHooks && self != Experiment::Client {
-            return Some("unchanged blocking clients on hooked fibra: the client experiment only".into());
+            return Some(
+                "unchanged blocking clients on hooked fibra: the client experiment only".into(),
+            );
         }
         match self {
             Experiment::Client => client::not_applicable(contender, params),

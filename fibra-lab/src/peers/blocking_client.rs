@@ -144,7 +144,11 @@ pub fn http_figures(wall: Duration, mut latencies: Vec<Duration>) -> BTreeMap<St
 }
 
 /// The figures of a redis run: INCRs done in `wall`, and the sleepers' lateness.
-pub fn redis_figures(incrs: u64, wall: Duration, mut lateness: Vec<Duration>) -> BTreeMap<String, f64> {
+pub fn redis_figures(
+    incrs: u64,
+    wall: Duration,
+    mut lateness: Vec<Duration>,
+) -> BTreeMap<String, f64> {
     BTreeMap::from([
         ("incr_per_s".to_string(), incrs as f64 / wall.as_secs_f64()),
         ("sleeper_p99_ms".to_string(), p99_ms(&mut lateness)),

@@ -9,8 +9,8 @@ use crate::child::{self, Figures};
 use crate::experiments::chan::{self as chan_exp, Case, Flavour};
 use crate::experiments::switch::{self as switch_exp, Placement};
 use crate::experiments::{churn, io as io_exp, spawn as spawn_exp};
-use crate::peers::blocking_client::{http_figures, Job as ClientJob};
 use crate::machine::vm_rss_bytes;
+use crate::peers::blocking_client::{http_figures, Job as ClientJob};
 
 // The io experiment measures the example itself: its server code is compiled in here, as
 // fibra's own `tests/net_http.rs` does, so there is one fibra HTTP server, not two (the soak

@@ -18,7 +18,11 @@ pub fn prepare() -> Result<PathBuf, String> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .ok_or("no workspace directory")?;
-    if !workspace.join("fibra/examples").join(format!("{EXAMPLE}.rs")).is_file() {
+    if !workspace
+        .join("fibra/examples")
+        .join(format!("{EXAMPLE}.rs"))
+        .is_file()
+    {
         return Err(format!(
             "fibra's sources are not at {} (the hooked program is built from them)",
             workspace.display()
@@ -28,7 +32,15 @@ pub fn prepare() -> Result<PathBuf, String> {
     let release = !cfg!(debug_assertions);
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(workspace)
-        .args(["build", "-p", "fibra", "--features", "hooks", "--example", EXAMPLE])
+        .args([
+            "build",
+            "-p",
+            "fibra",
+            "--features",
+            "hooks",
+            "--example",
+            EXAMPLE,
+        ])
         .arg("--message-format=json-render-diagnostics");
     if release {
         cmd.arg("--release");
@@ -42,7 +54,12 @@ pub fn prepare() -> Result<PathBuf, String> {
         .map_err(|e| format!("cannot run {}: {e}", cargo.to_string_lossy()))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+        // The first error is the cause; the last line only counts them.
+        let last = err
+            .lines()
+            .find(|l| l.starts_with("error"))
+            .or_else(|| err.lines().rfind(|l| !l.trim().is_empty()))
+            .unwrap_or("");
         return Err(format!(
             "building the hooked program failed ({}): {}",
             out.status,

@@ -1,8 +1,8 @@
 //! The contenders, and the dispatch from (experiment, contender) to the code that measures it.
 //! Runs in the child process.
 
-pub mod fibra;
 pub mod blocking_client;
+pub mod fibra;
 pub mod go;
 pub mod hooks;
 pub mod may;

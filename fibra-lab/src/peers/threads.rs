@@ -10,8 +10,8 @@ use crate::child::{self, Figures};
 use crate::experiments::chan::{self as chan_exp, Case, Flavour};
 use crate::experiments::{churn, spawn as spawn_exp, switch as switch_exp};
 use crate::http;
-use crate::peers::blocking_client::{self, Job as ClientJob};
 use crate::machine::vm_rss_bytes;
+use crate::peers::blocking_client::{self, Job as ClientJob};
 
 fn start<F: FnOnce() + Send + 'static>(f: F, created: u64) -> Result<JoinHandle<()>, String> {
     thread::Builder::new()
@@ -344,7 +344,8 @@ pub fn client(job: &ClientJob) -> Result<Figures, String> {
             .map_err(|e| format!("thread spawn failed: {e}"))
     };
     let join = |h: JoinHandle<Result<Vec<Duration>, String>>| {
-        h.join().map_err(|_| "a client thread panicked".to_string())?
+        h.join()
+            .map_err(|_| "a client thread panicked".to_string())?
     };
     if !job.redis {
         let start = Instant::now();

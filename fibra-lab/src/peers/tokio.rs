@@ -488,7 +488,11 @@ async fn hyper_connect(
     Ok(sender)
 }
 
-async fn redis_incrs(job: &ClientJob, client: &redis::Client, key: &str) -> Result<Figures, String> {
+async fn redis_incrs(
+    job: &ClientJob,
+    client: &redis::Client,
+    key: &str,
+) -> Result<Figures, String> {
     let running = Arc::new(AtomicBool::new(true));
     let sleepers: Vec<_> = (0..blocking_client::SLEEPERS)
         .map(|_| {

@@ -65,7 +65,11 @@ pub(super) fn temp_dir(tag: &str) -> PathBuf {
 }
 
 /// Waits until `port` accepts a connection and `ready` agrees, or the child exits.
-pub(super) fn wait_ready(child: &mut Child, port: u16, ready: impl Fn() -> bool) -> Result<(), String> {
+pub(super) fn wait_ready(
+    child: &mut Child,
+    port: u16,
+    ready: impl Fn() -> bool,
+) -> Result<(), String> {
     let until = Instant::now() + READY_WITHIN;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -123,4 +127,3 @@ pub fn start_redis() -> Option<Server> {
         Err(e) => skip("redis-server", &e), // `server` drops: stopped, directory removed
     }
 }
-

@@ -11,8 +11,8 @@ mod base;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-pub use base::{start_redis, Server};
 use base::{find_on_path, free_port, skip, temp_dir, wait_ready};
+pub use base::{start_redis, Server};
 
 /// PostgreSQL's binaries: Debian keeps them in /usr/lib/postgresql/<major>/bin (the newest
 /// major wins), else PATH.
