@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use base::{find_on_path, free_port, skip, temp_dir, wait_ready};
+#[allow(unused_imports)] // the postgres tests start no redis-server
 pub use base::{start_redis, Server};
 
 /// PostgreSQL's binaries: Debian keeps them in /usr/lib/postgresql/<major>/bin (the newest
