@@ -156,7 +156,10 @@ fn lab_main(cli: &Cli, experiments: &[Experiment]) -> ExitCode {
     } else {
         None
     };
-    let hooks_program = if contenders.contains(&Contender::FibraHooks) {
+    // Built only for the experiment that runs it (a first build takes minutes).
+    let hooks_program = if contenders.contains(&Contender::FibraHooks)
+        && experiments.contains(&Experiment::Client)
+    {
         match peers::hooks::prepare() {
             Ok(program) => Some(program),
             Err(reason) => {
