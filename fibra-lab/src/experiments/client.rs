@@ -29,11 +29,16 @@ MaxIdleConnsPerHost = the concurrency). Each unit keeps one keep-alive connectio
 Agent per unit; Go: its pooled Transport) and makes its share of the GETs one after another; \
 the clock runs from before the first unit is spawned until the last is joined, so a unit's \
 start and its connect count. Latency = one GET, connect included for a unit's first. \
+Syscalls per GET (strace -c, 10 clients): fibra's own GET 2 (send, recv); ureq 2 on threads 9 \
+(3 setsockopt for its timeouts, a non-blocking peek to check the pooled connection with \
+2 ioctl(FIONBIO) around it, getsockname, send, recv), 7 when hooked (the hooks answer \
+FIONBIO without the kernel): the gap between ureq and fibra's own client is mostly ureq's. \
 Server, shared by every contender and started once per row: fibra's \
 fibra/examples/http_hello.rs (the io experiment's fibra server) on 2 workers, on the same 2 \
 cores as the clients. Redis row: 200 units × INCR on their own connection against a \
 redis-server the lab starts on a free loopback port (no persistence), beside 10 units that \
-sleep 1 ms in a loop (fibers on the same runtime for fibra-hooks; threads beside threads; \
+sleep 1 ms in a loop (fibers on the same runtime for fibra-hooks; threads beside threads, \
+whose lateness is the kernel scheduler's, not a shared worker's; \
 tasks with tokio::time::sleep for tokio's redis client, tokio-comp); lateness = wake-up time \
 past the 1 ms. Two workers (GOMAXPROCS 2).";
 
