@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -49,6 +50,8 @@ func main() {
 		err = serveHTTP()
 	case "fs":
 		f, err = fsReads(n, chanCase)
+	case "client":
+		f, err = httpClient(n, chanCase)
 	default:
 		err = fmt.Errorf("the Go peer has no %q experiment", experiment)
 	}
@@ -468,6 +471,75 @@ func serveHTTP() error {
 		w.Write(hello)
 	})
 	return fmt.Errorf("the server stopped: %v", http.Serve(ln, handler))
+}
+
+// client: n goroutines share the GETs named in FIBRA_LAB_CLIENT_REQUESTS against the server
+// in FIBRA_LAB_CLIENT_ADDR (src/experiments/client.rs), each GET's body read whole, through
+// one http.Client whose Transport keeps up to n idle connections (the default keeps 2 per
+// host, which would make most GETs open a connection).
+func httpClient(n uint64, clientCase string) (figures, error) {
+	if clientCase != "" {
+		return nil, fmt.Errorf("the Go peer has no client case %q", clientCase)
+	}
+	addr := os.Getenv("FIBRA_LAB_CLIENT_ADDR")
+	requests, err := strconv.ParseUint(os.Getenv("FIBRA_LAB_CLIENT_REQUESTS"), 10, 64)
+	if addr == "" || err != nil {
+		return nil, fmt.Errorf("FIBRA_LAB_CLIENT_ADDR and FIBRA_LAB_CLIENT_REQUESTS must be set")
+	}
+	if n == 0 {
+		n = 1
+	}
+	url := "http://" + addr + "/"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: int(n), MaxIdleConnsPerHost: int(n)}}
+	latencies := make([][]time.Duration, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := uint64(0); i < n; i++ {
+		share := requests / n
+		if i < requests%n {
+			share++
+		}
+		wg.Add(1)
+		go func(i, share uint64) {
+			defer wg.Done()
+			lat := make([]time.Duration, 0, share)
+			for j := uint64(0); j < share; j++ {
+				t := time.Now()
+				resp, err := client.Get(url)
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != 200 || string(body) != "Hello, World!" {
+					errs[i] = fmt.Errorf("GET %s: status %d, body %q, %v", url, resp.StatusCode, body, err)
+					return
+				}
+				lat = append(lat, time.Since(t))
+			}
+			latencies[i] = lat
+		}(i, share)
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	all := make([]time.Duration, 0, requests)
+	for i, lat := range latencies {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		all = append(all, lat...)
+	}
+	sort.Slice(all, func(a, b int) bool { return all[a] < all[b] })
+	p99 := 0.0
+	if len(all) > 0 {
+		p99 = ms(all[len(all)*99/100])
+	}
+	return figures{
+		"req_per_s": float64(len(all)) / wall.Seconds(),
+		"p99_ms":    p99,
+	}, nil
 }
 
 // fs: units read a file at 4 KiB random offsets (or 1 MiB front to back) with os.File.ReadAt

@@ -1,5 +1,6 @@
 //! The HTTP/1.1 the io experiment's threads server speaks (fibra's is
-//! `fibra/examples/http_hello.rs` itself, tokio's is hyper): keep-alive and pipelining of body-less requests,
+//! `fibra/examples/http_hello.rs` itself, tokio's is hyper), and the client experiment's
+//! native GET ([`get`]). The server: keep-alive and pipelining of body-less requests,
 //! parsed with `httparse`, every one answered with `Hello, World!`. It is only as much HTTP as
 //! the benchmark needs: a request with a body, a malformed one or an oversized head gets an
 //! error status and the connection is closed.
@@ -69,6 +70,62 @@ pub fn answer(data: &[u8], out: &mut Vec<u8>) -> Answered {
     }
 }
 
+/// The client experiment's native GET: one keep-alive request on `stream`, the response read
+/// to the end of its `Content-Length` body and checked to be a 200. `buf` is the caller's
+/// read buffer, reused across requests.
+pub fn get(
+    stream: &mut (impl std::io::Read + std::io::Write),
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
+    buf.clear();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        let head = match resp.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => continue,
+            _ => return Err(Error::new(ErrorKind::InvalidData, "bad response head")),
+        };
+        if resp.code != Some(200) {
+            return Err(Error::other(format!("status {:?}", resp.code)));
+        }
+        let length = resp
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .and_then(|h| {
+                std::str::from_utf8(h.value)
+                    .ok()?
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+            })
+            .ok_or_else(|| Error::new(ErrorKind::InvalidData, "no Content-Length"))?;
+        let mut have = buf.len() - head;
+        while have < length {
+            let n = stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(ErrorKind::UnexpectedEof.into());
+            }
+            have += n;
+        }
+        // No pipelining: a well-behaved server sends nothing past the body.
+        return if have == length {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::InvalidData, "bytes past the body"))
+        };
+    }
+}
+
 /// Whether the connection stays open after `req`; `None` for a request with a body.
 fn keep_alive(req: &httparse::Request) -> Option<bool> {
     let mut keep = req.version.unwrap_or(1) >= 1;
@@ -103,6 +160,56 @@ mod tests {
         assert_eq!(a.consumed, 2 * GET.len());
         assert!(!a.close);
         assert_eq!(out, [HELLO, HELLO].concat());
+    }
+
+    /// A scripted peer: reads come from `input` in the given chunks, writes are kept.
+    struct Script {
+        input: Vec<&'static [u8]>,
+        written: Vec<u8>,
+    }
+
+    impl std::io::Read for Script {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.input.is_empty() {
+                return Ok(0);
+            }
+            let chunk = self.input.remove(0);
+            buf[..chunk.len()].copy_from_slice(chunk);
+            Ok(chunk.len())
+        }
+    }
+
+    impl std::io::Write for Script {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn get_reads_a_response_split_anywhere_and_refuses_errors() {
+        let mut buf = Vec::new();
+        let (head, body) = HELLO.split_at(20);
+        let (body1, body2) = body.split_at(body.len() - 3);
+        let mut ok = Script {
+            input: vec![head, body1, body2],
+            written: Vec::new(),
+        };
+        get(&mut ok, &mut buf).unwrap();
+        assert!(ok.written.starts_with(b"GET / HTTP/1.1\r\n"));
+        let mut short = Script {
+            input: vec![&HELLO[..HELLO.len() - 1]],
+            written: Vec::new(),
+        };
+        assert!(get(&mut short, &mut buf).is_err());
+        let mut bad = Script {
+            input: vec![BAD_REQUEST],
+            written: Vec::new(),
+        };
+        assert!(get(&mut bad, &mut buf).is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::child::{self, Figures};
-use crate::experiments::{fs, io, spawn, Experiment, Params, Size};
+use crate::experiments::{client, fs, io, spawn, Experiment, Params, Size};
 use crate::load;
 use crate::machine::{self, Machine};
 use crate::peers::Contender;
@@ -26,6 +26,8 @@ pub struct Config {
     pub go_program: Option<PathBuf>,
     /// `--rows`: only the rows whose label contains this.
     pub rows: Option<String>,
+    /// The hooked fibra program (`peers::hooks`), when `Contender::FibraHooks` is measured.
+    pub hooks_program: Option<PathBuf>,
 }
 
 /// `--list`.
@@ -35,10 +37,11 @@ pub fn listing() -> String {
         let _ = writeln!(s, "  {:<8} {}", e.name(), e.description());
     }
     s += "contenders (--peers):\n";
-    for c in Contender::DEFAULT
-        .into_iter()
-        .chain([Contender::FibraHyper, Contender::May])
-    {
+    for c in Contender::DEFAULT.into_iter().chain([
+        Contender::FibraHyper,
+        Contender::May,
+        Contender::FibraHooks,
+    ]) {
         let _ = writeln!(s, "  {:<11} {}", c.name(), c.description());
     }
     s
@@ -171,16 +174,46 @@ fn run_experiment(config: &Config, experiment: Experiment) -> ExperimentResult {
             .filter(|(_, o)| o.is_none())
             .map(|((c, p), _)| (*c, p))
             .collect();
-        let mut measured = measure_row(
-            config,
-            experiment,
-            &to_measure,
-            &row.label,
-            timeout,
-            &bar,
-            scratch.as_ref(),
-        )
+        // The client experiment's server, shared by the row's contenders; a row without one
+        // is skipped (no redis-server) or failed (the HTTP server did not start).
+        let target = match (experiment, to_measure.first()) {
+            (Experiment::Client, Some((_, params))) => Some(client::Target::start(params)),
+            _ => None,
+        };
+        let mut measured = match &target {
+            Some(Err(reason)) => {
+                bar.inc(to_measure.len() as u64 * u64::from(config.reps));
+                let redis = to_measure[0].1.case.as_deref() == Some(client::REDIS_CASE);
+                to_measure
+                    .iter()
+                    .map(|_| {
+                        let reason = reason.clone();
+                        if redis {
+                            Outcome::Skipped { reason }
+                        } else {
+                            Outcome::Failed {
+                                reason,
+                                reps_done: 0,
+                            }
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            }
+            _ => measure_row(
+                config,
+                experiment,
+                &to_measure,
+                &row.label,
+                timeout,
+                &bar,
+                Setup {
+                    scratch: scratch.as_ref(),
+                    target: target.as_ref().and_then(|t| t.as_ref().ok()),
+                },
+            ),
+        }
         .into_iter();
+        drop(target);
         let mut cell_results = Vec::with_capacity(row.cells.len());
         for ((contender, params), outcome) in row.cells.into_iter().zip(outcomes) {
             let outcome = match outcome {
@@ -241,6 +274,15 @@ fn interleaved(cells: usize, reps: u32) -> impl Iterator<Item = (u32, usize)> {
     (1..=reps).flat_map(move |rep| (0..cells).map(move |k| (rep, (k + rep as usize - 1) % cells)))
 }
 
+/// What the lab prepared for an experiment's children.
+#[derive(Clone, Copy)]
+struct Setup<'a> {
+    /// The fs experiment's file.
+    scratch: Option<&'a fs::Scratch>,
+    /// The client experiment's row server.
+    target: Option<&'a client::Target>,
+}
+
 /// `reps` child processes for each of a row's `cells`, interleaved (`interleaved`); a cell
 /// stops at its first failure. One outcome per cell, in order.
 fn measure_row(
@@ -250,7 +292,7 @@ fn measure_row(
     label: &str,
     timeout: Duration,
     bar: &ProgressBar,
-    scratch: Option<&fs::Scratch>,
+    setup: Setup,
 ) -> Vec<Outcome> {
     let mut runs: Vec<Vec<Figures>> = cells.iter().map(|_| Vec::new()).collect();
     let mut failed: Vec<Option<Outcome>> = cells.iter().map(|_| None).collect();
@@ -264,7 +306,7 @@ fn measure_row(
             contender.name(),
             config.reps
         ));
-        match measure_once(config, experiment, contender, params, timeout, scratch) {
+        match measure_once(config, experiment, contender, params, timeout, setup) {
             Ok(figures) => {
                 runs[i].push(figures);
                 bar.inc(1);
@@ -295,18 +337,23 @@ fn measure_once(
     contender: Contender,
     params: &Params,
     timeout: Duration,
-    scratch: Option<&fs::Scratch>,
+    setup: Setup,
 ) -> Result<Figures, String> {
     let program = match contender {
         Contender::Go => config.go_program.as_deref(),
+        Contender::FibraHooks => config.hooks_program.as_deref(),
         _ => None,
     };
     match experiment {
         // The child is a server; the load runs from here.
         Experiment::Io => io::measure(program, contender, params, config.size),
+        Experiment::Client => {
+            let target = setup.target.ok_or("client: no server to talk to")?;
+            client::measure(program, contender, params, config.size, timeout, target)
+        }
         // Every contender starts from the same page cache: the file read through, or evicted.
         Experiment::Fs => {
-            let scratch = scratch.ok_or("fs: no file to read")?;
+            let scratch = setup.scratch.ok_or("fs: no file to read")?;
             let case: fs::Case = params.case.as_deref().unwrap_or("").parse()?;
             scratch
                 .prepare(case)

@@ -26,7 +26,7 @@ use experiments::{Experiment, Size};
 use peers::Contender;
 
 /// Threads vs fibra vs tokio vs Go: spawn cost, memory per unit, switches, channels, HTTP I/O,
-/// blocking.
+/// blocking, files, HTTP and redis clients.
 #[derive(Parser, Debug)]
 #[command(name = "fibra-lab", version, about, long_about = None)]
 struct Cli {
@@ -152,6 +152,9 @@ fn lab_main(cli: &Cli, experiments: &[Experiment]) -> ExitCode {
             all.insert(1, Contender::FibraHyper); // beside fibra's own server
             all.push(Contender::May); // the stackful peer (issue 21)
         }
+        if experiments.contains(&Experiment::Client) {
+            all.insert(1, Contender::FibraHooks); // unchanged blocking clients, hooked
+        }
         all
     } else {
         cli.peers.clone()
@@ -162,6 +165,21 @@ fn lab_main(cli: &Cli, experiments: &[Experiment]) -> ExitCode {
             Err(reason) => {
                 println!("go: skipped — {reason}");
                 contenders.retain(|&c| c != Contender::Go);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // Built only for the experiment that runs it (a first build takes minutes).
+    let hooks_program = if contenders.contains(&Contender::FibraHooks)
+        && experiments.contains(&Experiment::Client)
+    {
+        match peers::hooks::prepare() {
+            Ok(program) => Some(program),
+            Err(reason) => {
+                println!("fibra-hooks: skipped — {reason}");
+                contenders.retain(|&c| c != Contender::FibraHooks);
                 None
             }
         }
@@ -179,6 +197,7 @@ fn lab_main(cli: &Cli, experiments: &[Experiment]) -> ExitCode {
         cores: machine::cores(),
         go_program,
         rows: cli.rows.clone(),
+        hooks_program,
     };
     let report = lab::run(&config, &dedup(experiments.to_vec()));
     match write_outputs(cli, &report) {

@@ -49,7 +49,9 @@ fn describe(output: &Output) -> String {
     )
 }
 
-const EXPERIMENTS: [&str; 7] = ["spawn", "switch", "churn", "chan", "io", "blocking", "fs"];
+const EXPERIMENTS: [&str; 8] = [
+    "spawn", "switch", "churn", "chan", "io", "blocking", "fs", "client",
+];
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("fibra-lab-test-{}-{name}", std::process::id()));
@@ -229,6 +231,40 @@ fn go_peer_without_go_is_skipped_and_the_lab_continues() {
 /// With a `go` toolchain on PATH (scripts/install-peers.sh), the bundled Go program is built and
 /// measured like the other peers; without one there is nothing to check here (the test above
 /// covers that case).
+/// Without redis-server the client experiment's redis row is skipped with the command that
+/// installs it, and the HTTP rows are measured all the same.
+#[test]
+fn client_without_redis_server_skips_the_redis_row() {
+    let json = temp_json("client-no-redis");
+    let output = Command::new(env!("CARGO_BIN_EXE_fibra-lab"))
+        .args(["run", "client", "--size", "tiny", "--reps", "1"])
+        .args(["--peers", "threads,fibra", "--json"])
+        .arg(&json)
+        .env("PATH", "/nonexistent")
+        .output()
+        .expect("run fibra-lab");
+    assert!(output.status.success(), "{}", describe(&output));
+    let cells = cells(&read_report(&json));
+    assert_eq!(cells.len(), 3 * 2, "two HTTP rows and the redis row");
+    for (_, row, cell) in &cells {
+        if row.starts_with("redis") {
+            assert_eq!(cell["status"], "skipped", "{row}: {cell}");
+            if cell["contender"] == "threads" {
+                let reason = cell["reason"].as_str().unwrap_or("");
+                assert!(reason.contains("scripts/install-servers.sh"), "{reason}");
+            }
+        } else {
+            assert_eq!(cell["status"], "ok", "{row}: {cell}");
+            assert!(
+                cell["figures"]["req_per_s"]["median"]
+                    .as_f64()
+                    .unwrap_or(0.0)
+                    > 0.0
+            );
+        }
+    }
+}
+
 #[test]
 fn go_peer_reports_figures_when_go_is_installed() {
     let has_go = Command::new("go")
@@ -248,6 +284,7 @@ fn go_peer_reports_figures_when_go_is_installed() {
         "chan",
         "io",
         "blocking",
+        "client",
         "--size",
         "tiny",
         "--reps",
@@ -263,9 +300,10 @@ fn go_peer_reports_figures_when_go_is_installed() {
     assert!(!cells.is_empty());
     for (experiment, row, cell) in &cells {
         assert_eq!(cell["contender"], "go");
-        // Go has no unbounded channel, and only the unwrapped blocking rows.
+        // Go has no unbounded channel, only the unwrapped blocking rows, and no redis client.
         let not_applicable = (experiment == "chan" && row.contains("unbounded"))
-            || (experiment == "blocking" && !row.contains("unwrapped"));
+            || (experiment == "blocking" && !row.contains("unwrapped"))
+            || (experiment == "client" && row.starts_with("redis"));
         let expected = if not_applicable { "skipped" } else { "ok" };
         assert_eq!(cell["status"], expected, "{experiment} / {row}: {cell}");
     }

@@ -4,6 +4,7 @@
 pub mod blocking;
 pub mod chan;
 pub mod churn;
+pub mod client;
 pub mod conns;
 pub mod fs;
 pub mod io;
@@ -35,6 +36,8 @@ pub enum Experiment {
     Io,
     /// File reads: 4 KiB random (warm, cold; 1, 64, 1,024 units) and 1 MiB sequential.
     Fs,
+    /// HTTP GETs at concurrency 10, 100, 1,000 against one shared server; redis INCRs.
+    Client,
 }
 
 /// Problem sizes.
@@ -123,7 +126,7 @@ pub enum PlotShape {
 }
 
 impl Experiment {
-    pub const ALL: [Experiment; 7] = [
+    pub const ALL: [Experiment; 8] = [
         Experiment::Spawn,
         Experiment::Switch,
         Experiment::Churn,
@@ -131,6 +134,7 @@ impl Experiment {
         Experiment::Io,
         Experiment::Blocking,
         Experiment::Fs,
+        Experiment::Client,
     ];
 
     pub fn name(self) -> &'static str {
@@ -142,6 +146,7 @@ impl Experiment {
             Experiment::Blocking => "blocking",
             Experiment::Io => "io",
             Experiment::Fs => "fs",
+            Experiment::Client => "client",
         }
     }
 
@@ -154,6 +159,7 @@ impl Experiment {
             Experiment::Blocking => blocking::DESCRIPTION,
             Experiment::Io => io::DESCRIPTION,
             Experiment::Fs => fs::DESCRIPTION,
+            Experiment::Client => client::DESCRIPTION,
         }
     }
 
@@ -167,6 +173,7 @@ impl Experiment {
             Experiment::Blocking => blocking::NOTE,
             Experiment::Io => io::NOTE,
             Experiment::Fs => fs::NOTE,
+            Experiment::Client => client::NOTE,
         }
     }
 
@@ -180,6 +187,7 @@ impl Experiment {
             Experiment::Blocking => blocking::FIGURES,
             Experiment::Io => io::FIGURES,
             Experiment::Fs => fs::FIGURES,
+            Experiment::Client => client::FIGURES,
         }
     }
 
@@ -193,6 +201,7 @@ impl Experiment {
             Experiment::Blocking => blocking::PLOTS,
             Experiment::Io => io::PLOTS,
             Experiment::Fs => fs::PLOTS,
+            Experiment::Client => client::PLOTS,
         }
     }
 
@@ -200,6 +209,7 @@ impl Experiment {
     pub fn n_axis(self) -> &'static str {
         match self {
             Experiment::Io => "connections (log)",
+            Experiment::Client => "concurrent clients (log)",
             _ => "N (units alive at once, log)",
         }
     }
@@ -214,6 +224,7 @@ impl Experiment {
             Experiment::Blocking => blocking::plan(size, cores, contenders),
             Experiment::Io => io::plan(size, cores, contenders),
             Experiment::Fs => fs::plan(size, cores, contenders),
+            Experiment::Client => client::plan(size, cores, contenders),
         }
     }
 
@@ -225,7 +236,13 @@ impl Experiment {
         if contender == Contender::May && self != Experiment::Io {
             return Some("may_minihttp's server: the io experiment only".into());
         }
+        if contender == Contender::FibraHooks && self != Experiment::Client {
+            return Some(
+                "unchanged blocking clients on hooked fibra: the client experiment only".into(),
+            );
+        }
         match self {
+            Experiment::Client => client::not_applicable(contender, params),
             Experiment::Blocking => blocking::not_applicable(contender, params),
             Experiment::Chan => chan::not_applicable(contender, params),
             Experiment::Io => io::not_applicable(contender, params),

@@ -10,6 +10,7 @@ use crate::experiments::chan::{self as chan_exp, Case, Flavour};
 use crate::experiments::switch::{self as switch_exp, Placement};
 use crate::experiments::{churn, io as io_exp, spawn as spawn_exp};
 use crate::machine::vm_rss_bytes;
+use crate::peers::blocking_client::{http_figures, Job as ClientJob};
 
 // The io experiment measures the example itself: its server code is compiled in here, as
 // fibra's own `tests/net_http.rs` does, so there is one fibra HTTP server, not two (the soak
@@ -341,5 +342,46 @@ pub fn fs(job: &crate::experiments::fs::Job, workers: usize) -> Result<Figures, 
             .map(|u| joined(u.join())?)
             .collect::<Result<Vec<_>, String>>()?;
         exp::figures(runs)
+    })
+}
+
+/// `client`: a fiber per unit, each with one `fibra::net::TcpStream` kept alive for its share
+/// of the GETs (`crate::http::get`).
+pub fn client(job: &ClientJob, workers: usize) -> Result<Figures, String> {
+    if job.redis {
+        return Err("the native fibra client speaks HTTP only".into());
+    }
+    runtime(workers)?.run(|| {
+        let start = Instant::now();
+        let units: Vec<_> = (0..job.units)
+            .map(|i| {
+                let (addr, share) = (job.addr, job.share(i));
+                fibra::spawn(move || -> Result<Vec<std::time::Duration>, String> {
+                    let mut latencies = Vec::with_capacity(share as usize);
+                    let mut stream = None;
+                    let mut buf = Vec::with_capacity(256);
+                    for _ in 0..share {
+                        let t = Instant::now();
+                        let s = match &mut stream {
+                            Some(s) => s,
+                            None => {
+                                let s = fibra::net::TcpStream::connect(addr)
+                                    .map_err(|e| format!("connect: {e}"))?;
+                                let _ = s.set_nodelay(true);
+                                stream.insert(s)
+                            }
+                        };
+                        crate::http::get(s, &mut buf).map_err(|e| format!("GET: {e}"))?;
+                        latencies.push(t.elapsed());
+                    }
+                    Ok(latencies)
+                })
+            })
+            .collect();
+        let mut latencies = Vec::with_capacity(job.requests as usize);
+        for unit in units {
+            latencies.extend(joined(unit.join())??);
+        }
+        Ok(http_figures(start.elapsed(), latencies))
     })
 }

@@ -1,8 +1,10 @@
 //! The contenders, and the dispatch from (experiment, contender) to the code that measures it.
 //! Runs in the child process.
 
+pub mod blocking_client;
 pub mod fibra;
 pub mod go;
+pub mod hooks;
 pub mod may;
 pub mod threads;
 pub mod tokio;
@@ -24,6 +26,11 @@ pub enum Contender {
     #[serde(rename = "fibra-hyper")]
     #[value(name = "fibra-hyper")]
     FibraHyper,
+    /// Unchanged blocking clients (ureq 2, sync redis) on fibra with the `hooks` feature
+    /// (fibra/examples/lab_hooks.rs, built on demand): the client experiment only.
+    #[serde(rename = "fibra-hooks")]
+    #[value(name = "fibra-hooks")]
+    FibraHooks,
     /// OS threads (std::thread).
     Threads,
     /// tokio tasks on a multi-thread runtime.
@@ -51,6 +58,7 @@ impl Contender {
         match self {
             Contender::Fibra => "fibra",
             Contender::FibraHyper => "fibra-hyper",
+            Contender::FibraHooks => "fibra-hooks",
             Contender::Threads => "threads",
             Contender::Tokio => "tokio",
             Contender::Go => "go",
@@ -63,6 +71,9 @@ impl Contender {
         match self {
             Contender::Fibra => "fibra fibers (stackful, M:N, work stealing)",
             Contender::FibraHyper => "hyper's server on fibra sockets and fibers (io only)",
+            Contender::FibraHooks => {
+                "unchanged ureq/redis on hooked fibra (client only; built with --features hooks)"
+            }
             Contender::Threads => "OS threads (std::thread, 64 KiB stacks where it matters)",
             Contender::Tokio => "tokio tasks (stackless, multi-thread runtime)",
             Contender::Go => "Go goroutines (bundled Go program; needs `go` on PATH)",
@@ -80,11 +91,18 @@ pub fn measure(
     workers: usize,
     case: Option<&str>,
 ) -> Result<Figures, String> {
+    let client_job = || crate::experiments::client::Job::from_child(n, case);
     let fs_job = || crate::experiments::fs::Job::from_child(n, case);
     let chan_case = || -> Result<Case, String> { case.ok_or("chan needs --case")?.parse() };
     match (contender, experiment) {
         (Contender::Crash, _) => std::process::abort(),
         (Contender::Go, _) => Err("the Go peer runs as its own program, not in this one".into()),
+        (Contender::FibraHooks, _) => {
+            Err("fibra-hooks runs as its own program (fibra/examples/lab_hooks.rs)".into())
+        }
+        (Contender::Fibra, Experiment::Client) => fibra::client(&client_job()?, workers),
+        (Contender::Threads, Experiment::Client) => threads::client(&client_job()?),
+        (Contender::Tokio, Experiment::Client) => tokio::client(&client_job()?, workers),
         (Contender::Threads, Experiment::Spawn) => threads::spawn(n),
         (Contender::Threads, Experiment::Switch) => threads::switch(n),
         (Contender::Threads, Experiment::Churn) => threads::churn(n),

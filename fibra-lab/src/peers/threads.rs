@@ -1,16 +1,17 @@
 //! OS threads: `std::thread` with 64 KiB stacks, park/unpark (a futex on Linux), a
 //! thread-per-connection HTTP server on `std::net`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::thread::{self, JoinHandle, Thread};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::child::{self, Figures};
 use crate::experiments::chan::{self as chan_exp, Case, Flavour};
 use crate::experiments::{churn, spawn as spawn_exp, switch as switch_exp};
 use crate::http;
 use crate::machine::vm_rss_bytes;
+use crate::peers::blocking_client::{self, Job as ClientJob};
 
 fn start<F: FnOnce() + Send + 'static>(f: F, created: u64) -> Result<JoinHandle<()>, String> {
     thread::Builder::new()
@@ -332,4 +333,62 @@ pub fn fs(job: &crate::experiments::fs::Job) -> Result<Figures, String> {
             .collect::<Result<Vec<_>, String>>()?;
         exp::figures(runs)
     })
+}
+
+/// `client`: a thread per unit running the unchanged blocking clients
+/// (`peers::blocking_client`): ureq GETs, or sync redis INCRs beside sleeper threads.
+pub fn client(job: &ClientJob) -> Result<Figures, String> {
+    let spawn = |f: Box<dyn FnOnce() -> Result<Vec<Duration>, String> + Send>| {
+        thread::Builder::new()
+            .spawn(f)
+            .map_err(|e| format!("thread spawn failed: {e}"))
+    };
+    let join = |h: JoinHandle<Result<Vec<Duration>, String>>| {
+        h.join()
+            .map_err(|_| "a client thread panicked".to_string())?
+    };
+    if !job.redis {
+        let start = Instant::now();
+        let units = (0..job.units)
+            .map(|i| {
+                let (addr, share) = (job.addr, job.share(i));
+                spawn(Box::new(move || blocking_client::ureq_unit(addr, share)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut latencies = Vec::with_capacity(job.requests as usize);
+        for unit in units {
+            latencies.extend(join(unit)?);
+        }
+        return Ok(blocking_client::http_figures(start.elapsed(), latencies));
+    }
+    let client = job.redis_client()?;
+    let key = blocking_client::redis_key();
+    let running = Arc::new(AtomicBool::new(true));
+    let sleepers = (0..blocking_client::SLEEPERS)
+        .map(|_| {
+            let running = running.clone();
+            spawn(Box::new(move || {
+                Ok(blocking_client::sleep_lateness(&running))
+            }))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let start = Instant::now();
+    let units = (0..job.units)
+        .map(|i| {
+            let (client, key, share) = (client.clone(), key.clone(), job.share(i));
+            spawn(Box::new(move || {
+                blocking_client::redis_unit(&client, &key, share).map(|()| Vec::new())
+            }))
+        })
+        .collect::<Result<Vec<_>, _>>();
+    let done = units.and_then(|units| units.into_iter().try_for_each(|u| join(u).map(drop)));
+    let wall = start.elapsed();
+    running.store(false, Ordering::Relaxed);
+    let mut lateness = Vec::new();
+    for sleeper in sleepers {
+        lateness.extend(join(sleeper)?);
+    }
+    done?;
+    blocking_client::check_count(&client, &key, job.requests)?;
+    Ok(blocking_client::redis_figures(job.requests, wall, lateness))
 }

@@ -2,13 +2,14 @@
 //! an HTTP server on hyper.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use http_body_util::Full;
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -21,6 +22,7 @@ use crate::experiments::chan::{self as chan_exp, Case, Flavour};
 use crate::experiments::switch::{self as switch_exp, Placement};
 use crate::experiments::{churn, spawn as spawn_exp};
 use crate::machine::vm_rss_bytes;
+use crate::peers::blocking_client::{self, Job as ClientJob};
 
 fn runtime(workers: usize) -> Result<Runtime, String> {
     Builder::new_multi_thread()
@@ -402,4 +404,140 @@ pub fn fs(job: &crate::experiments::fs::Job, workers: usize) -> Result<Figures, 
         }
         exp::figures(runs)
     })
+}
+
+/// `client`: a task per unit. GETs with hyper 1.x's client (`client::conn::http1`, one
+/// keep-alive connection per unit, its connection future on a task of its own), or INCRs with
+/// redis's tokio client (a multiplexed connection per unit) beside sleeper tasks.
+pub fn client(job: &ClientJob, workers: usize) -> Result<Figures, String> {
+    let rt = Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| format!("could not build the tokio runtime: {e}"))?;
+    if job.redis {
+        let client = job.redis_client()?;
+        let key = blocking_client::redis_key();
+        let figures = rt.block_on(redis_incrs(job, &client, &key))?;
+        drop(rt);
+        blocking_client::check_count(&client, &key, job.requests)?;
+        return Ok(figures);
+    }
+    rt.block_on(async {
+        let start = Instant::now();
+        let units: Vec<_> = (0..job.units)
+            .map(|i| tokio::spawn(hyper_unit(job.addr, job.share(i))))
+            .collect();
+        let mut latencies = Vec::with_capacity(job.requests as usize);
+        for unit in units {
+            latencies.extend(joined(unit.await)??);
+        }
+        Ok(blocking_client::http_figures(start.elapsed(), latencies))
+    })
+}
+
+async fn hyper_unit(addr: SocketAddr, share: u64) -> Result<Vec<Duration>, String> {
+    let mut latencies = Vec::with_capacity(share as usize);
+    let mut sender = None;
+    for _ in 0..share {
+        let t = Instant::now();
+        let s = match &mut sender {
+            Some(s) => s,
+            None => sender.insert(hyper_connect(addr).await?),
+        };
+        let request = Request::get("/")
+            .header(HOST, "127.0.0.1")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| format!("request: {e}"))?;
+        let response = s
+            .send_request(request)
+            .await
+            .map_err(|e| format!("GET: {e}"))?;
+        if response.status() != hyper::StatusCode::OK {
+            return Err(format!("GET: status {}", response.status()));
+        }
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("GET: body: {e}"))?
+            .to_bytes();
+        if body != HELLO {
+            return Err(format!("GET: unexpected body {body:?}"));
+        }
+        latencies.push(t.elapsed());
+    }
+    Ok(latencies)
+}
+
+async fn hyper_connect(
+    addr: SocketAddr,
+) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(async move {
+        // Ends when the unit drops its sender.
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+async fn redis_incrs(
+    job: &ClientJob,
+    client: &redis::Client,
+    key: &str,
+) -> Result<Figures, String> {
+    let running = Arc::new(AtomicBool::new(true));
+    let sleepers: Vec<_> = (0..blocking_client::SLEEPERS)
+        .map(|_| {
+            let running = running.clone();
+            tokio::spawn(async move {
+                let mut late = Vec::new();
+                while running.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    late.push(t.elapsed().saturating_sub(Duration::from_millis(1)));
+                }
+                late
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    let units: Vec<_> = (0..job.units)
+        .map(|i| {
+            let (client, key, share) = (client.clone(), key.to_string(), job.share(i));
+            tokio::spawn(async move {
+                let mut con = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(|e| format!("redis connect: {e}"))?;
+                for _ in 0..share {
+                    let _: i64 = redis::cmd("INCR")
+                        .arg(&key)
+                        .query_async(&mut con)
+                        .await
+                        .map_err(|e| format!("INCR: {e}"))?;
+                }
+                Ok::<(), String>(())
+            })
+        })
+        .collect();
+    let mut done = Ok(());
+    for unit in units {
+        done = done.and(joined(unit.await).and_then(|r| r));
+    }
+    let wall = start.elapsed();
+    running.store(false, Ordering::Relaxed);
+    let mut lateness = Vec::new();
+    for sleeper in sleepers {
+        lateness.extend(joined(sleeper.await)?);
+    }
+    done?;
+    Ok(blocking_client::redis_figures(job.requests, wall, lateness))
 }

@@ -142,6 +142,7 @@ pub fn colour(contender: Contender) -> RGBColor {
     match contender {
         Contender::Fibra => RGBColor(217, 95, 2),
         Contender::FibraHyper => RGBColor(166, 118, 29),
+        Contender::FibraHooks => RGBColor(230, 171, 2),
         Contender::Threads => RGBColor(27, 158, 119),
         Contender::Tokio => RGBColor(117, 112, 179),
         Contender::Go => RGBColor(231, 41, 138),
