@@ -190,7 +190,8 @@ pub(super) fn write(
     crate::run_blocking(|| blocking_write(file, buf, off))
 }
 
-/// `fsync` (`datasync`: `fdatasync`): through the ring where there is one, else the pool.
+/// `fsync` (`datasync`: `fdatasync`): through the ring where there is one, else the pool
+/// (the ring measured at least as fast: `fs/mod.rs`, "Writes and syncs").
 pub(super) fn sync(file: &StdFile, datasync: bool) -> io::Result<()> {
     if in_fiber() {
         if let Some(ring) = Ring::current() {
