@@ -50,11 +50,15 @@
 //! - a read that did not park counted as one operation against the cooperative budget
 //!   whatever its size, so a fiber reading in 1 MiB reads ran 128 of them (~19 ms) without
 //!   yielding, past the monitor's stall threshold: its worker was reported stuck and its stack
-//!   captured and symbolised again and again (1 MiB rows 3.5–6× slower than threads); a read
-//!   now costs one unit plus one per 8 KiB (`route.rs`);
+//!   captured and symbolised again and again (the warm 1 MiB row 3.5× slower than threads,
+//!   now at par); a read now costs one unit plus one per 8 KiB (`route.rs`);
 //! - glibc's `preadv2` wrapper is a cancellation point, whose enter/leave took ~3.4 % of a
 //!   cached 4 KiB read's CPU; the read is now a plain `syscall` (`nowait.rs`). What remains
 //!   over `pread` is the kernel's iovec import (~3 % of a read's CPU, perf).
+//!
+//! Still open: inside the lab, `RWF_NOWAIT` reads of 1 MiB of an evicted file sometimes took
+//! ~4 ms each, blocked in the kernel on the readahead they start, where a thread's `pread`
+//! took 0.14 ms (docs/lab/FS.md, "Open").
 //!
 //! # The worker's ring
 //! Each worker thread gets its own ring the first time one of its fibers misses

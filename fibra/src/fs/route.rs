@@ -86,7 +86,7 @@ fn in_fiber() -> bool {
 /// 1 µs whatever the size. Counting a 1 MiB read as one operation let a fiber reading a
 /// cached file in 1 MiB reads run 128 of them (~19 ms) without yielding: longer than the
 /// monitor's stall threshold (10 ms), so its worker was reported stuck, its stack captured
-/// and symbolised, over and over (the lab's `fs` 1 MiB rows, 3.5–6× slower than threads).
+/// and symbolised, over and over (the lab's warm 1 MiB row ran 3.5× slower than threads).
 const COOP_BYTES: usize = 8 << 10;
 
 /// Counts `n` bytes moved without parking against the running fiber's budget (`coop.rs`).
