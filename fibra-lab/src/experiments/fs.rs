@@ -28,8 +28,8 @@ sequence per unit, the same for every contender) until the row's reads are done 
 sequential rows read the file front to back in 1 MiB reads. Warm: the lab reads the whole file \
 through before each run; cold: it evicts the file with posix_fadvise(DONTNEED) before each run (a \
 cold row's reads are fewer than the file's pages, so few of them hit a page an earlier read of \
-the same run brought in). fibra: fibra::fs::File::read_at from fibers (RWF_NOWAIT on the worker, \
-then the worker's io_uring). OS threads: std::fs::File::read_at (pread), one thread per unit. \
+the same run brought in). fibra: fibra::fs::File::read_at from fibers spawned with \
+Builder::spread (RWF_NOWAIT on the worker, then the worker's io_uring). OS threads: std::fs::File::read_at (pread), one thread per unit. \
 tokio: a tokio::fs::File per task, seek then read_exact (each a spawn_blocking hop, as tokio::fs \
 does). Go: os.File.ReadAt from goroutines. fibra, tokio and Go: one worker per core. p99: over \
 every read of the run, timed one by one.";

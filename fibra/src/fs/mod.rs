@@ -11,13 +11,54 @@
 //! | read, `read_at` | 1. `preadv2(RWF_NOWAIT)` on the worker: a page-cache hit is one syscall, no hand-off; 2. on `EAGAIN` an io_uring read on the worker's own ring, the fiber parked until its completion; 3. where io_uring is unavailable, the blocking pool |
 //! | write, `write_at` | `pwritev2(RWF_NOWAIT)` where the file system takes it, else the ring, else the pool |
 //! | `sync_all`, `sync_data` | the ring (`IORING_OP_FSYNC`), else the pool |
-//! | open, metadata, directories, rename, copy, … | the blocking pool ([`run_blocking`](crate::run_blocking)) |
+//! | open, metadata, directories, rename, copy, `set_len`, … | the blocking pool ([`run_blocking`](crate::run_blocking)) |
 //!
 //! Why not the ring for everything: on this kind of machine a page-cache hit through io_uring
 //! at queue depth 1 is slower than `pread` (352k vs 533k IOPS: a submit-and-wait round trip
 //! costs ~2.8× a plain syscall), while reads that go to the disk gain 3.6–5.7× from queue
 //! depth, which only a ring (or many threads) gives. `RWF_NOWAIT` tells the two apart for the
 //! price of one failed syscall on a miss.
+//!
+//! # Writes and syncs: the ring, measured against the pool
+//! A write that `RWF_NOWAIT` refuses (on ext4 every append that allocates blocks) and every
+//! `fsync` go to the worker's ring, because it measured at least as fast as the pool where
+//! the difference was clear (`cargo bench -p fibra --bench fs_write`: 2 workers, one file per
+//! fiber, rounds alternating the two routes, median of the paired ring/pool ratios; 4 runs of
+//! 5–9 rounds on the shared 2-core VM, load average 9–30):
+//!
+//! | case | 1 fiber | 16 fibers |
+//! |---|---|---|
+//! | 4 KiB append (the `RWF_NOWAIT` attempt refused) | 1.13, 0.48, 0.21, 1.02 | **1.99, 2.09, 2.46, 3.45** |
+//! | `sync_data` with nothing dirty | 2.44, 0.90, 1.06, 1.46 | 1.45, 1.65, 0.84, 1.16 |
+//! | 4 KiB append + `sync_data` | 1.23, 0.62, 1.16, 1.20 | 1.21, 0.92, 1.07, 1.12 |
+//!
+//! At 16 fibers the ring takes many operations in flight without a thread each (the pool
+//! serves them with as many threads, which then compete for the two cores); at one fiber the
+//! two routes are within the machine's noise (a hand-off either way: the ring's kernel worker
+//! or a pool thread). Metadata stays on the pool for another reason: [`Metadata`] is std's
+//! type, which only std's own `statx` call can build, so `IORING_OP_STATX` could not return
+//! it; opens, directory operations, `set_len`, rename and copy are rare next to reads and
+//! writes and also stay there.
+//!
+//! # Reads: figures
+//! The lab's `fs` experiment (4 KiB random reads of a 256 MiB file, 2 workers) in paired
+//! runs of the lab's child (`fibra-lab child fs <peer> … --case <row>`), before and after
+//! the changes below; docs/lab/FS.md has the rounds. Three things had held fibra back:
+//! - the lab's fibra peer spawned its readers in one burst without
+//!   [`Builder::spread`](crate::Builder::spread): all 64 started on the spawning worker
+//!   before the other judged a steal worth it, and stayed (started fibers are pinned);
+//! - a read that did not park counted as one operation against the cooperative budget
+//!   whatever its size, so a fiber reading in 1 MiB reads ran 128 of them (~19 ms) without
+//!   yielding, past the monitor's stall threshold: its worker was reported stuck and its stack
+//!   captured and symbolised again and again (the warm 1 MiB row 3.5× slower than threads,
+//!   now at par); a read now costs one unit plus one per 8 KiB (`route.rs`);
+//! - glibc's `preadv2` wrapper is a cancellation point, whose enter/leave took ~3.4 % of a
+//!   cached 4 KiB read's CPU; the read is now a plain `syscall` (`nowait.rs`). What remains
+//!   over `pread` is the kernel's iovec import (~3 % of a read's CPU, perf).
+//!
+//! Still open: inside the lab, `RWF_NOWAIT` reads of 1 MiB of an evicted file sometimes took
+//! ~4 ms each, blocked in the kernel on the readahead they start, where a thread's `pread`
+//! took 0.14 ms (docs/lab/FS.md, "Open").
 //!
 //! # The worker's ring
 //! Each worker thread gets its own ring the first time one of its fibers misses
