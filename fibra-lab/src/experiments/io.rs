@@ -29,7 +29,8 @@ pub const NOTE: &str =
 httparse); fibra-hyper = fibra/examples/hyper_hello.rs itself (hyper 1.x's http1 server on \
 fibra sockets, a fiber per connection awaiting hyper's connection future, fibra's Timer for \
 the header read timeout); threads = a thread per connection on std::net (64 KiB stacks); tokio = tokio + \
-hyper 1.x, a task per connection (hyper::server::conn::http1, keep-alive, no Date header); \
+hyper 1.x, a task per connection (hyper::server::conn::http1, keep-alive, no Date header, \
+the same header read timeout as fibra-hyper on hyper-util's TokioTimer); \
 go = net/http; may = may_minihttp's hello server (HttpServiceFactory) on the may runtime, \
 stackful coroutines with 32 KiB stacks, a connection's coroutine started on the worker that \
 polls its socket, may's defaults otherwise (workers pinned to cores; a Date and a Server \

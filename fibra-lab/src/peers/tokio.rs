@@ -13,7 +13,7 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::runtime::{Builder, Runtime};
 use tokio::sync::{mpsc, Notify};
 
@@ -306,10 +306,15 @@ pub fn io_server(workers: usize) -> Result<Figures, String> {
         .enable_time()
         .build()
         .map_err(|e| format!("could not build the tokio runtime: {e}"))?;
-    // No timer, so no header read timeout: like the other servers, idle connections stay open.
+    // The same hyper configuration as the fibra-hyper server (fibra/examples/hyper_hello.rs):
+    // a header read timeout on the runtime's own timer (FIBRA_HTTP_READ_TIMEOUT_MS, as the
+    // lab sets for every server; each request arms and disarms a sleep), keep-alive, and the
+    // same headers as the other servers (no `Date`).
     let mut http = http1::Builder::new();
-    // The same headers as the other servers: no `Date`.
-    http.keep_alive(true).auto_date_header(false);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(crate::peers::fibra::hyper_hello::header_read_timeout())
+        .keep_alive(true)
+        .auto_date_header(false);
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
