@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use mio::Token;
 
-use crate::io::reactor::{Reactor, ScheduledIo};
+use crate::io::reactor::{Direction, Reactor, ScheduledIo};
 
 const MANAGED: u32 = 1;
 /// The mode the fd's owner set (`SOCK_NONBLOCK`, `O_NONBLOCK`, `FIONBIO`); the fd itself is
@@ -47,6 +47,11 @@ const LOCKED: u32 = 4;
 /// `epoll_wait`/`epoll_pwait` treat it differently; the other hooks' calls on it fail as
 /// libc's would (`read` on an epoll fd is `EINVAL` either way).
 const EPOLL: u32 = 8;
+/// Hints, per direction: the fd's last call that way had to wait (`EAGAIN`), so the next
+/// one takes the readiness snapshot before its attempt and, on `EAGAIN`, parks at once
+/// instead of retrying the call (`wait.rs`). Cleared by a call that did not have to wait.
+const WAITS_READ: u32 = 16;
+const WAITS_WRITE: u32 = 32;
 
 const CHUNK_BITS: usize = 12;
 const CHUNK: usize = 1 << CHUNK_BITS;
@@ -166,6 +171,13 @@ pub(super) fn unmanage(fd: RawFd) {
     }
 }
 
+fn waits_bit(dir: Direction) -> u32 {
+    match dir {
+        Direction::Read => WAITS_READ,
+        Direction::Write => WAITS_WRITE,
+    }
+}
+
 fn nanos(d: Option<Duration>) -> u64 {
     d.map_or(0, |d| {
         u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
@@ -181,6 +193,23 @@ impl Slot {
     /// True for an epoll instance (`manage_epoll`).
     pub(super) fn is_epoll(&self) -> bool {
         self.flags.load(Relaxed) & EPOLL != 0
+    }
+
+    /// The hint that calls on this fd in `dir` wait (`WAITS_READ`/`WAITS_WRITE`).
+    pub(super) fn waits(&self, dir: Direction) -> bool {
+        self.flags.load(Relaxed) & waits_bit(dir) != 0
+    }
+
+    /// Sets or clears the `waits` hint; writes only on a change (the common case is none).
+    pub(super) fn set_waits(&self, dir: Direction, on: bool) {
+        let bit = waits_bit(dir);
+        if self.waits(dir) != on {
+            if on {
+                self.flags.fetch_or(bit, Relaxed);
+            } else {
+                self.flags.fetch_and(!bit, Relaxed);
+            }
+        }
     }
 
     pub(super) fn set_nonblocking(&self, on: bool) {

@@ -34,18 +34,23 @@ pub(super) fn do_io(
     timeout: Option<Duration>,
     mut op: impl FnMut() -> isize,
 ) -> isize {
-    // The fast path: the call does not block. No registration, no clock, no fiber lookup.
     let saved = errno();
-    let n = op();
-    if n >= 0 || errno() != libc::EAGAIN || nonblocking_call || slot.nonblocking() {
-        return n;
+    let waits = !nonblocking_call && slot.waits(dir);
+    if !waits {
+        // The fast path: the call does not block. No registration, no clock, no fiber lookup.
+        let n = op();
+        if n >= 0 || errno() != libc::EAGAIN || nonblocking_call || slot.nonblocking() {
+            return n;
+        }
     }
     wait_and_retry(fd, slot, dir, reason, timeout, saved, op)
 }
 
-/// `do_io` after a first `EAGAIN`. The readiness protocol needs a snapshot taken before a
-/// failed attempt, so the first round here retries the call after taking it: one more
-/// syscall on a path that is about to park anyway.
+/// `do_io` after a first `EAGAIN`, or at once for an fd whose last call this way had to wait
+/// (the `waits` hint: a client reading its reply, say). The readiness protocol needs a
+/// snapshot taken before a failed attempt, so after the fast path's `EAGAIN` the first round
+/// here retries the call after taking it: one more syscall on a path about to park, which
+/// the hint spares the next call.
 #[cold]
 #[inline(never)]
 fn wait_and_retry(
@@ -59,17 +64,23 @@ fn wait_and_retry(
 ) -> isize {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let fiber = hooked_fiber();
+    let mut first = true;
     loop {
         let reg = slot.registration();
         let snap = reg.as_ref().map(|r| r.io.snapshot());
         let n = op();
         if n >= 0 {
+            if first {
+                slot.set_waits(dir, false); // it did not have to wait: back to the fast path
+            }
             set_errno(saved);
             return n;
         }
+        first = false;
         if errno() != libc::EAGAIN || slot.nonblocking() {
             return n;
         }
+        slot.set_waits(dir, true);
         let waited = match &fiber {
             None => wait_thread(fd, dir, deadline),
             Some(f) => {
