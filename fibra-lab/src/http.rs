@@ -97,17 +97,7 @@ pub fn get(
         if resp.code != Some(200) {
             return Err(Error::other(format!("status {:?}", resp.code)));
         }
-        let length = resp
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-            .and_then(|h| {
-                std::str::from_utf8(h.value)
-                    .ok()?
-                    .trim()
-                    .parse::<usize>()
-                    .ok()
-            })
+        let length = content_length(resp.headers)
             .ok_or_else(|| Error::new(ErrorKind::InvalidData, "no Content-Length"))?;
         let mut have = buf.len() - head;
         while have < length {
@@ -127,6 +117,14 @@ pub fn get(
 }
 
 /// Whether the connection stays open after `req`; `None` for a request with a body.
+/// A response's `Content-Length`, if it has a valid one.
+pub fn content_length(headers: &[httparse::Header<'_>]) -> Option<usize> {
+    let h = headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))?;
+    std::str::from_utf8(h.value).ok()?.trim().parse().ok()
+}
+
 fn keep_alive(req: &httparse::Request) -> Option<bool> {
     let mut keep = req.version.unwrap_or(1) >= 1;
     for h in req.headers.iter() {

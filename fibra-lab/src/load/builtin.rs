@@ -347,17 +347,7 @@ pub(crate) fn complete(buf: &[u8]) -> io::Result<Option<(usize, bool)>> {
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
     };
-    let body = res
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .and_then(|h| {
-            std::str::from_utf8(h.value)
-                .ok()?
-                .trim()
-                .parse::<usize>()
-                .ok()
-        })
+    let body = crate::http::content_length(res.headers)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Content-Length"))?;
     let ok = res.code.is_some_and(|c| (200..300).contains(&c));
     Ok((buf.len() >= head + body).then_some((head + body, ok)))

@@ -25,9 +25,20 @@ use crate::machine::vm_rss_bytes;
 use crate::peers::blocking_client::{self, Job as ClientJob};
 
 fn runtime(workers: usize) -> Result<Runtime, String> {
-    Builder::new_multi_thread()
+    build(Builder::new_multi_thread().enable_time(), workers)
+}
+
+/// `runtime` with tokio's I/O driver too (sockets).
+fn io_runtime(workers: usize) -> Result<Runtime, String> {
+    build(
+        Builder::new_multi_thread().enable_io().enable_time(),
+        workers,
+    )
+}
+
+fn build(builder: &mut Builder, workers: usize) -> Result<Runtime, String> {
+    builder
         .worker_threads(workers.max(1))
-        .enable_time()
         .build()
         .map_err(|e| format!("could not build the tokio runtime: {e}"))
 }
@@ -300,12 +311,7 @@ pub fn blocking(n: u64, workers: usize) -> Result<Figures, String> {
 /// io: tokio + hyper 1.x, one task per connection (`hyper::server::conn::http1`, keep-alive on)
 /// on a multi-thread runtime, until the lab kills the process.
 pub fn io_server(workers: usize) -> Result<Figures, String> {
-    let rt = Builder::new_multi_thread()
-        .worker_threads(workers.max(1))
-        .enable_io()
-        .enable_time()
-        .build()
-        .map_err(|e| format!("could not build the tokio runtime: {e}"))?;
+    let rt = io_runtime(workers)?;
     // The same hyper configuration as the fibra-hyper server (fibra/examples/hyper_hello.rs):
     // a header read timeout on the runtime's own timer (FIBRA_HTTP_READ_TIMEOUT_MS, as the
     // lab sets for every server; each request arms and disarms a sleep), keep-alive, and the
@@ -415,12 +421,7 @@ pub fn fs(job: &crate::experiments::fs::Job, workers: usize) -> Result<Figures, 
 /// keep-alive connection per unit, its connection future on a task of its own), or INCRs with
 /// redis's tokio client (a multiplexed connection per unit) beside sleeper tasks.
 pub fn client(job: &ClientJob, workers: usize) -> Result<Figures, String> {
-    let rt = Builder::new_multi_thread()
-        .worker_threads(workers.max(1))
-        .enable_io()
-        .enable_time()
-        .build()
-        .map_err(|e| format!("could not build the tokio runtime: {e}"))?;
+    let rt = io_runtime(workers)?;
     if job.redis {
         let client = job.redis_client()?;
         let key = blocking_client::redis_key();
