@@ -30,9 +30,10 @@
 //! made it (the future may be dropped without a word): it is woken or dropped at the next
 //! edge, or with the socket.
 
-use std::sync::atomic::{AtomicUsize, Ordering::*};
-use std::sync::Mutex;
 use std::task::Waker;
+
+use crate::loom::sync::atomic::{AtomicUsize, Ordering::*};
+use crate::loom::sync::Mutex;
 
 use crate::fiber::FiberRef;
 
@@ -205,5 +206,143 @@ impl ScheduledIo {
     pub(crate) fn dequeue(&self, dir: Direction, fiber: &FiberRef) {
         let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         w.list(dir).retain(|f| !std::sync::Arc::ptr_eq(f, fiber));
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! The readiness protocol with the shortcuts `io/source.rs` takes on it: a read that
+    //! empties the socket clears the bit (`forget_if_drained`), and an attempt is skipped
+    //! while `known_not_ready` holds. The reader below runs `Source::poll_io_draining`'s
+    //! steps on a model socket (`data`, what a read would get); the writer is the kernel
+    //! queueing bytes, then the reactor reporting the edge (`set_ready`) and waking.
+    use super::*;
+    use crate::loom::sync::atomic::AtomicBool;
+    use crate::loom::sync::Arc;
+    use crate::loom::thread;
+    use std::task::Wake;
+
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.store(true, SeqCst);
+        }
+    }
+
+    /// One poll of a stream read: `Some(n)` when it read, `None` when it left its waker.
+    fn poll_read(
+        io: &ScheduledIo,
+        data: &AtomicUsize,
+        closed: &AtomicBool,
+        waker: &Waker,
+    ) -> Option<usize> {
+        loop {
+            let snap = io.snapshot();
+            if !Direction::Read.known_not_ready(snap) {
+                let n = data.swap(0, SeqCst); // read(2) takes everything queued: a short read
+                if n > 0 || closed.load(SeqCst) {
+                    if n > 0 {
+                        io.clear(snap, Direction::Read); // drained (`forget_if_drained`)
+                    }
+                    return Some(n);
+                }
+                // WouldBlock
+            }
+            if !io.clear(snap, Direction::Read) {
+                continue;
+            }
+            if io.register_waker(Direction::Read, waker) {
+                return None;
+            }
+        }
+    }
+
+    fn writer(io: Arc<ScheduledIo>, data: Arc<AtomicUsize>, closed: Arc<AtomicBool>, close: bool) {
+        if close {
+            closed.store(true, SeqCst); // the peer's FIN: reads return 0 from now on
+        } else {
+            data.fetch_add(1, SeqCst);
+        }
+        let ready = if close {
+            READABLE | READ_CLOSED
+        } else {
+            READABLE
+        };
+        let (mut woken, mut tasks) = (Vec::new(), Vec::new());
+        io.set_ready(ready, &mut woken, &mut tasks);
+        tasks.into_iter().for_each(Waker::wake);
+    }
+
+    /// Whatever the interleaving, a reader that drained the socket and then left its waker
+    /// is woken for bytes (or an end of stream) that arrive later, and a read after the
+    /// wake-up gets them: no edge is lost to the shortcut.
+    fn no_lost_wakeup(close: bool) {
+        loom::model(move || {
+            let io = Arc::new(ScheduledIo::new());
+            let data = Arc::new(AtomicUsize::new(1)); // one byte queued, its edge reported
+            let closed = Arc::new(AtomicBool::new(false));
+            io.set_ready(READABLE, &mut Vec::new(), &mut Vec::new());
+            let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
+            let waker = Waker::from(flag.clone());
+            let t = {
+                let (io, data, closed) = (io.clone(), data.clone(), closed.clone());
+                thread::spawn(move || writer(io, data, closed, close))
+            };
+            let mut got = Vec::new();
+            while let Some(n) = poll_read(&io, &data, &closed, &waker) {
+                got.push(n);
+                if n == 0 {
+                    break; // end of stream
+                }
+            }
+            t.join().unwrap();
+            let done = if close {
+                got.last() == Some(&0)
+            } else {
+                got.iter().sum::<usize>() == 2
+            };
+            if !done {
+                assert!(
+                    flag.0.load(SeqCst),
+                    "the reader waits, and nothing will wake it"
+                );
+                let n = poll_read(&io, &data, &closed, &waker);
+                assert_eq!(
+                    n,
+                    Some(if close { 0 } else { 1 }),
+                    "woken, but the read found nothing"
+                );
+            }
+        });
+    }
+
+    /// The last bytes and the end of stream came in one edge: the read that empties the
+    /// socket must not make the next one wait (the closed bit is sticky).
+    #[test]
+    fn loom_end_of_stream_reported_with_the_last_bytes() {
+        loom::model(|| {
+            let io = ScheduledIo::new();
+            let data = AtomicUsize::new(1);
+            let closed = AtomicBool::new(true);
+            io.set_ready(READABLE | READ_CLOSED, &mut Vec::new(), &mut Vec::new());
+            let waker = Waker::from(std::sync::Arc::new(Flag(AtomicBool::new(false))));
+            assert_eq!(poll_read(&io, &data, &closed, &waker), Some(1));
+            assert_eq!(
+                poll_read(&io, &data, &closed, &waker),
+                Some(0),
+                "the end of stream must be read, not waited for"
+            );
+        });
+    }
+
+    #[test]
+    fn loom_drained_read_then_more_bytes() {
+        no_lost_wakeup(false);
+    }
+
+    #[test]
+    fn loom_drained_read_then_end_of_stream() {
+        no_lost_wakeup(true);
     }
 }
