@@ -232,7 +232,7 @@ fn kinds(errors: &BTreeMap<String, u64>) -> String {
 
 /// SYNs the kernel dropped at listen queues so far (TcpExt ListenDrops, which includes
 /// ListenOverflows): machine-wide, so another program's drops count too.
-fn listen_drops() -> Option<u64> {
+pub(super) fn listen_drops() -> Option<u64> {
     netstat_field(
         &std::fs::read_to_string("/proc/net/netstat").ok()?,
         "TcpExt:",

@@ -51,6 +51,8 @@ the unsafe RuntimeBuilder::migrate_started_fibers opt-in, so a started fiber may
 whichever worker is free (as a tokio task can; the server holds no thread-local across a park); \
 neither variant is in the plots. \
 RLIMIT_NOFILE is raised to its hard limit for the lab, the load generator and the server. \
+Listen drops: SYNs the kernel dropped at a full listen queue during the load (TcpExt \
+ListenDrops, machine-wide), as the load opens all its connections at once. \
 \"conns open, 1 req/s each\" rows (--full): the same servers hold N connections from the lab's own \
 client, a separate process on the same cores (one thread, one epoll, sockets spread over \
 loopback source addresses 127.0.0.x, at most 64 connects in flight); N = 10,000 and the largest \
@@ -324,6 +326,7 @@ fn under_load(
     let generator = Generator::choose();
     let pid = server.pid();
     let threads_before = task_stat::snapshot(pid)?;
+    let drops_before = conns::listen_drops();
     let started = Instant::now();
     let peak = AtomicU64::new(0);
     let done = AtomicBool::new(false);
@@ -348,7 +351,11 @@ fn under_load(
     // The generators report a rate over their run, which is `duration` long.
     let kilo_requests = (load.req_per_s * duration.as_secs_f64() / 1_000.0).max(0.001);
     let peak = peak.load(Ordering::Relaxed).max(machine::rss_of(pid)?);
-    Ok(Figures::from([
+    // The load opens all its connections at once: a burst the listen queue must absorb.
+    let drops = conns::listen_drops()
+        .zip(drops_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    let mut figures = Figures::from([
         ("req_per_s".to_string(), load.req_per_s),
         ("p50_ms".to_string(), load.p50_ms),
         ("p99_ms".to_string(), load.p99_ms),
@@ -366,7 +373,11 @@ fn under_load(
             RUNQ_WAIT.to_string(),
             100.0 * switches.runq_wait_ns as f64 / wall_ns,
         ),
-    ]))
+    ]);
+    if let Some(drops) = drops {
+        figures.insert("listen_drops".to_string(), drops as f64);
+    }
+    Ok(figures)
 }
 
 /// Opens `conns` keep-alive connections, one request answered on each, then samples the
