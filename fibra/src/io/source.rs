@@ -133,7 +133,7 @@ impl<S: AsRawFd> Source<S> {
         loop {
             let snap = self.reg.get().map(|r| r.io.snapshot());
             // Known not ready: the attempt would only say `WouldBlock`.
-            let skip = first && snap.is_some_and(|s| dir.known_not_ready(s));
+            let skip = first && snap.is_some_and(|s| self.known_not_ready(s, dir));
             first = false;
             if !skip {
                 match op(self.get_ref()) {
@@ -150,6 +150,13 @@ impl<S: AsRawFd> Source<S> {
             }
             self.wait(dir, reason, snap, deadline)?;
         }
+    }
+
+    /// `Direction::known_not_ready`, trusted only while the registration's reactor runs: a
+    /// session that ended updates no readiness word, so its stale bits prove nothing (the
+    /// attempt then says what the socket has, as before the shortcut).
+    fn known_not_ready(&self, snap: usize, dir: Direction) -> bool {
+        dir.known_not_ready(snap) && self.reg.get().is_some_and(|r| r.reactor.is_open())
     }
 
     /// After an attempt that emptied the socket (`drained`), clears `dir`'s readiness as a
@@ -257,7 +264,7 @@ impl<S: AsRawFd> Source<S> {
         loop {
             let snap = self.reg.get().map(|r| r.io.snapshot());
             // Known not ready: skip the attempt, it would only say `WouldBlock`.
-            if !snap.is_some_and(|s| dir.known_not_ready(s)) {
+            if !snap.is_some_and(|s| self.known_not_ready(s, dir)) {
                 match op(self.get_ref()) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
