@@ -43,8 +43,23 @@
 
 #[macro_use]
 mod macros;
+// libc's own definitions of the functions `hooks` and `blocking_calls` interpose.
+#[cfg(all(
+    any(feature = "hooks", debug_assertions),
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+#[macro_use]
+mod libc_next;
 mod await_future;
 mod blocking;
+#[cfg(all(
+    debug_assertions,
+    not(feature = "hooks"),
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+mod blocking_calls;
 pub mod cancel;
 pub mod chan;
 pub mod compat;

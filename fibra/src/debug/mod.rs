@@ -10,6 +10,7 @@
 //!
 //! This module reads every layer; nothing in fibra imports it.
 
+mod blocking_calls;
 mod deadlock;
 mod dump;
 mod format;
@@ -20,6 +21,7 @@ mod trace;
 
 use std::time::Duration;
 
+pub use blocking_calls::{blocking_calls, BlockingCallSite};
 pub use deadlock::{Deadlock, WaitLink};
 pub use dump::{Dump, FiberDump, FiberState, MutexWait};
 pub use metrics::{LatencyHistogram, Metrics, WorkerMetrics};

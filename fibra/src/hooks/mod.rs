@@ -9,7 +9,7 @@
 //! `nanosleep`, `clock_nanosleep`, `usleep`, `sleep`, `getaddrinfo`, `close`, `dup`, `dup2`,
 //! `dup3`, `fcntl`, `fcntl64`, `ioctl` and `setsockopt`. The linker binds every call to these names in the executable (Rust crates,
 //! statically linked C) to them; each forwards to libc's own definition, found once with
-//! `dlsym(RTLD_NEXT)` (`real.rs`).
+//! `dlsym(RTLD_NEXT)` (`libc_next.rs`).
 //!
 //! # Sound by scope
 //! Only fds made by a hooked `socket` or `accept` *inside a fiber* of a runtime with hooks on
@@ -72,9 +72,10 @@
 //! - `epoll_pwait2`, `select`, `pselect`, `shutdown` are not hooked; a partial `write` on a
 //!   blocking managed socket returns the count written, as a signal-interrupted write would.
 //! - The cooperative budget does not count hooked calls that did not block.
+//!
+//! Without the feature, debug builds interpose the same names to *report* blocking calls in
+//! fibers, never changing them (`blocking_calls/`).
 
-#[macro_use]
-mod real;
 mod dns;
 mod epoll;
 mod poll;

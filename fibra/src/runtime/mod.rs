@@ -47,6 +47,9 @@ pub struct Runtime {
     /// `RuntimeBuilder::hooks_epoll`, likewise.
     #[cfg_attr(not(feature = "hooks"), allow(dead_code))]
     hooks_epoll: bool,
+    /// `RuntimeBuilder::warn_blocking_calls`: read only by debug builds without `hooks`.
+    #[cfg_attr(any(not(debug_assertions), feature = "hooks"), allow(dead_code))]
+    warn_blocking_calls: bool,
 }
 
 /// Configures a [`Runtime`]; from [`Runtime::builder`].
@@ -75,6 +78,7 @@ pub struct RuntimeBuilder {
     shared_poller: bool,
     hooks: bool,
     hooks_epoll: bool,
+    warn_blocking_calls: bool,
     panic_names_fiber: bool,
 }
 
@@ -428,6 +432,23 @@ impl RuntimeBuilder {
         self
     }
 
+    /// In debug builds (`debug_assertions`) without the `hooks` feature, whether a blocking
+    /// call made in one of this runtime's fibers is counted and reported (default: on): a
+    /// read, write, `accept` or `connect` on a socket in blocking mode (a `std::net` socket),
+    /// a thread sleep, `poll` with a timeout, a `getaddrinfo`. Each call site is printed to
+    /// stderr once, naming the call and the first frame of the caller's own code;
+    /// [`debug::blocking_calls`](crate::debug::blocking_calls) lists the sites with their
+    /// counts. The calls themselves are never changed. Release builds watch nothing.
+    ///
+    /// ```
+    /// let rt = fibra::Runtime::builder().warn_blocking_calls(false).build().unwrap();
+    /// rt.run(|| std::thread::sleep(std::time::Duration::from_millis(1))); // not reported
+    /// ```
+    pub fn warn_blocking_calls(mut self, on: bool) -> RuntimeBuilder {
+        self.warn_blocking_calls = on;
+        self
+    }
+
     /// Checks the configuration.
     ///
     /// # Errors
@@ -493,6 +514,7 @@ impl RuntimeBuilder {
             dump_signal: self.dump_signal,
             hooks: self.hooks,
             hooks_epoll: self.hooks_epoll,
+            warn_blocking_calls: self.warn_blocking_calls,
         })
     }
 }
@@ -523,6 +545,7 @@ impl Runtime {
             shared_poller: false,
             hooks: true,
             hooks_epoll: false,
+            warn_blocking_calls: true,
             panic_names_fiber: true,
         }
     }
@@ -651,6 +674,13 @@ impl Runtime {
             any(target_arch = "x86_64", target_arch = "aarch64")
         ))]
         let _hooks = crate::hooks::Session::enter(&shared, self.hooks, self.hooks_epoll);
+        #[cfg(all(
+            debug_assertions,
+            not(feature = "hooks"),
+            target_os = "linux",
+            any(target_arch = "x86_64", target_arch = "aarch64")
+        ))]
+        let _watch = crate::blocking_calls::Session::enter(&shared, self.warn_blocking_calls);
         let threads = start_workers(&shared);
         wait_complete(&root.fiber().0);
         drop(signal_dump);

@@ -1,0 +1,306 @@
+//! The call sites of blocking calls seen in fibers: counted, and each printed once.
+//!
+//! A call costs the fiber one walk of its stack (the first `KEY_FRAMES` return addresses are
+//! the stack's key) and a count. A stack not seen before is kept unresolved and symbolised
+//! later, off the worker, by a reporter thread (symbolising loads the binary's debug info,
+//! which can take longer than the monitor's stall threshold): its site is the first frame
+//! outside std, core, alloc, libc and this module, and a site seen for the first time is
+//! printed. `list` and the end of each runtime session resolve what is pending themselves,
+//! so nothing seen before a session ends goes unreported.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use super::Kind;
+
+/// Return addresses hashed into a stack's key: in a debug build, the watch's own frames and
+/// std's wrappers take about 20; the rest reach the caller's code.
+const KEY_FRAMES: usize = 32;
+/// Frames searched for the caller's site when a new stack is symbolised.
+const SITE_FRAMES: usize = 64;
+/// Distinct stacks kept; calls from further new stacks are counted under one overflow site.
+const MAX_STACKS: usize = 10_000;
+
+/// One call site: what `fibra::debug::blocking_calls` returns.
+#[derive(Clone, Debug)]
+pub(crate) struct Site {
+    pub(crate) call: &'static str,
+    pub(crate) location: String,
+    pub(crate) count: u64,
+}
+
+enum Stack {
+    /// Not symbolised yet: its frames (taken while a resolver works on them) and its calls.
+    Pending {
+        call: &'static str,
+        kind: Kind,
+        frames: Option<Vec<backtrace::Frame>>,
+        count: u64,
+    },
+    /// Counted in `sites[i]`.
+    Resolved(usize),
+}
+
+#[derive(Default)]
+struct Registry {
+    stacks: HashMap<u64, Stack>,
+    /// (call, location) → index in `sites`.
+    by_site: HashMap<(&'static str, String), usize>,
+    sites: Vec<Site>,
+    /// Set by `record` when it added a pending stack; the reporter thread waits for it.
+    work: bool,
+    /// The reporter thread, while one runs: it lives while sessions do, so that a process
+    /// that counts its threads between sessions finds none of ours.
+    reporter: Option<JoinHandle<()>>,
+    /// Bumped to tell the running reporter to end.
+    generation: u64,
+    live_sessions: usize,
+}
+
+impl Registry {
+    fn site(&mut self, call: &'static str, location: String) -> (usize, bool) {
+        if let Some(&i) = self.by_site.get(&(call, location.clone())) {
+            return (i, false);
+        }
+        let i = self.sites.len();
+        self.sites.push(Site {
+            call,
+            location: location.clone(),
+            count: 0,
+        });
+        self.by_site.insert((call, location), i);
+        (i, true)
+    }
+}
+
+static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Default::default);
+static WORK: Condvar = Condvar::new();
+/// Held for a whole resolution pass, so `list` and `flush` see the reporter's pass complete.
+static RESOLVING: Mutex<()> = Mutex::new(());
+
+fn registry() -> MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Every site seen so far, in the order first seen.
+pub(crate) fn list() -> Vec<Site> {
+    resolve_pending();
+    registry().sites.clone()
+}
+
+/// A runtime session starts.
+pub(crate) fn session_started() {
+    registry().live_sessions += 1;
+}
+
+/// A runtime session ended: what its fibers did is resolved and reported now, and the last
+/// session to end stops the reporter thread.
+pub(crate) fn session_ended() {
+    resolve_pending();
+    let mut reg = registry();
+    reg.live_sessions -= 1;
+    if reg.live_sessions > 0 {
+        return;
+    }
+    reg.generation += 1;
+    let reporter = reg.reporter.take();
+    drop(reg);
+    WORK.notify_all();
+    if let Some(r) = reporter {
+        let _ = r.join();
+    }
+}
+
+/// Counts one blocking `call` made in a fiber; a stack not seen before waits for the reporter.
+pub(super) fn record(call: &'static str, kind: Kind) {
+    let key = stack_key(call);
+    let mut reg = registry();
+    match reg.stacks.get_mut(&key) {
+        Some(Stack::Resolved(i)) => {
+            let i = *i;
+            reg.sites[i].count += 1;
+            return;
+        }
+        Some(Stack::Pending { count, .. }) => {
+            *count += 1;
+            return;
+        }
+        None => {}
+    }
+    if reg.stacks.len() >= MAX_STACKS {
+        let (i, _) = reg.site(call, format!("(past {MAX_STACKS} distinct stacks)"));
+        reg.sites[i].count += 1;
+        return;
+    }
+    drop(reg);
+    let mut frames = Vec::with_capacity(SITE_FRAMES);
+    walk(|frame| {
+        frames.push(frame.clone());
+        frames.len() < SITE_FRAMES
+    });
+    let mut reg = registry();
+    let stack = reg.stacks.entry(key).or_insert(Stack::Pending {
+        call,
+        kind,
+        frames: Some(frames),
+        count: 0,
+    });
+    match stack {
+        Stack::Pending { count, .. } => *count += 1,
+        Stack::Resolved(i) => {
+            let i = *i;
+            reg.sites[i].count += 1;
+        }
+    }
+    reg.work = true;
+    if reg.reporter.is_none() {
+        reg.reporter = start_reporter(reg.generation);
+    }
+    drop(reg);
+    WORK.notify_all();
+}
+
+/// The thread that symbolises new stacks until the generation changes; `None` if it could
+/// not start (`list` and `session_ended` still resolve).
+fn start_reporter(generation: u64) -> Option<JoinHandle<()>> {
+    let run = move || loop {
+        {
+            let mut reg = registry();
+            while !reg.work && reg.generation == generation {
+                reg = WORK.wait(reg).unwrap_or_else(|e| e.into_inner());
+            }
+            if reg.generation != generation {
+                return;
+            }
+            reg.work = false;
+        }
+        resolve_pending();
+    };
+    std::thread::Builder::new()
+        .name("fibra-blocking-calls".into())
+        .spawn(run)
+        .ok()
+}
+
+/// Symbolises every pending stack, moves its count to its site, and prints new sites.
+fn resolve_pending() {
+    let _pass = RESOLVING.lock().unwrap_or_else(|e| e.into_inner());
+    let todo: Vec<(u64, &'static str, Kind, Vec<backtrace::Frame>)> = registry()
+        .stacks
+        .iter_mut()
+        .filter_map(|(&key, stack)| match stack {
+            Stack::Pending {
+                call, kind, frames, ..
+            } => frames.take().map(|f| (key, *call, *kind, f)),
+            Stack::Resolved(_) => None,
+        })
+        .collect();
+    for (key, call, kind, frames) in todo {
+        let location = caller_site(&frames);
+        let mut reg = registry();
+        let (i, new) = reg.site(call, location.clone());
+        let Some(Stack::Pending { count, .. }) = reg.stacks.insert(key, Stack::Resolved(i)) else {
+            unreachable!("only a pass holding RESOLVING resolves a stack");
+        };
+        reg.sites[i].count += count;
+        drop(reg);
+        if new {
+            report(call, kind, &location);
+        }
+    }
+}
+
+/// The call and the first `KEY_FRAMES` return addresses of the caller's stack, hashed.
+fn stack_key(call: &'static str) -> u64 {
+    let mut h = DefaultHasher::new();
+    call.hash(&mut h);
+    let mut n = 0;
+    walk(|frame| {
+        (frame.ip() as usize).hash(&mut h);
+        n += 1;
+        n < KEY_FRAMES
+    });
+    h.finish()
+}
+
+/// Walks the calling fiber's stack without the backtrace crate's global lock, which a
+/// resolution pass (or the monitor symbolising a stall) holds for as long as it reads debug
+/// info: a worker must not wait for that.
+fn walk(f: impl FnMut(&backtrace::Frame) -> bool) {
+    // SAFETY: the crate's lock serialises its symbolisation cache and Windows' dbghelp; a
+    // walk on Linux is `_Unwind_Backtrace` over this thread's own stack, which is
+    // thread-safe, and touches no shared state of the crate.
+    unsafe { backtrace::trace_unsynchronized(f) }
+}
+
+/// `function (file:line)` of the first frame that is the caller's own code.
+fn caller_site(frames: &[backtrace::Frame]) -> String {
+    let mut site = None;
+    for frame in frames {
+        backtrace::resolve_frame(frame, |sym| {
+            if site.is_some() {
+                return;
+            }
+            let Some(name) = sym.name().map(|n| format!("{n:#}")) else {
+                return;
+            };
+            if is_plumbing(&name) {
+                return;
+            }
+            site = Some(match (sym.filename(), sym.lineno()) {
+                (Some(file), Some(line)) => format!("{name} ({}:{line})", file.display()),
+                _ => name,
+            });
+        });
+        if site.is_some() {
+            break;
+        }
+    }
+    site.unwrap_or_else(|| "an unknown call site (no symbols)".to_owned())
+}
+
+/// True for frames between the blocking call and its caller's code: std, core, alloc, libc
+/// (C names have no `::`), the backtrace crate and this module.
+fn is_plumbing(name: &str) -> bool {
+    let path = name.trim_start_matches(['<', '&']);
+    let path = path.strip_prefix("mut ").unwrap_or(path);
+    let path = path.strip_prefix("dyn ").unwrap_or(path);
+    !name.contains("::")
+        || [
+            "std::",
+            "core::",
+            "alloc::",
+            "backtrace::",
+            "fibra::blocking_calls::",
+        ]
+        .iter()
+        .any(|p| path.starts_with(p))
+}
+
+fn report(call: &'static str, kind: Kind, location: &str) {
+    let (what, instead) = match kind {
+        Kind::Socket(fd) => (
+            format!("`{call}` on a blocking socket (fd {fd})"),
+            "use fibra::net's sockets or fibra::run_blocking, or enable the `hooks` feature",
+        ),
+        Kind::Sleep => (
+            format!("`{call}` (a thread sleep)"),
+            "use fibra::sleep, or enable the `hooks` feature",
+        ),
+        Kind::Poll => (
+            format!("`{call}` with a timeout"),
+            "use fibra::net's sockets or fibra::run_blocking, or enable the `hooks` feature",
+        ),
+        Kind::Lookup => (
+            format!("`{call}` (a blocking name lookup)"),
+            "fibra::net resolves names on the blocking pool; or use fibra::run_blocking",
+        ),
+    };
+    eprintln!(
+        "fibra: warning: {what} inside a fiber blocked its worker thread and every fiber \
+         waiting for it\n  at {location}\n  {instead}. Each call site is reported once \
+         (debug builds); fibra::debug::blocking_calls() counts every call."
+    );
+}
