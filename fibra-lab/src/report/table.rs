@@ -172,7 +172,7 @@ pub fn render(result: &ExperimentResult) -> String {
     out
 }
 
-/// "fibra: largest N = 100k; ended at N = 1M: <reason>".
+/// "fibra: largest N = 100k; ended at N = 1M: `<reason>`".
 pub fn reach_text(r: &super::Reach) -> String {
     format!(
         "{}: largest {}; {}",

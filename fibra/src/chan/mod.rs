@@ -1,6 +1,6 @@
 //! Channels that park fibers, not threads: MPMC [`bounded`] (including `bounded(0)`, a
 //! rendezvous), [`unbounded`], [`oneshot`], timer channels ([`after`], [`at`], [`tick`],
-//! [`never`]), and [`select!`](crate::select) / [`select_biased!`](crate::select_biased) /
+//! [`never()`]), and [`select!`](crate::select) / [`select_biased!`](crate::select_biased) /
 //! [`Select`] over any of them ([`Select::ready`] waits for readiness without performing); and [`broadcast`] (every receiver gets every item) and
 //! [`watch`] (the latest value).
 //!

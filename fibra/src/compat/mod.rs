@@ -6,10 +6,11 @@
 //! |----------------|-------------------------------------------------------------------------------|
 //! | `futures-io`   | `futures_io::{AsyncRead, AsyncWrite}` for [`TcpStream`] and [`UnixStream`]      |
 //! | `tokio-io`     | `tokio::io::{AsyncRead, AsyncWrite}` for the same (tokio's traits, no runtime)  |
-//! | `hyper`        | `hyper::rt::{Read, Write}` for the same, and [`hyper`]'s `Executor` and `Timer` |
-//! | `tokio-compat` | [`tokio::run`]: a future that needs tokio's runtime, run from a fiber           |
+//! | `hyper`        | `hyper::rt::{Read, Write}` for the same, and `compat::hyper`'s `Executor`, `Timer` |
+//! | `tokio-compat` | `compat::tokio::run`: a future that needs tokio's runtime, run from a fiber     |
 //!
-//! (The implementations are on the socket types, so they appear in their docs.)
+//! (The implementations are on the socket types, so they appear in their docs; the
+//! `compat::hyper` and `compat::tokio` modules exist with their features.)
 //!
 //! # Which route
 //! - **A runtime-agnostic async crate** (hyper, async-tungstenite, futures-rustls, anything
@@ -18,9 +19,9 @@
 //!   own reactor, exactly as a blocking `read` does, and nothing else runs: no second
 //!   runtime, no thread hop. This is the fast route; prefer it.
 //! - **A crate that insists on tokio's runtime** (reqwest, sqlx, most SDKs: they call
-//!   `tokio::spawn`, `tokio::time` or tokio's sockets): wrap the call in [`tokio::run`]. The
+//!   `tokio::spawn`, `tokio::time` or tokio's sockets): wrap the call in `compat::tokio::run`. The
 //!   future runs on a shared tokio runtime while the fiber parks, so each call pays two
-//!   cross-thread wake-ups (figures in [`tokio`]'s docs) and the I/O runs on tokio's threads.
+//!   cross-thread wake-ups (figures in `compat::tokio`'s docs) and the I/O runs on tokio's threads.
 //!   Use it for calls that are few or slow anyway (an HTTP API, a database round trip).
 //!
 //! # Where futures run (one readiness model for both worlds)

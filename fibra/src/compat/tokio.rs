@@ -40,7 +40,7 @@
 //!
 //! So the bridge suits calls that take milliseconds anyway (a request to a remote service),
 //! not a hot inner loop. Anything generic over `AsyncRead + AsyncWrite` (hyper, websockets,
-//! TLS) should instead run on fibra's own sockets inside [`fibra::await_future`]
+//! TLS) should instead run on fibra's own sockets inside [`fibra::await_future`](crate::await_future)
 //! (`futures-io`, `tokio-io`, `hyper` features): no second runtime, no hand-off
 //! (see [`fibra::compat`](crate::compat)).
 
