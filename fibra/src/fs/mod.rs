@@ -137,6 +137,19 @@ pub fn __paths() -> [u64; 3] {
     route::paths()
 }
 
+/// Hidden test hook: the calling thread's `RWF_NOWAIT` read attempts that missed the page
+/// cache (each then went to the ring or the pool). Not API.
+#[doc(hidden)]
+pub fn __nowait_misses() -> u64 {
+    route::nowait_misses()
+}
+
+/// Hidden test hook: the calling thread's `io_uring_enter` calls on its rings. Not API.
+#[doc(hidden)]
+pub fn __ring_enters() -> u64 {
+    uring::enters()
+}
+
 /// Hidden test hook: ring operation buffers alive in this process (0 once every ring has
 /// drained). Not API.
 #[doc(hidden)]

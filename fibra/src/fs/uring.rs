@@ -28,6 +28,22 @@
 //! The kernel signals the eventfd whenever completion work is queued for this thread; step a
 //! comes before b, so an edge after b's enter defeats d's wait (`reactor/scheduled.rs`).
 //!
+//! # Submissions are batched: one enter per worker turn
+//! A fiber that pushes an entry onto an empty submission queue becomes the *flusher*: it
+//! yields once, so that the worker's other runnable fibers (typically those one reap just
+//! woke) push theirs, then enters the ring once for all of them. Fibers that push onto a
+//! non-empty queue only park: the flusher, suspended in its yield, submits their entries. A
+//! reaper elected while entries wait yields too, behind the flusher. Why: a read that misses
+//! starts its disk I/O inside the enter, and one enter for N reads plugs the block layer once,
+//! so a virtio disk is notified once instead of N times. Each notification is a VM exit:
+//! `iowrite16` was 23 % of fibra's CPU on the lab's cold 64-unit row (perf), all of it from
+//! reads submitted one at a time (docs/lab/FS.md).
+//!
+//! # Completed at submission: the page cache had it
+//! A read the kernel finds cached completes inside the enter that submits it; one that goes to
+//! the disk completes in a later enter. [`Completion::at_submit`] tells the caller which (the
+//! read path uses it to go back to `RWF_NOWAIT` for that file: `route.rs`).
+//!
 //! # A buffer in flight belongs to the ring
 //! An operation's buffer is a heap `Vec` that its slot in the ring's table owns from submission
 //! until its completion is reaped, never the caller's slice (data is copied in or out
@@ -37,7 +53,7 @@
 //! and then waits for every completion, so the kernel never writes into freed memory; if the
 //! ring cannot be entered any more the buffers are leaked rather than freed.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io::{self, Write as _};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -96,6 +112,13 @@ fn unsupported(e: &io::Error) -> bool {
 
 thread_local! {
     static RING: RefCell<Option<Rc<Ring>>> = const { RefCell::new(None) };
+    /// Enters of this thread's rings (`fibra::fs::__ring_enters`, for tests).
+    static ENTERS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The calling thread's ring enters so far.
+pub(super) fn enters() -> u64 {
+    ENTERS.with(Cell::get)
 }
 
 struct Op {
@@ -105,6 +128,10 @@ struct Op {
     waker: Option<Waker>,
     /// The fiber left (unwound): the reaper frees the slot at completion.
     orphan: bool,
+    /// `State::enters` when the entry was pushed: a completion drained after the very next
+    /// enter came at submission (module docs).
+    pushed_at: u64,
+    at_submit: bool,
 }
 
 #[derive(Default)]
@@ -116,6 +143,8 @@ struct State {
     reaping: bool,
     /// Parked operations, oldest first: who takes over reaping (entries may be stale).
     waiting: VecDeque<u32>,
+    /// Enters of the ring so far (each followed by a drain).
+    enters: u64,
 }
 
 impl State {
@@ -158,6 +187,7 @@ impl State {
             return None;
         }
         op.res = Some(res);
+        op.at_submit = op.pushed_at + 1 == self.enters;
         op.waker.take()
     }
 }
@@ -237,21 +267,27 @@ impl Ring {
     }
 
     /// Submits the entry `make` builds around `buf`'s heap memory (its spare capacity for a
-    /// read, its contents for a write), parks until the completion, and returns the result
-    /// with the buffer. `make` must only point the entry at `buf`'s heap allocation.
+    /// read, its contents for a write), parks until the completion, and returns it with the
+    /// buffer. `make` must only point the entry at `buf`'s heap allocation.
     pub(super) fn execute(
         &self,
         mut buf: Vec<u8>,
         make: impl FnOnce(&mut Vec<u8>) -> squeue::Entry,
-    ) -> io::Result<(i32, Vec<u8>)> {
+    ) -> io::Result<Completion> {
         let entry = make(&mut buf);
         // Moving the Vec into the slot does not move its heap allocation, which `entry` names.
-        let idx = self.state.borrow_mut().insert(Op {
-            buf,
-            res: None,
-            waker: None,
-            orphan: false,
-        });
+        let idx = {
+            let mut st = self.state.borrow_mut();
+            let pushed_at = st.enters;
+            st.insert(Op {
+                buf,
+                res: None,
+                waker: None,
+                orphan: false,
+                pushed_at,
+                at_submit: false,
+            })
+        };
         let guard = OpGuard { ring: self, idx };
         self.submit(entry.user_data(u64::from(idx)))?;
         self.wait(idx)?;
@@ -259,35 +295,61 @@ impl Ring {
         let op = self.state.borrow_mut().remove(idx);
         match op {
             Some(Op {
-                buf, res: Some(r), ..
-            }) => Ok((r, buf)),
+                buf,
+                res: Some(res),
+                at_submit,
+                ..
+            }) => Ok(Completion {
+                res,
+                buf,
+                at_submit,
+            }),
             _ => fatal!("fs::uring: slot {idx} done without a result"),
         }
     }
 
-    /// Pushes `entry` and enters the ring (submitting, and collecting what is done).
+    /// Pushes `entry`; the first entry of a batch also submits the batch (module docs,
+    /// "Submissions are batched").
     fn submit(&self, entry: squeue::Entry) -> io::Result<()> {
-        let mut ring = self.uring.borrow_mut();
-        loop {
-            // SAFETY: the entry points only at a buffer its slot owns until the completion is
-            // reaped (`execute`; module docs, "A buffer in flight belongs to the ring"), and
-            // at an fd the kernel resolves when it consumes the entry, in the enter below.
-            if unsafe { ring.submission().push(&entry) }.is_ok() {
-                break;
+        let first = {
+            let mut ring = self.uring.borrow_mut();
+            let first = ring.submission().is_empty();
+            loop {
+                // SAFETY: the entry points only at a buffer its slot owns until the completion
+                // is reaped (`execute`; module docs, "A buffer in flight belongs to the ring"),
+                // and at an fd the kernel resolves when it consumes the entry, in a later enter.
+                if unsafe { ring.submission().push(&entry) }.is_ok() {
+                    break;
+                }
+                // The queue is full: submit it to make room.
+                self.enter_and_drain(&mut ring)?;
             }
-            // The queue is full: submit it to make room.
-            enter(&mut ring, 0)?;
+            first
+        };
+        if !first {
+            return Ok(()); // the flusher, suspended in its yield, submits it
         }
-        let r = enter(&mut ring, 0);
-        self.drain(&mut ring);
-        r
+        // The borrow above ended: the fibers that run during the yield push to the same queue.
+        crate::yield_now();
+        self.reap()
     }
 
-    /// Enters the ring to run completion work, then records what completed.
+    /// Are entries waiting for the flusher's enter?
+    fn queued(&self) -> bool {
+        !self.uring.borrow_mut().submission().is_empty()
+    }
+
+    /// Enters the ring (submitting whatever is queued, running completion work), then records
+    /// what completed.
     fn reap(&self) -> io::Result<()> {
-        let mut ring = self.uring.borrow_mut();
-        let r = enter(&mut ring, 0);
-        self.drain(&mut ring);
+        self.enter_and_drain(&mut self.uring.borrow_mut())
+    }
+
+    fn enter_and_drain(&self, ring: &mut IoUring) -> io::Result<()> {
+        let r = enter(ring, 0);
+        self.state.borrow_mut().enters += 1;
+        ENTERS.with(|n| n.set(n.get() + 1));
+        self.drain(ring);
         r
     }
 
@@ -320,6 +382,10 @@ impl Ring {
                 st.reaping = true;
                 drop(st);
                 let _reaper = ReaperGuard(self);
+                if self.queued() {
+                    // A flusher is suspended in its yield: let it submit the whole batch.
+                    crate::yield_now();
+                }
                 loop {
                     let snap = self.eventfd.snapshot();
                     self.reap()?;
@@ -361,6 +427,14 @@ impl Ring {
             w.wake();
         }
     }
+}
+
+/// What an operation returned: the kernel's result, the buffer, and whether it completed in
+/// the enter that submitted it (module docs, "Completed at submission").
+pub(super) struct Completion {
+    pub(super) res: i32,
+    pub(super) buf: Vec<u8>,
+    pub(super) at_submit: bool,
 }
 
 /// `io_uring_enter(submit everything queued, min_complete = 0, GETEVENTS)`; EINTR, EAGAIN
