@@ -321,29 +321,25 @@ fn nowait_hit_and_miss_paths() {
 }
 
 /// The miss hint on a cold file read at random by 64 fibers on one worker: every read returns
-/// std's bytes, only the first few try `RWF_NOWAIT` (each later miss goes straight to the
-/// ring), and the ring submits reads in batches (fewer enters than reads).
+/// std's bytes, and only the first few try `RWF_NOWAIT` (each later miss goes straight to the
+/// ring).
 #[test]
-fn cold_random_reads_skip_nowait_and_batch() {
+fn cold_random_reads_skip_nowait() {
     let _alone = alone();
-    let _w = watchdog("cold_random_reads_skip_nowait_and_batch");
+    let _w = watchdog("cold_random_reads_skip_nowait");
     let dir = TempDir::new("hint");
     let p = dir.join("f");
     const PAGES: u64 = 2048;
     let data = std::sync::Arc::new(pattern(PAGES as usize * 4096));
     write_cold(&p, &data);
     let (p2, d2) = (p.clone(), data.clone());
-    let (reads, misses, ring, enters) = rt().run(move || {
+    let (reads, misses, ring) = rt().run(move || {
         let f = std::sync::Arc::new(fibra::fs::File::open(&p2).unwrap());
         // No readahead: one read must not bring in the next one's page.
         // SAFETY: plain syscall on an open fd.
         let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
         assert_eq!(r, 0);
-        let before = (
-            fibra::fs::__paths(),
-            fibra::fs::__nowait_misses(),
-            fibra::fs::__ring_enters(),
-        );
+        let before = (fibra::fs::__paths(), fibra::fs::__nowait_misses());
         // Fiber `u` reads pages u, u + 64, …, shuffled: each page once, none cached before.
         let hs: Vec<_> = (0..64u64)
             .map(|u| {
@@ -368,7 +364,6 @@ fn cold_random_reads_skip_nowait_and_batch() {
             paths.iter().sum::<u64>(),
             fibra::fs::__nowait_misses() - before.1,
             paths[1],
-            fibra::fs::__ring_enters() - before.2,
         )
     });
     assert_eq!(reads, PAGES);
@@ -377,18 +372,15 @@ fn cold_random_reads_skip_nowait_and_batch() {
         "std reads the same file"
     );
     common::note(&format!(
-        "cold_random_reads: {reads} reads, {ring} through the ring, {misses} RWF_NOWAIT \
-         misses, {enters} ring enters"
+        "cold_random_reads: {reads} reads, {ring} through the ring, {misses} RWF_NOWAIT misses"
     ));
     if !fibra::fs::__uring_available() {
-        common::note("cold_random_reads: io_uring unavailable; the hint and batching untested");
+        common::note("cold_random_reads: io_uring unavailable; the hint untested");
         return;
     }
     // A page the eviction left cached completes at submission and costs one more miss; a
     // handful at most. Without the hint every ring read would follow a miss.
     assert!(misses * 4 <= ring, "{misses} misses for {ring} ring reads");
-    // Without batching each read takes one enter to submit, plus the reaper's.
-    assert!(enters * 2 <= ring, "{enters} enters for {ring} ring reads");
     assert_eq!(fibra::fs::__live_buffers(), 0);
 }
 

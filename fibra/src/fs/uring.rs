@@ -28,16 +28,15 @@
 //! The kernel signals the eventfd whenever completion work is queued for this thread; step a
 //! comes before b, so an edge after b's enter defeats d's wait (`reactor/scheduled.rs`).
 //!
-//! # Submissions are batched: one enter per worker turn
-//! A fiber that pushes an entry onto an empty submission queue becomes the *flusher*: it
-//! yields once, so that the worker's other runnable fibers (typically those one reap just
-//! woke) push theirs, then enters the ring once for all of them. Fibers that push onto a
-//! non-empty queue only park: the flusher, suspended in its yield, submits their entries. A
-//! reaper elected while entries wait yields too, behind the flusher. Why: a read that misses
-//! starts its disk I/O inside the enter, and one enter for N reads plugs the block layer once,
-//! so a virtio disk is notified once instead of N times. Each notification is a VM exit:
-//! `iowrite16` was 23 % of fibra's CPU on the lab's cold 64-unit row (perf), all of it from
-//! reads submitted one at a time (docs/lab/FS.md).
+//! # One enter per submission
+//! Each operation is submitted by its own `io_uring_enter`, at once: a read that misses
+//! starts its disk I/O inside that enter, and the sooner it starts the more reads the disk
+//! has in flight. Rejected: batching the entries of one worker turn (the first fiber to push
+//! yields, the fibers that run meanwhile push theirs, then one enter submits all). It took
+//! ~0.25 syscalls per cold read instead of ~1.2 and ~15 % less CPU per read (one virtio
+//! notification, a VM exit, per batch instead of per read), but each read's I/O started
+//! after the rest of the turn had run, and the lab's cold 64-unit row ran ~5 % slower in
+//! paired rounds (docs/lab/FS.md).
 //!
 //! # Completed at submission: the page cache had it
 //! A read the kernel finds cached completes inside the enter that submits it; one that goes to
@@ -53,7 +52,7 @@
 //! and then waits for every completion, so the kernel never writes into freed memory; if the
 //! ring cannot be entered any more the buffers are leaked rather than freed.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, Write as _};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -112,13 +111,6 @@ fn unsupported(e: &io::Error) -> bool {
 
 thread_local! {
     static RING: RefCell<Option<Rc<Ring>>> = const { RefCell::new(None) };
-    /// Enters of this thread's rings (`fibra::fs::__ring_enters`, for tests).
-    static ENTERS: Cell<u64> = const { Cell::new(0) };
-}
-
-/// The calling thread's ring enters so far.
-pub(super) fn enters() -> u64 {
-    ENTERS.with(Cell::get)
 }
 
 struct Op {
@@ -308,35 +300,20 @@ impl Ring {
         }
     }
 
-    /// Pushes `entry`; the first entry of a batch also submits the batch (module docs,
-    /// "Submissions are batched").
+    /// Pushes `entry` and enters the ring (submitting, and collecting what is done).
     fn submit(&self, entry: squeue::Entry) -> io::Result<()> {
-        let first = {
-            let mut ring = self.uring.borrow_mut();
-            let first = ring.submission().is_empty();
-            loop {
-                // SAFETY: the entry points only at a buffer its slot owns until the completion
-                // is reaped (`execute`; module docs, "A buffer in flight belongs to the ring"),
-                // and at an fd the kernel resolves when it consumes the entry, in a later enter.
-                if unsafe { ring.submission().push(&entry) }.is_ok() {
-                    break;
-                }
-                // The queue is full: submit it to make room.
-                self.enter_and_drain(&mut ring)?;
+        let mut ring = self.uring.borrow_mut();
+        loop {
+            // SAFETY: the entry points only at a buffer its slot owns until the completion is
+            // reaped (`execute`; module docs, "A buffer in flight belongs to the ring"), and
+            // at an fd the kernel resolves when it consumes the entry, in the enter below.
+            if unsafe { ring.submission().push(&entry) }.is_ok() {
+                break;
             }
-            first
-        };
-        if !first {
-            return Ok(()); // the flusher, suspended in its yield, submits it
+            // The queue is full: submit it to make room.
+            self.enter_and_drain(&mut ring)?;
         }
-        // The borrow above ended: the fibers that run during the yield push to the same queue.
-        crate::yield_now();
-        self.reap()
-    }
-
-    /// Are entries waiting for the flusher's enter?
-    fn queued(&self) -> bool {
-        !self.uring.borrow_mut().submission().is_empty()
+        self.enter_and_drain(&mut ring)
     }
 
     /// Enters the ring (submitting whatever is queued, running completion work), then records
@@ -348,7 +325,6 @@ impl Ring {
     fn enter_and_drain(&self, ring: &mut IoUring) -> io::Result<()> {
         let r = enter(ring, 0);
         self.state.borrow_mut().enters += 1;
-        ENTERS.with(|n| n.set(n.get() + 1));
         self.drain(ring);
         r
     }
@@ -382,10 +358,6 @@ impl Ring {
                 st.reaping = true;
                 drop(st);
                 let _reaper = ReaperGuard(self);
-                if self.queued() {
-                    // A flusher is suspended in its yield: let it submit the whole batch.
-                    crate::yield_now();
-                }
                 loop {
                     let snap = self.eventfd.snapshot();
                     self.reap()?;
