@@ -83,6 +83,66 @@ fn forced_off_misses_go_to_the_pool() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A file whose reads missed through the ring (its miss hint set) when io_uring goes away:
+/// a cold read goes to the pool, a cached one is one `RWF_NOWAIT` read, both with std's bytes.
+#[test]
+fn the_miss_hint_without_a_ring() {
+    let _alone = alone();
+    let _w = watchdog("the_miss_hint_without_a_ring");
+    if !fibra::fs::__uring_available() {
+        common::note("the_miss_hint_without_a_ring: io_uring unavailable here; skipping");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("fibra-fs-hint-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("f");
+    let data = pattern(1 << 20);
+    write_cold(&p, &data);
+    let (p2, d) = (p.clone(), data.clone());
+    fibra::Runtime::builder()
+        .workers(1)
+        .build()
+        .unwrap()
+        .run(move || {
+            let f = fibra::fs::File::open(&p2).unwrap();
+            // SAFETY: plain syscall on an open fd.
+            let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
+            assert_eq!(r, 0);
+            let mut b = vec![0u8; 4096];
+            let mut read_at = |off: usize| {
+                let before = fibra::fs::__paths();
+                f.read_exact_at(&mut b, off as u64).unwrap();
+                assert_eq!(&b[..], &d[off..off + 4096], "at {off}");
+                let after = fibra::fs::__paths();
+                [
+                    after[0] - before[0],
+                    after[1] - before[1],
+                    after[2] - before[2],
+                ]
+            };
+            // Cold: a miss, then (the hint set) straight to the ring. Page 0 may have stayed
+            // cached through the eviction; a miss is what this step needs.
+            let first = read_at(64 << 10);
+            assert!(first == [0, 1, 0] || first == [1, 0, 0], "{first:?}");
+            assert_eq!(read_at(128 << 10), [0, 1, 0], "hinted: to the ring");
+            fibra::fs::__force_pool(true);
+            assert_eq!(
+                read_at(192 << 10),
+                [0, 0, 1],
+                "no ring: a miss goes to the pool"
+            );
+            assert_eq!(
+                read_at(128 << 10),
+                [1, 0, 0],
+                "no ring: a hit is one nowait read"
+            );
+            fibra::fs::__force_pool(false);
+        });
+    fibra::fs::__force_pool(false);
+    assert_eq!(fibra::fs::__live_buffers(), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Under the migration opt-in a parked fiber may resume on another thread, away from its
 /// ring: misses go to the pool.
 #[test]

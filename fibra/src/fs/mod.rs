@@ -8,7 +8,7 @@
 //!
 //! | operation | path, cheapest first |
 //! |---|---|
-//! | read, `read_at` | 1. `preadv2(RWF_NOWAIT)` on the worker: a page-cache hit is one syscall, no hand-off; 2. on `EAGAIN` an io_uring read on the worker's own ring, the fiber parked until its completion; 3. where io_uring is unavailable, the blocking pool |
+//! | read, `read_at` | 1. `preadv2(RWF_NOWAIT)` on the worker: a page-cache hit is one syscall, no hand-off; 2. on `EAGAIN` an io_uring read on the worker's own ring, the fiber parked until its completion (after a miss the file's next reads start here, until one is served from the page cache: the miss hint); 3. where io_uring is unavailable, the blocking pool |
 //! | write, `write_at` | `pwritev2(RWF_NOWAIT)` where the file system takes it, else the ring, else the pool |
 //! | `sync_all`, `sync_data` | the ring (`IORING_OP_FSYNC`), else the pool |
 //! | open, metadata, directories, rename, copy, `set_len`, … | the blocking pool ([`run_blocking`](crate::run_blocking)) |
@@ -55,6 +55,14 @@
 //! - glibc's `preadv2` wrapper is a cancellation point, whose enter/leave took ~3.4 % of a
 //!   cached 4 KiB read's CPU; the read is now a plain `syscall` (`nowait.rs`). What remains
 //!   over `pread` is the kernel's iovec import (~3 % of a read's CPU, perf).
+//!
+//! And one change cut the cold path's CPU: a miss paid for the page twice. The failed
+//! `RWF_NOWAIT` attempt already starts the disk read (the kernel's readahead runs in the
+//! caller: page allocation, the block request, the virtio notification, a VM exit that was
+//! 23 % of fibra's CPU on the cold 64-unit row), and the ring's read then looked the page up
+//! again. After a miss a file's reads now skip the attempt until the page cache serves one
+//! (`route.rs`, "The miss hint"): ~1.1 syscalls per cold read instead of ~2.1, and less CPU
+//! per read; that row's throughput is the disk's either way (docs/lab/FS.md).
 //!
 //! Still open: inside the lab, `RWF_NOWAIT` reads of 1 MiB of an evicted file sometimes took
 //! ~4 ms each, blocked in the kernel on the readahead they start, where a thread's `pread`
@@ -135,6 +143,13 @@ pub fn __uring_available() -> bool {
 #[doc(hidden)]
 pub fn __paths() -> [u64; 3] {
     route::paths()
+}
+
+/// Hidden test hook: the calling thread's `RWF_NOWAIT` read attempts that missed the page
+/// cache (each then went to the ring or the pool). Not API.
+#[doc(hidden)]
+pub fn __nowait_misses() -> u64 {
+    route::nowait_misses()
 }
 
 /// Hidden test hook: ring operation buffers alive in this process (0 once every ring has

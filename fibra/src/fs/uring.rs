@@ -28,6 +28,23 @@
 //! The kernel signals the eventfd whenever completion work is queued for this thread; step a
 //! comes before b, so an edge after b's enter defeats d's wait (`reactor/scheduled.rs`).
 //!
+//! # One enter per submission
+//! Each operation is submitted by its own `io_uring_enter`, at once: a read that misses
+//! starts its disk I/O inside that enter, and the sooner it starts the more reads the disk
+//! has in flight. Rejected: batching the entries of one worker turn (the first fiber to push
+//! yields, the fibers that run meanwhile push theirs, then one enter submits all). It took
+//! ~0.25 syscalls per cold read instead of ~1.2 and 10–30 % less CPU per read (one virtio
+//! notification, a VM exit, per batch instead of per read), but each read's I/O started
+//! after the rest of the turn had run, and the lab's cold 64-unit row (on a 1 GiB file) ran
+//! ~5 % slower in paired rounds (docs/lab/FS.md).
+//!
+//! # Completed at submission: the page cache had it
+//! A read the kernel finds cached completes inside the enter that submits it; one that goes to
+//! the disk completes in a later enter (now and then a fast disk's read finishes within the
+//! same one: 79 of 2,048 cold reads in `fs_api`'s test). [`Completion::at_submit`] tells the
+//! caller which (the read path uses it to go back to `RWF_NOWAIT` for that file: `route.rs`;
+//! a wrong "cached" costs one failed attempt).
+//!
 //! # A buffer in flight belongs to the ring
 //! An operation's buffer is a heap `Vec` that its slot in the ring's table owns from submission
 //! until its completion is reaped, never the caller's slice (data is copied in or out
@@ -105,6 +122,10 @@ struct Op {
     waker: Option<Waker>,
     /// The fiber left (unwound): the reaper frees the slot at completion.
     orphan: bool,
+    /// `State::enters` when the entry was pushed: a completion drained after the very next
+    /// enter came at submission (module docs).
+    pushed_at: u64,
+    at_submit: bool,
 }
 
 #[derive(Default)]
@@ -116,6 +137,8 @@ struct State {
     reaping: bool,
     /// Parked operations, oldest first: who takes over reaping (entries may be stale).
     waiting: VecDeque<u32>,
+    /// Enters of the ring so far (each followed by a drain).
+    enters: u64,
 }
 
 impl State {
@@ -158,6 +181,7 @@ impl State {
             return None;
         }
         op.res = Some(res);
+        op.at_submit = op.pushed_at + 1 == self.enters;
         op.waker.take()
     }
 }
@@ -237,21 +261,27 @@ impl Ring {
     }
 
     /// Submits the entry `make` builds around `buf`'s heap memory (its spare capacity for a
-    /// read, its contents for a write), parks until the completion, and returns the result
-    /// with the buffer. `make` must only point the entry at `buf`'s heap allocation.
+    /// read, its contents for a write), parks until the completion, and returns it with the
+    /// buffer. `make` must only point the entry at `buf`'s heap allocation.
     pub(super) fn execute(
         &self,
         mut buf: Vec<u8>,
         make: impl FnOnce(&mut Vec<u8>) -> squeue::Entry,
-    ) -> io::Result<(i32, Vec<u8>)> {
+    ) -> io::Result<Completion> {
         let entry = make(&mut buf);
         // Moving the Vec into the slot does not move its heap allocation, which `entry` names.
-        let idx = self.state.borrow_mut().insert(Op {
-            buf,
-            res: None,
-            waker: None,
-            orphan: false,
-        });
+        let idx = {
+            let mut st = self.state.borrow_mut();
+            let pushed_at = st.enters;
+            st.insert(Op {
+                buf,
+                res: None,
+                waker: None,
+                orphan: false,
+                pushed_at,
+                at_submit: false,
+            })
+        };
         let guard = OpGuard { ring: self, idx };
         self.submit(entry.user_data(u64::from(idx)))?;
         self.wait(idx)?;
@@ -259,8 +289,15 @@ impl Ring {
         let op = self.state.borrow_mut().remove(idx);
         match op {
             Some(Op {
-                buf, res: Some(r), ..
-            }) => Ok((r, buf)),
+                buf,
+                res: Some(res),
+                at_submit,
+                ..
+            }) => Ok(Completion {
+                res,
+                buf,
+                at_submit,
+            }),
             _ => fatal!("fs::uring: slot {idx} done without a result"),
         }
     }
@@ -276,18 +313,21 @@ impl Ring {
                 break;
             }
             // The queue is full: submit it to make room.
-            enter(&mut ring, 0)?;
+            self.enter_and_drain(&mut ring)?;
         }
-        let r = enter(&mut ring, 0);
-        self.drain(&mut ring);
-        r
+        self.enter_and_drain(&mut ring)
     }
 
-    /// Enters the ring to run completion work, then records what completed.
+    /// Enters the ring (submitting whatever is queued, running completion work), then records
+    /// what completed.
     fn reap(&self) -> io::Result<()> {
-        let mut ring = self.uring.borrow_mut();
-        let r = enter(&mut ring, 0);
-        self.drain(&mut ring);
+        self.enter_and_drain(&mut self.uring.borrow_mut())
+    }
+
+    fn enter_and_drain(&self, ring: &mut IoUring) -> io::Result<()> {
+        let r = enter(ring, 0);
+        self.state.borrow_mut().enters += 1;
+        self.drain(ring);
         r
     }
 
@@ -361,6 +401,14 @@ impl Ring {
             w.wake();
         }
     }
+}
+
+/// What an operation returned: the kernel's result, the buffer, and whether it completed in
+/// the enter that submitted it (module docs, "Completed at submission").
+pub(super) struct Completion {
+    pub(super) res: i32,
+    pub(super) buf: Vec<u8>,
+    pub(super) at_submit: bool,
 }
 
 /// `io_uring_enter(submit everything queued, min_complete = 0, GETEVENTS)`; EINTR, EAGAIN
