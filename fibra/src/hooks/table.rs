@@ -52,6 +52,13 @@ const EPOLL: u32 = 8;
 /// instead of retrying the call (`wait.rs`). Cleared by a call that did not have to wait.
 const WAITS_READ: u32 = 16;
 const WAITS_WRITE: u32 = 32;
+/// A TCP socket (`AF_INET`/`AF_INET6`, `SOCK_STREAM`): a read that returns fewer bytes than
+/// asked emptied its receive queue (`wait.rs`'s drained read). Not `AF_UNIX` streams, whose
+/// reads also stop short at a sender's credentials or passed fds.
+const TCP: u32 = 64;
+/// The fd was duplicated (either end of a `dup`): its kernel timeouts are shared with
+/// another slot's, so `setsockopt` cannot tell from this slot alone that a set changes nothing.
+const SHARED: u32 = 128;
 
 const CHUNK_BITS: usize = 12;
 const CHUNK: usize = 1 << CHUNK_BITS;
@@ -125,9 +132,27 @@ pub(super) fn managed(fd: RawFd) -> Option<&'static Slot> {
     slot(fd).filter(|s| s.flags.load(Relaxed) & MANAGED != 0)
 }
 
-/// Marks `fd`, just made by a hooked `socket`/`accept` in a fiber, as managed.
-pub(super) fn manage(fd: RawFd, nonblocking: bool) -> bool {
-    manage_as(fd, if nonblocking { NONBLOCK } else { 0 })
+/// Marks `fd`, just made by a hooked `socket` in a fiber, as managed (`tcp`: a TCP socket).
+pub(super) fn manage(fd: RawFd, nonblocking: bool, tcp: bool) -> bool {
+    let mode = if nonblocking { NONBLOCK } else { 0 } | if tcp { TCP } else { 0 };
+    manage_as(fd, mode)
+}
+
+/// Marks `fd`, just accepted by a hooked `accept` in a fiber on the managed `listener`, as
+/// managed. Linux's accepted socket is a copy of its listener (`sk_clone_lock`), its
+/// `SO_RCVTIMEO`/`SO_SNDTIMEO` included: so are the slot's.
+pub(super) fn manage_accepted(listener: &Slot, fd: RawFd, nonblocking: bool) -> bool {
+    let mode = if nonblocking { NONBLOCK } else { 0 } | listener.flags.load(Relaxed) & TCP;
+    if !manage_as(fd, mode) {
+        return false;
+    }
+    if let Some(s) = slot(fd) {
+        s.rcv_timeout
+            .store(listener.rcv_timeout.load(Relaxed), Relaxed);
+        s.snd_timeout
+            .store(listener.snd_timeout.load(Relaxed), Relaxed);
+    }
+    true
 }
 
 /// Marks `fd`, an epoll instance just made by a hooked `epoll_create1` in a fiber, as managed.
@@ -152,7 +177,11 @@ fn manage_as(fd: RawFd, mode: u32) -> bool {
 /// `to`, a duplicate of the managed `from` (dup, dup2, dup3, `F_DUPFD`), becomes managed with
 /// the same mode and timeouts (the kernel shares them between the two: one open file).
 pub(super) fn copy(from: &Slot, to: RawFd) {
-    if manage_as(to, from.flags.load(Relaxed) & (NONBLOCK | EPOLL)) {
+    from.flags.fetch_or(SHARED, Relaxed);
+    if manage_as(
+        to,
+        from.flags.load(Relaxed) & (NONBLOCK | EPOLL | TCP) | SHARED,
+    ) {
         if let Some(s) = slot(to) {
             s.rcv_timeout.store(from.rcv_timeout.load(Relaxed), Relaxed);
             s.snd_timeout.store(from.snd_timeout.load(Relaxed), Relaxed);
@@ -193,6 +222,24 @@ impl Slot {
     /// True for an epoll instance (`manage_epoll`).
     pub(super) fn is_epoll(&self) -> bool {
         self.flags.load(Relaxed) & EPOLL != 0
+    }
+
+    /// True for a TCP socket (`TCP`).
+    pub(super) fn is_tcp(&self) -> bool {
+        self.flags.load(Relaxed) & TCP != 0
+    }
+
+    /// True when `timeout` is what the kernel already holds as the fd's `SO_RCVTIMEO`
+    /// (`rcv: true`) or `SO_SNDTIMEO`: every set through the hooks is recorded here (a fresh
+    /// socket's 0, an accepted one's listener's), so it is, unless the fd was duplicated and
+    /// the other end set it (`SHARED`), or code went around libc (a raw `setsockopt` syscall).
+    pub(super) fn holds_timeout(&self, rcv: bool, timeout: Option<Duration>) -> bool {
+        let held = if rcv {
+            &self.rcv_timeout
+        } else {
+            &self.snd_timeout
+        };
+        self.flags.load(Relaxed) & SHARED == 0 && held.load(Relaxed) == nanos(timeout)
     }
 
     /// The hint that calls on this fd in `dir` wait (`WAITS_READ`/`WAITS_WRITE`).
