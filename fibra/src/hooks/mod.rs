@@ -30,11 +30,14 @@
 //!
 //! # Cost
 //! A call that does not block costs the table lookup (one load of a chunk pointer, one of
-//! the slot's flags) and, on a managed fd, one read of `errno`, on top of libc's call:
+//! the slot's flags) and, on a managed fd, one read of `errno` and, in blocking mode, the
+//! cooperative budget's count (below), on top of libc's call:
 //! `cargo bench -p fibra --features hooks --bench hooks` (fastest of 401 batches of 2,000,
 //! hooked minus libc's own definition, three runs on a shared 2-core VM): +3.0 ns for
 //! `write` to /dev/null and +4.4 ns for `recv(MSG_PEEK)` on a plain thread; +0.0 ns and
-//! +1.8–2.4 ns in a fiber, on an unmanaged fd and a managed socket. The first `EAGAIN` takes
+//! +6.2–7.8 ns in a fiber, on an unmanaged fd and a managed socket (+2.6–3.2 ns before the
+//! budget counted hooked calls: the count and a yield every 128 calls are the rest, what a
+//! `fibra::net` call pays too). The first `EAGAIN` takes
 //! the slow path (registration snapshot, one retry of the call, then the park); after that
 //! the fd's calls that way take the snapshot first, and a read that found a TCP socket empty
 //! lets the next one park without trying (`wait.rs`): a client's reply costs one `recv`, as
