@@ -2,7 +2,8 @@
 //! once counts against the cooperative budget (a client whose replies are always there still
 //! lets its worker's other fibers run) while a non-blocking one never yields; a
 //! `setsockopt` timeout that changes nothing skips the kernel but never hides a change (a dup's
-//! set, a bad value); an accepted socket keeps its listener's timeouts, as Linux's does.
+//! set, a bad value); an accepted socket keeps its listener's timeouts, as Linux's does; a TCP
+//! socket's `getsockname`, answered from the table once settled, says what the kernel says.
 #![cfg(all(feature = "hooks", target_os = "linux"))]
 
 mod common;
@@ -210,5 +211,106 @@ fn an_accepted_socket_keeps_its_listeners_timeout() {
             matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
             "{e:?}"
         );
+    });
+}
+
+/// `getsockname` through libc (so through the hooks): the address bytes and their length,
+/// into a buffer of `room` bytes.
+fn local_hooked(fd: i32, room: usize) -> (Vec<u8>, usize) {
+    let mut buf = [0u8; 128];
+    let mut len = room as libc::socklen_t;
+    // SAFETY: `buf` holds 128 ≥ `room` bytes and `len` is live.
+    let r = unsafe { libc::getsockname(fd, buf.as_mut_ptr().cast(), &mut len) };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    (buf[..room].to_vec(), len as usize)
+}
+
+/// The kernel's own answer, past the hooks (the raw syscall).
+fn local_kernel(fd: i32) -> (Vec<u8>, usize) {
+    let mut buf = [0u8; 128];
+    let mut len: libc::socklen_t = 128;
+    // SAFETY: as above.
+    let r = unsafe { libc::syscall(libc::SYS_getsockname, fd, buf.as_mut_ptr(), &raw mut len) };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    (buf[..128].to_vec(), len as usize)
+}
+
+fn assert_same_local(fd: i32, when: &str) {
+    let (kernel, klen) = local_kernel(fd);
+    for _ in 0..3 {
+        // the first call may ask the kernel, the next ones the table
+        let (hooked, hlen) = local_hooked(fd, 128);
+        assert_eq!((&hooked[..hlen], hlen), (&kernel[..klen], klen), "{when}");
+    }
+}
+
+/// A TCP socket's `getsockname`, answered from the table once settled, says what the kernel
+/// says: after connect, through a short buffer, after a disconnect (`connect(AF_UNSPEC)`) and
+/// a reconnect, after the peer's reset, and on an accepted socket.
+#[test]
+fn getsockname_answers_as_the_kernel_does() {
+    let _w = watchdog("getsockname_answers_as_the_kernel_does");
+    rt1().run(|| {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let c = TcpStream::connect(addr).unwrap();
+        let fd = c.as_raw_fd();
+        assert_same_local(fd, "connected");
+        let (s, _) = l.accept().unwrap();
+        assert_same_local(s.as_raw_fd(), "accepted");
+        assert_same_local(l.as_raw_fd(), "listening");
+        // A short buffer: the address truncated, its full length reported.
+        let (kernel, klen) = local_kernel(fd);
+        let (short, len) = local_hooked(fd, 4);
+        assert_eq!((short.as_slice(), len), (&kernel[..4], klen));
+        // The peer resets the connection (linger 0): the address stays what the kernel says.
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: a live `linger` of the size passed.
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&raw const linger).cast(),
+                size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0);
+        drop(s);
+        let _ = (&c).read(&mut [0u8; 8]); // sees the reset
+        assert_same_local(fd, "after the peer's reset");
+        // Disconnect, then connect the same socket again: the address changes.
+        let unspec = libc::sockaddr {
+            sa_family: libc::AF_UNSPEC as libc::sa_family_t,
+            sa_data: [0; 14],
+        };
+        // SAFETY: a live sockaddr of the size passed.
+        let r =
+            unsafe { libc::connect(fd, &unspec, size_of::<libc::sockaddr>() as libc::socklen_t) };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        assert_same_local(fd, "disconnected");
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: addr.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        // SAFETY: a live sockaddr_in of the size passed; the socket is in blocking mode, so
+        // the hooked connect parks the fiber until it completes.
+        let r = unsafe {
+            libc::connect(
+                fd,
+                (&raw const sin).cast(),
+                size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        let (_s2, _) = l.accept().unwrap();
+        assert_same_local(fd, "connected again");
     });
 }

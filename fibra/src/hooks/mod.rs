@@ -7,7 +7,7 @@
 //! `read`, `readv`, `recv`, `recvfrom`, `recvmsg`, `write`, `writev`, `send`, `sendto`,
 //! `sendmsg`, `poll`, `ppoll`, `epoll_create`, `epoll_create1`, `epoll_wait`, `epoll_pwait`,
 //! `nanosleep`, `clock_nanosleep`, `usleep`, `sleep`, `getaddrinfo`, `close`, `dup`, `dup2`,
-//! `dup3`, `fcntl`, `fcntl64`, `ioctl` and `setsockopt`. The linker binds every call to these names in the executable (Rust crates,
+//! `dup3`, `fcntl`, `fcntl64`, `ioctl`, `setsockopt` and `getsockname`. The linker binds every call to these names in the executable (Rust crates,
 //! statically linked C) to them; each forwards to libc's own definition, found once with
 //! `dlsym(RTLD_NEXT)` (`real.rs`).
 //!
@@ -42,7 +42,9 @@
 //! the fd's calls that way take the snapshot first, and a read that found a TCP socket empty
 //! lets the next one park without trying (`wait.rs`): a client's reply costs one `recv`, as
 //! with `fibra::net`. A `setsockopt` of `SO_RCVTIMEO`/`SO_SNDTIMEO` to the value the kernel
-//! already holds returns without the syscall (ureq 2 makes three such a request).
+//! already holds returns without the syscall (ureq 2 makes three such a request), and a TCP
+//! socket's `getsockname` is answered from the table once its address is settled (ureq 2
+//! asks on every response).
 //!
 //! # The cooperative budget
 //! A blocking-mode call on a managed fd that returns without parking counts against the

@@ -134,9 +134,14 @@ pub unsafe extern "C" fn accept4(
 #[no_mangle]
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     let real = real!(CONNECT: unsafe extern "C" fn(c_int, *const sockaddr, socklen_t) -> c_int);
+    let managed = table::managed(fd);
+    // A connect may change the local address `getsockname` keeps: forgotten before and after.
+    let forget = || managed.inspect(|s| s.forget_local_addr());
+    forget();
     // SAFETY: the caller's arguments, unchanged.
     let r = unsafe { real(fd, addr, len) };
-    let Some(slot) = table::managed(fd) else {
+    forget();
+    let Some(slot) = managed else {
         return r;
     };
     if r == 0 || errno() != libc::EINPROGRESS || slot.nonblocking() {
@@ -431,6 +436,65 @@ pub unsafe extern "C" fn setsockopt(
 fn timeval_duration(tv: libc::timeval) -> Option<Duration> {
     let d = Duration::new(tv.tv_sec.max(0) as u64, (tv.tv_usec.max(0) as u32) * 1_000);
     (!d.is_zero()).then_some(d)
+}
+
+/// Hooked `getsockname(2)`: a managed TCP socket's local address, once settled, is answered
+/// from the table (ureq 2 asks for it on every response). Settled: a port and a specific
+/// address, which only a `connect` changes afterwards (`AF_UNSPEC` disconnects and a failed
+/// connect reset it; `bind` fails once bound; a peer's reset leaves it), and `connect` forgets
+/// it. A buffer too short gets the address truncated and its full length, as from the kernel.
+#[no_mangle]
+pub unsafe extern "C" fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    let real =
+        real!(GETSOCKNAME: unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int);
+    let slot = table::managed(fd).filter(|s| s.is_tcp());
+    let (Some(slot), false, false) = (slot, addr.is_null(), len.is_null()) else {
+        // SAFETY: the caller's arguments, unchanged.
+        return unsafe { real(fd, addr, len) };
+    };
+    // SAFETY: non-null; the caller passes a readable and writable length (getsockname(2)).
+    let room = unsafe { len.read_unaligned() } as usize;
+    if let Some((bytes, n)) = slot.local_addr() {
+        // SAFETY: the caller's buffer holds `room` bytes (getsockname(2)): we write at most
+        // that many, then the full length, as the kernel does.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), addr.cast::<u8>(), n.min(room));
+            len.write_unaligned(n as socklen_t);
+        }
+        return 0;
+    }
+    let epoch = slot.local_epoch();
+    // SAFETY: the caller's arguments, unchanged.
+    let r = unsafe { real(fd, addr, len) };
+    // SAFETY: as above; after a success the kernel wrote the address's length there.
+    let n = unsafe { len.read_unaligned() } as usize;
+    if r == 0 && n <= room && n <= table::LOCAL_MAX {
+        // SAFETY: the kernel wrote `n` bytes (≤ the caller's `room`) of address at `addr`.
+        let got = unsafe { std::slice::from_raw_parts(addr.cast::<u8>(), n) };
+        if settled(got) {
+            slot.set_local_addr(got, epoch);
+        }
+    }
+    r
+}
+
+/// A TCP socket's local address that nothing but a `connect` changes any more: an IPv4 or
+/// IPv6 address with a port and a specific (not wildcard) address.
+fn settled(addr: &[u8]) -> bool {
+    let family = match addr.get(..2) {
+        Some(f) => libc::sa_family_t::from_ne_bytes([f[0], f[1]]) as c_int,
+        None => return false,
+    };
+    // The port follows the family in both layouts; the address follows the port
+    // (`sockaddr_in`) or the flow info (`sockaddr_in6`).
+    let port = addr.get(2..4).is_some_and(|p| p != [0, 0]);
+    let specific =
+        |at: std::ops::Range<usize>| addr.get(at).is_some_and(|a| a.iter().any(|&b| b != 0));
+    match family {
+        libc::AF_INET if addr.len() >= size_of::<libc::sockaddr_in>() => port && specific(4..8),
+        libc::AF_INET6 if addr.len() >= size_of::<libc::sockaddr_in6>() => port && specific(8..24),
+        _ => false,
+    }
 }
 
 /// An fd the table could not take: set the mode its creator asked for.

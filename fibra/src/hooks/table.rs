@@ -85,7 +85,19 @@ pub(super) struct Slot {
     snd_timeout: AtomicU64,
     /// `Arc::into_raw` of the registration, or null (under `LOCKED`).
     reg: AtomicPtr<Registration>,
+    /// A TCP socket's local address once it is settled (`socket.rs`'s `getsockname`): its
+    /// length in bytes, 0 for none, and the bytes (a `sockaddr_in` or `sockaddr_in6`); and
+    /// a count of the `connect`s begun or ended on the fd, so an address read from the kernel
+    /// while one ran is never kept. All under `LOCKED`.
+    local_len: AtomicU32,
+    local_epoch: AtomicU32,
+    local: [AtomicU64; LOCAL_WORDS],
 }
+
+/// Words for a local address: 32 bytes, room for a `sockaddr_in6` (28).
+const LOCAL_WORDS: usize = 4;
+/// The longest local address the table keeps.
+pub(super) const LOCAL_MAX: usize = LOCAL_WORDS * 8;
 
 static TABLE: [AtomicPtr<Slot>; CHUNKS] = [const { AtomicPtr::new(ptr::null_mut()) }; CHUNKS];
 
@@ -169,6 +181,7 @@ fn manage_as(fd: RawFd, mode: u32) -> bool {
     drop(stale); // its fd is gone (epoll forgot it with the file): nothing to deregister
     s.rcv_timeout.store(0, Relaxed);
     s.snd_timeout.store(0, Relaxed);
+    s.forget_local_addr();
     s.flags.fetch_and(LOCKED, Relaxed);
     s.flags.fetch_or(MANAGED | mode, Release);
     true
@@ -287,6 +300,56 @@ impl Slot {
 
     pub(super) fn set_snd_timeout(&self, d: Option<Duration>) {
         self.snd_timeout.store(nanos(d), Relaxed);
+    }
+
+    /// The settled local address kept by `set_local_addr`: its bytes (the first `len`) and
+    /// `len`.
+    pub(super) fn local_addr(&self) -> Option<([u8; LOCAL_MAX], usize)> {
+        let _l = self.lock();
+        let len = self.local_len.load(Relaxed) as usize;
+        if len == 0 {
+            return None;
+        }
+        let mut bytes = [0u8; LOCAL_MAX];
+        for (word, chunk) in self.local.iter().zip(bytes.chunks_exact_mut(8)) {
+            chunk.copy_from_slice(&word.load(Relaxed).to_ne_bytes());
+        }
+        Some((bytes, len))
+    }
+
+    /// The `connect` count to pass to `set_local_addr`, read before asking the kernel.
+    pub(super) fn local_epoch(&self) -> u32 {
+        let _l = self.lock();
+        self.local_epoch.load(Relaxed)
+    }
+
+    /// Keeps `addr` (at most `LOCAL_MAX` bytes) as the fd's settled local address, unless a
+    /// `connect` began or ended since `epoch` was read.
+    pub(super) fn set_local_addr(&self, addr: &[u8], epoch: u32) {
+        if addr.is_empty() || addr.len() > LOCAL_MAX {
+            return;
+        }
+        let mut bytes = [0u8; LOCAL_MAX];
+        bytes[..addr.len()].copy_from_slice(addr);
+        let _l = self.lock();
+        if self.local_epoch.load(Relaxed) != epoch {
+            return;
+        }
+        for (word, chunk) in self.local.iter().zip(bytes.chunks_exact(8)) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            word.store(u64::from_ne_bytes(w), Relaxed);
+        }
+        self.local_len.store(addr.len() as u32, Relaxed);
+    }
+
+    /// Forgets the local address: a `connect`, which may change it (`AF_UNSPEC` disconnects),
+    /// is about to run or has just run.
+    pub(super) fn forget_local_addr(&self) {
+        let _l = self.lock();
+        self.local_len.store(0, Relaxed);
+        let e = self.local_epoch.load(Relaxed);
+        self.local_epoch.store(e.wrapping_add(1), Relaxed);
     }
 
     fn lock(&self) -> SlotLock<'_> {
