@@ -314,3 +314,31 @@ fn getsockname_answers_as_the_kernel_does() {
         assert_same_local(fd, "connected again");
     });
 }
+
+/// A duplicated socket's `getsockname` always asks the kernel: a disconnect through the
+/// other fd would not reach this one's table entry.
+#[test]
+fn a_duplicated_sockets_getsockname_follows_the_other_fds_disconnect() {
+    let _w = watchdog("a_duplicated_sockets_getsockname_follows_the_other_fds_disconnect");
+    rt1().run(|| {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let _s = l.accept().unwrap();
+        assert_same_local(c.as_raw_fd(), "connected");
+        let dup = c.try_clone().unwrap();
+        let unspec = libc::sockaddr {
+            sa_family: libc::AF_UNSPEC as libc::sa_family_t,
+            sa_data: [0; 14],
+        };
+        // SAFETY: a live sockaddr of the size passed.
+        let r = unsafe {
+            libc::connect(
+                dup.as_raw_fd(),
+                &unspec,
+                size_of::<libc::sockaddr>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        assert_same_local(c.as_raw_fd(), "disconnected through the dup");
+    });
+}

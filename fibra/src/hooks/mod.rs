@@ -92,7 +92,8 @@
 //!   blocking managed socket returns the count written, as a signal-interrupted write would.
 //! - A managed fd shared with another process (`fork`, `SCM_RIGHTS`): a timeout that process
 //!   sets is unseen here, so a set here back to the old value may skip the kernel (only
-//!   `getsockopt` can tell: the fd is non-blocking underneath, where it has no effect).
+//!   `getsockopt` can tell: the fd is non-blocking underneath, where it has no effect), and
+//!   a `connect(AF_UNSPEC)` there leaves this process's `getsockname` answer stale.
 
 #[macro_use]
 mod real;

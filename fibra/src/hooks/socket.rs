@@ -447,7 +447,8 @@ fn timeval_duration(tv: libc::timeval) -> Option<Duration> {
 pub unsafe extern "C" fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
     let real =
         real!(GETSOCKNAME: unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int);
-    let slot = table::managed(fd).filter(|s| s.is_tcp());
+    // Not a duplicated fd: a connect through the other one would not forget it here.
+    let slot = table::managed(fd).filter(|s| s.is_tcp() && !s.is_shared());
     let (Some(slot), false, false) = (slot, addr.is_null(), len.is_null()) else {
         // SAFETY: the caller's arguments, unchanged.
         return unsafe { real(fd, addr, len) };

@@ -237,6 +237,12 @@ impl Slot {
         self.flags.load(Relaxed) & EPOLL != 0
     }
 
+    /// True once the fd was duplicated (`SHARED`): another fd may change what the kernel
+    /// holds for both.
+    pub(super) fn is_shared(&self) -> bool {
+        self.flags.load(Relaxed) & SHARED != 0
+    }
+
     /// True for a TCP socket (`TCP`).
     pub(super) fn is_tcp(&self) -> bool {
         self.flags.load(Relaxed) & TCP != 0
@@ -252,7 +258,7 @@ impl Slot {
         } else {
             &self.snd_timeout
         };
-        self.flags.load(Relaxed) & SHARED == 0 && held.load(Relaxed) == nanos(timeout)
+        !self.is_shared() && held.load(Relaxed) == nanos(timeout)
     }
 
     /// The hint that calls on this fd in `dir` wait (`WAITS_READ`/`WAITS_WRITE`).
