@@ -32,8 +32,9 @@ start and its connect count. Latency = one GET, connect included for a unit's fi
 Syscalls per GET (perf stat, 30,000 GETs, 10 clients), epoll_wait aside: fibra's own GET 2 \
 (send, recv); ureq 2 on threads 9 (3 setsockopt resetting its timeouts to what they are, a \
 non-blocking peek to check the pooled connection with 2 ioctl(FIONBIO) around it, \
-getsockname, send, recv), 4 when hooked (the hooks answer FIONBIO and the timeout sets that \
-change nothing without the kernel, and the reply's recv parks without a failed try). \
+getsockname, send, recv), 3 when hooked (peek, send, recv: the hooks answer FIONBIO, the \
+timeout sets that change nothing and a connected socket's getsockname without the kernel, and \
+the reply's recv parks without a failed try). \
 User-space instructions per GET (callgrind, 1 worker): fibra's own client 3.3k in all; \
 hooked ureq 28.8k, of which the hooks 0.7k and fibra's core 0.3k: the gap between ureq and \
 fibra's own client is ureq's. \
