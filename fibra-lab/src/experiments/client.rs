@@ -36,7 +36,7 @@ getsockname, send, recv), 3 when hooked (peek, send, recv: the hooks answer FION
 timeout sets that change nothing and a connected socket's getsockname without the kernel, and \
 the reply's recv parks without a failed try). \
 User-space instructions per GET (callgrind, 1 worker): fibra's own client 3.3k in all; \
-hooked ureq 28.8k, of which the hooks 0.7k and fibra's core 0.3k: the gap between ureq and \
+hooked ureq 28.7k (worker thread), of which the hooks 0.8k and fibra's core 0.3k: the gap between ureq and \
 fibra's own client is ureq's. \
 Server, shared by every contender and started once per row: fibra's \
 fibra/examples/http_hello.rs (the io experiment's fibra server) on 2 workers, on the same 2 \
