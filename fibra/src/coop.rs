@@ -68,7 +68,17 @@ pub(crate) fn consume_n(units: u32) {
 /// operation has taken effect, so a yield never leaves it half done).
 #[inline]
 pub(crate) fn consume() {
-    let spent = context::with_worker(|w| {
+    if spend() {
+        crate::yield_now();
+    }
+}
+
+/// `consume` without the yield: counts one operation and returns true when the budget is
+/// spent, so the caller yields itself (the hooks do, inside `catch_unwind` and with `errno`
+/// kept, since nothing may unwind out of an `extern "C"` hook). Owner worker only.
+#[inline]
+pub(crate) fn spend() -> bool {
+    context::with_worker(|w| {
         let Some(w) = w else { return false };
         match w.budget.get() {
             0 => false, // budget off (or no fiber running: the worker resets it at each run)
@@ -81,10 +91,7 @@ pub(crate) fn consume() {
                 false
             }
         }
-    });
-    if spent {
-        crate::yield_now();
-    }
+    })
 }
 
 /// Counts one operation against the running fiber's cooperative budget, yielding when it is

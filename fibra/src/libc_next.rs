@@ -105,6 +105,7 @@ reals! {
     FCNTL = c"fcntl";
     IOCTL = c"ioctl";
     SETSOCKOPT = c"setsockopt";
+    GETSOCKNAME = c"getsockname";
     EPOLL_CREATE = c"epoll_create";
     EPOLL_CREATE1 = c"epoll_create1";
     EPOLL_WAIT = c"epoll_wait";

@@ -7,7 +7,7 @@
 //! `read`, `readv`, `recv`, `recvfrom`, `recvmsg`, `write`, `writev`, `send`, `sendto`,
 //! `sendmsg`, `poll`, `ppoll`, `epoll_create`, `epoll_create1`, `epoll_wait`, `epoll_pwait`,
 //! `nanosleep`, `clock_nanosleep`, `usleep`, `sleep`, `getaddrinfo`, `close`, `dup`, `dup2`,
-//! `dup3`, `fcntl`, `fcntl64`, `ioctl` and `setsockopt`. The linker binds every call to these names in the executable (Rust crates,
+//! `dup3`, `fcntl`, `fcntl64`, `ioctl`, `setsockopt` and `getsockname`. The linker binds every call to these names in the executable (Rust crates,
 //! statically linked C) to them; each forwards to libc's own definition, found once with
 //! `dlsym(RTLD_NEXT)` (`libc_next.rs`).
 //!
@@ -30,12 +30,30 @@
 //!
 //! # Cost
 //! A call that does not block costs the table lookup (one load of a chunk pointer, one of
-//! the slot's flags) and, on a managed fd, one read of `errno`, on top of libc's call:
+//! the slot's flags) and, on a managed fd, one read of `errno` and, in blocking mode, the
+//! cooperative budget's count (below), on top of libc's call:
 //! `cargo bench -p fibra --features hooks --bench hooks` (fastest of 401 batches of 2,000,
 //! hooked minus libc's own definition, three runs on a shared 2-core VM): +3.0 ns for
 //! `write` to /dev/null and +4.4 ns for `recv(MSG_PEEK)` on a plain thread; +0.0 ns and
-//! +1.8–2.4 ns in a fiber, on an unmanaged fd and a managed socket. The first `EAGAIN` takes
-//! the slow path (registration snapshot, one retry of the call, then the park).
+//! +6.2–7.8 ns in a fiber, on an unmanaged fd and a managed socket (+2.6–3.2 ns before the
+//! budget counted hooked calls: the count and a yield every 128 calls are the rest, what a
+//! `fibra::net` call pays too). The first `EAGAIN` takes
+//! the slow path (registration snapshot, one retry of the call, then the park); after that
+//! the fd's calls that way take the snapshot first, and a read that found a TCP socket empty
+//! lets the next one park without trying (`wait.rs`): a client's reply costs one `recv`, as
+//! with `fibra::net`. A `setsockopt` of `SO_RCVTIMEO`/`SO_SNDTIMEO` to the value the kernel
+//! already holds returns without the syscall (ureq 2 makes three such a request), and a TCP
+//! socket's `getsockname` is answered from the table once its address is settled (ureq 2
+//! asks on every response).
+//!
+//! # The cooperative budget
+//! A blocking-mode call on a managed fd that returns without parking counts against the
+//! fiber's budget (`coop.rs`), as `fibra::net`'s calls do: a client whose replies are always
+//! there when it reads would otherwise hold its worker, its sleepers and its other fibers for
+//! as long as it runs. Calls the caller made non-blocking never count: such code runs its own
+//! event loop and may keep thread-local state across them (tokio's `block_on`). So a
+//! `std::sync::Mutex` guard held across a blocking hooked call can now meet another fiber of
+//! the worker that wants it even when the call does not block (see below).
 //!
 //! `RuntimeBuilder::hooks(false)` turns the hooks off for one runtime: its fibers' calls
 //! pass to libc (and block the worker). Cargo unifies features, so any crate in the graph
@@ -54,7 +72,8 @@
 //!
 //! # What hooks cannot reach
 //! - `std::sync` locks and condvars (`futex`), `parking_lot`: a guard held across a hooked
-//!   call deadlocks the worker when another fiber of it wants the lock (as Java's pinning).
+//!   call that parks or yields (the budget) deadlocks the worker when another fiber of it
+//!   wants the lock (as Java's pinning).
 //! - Raw syscalls that bypass libc: rustix's `linux_raw` backend (so `mio`/`tokio` code on
 //!   it), Go-style static binaries, `syscall(SYS_read, ..)`.
 //! - libc's internal calls (C stdio's `fread` on a socket, `getaddrinfo`'s own sockets) and
@@ -71,7 +90,10 @@
 //!   sockets, non-blocking to tokio, never park.
 //! - `epoll_pwait2`, `select`, `pselect`, `shutdown` are not hooked; a partial `write` on a
 //!   blocking managed socket returns the count written, as a signal-interrupted write would.
-//! - The cooperative budget does not count hooked calls that did not block.
+//! - A managed fd shared with another process (`fork`, `SCM_RIGHTS`): a timeout that process
+//!   sets is unseen here, so a set here back to the old value may skip the kernel (only
+//!   `getsockopt` can tell: the fd is non-blocking underneath, where it has no effect), and
+//!   a `connect(AF_UNSPEC)` there leaves this process's `getsockname` answer stale.
 //!
 //! Without the feature, debug builds interpose the same names to *report* blocking calls in
 //! fibers, never changing them (`blocking_calls/`).
@@ -199,6 +221,29 @@ fn park_guarded(reason: ParkReason, deadline: Option<Instant>) -> Result<(), i32
     // The payload (corosensei's forced-unwind marker) is dropped here; the fiber goes on as
     // one being unwound (every wait returns at once) until its code returns.
     parked.map_err(|_payload| libc::ECANCELED)
+}
+
+/// Counts a hooked call on a managed fd that returned without parking against the fiber's
+/// cooperative budget (`coop.rs`), as `fibra::net`'s calls count: a client whose replies are
+/// always there by the time it reads never parks, and without this it would hold its worker
+/// (and the worker's sleepers and other fibers) for as long as it runs. When the budget is
+/// spent the fiber yields; the caller's `errno` is kept across the yield, and an unwind that
+/// reaches it (shutdown's) stops here: the call's result, already taken effect, is returned.
+#[inline]
+fn consume_budget() {
+    if crate::coop::spend() {
+        yield_guarded();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn yield_guarded() {
+    let saved = errno();
+    // The payload (a forced unwind's marker) is dropped: the fiber goes on as one being
+    // unwound, as after `park_guarded`.
+    let _ = catch_unwind(crate::yield_now);
+    set_errno(saved);
 }
 
 fn errno() -> i32 {

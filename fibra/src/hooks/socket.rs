@@ -13,39 +13,53 @@ use std::time::Duration;
 use libc::{c_int, c_ulong, c_void, iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
 use super::table::{self, Slot};
-use super::wait::do_io;
+use super::wait::{do_io, Call};
 use super::{errno, in_hooked_fiber, set_errno};
 use crate::io::reactor::Direction;
 use crate::park::ParkReason;
 
+/// Flags that leave a read what it is: bytes taken from the socket's receive queue (not
+/// `MSG_PEEK`, `MSG_OOB`, `MSG_ERRQUEUE`).
+const PLAIN_READ: c_int =
+    libc::MSG_DONTWAIT | libc::MSG_WAITALL | libc::MSG_NOSIGNAL | libc::MSG_CMSG_CLOEXEC;
+
 /// A read-family call on a managed fd: waits for readability, `SO_RCVTIMEO` as its deadline.
-fn read_io(fd: RawFd, slot: &Slot, flags: c_int, op: impl FnMut() -> isize) -> isize {
-    let dontwait = flags & libc::MSG_DONTWAIT != 0;
-    let timeout = slot.rcv_timeout();
-    do_io(
-        fd,
-        slot,
-        Direction::Read,
-        ParkReason::IoRead,
-        dontwait,
-        timeout,
-        op,
-    )
+/// `len`: the call reads up to that many bytes into one buffer (`read`, `recv`, `recvfrom`).
+fn read_io(
+    fd: RawFd,
+    slot: &Slot,
+    flags: c_int,
+    len: Option<usize>,
+    op: impl FnMut() -> isize,
+) -> isize {
+    let call = Call {
+        dir: Direction::Read,
+        reason: ParkReason::IoRead,
+        dontwait: flags & libc::MSG_DONTWAIT != 0,
+        timeout: slot.rcv_timeout(),
+        // A short plain read of a TCP socket emptied it (`wait.rs`).
+        read_len: len.filter(|_| flags & !PLAIN_READ == 0 && slot.is_tcp()),
+    };
+    do_io(fd, slot, call, op)
 }
 
 /// A write-family call on a managed fd: waits for writability, `SO_SNDTIMEO` as its deadline.
-fn write_io(fd: RawFd, slot: &Slot, flags: c_int, op: impl FnMut() -> isize) -> isize {
-    let dontwait = flags & libc::MSG_DONTWAIT != 0;
-    let timeout = slot.snd_timeout();
-    do_io(
-        fd,
-        slot,
-        Direction::Write,
-        ParkReason::IoWrite,
-        dontwait,
-        timeout,
-        op,
-    )
+/// (`_len`: writes empty nothing, so no drained-read shortcut.)
+fn write_io(
+    fd: RawFd,
+    slot: &Slot,
+    flags: c_int,
+    _len: Option<usize>,
+    op: impl FnMut() -> isize,
+) -> isize {
+    let call = Call {
+        dir: Direction::Write,
+        reason: ParkReason::IoWrite,
+        dontwait: flags & libc::MSG_DONTWAIT != 0,
+        timeout: slot.snd_timeout(),
+        read_len: None,
+    };
+    do_io(fd, slot, call, op)
 }
 
 /// Hooked `socket(2)`: inside a hooked fiber, an `AF_INET`/`AF_INET6`/`AF_UNIX` socket is
@@ -60,7 +74,11 @@ pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_
     }
     // SAFETY: as above, plus `SOCK_NONBLOCK`, a valid type flag.
     let fd = unsafe { real(domain, ty | libc::SOCK_NONBLOCK, protocol) };
-    if fd >= 0 && !table::manage(fd, ty & libc::SOCK_NONBLOCK != 0) {
+    // SOCK_TYPE_MASK is 0xf (the flags sit above it).
+    let tcp = domain != libc::AF_UNIX
+        && ty & 0xf == libc::SOCK_STREAM
+        && matches!(protocol, 0 | libc::IPPROTO_TCP);
+    if fd >= 0 && !table::manage(fd, ty & libc::SOCK_NONBLOCK != 0, tcp) {
         // No table memory: give the caller the mode it asked for, unmanaged.
         set_fd_nonblocking(fd, ty & libc::SOCK_NONBLOCK != 0);
     }
@@ -97,9 +115,14 @@ pub unsafe extern "C" fn accept4(
     };
     // SAFETY: the caller's arguments, `SOCK_NONBLOCK` added; on EAGAIN nothing was written
     // through `addr`/`len`, so a retry passes them as the caller did.
-    let n = read_io(fd, slot, 0, || unsafe { real(fd, addr, len, real_flags) }
-        as isize) as c_int;
-    if n >= 0 && hooked && !table::manage(n, flags & libc::SOCK_NONBLOCK != 0) {
+    let n = read_io(
+        fd,
+        slot,
+        0,
+        None,
+        || unsafe { real(fd, addr, len, real_flags) } as isize,
+    ) as c_int;
+    if n >= 0 && hooked && !table::manage_accepted(slot, n, flags & libc::SOCK_NONBLOCK != 0) {
         set_fd_nonblocking(n, flags & libc::SOCK_NONBLOCK != 0);
     }
     n
@@ -111,9 +134,14 @@ pub unsafe extern "C" fn accept4(
 #[no_mangle]
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     let real = real!(CONNECT: unsafe extern "C" fn(c_int, *const sockaddr, socklen_t) -> c_int);
+    let managed = table::managed(fd);
+    // A connect may change the local address `getsockname` keeps: forgotten before and after.
+    let forget = || managed.inspect(|s| s.forget_local_addr());
+    forget();
     // SAFETY: the caller's arguments, unchanged.
     let r = unsafe { real(fd, addr, len) };
-    let Some(slot) = table::managed(fd) else {
+    forget();
+    let Some(slot) = managed else {
         return r;
     };
     if r == 0 || errno() != libc::EINPROGRESS || slot.nonblocking() {
@@ -136,16 +164,14 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
             n => n as isize,
         }
     };
-    let timeout = slot.snd_timeout();
-    let w = do_io(
-        fd,
-        slot,
-        Direction::Write,
-        ParkReason::Connect,
-        false,
-        timeout,
-        writable,
-    );
+    let call = Call {
+        dir: Direction::Write,
+        reason: ParkReason::Connect,
+        dontwait: false,
+        timeout: slot.snd_timeout(),
+        read_len: None,
+    };
+    let w = do_io(fd, slot, call, writable);
     if w < 0 {
         if errno() == libc::EAGAIN {
             set_errno(libc::EINPROGRESS); // SO_SNDTIMEO passed (connect(2))
@@ -179,7 +205,7 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
 
 macro_rules! io_hook {
     ($(#[$doc:meta])* $name:ident, $real:ident, $kind:ident,
-     ($($arg:ident: $ty:ty),*), flags: $flags:expr) => {
+     ($($arg:ident: $ty:ty),*), flags: $flags:expr, len: $len:expr) => {
         $(#[$doc])*
         #[no_mangle]
         pub unsafe extern "C" fn $name(fd: c_int, $($arg: $ty),*) -> ssize_t {
@@ -189,36 +215,36 @@ macro_rules! io_hook {
                 None => unsafe { real(fd, $($arg),*) },
                 // SAFETY: as above; a call that failed with EAGAIN consumed nothing, so the
                 // retry passes the same arguments.
-                Some(slot) => $kind(fd, slot, $flags, || unsafe { real(fd, $($arg),*) }),
+                Some(slot) => $kind(fd, slot, $flags, $len, || unsafe { real(fd, $($arg),*) }),
             }
         }
     };
 }
 
 io_hook!(/// Hooked `read(2)`.
-    read, READ, read_io, (buf: *mut c_void, count: size_t), flags: 0);
+    read, READ, read_io, (buf: *mut c_void, count: size_t), flags: 0, len: Some(count));
 io_hook!(/// Hooked `readv(2)`.
-    readv, READV, read_io, (iov: *const iovec, n: c_int), flags: 0);
+    readv, READV, read_io, (iov: *const iovec, n: c_int), flags: 0, len: None);
 io_hook!(/// Hooked `recv(2)`.
-    recv, RECV, read_io, (buf: *mut c_void, len: size_t, flags: c_int), flags: flags);
+    recv, RECV, read_io, (buf: *mut c_void, len: size_t, flags: c_int), flags: flags, len: Some(len));
 io_hook!(/// Hooked `recvfrom(2)`.
     recvfrom, RECVFROM, read_io,
     (buf: *mut c_void, len: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t),
-    flags: flags);
+    flags: flags, len: Some(len));
 io_hook!(/// Hooked `recvmsg(2)`.
-    recvmsg, RECVMSG, read_io, (msg: *mut msghdr, flags: c_int), flags: flags);
+    recvmsg, RECVMSG, read_io, (msg: *mut msghdr, flags: c_int), flags: flags, len: None);
 io_hook!(/// Hooked `write(2)`.
-    write, WRITE, write_io, (buf: *const c_void, count: size_t), flags: 0);
+    write, WRITE, write_io, (buf: *const c_void, count: size_t), flags: 0, len: None);
 io_hook!(/// Hooked `writev(2)`.
-    writev, WRITEV, write_io, (iov: *const iovec, n: c_int), flags: 0);
+    writev, WRITEV, write_io, (iov: *const iovec, n: c_int), flags: 0, len: None);
 io_hook!(/// Hooked `send(2)`.
-    send, SEND, write_io, (buf: *const c_void, len: size_t, flags: c_int), flags: flags);
+    send, SEND, write_io, (buf: *const c_void, len: size_t, flags: c_int), flags: flags, len: None);
 io_hook!(/// Hooked `sendto(2)`.
     sendto, SENDTO, write_io,
     (buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr, alen: socklen_t),
-    flags: flags);
+    flags: flags, len: None);
 io_hook!(/// Hooked `sendmsg(2)`.
-    sendmsg, SENDMSG, write_io, (msg: *const msghdr, flags: c_int), flags: flags);
+    sendmsg, SENDMSG, write_io, (msg: *const msghdr, flags: c_int), flags: flags, len: None);
 
 /// Hooked `close(2)`: a managed fd leaves the table (and its reactor) before libc closes it.
 #[no_mangle]
@@ -372,24 +398,104 @@ pub unsafe extern "C" fn setsockopt(
     len: socklen_t,
 ) -> c_int {
     let real = real!(SETSOCKOPT: unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, socklen_t) -> c_int);
+    let timeo = level == libc::SOL_SOCKET && matches!(name, libc::SO_RCVTIMEO | libc::SO_SNDTIMEO);
+    // Not an epoll instance's slot: the kernel says ENOTSOCK to it.
+    let slot = table::managed(fd).filter(|s| timeo && !s.is_epoll());
+    let fits = !value.is_null() && (len as usize) >= size_of::<libc::timeval>();
+    let (Some(slot), true) = (slot, fits) else {
+        // SAFETY: the caller's arguments, unchanged.
+        return unsafe { real(fd, level, name, value, len) };
+    };
+    let rcv = name == libc::SO_RCVTIMEO;
+    // SAFETY: non-null and `len` ≥ a `timeval`'s size; the caller passes a readable value of
+    // `len` bytes (setsockopt(2)).
+    let tv = unsafe { value.cast::<libc::timeval>().read_unaligned() };
+    // A set the kernel would accept (it says EDOM for a bad tv_usec) of the value it holds
+    // changes nothing: ureq 2 resets both timeouts after every request and sets the read one
+    // again before every response, 3 syscalls a GET, on a fd that is non-blocking underneath
+    // where the kernel's copy has no effect.
+    let valid = tv.tv_sec >= 0 && (0..1_000_000).contains(&tv.tv_usec);
+    if valid && slot.holds_timeout(rcv, timeval_duration(tv)) {
+        return 0;
+    }
     // SAFETY: the caller's arguments, unchanged.
     let r = unsafe { real(fd, level, name, value, len) };
-    let timeo = level == libc::SOL_SOCKET && matches!(name, libc::SO_RCVTIMEO | libc::SO_SNDTIMEO);
-    if r != 0 || !timeo || (len as usize) < size_of::<libc::timeval>() {
-        return r;
-    }
-    if let Some(slot) = table::managed(fd) {
-        // SAFETY: the kernel just accepted `value` as a `timeval` of `len` bytes.
-        let tv = unsafe { value.cast::<libc::timeval>().read_unaligned() };
-        let d = Duration::new(tv.tv_sec.max(0) as u64, (tv.tv_usec.max(0) as u32) * 1_000);
-        let d = (!d.is_zero()).then_some(d);
-        if name == libc::SO_RCVTIMEO {
+    if r == 0 {
+        let d = timeval_duration(tv);
+        if rcv {
             slot.set_rcv_timeout(d);
         } else {
             slot.set_snd_timeout(d);
         }
     }
     r
+}
+
+/// `SO_RCVTIMEO`'s `timeval` (one the kernel accepted) as the hooks' deadline: `None` for
+/// zero (no timeout), as for a negative `tv_sec`.
+fn timeval_duration(tv: libc::timeval) -> Option<Duration> {
+    let d = Duration::new(tv.tv_sec.max(0) as u64, (tv.tv_usec.max(0) as u32) * 1_000);
+    (!d.is_zero()).then_some(d)
+}
+
+/// Hooked `getsockname(2)`: a managed TCP socket's local address, once settled, is answered
+/// from the table (ureq 2 asks for it on every response). Settled: a port and a specific
+/// address, which only a `connect` changes afterwards (`AF_UNSPEC` disconnects and a failed
+/// connect reset it; `bind` fails once bound; a peer's reset leaves it), and `connect` forgets
+/// it. A buffer too short gets the address truncated and its full length, as from the kernel.
+#[no_mangle]
+pub unsafe extern "C" fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    let real =
+        real!(GETSOCKNAME: unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int);
+    // Not a duplicated fd: a connect through the other one would not forget it here.
+    let slot = table::managed(fd).filter(|s| s.is_tcp() && !s.is_shared());
+    let (Some(slot), false, false) = (slot, addr.is_null(), len.is_null()) else {
+        // SAFETY: the caller's arguments, unchanged.
+        return unsafe { real(fd, addr, len) };
+    };
+    // SAFETY: non-null; the caller passes a readable and writable length (getsockname(2)).
+    let room = unsafe { len.read_unaligned() } as usize;
+    if let Some((bytes, n)) = slot.local_addr() {
+        // SAFETY: the caller's buffer holds `room` bytes (getsockname(2)): we write at most
+        // that many, then the full length, as the kernel does.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), addr.cast::<u8>(), n.min(room));
+            len.write_unaligned(n as socklen_t);
+        }
+        return 0;
+    }
+    let epoch = slot.local_epoch();
+    // SAFETY: the caller's arguments, unchanged.
+    let r = unsafe { real(fd, addr, len) };
+    // SAFETY: as above; after a success the kernel wrote the address's length there.
+    let n = unsafe { len.read_unaligned() } as usize;
+    if r == 0 && n <= room && n <= table::LOCAL_MAX {
+        // SAFETY: the kernel wrote `n` bytes (≤ the caller's `room`) of address at `addr`.
+        let got = unsafe { std::slice::from_raw_parts(addr.cast::<u8>(), n) };
+        if settled(got) {
+            slot.set_local_addr(got, epoch);
+        }
+    }
+    r
+}
+
+/// A TCP socket's local address that nothing but a `connect` changes any more: an IPv4 or
+/// IPv6 address with a port and a specific (not wildcard) address.
+fn settled(addr: &[u8]) -> bool {
+    let family = match addr.get(..2) {
+        Some(f) => libc::sa_family_t::from_ne_bytes([f[0], f[1]]) as c_int,
+        None => return false,
+    };
+    // The port follows the family in both layouts; the address follows the port
+    // (`sockaddr_in`) or the flow info (`sockaddr_in6`).
+    let port = addr.get(2..4).is_some_and(|p| p != [0, 0]);
+    let specific =
+        |at: std::ops::Range<usize>| addr.get(at).is_some_and(|a| a.iter().any(|&b| b != 0));
+    match family {
+        libc::AF_INET if addr.len() >= size_of::<libc::sockaddr_in>() => port && specific(4..8),
+        libc::AF_INET6 if addr.len() >= size_of::<libc::sockaddr_in6>() => port && specific(8..24),
+        _ => false,
+    }
 }
 
 /// An fd the table could not take: set the mode its creator asked for.

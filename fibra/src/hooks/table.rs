@@ -52,6 +52,13 @@ const EPOLL: u32 = 8;
 /// instead of retrying the call (`wait.rs`). Cleared by a call that did not have to wait.
 const WAITS_READ: u32 = 16;
 const WAITS_WRITE: u32 = 32;
+/// A TCP socket (`AF_INET`/`AF_INET6`, `SOCK_STREAM`): a read that returns fewer bytes than
+/// asked emptied its receive queue (`wait.rs`'s drained read). Not `AF_UNIX` streams, whose
+/// reads also stop short at a sender's credentials or passed fds.
+const TCP: u32 = 64;
+/// The fd was duplicated (either end of a `dup`): its kernel timeouts are shared with
+/// another slot's, so `setsockopt` cannot tell from this slot alone that a set changes nothing.
+const SHARED: u32 = 128;
 
 const CHUNK_BITS: usize = 12;
 const CHUNK: usize = 1 << CHUNK_BITS;
@@ -78,7 +85,19 @@ pub(super) struct Slot {
     snd_timeout: AtomicU64,
     /// `Arc::into_raw` of the registration, or null (under `LOCKED`).
     reg: AtomicPtr<Registration>,
+    /// A TCP socket's local address once it is settled (`socket.rs`'s `getsockname`): its
+    /// length in bytes, 0 for none, and the bytes (a `sockaddr_in` or `sockaddr_in6`); and
+    /// a count of the `connect`s begun or ended on the fd, so an address read from the kernel
+    /// while one ran is never kept. All under `LOCKED`.
+    local_len: AtomicU32,
+    local_epoch: AtomicU32,
+    local: [AtomicU64; LOCAL_WORDS],
 }
+
+/// Words for a local address: 32 bytes, room for a `sockaddr_in6` (28).
+const LOCAL_WORDS: usize = 4;
+/// The longest local address the table keeps.
+pub(super) const LOCAL_MAX: usize = LOCAL_WORDS * 8;
 
 static TABLE: [AtomicPtr<Slot>; CHUNKS] = [const { AtomicPtr::new(ptr::null_mut()) }; CHUNKS];
 
@@ -125,9 +144,27 @@ pub(super) fn managed(fd: RawFd) -> Option<&'static Slot> {
     slot(fd).filter(|s| s.flags.load(Relaxed) & MANAGED != 0)
 }
 
-/// Marks `fd`, just made by a hooked `socket`/`accept` in a fiber, as managed.
-pub(super) fn manage(fd: RawFd, nonblocking: bool) -> bool {
-    manage_as(fd, if nonblocking { NONBLOCK } else { 0 })
+/// Marks `fd`, just made by a hooked `socket` in a fiber, as managed (`tcp`: a TCP socket).
+pub(super) fn manage(fd: RawFd, nonblocking: bool, tcp: bool) -> bool {
+    let mode = if nonblocking { NONBLOCK } else { 0 } | if tcp { TCP } else { 0 };
+    manage_as(fd, mode)
+}
+
+/// Marks `fd`, just accepted by a hooked `accept` in a fiber on the managed `listener`, as
+/// managed. Linux's accepted socket is a copy of its listener (`sk_clone_lock`), its
+/// `SO_RCVTIMEO`/`SO_SNDTIMEO` included: so are the slot's.
+pub(super) fn manage_accepted(listener: &Slot, fd: RawFd, nonblocking: bool) -> bool {
+    let mode = if nonblocking { NONBLOCK } else { 0 } | listener.flags.load(Relaxed) & TCP;
+    if !manage_as(fd, mode) {
+        return false;
+    }
+    if let Some(s) = slot(fd) {
+        s.rcv_timeout
+            .store(listener.rcv_timeout.load(Relaxed), Relaxed);
+        s.snd_timeout
+            .store(listener.snd_timeout.load(Relaxed), Relaxed);
+    }
+    true
 }
 
 /// Marks `fd`, an epoll instance just made by a hooked `epoll_create1` in a fiber, as managed.
@@ -144,6 +181,7 @@ fn manage_as(fd: RawFd, mode: u32) -> bool {
     drop(stale); // its fd is gone (epoll forgot it with the file): nothing to deregister
     s.rcv_timeout.store(0, Relaxed);
     s.snd_timeout.store(0, Relaxed);
+    s.forget_local_addr();
     s.flags.fetch_and(LOCKED, Relaxed);
     s.flags.fetch_or(MANAGED | mode, Release);
     true
@@ -152,7 +190,11 @@ fn manage_as(fd: RawFd, mode: u32) -> bool {
 /// `to`, a duplicate of the managed `from` (dup, dup2, dup3, `F_DUPFD`), becomes managed with
 /// the same mode and timeouts (the kernel shares them between the two: one open file).
 pub(super) fn copy(from: &Slot, to: RawFd) {
-    if manage_as(to, from.flags.load(Relaxed) & (NONBLOCK | EPOLL)) {
+    from.flags.fetch_or(SHARED, Relaxed);
+    if manage_as(
+        to,
+        from.flags.load(Relaxed) & (NONBLOCK | EPOLL | TCP) | SHARED,
+    ) {
         if let Some(s) = slot(to) {
             s.rcv_timeout.store(from.rcv_timeout.load(Relaxed), Relaxed);
             s.snd_timeout.store(from.snd_timeout.load(Relaxed), Relaxed);
@@ -193,6 +235,30 @@ impl Slot {
     /// True for an epoll instance (`manage_epoll`).
     pub(super) fn is_epoll(&self) -> bool {
         self.flags.load(Relaxed) & EPOLL != 0
+    }
+
+    /// True once the fd was duplicated (`SHARED`): another fd may change what the kernel
+    /// holds for both.
+    pub(super) fn is_shared(&self) -> bool {
+        self.flags.load(Relaxed) & SHARED != 0
+    }
+
+    /// True for a TCP socket (`TCP`).
+    pub(super) fn is_tcp(&self) -> bool {
+        self.flags.load(Relaxed) & TCP != 0
+    }
+
+    /// True when `timeout` is what the kernel already holds as the fd's `SO_RCVTIMEO`
+    /// (`rcv: true`) or `SO_SNDTIMEO`: every set through the hooks is recorded here (a fresh
+    /// socket's 0, an accepted one's listener's), so it is, unless the fd was duplicated and
+    /// the other end set it (`SHARED`), or code went around libc (a raw `setsockopt` syscall).
+    pub(super) fn holds_timeout(&self, rcv: bool, timeout: Option<Duration>) -> bool {
+        let held = if rcv {
+            &self.rcv_timeout
+        } else {
+            &self.snd_timeout
+        };
+        !self.is_shared() && held.load(Relaxed) == nanos(timeout)
     }
 
     /// The hint that calls on this fd in `dir` wait (`WAITS_READ`/`WAITS_WRITE`).
@@ -240,6 +306,56 @@ impl Slot {
 
     pub(super) fn set_snd_timeout(&self, d: Option<Duration>) {
         self.snd_timeout.store(nanos(d), Relaxed);
+    }
+
+    /// The settled local address kept by `set_local_addr`: its bytes (the first `len`) and
+    /// `len`.
+    pub(super) fn local_addr(&self) -> Option<([u8; LOCAL_MAX], usize)> {
+        let _l = self.lock();
+        let len = self.local_len.load(Relaxed) as usize;
+        if len == 0 {
+            return None;
+        }
+        let mut bytes = [0u8; LOCAL_MAX];
+        for (word, chunk) in self.local.iter().zip(bytes.chunks_exact_mut(8)) {
+            chunk.copy_from_slice(&word.load(Relaxed).to_ne_bytes());
+        }
+        Some((bytes, len))
+    }
+
+    /// The `connect` count to pass to `set_local_addr`, read before asking the kernel.
+    pub(super) fn local_epoch(&self) -> u32 {
+        let _l = self.lock();
+        self.local_epoch.load(Relaxed)
+    }
+
+    /// Keeps `addr` (at most `LOCAL_MAX` bytes) as the fd's settled local address, unless a
+    /// `connect` began or ended since `epoch` was read.
+    pub(super) fn set_local_addr(&self, addr: &[u8], epoch: u32) {
+        if addr.is_empty() || addr.len() > LOCAL_MAX {
+            return;
+        }
+        let mut bytes = [0u8; LOCAL_MAX];
+        bytes[..addr.len()].copy_from_slice(addr);
+        let _l = self.lock();
+        if self.local_epoch.load(Relaxed) != epoch {
+            return;
+        }
+        for (word, chunk) in self.local.iter().zip(bytes.chunks_exact(8)) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            word.store(u64::from_ne_bytes(w), Relaxed);
+        }
+        self.local_len.store(addr.len() as u32, Relaxed);
+    }
+
+    /// Forgets the local address: a `connect`, which may change it (`AF_UNSPEC` disconnects),
+    /// is about to run or has just run.
+    pub(super) fn forget_local_addr(&self) {
+        let _l = self.lock();
+        self.local_len.store(0, Relaxed);
+        let e = self.local_epoch.load(Relaxed);
+        self.local_epoch.store(e.wrapping_add(1), Relaxed);
     }
 
     fn lock(&self) -> SlotLock<'_> {

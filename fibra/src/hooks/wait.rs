@@ -6,7 +6,7 @@ use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use super::table::Slot;
-use super::{errno, hooked_fiber, must_stop, park_guarded, set_errno};
+use super::{consume_budget, errno, hooked_fiber, must_stop, park_guarded, set_errno};
 use crate::fiber::FiberRef;
 use crate::io::reactor::{Direction, ScheduledIo};
 use crate::io::source::current_reactor;
@@ -20,30 +20,48 @@ pub(super) enum Woke {
     TimedOut,
 }
 
+/// What a hooked I/O call is, for `do_io`.
+pub(super) struct Call {
+    /// The readiness it waits for.
+    pub(super) dir: Direction,
+    pub(super) reason: ParkReason,
+    /// The caller asked for this call not to block (`MSG_DONTWAIT`).
+    pub(super) dontwait: bool,
+    /// The fd's `SO_RCVTIMEO`/`SO_SNDTIMEO`.
+    pub(super) timeout: Option<Duration>,
+    /// The call reads up to this many bytes from a TCP socket, so a shorter read emptied it
+    /// (`wait_and_retry`).
+    pub(super) read_len: Option<usize>,
+}
+
 /// Runs `op` (one real, non-blocking libc call on the managed `fd`) until it does not fail
-/// with `EAGAIN`, waiting for `dir` in between unless the caller sees the fd non-blocking
-/// (`nonblocking_call`: `MSG_DONTWAIT`, or the fd's own mode). Past `timeout` (the fd's
-/// `SO_RCVTIMEO`/`SO_SNDTIMEO`) it fails with `EAGAIN`. Returns `op`'s result, with errno set
-/// on failure and the caller's errno kept on success.
-pub(super) fn do_io(
-    fd: RawFd,
-    slot: &Slot,
-    dir: Direction,
-    reason: ParkReason,
-    nonblocking_call: bool,
-    timeout: Option<Duration>,
-    mut op: impl FnMut() -> isize,
-) -> isize {
-    let saved = errno();
-    let waits = !nonblocking_call && slot.waits(dir);
+/// with `EAGAIN`, waiting for `call.dir` in between unless the caller sees the call
+/// non-blocking (`MSG_DONTWAIT`, or the fd's own mode). Past `call.timeout` it fails with
+/// `EAGAIN`. Returns `op`'s result, with errno set on failure and the caller's errno kept on
+/// success.
+///
+/// A blocking-mode call that returns without parking counts against the fiber's cooperative
+/// budget (`consume_budget`). A non-blocking one does not: its caller never parks there and
+/// may keep thread-local state across it (tokio's `block_on` inside the sync `postgres`
+/// crate: a yield would let another fiber of the worker see it inside a runtime).
+pub(super) fn do_io(fd: RawFd, slot: &Slot, call: Call, mut op: impl FnMut() -> isize) -> isize {
+    let (dir, nonblocking_call) = (call.dir, call.dontwait);
+    // A caller that sees the fd non-blocking never waits: the fast path answers it.
+    let waits = !nonblocking_call && slot.waits(dir) && !slot.nonblocking();
     if !waits {
         // The fast path: the call does not block. No registration, no clock, no fiber lookup.
+        let saved = errno();
         let n = op();
-        if n >= 0 || errno() != libc::EAGAIN || nonblocking_call || slot.nonblocking() {
+        if nonblocking_call || slot.nonblocking() {
+            return n; // its caller runs its own event loop: no yield behind its back
+        }
+        if n >= 0 || errno() != libc::EAGAIN {
+            consume_budget();
             return n;
         }
+        return wait_and_retry(fd, slot, &call, saved, op);
     }
-    wait_and_retry(fd, slot, dir, reason, timeout, saved, op)
+    wait_and_retry(fd, slot, &call, errno(), op)
 }
 
 /// `do_io` after a first `EAGAIN`, or at once for an fd whose last call this way had to wait
@@ -51,35 +69,57 @@ pub(super) fn do_io(
 /// snapshot taken before a failed attempt, so after the fast path's `EAGAIN` the first round
 /// here retries the call after taking it: one more syscall on a path about to park, which
 /// the hint spares the next call.
+///
+/// Two shortcuts of `fibra::net`'s (`io/source.rs`, modelled in `io/reactor/scheduled.rs`'s
+/// loom tests), in a fiber: a read of `read_len` bytes that returns fewer emptied the
+/// TCP socket, so it clears the readiness bit (with its snapshot: an edge since keeps it);
+/// and a first attempt that the readiness word proves would say `EAGAIN` (`known_not_ready`,
+/// its reactor running) is skipped: the fiber parks at once, and edge-triggered epoll reports
+/// whatever arrives after the bit was cleared. A client's reply read then costs one `recv`.
 #[cold]
 #[inline(never)]
 fn wait_and_retry(
     fd: RawFd,
     slot: &Slot,
-    dir: Direction,
-    reason: ParkReason,
-    timeout: Option<Duration>,
+    call: &Call,
     saved: i32,
     mut op: impl FnMut() -> isize,
 ) -> isize {
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let (dir, reason, read_len) = (call.dir, call.reason, call.read_len);
+    let deadline = call.timeout.and_then(|t| Instant::now().checked_add(t));
     let fiber = hooked_fiber();
     let mut first = true;
     loop {
         let reg = slot.registration();
         let snap = reg.as_ref().map(|r| r.io.snapshot());
-        let n = op();
-        if n >= 0 {
-            if first {
-                slot.set_waits(dir, false); // it did not have to wait: back to the fast path
+        // Only a fiber parks on the reactor; a thread's wait polls, which updates no word.
+        let skip = first
+            && fiber.is_some()
+            && !slot.nonblocking()
+            && snap.is_some_and(|s| dir.known_not_ready(s));
+        if !skip {
+            let n = op();
+            if n >= 0 {
+                if let (Some(len), Some(reg), Some(snap)) = (read_len, &reg, snap) {
+                    if n > 0 && (n as usize) < len {
+                        reg.io.clear(snap, dir); // drained
+                    }
+                }
+                set_errno(saved);
+                if first {
+                    slot.set_waits(dir, false); // it did not have to wait: back to the fast path
+                    consume_budget();
+                }
+                return n;
             }
-            set_errno(saved);
-            return n;
+            if errno() != libc::EAGAIN || slot.nonblocking() {
+                if first && !slot.nonblocking() {
+                    consume_budget(); // keeps the call's errno
+                }
+                return n;
+            }
         }
         first = false;
-        if errno() != libc::EAGAIN || slot.nonblocking() {
-            return n;
-        }
         slot.set_waits(dir, true);
         let waited = match &fiber {
             None => wait_thread(fd, dir, deadline),
