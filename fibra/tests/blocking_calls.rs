@@ -220,3 +220,69 @@ fn each_site_is_printed_once_naming_the_call_and_the_callers_code() {
         "the report says what to use: {err}"
     );
 }
+
+/// Runs this test binary's test `child` with `FIBRA_BLOCKING_CALLS_CHILD` set, and returns
+/// its stderr; a child still running after 60 s is killed and fails the test (a hang).
+fn run_child(child: &str) -> String {
+    let mut c = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", child, "--nocapture"])
+        .env("FIBRA_BLOCKING_CALLS_CHILD", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = c.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = pipe.read_to_string(&mut s);
+        s
+    });
+    let limit = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > limit {
+            c.kill().unwrap();
+            c.wait().unwrap();
+            panic!("`{child}` hung: {}", reader.join().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = reader.join().unwrap();
+    assert!(status.success(), "`{child}`: {status}\n{err}");
+    err
+}
+
+fn nap_while_stderr_is_locked() {
+    std::thread::sleep(Duration::from_millis(50));
+}
+
+/// Run as a child: holds the stderr lock across `run`, while the reporter prints.
+#[test]
+fn child_holds_stderr_across_run() {
+    if std::env::var_os("FIBRA_BLOCKING_CALLS_CHILD").is_none() {
+        return;
+    }
+    let mut err = std::io::stderr().lock();
+    // Without the monitor: its stall report takes the stderr lock too (a hang of its own).
+    fibra::Runtime::builder()
+        .workers(1)
+        .monitor(false)
+        .build()
+        .unwrap()
+        .run(nap_while_stderr_is_locked);
+    writeln!(err, "run returned").unwrap();
+}
+
+#[test]
+fn a_caller_holding_the_stderr_lock_does_not_deadlock_with_the_reporter() {
+    // The reporter printed its report under the pass lock and blocked on the stderr lock,
+    // which the thread ending the session held while it waited for the pass lock.
+    let err = run_child("child_holds_stderr_across_run");
+    assert!(err.contains("run returned"), "{err}");
+    assert_eq!(
+        err.matches("nap_while_stderr_is_locked").count(),
+        1,
+        "reported once: {err}"
+    );
+}

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::ErrorKind;
 use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -298,9 +299,27 @@ fn report(call: &'static str, kind: Kind, location: &str) {
             "fibra::net resolves names on the blocking pool; or use fibra::run_blocking",
         ),
     };
-    eprintln!(
+    let msg = format!(
         "fibra: warning: {what} inside a fiber blocked its worker thread and every fiber \
          waiting for it\n  at {location}\n  {instead}. Each call site is reported once \
-         (debug builds); fibra::debug::blocking_calls() counts every call."
+         (debug builds); fibra::debug::blocking_calls() counts every call.\n"
     );
+    write_to_stderr(msg.as_bytes());
+}
+
+/// Writes `msg` to fd 2 without `std::io::stderr()`'s lock: a report is printed while
+/// `RESOLVING` is held, and a thread that holds the stderr lock while it waits for
+/// `RESOLVING` (`Runtime::run`'s session end, `fibra::debug::blocking_calls`) would otherwise
+/// deadlock with the reporter thread. Errors are dropped: a warning must not fail the call.
+fn write_to_stderr(mut msg: &[u8]) {
+    while !msg.is_empty() {
+        // SAFETY: writes at most `msg.len()` bytes from a live slice; fd 2 is not ours to
+        // close, and an fd 2 that is closed fails with EBADF.
+        let n = unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+        match n {
+            n if n > 0 => msg = &msg[n as usize..],
+            n if n < 0 && std::io::Error::last_os_error().kind() == ErrorKind::Interrupted => {}
+            _ => return,
+        }
+    }
 }
