@@ -286,3 +286,38 @@ fn a_caller_holding_the_stderr_lock_does_not_deadlock_with_the_reporter() {
         "reported once: {err}"
     );
 }
+
+/// Waits on a fibra `Condvar` when dropped: in a fiber cancelled at shutdown that wait sleeps
+/// the thread for 1 ms on purpose (`Condvar::wait` of a cancelling fiber).
+struct WaitsOnDrop(std::sync::Arc<(fibra::sync::Mutex<bool>, fibra::sync::Condvar)>);
+
+impl Drop for WaitsOnDrop {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.0;
+        drop(cv.wait(lock.lock()));
+    }
+}
+
+#[test]
+fn fibras_own_waits_in_a_cancelled_fiber_are_not_reported() {
+    fibra::Runtime::builder()
+        .workers(1)
+        .build()
+        .unwrap()
+        .run(|| {
+            let pair =
+                std::sync::Arc::new((fibra::sync::Mutex::new(false), fibra::sync::Condvar::new()));
+            let p = pair.clone();
+            let _detached = fibra::spawn(move || {
+                let _w = WaitsOnDrop(p.clone());
+                let (lock, cv) = &*p;
+                drop(cv.wait(lock.lock())); // never notified: cancelled by the shutdown
+            });
+            fibra::sleep(Duration::from_millis(20)); // the fiber parks in `wait`
+        });
+    let own: Vec<_> = blocking_calls()
+        .into_iter()
+        .filter(|s| s.location.starts_with("fibra::"))
+        .collect();
+    assert!(own.is_empty(), "fibra's internals named as a site: {own:?}");
+}

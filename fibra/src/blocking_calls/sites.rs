@@ -42,6 +42,8 @@ enum Stack {
     },
     /// Counted in `sites[i]`.
     Resolved(usize),
+    /// Made by fibra itself (`is_fibra_own`): neither counted nor reported.
+    Own,
 }
 
 #[derive(Default)]
@@ -128,6 +130,7 @@ pub(super) fn record(call: &'static str, kind: Kind) {
             *count += 1;
             return;
         }
+        Some(Stack::Own) => return,
         None => {}
     }
     if reg.stacks.len() >= MAX_STACKS {
@@ -154,6 +157,7 @@ pub(super) fn record(call: &'static str, kind: Kind) {
             let i = *i;
             reg.sites[i].count += 1;
         }
+        Stack::Own => {}
     }
     reg.work = true;
     if reg.reporter.is_none() {
@@ -195,11 +199,14 @@ fn resolve_pending() {
             Stack::Pending {
                 call, kind, frames, ..
             } => frames.take().map(|f| (key, *call, *kind, f)),
-            Stack::Resolved(_) => None,
+            Stack::Resolved(_) | Stack::Own => None,
         })
         .collect();
     for (key, call, kind, frames) in todo {
-        let location = caller_site(&frames);
+        let Some(location) = caller_site(&frames) else {
+            registry().stacks.insert(key, Stack::Own);
+            continue;
+        };
         let mut reg = registry();
         let (i, new) = reg.site(call, location.clone());
         let Some(Stack::Pending { count, .. }) = reg.stacks.insert(key, Stack::Resolved(i)) else {
@@ -236,8 +243,9 @@ fn walk(f: impl FnMut(&backtrace::Frame) -> bool) {
     unsafe { backtrace::trace_unsynchronized(f) }
 }
 
-/// `function (file:line)` of the first frame that is the caller's own code.
-fn caller_site(frames: &[backtrace::Frame]) -> String {
+/// `function (file:line)` of the first frame that is the caller's own code; `None` when that
+/// frame is fibra's own (`is_fibra_own`).
+fn caller_site(frames: &[backtrace::Frame]) -> Option<String> {
     let mut site = None;
     for frame in frames {
         backtrace::resolve_frame(frame, |sym| {
@@ -250,24 +258,24 @@ fn caller_site(frames: &[backtrace::Frame]) -> String {
             if is_plumbing(&name) {
                 return;
             }
-            site = Some(match (sym.filename(), sym.lineno()) {
-                (Some(file), Some(line)) => format!("{name} ({}:{line})", file.display()),
-                _ => name,
-            });
+            site = Some(
+                (!is_fibra_own(&name)).then(|| match (sym.filename(), sym.lineno()) {
+                    (Some(file), Some(line)) => format!("{name} ({}:{line})", file.display()),
+                    _ => name,
+                }),
+            );
         });
         if site.is_some() {
             break;
         }
     }
-    site.unwrap_or_else(|| "an unknown call site (no symbols)".to_owned())
+    site.unwrap_or_else(|| Some("an unknown call site (no symbols)".to_owned()))
 }
 
 /// True for frames between the blocking call and its caller's code: std, core, alloc, libc
 /// (C names have no `::`), the backtrace crate and this module.
 fn is_plumbing(name: &str) -> bool {
-    let path = name.trim_start_matches(['<', '&']);
-    let path = path.strip_prefix("mut ").unwrap_or(path);
-    let path = path.strip_prefix("dyn ").unwrap_or(path);
+    let path = symbol_path(name);
     !name.contains("::")
         || [
             "std::",
@@ -278,6 +286,21 @@ fn is_plumbing(name: &str) -> bool {
         ]
         .iter()
         .any(|p| path.starts_with(p))
+}
+
+/// True when fibra's own code made the call: the short waits it makes on purpose in a fiber
+/// (a `Condvar` wait of a fiber being cancelled sleeps 1 ms; `debug::dump` polls another
+/// worker's stack capture) are no user's blocking call, and naming fibra's internals as the
+/// site would send the user looking for a call they never wrote.
+fn is_fibra_own(name: &str) -> bool {
+    symbol_path(name).starts_with("fibra::")
+}
+
+/// `name` without the `<`, `&`, `mut ` and `dyn ` a trait impl's symbol starts with.
+fn symbol_path(name: &str) -> &str {
+    let path = name.trim_start_matches(['<', '&']);
+    let path = path.strip_prefix("mut ").unwrap_or(path);
+    path.strip_prefix("dyn ").unwrap_or(path)
 }
 
 fn report(call: &'static str, kind: Kind, location: &str) {
