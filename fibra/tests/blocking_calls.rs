@@ -321,3 +321,67 @@ fn fibras_own_waits_in_a_cancelled_fiber_are_not_reported() {
         .collect();
     assert!(own.is_empty(), "fibra's internals named as a site: {own:?}");
 }
+
+/// Recurses `depth` frames of 256 bytes and more, then sleeps.
+#[inline(never)]
+fn nap_deep_down(depth: usize) -> u8 {
+    let buf = [depth as u8; 256];
+    if depth == 0 {
+        std::thread::sleep(Duration::from_micros(1));
+        return buf[0];
+    }
+    std::hint::black_box(&buf);
+    nap_deep_down(depth - 1).wrapping_add(buf[1])
+}
+
+/// Run as a child: `nap_deep_down(FIBRA_BLOCKING_CALLS_DEPTH)` in a 16 KiB fiber, with the
+/// watch on if `FIBRA_BLOCKING_CALLS_WARN` is set.
+#[test]
+fn child_naps_deep_down() {
+    let Some(depth) = std::env::var_os("FIBRA_BLOCKING_CALLS_DEPTH") else {
+        return;
+    };
+    let depth: usize = depth.to_str().unwrap().parse().unwrap();
+    let warn = std::env::var_os("FIBRA_BLOCKING_CALLS_WARN").is_some();
+    fibra::Runtime::builder()
+        .workers(1)
+        .stack_size(16 * 1024)
+        .warn_blocking_calls(warn)
+        .build()
+        .unwrap()
+        .run(move || nap_deep_down(depth));
+}
+
+#[test]
+fn the_watch_does_not_overflow_a_stack_that_suffices_without_it() {
+    let nap = |depth: usize, warn: bool| {
+        let mut child = Command::new(std::env::current_exe().unwrap());
+        child
+            .args(["--exact", "child_naps_deep_down", "--nocapture"])
+            .env("FIBRA_BLOCKING_CALLS_DEPTH", depth.to_string());
+        if warn {
+            child.env("FIBRA_BLOCKING_CALLS_WARN", "1");
+        }
+        child.output().unwrap()
+    };
+    // The deepest call that fits without the watch (a 16 KiB stack ends well before 200).
+    let deepest = (0..200)
+        .take_while(|&d| nap(d, false).status.success())
+        .last()
+        .unwrap();
+    assert!(deepest < 199, "the stack never overflowed");
+    // A stack left with about 1 KiB to spare (2 frames) without the watch fits with it: the
+    // walk, which took 7.4 KiB more, is skipped when the stack is short, and the call is
+    // still counted and reported.
+    let out = nap(deepest - 2, true);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "depth {} of {deepest}: {err}",
+        deepest - 2
+    );
+    assert!(
+        err.contains("sleep` (a thread sleep)") && err.contains("of stack left"),
+        "{err}"
+    );
+}

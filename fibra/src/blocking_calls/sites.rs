@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::ErrorKind;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -23,6 +24,14 @@ const KEY_FRAMES: usize = 32;
 const SITE_FRAMES: usize = 64;
 /// Distinct stacks kept; calls from further new stacks are counted under one overflow site.
 const MAX_STACKS: usize = 10_000;
+const PAST_MAX_STACKS: &str = "(past 10000 distinct stacks)";
+/// Stack a fiber must have left for its call to be walked: a walk of a stack not seen before
+/// took 7.4 KiB below the call (debug build, x86_64: a fiber 16 frames of 464 bytes shallower
+/// overflowed its stack with the watch on, and not with it off); 12 KiB leaves a margin. A
+/// call with less is counted under one site instead of overflowing a stack that suffices
+/// without the watch.
+const WALK_ROOM: usize = 12 * 1024;
+const SHORT_OF_ROOM: &str = "(a fiber with under 12 KiB of stack left)";
 
 /// One call site: what `fibra::debug::blocking_calls` returns.
 #[derive(Clone, Debug)]
@@ -52,6 +61,8 @@ struct Registry {
     /// (call, location) → index in `sites`.
     by_site: HashMap<(&'static str, String), usize>,
     sites: Vec<Site>,
+    /// Sites counted without a walk (`record_unwalked`), to be printed by the next pass.
+    unreported: Vec<(usize, Kind)>,
     /// Set by `record` when it added a pending stack; the reporter thread waits for it.
     work: bool,
     /// The reporter thread, while one runs: it lives while sessions do, so that a process
@@ -118,6 +129,10 @@ pub(crate) fn session_ended() {
 
 /// Counts one blocking `call` made in a fiber; a stack not seen before waits for the reporter.
 pub(super) fn record(call: &'static str, kind: Kind) {
+    let here = 0u8;
+    if crate::stack::room_below(std::ptr::from_ref(&here) as usize).is_some_and(|r| r < WALK_ROOM) {
+        return record_short_of_room(call, kind);
+    }
     let key = stack_key(call);
     let mut reg = registry();
     match reg.stacks.get_mut(&key) {
@@ -134,9 +149,8 @@ pub(super) fn record(call: &'static str, kind: Kind) {
         None => {}
     }
     if reg.stacks.len() >= MAX_STACKS {
-        let (i, _) = reg.site(call, format!("(past {MAX_STACKS} distinct stacks)"));
-        reg.sites[i].count += 1;
-        return;
+        drop(reg);
+        return record_unwalked(call, kind, PAST_MAX_STACKS);
     }
     drop(reg);
     let mut frames = Vec::with_capacity(SITE_FRAMES);
@@ -159,6 +173,86 @@ pub(super) fn record(call: &'static str, kind: Kind) {
         }
         Stack::Own => {}
     }
+    wake_reporter(reg);
+}
+
+/// Counts `call` under the site `location`, which names why its stack was not walked; a new
+/// such site is printed by the next pass.
+fn record_unwalked(call: &'static str, kind: Kind, location: &str) {
+    let mut reg = registry();
+    let (i, new) = reg.site(call, location.to_owned());
+    reg.sites[i].count += 1;
+    if new {
+        reg.unreported.push((i, kind));
+        wake_reporter(reg);
+    }
+}
+
+/// The calls counted by `record_short_of_room`, by name: atomics only, since a `HashMap`
+/// insert of a debug build alone takes kilobytes of stack. A pass moves them into `sites`.
+static SHORT_OF_ROOM_CALLS: [(&str, AtomicU64, AtomicI32); 19] = {
+    const fn c(name: &'static str) -> (&'static str, AtomicU64, AtomicI32) {
+        (name, AtomicU64::new(0), AtomicI32::new(-1))
+    }
+    [
+        c("read"),
+        c("readv"),
+        c("recv"),
+        c("recvfrom"),
+        c("recvmsg"),
+        c("write"),
+        c("writev"),
+        c("send"),
+        c("sendto"),
+        c("sendmsg"),
+        c("accept4"),
+        c("connect"),
+        c("nanosleep"),
+        c("clock_nanosleep"),
+        c("usleep"),
+        c("sleep"),
+        c("poll"),
+        c("ppoll"),
+        c("getaddrinfo"),
+    ]
+};
+
+/// Counts `call` made where the stack is too short to walk (`WALK_ROOM`), without a lock or
+/// an allocation; it is listed and printed by the next pass, at the latest when the session
+/// ends (not by a reporter started here: a thread spawn takes kilobytes of stack too).
+fn record_short_of_room(call: &'static str, kind: Kind) {
+    let Some((_, count, fd)) = SHORT_OF_ROOM_CALLS.iter().find(|(c, ..)| *c == call) else {
+        return; // every interposed call is listed above
+    };
+    if let Kind::Socket(f) = kind {
+        fd.store(f, Relaxed); // for the report only
+    }
+    count.fetch_add(1, Relaxed); // a count; `take_short_of_room` reads it under `RESOLVING`
+}
+
+/// Moves the counts of `record_short_of_room` into their sites. Under `RESOLVING`.
+fn take_short_of_room(reg: &mut Registry) {
+    for (call, count, fd) in &SHORT_OF_ROOM_CALLS {
+        let n = count.swap(0, Relaxed);
+        if n == 0 {
+            continue;
+        }
+        let (i, new) = reg.site(call, SHORT_OF_ROOM.to_owned());
+        reg.sites[i].count += n;
+        if new {
+            let kind = match *call {
+                "nanosleep" | "clock_nanosleep" | "usleep" | "sleep" => Kind::Sleep,
+                "poll" | "ppoll" => Kind::Poll,
+                "getaddrinfo" => Kind::Lookup,
+                _ => Kind::Socket(fd.load(Relaxed)),
+            };
+            reg.unreported.push((i, kind));
+        }
+    }
+}
+
+/// Tells the reporter thread (started if none runs) that a pass has work.
+fn wake_reporter(mut reg: MutexGuard<'static, Registry>) {
     reg.work = true;
     if reg.reporter.is_none() {
         reg.reporter = start_reporter(reg.generation);
@@ -192,6 +286,18 @@ fn start_reporter(generation: u64) -> Option<JoinHandle<()>> {
 /// Symbolises every pending stack, moves its count to its site, and prints new sites.
 fn resolve_pending() {
     let _pass = RESOLVING.lock().unwrap_or_else(|e| e.into_inner());
+    let unwalked: Vec<(&'static str, Kind, String)> = {
+        let mut reg = registry();
+        let reg = &mut *reg;
+        take_short_of_room(reg);
+        reg.unreported
+            .drain(..)
+            .map(|(i, kind)| (reg.sites[i].call, kind, reg.sites[i].location.clone()))
+            .collect()
+    };
+    for (call, kind, location) in unwalked {
+        report(call, kind, &location);
+    }
     let todo: Vec<(u64, &'static str, Kind, Vec<backtrace::Frame>)> = registry()
         .stacks
         .iter_mut()
