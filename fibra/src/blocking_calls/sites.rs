@@ -61,7 +61,8 @@ struct Registry {
     /// (call, location) → index in `sites`.
     by_site: HashMap<(&'static str, String), usize>,
     sites: Vec<Site>,
-    /// Sites counted without a walk (`record_unwalked`), to be printed by the next pass.
+    /// Sites counted without a walk (`record_unwalked`, `take_short_of_room`), to be printed
+    /// by the next pass.
     unreported: Vec<(usize, Kind)>,
     /// Set by `record` when it added a pending stack; the reporter thread waits for it.
     work: bool,
@@ -188,8 +189,9 @@ fn record_unwalked(call: &'static str, kind: Kind, location: &str) {
     }
 }
 
-/// The calls counted by `record_short_of_room`, by name: atomics only, since a `HashMap`
-/// insert of a debug build alone takes kilobytes of stack. A pass moves them into `sites`.
+/// The calls counted by `record_short_of_room`, by name (every function `interpose.rs`
+/// defines): atomics only, since a `HashMap` insert of a debug build alone takes kilobytes of
+/// stack. A pass moves them into `sites`.
 static SHORT_OF_ROOM_CALLS: [(&str, AtomicU64, AtomicI32); 19] = {
     const fn c(name: &'static str) -> (&'static str, AtomicU64, AtomicI32) {
         (name, AtomicU64::new(0), AtomicI32::new(-1))
