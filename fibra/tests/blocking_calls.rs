@@ -385,3 +385,36 @@ fn the_watch_does_not_overflow_a_stack_that_suffices_without_it() {
         "{err}"
     );
 }
+
+fn lookup_in_a_fiber() -> usize {
+    use std::net::ToSocketAddrs;
+    ("localhost", 80)
+        .to_socket_addrs()
+        .map_or(0, Iterator::count)
+}
+
+#[test]
+fn std_impls_for_tuples_and_primitives_are_not_named_as_the_site() {
+    // `<(&str, u16) as std::net::ToSocketAddrs>::to_socket_addrs` is std's code: its self type
+    // is a tuple, so the impl is in the trait's crate.
+    fibra::Runtime::builder()
+        .workers(1)
+        .build()
+        .unwrap()
+        .run(lookup_in_a_fiber);
+    let lookups: Vec<_> = blocking_calls()
+        .into_iter()
+        .filter(|s| s.call == "getaddrinfo")
+        .collect();
+    assert!(
+        lookups
+            .iter()
+            .all(|s| !s.location.contains("ToSocketAddrs")),
+        "{lookups:?}"
+    );
+    assert_eq!(
+        total(&sites_in("lookup_in_a_fiber"), "getaddrinfo"),
+        1,
+        "{lookups:?}"
+    );
+}

@@ -433,8 +433,23 @@ fn is_fibra_own(name: &str) -> bool {
     symbol_path(name).starts_with("fibra::")
 }
 
-/// `name` without the `<`, `&`, `mut ` and `dyn ` a trait impl's symbol starts with.
+/// The path that names the crate of the function `name`: `name` without the `<`, `&`,
+/// `mut ` and `dyn ` a trait impl's symbol starts with; for an impl whose self type is a
+/// tuple, slice, pointer or primitive (`<(&str, u16) as std::net::ToSocketAddrs>::..`), the
+/// trait's path, since such an impl lives in the trait's crate.
 fn symbol_path(name: &str) -> &str {
+    let path = without_ref_prefixes(name);
+    if name.starts_with('<') {
+        if let Some((self_ty, trait_path)) = path.split_once(" as ") {
+            if !self_ty.contains("::") || self_ty.starts_with(['(', '[', '*']) {
+                return without_ref_prefixes(trait_path);
+            }
+        }
+    }
+    path
+}
+
+fn without_ref_prefixes(name: &str) -> &str {
     let path = name.trim_start_matches(['<', '&']);
     let path = path.strip_prefix("mut ").unwrap_or(path);
     path.strip_prefix("dyn ").unwrap_or(path)
