@@ -19,7 +19,11 @@
 //! The call site is the first frame of the caller's stack outside std, core, alloc, libc and
 //! this module (`sites.rs`): a stack not seen before is symbolised off the worker, and each
 //! site is printed to stderr once, at the latest when its session ends;
-//! `fibra::debug::blocking_calls` lists every site with its count.
+//! `fibra::debug::blocking_calls` lists every site with its count. A call whose site is in
+//! fibra itself is one of its deliberate short waits (a cancelled fiber's `Condvar` wait) and
+//! is neither counted nor reported. A walk takes about 7 KiB of the fiber's stack (debug
+//! build), so a call with under 12 KiB left is not walked but counted under one site that
+//! says so: the watch must not overflow a stack that suffices without it.
 //!
 //! Not async-signal-safe on the reporting path (it allocates and locks): a signal handler
 //! that makes a blocking socket call or sleeps while interrupting a fiber may deadlock in a

@@ -107,6 +107,22 @@ pub(crate) fn stack_base_of(addr: usize) -> Option<usize> {
     registry::slot_end(addr).map(|end| end - HEADER_SIZE)
 }
 
+/// The usable stack below `addr` (down to the guard page) in the slot holding `addr`, if
+/// `addr` lies in a slot: how deep a call at `addr` may still go. Any thread;
+/// async-signal-safe.
+#[cfg_attr(
+    not(all(
+        debug_assertions,
+        not(feature = "hooks"),
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )),
+    allow(dead_code)
+)]
+pub(crate) fn room_below(addr: usize) -> Option<usize> {
+    registry::slot(addr).map(|(start, _)| addr.saturating_sub(start + sys::page_size()))
+}
+
 /// Lives in the top [`HEADER_SIZE`] bytes of every slot.
 #[repr(C, align(64))]
 struct Header {

@@ -93,6 +93,12 @@ pub(super) fn unregister(reg: Registration) {
 /// The end (exclusive) of the slot holding `addr`: the top of a fiber stack.
 /// Async-signal-safe: atomics only, bounded loop, no allocation.
 pub(super) fn slot_end(addr: usize) -> Option<usize> {
+    slot(addr).map(|(start, size)| start + size)
+}
+
+/// The start (its guard page's first byte) and size of the slot holding `addr`.
+/// Async-signal-safe, as `slot_end`.
+pub(super) fn slot(addr: usize) -> Option<(usize, usize)> {
     let used = USED.load(Acquire); // pairs with `fetch_max` in `register`
     for entry in &TABLE[..used.min(CAPACITY)] {
         let seq = entry.seq.load(Acquire); // pairs with the Release store ending a write
@@ -109,7 +115,7 @@ pub(super) fn slot_end(addr: usize) -> Option<usize> {
         if addr < start || addr - start >= len {
             continue;
         }
-        return Some(addr - (addr - start) % slot_size + slot_size);
+        return Some((addr - (addr - start) % slot_size, slot_size));
     }
     None
 }
