@@ -45,7 +45,14 @@
 mod macros;
 // libc's own definitions of the functions `hooks` and `blocking_calls` interpose.
 #[cfg(all(
-    any(feature = "hooks", debug_assertions),
+    any(
+        feature = "hooks",
+        all(
+            debug_assertions,
+            target_env = "gnu",
+            not(target_feature = "crt-static")
+        )
+    ),
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
@@ -57,6 +64,8 @@ mod blocking;
     debug_assertions,
     not(feature = "hooks"),
     target_os = "linux",
+    target_env = "gnu",
+    not(target_feature = "crt-static"),
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 mod blocking_calls;

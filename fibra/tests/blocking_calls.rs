@@ -4,6 +4,8 @@
     debug_assertions,
     not(feature = "hooks"),
     target_os = "linux",
+    target_env = "gnu",
+    not(target_feature = "crt-static"),
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 

@@ -7,7 +7,8 @@
 //! entry points as `hooks` does (`interpose.rs`), but each only *looks* before calling libc's
 //! own definition unchanged: it never parks, never changes a mode, and gives the caller the
 //! `errno` libc set. With `hooks` this module is not built (those calls park the fiber
-//! instead); release builds do not build it either.
+//! instead); release builds do not build it either, nor do static or non-glibc builds
+//! (`dlsym(RTLD_NEXT)` finds libc's definitions only in a dynamically linked glibc program).
 //!
 //! A call is reported when it runs in a fiber of a runtime with
 //! `RuntimeBuilder::warn_blocking_calls(true)` (the default) and it can block: a read, write,

@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::io::ErrorKind;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -99,7 +98,7 @@ fn registry() -> MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Every site seen so far, in the order first seen.
+/// Every site seen so far, in the order first resolved.
 pub(crate) fn list() -> Vec<Site> {
     resolve_pending();
     registry().sites.clone()
@@ -479,22 +478,8 @@ fn report(call: &'static str, kind: Kind, location: &str) {
          waiting for it\n  at {location}\n  {instead}. Each call site is reported once \
          (debug builds); fibra::debug::blocking_calls() counts every call.\n"
     );
-    write_to_stderr(msg.as_bytes());
-}
-
-/// Writes `msg` to fd 2 without `std::io::stderr()`'s lock: a report is printed while
-/// `RESOLVING` is held, and a thread that holds the stderr lock while it waits for
-/// `RESOLVING` (`Runtime::run`'s session end, `fibra::debug::blocking_calls`) would otherwise
-/// deadlock with the reporter thread. Errors are dropped: a warning must not fail the call.
-fn write_to_stderr(mut msg: &[u8]) {
-    while !msg.is_empty() {
-        // SAFETY: writes at most `msg.len()` bytes from a live slice; fd 2 is not ours to
-        // close, and an fd 2 that is closed fails with EBADF.
-        let n = unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
-        match n {
-            n if n > 0 => msg = &msg[n as usize..],
-            n if n < 0 && std::io::Error::last_os_error().kind() == ErrorKind::Interrupted => {}
-            _ => return,
-        }
-    }
+    // Not `eprintln!`: a report is printed while `RESOLVING` is held, and a thread holding
+    // std's stderr lock while it waits for `RESOLVING` (`Runtime::run`'s session end,
+    // `fibra::debug::blocking_calls`) would deadlock with the reporter thread.
+    crate::sys::write_stderr(msg.as_bytes());
 }

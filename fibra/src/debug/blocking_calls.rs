@@ -16,9 +16,9 @@ pub struct BlockingCallSite {
     pub count: u64,
 }
 
-/// Every site that made a blocking call in a fiber so far, in the order first seen, with its
-/// count (all runtimes of the process). Debug builds (`debug_assertions`) without the `hooks`
-/// feature watch these calls and print each site to stderr once (at the latest when its
+/// Every site that made a blocking call in a fiber so far, in the order the sites were first
+/// resolved, with its count (all runtimes of the process). Debug builds (`debug_assertions`)
+/// without the `hooks` feature, dynamically linked against glibc on Linux, watch these calls and print each site to stderr once (at the latest when its
 /// runtime session ends); release builds, and builds
 /// with `hooks` (where such calls park the fiber instead), return an empty list.
 /// [`RuntimeBuilder::warn_blocking_calls`](crate::RuntimeBuilder::warn_blocking_calls)
@@ -38,6 +38,8 @@ pub fn blocking_calls() -> Vec<BlockingCallSite> {
         debug_assertions,
         not(feature = "hooks"),
         target_os = "linux",
+        target_env = "gnu",
+        not(target_feature = "crt-static"),
         any(target_arch = "x86_64", target_arch = "aarch64")
     ))]
     {
@@ -54,6 +56,8 @@ pub fn blocking_calls() -> Vec<BlockingCallSite> {
         debug_assertions,
         not(feature = "hooks"),
         target_os = "linux",
+        target_env = "gnu",
+        not(target_feature = "crt-static"),
         any(target_arch = "x86_64", target_arch = "aarch64")
     )))]
     Vec::new()

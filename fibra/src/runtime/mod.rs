@@ -678,6 +678,8 @@ impl Runtime {
             debug_assertions,
             not(feature = "hooks"),
             target_os = "linux",
+            target_env = "gnu",
+            not(target_feature = "crt-static"),
             any(target_arch = "x86_64", target_arch = "aarch64")
         ))]
         let _watch = crate::blocking_calls::Session::enter(&shared, self.warn_blocking_calls);

@@ -55,6 +55,17 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+/// `eprintln!` without std's stderr lock: the monitor must never wait for a thread that holds
+/// it (a caller of `Runtime::run` holding `stderr().lock()` waits for the monitor at the
+/// session's end, and the monitor would wait for it: a hang).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        crate::sys::write_stderr(line.as_bytes());
+    }};
+}
+
 use super::lock_holder;
 use super::queue::{self, Local};
 use super::stall::{
@@ -486,7 +497,7 @@ impl Monitor {
             if shared.config.max_spare_workers > 0
                 && !std::mem::replace(&mut self.cap_reported, true)
             {
-                eprintln!(
+                say!(
                     "fibra: all {} spare workers are in use while workers are stuck; raise \
                      RuntimeBuilder::max_spare_workers, or wrap blocking calls in fibra::run_blocking",
                     shared.config.max_spare_workers
@@ -514,7 +525,7 @@ impl Monitor {
                 // Nothing ran on the slot: dormant again, and a later sample tries again.
                 shared.slots[idx].signal.active.store(false, Release);
                 if !std::mem::replace(&mut self.start_failure_reported, true) {
-                    eprintln!(
+                    say!(
                         "fibra: could not start a spare worker: {e}; the monitor retries while \
                          a worker stays stuck"
                     );
@@ -681,7 +692,7 @@ impl Monitor {
                 let delivered =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (hook.0)(&report)));
                 if let Err(payload) = delivered {
-                    eprintln!("fibra: the on_stall hook panicked; the report was: {report}");
+                    say!("fibra: the on_stall hook panicked; the report was: {report}");
                     drop_payload(payload);
                 }
                 Shown::Aggregated // the hook had it; the default log prints no end line
@@ -754,7 +765,7 @@ fn rejudge(r: &StallReport) -> StallKind {
 fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
     let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(payload)));
     if let Err(again) = dropped {
-        eprintln!("fibra: dropping the on_stall hook's panic payload panicked too; leaking it");
+        say!("fibra: dropping the on_stall hook's panic payload panicked too; leaking it");
         std::mem::forget(again);
     }
 }

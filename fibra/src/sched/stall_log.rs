@@ -61,7 +61,11 @@ pub(crate) struct StallLog {
 
 impl StallLog {
     pub(crate) fn new(now: Instant) -> StallLog {
-        StallLog::with_sink(now, Box::new(|line| eprintln!("{line}")))
+        // Straight to fd 2, not under std's stderr lock (`monitor.rs`, `say!`).
+        StallLog::with_sink(
+            now,
+            Box::new(|line| crate::sys::write_stderr(format!("{line}\n").as_bytes())),
+        )
     }
 
     pub(crate) fn with_sink(now: Instant, out: Box<dyn FnMut(&str) + Send>) -> StallLog {

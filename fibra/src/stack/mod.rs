@@ -115,6 +115,8 @@ pub(crate) fn stack_base_of(addr: usize) -> Option<usize> {
         debug_assertions,
         not(feature = "hooks"),
         target_os = "linux",
+        target_env = "gnu",
+        not(target_feature = "crt-static"),
         any(target_arch = "x86_64", target_arch = "aarch64")
     )),
     allow(dead_code)
