@@ -507,3 +507,47 @@ fn cancel_interrupts_a_hooked_read() {
         assert!(reached.load(SeqCst));
     });
 }
+
+/// `shutdown(2)` on a managed socket reaches the fibers parked on it: the kernel's own
+/// readiness edge (EPOLLIN/EPOLLRDHUP for the read side, EPOLLOUT/EPOLLHUP for the write side)
+/// wakes them, so the call passes to libc unchanged. A reader parked in a hooked `read` gets
+/// end of stream after `shutdown(Read)`; a writer parked on a full send buffer gets `EPIPE`
+/// after `shutdown(Write)`. One worker: the waker must not need the parked fiber's thread.
+#[test]
+fn shutdown_wakes_the_fibers_parked_on_the_socket() {
+    let _w = watchdog("shutdown_wakes_the_fibers_parked_on_the_socket");
+    let (read_end, write_end) = rt(1).run(|| {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let c = TcpStream::connect(addr).unwrap();
+        let (peer, _) = l.accept().unwrap(); // never reads nor writes
+        let reader = {
+            let mut c = c.try_clone().unwrap();
+            fibra::spawn(move || c.read(&mut [0u8; 16]).map_err(|e| e.kind()))
+        };
+        let writer = {
+            let mut c = c.try_clone().unwrap();
+            fibra::spawn(move || {
+                let chunk = vec![7u8; 64 * 1024];
+                loop {
+                    if let Err(e) = c.write(&chunk) {
+                        return e.kind(); // parks once the buffers are full
+                    }
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50)); // hooked: both park meanwhile
+        c.shutdown(std::net::Shutdown::Read).unwrap();
+        let read_end = reader.join().unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let write_end = writer.join().unwrap();
+        drop(peer);
+        (read_end, write_end)
+    });
+    assert_eq!(read_end, Ok(0), "the parked reader saw end of stream");
+    assert_eq!(
+        write_end,
+        ErrorKind::BrokenPipe,
+        "the parked writer saw EPIPE"
+    );
+}

@@ -88,8 +88,10 @@
 //!   tests/hooks_postgres.rs runs 100 such clients on two workers under the default). So
 //!   epoll waits park only with the opt-in; by default they block the worker, and postgres's
 //!   sockets, non-blocking to tokio, never park.
-//! - `epoll_pwait2`, `select`, `pselect`, `shutdown` are not hooked; a partial `write` on a
+//! - `epoll_pwait2`, `select`, `pselect` are not hooked; a partial `write` on a
 //!   blocking managed socket returns the count written, as a signal-interrupted write would.
+//!   `shutdown` needs no hook: the kernel's readiness edge wakes the fibers parked on the
+//!   socket (a reader gets end of stream, a writer `EPIPE`; tests/hooks_std.rs).
 //! - A managed fd shared with another process (`fork`, `SCM_RIGHTS`): a timeout that process
 //!   sets is unseen here, so a set here back to the old value may skip the kernel (only
 //!   `getsockopt` can tell: the fd is non-blocking underneath, where it has no effect), and
