@@ -289,3 +289,27 @@ fn resubscribe_and_close_without_a_runtime() {
     assert!(rx.is_closed());
     assert_eq!(rx.iter().collect::<Vec<_>>(), [1, 2]);
 }
+
+/// A `recv` that finds an item and then yields for the coop budget holds no lock while the
+/// other fibers of its worker run: with a budget of 1 every such `recv` yields, and the
+/// sender on the same worker must still get the channel's lock (it used to block the worker
+/// thread for good: the guard lived through the yield).
+#[test]
+fn a_recv_that_yields_for_the_budget_holds_no_lock() {
+    let _w = common::watchdog("a_recv_that_yields_for_the_budget_holds_no_lock");
+    const N: u64 = 200;
+    let rt = fibra::Runtime::builder()
+        .workers(1)
+        .coop_budget(1)
+        .build()
+        .unwrap();
+    let sum = rt.run(|| {
+        let (tx, mut rx) = broadcast::channel(N as usize);
+        tx.send(0).unwrap(); // the first recv finds an item at once
+        let reader = fibra::spawn(move || (0..N).map(|_| rx.recv().unwrap()).sum::<u64>());
+        let writer = fibra::spawn(move || (1..N).for_each(|i| drop(tx.send(i))));
+        writer.join().unwrap();
+        reader.join().unwrap()
+    });
+    assert_eq!(sum, (0..N).sum::<u64>());
+}

@@ -224,3 +224,37 @@ fn a_dropped_changed_future_loses_nothing() {
     let mut fut = pin!(rx.changed_async());
     assert_eq!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(())));
 }
+
+/// A `changed` that finds a change and then yields for the coop budget holds no lock while
+/// the other fibers of its worker run (as broadcast's `recv`): with a budget of 1 every such
+/// call yields, and the sender on the same worker must still get the lock.
+#[test]
+fn a_changed_that_yields_for_the_budget_holds_no_lock() {
+    let _w = common::watchdog("a_changed_that_yields_for_the_budget_holds_no_lock");
+    const N: u64 = 200;
+    let rt = fibra::Runtime::builder()
+        .workers(1)
+        .coop_budget(1)
+        .build()
+        .unwrap();
+    let last = rt.run(|| {
+        let (tx, mut rx) = watch::channel(0u64);
+        tx.send(1).unwrap(); // the first `changed` finds a change at once
+        let writer = {
+            let tx = tx.clone();
+            fibra::spawn(move || (2..=N).for_each(|i| drop(tx.send(i))))
+        };
+        let reader = fibra::spawn(move || {
+            while rx.changed().is_ok() {
+                if *rx.borrow() == N {
+                    break;
+                }
+            }
+            *rx.borrow()
+        });
+        writer.join().unwrap();
+        drop(tx);
+        reader.join().unwrap()
+    });
+    assert_eq!(last, N);
+}

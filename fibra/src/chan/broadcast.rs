@@ -479,7 +479,11 @@ impl<T: Clone> Receiver<T> {
     fn recv_until(&mut self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         let shared = &*self.shared;
         let next = &mut self.next;
-        if let Some(step) = shared.state.lock().recv(next) {
+        // Bound first: in an `if let` scrutinee the guard would live through the block, and
+        // `coop::consume` may yield, leaving the lock held while other fibers of this worker
+        // run (one that locks it would block the worker thread for good).
+        let step = shared.state.lock().recv(next);
+        if let Some(step) = step {
             coop::consume(); // done without parking: counts against the fiber's budget
             return step.map(into_value).map_err(RecvTimeoutError::from);
         }

@@ -557,7 +557,9 @@ fn changed_until<T>(
     seen: &mut u64,
     deadline: Option<Instant>,
 ) -> Result<(), RecvTimeoutError> {
-    if let Some(step) = shared.state.lock().changed(seen) {
+    // Bound first, so the guard is gone before `coop::consume` may yield (broadcast.rs).
+    let step = shared.state.lock().changed(seen);
+    if let Some(step) = step {
         coop::consume(); // done without parking: counts against the fiber's budget
         return step.map_err(RecvTimeoutError::from);
     }
