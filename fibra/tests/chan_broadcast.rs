@@ -307,7 +307,7 @@ fn a_recv_that_yields_for_the_budget_holds_no_lock() {
         let (tx, mut rx) = broadcast::channel(N as usize);
         tx.send(0).unwrap(); // the first recv finds an item at once
         let reader = fibra::spawn(move || (0..N).map(|_| rx.recv().unwrap()).sum::<u64>());
-        let writer = fibra::spawn(move || (1..N).for_each(|i| drop(tx.send(i))));
+        let writer = fibra::spawn(move || (1..N).for_each(|i| assert!(tx.send(i).is_ok())));
         writer.join().unwrap();
         reader.join().unwrap()
     });

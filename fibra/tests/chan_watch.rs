@@ -242,7 +242,7 @@ fn a_changed_that_yields_for_the_budget_holds_no_lock() {
         tx.send(1).unwrap(); // the first `changed` finds a change at once
         let writer = {
             let tx = tx.clone();
-            fibra::spawn(move || (2..=N).for_each(|i| drop(tx.send(i))))
+            fibra::spawn(move || (2..=N).for_each(|i| tx.send(i).unwrap()))
         };
         let reader = fibra::spawn(move || {
             while rx.changed().is_ok() {
