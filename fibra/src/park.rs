@@ -258,6 +258,7 @@ fn park_fiber(h: &Header, reason: ParkReason) {
     if h.state.take_notified() || h.state.is_cancelling() {
         // A dump's wake-up may have left this token: answer its backtrace request now.
         h.watch.serve_capture(h.identity.id);
+        h.watch.park_ended();
         return;
     }
     h.reason.store(reason as u8, Relaxed);
@@ -270,6 +271,7 @@ fn park_fiber(h: &Header, reason: ParkReason) {
     while h.watch.serve_capture(h.identity.id) {
         switch::suspend(h, Suspend::Park);
     }
+    h.watch.park_ended();
     h.reason.store(ParkReason::None as u8, Relaxed);
 }
 

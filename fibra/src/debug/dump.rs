@@ -180,6 +180,9 @@ pub(crate) fn dump_session(shared: &Arc<Shared>, timeout: Duration, into: &mut D
             let state = match fiber.state.describe() {
                 "parked" => FiberState::Parked,
                 "cancelling" => FiberState::Cancelling,
+                // Between the halves of its park, answering an earlier dump's capture: it
+                // still waits (its park reason and time are unchanged), as the caller sees.
+                "scheduled" if fiber.watch.is_serving() => FiberState::Parked,
                 "scheduled" => match running.get(&fiber.identity.id) {
                     Some(&(worker, _)) => FiberState::Running { worker },
                     None if me == Some(fiber.identity.id) => FiberState::Running {
@@ -233,7 +236,7 @@ pub(crate) fn dump_session(shared: &Arc<Shared>, timeout: Duration, into: &mut D
             state: s.state,
             reason,
             parked_for: parked.then(|| {
-                let at = h.watch.parked_at.load(Relaxed);
+                let at = h.watch.parked_since();
                 Duration::from_millis(now_ms.saturating_sub(at))
             }),
             spawned_at: h.identity.location.to_string(),

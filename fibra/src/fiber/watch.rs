@@ -106,7 +106,8 @@ extern "C" {
 
 /// Per-fiber debugging state (see the module header).
 pub(crate) struct Watch {
-    /// Coarse session time (ms, `sched::CoarseClock`) of the current park's start.
+    /// Coarse session time (ms, `sched::CoarseClock`) of the current park's start, and the
+    /// `SERVING` bit (read it with `parked_since`).
     pub(crate) parked_at: AtomicU64,
     /// Address of the `sync::Mutex` this fiber waits for, or 0.
     pub(crate) waits_for: AtomicUsize,
@@ -118,6 +119,12 @@ pub(crate) struct Watch {
     /// (`sched/stats.rs`).
     pub(crate) woken_at: AtomicU64,
 }
+
+/// `parked_at`'s top bit: set while the fiber runs only to answer a capture and park again
+/// (still parked as far as its caller, and a dump, can tell); cleared when its park really
+/// returns. A bit of an existing word: a field of its own would grow the header past its
+/// malloc size class (`header.rs`, `header_sizes`).
+const SERVING: u64 = 1 << 63;
 
 impl Watch {
     /// The fiber is about to wait for `object`, for `fibra::debug`: the address of a `Mutex`
@@ -195,6 +202,9 @@ impl Watch {
         // SAFETY: a non-null `capture` owns one count of an `Arc<CaptureRound>`; the swap
         // made that count ours.
         let round = unsafe { Arc::from_raw(req) };
+        // Before the answer wakes the dumper: a dump that follows at once must not see this
+        // fiber running (it only answers, then parks again).
+        self.parked_at.fetch_or(SERVING, Relaxed);
         let ips = return_addresses();
         let first = (round.results.lock().unwrap_or_else(|e| e.into_inner()))
             .seen
@@ -206,6 +216,27 @@ impl Watch {
             .push((fiber_id, ips, bt));
         round.done_one();
         true
+    }
+}
+
+impl Watch {
+    /// True while the fiber only answers a capture between two halves of one park
+    /// (`serve_capture`): dumps list it as parked.
+    pub(crate) fn is_serving(&self) -> bool {
+        self.parked_at.load(Relaxed) & SERVING != 0
+    }
+
+    /// When the current (or last) park began, coarse session ms.
+    pub(crate) fn parked_since(&self) -> u64 {
+        self.parked_at.load(Relaxed) & !SERVING
+    }
+
+    /// Its park returns for real: no longer only serving. One relaxed load when it was not.
+    #[inline]
+    pub(crate) fn park_ended(&self) {
+        if self.parked_at.load(Relaxed) & SERVING != 0 {
+            self.parked_at.fetch_and(!SERVING, Relaxed);
+        }
     }
 }
 
