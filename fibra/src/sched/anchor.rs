@@ -291,9 +291,12 @@ mod tests {
         assert_eq!(past, crate::park::ParkReason::None);
     }
 
+    /// Does something after its park, so the park is no tail call: a sibling call would
+    /// leave no frame of this function on the stack in a release build.
     #[inline(never)]
-    fn anchor_test_parks_here() {
+    fn anchor_test_parks_here() -> u8 {
         crate::park::park(crate::park::ParkReason::User);
+        std::hint::black_box(1)
     }
 
     /// The saved registers the anchor points a debugger at unwind, with the binary's CFI, to
