@@ -113,15 +113,12 @@ pub unsafe extern "C" fn accept4(
     } else {
         flags
     };
-    // SAFETY: the caller's arguments, `SOCK_NONBLOCK` added; on EAGAIN nothing was written
-    // through `addr`/`len`, so a retry passes them as the caller did.
-    let n = read_io(
-        fd,
-        slot,
-        0,
-        None,
-        || unsafe { real(fd, addr, len, real_flags) } as isize,
-    ) as c_int;
+    let accept_once = || {
+        // SAFETY: the caller's arguments, `SOCK_NONBLOCK` added; on EAGAIN nothing was
+        // written through `addr`/`len`, so a retry passes them as the caller did.
+        unsafe { real(fd, addr, len, real_flags) as isize }
+    };
+    let n = read_io(fd, slot, 0, None, accept_once) as c_int;
     if n >= 0 && hooked && !table::manage_accepted(slot, n, flags & libc::SOCK_NONBLOCK != 0) {
         set_fd_nonblocking(n, flags & libc::SOCK_NONBLOCK != 0);
     }
