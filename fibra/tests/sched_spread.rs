@@ -1,7 +1,7 @@
 //! `Builder::spread` (`sched/placement.rs`): a burst of long-lived fibers is shared out
 //! between the workers. Alone in its binary: parallel tests on a 2-core machine take cores
-//! from its workers, and a worker that loses its core has its queued fibers stolen, which is
-//! not what this test is about.
+//! from its workers (a spread fiber is no longer stolen from a worker that loses its core,
+//! but the test should not depend on that alone).
 
 mod common;
 use common::{two_workers_without_monitor, watchdog};
