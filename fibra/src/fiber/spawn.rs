@@ -178,6 +178,8 @@ impl Builder {
     /// a new fiber starts next to its spawner (or on an idle worker that steals it when the
     /// spawner is slow to start it), which keeps a producer near its consumer; but an accept
     /// loop that takes a burst of connections would then keep all of them on its own worker.
+    /// A burst is split evenly whichever worker gets a core first, and a spread fiber is never
+    /// stolen: the spawner's own share starts when the spawner next parks or yields.
     /// Ignored under [`migrate_started_fibers`](crate::RuntimeBuilder::migrate_started_fibers).
     ///
     /// ```

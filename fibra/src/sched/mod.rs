@@ -15,7 +15,7 @@
 //! | queue | holds | pushed by | popped by |
 //! |---|---|---|---|
 //! | `run_next` | the fiber just woken by the running one; inherits the time slice (≤ 3 in a row) | owner | owner |
-//! | `pinned` (FIFO) | started fibers woken or yielding here | owner | owner |
+//! | `pinned` (FIFO) | started fibers woken or yielding here; new fibers placed here (`placement.rs`) | owner | owner |
 //! | `local` ring (256) | movable fibers: new spawns; with migration, every fiber | owner | owner, stealers (half) |
 //! | `inbox` | pinned fibers woken from other threads; new fibers placed here (`placement.rs`) | any thread | owner |
 //! | global `inject` | spawns from outside; ring overflow; remote wakes under migration | any | any |

@@ -12,7 +12,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use super::context;
-use super::placement::Placement;
+use super::placement::{Placement, Spot};
 use super::queue::{Local, CAPACITY as LOCAL_CAPACITY};
 use super::steal::StealPolicy;
 use super::Shared;
@@ -626,12 +626,16 @@ impl Worker {
         if !self.shared.config.migrate {
             let shared = &self.shared;
             let workers = shared.config.workers;
-            let target = if spread {
-                self.placement.spread(self.index, &shared.slots, workers)
-            } else {
+            if spread {
+                match self.placement.spread(self.index, &shared.slots, workers) {
+                    Spot::Inbox(target) => return shared.send_to_inbox(target, fiber),
+                    // Our share of a burst: not stealable, so it stays ours (placement.rs).
+                    Spot::Here => return self.pinned.borrow_mut().push_back(fiber),
+                    Spot::Ring => {}
+                }
+            } else if let Some(target) =
                 self.placement.elsewhere(self.index, &shared.slots, workers)
-            };
-            if let Some(target) = target {
+            {
                 return shared.send_to_inbox(target, fiber);
             }
         }
