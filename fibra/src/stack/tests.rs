@@ -219,6 +219,36 @@ fn guard_survives_dontneed_and_memory_is_returned() {
 }
 
 #[test]
+fn trimming_adjacent_slots_at_once_zeroes_each_and_keeps_every_guard() {
+    let pool = StackPool::with_high_water(0); // trim discards every free slot
+    let stacks: Vec<_> = (0..8).map(|_| pool.take(DEFAULT_STACK_SIZE).unwrap()).collect();
+    let tops: Vec<usize> = stacks.iter().map(|s| s.base().get() - 8).collect();
+    for &top in &tops {
+        // SAFETY: `top` is in the usable range of one of our stacks.
+        unsafe { (top as *mut u64).write(0xDEAD_BEEF) };
+    }
+    // Given back out of address order, with a gap: runs are found by address, not by order.
+    let mut held = None; // slot 5 stays live: its memory must survive the trim
+    for (i, s) in stacks.into_iter().enumerate().rev() {
+        if i == 5 {
+            held = Some(s);
+        } else {
+            pool.give(s);
+        }
+    }
+    assert_eq!(pool.trim(usize::MAX), 7);
+    for (i, &top) in tops.iter().enumerate() {
+        // SAFETY: the region stays mapped while a stack of it (slot 5) is live.
+        let word = unsafe { (top as *const u64).read() };
+        let want = if i == 5 { 0xDEAD_BEEF } else { 0 };
+        assert_eq!(word, want, "slot {i}");
+    }
+    let again: Vec<_> = (0..7).map(|_| pool.take(DEFAULT_STACK_SIZE).unwrap()).collect();
+    assert!(again.iter().all(guard_faults), "every guard survived");
+    again.into_iter().chain(held).for_each(|s| pool.give(s));
+}
+
+#[test]
 fn madvise_guards_cost_no_maps() {
     if sys::force_mprotect_guards() {
         return; // FIBRA_FORCE_MPROTECT_GUARDS=1 run: covered by the mprotect tests
