@@ -185,26 +185,16 @@ impl StackPool {
     /// first runs took this lock once each, and a stall report caught a worker blocked on it;
     /// carving ahead costs address space only. `mprotect` guards are budgeted, so they are
     /// still carved one at a time, on demand.
-    ///
-    /// The top pages of freshly carved slots, which every fiber's first run writes, are
-    /// committed in one call after the lock is released ([`region::populate_tops`]).
     pub(super) fn take_default_batch(&self, out: &mut Vec<FiberStack>, n: usize) -> usize {
         let mut class = lock(&self.default);
         let before = out.len();
         out.extend(std::iter::from_fn(|| class.pop()).take(n));
-        let fresh = out.len();
         // Re-checked each time: the first carve of a process learns whether markers work.
         while out.len() - before < n && !self.guards.mprotect_mode() {
             match class.take(&self.guards, &self.regions) {
                 Ok(stack) => out.push(stack),
                 Err(_) => break,
             }
-        }
-        drop(class);
-        if out.len() > fresh {
-            // SAFETY: the slots were carved just now, so they never held a stack; they are
-            // ours (not lent yet, not in any list another thread reads).
-            unsafe { region::populate_tops(&out[fresh..]) };
         }
         let moved = out.len() - before;
         self.live.fetch_add(moved, Relaxed);

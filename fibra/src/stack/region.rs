@@ -267,12 +267,14 @@ impl Region {
 
 /// Returns the memory of pooled slots to the kernel: their pages read as zero again, their
 /// guards survive (guard markers are kept by `MADV_DONTNEED`; `PROT_NONE` is untouched), their
-/// headers read as null. One `madvise` per run of adjacent slots rather than one per slot. Each call that drops pages
-/// flushes their TLB entries on every CPU that ran this process (an IPI to each): with 100k
-/// sleepers finishing, idle workers trimming 32 slots at a time, one slot a call, spent ~8% of
-/// the run's CPU time in those flushes, stalling the busy worker they interrupted. Slots freed
-/// together were mostly carved together, so runs are long. Guard markers inside a run survive
-/// as they do in a single slot.
+/// headers read as null.
+///
+/// One `madvise` per run of adjacent slots, not one per slot: each call that drops pages
+/// flushes TLBs on every CPU the process runs on (an IPI to each, interrupting busy workers).
+/// With 100k sleepers finishing and idle workers trimming 32 slots a time, one call a slot,
+/// `madvise` had 11.6% of the run's CPU samples and the flush IPIs 8.7%; merged, 5% and none
+/// (`perf record`, lab `spawn`). Slots freed together were mostly carved together, so runs are
+/// long.
 ///
 /// # Safety
 /// Every stack in `stacks` is pooled: nothing runs on it and nothing points into it.
@@ -292,36 +294,5 @@ pub(super) unsafe fn discard_all(stacks: &[FiberStack]) {
         // inside a mapped region; adjacent slots of two regions are both mapped, so the run
         // has no hole. Failure only leaves memory committed.
         let _ = unsafe { sys::discard(start, len) };
-    }
-}
-
-/// Commits the top page of each slot in `stacks` with one system call where the kernel offers
-/// it (`sys::populate_many`), instead of a page fault at each fiber's first run. The top page
-/// holds the slot header and the fiber's first frames: every fiber writes it, and a sleeper
-/// never touches a second one. Where the kernel does not offer it the pages fault in as before.
-///
-/// # Safety
-/// Every stack in `stacks` is free and holds nothing live.
-pub(super) unsafe fn populate_tops(stacks: &[FiberStack]) {
-    // Set once the kernel refused: no system call per batch that cannot succeed.
-    static REFUSED: AtomicBool = AtomicBool::new(false);
-    if REFUSED.load(Relaxed) {
-        return;
-    }
-    let page = sys::page_size();
-    let tops: Vec<NonNull<u8>> = stacks
-        .iter()
-        .map(|s| NonNull::new((s.start + s.slot_size - page) as *mut u8).expect("slot is not at 0"))
-        .collect();
-    // SAFETY: each page is the top page of a free slot inside a mapped region (the caller's
-    // promise); committing it changes nothing a later user of the slot can observe.
-    if let Err(e) = unsafe { sys::populate_many(&tops) } {
-        // Not offered (old kernel, seccomp). Other errors (`ENOMEM`) are worth a later try.
-        if matches!(
-            e.raw_os_error(),
-            Some(libc::EINVAL | libc::ENOSYS | libc::EPERM)
-        ) {
-            REFUSED.store(true, Relaxed); // Relaxed: a hint; a late reader tries once more
-        }
     }
 }

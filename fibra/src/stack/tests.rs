@@ -1,6 +1,5 @@
 //! Unit tests of the stack layer: slot reuse, classes, guards, budgets, teardown.
 
-use std::ptr::NonNull;
 use std::sync::Arc;
 
 use corosensei::stack::Stack;
@@ -251,49 +250,6 @@ fn trimming_adjacent_slots_at_once_zeroes_each_and_keeps_every_guard() {
         .collect();
     assert!(again.iter().all(guard_faults), "every guard survived");
     again.into_iter().chain(held).for_each(|s| pool.give(s));
-}
-
-/// Whether the page at `addr` (page-aligned, mapped) is resident.
-fn resident(addr: usize) -> bool {
-    let mut vec = [0u8; 1];
-    // SAFETY: mincore only reads the page tables of one mapped page and writes one byte.
-    let rc = unsafe {
-        libc::mincore(
-            addr as *mut libc::c_void,
-            sys::page_size(),
-            vec.as_mut_ptr(),
-        )
-    };
-    assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
-    vec[0] & 1 == 1
-}
-
-#[test]
-fn a_batch_of_fresh_slots_comes_with_its_top_pages_committed_and_nothing_else() {
-    let pool = StackPool::new();
-    let mut batch = Vec::new();
-    assert_eq!(pool.take_default_batch(&mut batch, 8), 8);
-    let page = sys::page_size();
-    let tops: Vec<usize> = batch.iter().map(|s| s.start + s.slot_size - page).collect();
-    // Below the top page nothing is committed, populated or not.
-    assert!(batch
-        .iter()
-        .all(|s| !resident(s.start + s.slot_size - 2 * page)));
-    let populated = tops.iter().filter(|&&t| resident(t)).count();
-    let offered = {
-        let probe = NonNull::new(tops[0] as *mut u8).unwrap();
-        // SAFETY: the slot is fresh and ours; committing its top page again changes nothing.
-        unsafe { sys::populate_many(&[probe]) }.is_ok()
-    };
-    if offered {
-        assert_eq!(populated, 8, "every fresh slot's top page is committed");
-    } else {
-        eprintln!("skipped: this kernel has no process_madvise(MADV_POPULATE_WRITE)");
-        assert_eq!(populated, 0);
-    }
-    for s in batch {
-        pool.give(s.lend());
-    }
 }
 
 #[test]

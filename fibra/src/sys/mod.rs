@@ -26,7 +26,7 @@ pub(crate) use linux::capture::{
 };
 pub(crate) use linux::mem::{
     discard, force_mprotect_guards, guard_madvise, guard_madvise_many, guard_mprotect,
-    max_map_count, page_size, populate_many, release, reserve,
+    max_map_count, page_size, release, reserve,
 };
 pub(crate) use linux::peek::read_own;
 pub(crate) use linux::signal::{ensure_alt_stack, install_fault_handler, write_stderr};

@@ -157,41 +157,6 @@ pub(crate) unsafe fn guard_madvise_many(pages: &[NonNull<u8>]) -> io::Result<usi
     Ok(advised / page)
 }
 
-/// Commits one page at each of `pages` (zero-filled, writable) with one `process_madvise`
-/// call (`MADV_POPULATE_WRITE`, a vector of ranges), as the first write to each would, but
-/// without a page fault per page. Returns how many leading pages were committed; `Err` if the
-/// kernel does not offer it (`process_madvise` takes any advice for its own process from
-/// Linux 6.13; `MADV_POPULATE_WRITE` exists from 5.14): the pages then fault in on first use.
-///
-/// # Safety
-/// Every page lies inside a [`reserve`]d mapping and holds nothing live: a page already
-/// committed keeps its bytes, but the caller must not rely on that.
-pub(crate) unsafe fn populate_many(pages: &[NonNull<u8>]) -> io::Result<usize> {
-    let page = page_size();
-    let iov: Vec<libc::iovec> = pages
-        .iter()
-        .map(|p| libc::iovec {
-            iov_base: p.as_ptr().cast(),
-            iov_len: page,
-        })
-        .collect();
-    let pidfd = self_pidfd()?;
-    // SAFETY: `iov` describes pages the caller owns and keeps nothing in; the pidfd names this
-    // process (re-opened after a fork, see `self_pidfd`). Populating writes nothing a reader
-    // of the pages could tell from a first-touch fault.
-    let advised = retry_len(|| unsafe {
-        libc::syscall(
-            libc::SYS_process_madvise,
-            pidfd,
-            iov.as_ptr(),
-            iov.len(),
-            libc::MADV_POPULATE_WRITE,
-            0,
-        )
-    })?;
-    Ok(advised / page)
-}
-
 /// A pidfd for this process, opened once per pid (a forked child must not advise its parent).
 fn self_pidfd() -> io::Result<libc::c_int> {
     static CACHE: std::sync::Mutex<Option<(libc::pid_t, libc::c_int)>> =
