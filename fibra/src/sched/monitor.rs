@@ -23,7 +23,8 @@
 //!    same worker holds is a deadlock, reported with the holder and its stack
 //!    (`lock_holder.rs`). The `on_stall` hook gets each episode as it begins;
 //!    without one, the default log prints a begin and an end line, sums up repeats and keeps
-//!    to a rate limit (`stall_log.rs`).
+//!    to a rate limit (`stall_log.rs`). The monitor only copies the stuck stack; the log's
+//!    nice-19 printer thread symbolises and writes it (`stall_print.rs`).
 //!
 //! # Failures
 //! - A spare that cannot start (`RLIMIT_NPROC`, `EAGAIN`) is reported once per session; the
