@@ -12,10 +12,17 @@
 //! show the stall as it is) and this thread the rest, at nice 19 (weight 15 against a
 //! worker's 1,024): when a core has nothing better to do.
 //!
-//! # Order
+//! # Order and the session's end
 //! Every line of the log goes through this thread's queue, in the order the monitor wrote
 //! them, so an end line never overtakes its begin line. The thread starts with the first
-//! line and is joined, its queue written out, when the log is dropped at the monitor's end.
+//! line and is joined, its queue written out, when the log is dropped at the monitor's end:
+//! a session that ends right after a report waits for its symbolisation, as it did when the
+//! monitor symbolised. Only the first symbolisation of a process is dear (later ones reuse the
+//! loaded debug info), so that wait is one ~100 ms job at nice 19. Where the kernel groups
+//! threads by session (autogroup, on by default) that priority counts only against this
+//! process's own threads, mostly gone by then; where other processes in the same group keep
+//! every core busy, it can stretch to seconds. Rejected: writing the queued begin lines
+//! unsymbolised at the end, which bounds nothing (the dear job is the one under way).
 //!
 //! Rejected: `SCHED_IDLE`, which never runs while every core is busy (a report of a CPU loop
 //! on each core would wait for the loops to end), and which an unprivileged thread cannot
