@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use corosensei::stack::Stack;
 
-use super::region::discard;
+use super::region::discard_all;
 use super::*;
 use crate::error::SpawnError;
 
@@ -213,9 +213,43 @@ fn guard_survives_dontneed_and_memory_is_returned() {
     assert!(guard_faults(&s), "the guard marker survived MADV_DONTNEED");
     // Direct discard of a slot (as the pool does for cold slots), then the guard again.
     // SAFETY: nothing runs on `s`.
-    unsafe { discard(&s) };
+    unsafe { discard_all(std::slice::from_ref(&s)) };
     assert!(guard_faults(&s));
     pool.give(s);
+}
+
+#[test]
+fn trimming_adjacent_slots_at_once_zeroes_each_and_keeps_every_guard() {
+    let pool = StackPool::with_high_water(0); // trim discards every free slot
+    let stacks: Vec<_> = (0..8)
+        .map(|_| pool.take(DEFAULT_STACK_SIZE).unwrap())
+        .collect();
+    let tops: Vec<usize> = stacks.iter().map(|s| s.base().get() - 8).collect();
+    for &top in &tops {
+        // SAFETY: `top` is in the usable range of one of our stacks.
+        unsafe { (top as *mut u64).write(0xDEAD_BEEF) };
+    }
+    // Given back out of address order, with a gap: runs are found by address, not by order.
+    let mut held = None; // slot 5 stays live: its memory must survive the trim
+    for (i, s) in stacks.into_iter().enumerate().rev() {
+        if i == 5 {
+            held = Some(s);
+        } else {
+            pool.give(s);
+        }
+    }
+    assert_eq!(pool.trim(usize::MAX), 7);
+    for (i, &top) in tops.iter().enumerate() {
+        // SAFETY: the region stays mapped while a stack of it (slot 5) is live.
+        let word = unsafe { (top as *const u64).read() };
+        let want = if i == 5 { 0xDEAD_BEEF } else { 0 };
+        assert_eq!(word, want, "slot {i}");
+    }
+    let again: Vec<_> = (0..7)
+        .map(|_| pool.take(DEFAULT_STACK_SIZE).unwrap())
+        .collect();
+    assert!(again.iter().all(guard_faults), "every guard survived");
+    again.into_iter().chain(held).for_each(|s| pool.give(s));
 }
 
 #[test]
@@ -277,7 +311,7 @@ fn mprotect_fallback_respects_the_map_budget() {
     assert_eq!(pool.mprotect_guards(), 3);
     assert!(guard_faults(&again));
     // SAFETY: nothing runs on `again`.
-    unsafe { discard(&again) };
+    unsafe { discard_all(std::slice::from_ref(&again)) };
     assert!(guard_faults(&again), "PROT_NONE survives MADV_DONTNEED");
     pool.give(again);
 }
