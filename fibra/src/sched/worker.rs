@@ -151,6 +151,7 @@ impl Worker {
             // costs ~80 ns on these VMs, too much for every tick.
             self.fire_timers();
             self.poll_io(); // a busy worker still serves its sockets (Go polls in findrunnable)
+            self.offer_core();
             if let Some(f) = self.shared.inject.pop() {
                 return Some(f);
             }
@@ -227,15 +228,8 @@ impl Worker {
                     break Some(f);
                 }
             }
-            if serving_io && round == 0 {
-                // Offer the core before looking for more (sched_yield; ~0.2 µs when nobody
-                // else is runnable). With no fiber of ours waiting, this is the cheapest moment
-                // to let a thread that shares the cores run (a server's clients, a sidecar):
-                // otherwise the kernel only gets the core back by preempting us later, at a
-                // moment when fibers pinned here wait behind it. Under `wrk -c100` the p99 fell
-                // from ~4.4 to ~1.9 ms and req/s rose ~5%; the workers stop sleeping under load
-                // (the yield lets the load produce the next requests), docs/lab/IDLE.md.
-                std::thread::yield_now();
+            if round == 0 {
+                self.offer_core(); // nothing of ours waits: the cheapest moment
             }
             // Readiness for this worker's sockets ends the search too (Go's spinning Ms poll
             // the network as well): without it a reply arriving while we spin waited for the
@@ -685,6 +679,28 @@ impl Worker {
         x ^= x << 5;
         self.rng.set(x);
         x
+    }
+
+    /// Offers this worker's core to another thread (`sched_yield`: ~0.2 µs when no other
+    /// thread is runnable) if the worker serves sockets and fewer fibers wait here than it runs
+    /// between two polls of its reactor. Called when its queues run dry (before it searches)
+    /// and at each busy poll. A server shares its cores with its clients, sidecars and
+    /// neighbours; without this the kernel gets a core back only by preempting a worker at a
+    /// moment of its choosing (EEVDF lets the running thread finish its 1.4 ms slice first), so
+    /// a client's thread waits for its core with answers in its socket, and the fibers pinned
+    /// behind the preempted worker wait too. Yielding where few of ours wait moves that switch
+    /// to a cheap moment; with many queued (1,000 connections) they would pay for it, so the
+    /// worker runs on and lets the kernel preempt it. Under `wrk -t2` on 2 shared cores the
+    /// p99 at 100 connections fell from ~2.8 to ~1.4 ms (hyper's server: ~5 to ~1.8 ms), with
+    /// req/s and the 1,000-connection row unchanged (docs/lab/IDLE.md). Workers without
+    /// sockets (channel, spawn and switch loads) never yield here.
+    fn offer_core(&self) {
+        let few_waiting = || {
+            self.pinned.borrow().len() + self.local.borrow().len() < GLOBAL_QUEUE_INTERVAL as usize
+        };
+        if self.slot().reactor.has_registrations() && few_waiting() {
+            std::thread::yield_now();
+        }
     }
 
     pub(super) fn run_next_is_empty(&self) -> bool {
