@@ -14,26 +14,7 @@ use common::{two_workers_without_monitor, watchdog};
 fn a_burst_spawned_with_spread_is_shared_out() {
     let _w = watchdog("a_burst_spawned_with_spread_is_shared_out");
     const N: usize = 20;
-    let per_thread = two_workers_without_monitor().run(|| {
-        let (stop_tx, stop_rx) = fibra::chan::bounded::<()>(0);
-        let fibers: Vec<_> = (0..N)
-            .map(|_| {
-                let stop_rx = stop_rx.clone();
-                let handler = move || {
-                    let thread = std::thread::current().name().map(str::to_owned);
-                    let _ = stop_rx.recv(); // lives until the end
-                    thread
-                };
-                fibra::Builder::new().spread().spawn(handler).unwrap()
-            })
-            .collect();
-        drop(stop_tx);
-        let mut counts = std::collections::HashMap::new();
-        for fiber in fibers {
-            *counts.entry(fiber.join().unwrap()).or_insert(0usize) += 1;
-        }
-        counts.into_values().collect::<Vec<_>>()
-    });
+    let per_thread = spread_burst_per_worker(N);
     assert_eq!(per_thread.len(), 2, "all {N} fibers started on one worker");
     // The hint levels the loads (about 10 each, the root fiber counting on its worker); a
     // worker that loses its core meanwhile has some of its share stolen, hence the slack.
@@ -50,28 +31,34 @@ fn a_burst_spawned_with_spread_is_shared_out() {
 fn a_large_burst_is_split_evenly() {
     let _w = watchdog("a_large_burst_is_split_evenly");
     const N: usize = 1_024;
-    let per_thread = two_workers_without_monitor().run(|| {
+    let per_thread = spread_burst_per_worker(N);
+    // 512 each (the root fiber counts on its worker, so 511/513 is as even): a worker's loss
+    // of its core during the burst no longer moves fibers.
+    let lo = per_thread.iter().copied().min().unwrap_or(0);
+    assert!(per_thread.len() == 2 && lo >= N / 2 - 2, "{per_thread:?}");
+}
+
+/// Spawns `n` long-lived fibers with `Builder::spread` before any has started (an accept loop
+/// taking a burst), on two workers; returns how many started on each worker.
+fn spread_burst_per_worker(n: usize) -> Vec<usize> {
+    two_workers_without_monitor().run(move || {
         let (stop_tx, stop_rx) = fibra::chan::bounded::<()>(0);
-        let fibers: Vec<_> = (0..N)
+        let fibers: Vec<_> = (0..n)
             .map(|_| {
                 let stop_rx = stop_rx.clone();
                 let handler = move || {
                     let thread = std::thread::current().name().map(str::to_owned);
-                    let _ = stop_rx.recv();
+                    let _ = stop_rx.recv(); // lives until the end
                     thread
                 };
                 fibra::Builder::new().spread().spawn(handler).unwrap()
             })
             .collect();
-        drop(stop_tx);
+        drop(stop_tx); // every receiver sees the disconnection
         let mut counts = std::collections::HashMap::new();
         for fiber in fibers {
             *counts.entry(fiber.join().unwrap()).or_insert(0usize) += 1;
         }
-        counts.into_values().collect::<Vec<_>>()
-    });
-    // 512 each (the root fiber counts on its worker, so 511/513 is as even): a worker's loss
-    // of its core during the burst no longer moves fibers.
-    let lo = per_thread.iter().copied().min().unwrap_or(0);
-    assert!(per_thread.len() == 2 && lo >= N / 2 - 2, "{per_thread:?}");
+        counts.into_values().collect()
+    })
 }
