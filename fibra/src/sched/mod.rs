@@ -55,7 +55,6 @@ mod shutdown;
 mod spare;
 pub(crate) mod stall;
 mod stall_log;
-mod stall_print;
 pub(crate) mod stats;
 mod steal;
 pub(crate) mod worker;

@@ -23,8 +23,7 @@
 //!    same worker holds is a deadlock, reported with the holder and its stack
 //!    (`lock_holder.rs`). The `on_stall` hook gets each episode as it begins;
 //!    without one, the default log prints a begin and an end line, sums up repeats and keeps
-//!    to a rate limit (`stall_log.rs`). The monitor only copies the stuck stack; the log's
-//!    nice-19 printer thread symbolises and writes it (`stall_print.rs`).
+//!    to a rate limit (`stall_log.rs`).
 //!
 //! # Failures
 //! - A spare that cannot start (`RLIMIT_NPROC`, `EAGAIN`) is reported once per session; the
@@ -70,10 +69,10 @@ macro_rules! say {
 use super::lock_holder;
 use super::queue::{self, Local};
 use super::stall::{
-    cpu_time, sched_stat, syscall_of, thread_state, Evidence, StallKind, StallReport, Syscall,
+    cpu_time, sched_stat, syscall_of, thread_state, Evidence, LockHolder, StallKind, StallReport,
+    Syscall,
 };
 use super::stall_log::{Shown, StallLog};
-use super::stall_print::Begin;
 use super::worker::Worker;
 use super::Shared;
 use crate::fiber::{FiberId, FiberRef};
@@ -251,10 +250,7 @@ pub(crate) fn start(shared: &Arc<Shared>) -> std::io::Result<Option<JoinHandle<(
     }
     let monitor = Monitor {
         shared: shared.clone(),
-        log: StallLog::new(
-            Instant::now(),
-            format!("{}-stalls", shared.config.thread_name),
-        ),
+        log: StallLog::new(Instant::now()),
         watch: (0..shared.slots.len()).map(|_| Watch::default()).collect(),
         spares: (0..shared.config.max_spare_workers).map(|_| None).collect(),
         scratch: queue::local().0,
@@ -670,30 +666,29 @@ impl Monitor {
         // very cores the thread is waiting for (a warm fs read loop on a loaded 2-core machine
         // lost ~20% of its CPU share to it, `fibra-lab run fs`).
         let preempted = report.kind == StallKind::Preempted;
+        let fill = |report: &mut StallReport| {
+            if preempted {
+                return;
+            }
+            report.stack = stack_of(signal);
+            report.holder = holder.as_ref().map(|h| LockHolder {
+                fiber_id: FiberId::new(h.fiber.identity.id),
+                fiber_name: h.fiber.identity.name.as_deref().map(str::to_owned),
+                spawned_at: h.fiber.identity.location,
+                stack: h.frames(),
+            });
+        };
         let shown = match &self.shared.config.on_stall {
             None => {
                 let shown = self.log.admit(&report, now);
                 if shown == Shown::Printed {
-                    // Copied now, while the thread is stuck; symbolised by the log's
-                    // low-priority printer (`stall_print.rs`).
-                    let begin = Begin {
-                        report: report.clone(),
-                        stack: (!preempted).then(|| capture_running(signal)).flatten(),
-                        holder: holder.filter(|_| !preempted),
-                    };
-                    self.log.print_begin_later(begin);
+                    fill(&mut report);
+                    self.log.print_begin(&report);
                 }
                 shown
             }
             Some(hook) => {
-                if !preempted {
-                    report = Begin {
-                        report,
-                        stack: capture_running(signal),
-                        holder,
-                    }
-                    .finish();
-                }
+                fill(&mut report);
                 let delivered =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (hook.0)(&report)));
                 if let Err(payload) = delivered {
@@ -711,22 +706,20 @@ impl Monitor {
 /// is runnable but starved of a core by other processes can take a few scheduler slices.
 const CAPTURE_TIMEOUT: Duration = Duration::from_millis(250);
 
-/// The symbolised stack, `(function, file:line:col)` innermost first, of the thread driving
-/// `signal`'s slot, taken now without stopping it (see [`capture_running`]); `None` if it did
-/// not answer, or its run ended meanwhile. Any thread but that one. `debug::dump` shows it for
-/// running fibers.
-pub(crate) fn running_stack(signal: &RunSignal) -> Option<Vec<(String, Option<String>)>> {
-    let snap = capture_running(signal)?;
-    let frames = crate::sys::unwind(snap.ip, snap.sp, snap.bp, &snap.stack);
-    Some(crate::sys::symbolise(&frames))
+/// The stack of the thread driving `signal`'s slot, now, from the running fiber's frames
+/// down to its entry: a signal makes the thread copy its registers and live stack
+/// (`sys/linux/capture.rs`); the copy is unwound and symbolised here. Empty if the thread did
+/// not answer within `CAPTURE_TIMEOUT` (it cannot be interrupted: stopped, or the signal blocked).
+fn stack_of(signal: &RunSignal) -> Vec<String> {
+    running_stack(signal)
+        .map(super::stall::fiber_frames)
+        .unwrap_or_default()
 }
 
-/// A copy of the registers and live stack of the thread driving `signal`'s slot, now, from
-/// the running fiber's frames down to its entry: a signal makes the thread copy them
-/// (`sys/linux/capture.rs`). `None` if the thread did not answer within `CAPTURE_TIMEOUT`
-/// (it cannot be interrupted: stopped, or the signal blocked), or its run ended meanwhile.
-/// Any thread but that one.
-fn capture_running(signal: &RunSignal) -> Option<crate::sys::Snapshot> {
+/// The symbolised stack, `(function, file:line:col)` innermost first, of the thread driving
+/// `signal`'s slot, taken now without stopping it (see [`stack_of`]); `None` if it did not
+/// answer, or its run ended meanwhile. Any thread but that one. `debug::dump` shows it for running fibers.
+pub(crate) fn running_stack(signal: &RunSignal) -> Option<Vec<(String, Option<String>)>> {
     let tid = signal.tid.load(Relaxed);
     // SAFETY: `gettid` has no preconditions.
     if tid == 0 || tid == unsafe { libc::gettid() } {
@@ -740,7 +733,8 @@ fn capture_running(signal: &RunSignal) -> Option<crate::sys::Snapshot> {
     if seq % 2 == 0 || signal.seq.load(Acquire) != seq {
         return None;
     }
-    Some(snap)
+    let frames = crate::sys::unwind(snap.ip, snap.sp, snap.bp, &snap.stack);
+    Some(crate::sys::symbolise(&frames))
 }
 
 /// The cause of a stall under way, judged again with the CPU time over all of it so far: a

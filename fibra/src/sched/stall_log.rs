@@ -21,7 +21,6 @@ use std::panic::Location;
 use std::time::{Duration, Instant};
 
 use super::stall::{StallKind, StallReport};
-use super::stall_print::{Begin, Line, Printer};
 
 /// Repeats of one fiber's stalls are summed up over this long.
 pub(crate) const WINDOW: Duration = Duration::from_secs(10);
@@ -56,25 +55,20 @@ pub(crate) struct StallLog {
     tokens: u32,
     refilled: Instant,
     limited: u32,
-    /// Where the lines go: stderr (through the printer thread), or a test's buffer.
-    out: Box<dyn FnMut(Line) + Send>,
+    /// Where the lines go: stderr, or a test's buffer.
+    out: Box<dyn FnMut(&str) + Send>,
 }
 
 impl StallLog {
-    /// The default log: its lines are written by a low-priority thread called `printer`,
-    /// which also symbolises begin lines' stacks (`stall_print.rs`).
-    pub(crate) fn new(now: Instant, printer: String) -> StallLog {
-        let mut printer = Printer::new(printer);
-        StallLog::with_out(now, Box::new(move |line| printer.print(line)))
+    pub(crate) fn new(now: Instant) -> StallLog {
+        // Straight to fd 2, not under std's stderr lock (`monitor.rs`, `say!`).
+        StallLog::with_sink(
+            now,
+            Box::new(|line| crate::sys::write_stderr(format!("{line}\n").as_bytes())),
+        )
     }
 
-    /// A log that hands its lines, as text, to `out` (tests).
-    #[cfg(test)]
-    pub(crate) fn with_sink(now: Instant, mut out: Box<dyn FnMut(&str) + Send>) -> StallLog {
-        StallLog::with_out(now, Box::new(move |line: Line| out(&line.into_text())))
-    }
-
-    fn with_out(now: Instant, out: Box<dyn FnMut(Line) + Send>) -> StallLog {
+    pub(crate) fn with_sink(now: Instant, out: Box<dyn FnMut(&str) + Send>) -> StallLog {
         StallLog {
             repeats: HashMap::new(),
             tokens: BURST,
@@ -96,15 +90,8 @@ impl StallLog {
     }
 
     /// Prints the begin line of a stall that [`admit`](Self::admit) let through.
-    #[cfg(test)]
     pub(crate) fn print_begin(&mut self, r: &StallReport) {
-        (self.out)(Line::Text(r.to_string()));
-    }
-
-    /// Prints the begin line of a stall that [`admit`](Self::admit) let through, its stacks
-    /// symbolised first, off the monitor thread.
-    pub(crate) fn print_begin_later(&mut self, begin: Begin) {
-        (self.out)(Line::Begin(Box::new(begin)));
+        (self.out)(&r.to_string());
     }
 
     /// A stall began: is its begin line printed, folded into a repeat count or held back by
@@ -142,13 +129,13 @@ impl StallLog {
             rep.worst = rep.worst.max(lasted);
         }
         if shown == Shown::Printed {
-            (self.out)(Line::Text(format!(
+            (self.out)(&format!(
                 "fibra: worker {} free again: {} was stuck {} ms ({})",
                 r.worker,
                 r.who(),
                 lasted.as_millis(),
                 r.cause_short()
-            )));
+            ));
         }
     }
 
@@ -178,16 +165,16 @@ impl StallLog {
             true
         });
         for l in lines {
-            (self.out)(Line::Text(l));
+            (self.out)(&l);
         }
         self.refill(now);
         if self.limited > 0 && self.tokens > 0 {
             self.tokens -= 1;
             let n = std::mem::take(&mut self.limited);
-            (self.out)(Line::Text(format!(
+            (self.out)(&format!(
                 "fibra: {n} more stall reports held back by the rate limit ({BURST} at once, \
                  then one a second)"
-            )));
+            ));
         }
     }
 

@@ -8,8 +8,7 @@
 //!   policy declines), [`ensure_alt_stack`], [`write_stderr`].
 //! - Memory of our own process read through the kernel: [`read_own`] (no fault, no race).
 //! - Threads: [`spawn_thread`] for the runtime's elastic threads (pool threads, spare workers),
-//!   with a hidden switch that makes starts fail for tests (`linux/thread.rs`);
-//!   [`lower_own_priority`] for threads whose work can wait for an idle core.
+//!   with a hidden switch that makes starts fail for tests (`linux/thread.rs`).
 //! - Valgrind: [`valgrind`] client requests (stacks, memcheck's view of memory); no-ops unless
 //!   built with `--cfg fibra_valgrind`.
 //!
@@ -22,7 +21,7 @@ mod linux;
 pub(crate) mod valgrind;
 
 pub(crate) use linux::capture::{
-    capture_signal, capture_thread, install_capture_handler, own_stack_bounds, Snapshot,
+    capture_signal, capture_thread, install_capture_handler, own_stack_bounds,
 };
 pub(crate) use linux::mem::{
     discard, force_mprotect_guards, guard_madvise, guard_madvise_many, guard_mprotect,
@@ -30,7 +29,7 @@ pub(crate) use linux::mem::{
 };
 pub(crate) use linux::peek::read_own;
 pub(crate) use linux::signal::{ensure_alt_stack, install_fault_handler, write_stderr};
+pub(crate) use linux::thread::spawn_thread;
 #[doc(hidden)]
 pub use linux::thread::{fail_thread_starts, pending_thread_start_failures, ThreadStart};
-pub(crate) use linux::thread::{lower_own_priority, spawn_thread};
 pub(crate) use linux::unwind::{symbolise, unwind};

@@ -51,19 +51,3 @@ where
     }
     thread::Builder::new().name(name).spawn(f)
 }
-
-/// The calling thread: lowers its own scheduling priority to the lowest (nice 19), so it runs
-/// mostly on cores nothing else wants. On Linux a nice value is per thread. Raising one's own
-/// nice value needs no privilege (lowering it again would), so this cannot fail for lack of
-/// one; an error is returned as is.
-pub(crate) fn lower_own_priority() -> io::Result<()> {
-    // SAFETY: `gettid` has no preconditions.
-    let tid = unsafe { libc::gettid() };
-    // SAFETY: `setpriority` reads only its arguments; `tid` names this very thread.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
